@@ -1,0 +1,42 @@
+# The two commands of the README:  make run  |  make test
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: setup run test test-unit test-e2e bench clean-state stop help
+
+help:
+	@echo "make run    set everything up, start Asterisk (sandbox) and the gateway; Ctrl-C stops both"
+	@echo "make test   set everything up and run the whole test suite (end-to-end included)"
+	@echo "make setup  everything but starting (idempotent)"
+	@echo "make bench  the figures (bench/); slow"
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml
+	@echo "==> installing the gateway and its dependencies into $(VENV)"
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,speech]'
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+setup: $(STAMP)
+	$(BIN)/gateway setup
+
+run: setup
+	$(BIN)/gateway run
+
+test: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
+
+stop:
+	-$(BIN)/gateway sandbox down
+
+bench: setup
+	$(BIN)/python bench/foundation.py

@@ -1,0 +1,104 @@
+"""One call's life in the gateway: from the FastAGI session to the draft ticket.
+
+This is where the pure flow interpreter meets the PBX channel and the ticket
+store. The observer writes every step as it happens, creates the draft
+ticket *before* the caller is recorded or handed to a queue (so the database,
+not this process, holds the ticket when Asterisk goes on), and keeps the
+recording's path on the ticket.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Callable
+
+from gateway.errors import ChannelHangup
+from gateway.ivr_flows.channel import Recording
+from gateway.ivr_flows.engine import CallState, Interpreter
+from gateway.ivr_flows.model import GatewayConfig
+from gateway.masking import mask_number
+from gateway.ticketing.store import TicketStore
+
+log = logging.getLogger(__name__)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class StoreObserver:
+    """Persists a call's progress through the flow."""
+
+    def __init__(self, store: TicketStore, *, recording_path: Callable[[Recording], str]) -> None:
+        self.store = store
+        self.recording_path = recording_path
+
+    async def step(self, state: CallState, entry: dict) -> None:
+        await self.store.record_step(state.uniqueid, entry)
+
+    async def ticket_point(self, state: CallState) -> None:
+        v = state.vars
+        await self.store.ensure_ticket(
+            state.uniqueid,
+            category=v.get("category") or None,
+            channel_kind=v.get("channel_kind") or None,
+            confidential=bool(v.get("confidential", False)),
+            handled_by=v.get("handled_by") or None,
+            queue=state.queue,
+            department=v.get("department") or None,
+        )
+
+    async def recorded(self, state: CallState, recording: Recording) -> None:
+        await self.store.set_recording(
+            state.uniqueid, path=self.recording_path(recording), duration_ms=recording.duration_ms
+        )
+
+
+class CallHandler:
+    """Runs the IVR for each FastAGI session, on the configuration current when the call starts."""
+
+    def __init__(
+        self,
+        *,
+        store: TicketStore,
+        config_source: Callable[[], GatewayConfig],
+        channel_factory: Callable,
+        recording_path: Callable[[Recording], str],
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.store = store
+        self.config_source = config_source
+        self.channel_factory = channel_factory
+        self.recording_path = recording_path
+        self.clock = clock
+        self.active = 0
+        self.completed = 0
+
+    async def __call__(self, session) -> None:
+        config = self.config_source()  # a call finishes on the version it started with
+        env = session.env
+        dialled = (env.args[0] if env.args else "") or env.extension
+        line = config.line(dialled)
+        channel = self.channel_factory(session)
+        if line is None:
+            log.warning("call %s to %s: no such line; hanging up", env.uniqueid, dialled)
+            await channel.hangup()
+            return
+        state = CallState(uniqueid=env.uniqueid, line=line, caller=env.callerid, dialled=dialled)
+        await self.store.start_call(
+            uniqueid=env.uniqueid, channel=env.channel, caller_number=env.callerid, dialled_number=dialled,
+            line_number=line.number, line_name=line.name, merge_mode=line.mode, department=line.department,
+            flow_version=config.version, started_at=self.clock(),
+        )
+        log.info("call %s from %s to %s (%s) started", env.uniqueid, mask_number(env.callerid), dialled, line.mode)
+        self.active += 1
+        try:
+            await Interpreter(config, clock=self.clock).run(state, channel, StoreObserver(
+                self.store, recording_path=self.recording_path))
+        except ChannelHangup:
+            pass
+        finally:
+            self.active -= 1
+            self.completed += 1
+        log.info("call %s left the IVR: %s %s", env.uniqueid, state.outcome, state.path_text)

@@ -1,0 +1,243 @@
+"""The ``gateway`` command: serve, run, call, config check, sandbox, render."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from gateway import logs
+from gateway.errors import ConfigError, GatewayError
+from gateway.settings import Settings, ensure_ami_secret, load_settings
+
+
+def _progress(message: str) -> None:
+    print(f"==> {message}", file=sys.stderr, flush=True)
+
+
+def _settings(*, secret: bool = True) -> Settings:
+    settings = load_settings()
+    if secret and not settings.ami_secret:
+        settings = settings.with_(ami_secret=ensure_ami_secret(settings.state_dir))
+    return settings
+
+
+# -- config --------------------------------------------------------------------------------
+def cmd_config_check(args) -> int:
+    from gateway.ivr_flows.validate import load_config
+
+    directory = Path(args.dir or load_settings().config_dir)
+    try:
+        config = load_config(directory)
+    except ConfigError as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "errors": [p.as_dict() for p in exc.problems]}, ensure_ascii=False, indent=2))
+        else:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            print(f"{len(exc.problems)} error(s); configuration refused", file=sys.stderr)
+        return 1
+    modes = {}
+    for line in config.lines.values():
+        modes[line.mode] = modes.get(line.mode, 0) + 1
+    if args.json:
+        print(json.dumps({"ok": True, "version": config.version, "lines": len(config.lines), "modes": modes}))
+    else:
+        print(f"{directory}: OK, version {config.version}, {len(config.lines)} lines "
+              f"({', '.join(f'{k}: {v}' for k, v in sorted(modes.items()))}), {len(config.queues)} queues")
+    return 0
+
+
+# -- render / sandbox -------------------------------------------------------------------------
+def render(settings: Settings) -> None:
+    from gateway.ivr_flows.validate import load_config
+    from gateway.pbx import dialplan, prompts
+
+    config = load_config(settings.config_dir)
+    dialplan.write_config(config, settings)
+    prompts.render_all(config, out_dir=settings.prompts_dir, cache_dir=settings.cache_dir,
+                       override_dir=settings.prompt_override_dir, progress=_progress)
+    _progress(f"Asterisk config for version {config.version} written to {settings.instance_dir / 'etc'}")
+
+
+def cmd_render(args) -> int:
+    render(_settings())
+    return 0
+
+
+def cmd_setup(args) -> int:
+    from gateway.pbx import sandbox
+
+    settings = _settings()
+    sandbox.ensure_host_packages(_progress)
+    sandbox.ensure_root(settings.cache_dir, _progress)
+    render(settings)
+    _progress("setup complete")
+    return 0
+
+
+def sandbox_up(settings: Settings) -> int:
+    from gateway.pbx import sandbox
+
+    sandbox.ensure_host_packages(_progress)
+    root = sandbox.ensure_root(settings.cache_dir, _progress)
+    render(settings)
+    pid = sandbox.start(root=root, instance_dir=settings.instance_dir, progress=_progress)
+    _progress(f"Asterisk running (pid {pid}); AMI 127.0.0.1:{settings.ami_port}, SIP 127.0.0.1:{settings.sip_port}")
+    return pid
+
+
+def cmd_sandbox(args) -> int:
+    from gateway.pbx import sandbox
+
+    settings = _settings()
+    root = sandbox.root_dir(settings.cache_dir)
+    if args.action == "up":
+        sandbox_up(settings)
+    elif args.action == "down":
+        stopped = sandbox.stop(instance_dir=settings.instance_dir, root=root)
+        _progress("Asterisk stopped" if stopped else "Asterisk was not running")
+    else:
+        print(json.dumps(sandbox.status(instance_dir=settings.instance_dir, root=root), indent=2))
+    return 0
+
+
+# -- serve / run -------------------------------------------------------------------------------
+async def _serve(settings: Settings, *, with_sandbox: bool) -> None:
+    from gateway.app import Gateway
+
+    gateway = Gateway(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await gateway.start()
+    try:
+        connected = await gateway.ami.wait_connected(10)
+        lines = ", ".join(f"{n} ({ln.mode})" for n, ln in gateway.config.lines.items())
+        print("12345 gateway is running. Listening on:", flush=True)
+        for name, where in gateway.listening().items():
+            print(f"  {name:11} {where}", flush=True)
+        print(f"  AMI         {'connected' if connected else 'NOT connected (retrying)'}", flush=True)
+        print(f"  lines       {lines}", flush=True)
+        print("  try:        .venv/bin/gateway call 12345 --from 13800138000 --digits 41", flush=True)
+        print("Press Ctrl-C to stop." if with_sandbox else "", flush=True)
+        await stop.wait()
+    finally:
+        await gateway.stop()
+
+
+def cmd_serve(args) -> int:
+    logs.setup(os.environ.get("GATEWAY_LOG_LEVEL", "INFO"))
+    asyncio.run(_serve(_settings(), with_sandbox=False))
+    return 0
+
+
+def cmd_run(args) -> int:
+    """Sandbox Asterisk + gateway in the foreground; Ctrl-C stops both."""
+    from gateway.pbx import sandbox
+
+    logs.setup(os.environ.get("GATEWAY_LOG_LEVEL", "INFO"))
+    settings = _settings()
+    started = time.monotonic()
+    sandbox_up(settings)
+    _progress(f"sandbox up in {time.monotonic() - started:.1f} s")
+    try:
+        asyncio.run(_serve(settings, with_sandbox=True))
+    finally:
+        sandbox.stop(instance_dir=settings.instance_dir, root=sandbox.root_dir(settings.cache_dir))
+        _progress("Asterisk stopped; nothing left running")
+    return 0
+
+
+# -- call ------------------------------------------------------------------------------------
+def cmd_call(args) -> int:
+    from gateway.pbx.simcall import CallScript, place_call
+
+    logs.setup("WARNING")
+    if args.digits and not all(c in "0123456789*#" for c in args.digits):
+        print("--digits takes only 0-9, * and #", file=sys.stderr)
+        return 2
+    if args.say and not Path(args.say).is_file():
+        print(f"--say {args.say}: no such file", file=sys.stderr)
+        return 2
+    script = CallScript(number=args.number, caller=args.caller, digits=args.digits or "",
+                        say=Path(args.say) if args.say else None, hangup_at_menu=args.hangup_at_menu,
+                        timeout=args.timeout)
+    result = asyncio.run(place_call(_settings(), script))
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(f"call      {result['uniqueid']} to {result['number']}")
+        print(f"path      {result['path'] or '(none)'}")
+        print(f"hang-up   {result['hangup_cause']} {result['hangup_cause_txt']}")
+        print(f"ticket    {result['ticket_id'] if result['ticket_id'] is not None else 'none'}")
+        print(f"duration  {result['duration_s']} s")
+    return 0
+
+
+def cmd_db(args) -> int:
+    from gateway.ticketing import migrate
+
+    settings = load_settings()
+    migrate.upgrade(settings.database_url)
+    print(f"database at revision {migrate.current(settings.database_url)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="12345 intake gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the gateway (FastAGI, AMI client, HTTP)")
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("run", help="start the Asterisk sandbox and the gateway; Ctrl-C stops both")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("setup", help="install host packages, build the sandbox, render config and prompts")
+    p.set_defaults(func=cmd_setup)
+    p = sub.add_parser("render", help="render Asterisk's config and the voice prompts from config/")
+    p.set_defaults(func=cmd_render)
+    p = sub.add_parser("sandbox", help="the Asterisk sandbox")
+    p.add_argument("action", choices=("up", "down", "status"))
+    p.set_defaults(func=cmd_sandbox)
+    p = sub.add_parser("call", help="place a simulated call into the running system")
+    p.add_argument("number", help="the number dialled, e.g. 12345")
+    p.add_argument("--from", dest="caller", default="13800138000", help="the caller's number")
+    p.add_argument("--digits", default="", help="keys to press, one per menu, e.g. 41")
+    p.add_argument("--say", help="an audio file played when the caller is asked to describe the request")
+    p.add_argument("--hangup-at-menu", type=int, help="hang up when the Nth menu starts")
+    p.add_argument("--timeout", type=float, default=180.0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_call)
+    p = sub.add_parser("config", help="configuration tools")
+    csub = p.add_subparsers(dest="config_command", required=True)
+    c = csub.add_parser("check", help="validate config/ (hotlines.yaml, flows/)")
+    c.add_argument("dir", nargs="?")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_config_check)
+    p = sub.add_parser("db", help="database schema")
+    p.add_argument("action", choices=("upgrade",))
+    p.set_defaults(func=cmd_db)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except GatewayError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""IVR flows: validated flow data and a pure interpreter (no Asterisk imports)."""

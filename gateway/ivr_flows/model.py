@@ -1,0 +1,162 @@
+"""Typed, immutable configuration: flows, lines, queues, agents, schedules.
+
+Built only by :mod:`gateway.ivr_flows.validate`, which guarantees every
+reference resolves; the interpreter can therefore trust these objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Union
+
+MERGE_MODES = ("primary", "retired", "dual_number", "sub_centre")
+EMERGENCY_NUMBERS = frozenset({"110", "119", "120", "122"})
+CATEGORIES = ("咨询", "建议", "举报", "投诉", "求助")
+
+
+@dataclass(frozen=True)
+class PlayNode:
+    id: str
+    prompt: str
+    next: str
+    set: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MenuOption:
+    key: str
+    label: str
+    next: str
+    set: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MenuNode:
+    id: str
+    prompt: str
+    options: dict  # key -> MenuOption
+    on_failure: str
+    timeout: float = 5.0
+    retries: int = 2
+    invalid_prompt: str | None = None
+    no_input_prompt: str | None = None
+    default: str | None = None  # option taken when the caller presses nothing
+
+
+@dataclass(frozen=True)
+class RecordNode:
+    id: str
+    prompt: str
+    next: str
+    beep_prompt: str | None = None
+    max_seconds: float = 60.0
+    silence_seconds: float = 3.0
+
+
+@dataclass(frozen=True)
+class TransferNode:
+    id: str
+    default_queue: str
+    queue_from: tuple = ()  # variable names tried in order; first non-empty wins
+    prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class CalendarNode:
+    id: str
+    open: str
+    closed: dict  # after-hours action ("central", "hangup") -> node id
+
+
+@dataclass(frozen=True)
+class HangupNode:
+    id: str
+    prompt: str | None = None
+
+
+Node = Union[PlayNode, MenuNode, RecordNode, TransferNode, CalendarNode, HangupNode]
+
+
+@dataclass(frozen=True)
+class Flow:
+    id: str
+    language: str
+    start: str
+    prompts: dict  # prompt id -> text
+    nodes: dict  # node id -> Node
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Opening hours. ``weekly`` maps 0..6 (Monday=0) to ((start_min, end_min), ...)."""
+
+    name: str
+    always_open: bool = False
+    weekly: dict = field(default_factory=dict)
+    holidays: frozenset = frozenset()  # ISO dates closed all day
+    workdays: frozenset = frozenset()  # ISO dates (调休) that open with Monday's hours
+    timezone: str = "Asia/Shanghai"
+
+
+@dataclass(frozen=True)
+class Queue:
+    name: str
+    label: str
+    members: tuple = ()  # agent ids
+    strategy: str = "rrmemory"
+    timeout: int = 15  # seconds an agent's phone rings
+
+
+@dataclass(frozen=True)
+class Agent:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Line:
+    number: str
+    name: str
+    mode: str
+    flow: str = "main"
+    department: str | None = None
+    greeting: str | None = None
+    announcement: str | None = None
+    queue: str | None = None
+    handled_by: str | None = None
+    hours: str = "always"
+    after_hours: str = "central"
+
+    def prompt_overrides(self) -> dict:
+        """Prompt ids of the flow that this line replaces with its own text."""
+        out = {}
+        if self.greeting:
+            out["greeting"] = self.greeting
+        if self.announcement:
+            out["announcement"] = self.announcement
+        return out
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    lines: dict  # number -> Line
+    queues: dict  # name -> Queue
+    agents: dict  # id -> Agent
+    schedules: dict  # name -> Schedule
+    flows: dict  # id -> Flow
+    timezone: str = "Asia/Shanghai"
+
+    @property
+    def version(self) -> str:
+        """A short content hash: the same configuration always has the same version."""
+        blob = json.dumps(asdict(self), sort_keys=True, ensure_ascii=False, default=sorted)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
+
+    def line(self, number: str) -> Line | None:
+        return self.lines.get(number)
+
+    @property
+    def primary(self) -> Line:
+        return next(line for line in self.lines.values() if line.mode == "primary")

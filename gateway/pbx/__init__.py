@@ -1,0 +1,1 @@
+"""Asterisk adapters: AGI/FastAGI, AMI, AudioSocket, dialplan and sandbox."""

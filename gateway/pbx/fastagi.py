@@ -1,0 +1,398 @@
+"""Thin asyncio adapter for FastAGI: sockets in, :mod:`gateway.pbx.agi` does the protocol.
+
+Every read has a deadline and every end of stream is handled, so one bad peer
+ends only its own session and never stalls the event loop (panoramisk's header
+loop spins forever on a half header; ours cannot). Handlers get an
+:class:`AgiSession`; :class:`AgiChannel` turns a session into the
+:class:`gateway.ivr_flows.channel.CallChannel` the flow interpreter drives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import itertools
+import logging
+import posixpath
+import re
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+
+from gateway.errors import (
+    ChannelHangup,
+    GatewayError,
+    LocalProtocolError,
+    PbxError,
+    RemoteProtocolError,
+    SettingsError,
+)
+from gateway.ivr_flows.channel import Recording
+from gateway.masking import mask_number, mask_text
+from gateway.pbx import agi
+from gateway.pbx.agi import AgiEnvironment, AgiEnvironmentParser, AgiReply, AgiReplyReader
+
+READ_CHUNK = 4096
+RTT_KEPT = 1000
+
+
+class AgiTimeout(PbxError):
+    """Asterisk did not answer an AGI command (or send the environment) in time."""
+
+    status_code = 504
+    error_id = "agi-timeout"
+
+
+class AgiSession:
+    """One call: the environment plus serialized command/reply round trips."""
+
+    def __init__(
+        self,
+        env: AgiEnvironment,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        read_timeout: float,
+        initial: bytes = b"",
+        session_id: str = "",
+    ) -> None:
+        self.env = env
+        self.id = session_id or env.uniqueid
+        self.read_timeout = read_timeout
+        self.round_trip_times: list[float] = []  # seconds per command, the last RTT_KEPT
+        self._reader, self._writer = reader, writer
+        self._replies = AgiReplyReader(initial)
+        self._lock = asyncio.Lock()
+        self._broken: str | None = None  # set after a timeout or EOF: the reply stream is out of sync
+
+    @property
+    def hung_up(self) -> bool:
+        return self._replies.hung_up
+
+    async def command(self, cmd: bytes, *, timeout: float | None = None) -> AgiReply:
+        """Send one command built by :mod:`gateway.pbx.agi` and return its (200) reply."""
+        if not isinstance(cmd, bytes) or not cmd.endswith(b"\n") or cmd.count(b"\n") != 1:
+            raise LocalProtocolError("AGI command must be one line of bytes ending in \\n")
+        async with self._lock:
+            if self._broken:
+                raise ChannelHangup(f"AGI session unusable: {self._broken}")
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            try:
+                async with asyncio.timeout(timeout or self.read_timeout):
+                    self._writer.write(cmd)
+                    await self._writer.drain()
+                    reply = await self._read_reply()
+            except TimeoutError:
+                self._broken = "an earlier command timed out"
+                verb = cmd.split(b" ")[0].strip().decode("ascii", "replace")
+                raise AgiTimeout(f"no AGI reply to {verb} within {timeout or self.read_timeout} s") from None
+            except ConnectionError as exc:
+                self._broken = "connection lost"
+                raise ChannelHangup(f"AGI connection lost: {exc}") from None
+            self.round_trip_times.append(loop.time() - started)
+            if len(self.round_trip_times) > RTT_KEPT:
+                del self.round_trip_times[0]
+        return agi.check_reply(reply)
+
+    async def _read_reply(self) -> AgiReply:
+        while True:
+            event = self._replies.next_reply()
+            if isinstance(event, AgiReply):
+                return event
+            if event is agi.END_OF_STREAM:
+                self._broken = "connection closed by Asterisk"
+                raise ChannelHangup("AGI connection closed by Asterisk")
+            self._replies.receive_data(await self._reader.read(READ_CHUNK))
+
+    async def check_hangup(self, grace: float = 0.2) -> bool:
+        """Has the channel hung up? Waits up to ``grace`` s for a ``HANGUP`` line
+        that Asterisk sends just after a failing command's reply."""
+        if self.hung_up or self._broken:
+            return True
+        async with self._lock:
+            try:
+                async with asyncio.timeout(grace):
+                    while not self._replies.consume_hangup():
+                        if self._replies.at_eof:
+                            self._broken = "connection closed by Asterisk"
+                            return True
+                        self._replies.receive_data(await self._reader.read(READ_CHUNK))
+            except TimeoutError:
+                pass
+            except ConnectionError:
+                self._broken = "connection lost"
+                return True
+        return self.hung_up
+
+
+Handler = Callable[[AgiSession], Awaitable[None]]
+
+
+class FastAgiServer:
+    """Accept FastAGI connections from ``allowed_peers`` and run ``handler(session)`` per call."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        host: str,
+        port: int,
+        allowed_peers: tuple[str, ...],
+        read_timeout: float = 30.0,
+        header_timeout: float = 5.0,
+        logger: logging.Logger | None = None,
+        stop_grace: float = 5.0,
+    ) -> None:
+        if not callable(handler):
+            raise SettingsError("FastAGI handler must be an async callable")
+        try:
+            self._allowed = tuple(ipaddress.ip_network(p, strict=False) for p in allowed_peers)
+        except (TypeError, ValueError) as exc:
+            raise SettingsError(f"bad FastAGI allowed_peers {allowed_peers!r}: {exc}") from None
+        self._handler = handler
+        self._host, self._requested_port = host, port
+        self.read_timeout, self.header_timeout, self.stop_grace = read_timeout, header_timeout, stop_grace
+        self._log = logger or logging.getLogger(__name__)
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._ids = itertools.count(1)
+        self.accepted = self.refused = self.protocol_errors = self.completed = 0
+        self.hangups = self.handler_errors = self.timeouts = 0
+
+    @property
+    def port(self) -> int:
+        if self._server is None or not self._server.sockets:
+            raise GatewayError("FastAGI server is not started")
+        return self._server.sockets[0].getsockname()[1]
+
+    @property
+    def sessions(self) -> int:
+        return len(self._tasks)
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "accepted": self.accepted, "refused": self.refused, "protocol_errors": self.protocol_errors,
+            "completed": self.completed, "hangups": self.hangups, "handler_errors": self.handler_errors,
+            "timeouts": self.timeouts, "sessions": self.sessions,
+        }  # fmt: skip
+
+    async def start(self) -> None:
+        if self._server is not None:
+            raise GatewayError("FastAGI server already started")
+        self._server = await asyncio.start_server(self._on_connect, self._host, self._requested_port)
+        self._log.info("FastAGI listening on %s:%d", self._host, self.port)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop listening, let sessions finish for ``grace`` s, then cancel the rest."""
+        if self._server is None:
+            return
+        self._server.close()
+        tasks = set(self._tasks)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.stop_grace if grace is None else grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                self._log.warning("FastAGI stop: cancelled %d session(s) after grace period", len(pending))
+                await asyncio.wait(pending, timeout=5.0)
+        await self._server.wait_closed()
+        self._server = None
+
+    def _peer_allowed(self, peer: object) -> bool:
+        try:
+            address = ipaddress.ip_address(peer[0].split("%")[0])  # type: ignore[index]
+        except (TypeError, ValueError, IndexError, AttributeError):
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self._allowed)
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sid = f"agi-{next(self._ids)}"
+        peer = writer.get_extra_info("peername")
+        if not self._peer_allowed(peer):
+            self.refused += 1
+            self._log.warning("FastAGI %s: refused connection from %s: peer not in allowed_peers", sid, peer)
+            await self._close(writer)
+            return
+        self.accepted += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await self._run_session(sid, reader, writer)
+        finally:
+            self._tasks.discard(task)
+            await self._close(writer)
+
+    async def _run_session(self, sid: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            parser = AgiEnvironmentParser()
+            async with asyncio.timeout(self.header_timeout):
+                env = None
+                while env is None:
+                    env = parser.receive_data(await reader.read(READ_CHUNK))
+        except TimeoutError:
+            self.timeouts += 1
+            self._log.warning("FastAGI %s: no complete AGI environment within %s s", sid, self.header_timeout)
+            return
+        except RemoteProtocolError as exc:
+            self.protocol_errors += 1
+            self._log.warning("FastAGI %s: bad AGI environment: %s", sid, mask_text(str(exc)))
+            return
+        except ConnectionError as exc:
+            self.protocol_errors += 1
+            self._log.warning("FastAGI %s: connection lost during AGI environment: %s", sid, exc)
+            return
+        session = AgiSession(
+            env, reader, writer, read_timeout=self.read_timeout, initial=parser.trailing_data, session_id=sid
+        )
+        self._log.info(
+            "FastAGI %s: call uid=%s script=%s caller=%s",
+            sid, env.uniqueid, env.network_script, mask_number(env.callerid),
+        )  # fmt: skip
+        try:
+            await self._handler(session)
+        except ChannelHangup as exc:
+            self.hangups += 1
+            self._log.info("FastAGI %s: caller hung up: %s", sid, mask_text(str(exc)))
+        except RemoteProtocolError as exc:
+            self.protocol_errors += 1
+            self._log.warning("FastAGI %s: protocol error from Asterisk: %s", sid, mask_text(str(exc)))
+        except AgiTimeout as exc:
+            self.timeouts += 1
+            self._log.warning("FastAGI %s: %s", sid, mask_text(str(exc)))
+        except Exception as exc:  # noqa: BLE001 - a failing flow ends only its own call
+            self.handler_errors += 1
+            text = "".join(traceback.format_exception(exc))
+            self._log.error("FastAGI %s: handler failed:\n%s", sid, mask_text(text))
+        else:
+            self.completed += 1
+
+    async def _close(self, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+        try:
+            async with asyncio.timeout(1.0):
+                await writer.wait_closed()
+        except (TimeoutError, ConnectionError, OSError):
+            pass
+
+
+# --------------------------------------------------------------------------- CallChannel
+
+_NAME = re.compile(r"[A-Za-z0-9._-]+")
+_QUEUE = re.compile(r"[A-Za-z0-9_-]+")
+_KEYS = re.compile(r"[0-9*#]*")
+MAX_LENGTH_SLACK_MS = 250
+
+
+class AgiChannel:
+    """:class:`~gateway.ivr_flows.channel.CallChannel` over one FastAGI session.
+
+    ``prompt_path`` maps a prompt id to the path Asterisk plays (no extension);
+    ``recording_dir_pbx`` is the recording directory as Asterisk sees it.
+    """
+
+    def __init__(
+        self,
+        session: AgiSession,
+        prompt_path: Callable[[str], str],
+        recording_dir_pbx: str,
+        *,
+        play_timeout: float = 300.0,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self._session = session
+        self._prompt_path = prompt_path
+        self._recording_dir = recording_dir_pbx.rstrip("/") or "/"
+        self._play_timeout = play_timeout
+        self._log = logger or logging.getLogger(__name__)
+        self._finished: str | None = None
+
+    async def _command(self, cmd: bytes, *, timeout: float | None = None) -> AgiReply:
+        if self._finished:
+            raise ChannelHangup(f"call already {self._finished}")
+        return await self._session.command(cmd, timeout=timeout)
+
+    async def _failed(self, what: str) -> None:
+        """A result=-1: a hangup raises ChannelHangup, anything else is only logged."""
+        if await self._session.check_hangup():
+            raise ChannelHangup(f"caller hung up during {what}")
+        self._log.warning("AGI %s: %s failed (result=-1; missing sound file?)", self._session.id, what)
+
+    async def play(self, prompt_id: str) -> None:
+        path = self._prompt_path(prompt_id)
+        reply = await self._command(agi.stream_file(path, ""), timeout=self._play_timeout)
+        if reply.result == "-1":
+            await self._failed(f"play {prompt_id!r}")
+
+    async def collect_digits(self, prompt_id: str, *, max_digits: int, timeout: float) -> str:
+        """GET DATA; a timeout returns the keys typed so far (maybe '')."""
+        path = self._prompt_path(prompt_id)
+        cmd = agi.get_data(path, max(1, int(timeout * 1000)), max_digits)
+        reply = await self._command(cmd, timeout=timeout + 120.0)
+        if reply.result == "-1":
+            await self._failed(f"collect digits with {prompt_id!r}")
+            return ""
+        if not _KEYS.fullmatch(reply.result):
+            raise RemoteProtocolError(f"GET DATA returned non-key result {reply.result[:40]!r}")
+        return reply.result
+
+    async def record(
+        self, name: str, *, max_seconds: float, silence_seconds: float, beep_prompt_id: str | None
+    ) -> Recording:
+        """RECORD FILE <dir>/<name> wav "#" <ms> s=<n>.
+
+        How it ended, from the reply: ``result=-1`` (e.g. ``(hangup)``) -> "hangup",
+        returned rather than raised so the audio is kept (the next command raises);
+        ``(dtmf)`` with result 35 ('#') -> "dtmf"; ``(timeout)`` is sent both at the
+        maximum length and after silence (Asterisk then trims the silence), so it is
+        "max_length" when the audio reaches the maximum (less 250 ms), else "silence".
+        A bare ``result=0`` (some versions, on silence) -> "silence".
+        """
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
+            raise LocalProtocolError(f"bad recording name {name!r}")
+        if beep_prompt_id:
+            await self.play(beep_prompt_id)
+        path = posixpath.join(self._recording_dir, name)
+        max_ms = max(1, int(max_seconds * 1000))
+        silence = int(round(silence_seconds)) if silence_seconds and silence_seconds > 0 else None
+        cmd = agi.record_file(path, "wav", "#", max_ms, silence_s=max(1, silence) if silence else None)
+        started = time.monotonic()
+        reply = await self._command(cmd, timeout=max_seconds + self._session.read_timeout)
+        elapsed_ms = (time.monotonic() - started) * 1000
+        if reply.data == "writefile":
+            raise PbxError(f"Asterisk could not write recording {path}", details={"path": path})
+        duration_ms = max(0, reply.endpos or 0) // 8
+        code = reply.result_int
+        if code == -1 or reply.data in ("hangup", "waitfor"):
+            ended_by = "hangup"
+            if not await self._session.check_hangup():
+                self._log.warning("AGI %s: recording %s ended with %s", self._session.id, name, reply)
+        elif reply.data == "dtmf" or (code is not None and code > 0 and chr(code) in "0123456789*#"):
+            ended_by = "dtmf"
+        elif self._session.hung_up:
+            ended_by = "hangup"
+        elif reply.data == "timeout" and max(duration_ms, elapsed_ms) >= max_ms - MAX_LENGTH_SLACK_MS:
+            ended_by = "max_length"
+        else:
+            ended_by = "silence"
+        return Recording(path=path, fmt="wav", duration_ms=duration_ms, ended_by=ended_by)
+
+    async def transfer_to_queue(self, queue: str) -> None:
+        """Leave GW_ACTION=queue and GW_QUEUE for the dialplan's Queue(${GW_QUEUE})."""
+        if not isinstance(queue, str) or not _QUEUE.fullmatch(queue):
+            raise LocalProtocolError(f"bad queue name {queue!r}")
+        await self._command(agi.set_variable("GW_ACTION", "queue"))
+        await self._command(agi.set_variable("GW_QUEUE", queue))
+        self._finished = "transferred to a queue"
+
+    async def hangup(self) -> None:
+        """SET VARIABLE GW_ACTION hangup, then HANGUP; a channel already gone is fine."""
+        try:
+            await self._command(agi.set_variable("GW_ACTION", "hangup"))
+            await self._command(agi.hangup())
+        except ChannelHangup:
+            pass
+        self._finished = "hung up"

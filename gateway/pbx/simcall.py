@@ -1,0 +1,180 @@
+"""Simulated callers: place a call into the running system and drive it like a person.
+
+The call is an AMI ``Originate`` of ``Local/s@gw-caller-sim``: the ``;1`` half
+enters ``inbound`` at the dialled number (exactly where SIP calls arrive), the
+``;2`` half is the caller. The caller listens to AMI's ``AGIExecStart`` events
+of the IVR half: when a menu starts collecting keys it presses the next key
+(``PlayDTMF`` on its own half, so the key travels through the call like a
+real one); when the recording starts it plays the speech file into the call.
+The result (menu path, hang-up cause, ticket) is read back from the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway.errors import GatewayError
+from gateway.pbx.ami import AmiClient
+from gateway.pbx.prompts import convert_recording
+from gateway.settings import Settings
+
+
+class SimCallError(GatewayError):
+    """The simulated call could not be placed or did not finish."""
+
+
+@dataclass
+class CallScript:
+    number: str
+    caller: str = "13800138000"
+    digits: str = ""
+    say: Path | None = None
+    hangup_at_menu: int | None = None  # hang up when the Nth menu starts instead of pressing
+    key_delay: float = 0.3
+    timeout: float = 180.0
+
+
+@dataclass
+class _Progress:
+    uniqueid: str
+    caller_uid: str
+    caller_channel: str | None = None
+    menus: int = 0
+    pressed: str = ""
+    said: bool = False
+    hangup_cause: int | None = None
+    hangup_txt: str = ""
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def place_call(settings: Settings, script: CallScript, *, ami: AmiClient | None = None) -> dict:
+    own_ami = ami is None
+    if ami is None:
+        ami = AmiClient(host=settings.ami_host, port=settings.ami_port, username=settings.ami_user,
+                        secret=settings.ami_secret, action_timeout=settings.ami_action_timeout)
+        await ami.start()
+    try:
+        if not await ami.wait_connected(10):
+            raise SimCallError(f"cannot reach Asterisk's AMI on {settings.ami_host}:{settings.ami_port} "
+                               f"({ami.last_error}); is the sandbox up? (`gateway sandbox up`)")
+        return await _run(settings, script, ami)
+    finally:
+        if own_ami:
+            await ami.close()
+
+
+async def _run(settings: Settings, script: CallScript, ami: AmiClient) -> dict:
+    uid = f"sim-{uuid.uuid4().hex[:16]}"
+    prog = _Progress(uniqueid=uid, caller_uid=f"{uid}-c")
+    say_pbx = None
+    if script.say is not None:
+        local = settings.instance_dir / "prompts" / "sim" / f"{uid}.wav"
+        await asyncio.to_thread(convert_recording, Path(script.say), local)
+        say_pbx = settings.pbx_path(local.with_suffix(""))
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task] = set()
+
+    async def act(fields: dict, delay: float = 0.0) -> None:
+        if delay:
+            await asyncio.sleep(delay)
+        try:
+            await ami.action(fields)
+        except GatewayError:
+            pass  # the caller's channel may already be gone
+
+    def spawn(coro) -> None:
+        task = loop.create_task(coro)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    def on_event(h: dict) -> None:
+        name, euid = h.get("Event"), h.get("Uniqueid")
+        if name == "Newchannel" and euid == prog.caller_uid:
+            prog.caller_channel = h.get("Channel")
+        elif name == "AGIExecStart" and euid == uid and prog.caller_channel:
+            command = h.get("Command", "")
+            if command.startswith("GET DATA"):
+                prog.menus += 1
+                if script.hangup_at_menu == prog.menus:
+                    spawn(act({"Action": "Hangup", "Channel": prog.caller_channel}, script.key_delay))
+                elif len(prog.pressed) < len(script.digits):
+                    digit = script.digits[len(prog.pressed)]
+                    prog.pressed += digit
+                    spawn(act({"Action": "PlayDTMF", "Channel": prog.caller_channel, "Digit": digit,
+                               "Duration": "120"}, script.key_delay))
+            elif command.startswith("RECORD FILE") and say_pbx and not prog.said:
+                prog.said = True
+                spawn(_say(act, prog.caller_channel, say_pbx))
+        elif name == "Hangup" and euid == uid:
+            prog.hangup_cause = int(h["Cause"]) if h.get("Cause", "").isdigit() else None
+            prog.hangup_txt = h.get("Cause-txt", "")
+            prog.done.set()
+
+    ami.subscribe_raw(on_event)
+    started = time.monotonic()
+    await ami.action({
+        "Action": "Originate", "Channel": "Local/s@gw-caller-sim/n", "Context": "inbound",
+        "Exten": script.number, "Priority": "1", "CallerID": f"<{script.caller}>", "ChannelId": uid,
+        "OtherChannelId": prog.caller_uid, "Async": "true", "Timeout": "15000",
+    })
+    try:
+        await asyncio.wait_for(prog.done.wait(), script.timeout)
+    except asyncio.TimeoutError:
+        raise SimCallError(f"call {uid} did not end within {script.timeout:.0f} s") from None
+    finally:
+        if prog.caller_channel and not prog.done.is_set():
+            await act({"Action": "Hangup", "Channel": prog.caller_channel})
+        for task in list(tasks):
+            task.cancel()
+    duration = time.monotonic() - started
+    call = await _fetch_call(settings, uid)
+    return {
+        "uniqueid": uid,
+        "number": script.number,
+        "menu_path": (call or {}).get("menu_path", []),
+        "path": ">".join(_fmt(step) for step in (call or {}).get("menu_path", [])),
+        "hangup_cause": prog.hangup_cause,
+        "hangup_cause_txt": prog.hangup_txt,
+        "ticket_id": (call or {}).get("ticket_id"),
+        "call_status": (call or {}).get("status"),
+        "duration_s": round(duration, 2),
+    }
+
+
+async def _say(act, channel: str, say_pbx: str) -> None:
+    await act({"Action": "Setvar", "Channel": channel, "Variable": "GW_SAY", "Value": say_pbx})
+    await act({"Action": "Redirect", "Channel": channel, "Context": "gw-caller-say", "Exten": "s",
+               "Priority": "1"}, 0.4)
+
+
+def _fmt(step: dict) -> str:
+    from gateway.ivr_flows.engine import format_step
+
+    return format_step(step)
+
+
+async def _fetch_call(settings: Settings, uid: str, deadline: float = 10.0) -> dict | None:
+    """Read the call back from the gateway, waiting for the hang-up to be recorded there."""
+    url = f"http://{settings.http_host}:{settings.http_port}/api/calls/{uid}"
+    end = time.monotonic() + deadline
+    call = None
+    while time.monotonic() < end:
+        call = await asyncio.to_thread(_get_json, url)
+        if call and call.get("status") == "ended":
+            return call
+        await asyncio.sleep(0.2)
+    return call
+
+
+def _get_json(url: str) -> dict | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback URL from settings
+            return json.loads(resp.read().decode("utf-8"))
+    except Exception:  # noqa: BLE001 - the gateway may not have the call (yet)
+        return None

@@ -1,0 +1,134 @@
+"""Tables for calls, draft tickets and the audit trail.
+
+Portable between SQLite and PostgreSQL: JSON columns use ``sa.JSON`` and every
+timestamp goes through :class:`UtcDateTime`, which stores UTC and always hands
+back timezone-aware values (SQLite itself keeps no offset).
+
+The schema is created by the hand-written migration
+``migrations/versions/0001_initial.py``; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+CALL_STATUSES = ("in_ivr", "queued", "ended")
+TICKET_STATUSES = ("draft",)
+MERGE_MODES = ("primary", "retired", "dual_number", "sub_centre")
+CATEGORIES = ("咨询", "建议", "举报", "投诉", "求助")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UtcDateTime(sa.types.TypeDecorator):
+    """``DateTime(timezone=True)`` that stores UTC and reads back aware datetimes.
+
+    A naive value is taken to be UTC already.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Call(Base):
+    """One inbound call, from the IVR's first step to the AMI Hangup."""
+
+    __tablename__ = "calls"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uniqueid: Mapped[str] = mapped_column(sa.String(64), unique=True, index=True)
+    channel: Mapped[str] = mapped_column(sa.String(128))
+    caller_number: Mapped[str] = mapped_column(sa.String(32))
+    dialled_number: Mapped[str] = mapped_column(sa.String(32))
+    line_number: Mapped[str] = mapped_column(sa.String(32))
+    line_name: Mapped[str] = mapped_column(sa.String(128))
+    merge_mode: Mapped[str] = mapped_column(sa.String(16))
+    department: Mapped[str | None] = mapped_column(sa.String(128))
+    flow_version: Mapped[str | None] = mapped_column(sa.String(64))
+    menu_path: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON, default=list)
+    status: Mapped[str] = mapped_column(sa.String(16), default="in_ivr")
+    queue: Mapped[str | None] = mapped_column(sa.String(64))
+    agent: Mapped[str | None] = mapped_column(sa.String(128))
+    hangup_cause: Mapped[int | None] = mapped_column(sa.Integer)
+    hangup_cause_txt: Mapped[str | None] = mapped_column(sa.String(128))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    ticket: Mapped[Ticket | None] = relationship(back_populates="call", uselist=False)
+
+
+class Ticket(Base):
+    """The draft ticket the IVR pre-fills for the agent (at most one per call)."""
+
+    __tablename__ = "tickets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(sa.ForeignKey("calls.id"), unique=True)
+    status: Mapped[str] = mapped_column(sa.String(16), default="draft", index=True)
+    caller_number: Mapped[str] = mapped_column(sa.String(32))
+    dialled_number: Mapped[str] = mapped_column(sa.String(32))
+    line_number: Mapped[str] = mapped_column(sa.String(32), index=True)
+    line_name: Mapped[str] = mapped_column(sa.String(128))
+    merge_mode: Mapped[str] = mapped_column(sa.String(16))
+    department: Mapped[str | None] = mapped_column(sa.String(128))
+    handled_by: Mapped[str | None] = mapped_column(sa.String(128))
+    category: Mapped[str | None] = mapped_column(sa.String(16), index=True)
+    channel_kind: Mapped[str | None] = mapped_column(sa.String(32))
+    confidential: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    menu_path: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON, default=list)
+    recording_path: Mapped[str | None] = mapped_column(sa.String(512))
+    recording_duration_ms: Mapped[int | None] = mapped_column(sa.Integer)
+    queue: Mapped[str | None] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+    version_id: Mapped[int] = mapped_column(sa.Integer)
+
+    call: Mapped[Call] = relationship(back_populates="ticket")
+
+    __mapper_args__ = {"version_id_col": version_id}
+
+
+class AuditEvent(Base):
+    """Who did what to which object; ``details`` never holds phone numbers."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (sa.Index("ix_audit_events_object", "object_type", "object_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    actor: Mapped[str] = mapped_column(sa.String(32))
+    action: Mapped[str] = mapped_column(sa.String(64))
+    object_type: Mapped[str] = mapped_column(sa.String(32))
+    object_id: Mapped[str] = mapped_column(sa.String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)

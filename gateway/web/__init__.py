@@ -1,0 +1,1 @@
+"""HTTP edge: health, the ticket API (read-only for now)."""

@@ -1,0 +1,99 @@
+"""aiohttp application: ``/healthz`` and the read-only ticket and call API.
+
+Dependencies live on the application under typed ``AppKey``s; errors from the
+gateway's exception tree are mapped to JSON here, at the edge, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from gateway.errors import GatewayError, NotFound
+from gateway.masking import mask_text
+
+log = logging.getLogger(__name__)
+
+STORE = web.AppKey("store", object)
+HEALTH = web.AppKey("health", Callable[[], Awaitable[dict]])
+_UNIQUEID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class BadRequest(GatewayError):
+    status_code = 400
+    error_id = "bad-request"
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not re.fullmatch(r"\d{1,9}", raw):
+        raise BadRequest(f"query parameter {name!r} must be a whole number", details={"parameter": name})
+    return max(low, min(high, int(raw)))
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except GatewayError as exc:
+        body = {"error": exc.error_id, "message": mask_text(exc.message), "details": exc.details}
+        return web.json_response(body, status=exc.status_code)
+    except Exception:  # noqa: BLE001 - the edge: log, answer 500, keep serving
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return web.json_response({"error": "internal", "message": "internal error"}, status=500)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    report = await request.app[HEALTH]()
+    status = 200 if report.get("status") == "ok" else 503
+    return web.json_response(report, status=status)
+
+
+async def list_tickets(request: web.Request) -> web.Response:
+    q = request.query
+    for key in q:
+        if key not in ("limit", "offset", "status", "line", "category"):
+            raise BadRequest(f"unknown query parameter {key!r}", details={"parameter": key})
+    result = await request.app[STORE].list_tickets(
+        limit=_int_param(request, "limit", 50, 1, 200),
+        offset=_int_param(request, "offset", 0, 0, 10**9),
+        status=q.get("status") or None,
+        line_number=q.get("line") or None,
+        category=q.get("category") or None,
+    )
+    return web.json_response(result)
+
+
+async def get_ticket(request: web.Request) -> web.Response:
+    raw = request.match_info["ticket_id"]
+    if not re.fullmatch(r"\d{1,12}", raw):
+        raise BadRequest("ticket id must be a number")
+    return web.json_response(await request.app[STORE].get_ticket(int(raw)))
+
+
+async def get_call(request: web.Request) -> web.Response:
+    uniqueid = request.match_info["uniqueid"]
+    if not _UNIQUEID.match(uniqueid):
+        raise BadRequest("not a valid call id")
+    call = await request.app[STORE].get_call(uniqueid)
+    if call is None:
+        raise NotFound(f"no call {uniqueid}")
+    return web.json_response(call)
+
+
+def build_app(*, store: Any, health: Callable[[], Awaitable[dict]]) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware], client_max_size=64 * 1024)
+    app[STORE] = store
+    app[HEALTH] = health
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/tickets", list_tickets)
+    app.router.add_get("/api/tickets/{ticket_id}", get_ticket)
+    app.router.add_get("/api/calls/{uniqueid}", get_call)
+    return app

@@ -1,0 +1,263 @@
+"""TicketStore against a real, migrated SQLite file (no mocks)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from gateway.errors import NotFound
+from gateway.ticketing import migrate
+from gateway.ticketing.store import TicketStore
+
+T0 = datetime(2025, 3, 1, 8, 30, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def database_url(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'state' / 'db' / 'gateway.db'}"
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture
+async def store(database_url):
+    store = await TicketStore.open(database_url)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def start(store: TicketStore, uniqueid: str, **overrides) -> None:
+    fields = dict(
+        uniqueid=uniqueid,
+        channel=f"PJSIP/trunk-{uniqueid}",
+        caller_number="13800138000",
+        dialled_number="12345",
+        line_number="12345",
+        line_name="市民服务热线",
+        merge_mode="primary",
+        department=None,
+        flow_version="v1",
+        started_at=T0,
+    )
+    fields.update(overrides)
+    await store.start_call(**fields)
+
+
+async def ensure(store: TicketStore, uniqueid: str, **overrides) -> int:
+    fields = dict(
+        category=None, channel_kind=None, confidential=None, handled_by=None, queue=None, department=None
+    )
+    fields.update(overrides)
+    return await store.ensure_ticket(uniqueid, **fields)
+
+
+def test_given_fresh_path_when_upgrade_then_directory_file_and_head_revision_exist(tmp_path):
+    path = tmp_path / "new" / "dir" / "gateway.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    assert migrate.current(url) is None
+    assert not path.exists()
+
+    migrate.upgrade(url)
+    migrate.upgrade(url)  # a second upgrade is a no-op
+
+    assert path.exists()
+    assert migrate.current(url) == "0001"
+    with sqlite3.connect(path) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"calls", "tickets", "audit_events", "alembic_version"} <= tables
+
+
+def test_given_async_urls_when_sync_url_then_sync_drivers_are_used():
+    assert migrate.sync_url("sqlite+aiosqlite:////x/y.db").drivername == "sqlite"
+    assert migrate.sync_url("postgresql+asyncpg://u@h/db").drivername == "postgresql"
+    assert migrate.sync_url("sqlite:////x/y.db").drivername == "sqlite"
+
+
+async def test_given_open_store_when_ping_then_true_and_sqlite_pragmas_apply(store):
+    assert await store.ping() is True
+    async with store._engine.connect() as conn:  # noqa: SLF001 - checking connection setup
+        journal = (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar()
+        fks = (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar()
+        busy = (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar()
+    assert (journal, fks, busy) == ("wal", 1, 5000)
+
+
+async def test_given_unreachable_database_when_ping_then_false_not_raise(tmp_path):
+    (tmp_path / "dir.db").mkdir()  # a directory where the file should be: every connect fails
+    broken = await TicketStore.open(f"sqlite+aiosqlite:///{tmp_path / 'dir.db'}")
+    try:
+        assert await broken.ping() is False
+    finally:
+        await broken.close()
+
+
+def test_given_migrated_database_when_compared_with_models_then_no_difference(database_url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine
+
+    from gateway.ticketing.models import Base
+
+    engine = create_engine(migrate.sync_url(database_url))
+    try:
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    finally:
+        engine.dispose()
+    assert diff == []
+
+
+async def test_given_call_steps_and_ticket_when_read_back_then_round_trip_is_json_ready(store):
+    await start(store, "1700000000.1", merge_mode="dual_number", line_number="96310", dialled_number="96310")
+    await store.record_step("1700000000.1", {"node": "welcome", "digits": ""})
+    ticket_id = await ensure(store, "1700000000.1", category="投诉", confidential=True, queue="q-96310")
+    await store.record_step("1700000000.1", {"node": "record", "digits": "#"})
+    await store.set_recording("1700000000.1", path="/srv/gw/recordings/1700000000.1", duration_ms=8200)
+    await store.mark_queued("1700000000.1", "q-96310")
+    await store.mark_agent("1700000000.1", "PJSIP/agent-7")
+    ended = T0 + timedelta(minutes=3)
+    assert await store.finish_call("1700000000.1", hangup_cause=16, hangup_cause_txt="Normal Clearing", ended_at=ended)
+
+    call = await store.get_call("1700000000.1")
+    assert call["ticket_id"] == ticket_id
+    assert call["status"] == "ended"
+    assert call["caller_number"] == "13800138000"
+    assert call["queue"] == "q-96310" and call["agent"] == "PJSIP/agent-7"
+    assert call["hangup_cause"] == 16 and call["hangup_cause_txt"] == "Normal Clearing"
+    assert call["started_at"] == "2025-03-01T08:30:00+00:00"
+    assert call["ended_at"] == "2025-03-01T08:33:00+00:00"
+    assert [s["node"] for s in call["menu_path"]] == ["welcome", "record"]
+
+    ticket = await store.get_ticket(ticket_id)
+    assert ticket["uniqueid"] == "1700000000.1"
+    assert ticket["status"] == "draft"
+    assert ticket["category"] == "投诉" and ticket["confidential"] is True
+    assert ticket["merge_mode"] == "dual_number" and ticket["line_number"] == "96310"
+    assert ticket["caller_number"] == "13800138000"
+    assert [s["node"] for s in ticket["menu_path"]] == ["welcome", "record"]
+    assert ticket["recording_path"] == "/srv/gw/recordings/1700000000.1"
+    assert ticket["recording_duration_ms"] == 8200
+    assert ticket["queue"] == "q-96310"
+    assert datetime.fromisoformat(ticket["created_at"]).tzinfo is not None
+
+    audit = await store.list_audit("ticket", str(ticket_id))
+    assert audit[0]["actor"] == "ivr" and audit[0]["action"] == "ticket.draft_created"
+    assert "13800138000" not in repr(audit)
+    assert [a["action"] for a in await store.list_audit("call", "1700000000.1")] == ["call.ended"]
+
+
+async def test_given_same_uniqueid_when_start_call_twice_then_first_values_kept(store):
+    await start(store, "u-1", caller_number="13900000001")
+    await start(store, "u-1", caller_number="13900000002", started_at=T0 + timedelta(hours=1))
+
+    call = await store.get_call("u-1")
+    assert await store.count_calls() == 1
+    assert call["caller_number"] == "13900000001"
+    assert call["started_at"] == T0.isoformat()
+
+
+async def test_given_existing_ticket_when_ensure_again_then_same_id_and_only_given_fields_change(store):
+    await start(store, "u-2")
+    first = await ensure(store, "u-2", category="咨询", handled_by="sub-centre-A")
+    second = await ensure(store, "u-2", category="举报", channel_kind="enterprise")
+    third = await ensure(store, "u-2")
+
+    ticket = await store.get_ticket(first)
+    assert first == second == third
+    assert ticket["category"] == "举报"
+    assert ticket["handled_by"] == "sub-centre-A"
+    assert ticket["channel_kind"] == "enterprise"
+    assert ticket["confidential"] is False
+    actions = [a["action"] for a in await store.list_audit("ticket", str(first))]
+    assert actions == ["ticket.draft_created", "ticket.updated"]
+
+
+async def test_given_30_calls_when_ensure_ticket_concurrently_and_repeated_then_exactly_30_tickets(store):
+    uids = [f"c-{i}" for i in range(30)]
+    await asyncio.gather(*(start(store, uid) for uid in uids))
+
+    ids = await asyncio.gather(*(ensure(store, uid, category="求助") for uid in uids * 2))
+    ids_again = await asyncio.gather(*(ensure(store, "c-0", queue="q1") for _ in range(10)))
+
+    page = await store.list_tickets(limit=200)
+    assert page["total"] == 30
+    assert len(set(ids)) == 30
+    assert ids[:30] == ids[30:]
+    assert set(ids_again) == {ids[0]}
+    for uid, ticket_id in zip(uids, ids[:30]):
+        assert (await store.get_call(uid))["ticket_id"] == ticket_id
+    created = await store.list_audit("ticket", str(ids[0]))
+    assert [a["action"] for a in created].count("ticket.draft_created") == 1
+
+
+async def test_given_unknown_uniqueid_when_finish_call_then_false_and_nothing_stored(store):
+    assert await store.finish_call("never-seen", hangup_cause=16, hangup_cause_txt="x", ended_at=T0) is False
+    assert await store.mark_queued("never-seen", "q") is False
+    assert await store.mark_agent("never-seen", "a") is False
+    assert await store.get_call("never-seen") is None
+    assert await store.count_calls() == 0
+
+
+async def test_given_ended_call_when_finish_again_then_first_values_kept(store):
+    await start(store, "u-3")
+    await store.finish_call("u-3", hangup_cause=16, hangup_cause_txt="Normal Clearing", ended_at=T0)
+    again = await store.finish_call("u-3", hangup_cause=19, hangup_cause_txt="No answer", ended_at=T0 + timedelta(1))
+    await store.mark_queued("u-3", "late-queue")
+
+    call = await store.get_call("u-3")
+    assert again is True
+    assert (call["hangup_cause"], call["hangup_cause_txt"]) == (16, "Normal Clearing")
+    assert call["ended_at"] == T0.isoformat()
+    assert call["status"] == "ended"
+
+
+async def test_given_call_without_ensure_ticket_when_read_then_no_ticket(store):
+    await start(store, "u-4")
+    await store.record_step("u-4", {"node": "welcome"})
+
+    call = await store.get_call("u-4")
+    assert call["ticket_id"] is None
+    assert (await store.list_tickets())["total"] == 0
+    with pytest.raises(NotFound):
+        await store.set_recording("u-4", path="/srv/gw/recordings/u-4", duration_ms=1)
+
+
+async def test_given_unknown_ids_when_read_or_step_then_not_found(store):
+    with pytest.raises(NotFound):
+        await store.get_ticket(999)
+    with pytest.raises(NotFound):
+        await store.record_step("nope", {"node": "x"})
+    with pytest.raises(NotFound):
+        await ensure(store, "nope", category="咨询")
+
+
+async def test_given_tickets_on_lines_when_list_with_filters_and_paging_then_matching_pages(store):
+    for i in range(7):
+        uid = f"p-{i}"
+        line = "12345" if i % 2 == 0 else "12315"
+        await start(store, uid, line_number=line, dialled_number=line)
+        await ensure(store, uid, category="投诉" if i < 3 else "咨询")
+
+    everything = await store.list_tickets()
+    first = await store.list_tickets(limit=3, offset=0)
+    last = await store.list_tickets(limit=3, offset=6)
+    by_line = await store.list_tickets(line_number="12315")
+    by_both = await store.list_tickets(line_number="12345", category="投诉")
+    drafts = await store.list_tickets(status="draft", limit=0)
+    huge = await store.list_tickets(limit=10_000, offset=-5)
+    none = await store.list_tickets(status="closed")
+
+    assert everything["total"] == 7 and len(everything["items"]) == 7
+    assert [t["uniqueid"] for t in first["items"]] == ["p-6", "p-5", "p-4"]
+    assert (first["limit"], first["offset"], first["total"]) == (3, 0, 7)
+    assert [t["uniqueid"] for t in last["items"]] == ["p-0"]
+    assert by_line["total"] == 3 and {t["line_number"] for t in by_line["items"]} == {"12315"}
+    assert sorted(t["uniqueid"] for t in by_both["items"]) == ["p-0", "p-2"]
+    assert drafts["limit"] == 1 and drafts["total"] == 7 and len(drafts["items"]) == 1
+    assert (huge["limit"], huge["offset"]) == (200, 0)
+    assert none == {"items": [], "total": 0, "limit": 50, "offset": 0}
