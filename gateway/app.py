@@ -15,9 +15,11 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway.calls import CallHandler
+from gateway.errors import ConfigError
 from gateway.ivr_flows.channel import Recording
 from gateway.ivr_flows.model import GatewayConfig
 from gateway.ivr_flows.validate import load_config
+from gateway.pbx import dialplan, prompts
 from gateway.pbx.ami import AmiClient
 from gateway.pbx.ami_events import AgentConnect, AmiEvent, Hangup, QueueCallerAbandon, QueueCallerJoin
 from gateway.pbx.fastagi import AgiChannel, FastAgiServer
@@ -39,6 +41,8 @@ class Gateway:
         self.runner: web.AppRunner | None = None
         self.handler: CallHandler | None = None
         self.http_port: int | None = None
+        self.last_reload: dict | None = None
+        self._reload_lock = asyncio.Lock()
 
     # -- wiring --------------------------------------------------------------------------
     def _prompt_path(self, key: str) -> str:
@@ -62,6 +66,33 @@ class Gateway:
         elif isinstance(event, QueueCallerAbandon):
             log.info("call %s abandoned queue %s after %s s", event.uniqueid, event.queue, event.hold_time)
 
+    async def reload(self) -> bool:
+        """Load config/ again; apply it only if it is valid as a whole.
+
+        A refused configuration leaves the running one (and Asterisk's dialplan) as it
+        was; calls in progress keep the version they started with either way.
+        """
+        async with self._reload_lock:
+            try:
+                config = await asyncio.to_thread(load_config, self.settings.config_dir)
+            except ConfigError as exc:
+                self.last_reload = {"ok": False, "errors": [p.as_dict() for p in exc.problems]}
+                log.error("configuration refused; keeping version %s:\n%s", self.config.version, exc)
+                return False
+            await asyncio.to_thread(self._render, config)
+            if self.ami and self.ami.connected:
+                await self.ami.command("dialplan reload")
+                await self.ami.command("queue reload all")
+            previous, self.config = self.config.version, config
+            self.last_reload = {"ok": True, "version": config.version, "previous": previous}
+            log.info("configuration %s applied (was %s)", config.version, previous)
+            return True
+
+    def _render(self, config: GatewayConfig) -> None:
+        s = self.settings
+        dialplan.write_config(config, s)
+        prompts.render_all(config, out_dir=s.prompts_dir, cache_dir=s.cache_dir, override_dir=s.prompt_override_dir)
+
     async def health(self) -> dict:
         db_ok = await self.store.ping() if self.store else False
         ami_ok = bool(self.ami and self.ami.connected)
@@ -72,6 +103,7 @@ class Gateway:
             "config_version": self.config.version,
             "calls_in_ivr": self.handler.active if self.handler else 0,
             "fastagi_sessions": self.agi.sessions if self.agi else 0,
+            "last_reload": self.last_reload,
         }
 
     # -- lifecycle -------------------------------------------------------------------------

@@ -117,6 +117,7 @@ async def _serve(settings: Settings, *, with_sandbox: bool) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await gateway.start()
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(gateway.reload()))
     try:
         connected = await gateway.ami.wait_connected(10)
         lines = ", ".join(f"{n} ({ln.mode})" for n, ln in gateway.config.lines.items())

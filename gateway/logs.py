@@ -31,4 +31,5 @@ def setup(level: str = "INFO") -> None:
     root.setLevel(level)
     logging.getLogger("gateway.pbx.panoramisk").setLevel(logging.WARNING)
     logging.getLogger("panoramisk").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -118,6 +118,7 @@ class Interpreter:
         state.vars.update(initial_vars(state.line))
         visit = _Visit(self, flow, state, channel, observer)
         try:
+            visit.current = "announcement"
             if state.line.mode == "retired":
                 await visit.play_prompt("announcement")
                 await visit.record_step({"node": "announcement"})
@@ -125,12 +126,13 @@ class Interpreter:
             for _ in range(MAX_STEPS):
                 if node_id is None:
                     break
+                visit.current = node_id
                 node_id = await visit.node(flow.nodes[node_id])
             else:
                 raise FlowError(f"flow {flow.id!r} did not finish within {MAX_STEPS} steps")
         except ChannelHangup:
             state.outcome = "caller_hangup"
-            state.path.append({"node": "caller_hangup"})
+            await visit.record_step({"node": "caller_hangup", "at": visit.current})
         return state
 
 
@@ -139,6 +141,7 @@ class _Visit:
 
     def __init__(self, interp: Interpreter, flow, state: CallState, channel: CallChannel, observer) -> None:
         self.interp, self.flow, self.state, self.channel, self.observer = interp, flow, state, channel, observer
+        self.current: str | None = None
 
     async def record_step(self, entry: dict) -> None:
         self.state.path.append(entry)

@@ -53,19 +53,13 @@ class AgiUsageError(LocalProtocolError):
     """520: Asterisk says our command had a bad syntax (a bug on our side)."""
 
 
-class _Sentinel:
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __repr__(self) -> str:
-        return self._name
+class NEED_DATA:  # noqa: N801 - h11-style sentinel class
+    """``next_reply()``: feed more bytes."""
 
 
-NEED_DATA: Final = _Sentinel("NEED_DATA")
-END_OF_STREAM: Final = _Sentinel("END_OF_STREAM")
+class END_OF_STREAM:  # noqa: N801
+    """``next_reply()``: the peer closed the connection cleanly between replies."""
 
-
-# --------------------------------------------------------------------------- environment
 
 
 @dataclass(frozen=True)
@@ -82,36 +76,21 @@ class AgiEnvironment:
     def get(self, name: str, default: str = "") -> str:
         return self.raw.get(name if name.startswith("agi_") else f"agi_{name}", default)
 
-    @property
-    def uniqueid(self) -> str:
-        return self.get("uniqueid")
+    def _value(name: str, *, unknown_is_empty: bool = False) -> property:  # noqa: N805
+        def read(self: AgiEnvironment) -> str:
+            value = self.raw.get(f"agi_{name}", "")
+            return "" if unknown_is_empty and value == "unknown" else value
 
-    @property
-    def channel(self) -> str:
-        return self.get("channel")
+        return property(read, doc=f"``agi_{name}`` ('' when absent)")
 
-    @property
-    def callerid(self) -> str:
-        """Caller number; '' when Asterisk reports none ('unknown')."""
-        value = self.get("callerid")
-        return "" if value == "unknown" else value
-
-    @property
-    def calleridname(self) -> str:
-        value = self.get("calleridname")
-        return "" if value == "unknown" else value
-
-    @property
-    def extension(self) -> str:
-        return self.get("extension")
-
-    @property
-    def context(self) -> str:
-        return self.get("context")
-
-    @property
-    def request(self) -> str:
-        return self.get("request")
+    uniqueid = _value("uniqueid")
+    channel = _value("channel")
+    callerid = _value("callerid", unknown_is_empty=True)  # Asterisk sends 'unknown' for none
+    calleridname = _value("calleridname", unknown_is_empty=True)
+    extension = _value("extension")
+    context = _value("context")
+    request = _value("request")
+    del _value
 
     @property
     def network_script(self) -> str:
@@ -133,17 +112,13 @@ class AgiEnvironmentParser:
     """Incremental parser of the environment block; ``receive_data(b'')`` means end of stream."""
 
     def __init__(
-        self,
-        *,
-        max_line: int = MAX_LINE,
-        max_bytes: int = MAX_HEADER_BYTES,
-        max_lines: int = MAX_HEADER_LINES,
+        self, *, max_line: int = MAX_LINE, max_bytes: int = MAX_HEADER_BYTES, max_lines: int = MAX_HEADER_LINES
     ) -> None:
-        self._buffer = bytearray()
+        self._lines = _Lines(b"", max_line, "AGI environment")
         self._values: dict[str, str] = {}
-        self._max_line, self._max_bytes, self._max_lines = max_line, max_bytes, max_lines
-        self._total = 0
-        self._lines = 0
+        self._max_bytes, self._max_lines = max_bytes, max_lines
+        self._consumed = 0  # bytes of complete lines taken from the buffer
+        self._count = 0
         self.environment: AgiEnvironment | None = None
         self.trailing_data = b""
 
@@ -151,37 +126,26 @@ class AgiEnvironmentParser:
         if self.environment is not None:
             raise LocalProtocolError("AGI environment already complete")
         if not data:
-            raise RemoteProtocolError(
-                f"connection closed inside the AGI environment after {self._lines} line(s)"
-            )
-        self._buffer += data
+            raise RemoteProtocolError(f"connection closed inside the AGI environment after {self._count} line(s)")
+        self._lines.buffer += data
         while True:
-            newline = self._buffer.find(b"\n")
-            if newline < 0:
-                if len(self._buffer) > self._max_line:
-                    raise RemoteProtocolError(f"AGI environment line longer than {self._max_line} bytes")
-                if self._total + len(self._buffer) > self._max_bytes:
-                    raise RemoteProtocolError(f"AGI environment larger than {self._max_bytes} bytes")
-                return None
-            raw_line = bytes(self._buffer[:newline])
-            del self._buffer[: newline + 1]
-            self._total += newline + 1
-            if newline > self._max_line:
-                raise RemoteProtocolError(f"AGI environment line longer than {self._max_line} bytes")
-            if self._total > self._max_bytes:
+            before = len(self._lines.buffer)
+            line = self._lines.pop()
+            self._consumed += before - len(self._lines.buffer)
+            if self._consumed + len(self._lines.buffer) > self._max_bytes:
                 raise RemoteProtocolError(f"AGI environment larger than {self._max_bytes} bytes")
-            line = _decode(raw_line.rstrip(b"\r"), "AGI environment")
-            if line == "":
+            if line is None:
+                return None
+            if line == b"":
                 if not self._values:
                     raise RemoteProtocolError("empty AGI environment")
                 self.environment = AgiEnvironment(dict(self._values))
-                self.trailing_data = bytes(self._buffer)
-                self._buffer.clear()
+                self.trailing_data = bytes(self._lines.buffer)
                 return self.environment
-            self._lines += 1
-            if self._lines > self._max_lines:
+            self._count += 1
+            if self._count > self._max_lines:
                 raise RemoteProtocolError(f"AGI environment has more than {self._max_lines} lines")
-            self._add(line)
+            self._add(_decode(line, "AGI environment"))
 
     def _add(self, line: str) -> None:
         key, sep, value = line.partition(":")
@@ -202,7 +166,23 @@ def _decode(raw: bytes, what: str) -> str:
         raise RemoteProtocolError(f"{what} is not UTF-8: {exc}") from None
 
 
-# --------------------------------------------------------------------------- replies
+class _Lines:
+    """Bounded line splitter: refuses a line over ``max_line`` bytes as soon as it is buffered."""
+
+    def __init__(self, initial: bytes, max_line: int, what: str) -> None:
+        self.buffer, self.max_line, self.what = bytearray(initial), max_line, what
+
+    def pop(self) -> bytes | None:
+        """Next line without its CR LF, or None until a newline arrives."""
+        newline = self.buffer.find(b"\n")
+        if (newline < 0 and len(self.buffer) > self.max_line) or newline > self.max_line:
+            raise RemoteProtocolError(f"{self.what} line longer than {self.max_line} bytes")
+        if newline < 0:
+            return None
+        line = bytes(self.buffer[:newline]).rstrip(b"\r")
+        del self.buffer[: newline + 1]
+        return line
+
 
 
 @dataclass(frozen=True)
@@ -263,21 +243,17 @@ def _parse_line(line: bytes) -> tuple[AgiReply, bool]:
         if close < 0:
             raise RemoteProtocolError(f"unbalanced '(' in AGI reply: {text[:80]!r}")
         data, rest = rest[1:close], rest[close + 1 :]
-    extra: dict[str, str] = {}
-    words: list[str] = []
-    for token in rest.split():
-        kv = _KEY_VALUE.fullmatch(token)
-        if kv:
-            extra[kv["key"]] = kv["value"]
-        else:
-            words.append(token)
+    pairs = [_KEY_VALUE.fullmatch(token) for token in rest.split()]
+    extra = {kv["key"]: kv["value"] for kv in pairs if kv}
+    words = [token for token, kv in zip(rest.split(), pairs) if not kv]
     endpos = None
     if "endpos" in extra:
         try:
             endpos = int(extra.pop("endpos"))
         except ValueError:
             raise RemoteProtocolError(f"bad endpos in AGI reply: {text[:80]!r}") from None
-    return AgiReply(code=code, result=result, data=data, endpos=endpos, extra=extra, message=" ".join(words)), False
+    reply = AgiReply(code, result, data, endpos, extra, message=" ".join(words))
+    return reply, False
 
 
 class AgiReplyReader:
@@ -289,8 +265,7 @@ class AgiReplyReader:
     """
 
     def __init__(self, initial: bytes = b"", *, max_line: int = MAX_LINE) -> None:
-        self._buffer = bytearray(initial)
-        self._max_line = max_line
+        self._lines = _Lines(initial, max_line, "AGI reply")
         self._eof = False
         self._usage: list[str] | None = None  # lines of an open 520- block
         self._usage_first = ""
@@ -303,39 +278,23 @@ class AgiReplyReader:
     def receive_data(self, data: bytes) -> None:
         if self._eof and data:
             raise LocalProtocolError("data received after end of stream")
-        if not data:
-            self._eof = True
-        self._buffer += data
-
-    def _next_line(self) -> bytes | None:
-        newline = self._buffer.find(b"\n")
-        if newline < 0:
-            if len(self._buffer) > self._max_line:
-                raise RemoteProtocolError(f"AGI reply line longer than {self._max_line} bytes")
-            return None
-        if newline > self._max_line:
-            raise RemoteProtocolError(f"AGI reply line longer than {self._max_line} bytes")
-        line = bytes(self._buffer[:newline]).rstrip(b"\r")
-        del self._buffer[: newline + 1]
-        return line
+        self._eof = self._eof or not data
+        self._lines.buffer += data
 
     def consume_hangup(self) -> bool:
         """Consume complete ``HANGUP`` lines at the head of the buffer; return ``hung_up``."""
-        while self._usage is None and self._buffer.startswith(b"HANGUP"):
-            rest = self._buffer[6:8]
-            if rest[:1] == b"\n" or rest == b"\r\n":
-                self._next_line()
-                self.hung_up = True
-            else:
-                break
+        buffer = self._lines.buffer
+        while self._usage is None and (buffer.startswith(b"HANGUP\n") or buffer.startswith(b"HANGUP\r\n")):
+            self._lines.pop()
+            self.hung_up = True
         return self.hung_up
 
-    def next_reply(self) -> AgiReply | _Sentinel:
+    def next_reply(self) -> AgiReply | type[NEED_DATA] | type[END_OF_STREAM]:
         while True:
-            line = self._next_line()
+            line = self._lines.pop()
             if line is None:
                 if self._eof:
-                    if self._buffer or self._usage is not None:
+                    if self._lines.buffer or self._usage is not None:
                         raise RemoteProtocolError("connection closed in the middle of an AGI reply")
                     return END_OF_STREAM
                 return NEED_DATA
@@ -373,11 +332,11 @@ def check_reply(reply: AgiReply) -> AgiReply:
     raise AgiCommandError(f"AGI {reply.code}: {reply.message}", details={"code": reply.code})
 
 
-# --------------------------------------------------------------------------- commands
-
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DIGITS = re.compile(r"[0-9*#]*")
 _APP = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_PATH = re.compile(r".+", re.DOTALL)
+_FORMAT = re.compile(r"[a-z0-9]+")
 _NEEDS_QUOTES = re.compile(r'[\s"\\]')
 
 
@@ -406,22 +365,10 @@ def _number(value: int, name: str) -> str:
     return str(value)
 
 
-def _digits(value: str, name: str) -> str:
-    if not isinstance(value, str) or not _DIGITS.fullmatch(value):
-        raise LocalProtocolError(f"{name} may hold only 0-9 * #, got {value!r}")
+def _checked(value: str, pattern: re.Pattern[str], what: str) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise LocalProtocolError(f"bad {what}: {value!r} (must match {pattern.pattern})")
     return value
-
-
-def _variable(name: str) -> str:
-    if not isinstance(name, str) or not _VARIABLE.fullmatch(name):
-        raise LocalProtocolError(f"bad AGI variable name {name!r}")
-    return name
-
-
-def _path(path: str) -> str:
-    if not isinstance(path, str) or not path:
-        raise LocalProtocolError("AGI file path must be a non-empty str")
-    return path
 
 
 def answer() -> bytes:
@@ -433,11 +380,12 @@ def hangup() -> bytes:
 
 
 def stream_file(path: str, escape_digits: str = "") -> bytes:
-    return _command("STREAM FILE", _path(path), _digits(escape_digits, "escape_digits"))
+    return _command("STREAM FILE", _checked(path, _PATH, "path"), _checked(escape_digits, _DIGITS, "digits"))
 
 
 def get_data(path: str, timeout_ms: int, max_digits: int) -> bytes:
-    return _command("GET DATA", _path(path), _number(timeout_ms, "timeout_ms"), _number(max_digits, "max_digits"))
+    numbers = _number(timeout_ms, "timeout_ms"), _number(max_digits, "max_digits")
+    return _command("GET DATA", _checked(path, _PATH, "path"), *numbers)
 
 
 def wait_for_digit(timeout_ms: int) -> bytes:
@@ -445,18 +393,12 @@ def wait_for_digit(timeout_ms: int) -> bytes:
 
 
 def record_file(
-    path: str,
-    fmt: str,
-    escape_digits: str,
-    timeout_ms: int,
-    silence_s: int | None = None,
-    beep: bool = False,
+    path: str, fmt: str, escape_digits: str, timeout_ms: int, silence_s: int | None = None, beep: bool = False
 ) -> bytes:
     """RECORD FILE; ``silence_s`` (whole seconds) becomes ``s=N``. res_agi treats any
     argument after the timeout that is neither a number nor ``s=`` as BEEP."""
-    if not isinstance(fmt, str) or not re.fullmatch(r"[a-z0-9]+", fmt):
-        raise LocalProtocolError(f"bad recording format {fmt!r}")
-    args = [_path(path), fmt, _digits(escape_digits, "escape_digits"), _number(timeout_ms, "timeout_ms")]
+    args = [_checked(path, _PATH, "path"), _checked(fmt, _FORMAT, "format")]
+    args += [_checked(escape_digits, _DIGITS, "digits"), _number(timeout_ms, "timeout_ms")]
     if beep:
         args.append("BEEP")
     if silence_s is not None:
@@ -465,17 +407,16 @@ def record_file(
 
 
 def set_variable(name: str, value: str) -> bytes:
-    return _command("SET VARIABLE", _variable(name), value)
+    return _command("SET VARIABLE", _checked(name, _VARIABLE, "variable name"), value)
 
 
 def get_variable(name: str) -> bytes:
-    return _command("GET VARIABLE", _variable(name))
+    return _command("GET VARIABLE", _checked(name, _VARIABLE, "variable name"))
 
 
 def exec_(app: str, *args: str) -> bytes:
     """EXEC runs ``app`` with its arguments joined by ',' into one AGI argument."""
-    if not isinstance(app, str) or not _APP.fullmatch(app):
-        raise LocalProtocolError(f"bad application name {app!r}")
+    _checked(app, _APP, "application name")
     for arg in args:
         quote(arg)
         if "," in arg:

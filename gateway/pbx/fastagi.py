@@ -90,6 +90,9 @@ class AgiSession:
             except ConnectionError as exc:
                 self._broken = "connection lost"
                 raise ChannelHangup(f"AGI connection lost: {exc}") from None
+            except RemoteProtocolError:
+                self._broken = "Asterisk broke the AGI protocol"
+                raise
             self.round_trip_times.append(loop.time() - started)
             if len(self.round_trip_times) > RTT_KEPT:
                 del self.round_trip_times[0]

@@ -48,6 +48,7 @@ class _Progress:
     menus: int = 0
     pressed: str = ""
     said: bool = False
+    heard: list = field(default_factory=list)  # prompts the IVR played to this caller
     hangup_cause: int | None = None
     hangup_txt: str = ""
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -99,6 +100,10 @@ async def _run(settings: Settings, script: CallScript, ami: AmiClient) -> dict:
             prog.caller_channel = h.get("Channel")
         elif name == "AGIExecStart" and euid == uid and prog.caller_channel:
             command = h.get("Command", "")
+            if command.startswith(("STREAM FILE", "GET DATA")):
+                words = command.split()
+                if len(words) > 2:
+                    prog.heard.append(words[2].rsplit("/", 1)[-1])
             if command.startswith("GET DATA"):
                 prog.menus += 1
                 if script.hangup_at_menu == prog.menus:
@@ -144,6 +149,7 @@ async def _run(settings: Settings, script: CallScript, ami: AmiClient) -> dict:
         "ticket_id": (call or {}).get("ticket_id"),
         "call_status": (call or {}).get("status"),
         "duration_s": round(duration, 2),
+        "heard": prog.heard,
     }
 
 

@@ -145,7 +145,15 @@ def test_given_reply_line_when_parsed_then_fields_are_typed(line: bytes, expecte
 
 @pytest.mark.parametrize(
     "line",
-    [b"hello world", b"HANGUP", b"200 ok", b"2000 result=1", b"200 result=1 (open", b"\xff\xfe", b"200 result=0 endpos=x"],
+    [
+        b"hello world",
+        b"HANGUP",
+        b"200 ok",
+        b"2000 result=1",
+        b"200 result=1 (open",
+        b"\xff\xfe",
+        b"200 result=0 endpos=x",
+    ],
 )
 def test_given_garbage_when_parsed_then_remote_protocol_error(line: bytes) -> None:
     with pytest.raises(RemoteProtocolError):
@@ -232,7 +240,8 @@ def test_given_typed_builders_when_called_then_arguments_are_quoted() -> None:
     assert agi.stream_file("/srv/my prompts/a", "12#") == b'STREAM FILE "/srv/my prompts/a" 12#\n'
     assert agi.get_data("/missing", 8000, 1) == b"GET DATA /missing 8000 1\n"
     assert agi.wait_for_digit(5000) == b"WAIT FOR DIGIT 5000\n"
-    assert agi.record_file("/rec/u1", "wav", "#", 60000, silence_s=3) == b"RECORD FILE /rec/u1 wav # 60000 s=3\n"
+    recording = agi.record_file("/rec/u1", "wav", "#", 60000, silence_s=3)
+    assert recording == b"RECORD FILE /rec/u1 wav # 60000 s=3\n"
     assert agi.record_file("/rec/u1", "wav", "#", 1000, beep=True) == b"RECORD FILE /rec/u1 wav # 1000 BEEP\n"
     assert agi.set_variable("GW_QUEUE", "q1") == b"SET VARIABLE GW_QUEUE q1\n"
     assert agi.set_variable("X", 'say "hi" \\o/') == b'SET VARIABLE X "say \\"hi\\" \\\\o/"\n'
