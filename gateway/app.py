@@ -93,6 +93,15 @@ class Gateway:
         dialplan.write_config(config, s)
         prompts.render_all(config, out_dir=s.prompts_dir, cache_dir=s.cache_dir, override_dir=s.prompt_override_dir)
 
+    def metrics_snapshot(self, reset: bool = False) -> dict:
+        if self.handler is None:
+            return {}
+        snap = self.handler.metrics.snapshot()
+        snap["fastagi"] = self.agi.counters() if self.agi else {}
+        if reset:
+            self.handler.metrics.reset()
+        return snap
+
     async def health(self) -> dict:
         db_ok = await self.store.ping() if self.store else False
         ami_ok = bool(self.ami and self.ami.connected)
@@ -125,7 +134,8 @@ class Gateway:
         self.agi = FastAgiServer(self.handler, host=s.agi_host, port=s.agi_port, allowed_peers=s.pbx_peers,
                                  read_timeout=s.agi_read_timeout)
         await self.agi.start()
-        self.runner = web.AppRunner(build_app(store=self.store, health=self.health), access_log=None)
+        self.runner = web.AppRunner(build_app(store=self.store, health=self.health,
+                                              metrics_source=self.metrics_snapshot), access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, s.http_host, s.http_port)
         await site.start()

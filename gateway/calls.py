@@ -18,6 +18,7 @@ from gateway.ivr_flows.channel import Recording
 from gateway.ivr_flows.engine import CallState, Interpreter
 from gateway.ivr_flows.model import GatewayConfig
 from gateway.masking import mask_number
+from gateway.metrics import Metrics
 from gateway.ticketing.store import TicketStore
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,9 @@ class CallHandler:
         channel_factory: Callable,
         recording_path: Callable[[Recording], str],
         clock: Callable[[], datetime] = _utcnow,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.store = store
         self.config_source = config_source
         self.channel_factory = channel_factory
@@ -93,6 +96,7 @@ class CallHandler:
         )
         log.info("call %s from %s to %s (%s) started", env.uniqueid, mask_number(env.callerid), dialled, line.mode)
         self.active += 1
+        self.metrics.calls_started += 1
         try:
             await Interpreter(config, clock=self.clock).run(state, channel, StoreObserver(
                 self.store, recording_path=self.recording_path))
@@ -101,4 +105,6 @@ class CallHandler:
         finally:
             self.active -= 1
             self.completed += 1
+            self.metrics.calls_finished += 1
+            self.metrics.add_round_trips(getattr(session, "timings", []))
         log.info("call %s left the IVR: %s %s", env.uniqueid, state.outcome, state.path_text)

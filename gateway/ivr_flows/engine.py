@@ -92,9 +92,13 @@ class NullObserver:
         return None
 
 
-def prompt_key(flow_id: str, line: Line, prompt_id: str) -> str:
-    """The catalogue key of a prompt as heard on ``line`` (line texts override the flow's)."""
-    if prompt_id in line.prompt_overrides():
+def prompt_key(flow_id: str, line: Line, prompt_id: str, *, line_texts: bool = True) -> str:
+    """The catalogue key of a prompt as heard on ``line`` (line texts override the flow's).
+
+    ``line_texts=False`` once a call has overflowed to 12345 central (variable ``overflow``):
+    from then on the caller hears 12345's own texts, not the sub-centre's greeting.
+    """
+    if line_texts and prompt_id in line.prompt_overrides():
         return f"line-{line.number}-{prompt_id}"
     return f"{flow_id}-{prompt_id}"
 
@@ -147,8 +151,11 @@ class _Visit:
         self.state.path.append(entry)
         await self.observer.step(self.state, entry)
 
+    def key(self, prompt_id: str) -> str:
+        return prompt_key(self.flow.id, self.state.line, prompt_id, line_texts=not self.state.vars.get("overflow"))
+
     async def play_prompt(self, prompt_id: str) -> None:
-        await self.channel.play(prompt_key(self.flow.id, self.state.line, prompt_id))
+        await self.channel.play(self.key(prompt_id))
 
     async def node(self, node) -> str | None:
         handler = {
@@ -174,7 +181,7 @@ class _Visit:
         return node.open if opened else node.closed[self.state.line.after_hours]
 
     async def _menu(self, node: MenuNode) -> str:
-        prompt = prompt_key(self.flow.id, self.state.line, node.prompt)
+        prompt = self.key(node.prompt)
         for attempt in range(node.retries + 1):
             keys = await self.channel.collect_digits(prompt, max_digits=1, timeout=node.timeout)
             if not keys and node.default is not None:
@@ -196,7 +203,7 @@ class _Visit:
     async def _record(self, node: RecordNode) -> str | None:
         await self.observer.ticket_point(self.state)
         await self.play_prompt(node.prompt)
-        beep = prompt_key(self.flow.id, self.state.line, node.beep_prompt) if node.beep_prompt else None
+        beep = self.key(node.beep_prompt) if node.beep_prompt else None
         recording = await self.channel.record(
             self.state.uniqueid, max_seconds=node.max_seconds, silence_seconds=node.silence_seconds,
             beep_prompt_id=beep,

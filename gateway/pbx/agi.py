@@ -428,3 +428,15 @@ def verbose(msg: str, level: int = 1) -> bytes:
     if _number(level, "level") not in ("1", "2", "3", "4"):
         raise LocalProtocolError(f"verbose level must be 1-4, got {level!r}")
     return _command("VERBOSE", msg, str(level))
+
+
+_VERBS = ("STREAM FILE", "GET DATA", "RECORD FILE", "SET VARIABLE", "GET VARIABLE", "WAIT FOR DIGIT")
+
+
+def command_verb(cmd: bytes) -> str:
+    """The command's name for metrics: ``b'GET DATA /x 5000 1\\n'`` -> ``'GET DATA'``."""
+    text = cmd.decode("ascii", "replace").strip().upper()
+    for verb in _VERBS:
+        if text.startswith(verb):
+            return verb
+    return text.split(" ", 1)[0] or "?"

@@ -60,6 +60,7 @@ class AgiSession:
         self.id = session_id or env.uniqueid
         self.read_timeout = read_timeout
         self.round_trip_times: list[float] = []  # seconds per command, the last RTT_KEPT
+        self.timings: list[tuple[str, float]] = []  # (command verb, seconds), the last RTT_KEPT
         self._reader, self._writer = reader, writer
         self._replies = AgiReplyReader(initial)
         self._lock = asyncio.Lock()
@@ -93,7 +94,11 @@ class AgiSession:
             except RemoteProtocolError:
                 self._broken = "Asterisk broke the AGI protocol"
                 raise
-            self.round_trip_times.append(loop.time() - started)
+            elapsed = loop.time() - started
+            self.round_trip_times.append(elapsed)
+            self.timings.append((agi.command_verb(cmd), elapsed))
+            if len(self.timings) > RTT_KEPT:
+                del self.timings[0]
             if len(self.round_trip_times) > RTT_KEPT:
                 del self.round_trip_times[0]
         return agi.check_reply(reply)

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 STORE = web.AppKey("store", object)
 HEALTH = web.AppKey("health", Callable[[], Awaitable[dict]])
+METRICS = web.AppKey("metrics", Callable[[], dict])
 _UNIQUEID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -56,6 +57,12 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(report, status=status)
 
 
+async def metrics(request: web.Request) -> web.Response:
+    if request.query.get("reset") == "1" and request.method == "POST":
+        return web.json_response(request.app[METRICS](reset=True))
+    return web.json_response(request.app[METRICS]())
+
+
 async def list_tickets(request: web.Request) -> web.Response:
     q = request.query
     for key in q:
@@ -88,11 +95,15 @@ async def get_call(request: web.Request) -> web.Response:
     return web.json_response(call)
 
 
-def build_app(*, store: Any, health: Callable[[], Awaitable[dict]]) -> web.Application:
+def build_app(*, store: Any, health: Callable[[], Awaitable[dict]],
+              metrics_source: Callable[..., dict] = lambda reset=False: {}) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=64 * 1024)
     app[STORE] = store
     app[HEALTH] = health
+    app[METRICS] = metrics_source
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/metrics", metrics)
     app.router.add_get("/api/tickets", list_tickets)
     app.router.add_get("/api/tickets/{ticket_id}", get_ticket)
     app.router.add_get("/api/calls/{uniqueid}", get_call)

@@ -1,0 +1,73 @@
+"""A scripted call channel for flow tests: a caller who presses keys, stays silent or hangs up."""
+
+from __future__ import annotations
+
+from gateway.errors import ChannelHangup
+from gateway.ivr_flows.channel import Recording
+
+
+class ScriptedChannel:
+    """Replays a caller script.
+
+    ``keys`` is consumed one entry per menu: a key string, '' for no key, or
+    ``"HANGUP"`` to hang up at that menu. ``hangup_on_prompt`` hangs up when
+    the named prompt starts; ``record_end`` says how the recording ends.
+    """
+
+    def __init__(self, keys=(), *, hangup_on_prompt: str | None = None, record_end: str = "silence") -> None:
+        self.keys = list(keys)
+        self.hangup_on_prompt = hangup_on_prompt
+        self.record_end = record_end
+        self.played: list[str] = []
+        self.transferred: str | None = None
+        self.hung_up = False
+        self.recordings: list[str] = []
+
+    def _prompt(self, prompt_id: str) -> None:
+        if self.hung_up:
+            raise ChannelHangup("already hung up")
+        self.played.append(prompt_id)
+        if self.hangup_on_prompt and prompt_id.endswith(self.hangup_on_prompt):
+            self.hung_up = True
+            raise ChannelHangup("caller hung up")
+
+    async def play(self, prompt_id: str) -> None:
+        self._prompt(prompt_id)
+
+    async def collect_digits(self, prompt_id: str, *, max_digits: int, timeout: float) -> str:
+        self._prompt(prompt_id)
+        key = self.keys.pop(0) if self.keys else ""
+        if key == "HANGUP":
+            self.hung_up = True
+            raise ChannelHangup("caller hung up in a menu")
+        return key
+
+    async def record(self, name, *, max_seconds, silence_seconds, beep_prompt_id) -> Recording:
+        if beep_prompt_id:
+            self._prompt(beep_prompt_id)
+        self.recordings.append(name)
+        if self.record_end == "hangup":
+            self.hung_up = True
+        return Recording(path=f"/srv/gw/recordings/{name}", fmt="wav", duration_ms=2300, ended_by=self.record_end)
+
+    async def transfer_to_queue(self, queue: str) -> None:
+        self.transferred = queue
+
+    async def hangup(self) -> None:
+        self.hung_up = True
+
+
+class RecordingObserver:
+    def __init__(self) -> None:
+        self.steps: list[dict] = []
+        self.ticket_points: list[dict] = []
+        self.recordings: list = []
+
+    async def step(self, state, entry):
+        self.steps.append(entry)
+
+    async def ticket_point(self, state):
+        self.ticket_points.append(dict(state.vars, queue=state.queue))
+
+    async def recorded(self, state, recording):
+        self.recordings.append(recording)
