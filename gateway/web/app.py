@@ -58,6 +58,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    if request.method == "POST":
+        await request.read()  # enforces client_max_size: a huge body is a 413, not a hang
     if request.query.get("reset") == "1" and request.method == "POST":
         return web.json_response(request.app[METRICS](reset=True))
     return web.json_response(request.app[METRICS]())
