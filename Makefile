@@ -15,7 +15,10 @@ help:
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
+	@# Debian's python3.11 needs python3.11-venv for ensurepip; install it when missing.
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "==> installing python3.11-venv"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3.11-venv && \
+	  $(PYTHON) -m venv $(VENV); }
 
 $(STAMP): $(BIN)/python pyproject.toml
 	@echo "==> installing the gateway and its dependencies into $(VENV)"

@@ -1,0 +1,1 @@
+"""Speech recognition engines (offline Vosk), behind one protocol: see the speech issue."""
