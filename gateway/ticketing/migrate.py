@@ -25,7 +25,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 _SYNC_DRIVERS = {
     "sqlite+aiosqlite": "sqlite",
-    "postgresql+asyncpg": "postgresql",
+    "postgresql+asyncpg": "postgresql+psycopg2",
 }
 
 

@@ -1,0 +1,194 @@
+"""A private sandbox Asterisk + ``gateway serve`` for the benchmarks.
+
+The same approach as tests/e2e/conftest.py (the project's own commands, a
+private state directory, free ports), duplicated here so the benchmark does
+not import pytest fixtures. ``System`` is a context manager: leaving it (also
+on an exception or Ctrl-C) stops the gateway (SIGTERM, then SIGKILL) and runs
+``gateway sandbox down``, then removes the state directory unless told to keep it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from gateway.settings import Settings, load_settings  # noqa: E402
+
+GATEWAY = [sys.executable, "-m", "gateway.cli"]
+
+
+def free_ports(count: int, *, udp: bool = False, even: bool = False) -> list[int]:
+    """``count`` distinct free loopback ports (TCP, or UDP when ``udp``)."""
+    socks, ports = [], []
+    kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
+    while len(ports) < count:
+        s = socket.socket(socket.AF_INET, kind)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        socks.append(s)
+        if even and port % 2:
+            continue
+        ports.append(port)
+    for s in socks:
+        s.close()
+    return ports
+
+
+def free_udp_tcp_port() -> int:
+    """A port free for both UDP and TCP (Asterisk's SIP transport is UDP)."""
+    for _ in range(200):
+        (port,) = free_ports(1, udp=True)
+        try:
+            with socket.socket() as t:
+                t.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port")
+
+
+class System:
+    """Sandbox + gateway in a private state dir; use as ``with System(...) as sysm:``."""
+
+    def __init__(self, *, cache_dir: Path | None = None, keep: bool = False, log=None,
+                 prefix: str = "gw-bench-") -> None:
+        self.state = Path(tempfile.mkdtemp(prefix=prefix))
+        self.config_dir = self.state / "config"
+        shutil.copytree(ROOT / "config", self.config_dir)
+        ami, agi, http = free_ports(3)
+        sip = free_udp_tcp_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        env.update({
+            "GATEWAY_STATE_DIR": str(self.state / "var"),
+            "GATEWAY_CONFIG_DIR": str(self.config_dir),
+            "GATEWAY_AMI_PORT": str(ami),
+            "GATEWAY_SIP_PORT": str(sip),
+            "GATEWAY_AGI_PORT": str(agi),
+            "GATEWAY_HTTP_PORT": str(http),
+            "GATEWAY_LOG_LEVEL": "WARNING",
+        })
+        if cache_dir is not None:
+            env["GATEWAY_CACHE_DIR"] = str(cache_dir)
+        env.pop("DATABASE_URL", None)
+        self.env = env
+        self.keep = keep
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.gateway: subprocess.Popen | None = None
+        self.log_path = self.state / "gateway.log"
+        self.sandbox_started = False
+
+    # -- handles ---------------------------------------------------------------------------
+    @property
+    def settings(self) -> Settings:
+        return load_settings(self.env)
+
+    @property
+    def sip_port(self) -> int:
+        return int(self.env["GATEWAY_SIP_PORT"])
+
+    @property
+    def http_port(self) -> int:
+        return int(self.env["GATEWAY_HTTP_PORT"])
+
+    @property
+    def console_log(self) -> Path:
+        return self.state / "var" / "asterisk" / "log" / "asterisk.console.log"
+
+    def cli(self, *args: str, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run(GATEWAY + list(args), env=self.env, cwd=ROOT, capture_output=True, text=True,
+                              timeout=timeout)
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"gateway {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        return proc
+
+    def http(self, path: str, *, method: str = "GET", timeout: float = 20) -> tuple[int, dict]:
+        url = f"http://127.0.0.1:{self.http_port}{path}"
+        req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback
+                return resp.status, json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def sandbox_up(self, timeout: float = 1800) -> float:
+        started = time.monotonic()
+        self.sandbox_started = True  # from now on, always try `sandbox down`
+        self.cli("sandbox", "up", timeout=timeout)
+        return time.monotonic() - started
+
+    def sandbox_down(self) -> None:
+        if self.sandbox_started:
+            proc = self.cli("sandbox", "down", check=False, timeout=60)
+            if proc.returncode != 0:
+                self.log(f"warning: sandbox down failed: {proc.stderr[-500:]}")
+            self.sandbox_started = False
+
+    def start_gateway(self, timeout: float = 60) -> float:
+        started = time.monotonic()
+        log = open(self.log_path, "a")
+        self.gateway = subprocess.Popen(GATEWAY + ["serve"], env=self.env, cwd=ROOT, stdout=log,
+                                        stderr=subprocess.STDOUT)
+        log.close()
+        deadline = started + timeout
+        while time.monotonic() < deadline:
+            if self.gateway.poll() is not None:
+                raise RuntimeError(f"gateway exited:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                status, body = self.http("/healthz", timeout=2)
+                if status == 200 and body.get("ami") == "connected":
+                    return time.monotonic() - started
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"gateway not healthy in {timeout:g} s:\n{self.log_path.read_text()[-3000:]}")
+
+    def stop_gateway(self) -> None:
+        if self.gateway and self.gateway.poll() is None:
+            self.gateway.send_signal(signal.SIGTERM)
+            try:
+                self.gateway.wait(20)
+            except subprocess.TimeoutExpired:
+                self.gateway.kill()
+                self.gateway.wait()
+        self.gateway = None
+
+    def up(self) -> dict:
+        """Sandbox up + gateway healthy; returns the timings in seconds."""
+        t_sandbox = self.sandbox_up()
+        t_gateway = self.start_gateway()
+        return {"sandbox_up_s": t_sandbox, "gateway_healthy_s": t_gateway, "total_s": t_sandbox + t_gateway}
+
+    def down(self) -> None:
+        """Gateway SIGTERM, then sandbox down; safe to call more than once."""
+        try:
+            self.stop_gateway()
+        finally:
+            self.sandbox_down()
+
+    def __enter__(self) -> "System":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        # Ctrl-C during teardown would leave Asterisk running: ignore SIGINT while tearing down.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            self.down()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            if not self.keep:
+                shutil.rmtree(self.state, ignore_errors=True)
