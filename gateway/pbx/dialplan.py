@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gateway.ivr_flows.model import GatewayConfig
+from gateway.ivr_flows.model import GatewayConfig, TransferNode
 from gateway.settings import PBX_INSTANCE_DIR, Settings
 
 MODULES = (
@@ -103,6 +103,7 @@ def _extensions_conf(config: GatewayConfig, settings: Settings) -> str:
         f"GW_CONFIG_VERSION={config.version}",
         "GW_QUEUE_WAIT=120",
         "GW_AGENT_TALK=1",
+        f"GW_FALLBACK_QUEUE={_fallback_queue(config)}",
         "",
         "; Every dialled number enters here (SIP, the simulator, trunks).",
         "[inbound]",
@@ -118,9 +119,13 @@ def _extensions_conf(config: GatewayConfig, settings: Settings) -> str:
         "exten => s,1,Answer()",
         f" same => n,AGI({agi},${{ARG1}})",
         ' same => n,GotoIf($["${GW_ACTION}" = "queue"]?queue)',
-        " same => n,Hangup()",
+        ' same => n,GotoIf($["${GW_ACTION}" = "hangup"]?done)',
+        "; Fail-safe: the gateway is down or failed mid-call (AGISTATUS=${AGISTATUS}):",
+        "; the caller still reaches a person instead of being dropped.",
+        " same => n,NoOp(gateway unavailable: AGISTATUS=${AGISTATUS}; fallback queue)",
+        " same => n,Set(GW_QUEUE=${GW_FALLBACK_QUEUE})",
         " same => n(queue),Queue(${GW_QUEUE},,,,${GW_QUEUE_WAIT})",
-        " same => n,Hangup()",
+        " same => n(done),Hangup()",
         "",
     ]
     for number, line in config.lines.items():
@@ -155,6 +160,15 @@ def _extensions_conf(config: GatewayConfig, settings: Settings) -> str:
         "",
     ]
     return "\n".join(out) + "\n"
+
+
+def _fallback_queue(config: GatewayConfig) -> str:
+    """Where a call goes when the gateway cannot run its flow: the primary flow's agent queue."""
+    flow = config.flows[config.primary.flow]
+    for node in flow.nodes.values():
+        if isinstance(node, TransferNode):
+            return node.default_queue
+    return next(iter(config.queues))
 
 
 def _queues_conf(config: GatewayConfig) -> str:

@@ -49,6 +49,8 @@ class _Progress:
     pressed: str = ""
     said: bool = False
     heard: list = field(default_factory=list)  # prompts the IVR played to this caller
+    queue: str | None = None  # the Asterisk queue the call joined, seen on AMI
+    agent: str | None = None
     hangup_cause: int | None = None
     hangup_txt: str = ""
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -116,6 +118,10 @@ async def _run(settings: Settings, script: CallScript, ami: AmiClient) -> dict:
             elif command.startswith("RECORD FILE") and say_pbx and not prog.said:
                 prog.said = True
                 spawn(_say(act, prog.caller_channel, say_pbx))
+        elif name == "QueueCallerJoin" and euid == uid:
+            prog.queue = h.get("Queue")
+        elif name == "AgentConnect" and euid == uid:
+            prog.agent = h.get("MemberName") or h.get("Interface")
         elif name == "Hangup" and euid == uid:
             prog.hangup_cause = int(h["Cause"]) if h.get("Cause", "").isdigit() else None
             prog.hangup_txt = h.get("Cause-txt", "")
@@ -150,6 +156,8 @@ async def _run(settings: Settings, script: CallScript, ami: AmiClient) -> dict:
         "call_status": (call or {}).get("status"),
         "duration_s": round(duration, 2),
         "heard": prog.heard,
+        "queue": prog.queue,
+        "agent": prog.agent,
     }
 
 
@@ -165,7 +173,7 @@ def _fmt(step: dict) -> str:
     return format_step(step)
 
 
-async def _fetch_call(settings: Settings, uid: str, deadline: float = 10.0) -> dict | None:
+async def _fetch_call(settings: Settings, uid: str, deadline: float = 5.0) -> dict | None:
     """Read the call back from the gateway, waiting for the hang-up to be recorded there."""
     url = f"http://{settings.http_host}:{settings.http_port}/api/calls/{uid}"
     end = time.monotonic() + deadline

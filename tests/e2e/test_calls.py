@@ -132,3 +132,14 @@ def test_given_30_callers_at_once_when_they_choose_different_menus_then_every_ca
         else:  # an invalid key three times: straight to an agent, no recording
             assert ticket["queue"] == "q-general" and ticket["recording_path"] is None
             assert [s.get("result") for s in ticket["menu_path"] if s["node"] == "type_menu"][:1] == ["invalid"]
+
+
+def test_given_the_gateway_is_down_when_a_call_arrives_then_it_still_reaches_an_agent(system):
+    system.stop_gateway()
+    try:
+        (result,) = asyncio.run(_calls(system, [CallScript(number="12345", digits="4")]))
+    finally:
+        system.start_gateway()
+
+    assert result["queue"] == "q-general" and result["agent"]  # Asterisk's fail-safe, not a dropped call
+    assert result["hangup_cause"] == 16 and result["heard"] == []
