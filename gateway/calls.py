@@ -10,6 +10,7 @@ recording's path on the ticket.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -22,6 +23,11 @@ from gateway.metrics import Metrics
 from gateway.ticketing.store import TicketStore
 
 log = logging.getLogger(__name__)
+
+
+def _number(raw: str) -> str:
+    """A phone number as stored: dial characters only, at most 32 (callers control caller ID)."""
+    return re.sub(r"[^0-9+*#]", "", raw or "")[:32]
 
 
 def _utcnow() -> datetime:
@@ -81,20 +87,21 @@ class CallHandler:
     async def __call__(self, session) -> None:
         config = self.config_source()  # a call finishes on the version it started with
         env = session.env
-        dialled = (env.args[0] if env.args else "") or env.extension
+        dialled = _number((env.args[0] if env.args else "") or env.extension)
+        caller = _number(env.callerid)
         line = config.line(dialled)
         channel = self.channel_factory(session)
         if line is None:
             log.warning("call %s to %s: no such line; hanging up", env.uniqueid, dialled)
             await channel.hangup()
             return
-        state = CallState(uniqueid=env.uniqueid, line=line, caller=env.callerid, dialled=dialled)
+        state = CallState(uniqueid=env.uniqueid, line=line, caller=caller, dialled=dialled)
         await self.store.start_call(
-            uniqueid=env.uniqueid, channel=env.channel, caller_number=env.callerid, dialled_number=dialled,
+            uniqueid=env.uniqueid, channel=env.channel[:128], caller_number=caller, dialled_number=dialled,
             line_number=line.number, line_name=line.name, merge_mode=line.mode, department=line.department,
             flow_version=config.version, started_at=self.clock(),
         )
-        log.info("call %s from %s to %s (%s) started", env.uniqueid, mask_number(env.callerid), dialled, line.mode)
+        log.info("call %s from %s to %s (%s) started", env.uniqueid, mask_number(caller), dialled, line.mode)
         self.active += 1
         self.metrics.calls_started += 1
         try:

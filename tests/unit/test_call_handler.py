@@ -1,0 +1,59 @@
+"""The call handler on a real SQLite store with a scripted channel: what a call leaves behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from gateway.calls import CallHandler
+from gateway.ivr_flows.validate import load_config
+from gateway.ticketing import migrate
+from gateway.ticketing.store import TicketStore
+from tests.unit.scripted import ScriptedChannel
+
+CONFIG = load_config(Path(__file__).resolve().parents[2] / "config")
+
+
+@pytest.fixture()
+async def store(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path}/t.db"
+    migrate.upgrade(url)
+    store = await TicketStore.open(url)
+    yield store
+    await store.close()
+
+
+def _session(uniqueid: str, number: str, caller: str):
+    env = SimpleNamespace(uniqueid=uniqueid, args=[number], extension="s", callerid=caller, channel="Local/x;1")
+    return SimpleNamespace(env=env, timings=[("SET VARIABLE", 0.001)])
+
+
+def _handler(store, channel):
+    return CallHandler(store=store, config_source=lambda: CONFIG, channel_factory=lambda session: channel,
+                       recording_path=lambda rec: f"/var/rec/{Path(rec.path).name}.{rec.fmt}")
+
+
+async def test_given_a_complete_call_when_handled_then_call_and_draft_ticket_are_stored(store):
+    channel = ScriptedChannel(["4", "1"])
+    await _handler(store, channel)(_session("u-1", "12315", "13800138000"))
+
+    call = await store.get_call("u-1")
+    ticket = await store.get_ticket(call["ticket_id"])
+    assert ticket["category"] == "投诉" and ticket["confidential"] is True
+    assert ticket["line_number"] == "12315" and ticket["merge_mode"] == "dual_number"
+    assert ticket["recording_path"] == "/var/rec/u-1.wav" and ticket["queue"] == "q-12315"
+    assert [s["node"] for s in call["menu_path"]][-1] == "to_queue"
+
+
+async def test_given_an_unknown_number_when_handled_then_hang_up_and_store_nothing(store):
+    channel = ScriptedChannel([])
+    await _handler(store, channel)(_session("u-2", "99999", "13800138000"))
+    assert channel.hung_up and await store.get_call("u-2") is None
+
+
+async def test_given_a_hostile_caller_id_when_handled_then_only_dial_characters_are_kept(store):
+    await _handler(store, ScriptedChannel(["HANGUP"]))(_session("u-3", "12345", "<script>1380013' OR 1=1" + "9" * 80))
+    call = await store.get_call("u-3")
+    assert call["caller_number"] == ("138001311" + "9" * 80)[:32] and call["ticket_id"] is None
