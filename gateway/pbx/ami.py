@@ -48,11 +48,13 @@ class AmiClient:
         secret: str,
         action_timeout: float = 5.0,
         ping_interval: float = 10.0,
+        backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
     ) -> None:
         self.host, self.port, self.username, self.secret = host, port, username, secret
         self.action_timeout = action_timeout
         self.ping_interval = ping_interval
+        self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self._manager: Manager | None = None
         self._subscribers: list[Subscriber] = []
@@ -124,11 +126,11 @@ class AmiClient:
 
     # -- connection supervision ------------------------------------------------------------
     async def _supervise(self) -> None:
-        backoff = 0.5
+        backoff = self.backoff_initial
         while not self._closing:
             try:
                 await self._connect_once()
-                backoff = 0.5
+                backoff = self.backoff_initial
                 await self._keepalive()
             except asyncio.CancelledError:
                 raise
@@ -159,12 +161,20 @@ class AmiClient:
         if manager.pinger is not None:
             manager.pinger.cancel()
             manager.pinger = None
-        login = manager.authenticated_future
-        if login is None:
-            raise PbxError("AMI login was not sent")
-        response = await asyncio.wait_for(login, self.action_timeout)
-        if not manager.authenticated:
-            raise PbxError(f"AMI login refused for user {self.username!r}: {response.get('Message', '')}")
+        try:
+            login = manager.authenticated_future
+            if login is None:
+                raise PbxError("AMI login was not sent")
+            # shield: cancelling the future would make panoramisk's own done-callback
+            # (Manager.login) raise CancelledError, logged by asyncio as an error traceback.
+            response = await asyncio.wait_for(asyncio.shield(login), self.action_timeout)
+            if not manager.authenticated:
+                raise PbxError(f"AMI login refused for user {self.username!r}: {response.get('Message', '')}")
+        except BaseException:
+            # Not yet ours to _drop: close it here, or the socket stays open (one more per
+            # retry) and its late connection_lost would hit the next, healthy connection.
+            manager.close()
+            raise
         self._manager = manager
         self.connects += 1
         self.last_error = None
@@ -185,6 +195,9 @@ class AmiClient:
     def _on_connection_lost(self, exc) -> None:
         self._connected.clear()
         self._lost.set()
+        # Fail pending actions now: panoramisk would park them for replay, and waiting for
+        # the keep-alive could take a whole action_timeout (and report AmiTimeout instead).
+        self._fail_pending("connection lost")
 
     def _drop(self, reason: str) -> None:
         self._connected.clear()
@@ -196,6 +209,9 @@ class AmiClient:
             except Exception:  # noqa: BLE001 - closing a broken transport
                 pass
             manager.awaiting_actions.clear()  # never replay anything on a new connection
+        self._fail_pending(reason)
+
+    def _fail_pending(self, reason: str) -> None:
         for future in list(self._pending):
             if not future.done():
                 future.set_exception(AmiNotConnected(f"AMI connection dropped: {reason}"))
