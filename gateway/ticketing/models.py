@@ -82,7 +82,7 @@ class Call(Base):
     agent: Mapped[str | None] = mapped_column(sa.String(128))
     hangup_cause: Mapped[int | None] = mapped_column(sa.Integer)
     hangup_cause_txt: Mapped[str | None] = mapped_column(sa.String(128))
-    started_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     ticket: Mapped[Ticket | None] = relationship(back_populates="call", uselist=False)
@@ -110,6 +110,8 @@ class Ticket(Base):
     recording_path: Mapped[str | None] = mapped_column(sa.String(512))
     recording_duration_ms: Mapped[int | None] = mapped_column(sa.Integer)
     queue: Mapped[str | None] = mapped_column(sa.String(64))
+    overflow_queue: Mapped[str | None] = mapped_column(sa.String(64))
+    overflow_reason: Mapped[str | None] = mapped_column(sa.String(32))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
     version_id: Mapped[int] = mapped_column(sa.Integer)
@@ -132,3 +134,51 @@ class AuditEvent(Base):
     object_type: Mapped[str] = mapped_column(sa.String(32))
     object_id: Mapped[str] = mapped_column(sa.String(64))
     details: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+
+
+class ConfigVersion(Base):
+    """One version of the hotline configuration (the whole of config/, as YAML texts).
+
+    History is linear: every change, schedule and rollback is a new row. The
+    version calls follow is the latest ``applied`` one.
+    """
+
+    __tablename__ = "config_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    content_hash: Mapped[str] = mapped_column(sa.String(16))
+    files: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    status: Mapped[str] = mapped_column(sa.String(16), index=True)  # applied, scheduled, cancelled
+    parent_id: Mapped[int | None] = mapped_column(sa.Integer)
+    diff: Mapped[str] = mapped_column(sa.Text, default="")
+    change: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)  # the operation, for scheduled changes
+    error: Mapped[str | None] = mapped_column(sa.Text)  # why a scheduled change could not be applied
+    comment: Mapped[str] = mapped_column(sa.String(500))
+    created_by: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    effective_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    applied_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    role: Mapped[str] = mapped_column(sa.String(16))
+    disabled: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class UserSession(Base):
+    """A login: only a hash of the token is stored; the CSRF token is bound to it."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
