@@ -90,6 +90,7 @@ class System:
         self.gateway: subprocess.Popen | None = None
         self.log_path = self.state / "gateway.log"
         self.sandbox_started = False
+        self.last_stderr = ""  # progress lines of the last `gateway sandbox up`
 
     # -- handles ---------------------------------------------------------------------------
     @property
@@ -128,7 +129,7 @@ class System:
     def sandbox_up(self, timeout: float = 1800) -> float:
         started = time.monotonic()
         self.sandbox_started = True  # from now on, always try `sandbox down`
-        self.cli("sandbox", "up", timeout=timeout)
+        self.last_stderr = self.cli("sandbox", "up", timeout=timeout).stderr
         return time.monotonic() - started
 
     def sandbox_down(self) -> None:

@@ -43,8 +43,14 @@ class CallChannel(Protocol):
         Ends on '#', after ``silence_seconds`` of silence, or at ``max_seconds``.
         """
 
-    async def transfer_to_queue(self, queue: str) -> None:
-        """Hand the call to an Asterisk queue; the session ends afterwards."""
+    async def transfer_to_queue(
+        self, queue: str, *, wait_seconds: int | None = None, overflow_queue: str | None = None
+    ) -> None:
+        """Hand the call to an Asterisk queue; the session ends afterwards.
+
+        With ``overflow_queue``, a call nobody in ``queue`` answers within ``wait_seconds``
+        goes on to ``overflow_queue`` (a sub-centre overflowing to 12345 central).
+        """
 
     async def hangup(self) -> None:
         """Hang up the call."""

@@ -27,6 +27,7 @@ from gateway.errors import ChannelHangup, GatewayError
 from gateway.ivr_flows.calendar import is_open
 from gateway.ivr_flows.channel import CallChannel, Recording
 from gateway.ivr_flows.model import (
+    BroadcastNode,
     CalendarNode,
     GatewayConfig,
     HangupNode,
@@ -103,6 +104,10 @@ def prompt_key(flow_id: str, line: Line, prompt_id: str, *, line_texts: bool = T
     return f"{flow_id}-{prompt_id}"
 
 
+def broadcast_key(broadcast_id: str) -> str:
+    return f"broadcast-{broadcast_id}"
+
+
 def initial_vars(line: Line) -> dict:
     out = {"line_number": line.number, "mode": line.mode, "department": line.department or ""}
     if line.mode in ("dual_number", "sub_centre") and line.queue:
@@ -123,7 +128,7 @@ class Interpreter:
         visit = _Visit(self, flow, state, channel, observer)
         try:
             visit.current = "announcement"
-            if state.line.mode == "retired":
+            if state.line.mode == "retired" and state.line.announce:
                 await visit.play_prompt("announcement")
                 await visit.record_step({"node": "announcement"})
             node_id: str | None = flow.start
@@ -165,6 +170,7 @@ class _Visit:
             TransferNode: self._transfer,
             CalendarNode: self._calendar,
             HangupNode: self._hangup,
+            BroadcastNode: self._broadcast,
         }[type(node)]
         return await handler(node)
 
@@ -215,14 +221,34 @@ class _Visit:
             raise ChannelHangup("caller hung up while recording")
         return node.next
 
+    async def _broadcast(self, node: BroadcastNode) -> str:
+        now = self.interp.clock()
+        active = [b for b in self.interp.config.broadcasts if b.active(self.state.line.number, now)]
+        for item in active:
+            await self.channel.play(broadcast_key(item.id))
+        await self.record_step({"node": node.id, "broadcasts": [b.id for b in active]})
+        return node.next
+
     async def _transfer(self, node: TransferNode) -> None:
-        queue = next((self.state.vars[v] for v in node.queue_from if self.state.vars.get(v)), node.default_queue)
+        candidates = [self.state.vars[v] for v in node.queue_from if self.state.vars.get(v)] + [node.default_queue]
+        queue = candidates[0]
+        overflow = None
+        line = self.state.line
+        if line.mode == "sub_centre" and self.state.vars.get("line_queue") == queue:
+            # Unanswered at the sub-centre within its overflow time: 12345 central takes the call.
+            overflow = next((q for q in candidates[1:] if q != queue), None)
         self.state.queue = queue
         await self.observer.ticket_point(self.state)
         if node.prompt:
             await self.play_prompt(node.prompt)
-        await self.record_step({"node": node.id, "queue": queue})
-        await self.channel.transfer_to_queue(queue)
+        step = {"node": node.id, "queue": queue}
+        if overflow:
+            step.update(overflow_queue=overflow, overflow_seconds=line.overflow_seconds)
+        await self.record_step(step)
+        if overflow:
+            await self.channel.transfer_to_queue(queue, wait_seconds=line.overflow_seconds, overflow_queue=overflow)
+        else:
+            await self.channel.transfer_to_queue(queue)
         self.state.outcome = "queued"
         return None
 

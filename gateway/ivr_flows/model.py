@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Union
 
 MERGE_MODES = ("primary", "retired", "dual_number", "sub_centre")
@@ -76,7 +77,15 @@ class HangupNode:
     prompt: str | None = None
 
 
-Node = Union[PlayNode, MenuNode, RecordNode, TransferNode, CalendarNode, HangupNode]
+@dataclass(frozen=True)
+class BroadcastNode:
+    """Plays the hot-topic messages active for the line at that moment (none: plays nothing)."""
+
+    id: str
+    next: str
+
+
+Node = Union[PlayNode, MenuNode, RecordNode, TransferNode, CalendarNode, HangupNode, BroadcastNode]
 
 
 @dataclass(frozen=True)
@@ -128,15 +137,31 @@ class Line:
     handled_by: str | None = None
     hours: str = "always"
     after_hours: str = "central"
+    announce: bool = True  # retired lines: play "merged into 12345" (can be switched off later)
+    overflow_seconds: int = 30  # sub-centre: unanswered this long -> 12345 central
 
     def prompt_overrides(self) -> dict:
         """Prompt ids of the flow that this line replaces with its own text."""
         out = {}
         if self.greeting:
             out["greeting"] = self.greeting
-        if self.announcement:
+        if self.announcement and self.announce:
             out["announcement"] = self.announcement
         return out
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    """A hot-topic message (an outbreak, a citywide outage) played before the menu for a while."""
+
+    id: str
+    text: str
+    start: datetime
+    end: datetime
+    lines: tuple = ("all",)
+
+    def active(self, number: str, when: datetime) -> bool:
+        return self.start <= when < self.end and ("all" in self.lines or number in self.lines)
 
 
 @dataclass(frozen=True)
@@ -147,11 +172,13 @@ class GatewayConfig:
     schedules: dict  # name -> Schedule
     flows: dict  # id -> Flow
     timezone: str = "Asia/Shanghai"
+    broadcasts: tuple = ()
 
     @property
     def version(self) -> str:
         """A short content hash: the same configuration always has the same version."""
-        blob = json.dumps(asdict(self), sort_keys=True, ensure_ascii=False, default=sorted)
+        blob = json.dumps(asdict(self), sort_keys=True, ensure_ascii=False,
+                          default=lambda v: v.isoformat() if isinstance(v, datetime) else sorted(v))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
 
     def line(self, number: str) -> Line | None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import difflib
 import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,6 +19,8 @@ from gateway.errors import ConfigError
 from gateway.ivr_flows import yamlsrc
 from gateway.ivr_flows.model import (
     EMERGENCY_NUMBERS,
+    Broadcast,
+    BroadcastNode,
     MERGE_MODES,
     Agent,
     CalendarNode,
@@ -143,7 +147,7 @@ def _flow(src: yamlsrc.Source, r: _Reader) -> Flow | None:
 
 
 def _targets(node) -> list:
-    if isinstance(node, (PlayNode, RecordNode)):
+    if isinstance(node, (PlayNode, RecordNode, BroadcastNode)):
         return [(("next",), node.next)]
     if isinstance(node, MenuNode):
         out = [(("on_failure",), node.on_failure)]
@@ -167,7 +171,8 @@ def _node(nid: str, raw: Any, path: tuple, r: _Reader, texts: dict):
     if not isinstance(raw, dict):
         r.src.problem(path, f"expected a mapping, got {_kind(raw)}")
         return None
-    kind = r.choice(raw.get("type"), path + ("type",), ("play", "menu", "record", "transfer", "calendar", "hangup"))
+    kind = r.choice(raw.get("type"), path + ("type",),
+                    ("play", "menu", "record", "transfer", "calendar", "hangup", "broadcast"))
     if kind is None:
         return None
     fields = {
@@ -178,6 +183,7 @@ def _node(nid: str, raw: Any, path: tuple, r: _Reader, texts: dict):
         "transfer": (("type", "default_queue"), ("queue_from", "prompt")),
         "calendar": (("type", "open", "closed"), ()),
         "hangup": (("type",), ("prompt",)),
+        "broadcast": (("type", "next"), ()),
     }[kind]
     if r.mapping(raw, path, required=fields[0], optional=fields[1]) is None:
         return None
@@ -203,6 +209,8 @@ def _node(nid: str, raw: Any, path: tuple, r: _Reader, texts: dict):
         return CalendarNode(nid, str(raw["open"]), {k: str(v) for k, v in closed.items() if k in AFTER_HOURS})
     if kind == "hangup":
         return HangupNode(nid, p("prompt", True))
+    if kind == "broadcast":
+        return BroadcastNode(nid, str(raw["next"]))
     options = {}
     raw_opts = raw["options"]
     if not isinstance(raw_opts, dict) or not raw_opts:
@@ -250,18 +258,45 @@ def _sets(r: _Reader, raw, path) -> dict:
 
 _LINE_FIELDS = {
     "primary": (("number", "name", "mode"), ("flow", "hours")),
-    "retired": (("number", "name", "mode", "department"), ("flow", "announcement")),
+    "retired": (("number", "name", "mode", "department"), ("flow", "announcement", "announce")),
     "dual_number": (("number", "name", "mode", "department", "greeting", "queue"), ("flow",)),
     "sub_centre": (("number", "name", "mode", "department", "greeting", "queue"),
-                   ("flow", "handled_by", "hours", "after_hours")),
+                   ("flow", "handled_by", "hours", "after_hours", "overflow_seconds")),
 }
 _MINUTES = lambda hh, mm: int(hh) * 60 + int(mm)  # noqa: E731
 
 
-def _schedule(name: str, raw: Any, path: tuple, r: _Reader) -> Schedule | None:
+def _public_holidays(raw: Any, path: tuple, r: _Reader) -> dict:
+    """``{"2027": {"holidays": [...], "workdays": [...]}}``: China's public holidays and the
+    make-up working days (调休) announced each year; every office-hours schedule follows them."""
+    out = {"holidays": set(), "workdays": set()}
+    years = r.mapping(raw, path, optional=tuple(raw or {}) if isinstance(raw, dict) else ()) or {}
+    for year, spec in years.items():
+        ypath = path + (year,)
+        if not re.fullmatch(r"20\d\d", str(year)):
+            r.src.problem(ypath, f"{year!r} is not a year")
+            continue
+        m = r.mapping(spec, ypath, optional=("holidays", "workdays")) or {}
+        for key in ("holidays", "workdays"):
+            items = m.get(key, [])
+            if not isinstance(items, list):
+                r.src.problem(ypath + (key,), "expected a list of dates YYYY-MM-DD")
+                continue
+            for i, day in enumerate(items):
+                if not _DATE.match(str(day)) or not str(day).startswith(f"{year}-"):
+                    r.src.problem(ypath + (key, i), f"{day!r} is not a date of {year} (YYYY-MM-DD)")
+                else:
+                    out[key].add(str(day))
+    both = out["holidays"] & out["workdays"]
+    if both:
+        r.src.problem(path, f"dates both holiday and working day: {', '.join(sorted(both))}")
+    return out
+
+
+def _schedule(name: str, raw: Any, path: tuple, r: _Reader, public: dict) -> Schedule | None:
     if raw == "24x7":
         return Schedule(name, always_open=True)
-    m = r.mapping(raw, path, required=("weekly",), optional=("holidays", "workdays", "timezone"))
+    m = r.mapping(raw, path, required=("weekly",), optional=("holidays", "workdays", "timezone", "public_holidays"))
     if m is None or "weekly" not in m:
         return None
     weekly: dict = {}
@@ -294,16 +329,24 @@ def _schedule(name: str, raw: Any, path: tuple, r: _Reader) -> Schedule | None:
             r.src.problem(path + (key,), "expected a list of dates YYYY-MM-DD")
             items = []
         dates[key] = frozenset(str(d) for d in items)
-    return Schedule(name, False, weekly, dates["holidays"], dates["workdays"], str(m.get("timezone", "Asia/Shanghai")))
+    follow = m.get("public_holidays", True)
+    if not isinstance(follow, bool):
+        r.src.problem(path + ("public_holidays",), "expected true or false")
+        follow = True
+    holidays = dates["holidays"] | (frozenset(public["holidays"]) if follow else frozenset())
+    workdays = dates["workdays"] | (frozenset(public["workdays"]) if follow else frozenset())
+    return Schedule(name, False, weekly, holidays, workdays, str(m.get("timezone", "Asia/Shanghai")))
 
 
 def _hotlines(src: yamlsrc.Source, r: _Reader, flows: dict) -> GatewayConfig | None:
-    top = r.mapping(src.data, (), required=("lines", "queues"), optional=("version", "timezone", "schedules", "agents"))
+    top = r.mapping(src.data, (), required=("lines", "queues"),
+                    optional=("version", "timezone", "schedules", "agents", "public_holidays", "broadcasts"))
     if top is None:
         return None
+    public = _public_holidays(top.get("public_holidays", {}), ("public_holidays",), r)
     schedules = {"always": Schedule("always", always_open=True)}
     for name, raw in (r.mapping(top.get("schedules", {}), ("schedules",), optional=tuple(top.get("schedules") or {})) or {}).items():
-        sch = _schedule(name, raw, ("schedules", name), r)
+        sch = _schedule(name, raw, ("schedules", name), r, public)
         if sch:
             schedules[name] = sch
     agents = {}
@@ -359,9 +402,55 @@ def _hotlines(src: yamlsrc.Source, r: _Reader, flows: dict) -> GatewayConfig | N
                     q = opt.set.get("category_queue")
                     if q and q not in queues:
                         src.problem(("queues",), f"flow {flow.id!r} option {node.id}:{opt.key} needs queue {q!r}")
+    tz = str(top.get("timezone", "Asia/Shanghai"))
+    broadcasts = _broadcasts(top.get("broadcasts", []), ("broadcasts",), r, lines, tz)
     if src.problems:
         return None
-    return GatewayConfig(lines, queues, agents, schedules, flows, str(top.get("timezone", "Asia/Shanghai")))
+    return GatewayConfig(lines, queues, agents, schedules, flows, tz, broadcasts)
+
+
+def _when(value: Any, path: tuple, r: _Reader, tz: str):
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        try:
+            parsed = datetime.fromisoformat(str(value))
+        except ValueError:
+            r.src.problem(path, f"{value!r} is not a date and time like 2027-01-01T08:00:00+08:00")
+            return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=ZoneInfo(tz))
+    return parsed
+
+
+def _broadcasts(raw: Any, path: tuple, r: _Reader, lines: dict, tz: str) -> tuple:
+    if not isinstance(raw, list):
+        r.src.problem(path, "expected a list of broadcasts")
+        return ()
+    out, seen = [], set()
+    for i, item in enumerate(raw):
+        bpath = path + (i,)
+        m = r.mapping(item, bpath, required=("id", "text", "start", "end"), optional=("lines",))
+        if m is None or any(k not in m for k in ("id", "text", "start", "end")):
+            continue
+        bid = r.text(m["id"], bpath + ("id",), pattern=_ID, what="broadcast id (lowercase letters, digits, -)")
+        if bid in seen:
+            r.src.problem(bpath + ("id",), f"duplicate broadcast {bid!r}")
+        seen.add(bid)
+        text = r.text(m["text"], bpath + ("text",))
+        start, end = _when(m["start"], bpath + ("start",), r, tz), _when(m["end"], bpath + ("end",), r, tz)
+        if start and end and end <= start:
+            r.src.problem(bpath + ("end",), "ends before it starts")
+        targets = m.get("lines", ["all"])
+        if not isinstance(targets, list) or not targets:
+            r.src.problem(bpath + ("lines",), "expected a list of line numbers (or [all])")
+            targets = []
+        for j, number in enumerate(targets):
+            if str(number) != "all" and str(number) not in lines:
+                r.src.problem(bpath + ("lines", j), f"unknown line {number!r}")
+        if bid and text and start and end:
+            out.append(Broadcast(bid, text, start, end, tuple(str(t) for t in targets)))
+    return tuple(out)
 
 
 def _line(raw, path, r: _Reader, queues, schedules, flows) -> Line | None:
@@ -391,32 +480,56 @@ def _line(raw, path, r: _Reader, queues, schedules, flows) -> Line | None:
     if mode == "retired" and not announcement:
         announcement = f"您拨打的{' '.join(number)}已并入12345市民服务热线，现在为您转接。"
     handled_by = text("handled_by") or (text("department") if mode == "sub_centre" else None)
+    announce = raw.get("announce", True)
+    if not isinstance(announce, bool):
+        r.src.problem(path + ("announce",), "expected true or false")
+        announce = True
+    overflow = r.number(raw.get("overflow_seconds", 30), path + ("overflow_seconds",), low=5, high=600) or 30
     return Line(number, str(text("name")), mode, flow, text("department"), text("greeting"), announcement,
-                queue, handled_by, hours, after)
+                queue, handled_by, hours, after, announce, int(overflow))
 
 
 # -- entry point ---------------------------------------------------------------------------
 
 
-def load_config(config_dir: Path, *, overrides: dict | None = None) -> GatewayConfig:
-    """Load ``hotlines.yaml`` and ``flows/*.yaml`` from ``config_dir``; raise ConfigError on any problem.
+def read_files(config_dir: Path) -> dict[str, str]:
+    """The configuration files of ``config_dir`` as texts: ``hotlines.yaml`` and ``flows/*.yaml``.
 
-    ``overrides`` maps a file name (relative to ``config_dir``) to replacement text, for
-    validating a proposed change before writing it.
+    A file that cannot be read is left out here and reported by :func:`config_from_files`.
     """
     config_dir = Path(config_dir)
-    overrides = overrides or {}
+    files = {}
+    for rel in ["hotlines.yaml"] + sorted(
+        p.relative_to(config_dir).as_posix() for p in (config_dir / "flows").glob("*.yaml")
+    ):
+        try:
+            files[rel] = (config_dir / rel).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            files[rel] = exc
+    return files
 
-    def source(rel: str) -> yamlsrc.Source:
-        if rel in overrides:
-            return yamlsrc.parse(overrides[rel], str(config_dir / rel))
-        return yamlsrc.read(config_dir / rel)
 
+def config_from_files(files: dict, *, origin: str = "config") -> GatewayConfig:
+    """Validate a whole configuration given as texts (``hotlines.yaml``, ``flows/<id>.yaml``).
+
+    This is how a stored version or an admin's proposed change is checked: the
+    same rules, the same file/line/field errors, no file written.
+    """
     problems: list = []
     flows: dict = {}
-    flow_files = sorted(p.relative_to(config_dir).as_posix() for p in (config_dir / "flows").glob("*.yaml"))
+
+    def source(rel: str) -> yamlsrc.Source:
+        text = files.get(rel)
+        if isinstance(text, str):
+            return yamlsrc.parse(text, f"{origin}/{rel}")
+        src = yamlsrc.Source(file=f"{origin}/{rel}")
+        src.problems.append(yamlsrc.ConfigProblem(src.file, None, "", "file not found" if text is None
+                                                  else f"cannot read: {text}"))
+        return src
+
+    flow_files = sorted(rel for rel in files if rel.startswith("flows/") and rel.endswith(".yaml"))
     if not flow_files:
-        problems.append(yamlsrc.ConfigProblem(str(config_dir / "flows"), None, "", "no flow files (*.yaml)"))
+        problems.append(yamlsrc.ConfigProblem(f"{origin}/flows", None, "", "no flow files (*.yaml)"))
     for rel in flow_files:
         src = source(rel)
         flow = _flow(src, _Reader(src)) if not src.problems else None
@@ -433,4 +546,6 @@ def load_config(config_dir: Path, *, overrides: dict | None = None) -> GatewayCo
     return config
 
 
-ValidatorHook = Callable[[GatewayConfig], list]
+def load_config(config_dir: Path) -> GatewayConfig:
+    """Load ``hotlines.yaml`` and ``flows/*.yaml`` from ``config_dir``; raise ConfigError on any problem."""
+    return config_from_files(read_files(config_dir), origin=str(Path(config_dir)))

@@ -102,6 +102,7 @@ def _extensions_conf(config: GatewayConfig, settings: Settings) -> str:
         "[globals]",
         f"GW_CONFIG_VERSION={config.version}",
         "GW_QUEUE_WAIT=120",
+        "GW_CENTRAL_WAIT=120",
         "GW_AGENT_TALK=1",
         f"GW_FALLBACK_QUEUE={_fallback_queue(config)}",
         "",
@@ -125,6 +126,13 @@ def _extensions_conf(config: GatewayConfig, settings: Settings) -> str:
         " same => n,NoOp(gateway unavailable: AGISTATUS=${AGISTATUS}; fallback queue)",
         " same => n,Set(GW_QUEUE=${GW_FALLBACK_QUEUE})",
         " same => n(queue),Queue(${GW_QUEUE},,,,${GW_QUEUE_WAIT})",
+        "; A sub-centre nobody answered in time: 12345 central takes the call (QUEUESTATUS says why).",
+        ' same => n,GotoIf($["${GW_OVERFLOW_QUEUE}" = ""]?done)',
+        ' same => n,GotoIf($["${QUEUESTATUS}" = "TIMEOUT" | "${QUEUESTATUS}" = "JOINEMPTY" | '
+        '"${QUEUESTATUS}" = "LEAVEEMPTY" | "${QUEUESTATUS}" = "JOINUNAVAIL" | "${QUEUESTATUS}" = "LEAVEUNAVAIL"]'
+        '?:done)',
+        " same => n,Set(GW_QUEUE_WAIT=${GW_CENTRAL_WAIT})",
+        " same => n,Queue(${GW_OVERFLOW_QUEUE},,,,${GW_QUEUE_WAIT})",
         " same => n(done),Hangup()",
         "",
     ]

@@ -388,10 +388,16 @@ class AgiChannel:
             ended_by = "silence"
         return Recording(path=path, fmt="wav", duration_ms=duration_ms, ended_by=ended_by)
 
-    async def transfer_to_queue(self, queue: str) -> None:
-        """Leave GW_ACTION=queue and GW_QUEUE for the dialplan's Queue(${GW_QUEUE})."""
-        if not isinstance(queue, str) or not _QUEUE.fullmatch(queue):
-            raise LocalProtocolError(f"bad queue name {queue!r}")
+    async def transfer_to_queue(
+        self, queue: str, *, wait_seconds: int | None = None, overflow_queue: str | None = None
+    ) -> None:
+        """Leave GW_ACTION=queue and GW_QUEUE (+ GW_QUEUE_WAIT, GW_OVERFLOW_QUEUE) for the dialplan."""
+        for name in (queue, overflow_queue):
+            if name is not None and (not isinstance(name, str) or not _QUEUE.fullmatch(name)):
+                raise LocalProtocolError(f"bad queue name {name!r}")
+        if overflow_queue:
+            await self._command(agi.set_variable("GW_QUEUE_WAIT", str(int(wait_seconds or 30))))
+            await self._command(agi.set_variable("GW_OVERFLOW_QUEUE", overflow_queue))
         await self._command(agi.set_variable("GW_ACTION", "queue"))
         await self._command(agi.set_variable("GW_QUEUE", queue))
         self._finished = "transferred to a queue"

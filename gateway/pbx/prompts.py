@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from gateway.errors import GatewayError
-from gateway.ivr_flows.engine import prompt_key
+from gateway.ivr_flows.engine import broadcast_key, prompt_key
 from gateway.ivr_flows.model import GatewayConfig
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,10 @@ def catalogue(config: GatewayConfig) -> dict[str, PromptText]:
             for pid, text in line.prompt_overrides().items():
                 key = prompt_key(flow.id, line, pid)
                 out[key] = PromptText(key, text, flow.language)
+    for item in config.broadcasts:
+        key = broadcast_key(item.id)
+        language = config.flows[config.primary.flow].language
+        out[key] = PromptText(key, item.text, language)
     return out
 
 

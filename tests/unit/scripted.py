@@ -50,8 +50,9 @@ class ScriptedChannel:
             self.hung_up = True
         return Recording(path=f"/srv/gw/recordings/{name}", fmt="wav", duration_ms=2300, ended_by=self.record_end)
 
-    async def transfer_to_queue(self, queue: str) -> None:
+    async def transfer_to_queue(self, queue: str, *, wait_seconds=None, overflow_queue=None) -> None:
         self.transferred = queue
+        self.overflow = (overflow_queue, wait_seconds)
 
     async def hangup(self) -> None:
         self.hung_up = True

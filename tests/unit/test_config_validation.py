@@ -30,11 +30,11 @@ def _break(config_dir: Path, old: str, new: str, file: str = "hotlines.yaml") ->
     path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
-def _line_of(config_dir: Path, needle: str, file: str = "hotlines.yaml") -> int:
-    for number, line in enumerate((config_dir / file).read_text(encoding="utf-8").splitlines(), 1):
-        if needle in line:
-            return number
-    raise AssertionError(needle)
+def _line_of(config_dir: Path, needle: str, file: str = "hotlines.yaml", nth: int = 1) -> int:
+    hits = [number for number, line in enumerate((config_dir / file).read_text(encoding="utf-8").splitlines(), 1)
+            if needle in line]
+    assert len(hits) >= nth, needle
+    return hits[nth - 1]
 
 
 def _problems(config_dir: Path):
@@ -62,7 +62,7 @@ def test_given_a_duplicate_number_when_loaded_then_refused(config_dir):
     _break(config_dir, '  - number: "12358"', '  - number: "12319"')
     (problem,) = _problems(config_dir)
     assert problem.field == "lines[2].number" and "duplicate number '12319'" in problem.message
-    assert problem.line == _line_of(config_dir, '- number: "12319"') + 4  # the second occurrence
+    assert problem.line == _line_of(config_dir, '- number: "12319"', nth=2)  # the second occurrence
 
 
 @pytest.mark.parametrize("number", ["110", "119", "120", "122"])
@@ -103,9 +103,9 @@ def test_given_a_broken_field_when_loaded_then_refused_naming_it(config_dir, old
 
 def test_given_hours_that_never_open_when_loaded_then_refused(config_dir):
     text = (config_dir / "hotlines.yaml").read_text(encoding="utf-8")
-    start = text.index("    weekly:\n")
-    end = text.index("    holidays:")
-    (config_dir / "hotlines.yaml").write_text(text[:start] + "    weekly: {}\n" + text[end:], encoding="utf-8")
+    start = text.index("  office:")
+    end = text.index("\n\n", start)
+    (config_dir / "hotlines.yaml").write_text(text[:start] + "  office:\n    weekly: {}" + text[end:], encoding="utf-8")
     problems = _problems(config_dir)
     assert any(p.field == "schedules.office.weekly" and "never open" in p.message for p in problems)
 

@@ -39,7 +39,8 @@ async def test_given_12345_when_caller_picks_a_request_type_then_it_is_recorded_
     assert channel.played[:3] == ["main-greeting", "main-emergency_notice", "main-type_menu"]
     assert channel.recordings == ["u1"] and observer.recordings[0].duration_ms == 2300
     assert [s["node"] for s in observer.steps] == [
-        "hours", "greeting", "emergency_notice", "type_menu", "confidential_menu", "describe", "to_queue"]
+        "hours", "greeting", "emergency_notice", "hot_topics", "type_menu", "confidential_menu", "describe",
+        "to_queue"]
     assert observer.ticket_points[0]["category"] == category  # the ticket exists before the recording
 
 
@@ -52,7 +53,7 @@ async def test_given_12345_when_caller_picks_the_green_channel_then_enterprise_q
 async def test_given_the_confidentiality_menu_when_no_key_then_not_confidential_by_default():
     state, observer = await walk("12345", ScriptedChannel(["4", ""]))
     assert state.vars["confidential"] is False
-    assert observer.steps[4] == {"node": "confidential_menu", "key": "2", "label": "不保密", "result": "default"}
+    assert observer.steps[5] == {"node": "confidential_menu", "key": "2", "label": "不保密", "result": "default"}
 
 
 async def test_given_a_menu_when_keys_are_invalid_three_times_then_an_agent_takes_the_call():
@@ -151,3 +152,50 @@ async def test_given_a_sub_centre_with_office_hours_when_called_then_the_calenda
 async def test_given_the_primary_line_when_called_at_any_time_then_it_is_open():
     state, observer = await walk("12345", ScriptedChannel(["1", "2"]), when=HOLIDAY)
     assert observer.steps[0] == {"node": "hours", "result": "open"}
+
+
+def _variant(old: str, new: str):
+    from gateway.ivr_flows.validate import config_from_files, read_files
+
+    files = read_files(Path(__file__).resolve().parents[2] / "config")
+    assert old in files["hotlines.yaml"], old
+    files["hotlines.yaml"] = files["hotlines.yaml"].replace(old, new, 1)
+    return config_from_files(files)
+
+
+async def _walk_on(config, number, channel, when=WEEKDAY_OPEN):
+    observer = RecordingObserver()
+    state = CallState(uniqueid="u1", line=config.lines[number], caller="13800138000", dialled=number)
+    await Interpreter(config, clock=lambda: when).run(state, channel, observer)
+    return state, observer
+
+
+async def test_given_a_hot_topic_broadcast_when_active_for_the_line_then_it_plays_before_the_menu():
+    config = _variant("broadcasts: []", 'broadcasts:\n  - {id: outage, text: 今日全市停水，正在抢修。, '
+                      'start: "2027-03-01T00:00:00+08:00", end: "2027-03-05T00:00:00+08:00", lines: ["12345", "12319"]}')
+    channel = ScriptedChannel(["1", "2"])
+    _, observer = await _walk_on(config, "12345", channel)
+    assert channel.played[2:4] == ["broadcast-outage", "main-type_menu"]
+    assert {"node": "hot_topics", "broadcasts": ["outage"]} in observer.steps
+    channel = ScriptedChannel(["1", "2"])
+    await _walk_on(config, "12315", channel)  # not one of its lines
+    assert "broadcast-outage" not in channel.played
+    channel = ScriptedChannel(["1", "2"])
+    await _walk_on(config, "12345", channel, when=SUNDAY)  # after its end
+    assert "broadcast-outage" not in channel.played
+
+
+async def test_given_a_retired_line_when_its_announcement_is_switched_off_then_it_goes_straight_to_12345():
+    config = _variant("    announce: true ", "    announce: false ")
+    channel = ScriptedChannel(["1", "2"])
+    state, _ = await _walk_on(config, "12319", channel)
+    assert channel.played[0] == "main-greeting"
+    assert "line-12319-announcement" not in channel.played
+
+
+async def test_given_a_sub_centre_in_hours_when_transferred_then_it_overflows_to_central_after_its_time():
+    channel = ScriptedChannel(["4", "2"])
+    state, observer = await walk("12366", channel, when=WEEKDAY_OPEN)
+    assert channel.transferred == "q-12366" and channel.overflow == ("q-complaint", 30)
+    assert observer.steps[-1] == {"node": "to_queue", "queue": "q-12366", "overflow_queue": "q-complaint",
+                                  "overflow_seconds": 30}

@@ -1,0 +1,573 @@
+"""Foundation figures of the 12345 gateway on this machine.
+
+    .venv/bin/python bench/foundation.py [--quick] [--sizes 10,30,100] [--skip-cold]
+                                         [--kinds local,sip] [--keep-state]
+
+1. Cold start (a fresh sandbox root built by debootstrap into a temporary
+   GATEWAY_CACHE_DIR, render, Asterisk up, gateway healthy) and warm restarts
+   (same cache: sandbox up + gateway healthy), in a private state dir.
+2. N simultaneous calls for each N, placed (a) as Local-channel calls with
+   gateway.pbx.simcall.place_call sharing one AmiClient, (b) as real SIP calls
+   from SIPp (bench/sipp/uac_12345.xml): placed, completed, tickets written,
+   wall time, CPU used, the gateway's AGI round trip per command from /metrics.
+
+Everything runs in a private temporary state dir with free ports, started with
+the project's own commands, and is always torn down (gateway SIGTERM, sandbox
+down), also on failure, Ctrl-C or SIGTERM. Results: a table on stdout and a
+JSON file under bench/results/. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from datetime import datetime, timezone
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+from _system import ROOT, System, free_ports  # noqa: E402
+
+from gateway.pbx import sandbox  # noqa: E402
+
+RESULTS = BENCH / "results"
+SCENARIO = BENCH / "sipp" / "uac_12345.xml"
+SIPP = shutil.which("sipp") or "/usr/bin/sipp"
+DTMF_DIR = Path("/usr/share/sip-tester")
+KEY = "1"  # type menu: 咨询 -> queue q-consult (agents 8001, 8002)
+SPEECH_TEXT = "小区门口的垃圾三天没有人清运，请尽快处理，谢谢。"
+SPEECH_SECONDS = 6.0
+# What bench/sipp/uac_12345.xml assumes (seconds after the 200 OK).
+SCENARIO_KEY_AT = 25.0
+SCENARIO_TALK_AT = 45.0
+QUICK_VERBS = ("SET VARIABLE", "ANSWER", "GET VARIABLE", "VERBOSE", "EXEC", "HANGUP", "CHANNEL STATUS")
+
+
+def say(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _sigterm(signum, frame):  # turn SIGTERM into the same clean teardown as Ctrl-C
+    raise KeyboardInterrupt
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def wav_seconds(path: Path) -> float | None:
+    try:
+        with wave.open(str(path)) as w:
+            return w.getnframes() / float(w.getframerate())
+    except (OSError, wave.Error):
+        return None
+
+
+def proc_cpu_seconds(pid: int | None) -> float | None:
+    """utime + stime of ``pid`` (and its reaped children), in seconds."""
+    if not pid:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    # fields[0] is the state (field 3); utime, stime, cutime, cstime are fields 14..17
+    return sum(int(x) for x in fields[11:15]) / ticks
+
+
+def asterisk_pid(sysm: System) -> int | None:
+    return sandbox.running_pid(sysm.settings.instance_dir)
+
+
+def active_channels(sysm: System) -> int | None:
+    pid = asterisk_pid(sysm)
+    if pid is None:
+        return None
+    try:
+        out = sandbox.asterisk_rx(pid=pid, root=sandbox.root_dir(sysm.settings.cache_dir),
+                                  command="core show channels count", timeout=10)
+    except Exception:  # noqa: BLE001 - a busy Asterisk may not answer in time
+        return None
+    m = re.search(r"(\d+) active channel", out)
+    return int(m.group(1)) if m else None
+
+
+def wait_idle(sysm: System, timeout: float = 180) -> bool:
+    """Until no call is in the IVR and Asterisk has no channel (bounded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status, health = sysm.http("/healthz", timeout=5)
+        except OSError:
+            health = {}
+        if health.get("calls_in_ivr", 1) == 0 and health.get("fastagi_sessions", 1) == 0 \
+                and active_channels(sysm) == 0:
+            return True
+        time.sleep(1)
+    say("warning: the system did not become idle before the next batch")
+    return False
+
+
+def ticket_total(sysm: System) -> int:
+    status, body = sysm.http("/api/tickets?limit=1")
+    return int(body.get("total", 0)) if status == 200 else -1
+
+
+def tickets_since(sysm: System, previous_total: int) -> list[dict]:
+    """The tickets written after the total was ``previous_total`` (newest first, paged by 200)."""
+    wanted = ticket_total(sysm) - previous_total
+    items: list[dict] = []
+    offset = 0
+    while len(items) < wanted:
+        status, body = sysm.http(f"/api/tickets?limit=200&offset={offset}")
+        page = body.get("items", []) if status == 200 else []
+        if not page:
+            break
+        items += page
+        offset += len(page)
+    return items[:max(0, wanted)]
+
+
+def call_records(sysm: System, uniqueids: list[str]) -> list[dict]:
+    out = []
+    for uid in uniqueids:
+        status, body = sysm.http(f"/api/calls/{uid}")
+        if status == 200:
+            out.append(body)
+    return out
+
+
+def agi_summary(metrics: dict) -> dict:
+    return metrics.get("agi_round_trip", {}) if isinstance(metrics, dict) else {}
+
+
+# -- 1. cold and warm start ---------------------------------------------------------------------
+def _parse_sandbox_progress(stderr: str) -> dict:
+    out = {}
+    m = re.search(r"sandbox root ready in (\d+(?:\.\d+)?) s \((\d+) MB\)", stderr)
+    if m:
+        out["debootstrap_s"] = float(m.group(1))
+        out["root_mb"] = int(m.group(2))
+    m = re.search(r"Asterisk ready in (\d+(?:\.\d+)?) s", stderr)
+    if m:
+        out["asterisk_start_s"] = float(m.group(1))
+    return out
+
+
+def bench_start(warm_runs: int, *, skip_cold: bool) -> dict:
+    """Cold start into a temporary cache (unless skipped), then ``warm_runs`` warm restarts."""
+    result: dict = {"cold": None, "first_start_warm_cache": None, "warm": []}
+    cache = None if skip_cold else Path(tempfile.mkdtemp(prefix="gw-bench-cache-"))
+    try:
+        if cache is not None:
+            say(f"cold start: building a sandbox root from scratch into {cache} (debootstrap, ~1 min)")
+        with System(cache_dir=cache, log=say) as sysm:
+            t = sysm.up()
+            t.update(_parse_sandbox_progress(sysm.last_stderr))
+            if cache is not None:
+                t["render_and_prompts_s"] = round(max(0.0, t["sandbox_up_s"] - t.get("debootstrap_s", 0)
+                                                      - t.get("asterisk_start_s", 0)), 2)
+                result["cold"] = t
+                say(f"cold start: {t['total_s']:.1f} s (debootstrap {t.get('debootstrap_s', '?')} s)")
+            else:
+                result["first_start_warm_cache"] = t
+                say(f"first start, fresh state dir, cache already built: {t['total_s']:.2f} s")
+            for i in range(warm_runs):
+                sysm.down()
+                t = sysm.up()
+                t.update(_parse_sandbox_progress(sysm.last_stderr))
+                result["warm"].append(t)
+                say(f"warm restart {i + 1}/{warm_runs}: {t['total_s']:.2f} s")
+    finally:
+        if cache is not None:
+            mounts = sandbox.host_mounts_under(cache)
+            if mounts:
+                say(f"warning: not removing {cache}: still mounted: {mounts}")
+            else:
+                shutil.rmtree(cache, ignore_errors=True)
+    return result
+
+
+# -- 2a. Local-channel calls --------------------------------------------------------------------
+async def _local_batch(sysm: System, n: int, speech: Path, timeout: float) -> list:
+    from gateway.pbx.ami import AmiClient
+    from gateway.pbx.simcall import CallScript, place_call
+
+    s = sysm.settings
+    ami = AmiClient(host=s.ami_host, port=s.ami_port, username=s.ami_user, secret=s.ami_secret,
+                    action_timeout=max(s.ami_action_timeout, 15))
+    await ami.start()
+    try:
+        if not await ami.wait_connected(10):
+            raise RuntimeError("AMI not connected")
+        scripts = [CallScript(number="12345", caller=f"1390000{i:04d}", digits=KEY, say=speech, timeout=timeout)
+                   for i in range(n)]
+        return await asyncio.gather(*(place_call(s, sc, ami=ami) for sc in scripts), return_exceptions=True)
+    finally:
+        await ami.close()
+
+
+def run_local(sysm: System, n: int, speech: Path, timeout: float) -> dict:
+    before = ticket_total(sysm)
+    sysm.http("/metrics?reset=1", method="POST")
+    cpu0 = (proc_cpu_seconds(sysm.gateway.pid), proc_cpu_seconds(asterisk_pid(sysm)))
+    started = time.monotonic()
+    results = asyncio.run(_local_batch(sysm, n, speech, timeout))
+    wall = time.monotonic() - started
+    cpu1 = (proc_cpu_seconds(sysm.gateway.pid), proc_cpu_seconds(asterisk_pid(sysm)))
+    metrics = sysm.http("/metrics")[1]
+    ok = [r for r in results if isinstance(r, dict)]
+    errors = [f"{type(r).__name__}: {r}" for r in results if not isinstance(r, dict)]
+    records = call_records(sysm, [r["uniqueid"] for r in ok])
+    durations = [r["duration_s"] for r in ok]
+    new_tickets = tickets_since(sysm, before)
+    return {
+        "kind": "local", "n": n,
+        "placed": n,
+        "completed": sum(1 for r in ok if r.get("hangup_cause") == 16),
+        "reached_agent": sum(1 for c in records if c.get("agent")),
+        "tickets": len(new_tickets),
+        "tickets_with_recording": sum(1 for t in new_tickets if (t.get("recording_duration_ms") or 0) > 0),
+        "wall_s": round(wall, 1),
+        "call_duration_s": _spread(durations),
+        "errors": _count(errors),
+        "hangup_causes": _count(f"{r.get('hangup_cause')} {r.get('hangup_cause_txt')}" for r in ok),
+        "paths": _count(r.get("path", "") for r in ok),
+        "cpu_s": _cpu(cpu0, cpu1),
+        "metrics": metrics,
+    }
+
+
+# -- 2b. SIP calls from SIPp --------------------------------------------------------------------
+def make_media(tmp: Path) -> dict:
+    """1 s of silence (looped) and 6 s of speech as raw G.711 u-law for SIPp's rtp_stream; the speech as wav."""
+    silence, speech_ulaw, speech_wav = tmp / "silence.ulaw", tmp / "speech.ulaw", tmp / "speech.wav"
+    subprocess.run(["sox", "-D", "-n", "-r", "8000", "-c", "1", "-t", "ul", str(silence), "trim", "0", "1"],
+                   check=True, capture_output=True)
+    subprocess.run(["espeak-ng", "-v", "cmn", "-w", str(speech_wav), SPEECH_TEXT], check=True, capture_output=True)
+    speech6 = tmp / "speech6.wav"  # the same 6 s for both kinds of caller
+    subprocess.run(["sox", str(speech_wav), "-r", "8000", "-c", "1", "-b", "16", str(speech6),
+                    "pad", "0", str(SPEECH_SECONDS), "trim", "0", str(SPEECH_SECONDS)], check=True,
+                   capture_output=True)
+    subprocess.run(["sox", str(speech6), "-t", "ul", str(speech_ulaw)], check=True, capture_output=True)
+    return {"silence": silence, "speech_ulaw": speech_ulaw, "speech_wav": speech6}
+
+
+def _read_stat(path: Path) -> dict:
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.reader(fh, delimiter=";"))
+    except OSError:
+        return {}
+    if len(rows) < 2:
+        return {}
+    return dict(zip(rows[0], rows[-1]))
+
+
+def run_sip(sysm: System, n: int, media: dict, logs_dir: Path) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix=f"gw-bench-sipp-{n}-"))
+    (sip_local,) = free_ports(1, udp=True)
+    (media_port,) = free_ports(1, udp=True, even=True)
+    global_timeout = 420  # every call ends by itself in ~65 s plus the queue wait; BYE awaited <= 300 s
+    cmd = [
+        SIPP, f"127.0.0.1:{sysm.sip_port}", "-sf", str(SCENARIO), "-s", "12345",
+        "-i", "127.0.0.1", "-p", str(sip_local), "-mi", "127.0.0.1", "-mp", str(media_port),
+        "-key", "dtmf_pcap", str(DTMF_DIR / f"dtmf_2833_{KEY}.pcap"),
+        "-key", "speech", f"{media['speech_ulaw']},1,0",
+        "-key", "silence", f"{media['silence']},-1,0",
+        "-m", str(n), "-l", str(n), "-r", str(n), "-rp", "1000",
+        "-trace_stat", "-stf", str(tmp / "stat.csv"), "-fd", "5",
+        "-trace_err", "-error_file", str(tmp / "errors.log"),
+        "-trace_screen", "-screen_file", str(tmp / "screen.log"),
+        "-timeout", f"{global_timeout}s", "-nostdin",
+    ]
+    before = ticket_total(sysm)
+    sysm.http("/metrics?reset=1", method="POST")
+    cpu0 = (proc_cpu_seconds(sysm.gateway.pid), proc_cpu_seconds(asterisk_pid(sysm)))
+    started = time.monotonic()
+    timed_out = False
+    with open(tmp / "sipp.out", "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=tmp, start_new_session=True)
+        try:
+            rc = proc.wait(global_timeout + 60)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            proc.terminate()
+            try:
+                rc = proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                rc = proc.wait()
+        finally:
+            if proc.poll() is None:  # Ctrl-C while waiting: do not leave SIPp running
+                proc.kill()
+                proc.wait()
+    wall = time.monotonic() - started
+    cpu1 = (proc_cpu_seconds(sysm.gateway.pid), proc_cpu_seconds(asterisk_pid(sysm)))
+    wait_idle(sysm, timeout=60)  # let the gateway record the last hang-ups before reading
+    metrics = sysm.http("/metrics")[1]
+    stat = _read_stat(tmp / "stat.csv")
+    new_tickets = tickets_since(sysm, before)
+    records = call_records(sysm, [t["uniqueid"] for t in new_tickets])
+    failed_reasons = {k.replace("(C)", ""): int(v) for k, v in stat.items()
+                      if k.startswith("Failed") and k.endswith("(C)") and v.isdigit() and int(v)}
+    errors_text = (tmp / "errors.log").read_text(errors="replace") if (tmp / "errors.log").exists() else ""
+    completed = int(stat.get("SuccessfulCall(C)", 0) or 0)
+    if completed < n or rc not in (0,):
+        dest = logs_dir / f"sip-{n}"
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in ("sipp.out", "errors.log", "screen.log", "stat.csv"):
+            if (tmp / name).exists():
+                shutil.copy(tmp / name, dest / name)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "kind": "sip", "n": n,
+        "placed": int(stat.get("OutgoingCall(C)", 0) or 0),
+        "completed": completed,
+        "failed": int(stat.get("FailedCall(C)", 0) or 0),
+        "failed_reasons": failed_reasons,
+        "reached_agent": sum(1 for c in records if c.get("agent")),
+        "tickets": len(new_tickets),
+        "tickets_with_recording": sum(1 for t in new_tickets if (t.get("recording_duration_ms") or 0) > 0),
+        "type_key_read": sum(1 for t in new_tickets
+                             if any(s.get("node") == "type_menu" and s.get("key") == KEY for s in t["menu_path"])),
+        "wall_s": round(wall, 1),
+        "sipp_rc": rc, "sipp_killed": timed_out,
+        "sipp_errors_head": errors_text[:1500],
+        "paths": _count(">".join(f"{s.get('node')}:{s.get('key', s.get('result', ''))}"
+                                 for s in t["menu_path"]) for t in new_tickets),
+        "hangup_causes": _count(f"{c.get('hangup_cause')} {c.get('hangup_cause_txt')}" for c in records),
+        "cpu_s": _cpu(cpu0, cpu1),
+        "metrics": metrics,
+    }
+
+
+# -- reporting ----------------------------------------------------------------------------------
+def _count(values) -> dict:
+    out: dict = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def _spread(values: list[float]) -> dict | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return {"min": ordered[0], "median": round(statistics.median(ordered), 1), "max": ordered[-1]}
+
+
+def _cpu(before: tuple, after: tuple) -> dict:
+    names = ("gateway", "asterisk")
+    return {name: (round(a - b, 1) if a is not None and b is not None else None)
+            for name, b, a in zip(names, before, after)}
+
+
+def check_prompts(sysm: System) -> dict:
+    p = sysm.settings.prompts_dir
+    d = {k: wav_seconds(p / f"main-{k}.wav") for k in
+         ("greeting", "emergency_notice", "type_menu", "confidential_menu", "describe", "beep", "to_queue")}
+    if None in d.values():
+        return {"prompts_s": d, "warning": "a prompt is missing"}
+    type_start = d["greeting"] + d["emergency_notice"]
+    type_end = type_start + d["type_menu"] + 5  # GET DATA timeout 5 s
+    record_start = SCENARIO_KEY_AT + d["confidential_menu"] + 4 + d["describe"] + d["beep"]
+    out = {"prompts_s": {k: round(v, 2) for k, v in d.items()}, "type_menu_window_s": [round(type_start, 1),
+           round(type_end, 1)], "record_starts_at_s": round(record_start, 1)}
+    if not (type_start + 1 <= SCENARIO_KEY_AT <= type_end - 3):
+        out["warning"] = (f"the SIPp scenario presses its key at {SCENARIO_KEY_AT} s but the type menu runs "
+                          f"{type_start:.1f}..{type_end:.1f} s: adjust bench/sipp/uac_12345.xml")
+    elif not (SCENARIO_TALK_AT <= record_start + 1 <= SCENARIO_TALK_AT + SPEECH_SECONDS):
+        out["warning"] = (f"the recording starts at ~{record_start:.1f} s but the scenario talks "
+                          f"{SCENARIO_TALK_AT}..{SCENARIO_TALK_AT + SPEECH_SECONDS} s")
+    if "warning" in out:
+        say("warning: " + out["warning"])
+    return out
+
+
+def _fmt_rtt(rtt: dict, verb: str) -> str:
+    v = rtt.get(verb)
+    if not v:
+        return "-"
+    return f"{v['median_ms']:.1f}/{v['p99_ms']:.1f} (n={v['count']})"
+
+
+def print_report(report: dict) -> None:
+    start = report.get("start")
+    print("\n=== 12345 gateway foundation figures ===")
+    print(f"machine: {report['machine']['cpus']} CPUs, {report['machine']['platform']}; "
+          f"{report['machine']['load_before']}")
+    if start:
+        cold = start.get("cold")
+        if cold:
+            print(f"cold start (fresh cache: debootstrap + render + Asterisk + gateway healthy): "
+                  f"{cold['total_s']:.1f} s  [debootstrap {cold.get('debootstrap_s', '?')} s, "
+                  f"root {cold.get('root_mb', '?')} MB, render+prompts {cold.get('render_and_prompts_s', 0):.1f} s, "
+                  f"Asterisk {cold.get('asterisk_start_s', '?')} s, gateway {cold['gateway_healthy_s']:.2f} s]")
+        else:
+            print("cold start: skipped (--skip-cold)")
+        first = start.get("first_start_warm_cache")
+        if first:
+            print(f"first start, fresh state dir, root already built: {first['total_s']:.2f} s "
+                  f"(sandbox up {first['sandbox_up_s']:.2f} s, gateway {first['gateway_healthy_s']:.2f} s)")
+        for key, label in (("warm", "warm restart, same cache and state (sandbox up + gateway healthy)"),):
+            runs = start.get(key) or []
+            if runs:
+                tot = [r["total_s"] for r in runs]
+                print(f"{label}: median {statistics.median(tot):.2f} s of {len(tot)} "
+                      f"({', '.join(f'{t:.2f}' for t in tot)}); sandbox up median "
+                      f"{statistics.median(r['sandbox_up_s'] for r in runs):.2f} s, gateway median "
+                      f"{statistics.median(r['gateway_healthy_s'] for r in runs):.2f} s")
+    if report.get("prompt_check"):
+        pc = report["prompt_check"]
+        print(f"IVR timeline: type menu {pc.get('type_menu_window_s')} s after answer, recording from "
+              f"~{pc.get('record_starts_at_s')} s" + (f"  WARNING: {pc['warning']}" if pc.get("warning") else ""))
+    batches = report.get("batches", [])
+    if not batches:
+        return
+    print()
+    hdr = (f"{'kind':5} {'N':>4} {'placed':>6} {'done':>5} {'agent':>5} {'tickets':>7} {'wall s':>7} "
+           f"{'cpu gw/ast s':>13}  {'SET VARIABLE ms med/p99':>26}  {'ANSWER':>7}  {'STREAM FILE med/p99':>24}"
+           f"  {'GET DATA med/p99':>24}  {'RECORD FILE med/p99':>24}")
+    print(hdr)
+    print("-" * len(hdr))
+    for b in batches:
+        if "error" in b:
+            print(f"{b['kind']:5} {b['n']:>4}  ERROR: {b['error']}")
+            continue
+        rtt = agi_summary(b["metrics"])
+        cpu = b.get("cpu_s", {})
+        print(f"{b['kind']:5} {b['n']:>4} {b['placed']:>6} {b['completed']:>5} {b['reached_agent']:>5} "
+              f"{b['tickets']:>7} {b['wall_s']:>7} {str(cpu.get('gateway')) + '/' + str(cpu.get('asterisk')):>13}  "
+              f"{_fmt_rtt(rtt, 'SET VARIABLE'):>26}  {_fmt_rtt(rtt, 'ANSWER'):>7}  "
+              f"{_fmt_rtt(rtt, 'STREAM FILE'):>24}  {_fmt_rtt(rtt, 'GET DATA'):>24}  "
+              f"{_fmt_rtt(rtt, 'RECORD FILE'):>24}")
+    print("done = hung up normally (local: Hangup cause 16; sip: SIPp successful call, BYE from Asterisk);"
+          " agent = a simulated agent answered;")
+    print("AGI round trips are per command in ms; STREAM FILE / GET DATA / RECORD FILE include the audio's "
+          "duration (prompt, key timeout, recording), so only SET VARIABLE-like commands show the gateway's "
+          "own latency. ANSWER '-': the flow does not send it (the dialplan answers before AGI).")
+    for b in batches:
+        if "error" in b:
+            continue
+        notes = []
+        if b.get("errors"):
+            notes.append(f"errors {b['errors']}")
+        if b.get("failed_reasons"):
+            notes.append(f"failed {b['failed_reasons']}")
+        if b.get("sipp_killed"):
+            notes.append("SIPp killed at the hard timeout")
+        others = {k: v for k, v in agi_summary(b["metrics"]).items()
+                  if k not in ("SET VARIABLE", "STREAM FILE", "GET DATA", "RECORD FILE", "ANSWER")}
+        if others:
+            notes.append("other verbs " + ", ".join(f"{k} {v['median_ms']:.1f}/{v['p99_ms']:.1f}"
+                                                   for k, v in others.items()))
+        if notes:
+            print(f"  {b['kind']} N={b['n']}: " + "; ".join(notes))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="N=10 only, both kinds, skip the cold start, 1 warm run")
+    ap.add_argument("--sizes", default="10,30,100", help="numbers of simultaneous calls (default 10,30,100)")
+    ap.add_argument("--skip-cold", action="store_true", help="skip the debootstrap cold start")
+    ap.add_argument("--kinds", default="local,sip", help="local, sip or both (default)")
+    ap.add_argument("--warm-runs", type=int, default=3)
+    ap.add_argument("--no-start", action="store_true", help="skip the start-up figures")
+    ap.add_argument("--keep-state", action="store_true", help="keep the temporary state dir (logs, database)")
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        print("the sandbox needs root (debootstrap, unshare, chroot)", file=sys.stderr)
+        return 2
+    sizes = [10] if args.quick else [int(x) for x in args.sizes.split(",") if x.strip()]
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    skip_cold = args.skip_cold or args.quick
+    warm_runs = 1 if args.quick else args.warm_runs
+    signal.signal(signal.SIGTERM, _sigterm)
+
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out_path = RESULTS / f"foundation-{stamp}{'-quick' if args.quick else ''}.json"
+    logs_dir = RESULTS / f"foundation-{stamp}-logs"
+    report: dict = {
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "args": vars(args), "sizes": sizes, "kinds": kinds,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "load_before": "loadavg " + Path("/proc/loadavg").read_text().split(" ", 3)[:3].__str__()},
+        "sipp": subprocess.run([SIPP, "-v"], capture_output=True, text=True).stdout.strip().splitlines()[-1:],
+    }
+
+    def save() -> None:
+        out_path.write_text(json.dumps(report, ensure_ascii=False, indent=2, default=str))
+
+    rc = 0
+    try:
+        if not args.no_start:
+            report["start"] = bench_start(warm_runs, skip_cold=skip_cold)
+            save()
+        if sizes and kinds:
+            media_tmp = Path(tempfile.mkdtemp(prefix="gw-bench-media-"))
+            try:
+                media = make_media(media_tmp)
+                with System(keep=args.keep_state, log=say) as sysm:
+                    say(f"system up for the call batches (state {sysm.state})")
+                    sysm.up()
+                    report["state_dir"] = str(sysm.state) if args.keep_state else None
+                    report["prompt_check"] = check_prompts(sysm)
+                    report["batches"] = []
+                    for n in sizes:
+                        for kind in kinds:
+                            wait_idle(sysm)
+                            say(f"{kind}: {n} simultaneous calls ...")
+                            try:
+                                if kind == "local":
+                                    b = run_local(sysm, n, media["speech_wav"], timeout=420)
+                                elif kind == "sip":
+                                    b = run_sip(sysm, n, media, logs_dir)
+                                else:
+                                    raise ValueError(f"unknown kind {kind!r}")
+                            except KeyboardInterrupt:
+                                raise
+                            except Exception as exc:  # noqa: BLE001 - report it, go on with the next batch
+                                b = {"kind": kind, "n": n, "error": f"{type(exc).__name__}: {exc}"}
+                            report["batches"].append(b)
+                            say(f"{kind} N={n}: " + (b["error"] if "error" in b else
+                                f"placed {b['placed']}, completed {b['completed']}, agent {b['reached_agent']}, "
+                                f"tickets {b['tickets']}, wall {b['wall_s']} s"))
+                            save()
+                    if any("error" in b or b["completed"] < b["n"] for b in report["batches"]):
+                        logs_dir.mkdir(parents=True, exist_ok=True)
+                        if sysm.console_log.exists():
+                            shutil.copy(sysm.console_log, logs_dir / "asterisk.console.log")
+                        if sysm.log_path.exists():
+                            shutil.copy(sysm.log_path, logs_dir / "gateway.log")
+            finally:
+                shutil.rmtree(media_tmp, ignore_errors=True)
+    except KeyboardInterrupt:
+        say("interrupted: everything started here has been stopped")
+        report["interrupted"] = True
+        rc = 130
+    finally:
+        report["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        save()
+    print_report(report)
+    print(f"\nJSON: {out_path.relative_to(ROOT)}")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
