@@ -561,10 +561,19 @@ def main(argv: list[str] | None = None) -> int:
         say("interrupted: everything started here has been stopped")
         report["interrupted"] = True
         rc = 130
+    except Exception as exc:  # noqa: BLE001 - everything is torn down by now; report what we have
+        import traceback
+
+        traceback.print_exc()
+        report["error"] = f"{type(exc).__name__}: {exc}"
+        say(f"failed: {report['error'][:2000]}")
+        rc = 1
     finally:
         report["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         save()
     print_report(report)
+    if report.get("error"):
+        print(f"\nFAILED: {report['error'][:500]}")
     print(f"\nJSON: {out_path.relative_to(ROOT)}")
     return rc
 
