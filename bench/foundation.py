@@ -41,7 +41,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from _system import ROOT, System, free_ports  # noqa: E402
+from gateway.devsystem import ROOT, System, free_ports  # noqa: E402
 
 from gateway.pbx import sandbox  # noqa: E402
 

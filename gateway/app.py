@@ -1,24 +1,26 @@
 """Composition root: builds the services from settings and owns start and stop.
 
-Start order: database (migrated), AMI client, FastAGI server, HTTP. Stop runs
-in reverse and collects failures, so one broken part never leaves another
-running.
+Start order: database (migrated), the live configuration version (seeded from
+``config/`` on a new database), AMI client, FastAGI server, the scheduler of
+configuration changes, HTTP. Stop runs in reverse and collects failures, so one
+broken part never leaves another running.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timezone
 from pathlib import Path
 
 from aiohttp import web
 
 from gateway.calls import CallHandler
-from gateway.errors import ConfigError
+from gateway.clock import AdjustableClock, Clock
+from gateway.errors import ConfigError, GatewayError, PbxError
+from gateway.hotlines.service import HotlineAdmin
 from gateway.ivr_flows.channel import Recording
 from gateway.ivr_flows.model import GatewayConfig
-from gateway.ivr_flows.validate import load_config
+from gateway.ivr_flows.validate import read_files
 from gateway.pbx import dialplan, prompts
 from gateway.pbx.ami import AmiClient
 from gateway.pbx.ami_events import AgentConnect, AmiEvent, Hangup, QueueCallerAbandon, QueueCallerJoin
@@ -27,22 +29,34 @@ from gateway.settings import Settings
 from gateway.ticketing import migrate
 from gateway.ticketing.store import TicketStore
 from gateway.web.app import build_app
+from gateway.web.auth import UserStore
 
 log = logging.getLogger(__name__)
+SCHEDULER_TICK = 1.0
+
+
+class AsteriskUnavailable(PbxError):
+    status_code = 503
+    error_id = "asterisk-unavailable"
 
 
 class Gateway:
-    def __init__(self, settings: Settings, config: GatewayConfig | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.config = config or load_config(settings.config_dir)
+        self.clock: Clock = AdjustableClock() if settings.test_clock else Clock()
         self.store: TicketStore | None = None
+        self.admin: HotlineAdmin | None = None
         self.ami: AmiClient | None = None
         self.agi: FastAgiServer | None = None
         self.runner: web.AppRunner | None = None
         self.handler: CallHandler | None = None
         self.http_port: int | None = None
         self.last_reload: dict | None = None
-        self._reload_lock = asyncio.Lock()
+        self._scheduler: asyncio.Task | None = None
+
+    @property
+    def config(self) -> GatewayConfig:
+        return self.admin.config
 
     # -- wiring --------------------------------------------------------------------------
     def _prompt_path(self, key: str) -> str:
@@ -58,7 +72,7 @@ class Gateway:
             return
         if isinstance(event, Hangup):
             await store.finish_call(event.uniqueid, hangup_cause=event.cause, hangup_cause_txt=event.cause_txt,
-                                    ended_at=datetime.now(timezone.utc))
+                                    ended_at=self.clock.now())
         elif isinstance(event, QueueCallerJoin):
             await store.mark_queued(event.uniqueid, event.queue)
         elif isinstance(event, AgentConnect):
@@ -66,33 +80,61 @@ class Gateway:
         elif isinstance(event, QueueCallerAbandon):
             log.info("call %s abandoned queue %s after %s s", event.uniqueid, event.queue, event.hold_time)
 
+    # -- configuration -----------------------------------------------------------------------
+    def _render(self, config: GatewayConfig, previous: GatewayConfig | None) -> None:
+        s = self.settings
+        dialplan.write_config(config, s, keep_queues_of=previous)
+        prompts.render_all(config, out_dir=s.prompts_dir, cache_dir=s.cache_dir, override_dir=s.prompt_override_dir)
+
+    async def _reload_asterisk(self) -> None:
+        await self.ami.command("dialplan reload")
+        await self.ami.command("queue reload all")
+
+    async def apply_config(self, config: GatewayConfig, previous: GatewayConfig | None) -> None:
+        """Render ``config`` for Asterisk and reload it; on failure put the previous one back."""
+        if not (self.ami and self.ami.connected):
+            raise AsteriskUnavailable("Asterisk is not reachable over AMI; nothing was changed")
+        await asyncio.to_thread(self._render, config, previous)
+        try:
+            await self._reload_asterisk()
+        except GatewayError as exc:
+            if previous is not None:
+                await asyncio.to_thread(self._render, previous, config)
+            raise AsteriskUnavailable(f"Asterisk did not reload ({exc}); nothing was changed") from exc
+
     async def reload(self) -> bool:
-        """Load config/ again; apply it only if it is valid as a whole.
+        """SIGHUP: take ``config/`` as a new version if it changed and is valid as a whole.
 
         A refused configuration leaves the running one (and Asterisk's dialplan) as it
         was; calls in progress keep the version they started with either way.
         """
-        async with self._reload_lock:
-            try:
-                config = await asyncio.to_thread(load_config, self.settings.config_dir)
-            except ConfigError as exc:
-                self.last_reload = {"ok": False, "errors": [p.as_dict() for p in exc.problems]}
-                log.error("configuration refused; keeping version %s:\n%s", self.config.version, exc)
-                return False
-            await asyncio.to_thread(self._render, config)
-            if self.ami and self.ami.connected:
-                await self.ami.command("dialplan reload")
-                await self.ami.command("queue reload all")
-            previous, self.config = self.config.version, config
-            self.last_reload = {"ok": True, "version": config.version, "previous": previous}
-            log.info("configuration %s applied (was %s)", config.version, previous)
+        files = await asyncio.to_thread(read_files, self.settings.config_dir)
+        if files == self.admin.files:
+            self.last_reload = {"ok": True, "version": self.config.version, "changed": False}
             return True
+        try:
+            version = await self.admin.submit({"op": "replace_files", "files": files},
+                                              comment="config/ reloaded (SIGHUP)", user="config/")
+        except ConfigError as exc:
+            self.last_reload = {"ok": False, "errors": [p.as_dict() for p in exc.problems]}
+            log.error("configuration refused; keeping version %s:\n%s", self.config.version, exc)
+            return False
+        except GatewayError as exc:
+            self.last_reload = {"ok": False, "errors": [{"message": exc.message}]}
+            log.error("configuration not applied: %s", exc)
+            return False
+        self.last_reload = {"ok": True, "version": self.config.version, "config_version": version["id"]}
+        return True
 
-    def _render(self, config: GatewayConfig) -> None:
-        s = self.settings
-        dialplan.write_config(config, s)
-        prompts.render_all(config, out_dir=s.prompts_dir, cache_dir=s.cache_dir, override_dir=s.prompt_override_dir)
+    async def _schedule_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SCHEDULER_TICK)
+            try:
+                await self.admin.run_due()
+            except Exception:  # noqa: BLE001 - the scheduler must survive a bad tick
+                log.exception("scheduler tick failed")
 
+    # -- health --------------------------------------------------------------------------
     def metrics_snapshot(self, reset: bool = False) -> dict:
         if self.handler is None:
             return {}
@@ -109,7 +151,8 @@ class Gateway:
             "status": "ok" if db_ok and ami_ok else "degraded",
             "database": "ok" if db_ok else "down",
             "ami": "connected" if ami_ok else f"disconnected: {self.ami.last_error if self.ami else 'not started'}",
-            "config_version": self.config.version,
+            "config_version": self.config.version if self.admin and self.admin.config else None,
+            "config_version_id": self.admin.version_id if self.admin else None,
             "calls_in_ivr": self.handler.active if self.handler else 0,
             "fastagi_sessions": self.agi.sessions if self.agi else 0,
             "last_reload": self.last_reload,
@@ -120,29 +163,46 @@ class Gateway:
         s = self.settings
         await asyncio.to_thread(migrate.upgrade, s.database_url)
         self.store = await TicketStore.open(s.database_url)
+        self.admin = HotlineAdmin(store=self.store, clock=self.clock.now, applier=self.apply_config,
+                                  initial_files=lambda: read_files(s.config_dir))
+        config = await self.admin.bootstrap()
+        await asyncio.to_thread(self._render, config, None)
         self.ami = AmiClient(host=s.ami_host, port=s.ami_port, username=s.ami_user, secret=s.ami_secret,
                              action_timeout=s.ami_action_timeout, ping_interval=s.ami_ping_interval)
         self.ami.subscribe(self.on_ami_event)
         await self.ami.start()
+        if await self.ami.wait_connected(10):
+            await self._reload_asterisk()  # Asterisk follows the live version, not only config/
         self.handler = CallHandler(
             store=self.store,
-            config_source=lambda: self.config,
-            channel_factory=lambda session: AgiChannel(
-                session, self._prompt_path, s.pbx_path(s.recordings_dir)),
+            config_source=lambda: self.admin.config,
+            channel_factory=lambda session: AgiChannel(session, self._prompt_path, s.pbx_path(s.recordings_dir)),
             recording_path=self._recording_path,
+            clock=self.clock.now,
         )
         self.agi = FastAgiServer(self.handler, host=s.agi_host, port=s.agi_port, allowed_peers=s.pbx_peers,
                                  read_timeout=s.agi_read_timeout)
         await self.agi.start()
-        self.runner = web.AppRunner(build_app(store=self.store, health=self.health,
-                                              metrics_source=self.metrics_snapshot), access_log=None)
+        self._scheduler = asyncio.create_task(self._schedule_loop(), name="config-scheduler")
+        self.users = UserStore(self.store)  # sessions follow the wall clock, never the test clock
+        app = build_app(store=self.store, health=self.health, metrics_source=self.metrics_snapshot, users=self.users)
+        self.extend_app(app)
+        self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, s.http_host, s.http_port)
         await site.start()
         self.http_port = self.runner.addresses[0][1] if self.runner.addresses else s.http_port
 
+    def extend_app(self, app: web.Application) -> None:
+        """Routes that need the whole gateway (admin API, test clock)."""
+        from gateway.hotlines.http import add_admin_routes
+
+        add_admin_routes(app, gateway=self)
+
     async def stop(self) -> None:
         failures = []
+        if self._scheduler:
+            self._scheduler.cancel()
         for name, closer in (
             ("http", self.runner.cleanup if self.runner else None),
             ("fastagi", self.agi.stop if self.agi else None),
@@ -163,6 +223,7 @@ class Gateway:
         return {
             "fastagi": f"{s.agi_host}:{self.agi.port if self.agi else s.agi_port}",
             "http": f"http://{s.http_host}:{self.http_port}",
+            "admin": f"http://{s.http_host}:{self.http_port}/admin",
             "ami": f"{s.ami_host}:{s.ami_port}",
             "sip": f"127.0.0.1:{s.sip_port}",
             "database": _safe_url(s.database_url),

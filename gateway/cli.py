@@ -126,11 +126,30 @@ async def _serve(settings: Settings, *, with_sandbox: bool) -> None:
             print(f"  {name:11} {where}", flush=True)
         print(f"  AMI         {'connected' if connected else 'NOT connected (retrying)'}", flush=True)
         print(f"  lines       {lines}", flush=True)
+        if with_sandbox:
+            print(f"  admin       {await _demo_admin(gateway)}", flush=True)
         print("  try:        .venv/bin/gateway call 12345 --from 13800138000 --digits 41", flush=True)
         print("Press Ctrl-C to stop." if with_sandbox else "", flush=True)
         await stop.wait()
     finally:
         await gateway.stop()
+
+
+async def _demo_admin(gateway) -> str:
+    """``make run``: make sure an admin can log in to /admin (password kept in the state dir)."""
+    path = gateway.settings.state_dir / "secrets" / "admin.password"
+    if await gateway.users.count_users("admin") == 0:
+        import secrets
+
+        password = secrets.token_urlsafe(12)
+        await gateway.users.create_user("admin", password, "admin")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(password + "\n")
+    if path.exists():
+        return f"log in at /admin as 'admin', password in {path}"
+    return "log in at /admin (create users with `gateway user add NAME --role admin`)"
 
 
 def cmd_serve(args) -> int:
@@ -191,6 +210,45 @@ def cmd_db(args) -> int:
     return 0
 
 
+# -- users ----------------------------------------------------------------------------------
+async def _users(action, args) -> int:
+    from gateway.ticketing import migrate
+    from gateway.ticketing.store import TicketStore
+    from gateway.web.auth import UserStore
+
+    settings = load_settings()
+    await asyncio.to_thread(migrate.upgrade, settings.database_url)
+    store = await TicketStore.open(settings.database_url)
+    try:
+        users = UserStore(store)
+        if action == "list":
+            for user in await users.list_users():
+                print(f"{user['username']:20} {user['role']:10} {'disabled' if user['disabled'] else ''}")
+            return 0
+        if args.password_stdin:
+            password = sys.stdin.readline().rstrip("\n")
+            generated = False
+        else:
+            import secrets
+
+            password, generated = secrets.token_urlsafe(15), True
+        if action == "add":
+            await users.create_user(args.name, password, args.role)
+            print(f"user {args.name} ({args.role}) created")
+        else:
+            await users.set_password(args.name, password)
+            print(f"password of {args.name} changed; their sessions are closed")
+        if generated:
+            print(f"password: {password}")
+        return 0
+    finally:
+        await store.close()
+
+
+def cmd_user(args) -> int:
+    return asyncio.run(_users(args.user_command, args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description="12345 intake gateway")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -220,6 +278,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("dir", nargs="?")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_config_check)
+    p = sub.add_parser("user", help="users of the admin pages and the desk")
+    usub = p.add_subparsers(dest="user_command", required=True)
+    u = usub.add_parser("add", help="create a user (prints a generated password unless --password-stdin)")
+    u.add_argument("name")
+    u.add_argument("--role", required=True, choices=("agent", "supervisor", "admin"))
+    u.add_argument("--password-stdin", action="store_true")
+    u.set_defaults(func=cmd_user)
+    u = usub.add_parser("passwd", help="set a user's password")
+    u.add_argument("name")
+    u.add_argument("--password-stdin", action="store_true")
+    u.set_defaults(func=cmd_user)
+    u = usub.add_parser("list", help="list users")
+    u.set_defaults(func=cmd_user)
     p = sub.add_parser("db", help="database schema")
     p.add_argument("action", choices=("upgrade",))
     p.set_defaults(func=cmd_db)

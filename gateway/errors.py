@@ -29,7 +29,8 @@ class ConfigError(GatewayError):
     def __init__(self, problems: list["ConfigProblem"]) -> None:  # noqa: F821
         self.problems = list(problems)
         lines = "\n".join(str(p) for p in self.problems)
-        super().__init__(f"{len(self.problems)} configuration error(s):\n{lines}")
+        super().__init__(f"{len(self.problems)} configuration error(s):\n{lines}",
+                         details={"problems": [p.as_dict() for p in self.problems]})
 
 
 class SettingsError(GatewayError):

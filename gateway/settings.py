@@ -97,6 +97,7 @@ class Settings:
     ami_ping_interval: float = 10.0
     sip_port: int = 5060
     log_json: bool = False
+    test_clock: bool = False
     extra: dict = field(default_factory=dict, compare=False)
 
     # -- derived paths -------------------------------------------------
@@ -184,4 +185,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ami_ping_interval=_float(env, "GATEWAY_AMI_PING_INTERVAL", 10.0),
         sip_port=_port(env, "GATEWAY_SIP_PORT", 5060),
         log_json=_bool(env, "GATEWAY_LOG_JSON", False),
+        test_clock=_bool(env, "GATEWAY_TEST_CLOCK", False),
     )

@@ -78,6 +78,10 @@ class AmiClient:
     def subscribe_raw(self, callback: RawSubscriber) -> None:
         self._raw_subscribers.append(callback)
 
+    def unsubscribe_raw(self, callback: RawSubscriber) -> None:
+        if callback in self._raw_subscribers:
+            self._raw_subscribers.remove(callback)
+
     async def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._supervise(), name="ami-supervisor")

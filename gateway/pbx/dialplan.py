@@ -123,7 +123,7 @@ def _extensions_conf(config: GatewayConfig, settings: Settings) -> str:
         ' same => n,GotoIf($["${GW_ACTION}" = "hangup"]?done)',
         "; Fail-safe: the gateway is down or failed mid-call (AGISTATUS=${AGISTATUS}):",
         "; the caller still reaches a person instead of being dropped.",
-        " same => n,NoOp(gateway unavailable: AGISTATUS=${AGISTATUS}; fallback queue)",
+        " same => n,NoOp(gateway unavailable: AGISTATUS=${AGISTATUS} - fallback queue)",
         " same => n,Set(GW_QUEUE=${GW_FALLBACK_QUEUE})",
         " same => n(queue),Queue(${GW_QUEUE},,,,${GW_QUEUE_WAIT})",
         "; A sub-centre nobody answered in time: 12345 central takes the call (QUEUESTATUS says why).",
@@ -179,9 +179,15 @@ def _fallback_queue(config: GatewayConfig) -> str:
     return next(iter(config.queues))
 
 
-def _queues_conf(config: GatewayConfig) -> str:
+def _queues_conf(config: GatewayConfig, keep_queues_of: GatewayConfig | None = None) -> str:
     out = ["[general]", "persistentmembers = no", "shared_lastcall = yes", ""]
-    for queue in config.queues.values():
+    queues = list(config.queues.values())
+    agents = dict(config.agents)
+    if keep_queues_of is not None:
+        # A call in progress may still be on its way to a queue of the previous version.
+        queues += [q for name, q in keep_queues_of.queues.items() if name not in config.queues]
+        agents.update({k: v for k, v in keep_queues_of.agents.items() if k not in agents})
+    for queue in queues:
         out += [
             f"; {queue.label}",
             f"[{queue.name}]",
@@ -196,12 +202,13 @@ def _queues_conf(config: GatewayConfig) -> str:
         ]
         for member in queue.members:
             iface = f"Local/{member}@gw-agents/n"
-            out.append(f"member => {iface},0,{config.agents[member].name},{iface}")
+            out.append(f"member => {iface},0,{agents[member].name},{iface}")
         out.append("")
     return "\n".join(out) + "\n"
 
 
-def render_files(config: GatewayConfig, settings: Settings) -> dict[str, str]:
+def render_files(config: GatewayConfig, settings: Settings, *,
+                 keep_queues_of: GatewayConfig | None = None) -> dict[str, str]:
     files = {
         "asterisk.conf": _asterisk_conf(),
         "modules.conf": "[modules]\nautoload = no\n" + "".join(f"load => {m}.so\n" for m in MODULES),
@@ -209,7 +216,7 @@ def render_files(config: GatewayConfig, settings: Settings) -> dict[str, str]:
         "manager.conf": _manager_conf(settings),
         "pjsip.conf": _pjsip_conf(settings),
         "extensions.conf": _extensions_conf(config, settings),
-        "queues.conf": _queues_conf(config),
+        "queues.conf": _queues_conf(config, keep_queues_of),
         "indications.conf": "[general]\ncountry = cn\n\n[cn]\ndescription = China\nringcadence = 1000,4000\n"
         "dial = 450\nbusy = 450/350,0/350\nring = 450/1000,0/4000\ncongestion = 450/700,0/700\n",
         "rtp.conf": "[general]\nrtpstart = 20000\nrtpend = 29999\n",
@@ -219,13 +226,13 @@ def render_files(config: GatewayConfig, settings: Settings) -> dict[str, str]:
     return files
 
 
-def write_config(config: GatewayConfig, settings: Settings) -> Path:
+def write_config(config: GatewayConfig, settings: Settings, *, keep_queues_of: GatewayConfig | None = None) -> Path:
     """Write every file into ``<instance>/etc`` atomically; return that directory."""
     etc = settings.instance_dir / "etc"
     etc.mkdir(parents=True, exist_ok=True)
     for sub in ("run", "log", "spool", "db", "prompts", "recordings", "prompts/sim"):
         (settings.instance_dir / sub).mkdir(parents=True, exist_ok=True)
-    for name, text in render_files(config, settings).items():
+    for name, text in render_files(config, settings, keep_queues_of=keep_queues_of).items():
         tmp = etc / f".{name}.tmp"
         tmp.write_text(text, encoding="utf-8")
         if name == "manager.conf":

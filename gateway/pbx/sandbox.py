@@ -21,6 +21,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -313,6 +314,26 @@ def _remove_run_files(instance_dir: Path) -> None:
 
 
 # -- lifecycle ----------------------------------------------------------
+def ensure_hosts_file(root: Path) -> None:
+    """Give the root an /etc/hosts that knows this host's name.
+
+    debootstrap leaves none, so Asterisk's look-ups of the host name went to DNS,
+    which this machine does not answer: with 100 SIP calls at once they queued for
+    tens of seconds and some INVITEs timed out (bench/README.md).
+    """
+    hostname = socket.gethostname() or "localhost"
+    wanted = f"127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+    hosts = root / "etc" / "hosts"
+    try:
+        if hosts.read_text() == wanted:
+            return
+    except OSError:
+        pass
+    tmp = hosts.with_name(".hosts.tmp")
+    tmp.write_text(wanted)
+    os.replace(tmp, hosts)
+
+
 def start(*, root: Path, instance_dir: Path, progress: Progress = stderr_progress,
           ami_probe: Callable[[], bool] | None = None, timeout: float = 30) -> int:
     require_root()
@@ -327,6 +348,7 @@ def start(*, root: Path, instance_dir: Path, progress: Progress = stderr_progres
     for sub in INSTANCE_SUBDIRS:
         (instance_dir / sub).mkdir(parents=True, exist_ok=True)
     (root / PBX_INSTANCE_DIR.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    ensure_hosts_file(root)
     _remove_run_files(instance_dir)
     console = instance_dir / "log" / "asterisk.console.log"
     started = time.monotonic()

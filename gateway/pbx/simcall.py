@@ -38,6 +38,7 @@ class CallScript:
     hangup_at_menu: int | None = None  # hang up when the Nth menu starts instead of pressing
     key_delay: float = 0.3
     timeout: float = 180.0
+    uniqueid: str | None = None  # chosen by the caller of place_call, e.g. to watch the call meanwhile
 
 
 @dataclass
@@ -49,7 +50,8 @@ class _Progress:
     pressed: str = ""
     said: bool = False
     heard: list = field(default_factory=list)  # prompts the IVR played to this caller
-    queue: str | None = None  # the Asterisk queue the call joined, seen on AMI
+    queue: str | None = None  # the first Asterisk queue the call joined, seen on AMI
+    queues: list = field(default_factory=list)  # every queue joined, with the time since the call began
     agent: str | None = None
     hangup_cause: int | None = None
     hangup_txt: str = ""
@@ -73,7 +75,7 @@ async def place_call(settings: Settings, script: CallScript, *, ami: AmiClient |
 
 
 async def _run(settings: Settings, script: CallScript, ami: AmiClient) -> dict:
-    uid = f"sim-{uuid.uuid4().hex[:16]}"
+    uid = script.uniqueid or f"sim-{uuid.uuid4().hex[:16]}"
     prog = _Progress(uniqueid=uid, caller_uid=f"{uid}-c")
     say_pbx = None
     if script.say is not None:
@@ -119,7 +121,8 @@ async def _run(settings: Settings, script: CallScript, ami: AmiClient) -> dict:
                 prog.said = True
                 spawn(_say(act, prog.caller_channel, say_pbx))
         elif name == "QueueCallerJoin" and euid == uid:
-            prog.queue = h.get("Queue")
+            prog.queue = prog.queue or h.get("Queue")
+            prog.queues.append({"queue": h.get("Queue"), "at_s": round(time.monotonic() - started, 2)})
         elif name == "AgentConnect" and euid == uid:
             prog.agent = h.get("MemberName") or h.get("Interface")
         elif name == "Hangup" and euid == uid:
@@ -127,8 +130,8 @@ async def _run(settings: Settings, script: CallScript, ami: AmiClient) -> dict:
             prog.hangup_txt = h.get("Cause-txt", "")
             prog.done.set()
 
-    ami.subscribe_raw(on_event)
     started = time.monotonic()
+    ami.subscribe_raw(on_event)
     await ami.action({
         "Action": "Originate", "Channel": "Local/s@gw-caller-sim/n", "Context": "inbound",
         "Exten": script.number, "Priority": "1", "CallerID": f"<{script.caller}>", "ChannelId": uid,
@@ -143,6 +146,7 @@ async def _run(settings: Settings, script: CallScript, ami: AmiClient) -> dict:
             await act({"Action": "Hangup", "Channel": prog.caller_channel})
         for task in list(tasks):
             task.cancel()
+        ami.unsubscribe_raw(on_event)
     duration = time.monotonic() - started
     call = await _fetch_call(settings, uid)
     return {
@@ -157,6 +161,7 @@ async def _run(settings: Settings, script: CallScript, ami: AmiClient) -> dict:
         "duration_s": round(duration, 2),
         "heard": prog.heard,
         "queue": prog.queue,
+        "queues": prog.queues,
         "agent": prog.agent,
     }
 

@@ -95,6 +95,8 @@ def _ticket_dict(ticket: Ticket, uniqueid: str) -> dict[str, Any]:
         "merge_mode": ticket.merge_mode,
         "department": ticket.department,
         "handled_by": ticket.handled_by,
+        "overflow_queue": ticket.overflow_queue,
+        "overflow_reason": ticket.overflow_reason,
         "category": ticket.category,
         "channel_kind": ticket.channel_kind,
         "confidential": bool(ticket.confidential),
@@ -149,6 +151,28 @@ class TicketStore:
         except Exception as exc:  # health check: report, never raise
             log.warning("database ping failed: %s", type(exc).__name__)
             return False
+
+    # -- shared with the other stores of this database (versions, users) ---------------
+
+    async def run_write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run ``work`` in one write transaction (retried on lost races)."""
+        return await self._write(work)
+
+    def read_session(self) -> AsyncSession:
+        return self._read_sessions()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    async def calls_per_line(self, since: datetime) -> dict[str, dict[str, Any]]:
+        """Calls per dialled number since ``since``: count and the last call's time."""
+        stmt = (sa.select(Call.dialled_number, sa.func.count(Call.id), sa.func.max(Call.started_at))
+                .where(Call.started_at >= since).group_by(Call.dialled_number))
+        async with self._read_sessions() as session:
+            rows = (await session.execute(stmt)).all()
+        return {number: {"calls": count, "last_call_at": _iso(last) if isinstance(last, datetime) else last}
+                for number, count, last in rows}
 
     # -- helpers ---------------------------------------------------------
 
@@ -236,11 +260,20 @@ class TicketStore:
             call = await self._call(session, uniqueid, required=False)
             if call is None:
                 return False
-            call.queue = queue
+            previous, call.queue = call.queue, queue
             if call.status != "ended":
                 call.status = "queued"
             ticket = await self._ticket_of(session, call)
-            if ticket is not None and ticket.queue != queue:
+            if ticket is None:
+                return True
+            if previous and previous != queue:
+                # A second queue: the first (a sub-centre) did not answer in time and the
+                # dialplan overflowed the call. The ticket keeps both.
+                ticket.overflow_queue = queue
+                ticket.overflow_reason = "no_answer"
+                session.add(AuditEvent(actor="ami", action="call.overflowed", object_type="ticket",
+                                       object_id=str(ticket.id), details={"from": previous, "to": queue}))
+            elif ticket.queue != queue:
                 ticket.queue = queue
             return True
 

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from gateway.errors import GatewayError, NotFound
 from gateway.masking import mask_text
+from gateway.web.auth import AUTH, add_auth_routes, auth_middleware
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +99,11 @@ async def get_call(request: web.Request) -> web.Response:
 
 
 def build_app(*, store: Any, health: Callable[[], Awaitable[dict]],
-              metrics_source: Callable[..., dict] = lambda reset=False: {}) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware], client_max_size=64 * 1024)
+              metrics_source: Callable[..., dict] = lambda reset=False: {}, users: Any = None) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=256 * 1024)
+    if users is not None:
+        app[AUTH] = users
+        add_auth_routes(app)
     app[STORE] = store
     app[HEALTH] = health
     app[METRICS] = metrics_source

@@ -91,7 +91,7 @@ def test_given_several_errors_when_loaded_then_all_are_reported(config_dir):
 @pytest.mark.parametrize("old,new,field,message", [
     ("    queue: q-12315\n", "", "lines[3]", "missing required key 'queue'"),
     ('      mon: ["08:30-12:00", "13:00-17:30"]\n', '      mon: ["08:30-32:00"]\n', "schedules.office.weekly.mon[0]", "not a range"),
-    ('  q-help:       {label: 求助, members: ["8002", "8003"]}', '  q-help:       {label: 求助, members: ["9999"]}', "queues.q-help.members[0]", "unknown agent"),
+    ('  q-help: {label: 求助, members: ["8002", "8003"]}', '  q-help: {label: 求助, members: ["9999"]}', "queues.q-help.members[0]", "unknown agent"),
     ("    hours: office\n", "    hours: nights\n", "lines[5].hours", "unknown schedule"),
     ("timezone: Asia/Shanghai\n", "timezone: Asia/Shanghai\nlines: []\n", "lines", "duplicate key"),
 ])

@@ -1,10 +1,10 @@
-"""A private sandbox Asterisk + ``gateway serve`` for the benchmarks.
+"""A private sandbox Asterisk + ``gateway serve``, for the end-to-end tests and the benchmarks.
 
-The same approach as tests/e2e/conftest.py (the project's own commands, a
-private state directory, free ports), duplicated here so the benchmark does
-not import pytest fixtures. ``System`` is a context manager: leaving it (also
-on an exception or Ctrl-C) stops the gateway (SIGTERM, then SIGKILL) and runs
-``gateway sandbox down``, then removes the state directory unless told to keep it.
+Started with the project's own commands (``gateway sandbox up``, ``gateway serve``)
+in a private state directory with free ports, so a running demo (``make run``) is
+left alone. ``System`` is a context manager: leaving it (also on an exception or
+Ctrl-C) stops the gateway (SIGTERM, then SIGKILL) and runs ``gateway sandbox down``,
+then removes the state directory unless told to keep it.
 """
 
 from __future__ import annotations
@@ -22,11 +22,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from gateway.settings import Settings, load_settings
 
-from gateway.settings import Settings, load_settings  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]  # the checkout (config/ is copied from here)
 
 GATEWAY = [sys.executable, "-m", "gateway.cli"]
 
@@ -65,7 +63,7 @@ class System:
     """Sandbox + gateway in a private state dir; use as ``with System(...) as sysm:``."""
 
     def __init__(self, *, cache_dir: Path | None = None, keep: bool = False, log=None,
-                 prefix: str = "gw-bench-") -> None:
+                 prefix: str = "gw-bench-", log_level: str = "WARNING", test_clock: bool = False) -> None:
         self.state = Path(tempfile.mkdtemp(prefix=prefix))
         self.config_dir = self.state / "config"
         shutil.copytree(ROOT / "config", self.config_dir)
@@ -79,7 +77,8 @@ class System:
             "GATEWAY_SIP_PORT": str(sip),
             "GATEWAY_AGI_PORT": str(agi),
             "GATEWAY_HTTP_PORT": str(http),
-            "GATEWAY_LOG_LEVEL": "WARNING",
+            "GATEWAY_LOG_LEVEL": log_level,
+            "GATEWAY_TEST_CLOCK": "true" if test_clock else "false",
         })
         if cache_dir is not None:
             env["GATEWAY_CACHE_DIR"] = str(cache_dir)
@@ -116,14 +115,46 @@ class System:
             raise RuntimeError(f"gateway {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         return proc
 
-    def http(self, path: str, *, method: str = "GET", timeout: float = 20) -> tuple[int, dict]:
+    def http(self, path: str, *, method: str = "GET", body=None, token: str | None = None,
+             headers: dict | None = None, raw: bytes | None = None, timeout: float = 30) -> tuple[int, dict]:
+        """One request to the gateway; JSON answers are decoded, others come back as ``{"text": ...}``."""
         url = f"http://127.0.0.1:{self.http_port}{path}"
-        req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        if data is None and method in ("POST", "PUT", "PATCH"):
+            data = b""
+        req = urllib.request.Request(url, data=data, method=method)
+        if body is not None or raw is not None:
+            req.add_header("Content-Type", "application/json")
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        for key, value in (headers or {}).items():
+            req.add_header(key, value)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback
-                return resp.status, json.loads(resp.read() or b"{}")
+                payload, ctype, status = resp.read(), resp.headers.get("Content-Type", ""), resp.status
         except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"{}")
+            payload, ctype, status = exc.read(), exc.headers.get("Content-Type", ""), exc.code
+        if "json" in ctype:
+            return status, json.loads(payload or b"{}")
+        return status, {"text": payload.decode("utf-8", "replace")}
+
+    def login(self, username: str, password: str, role: str) -> str:
+        """Create the user (if new) with the project's CLI and return a session token (for Bearer)."""
+        subprocess.run(GATEWAY + ["user", "add", username, "--role", role, "--password-stdin"], env=self.env,
+                       cwd=ROOT, input=password + "\n", capture_output=True, text=True, timeout=60)
+        url = f"http://127.0.0.1:{self.http_port}/api/login"
+        req = urllib.request.Request(url, data=json.dumps({"username": username, "password": password}).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - loopback
+            cookie = resp.headers.get("Set-Cookie", "")
+        token = cookie.split("gw_session=", 1)[1].split(";", 1)[0] if "gw_session=" in cookie else ""
+        if not token:
+            raise RuntimeError(f"login as {username} gave no session cookie")
+        return token
+
+    def reload_gateway(self) -> None:
+        if self.gateway is not None:
+            self.gateway.send_signal(signal.SIGHUP)
 
     # -- lifecycle -------------------------------------------------------------------------
     def sandbox_up(self, timeout: float = 1800) -> float:

@@ -1,0 +1,228 @@
+"""Admin API under ``/api/admin/`` and the admin page at ``/admin`` (role ``admin``).
+
+Every change carries a required comment, is validated as a whole first and is
+audited with who, when, the diff and why. Errors come from the gateway's
+exception tree and are turned into JSON by the web edge: 400 for a malformed
+request or change, 404 for an unknown line or version, 409 for a conflict, 422
+with every problem (file, line, field) for a configuration that would be
+invalid, 503 when Asterisk cannot be reloaded. In each case nothing changed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from gateway.errors import GatewayError
+from gateway.hotlines.openapi import openapi_document
+from gateway.web.auth import require_role
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+GATEWAY = web.AppKey("gateway", object)
+STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
+
+
+class BadRequest(GatewayError):
+    status_code = 400
+    error_id = "bad-request"
+
+
+async def _body(request: web.Request) -> dict:
+    if request.content_type != "application/json":
+        raise BadRequest("send JSON (Content-Type: application/json)")
+    try:
+        body = json.loads(await request.text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+def _when(value, field: str) -> datetime | None:
+    if value in (None, ""):
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise BadRequest(f"{field}: {value!r} is not a date and time like 2027-01-01T00:00:00+08:00",
+                         details={"field": field}) from None
+    if parsed.tzinfo is None:
+        raise BadRequest(f"{field} needs a UTC offset (e.g. +08:00)", details={"field": field})
+    return parsed
+
+
+def _version_id(request: web.Request) -> int:
+    raw = request.match_info["version_id"]
+    if not re.fullmatch(r"\d{1,9}", raw):
+        raise BadRequest("a version id is a number")
+    return int(raw)
+
+
+def _user(request: web.Request) -> str:
+    return request["user"]["username"]
+
+
+def _gw(request: web.Request) -> "Gateway":
+    return request.app[GATEWAY]
+
+
+async def _submit(request: web.Request, change: dict, body: dict) -> web.Response:
+    version = await _gw(request).admin.submit(change, comment=body.get("comment"), user=_user(request),
+                                              effective_at=_when(body.get("effective_at"), "effective_at"))
+    return web.json_response(version, status=201)
+
+
+@require_role("admin")
+async def overview(request: web.Request) -> web.Response:
+    return web.json_response(await _gw(request).admin.overview())
+
+
+@require_role("admin")
+async def list_versions(request: web.Request) -> web.Response:
+    return web.json_response({"items": await _gw(request).admin.versions.list()})
+
+
+@require_role("admin")
+async def get_version(request: web.Request) -> web.Response:
+    return web.json_response(await _gw(request).admin.versions.get(_version_id(request)))
+
+
+@require_role("admin")
+async def export(request: web.Request) -> web.Response:
+    admin = _gw(request).admin
+    if "version_id" in request.match_info:
+        files = (await admin.versions.get(_version_id(request)))["files"]
+    else:
+        files = admin.files
+    return web.Response(text=files["hotlines.yaml"], content_type="application/yaml", charset="utf-8")
+
+
+@require_role("admin")
+async def post_change(request: web.Request) -> web.Response:
+    body = await _body(request)
+    change = body.get("change")
+    if not isinstance(change, dict):
+        raise BadRequest("'change' must be an object with an 'op'", details={"field": "change"})
+    if change.get("op") == "replace_files":
+        raise BadRequest("'replace_files' is not an admin operation; use 'replace'")
+    return await _submit(request, change, body)
+
+
+@require_role("admin")
+async def create_line(request: web.Request) -> web.Response:
+    body = await _body(request)
+    return await _submit(request, {"op": "create_line", "line": body.get("line")}, body)
+
+
+@require_role("admin")
+async def update_line(request: web.Request) -> web.Response:
+    body = await _body(request)
+    change = {"op": "update_line", "number": request.match_info["number"], "fields": body.get("fields")}
+    return await _submit(request, change, body)
+
+
+@require_role("admin")
+async def retire_line(request: web.Request) -> web.Response:
+    body = await _body(request)
+    change = {"op": "retire_line", "number": request.match_info["number"], "announcement": body.get("announcement")}
+    return await _submit(request, change, body)
+
+
+@require_role("admin")
+async def import_config(request: web.Request) -> web.Response:
+    body = await _body(request)
+    return await _submit(request, {"op": "replace", "hotlines_yaml": body.get("hotlines_yaml")}, body)
+
+
+@require_role("admin")
+async def rollback(request: web.Request) -> web.Response:
+    body = await _body(request)
+    version = await _gw(request).admin.rollback(_version_id(request), comment=body.get("comment"),
+                                                user=_user(request))
+    return web.json_response(version, status=201)
+
+
+@require_role("admin")
+async def cancel(request: web.Request) -> web.Response:
+    body = await _body(request)
+    version = await _gw(request).admin.cancel(_version_id(request), comment=body.get("comment"),
+                                              user=_user(request))
+    return web.json_response(version)
+
+
+@require_role("admin")
+async def dry_run(request: web.Request) -> web.Response:
+    body = await _body(request)
+    number = body.get("number")
+    if not isinstance(number, str) or not re.fullmatch(r"\d{3,20}", number):
+        raise BadRequest("'number' is the dialled number, 3-20 digits", details={"field": "number"})
+    digits = body.get("digits", "")
+    if not isinstance(digits, str):
+        raise BadRequest("'digits' is a string of keys", details={"field": "digits"})
+    version_id = body.get("version")
+    if version_id is not None and not isinstance(version_id, int):
+        raise BadRequest("'version' is a version id", details={"field": "version"})
+    change = body.get("change")
+    if change is not None and not isinstance(change, dict):
+        raise BadRequest("'change' must be an object with an 'op'", details={"field": "change"})
+    result = await _gw(request).admin.dry_run(number=number, at=_when(body.get("at"), "at"), digits=digits,
+                                              change=change, version_id=version_id)
+    return web.json_response(result)
+
+
+@require_role("admin")
+async def audit(request: web.Request) -> web.Response:
+    return web.json_response({"items": await _gw(request).store.list_audit(
+        "config_version", request.match_info["version_id"])})
+
+
+@require_role("admin")
+async def set_clock(request: web.Request) -> web.Response:
+    clock = _gw(request).clock
+    if not clock.adjustable:
+        raise web.HTTPNotFound()
+    body = await _body(request)
+    if body.get("now") is None:
+        clock.reset()
+    else:
+        clock.set(_when(body.get("now"), "now"))
+    return web.json_response({"now": clock.now().isoformat()})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+@require_role("admin", page=True)
+async def admin_page(request: web.Request) -> web.Response:
+    return web.FileResponse(STATIC / "admin.html", headers={"Cache-Control": "no-store"})
+
+
+def add_admin_routes(app: web.Application, *, gateway: "Gateway") -> None:
+    app[GATEWAY] = gateway
+    r = app.router
+    r.add_get("/admin", admin_page)
+    r.add_get("/api/openapi.json", openapi)
+    r.add_get("/api/admin/overview", overview)
+    r.add_get("/api/admin/versions", list_versions)
+    r.add_get("/api/admin/versions/{version_id}", get_version)
+    r.add_get("/api/admin/versions/{version_id}/export", export)
+    r.add_get("/api/admin/versions/{version_id}/audit", audit)
+    r.add_post("/api/admin/versions/{version_id}/rollback", rollback)
+    r.add_post("/api/admin/versions/{version_id}/cancel", cancel)
+    r.add_get("/api/admin/export", export)
+    r.add_post("/api/admin/import", import_config)
+    r.add_post("/api/admin/changes", post_change)
+    r.add_post("/api/admin/lines", create_line)
+    r.add_patch("/api/admin/lines/{number}", update_line)
+    r.add_post("/api/admin/lines/{number}/retire", retire_line)
+    r.add_post("/api/admin/dry-run", dry_run)
+    r.add_put("/api/test/clock", set_clock)
