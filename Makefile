@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: setup run test test-unit test-e2e bench clean-state stop help
+.PHONY: setup run test test-tools test-unit test-e2e bench clean-state stop help
 
 help:
 	@echo "make run    set everything up, start Asterisk (sandbox) and the gateway; Ctrl-C stops both"
@@ -32,7 +32,13 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/gateway run
 
-test: setup
+# Browser tests drive Debian's Chromium (never a downloaded browser) with a CJK font.
+test-tools:
+	@command -v chromium >/dev/null && fc-list 2>/dev/null | grep -qi wenquanyi || { \
+	  echo "==> installing chromium and fonts-wqy-microhei for the browser tests"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-wqy-microhei; }
+
+test: setup test-tools
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-unit: $(STAMP)
