@@ -20,7 +20,7 @@ from aiohttp import web
 
 from gateway.errors import GatewayError
 from gateway.hotlines.openapi import openapi_document
-from gateway.web.auth import require_role
+from gateway.web.auth import USER, require_role
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -67,7 +67,7 @@ def _version_id(request: web.Request) -> int:
 
 
 def _user(request: web.Request) -> str:
-    return request["user"]["username"]
+    return request[USER]["username"]
 
 
 def _gw(request: web.Request) -> "Gateway":

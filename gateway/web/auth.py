@@ -1,195 +1,320 @@
 """Logins, sessions, roles and CSRF protection for the pages and the API.
 
-Passwords are hashed with scrypt; a session is a random token whose SHA-256
-alone is stored, with a CSRF token bound to it. The session travels in an
-HttpOnly, SameSite=Strict cookie (pages) or as ``Authorization: Bearer``
-(scripts). Every unsafe request made with the cookie must carry the session's
-CSRF token in ``X-CSRF-Token`` (or a ``csrf_token`` form field); Bearer
-requests carry no ambient credential and need none.
+Theory of operation:
+
+* Passwords are hashed with scrypt (n=2**14, r=8, p=1, 16-byte salt) and stored
+  as ``scrypt$n$r$p$salt_b64$hash_b64``. Hashing runs in a worker thread (it is
+  deliberately slow) and at most a few hashes run at once (each takes 16 MB).
+* A session is a random token (``secrets.token_urlsafe(32)``); only its SHA-256
+  is stored, with a CSRF token bound to it. Expired rows are deleted lazily:
+  when presented, and whenever a new session is created.
+* The token travels in an HttpOnly, SameSite=Strict cookie ``gw_session``
+  (pages) or as ``Authorization: Bearer <token>`` (scripts). Every unsafe
+  request made with the cookie must carry the session's CSRF token in
+  ``X-CSRF-Token`` (or a ``csrf_token`` form field); Bearer requests carry no
+  ambient credential and need none.
+* A brake refuses logins (429) for 60 s after 5 failures in 5 minutes for one
+  username or one remote address. It lives in memory, per process: with several
+  gateway processes each keeps its own count; behind a reverse proxy every
+  client shares the proxy's address.
+* ``auth_middleware`` must sit inside ``errors_middleware`` (gateway.web.app),
+  which turns the errors below into JSON.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import hashlib
 import hmac
 import html
 import json
+import logging
 import re
 import secrets
 import time
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.errors import GatewayError
 from gateway.ticketing.models import AuditEvent, User, UserSession
 from gateway.ticketing.store import TicketStore
 
+log = logging.getLogger(__name__)
+
 ROLES = ("agent", "supervisor", "admin")
 COOKIE = "gw_session"
+CSRF_HEADER = "X-CSRF-Token"
+DEFAULT_NEXT = "/admin"
+MIN_PASSWORD = 10
+MAX_PASSWORD = 1024
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _USERNAME = re.compile(r"^[a-z][a-z0-9_.-]{1,31}$")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
-UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+_MAX_TOKEN = 200
+_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
+# -- errors ------------------------------------------------------------------------------------
 class AuthError(GatewayError):
+    """Root of the authentication layer's errors."""
+
     status_code = 400
-    error_id = "bad-user"
+    error_id = "auth-error"
 
 
-class Unauthenticated(GatewayError):
+class ValidationError(AuthError):
+    """A username, role or password breaks the rules."""
+
+    status_code = 400
+    error_id = "invalid-user"
+
+
+class UserExists(AuthError):
+    status_code = 409
+    error_id = "user-exists"
+
+
+class UnknownUser(AuthError):
+    status_code = 404
+    error_id = "not-found"
+
+
+class Unauthenticated(AuthError):
     status_code = 401
     error_id = "unauthenticated"
 
 
-class Forbidden(GatewayError):
+class Forbidden(AuthError):
     status_code = 403
     error_id = "forbidden"
 
 
-class TooManyAttempts(GatewayError):
+class TooManyAttempts(AuthError):
     status_code = 429
     error_id = "too-many-attempts"
 
 
+# -- passwords ---------------------------------------------------------------------------------
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
 def hash_password(password: str) -> str:
+    """``scrypt$n$r$p$salt_b64$hash_b64`` (blocking: ~50 ms)."""
     salt = secrets.token_bytes(16)
     digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, dklen=32, **_SCRYPT)
-    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
-    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${b64(salt)}${b64(digest)}"
+    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${_b64(salt)}${_b64(digest)}"
 
 
 def verify_password(password: str, stored: str) -> bool:
+    """Constant-time check of ``password`` against a stored hash (blocking)."""
     try:
         kind, n, r, p, salt, digest = stored.split("$")
-        if kind != "scrypt":
+        n_, r_, p_ = int(n), int(r), int(p)
+        if kind != "scrypt" or not (2 <= n_ <= 2**20 and 1 <= r_ <= 32 and 1 <= p_ <= 16):
             return False
-        expected = base64.b64decode(digest)
-        got = hashlib.scrypt(password.encode("utf-8"), salt=base64.b64decode(salt), dklen=len(expected),
-                             n=int(n), r=int(r), p=int(p))
+        expected = base64.b64decode(digest, validate=True)
+        got = hashlib.scrypt(password.encode("utf-8"), salt=base64.b64decode(salt, validate=True),
+                             dklen=len(expected), n=n_, r=r_, p=p_, maxmem=256 * 1024 * 1024)
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(got, expected)
 
 
-_DUMMY_HASH = hash_password(secrets.token_urlsafe(12))
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))
 
 
-class _Brake:
-    """At most 5 failed logins per username or address in 5 minutes, then 60 s of refusals."""
+def check_password_policy(password: Any) -> str:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
+        raise ValidationError(f"a password has at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise ValidationError(f"a password has at most {MAX_PASSWORD} characters")
+    return password
 
-    def __init__(self, limit: int = 5, window: float = 300.0, penalty: float = 60.0, size: int = 10000) -> None:
-        self.limit, self.window, self.penalty = limit, window, penalty
-        self._fails: OrderedDict[str, list[float]] = OrderedDict()
-        self._size = size
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+# -- brute-force brake -------------------------------------------------------------------------
+@dataclass
+class _Record:
+    failures: list[float] = field(default_factory=list)
+    blocked_until: float = 0.0
+
+
+class LoginBrake:
+    """After ``limit`` failures within ``window`` s for one key, refuse that key for ``penalty`` s.
+
+    In memory and per process; at most ``size`` keys are kept (least recently
+    failed go first).
+    """
+
+    def __init__(self, *, limit: int = 5, window: float = 300.0, penalty: float = 60.0, size: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.window, self.penalty, self.size = limit, window, penalty, size
+        self._clock = clock
+        self._records: OrderedDict[str, _Record] = OrderedDict()
 
     def check(self, *keys: str) -> None:
-        now = time.monotonic()
+        now = self._clock()
         for key in keys:
-            recent = [t for t in self._fails.get(key, []) if now - t < self.window]
-            if len(recent) >= self.limit and now - recent[-1] < self.penalty:
-                raise TooManyAttempts("too many failed logins; wait a minute and try again")
+            record = self._records.get(key)
+            if record is not None and record.blocked_until > now:
+                raise TooManyAttempts("too many failed logins; wait a minute and try again",
+                                      details={"retry_after": int(record.blocked_until - now) + 1})
 
     def fail(self, *keys: str) -> None:
-        now = time.monotonic()
+        now = self._clock()
         for key in keys:
-            times = [t for t in self._fails.pop(key, []) if now - t < self.window] + [now]
-            self._fails[key] = times[-self.limit:]
-        while len(self._fails) > self._size:
-            self._fails.popitem(last=False)
+            record = self._records.pop(key, None) or _Record()
+            record.failures = [t for t in record.failures if now - t < self.window][-(self.limit - 1):] + [now]
+            if len(record.failures) >= self.limit:
+                record.blocked_until = now + self.penalty
+            self._records[key] = record  # most recent last
+        while len(self._records) > self.size:
+            self._records.popitem(last=False)
 
     def succeed(self, *keys: str) -> None:
         for key in keys:
-            self._fails.pop(key, None)
+            self._records.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+
+# -- users and sessions ------------------------------------------------------------------------
+def _user_dict(user: User) -> dict[str, Any]:
+    return {"id": user.id, "username": user.username, "role": user.role, "disabled": bool(user.disabled),
+            "created_at": user.created_at.isoformat() if user.created_at else None}
 
 
 class UserStore:
-    def __init__(self, store: TicketStore, *, session_ttl: timedelta = timedelta(hours=8),
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
-        self.store = store
+    """Users, their sessions and the login audit trail, in the gateway's database.
+
+    ``engine`` is the async engine of a migrated database (a ``TicketStore`` on
+    the same database is accepted too and shares its transactions).
+    """
+
+    def __init__(self, engine: AsyncEngine | TicketStore, *, session_ttl: timedelta = timedelta(hours=8),
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 brake: LoginBrake | None = None, hash_concurrency: int = 4) -> None:
+        self._db = engine if isinstance(engine, TicketStore) else TicketStore(engine)
         self.session_ttl = session_ttl
         self.clock = clock
-        self.brake = _Brake()
+        self.brake = brake or LoginBrake()
+        self._hash_slots = asyncio.Semaphore(hash_concurrency)
 
-    async def create_user(self, username: str, password: str, role: str) -> int:
+    async def _hash(self, password: str) -> str:
+        async with self._hash_slots:
+            return await asyncio.to_thread(hash_password, password)
+
+    async def _verify(self, password: str, stored: str) -> bool:
+        async with self._hash_slots:
+            return await asyncio.to_thread(verify_password, password, stored)
+
+    async def create_user(self, username: str, password: str, role: str, *, actor: str = "cli") -> int:
         if not isinstance(username, str) or not _USERNAME.match(username):
-            raise AuthError("a username is 2-32 of a-z, 0-9, _ . - and starts with a letter")
+            raise ValidationError("a username is 2-32 of a-z, 0-9, _ . - and starts with a letter",
+                                  details={"field": "username"})
         if role not in ROLES:
-            raise AuthError(f"role must be one of {', '.join(ROLES)}")
-        if not isinstance(password, str) or len(password) < 10:
-            raise AuthError("a password has at least 10 characters")
+            raise ValidationError(f"role must be one of {', '.join(ROLES)}", details={"field": "role"})
+        password_hash = await self._hash(check_password_policy(password))
 
         async def work(session) -> int:
             if (await session.execute(sa.select(User.id).where(User.username == username))).first():
-                raise AuthError(f"user {username} exists already")
-            user = User(username=username, password_hash=hash_password(password), role=role, disabled=False)
+                raise UserExists(f"user {username} exists already", details={"username": username})
+            user = User(username=username, password_hash=password_hash, role=role, disabled=False)
             session.add(user)
             await session.flush()
-            session.add(AuditEvent(actor="cli", action="user.created", object_type="user", object_id=username,
+            session.add(AuditEvent(actor=actor, action="user.created", object_type="user", object_id=username,
                                    details={"role": role}))
             return user.id
 
-        return await self.store.run_write(work)
+        return await self._db.run_write(work)
 
-    async def set_password(self, username: str, password: str) -> None:
-        if not isinstance(password, str) or len(password) < 10:
-            raise AuthError("a password has at least 10 characters")
+    async def set_password(self, username: str, password: str, *, actor: str = "cli") -> None:
+        """Change a password; the user's open sessions are closed."""
+        password_hash = await self._hash(check_password_policy(password))
 
         async def work(session) -> None:
             user = (await session.execute(sa.select(User).where(User.username == username))).scalar_one_or_none()
             if user is None:
-                raise AuthError(f"no user {username}")
-            user.password_hash = hash_password(password)
+                raise UnknownUser(f"no user {username}", details={"username": username})
+            user.password_hash = password_hash
             await session.execute(sa.delete(UserSession).where(UserSession.user_id == user.id))
-            session.add(AuditEvent(actor="cli", action="user.password_set", object_type="user", object_id=username,
-                                   details={}))
+            session.add(AuditEvent(actor=actor, action="user.password_set", object_type="user",
+                                   object_id=username, details={}))
 
-        await self.store.run_write(work)
+        await self._db.run_write(work)
 
-    async def list_users(self) -> list[dict]:
-        async with self.store.read_session() as session:
-            rows = (await session.execute(sa.select(User).order_by(User.username))).scalars()
-            return [{"username": u.username, "role": u.role, "disabled": u.disabled} for u in rows]
+    async def list_users(self) -> list[dict[str, Any]]:
+        async with self._db.read_session() as session:
+            return [_user_dict(u) for u in (await session.scalars(sa.select(User).order_by(User.username))).all()]
 
     async def count_users(self, role: str | None = None) -> int:
         stmt = sa.select(sa.func.count(User.id))
-        if role:
+        if role is not None:
             stmt = stmt.where(User.role == role)
-        async with self.store.read_session() as session:
+        async with self._db.read_session() as session:
             return int((await session.execute(stmt)).scalar_one())
 
-    async def authenticate(self, username: str, password: str) -> dict | None:
-        async with self.store.read_session() as session:
-            user = (await session.execute(sa.select(User).where(User.username == username))).scalar_one_or_none()
-        if user is None:
-            verify_password(password, _DUMMY_HASH)  # the same cost as a real check
+    async def authenticate(self, username: str, password: str, *, remote: str | None = None) -> dict | None:
+        """The user for a good password, else None (unknown, wrong or disabled: the same cost).
+
+        With the brake: raises :class:`TooManyAttempts` while ``username`` or
+        ``remote`` is refused; every outcome is audited (never the password).
+        """
+        username = username if isinstance(username, str) else ""
+        password = password if isinstance(password, str) else ""
+        keys = [f"user:{username}"] + ([f"addr:{remote}"] if remote else [])
+        self.brake.check(*keys)
+        user = None
+        if _USERNAME.match(username):
+            async with self._db.read_session() as session:
+                user = (await session.scalars(sa.select(User).where(User.username == username))).one_or_none()
+        good = await self._verify(password[:MAX_PASSWORD], user.password_hash if user else _dummy_hash())
+        details = {"remote": remote} if remote else {}
+        if user is None or not good or user.disabled:
+            self.brake.fail(*keys)
+            reason = "disabled" if (user is not None and good) else "bad-credentials"
+            await self.audit("anonymous", "auth.login_failed", username[:64] or "-", {**details, "reason": reason})
             return None
-        if not verify_password(password, user.password_hash) or user.disabled:
-            return None
+        self.brake.succeed(keys[0])  # not the address: one good account must not reset a spray
+        await self.audit(username, "auth.login", username, details)
         return {"id": user.id, "username": user.username, "role": user.role}
 
     async def create_session(self, user_id: int) -> tuple[str, str]:
-        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+        """A new session: ``(token, csrf_token)``; only the token's SHA-256 is stored."""
+        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         now = self.clock()
 
         async def work(session) -> None:
+            await session.execute(sa.delete(UserSession).where(UserSession.expires_at <= now))
             session.add(UserSession(token_hash=_digest(token), user_id=user_id, csrf_token=csrf, created_at=now,
                                     expires_at=now + self.session_ttl))
 
-        await self.store.run_write(work)
+        await self._db.run_write(work)
         return token, csrf
 
-    async def session_user(self, token: str) -> dict | None:
-        if not token or len(token) > 200:
+    async def session_user(self, token: str | None) -> dict | None:
+        """The user behind a session token, or None (unknown, expired or disabled)."""
+        if not token or len(token) > _MAX_TOKEN:
             return None
         stmt = (sa.select(UserSession, User).join(User, User.id == UserSession.user_id)
                 .where(UserSession.token_hash == _digest(token)))
-        async with self.store.read_session() as session:
+        async with self._db.read_session() as session:
             row = (await session.execute(stmt)).first()
         if row is None:
             return None
@@ -204,50 +329,63 @@ class UserStore:
         async def work(session) -> None:
             await session.execute(sa.delete(UserSession).where(UserSession.token_hash == _digest(token)))
 
-        await self.store.run_write(work)
+        await self._db.run_write(work)
 
     async def audit(self, actor: str, action: str, username: str, details: dict | None = None) -> None:
         async def work(session) -> None:
-            session.add(AuditEvent(actor=actor, action=action, object_type="user", object_id=username[:64],
+            session.add(AuditEvent(actor=actor[:32], action=action, object_type="user", object_id=username[:64],
                                    details=details or {}))
 
-        await self.store.run_write(work)
+        await self._db.run_write(work)
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+def user_payload(user: dict[str, Any]) -> dict[str, Any]:
+    """What the API shows of a logged-in user."""
+    return {k: user[k] for k in ("id", "username", "role", "expires_at") if k in user}
 
 
+# -- aiohttp integration -----------------------------------------------------------------------
 AUTH = web.AppKey("auth", UserStore)
 
 
 def _token(request: web.Request) -> tuple[str | None, bool]:
+    """The session token and whether it came as a Bearer header (no ambient credential)."""
     header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        return header[7:].strip(), True
-    return request.cookies.get(COOKIE), False
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip() or None, True
+    return request.cookies.get(COOKIE) or None, False
+
+
+def _json_error(status: int, error: str, message: str) -> web.Response:
+    return web.json_response({"error": error, "message": message, "details": {}}, status=status)
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler):
+    """Attach ``request["user"]`` (or None); refuse cookie requests that change things without CSRF."""
     request["user"] = None
     token, bearer = _token(request)
     if token and AUTH in request.app:
         user = await request.app[AUTH].session_user(token)
         if user is not None:
-            request["user"] = user
-            if request.method in UNSAFE and not bearer and request.path not in ("/api/login",):
-                sent = request.headers.get("X-CSRF-Token", "")
-                if not sent and request.content_type == "application/x-www-form-urlencoded":
+            if request.method not in SAFE_METHODS and not bearer:
+                sent = request.headers.get(CSRF_HEADER, "")
+                if not sent and request.content_type in _FORMS:
                     sent = (await request.post()).get("csrf_token", "")
-                if not hmac.compare_digest(str(sent), user["csrf_token"]):
-                    return web.json_response({"error": "csrf", "message": "missing or wrong CSRF token"},
-                                             status=403)
+                if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), user["csrf_token"].encode()):
+                    return _json_error(403, "csrf", f"missing or wrong CSRF token (send {CSRF_HEADER})")
+            request["user"] = user
     return await handler(request)
 
 
 def require_role(*roles: str, page: bool = False):
-    """Allow the handler only to a logged-in user whose role is one of ``roles``."""
+    """Allow the handler only to a logged-in user whose role is listed (no implied hierarchy).
+
+    API handlers answer 401/403 JSON; with ``page=True`` an anonymous visitor is
+    sent to ``/login?next=<path>`` and a wrong role gets an HTML 403.
+    """
+    if not roles or any(role not in ROLES for role in roles):
+        raise ValueError(f"require_role needs roles from {ROLES}, got {roles}")
 
     def wrap(handler):
         @functools.wraps(handler)
@@ -255,11 +393,11 @@ def require_role(*roles: str, page: bool = False):
             user = request.get("user")
             if user is None:
                 if page:
-                    raise web.HTTPFound(f"/login?next={_quote_next(request.path)}")
+                    raise web.HTTPFound(f"/login?next={quote(safe_next(request.path_qs), safe='/')}")
                 raise Unauthenticated("log in first (POST /api/login)")
             if user["role"] not in roles:
                 if page:
-                    raise web.HTTPForbidden(text="403: your role may not open this page")
+                    raise web.HTTPForbidden(text="403: your role may not open this page / 无权访问此页面")
                 raise Forbidden(f"the role {user['role']} may not do this")
             return await handler(request)
 
@@ -268,49 +406,60 @@ def require_role(*roles: str, page: bool = False):
     return wrap
 
 
-def _quote_next(path: str) -> str:
-    from urllib.parse import quote
-
-    return quote(path, safe="/")
-
-
-def safe_next(value: str | None) -> str:
+def safe_next(value: Any) -> str:
     """Only a local path may follow a login (no open redirect)."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value or "\n" in value:
-        return "/admin"
+    if (not isinstance(value, str) or not value.startswith("/") or value.startswith("//") or len(value) > 512
+            or "\\" in value or any(ord(c) < 0x21 or ord(c) == 0x7F for c in value)):
+        return DEFAULT_NEXT
     return value
 
 
-async def login(request: web.Request) -> web.Response:
+def _same_origin(request: web.Request) -> bool:
+    """A browser's Origin (when sent) must be this host: no login CSRF from other sites."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    return origin.split("://", 1)[-1] == request.host
+
+
+async def _login_data(request: web.Request) -> tuple[dict | None, bool]:
+    if request.content_type in _FORMS:
+        return dict(await request.post()), True
+    try:
+        data = json.loads(await request.text())
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    return (data if isinstance(data, dict) else None), False
+
+
+async def login(request: web.Request) -> web.StreamResponse:
     users: UserStore = request.app[AUTH]
-    form = request.content_type == "application/x-www-form-urlencoded"
-    if form:
-        data = dict(await request.post())
-    else:
-        try:
-            data = json.loads(await request.text())
-        except ValueError:
-            data = None
-    if not isinstance(data, dict):
-        return web.json_response({"error": "bad-request", "message": "send JSON {username, password}"}, status=400)
-    username, password = str(data.get("username", ""))[:64], str(data.get("password", ""))[:256]
-    remote = request.remote or "?"
-    users.brake.check(f"user:{username}", f"addr:{remote}")
-    user = await users.authenticate(username, password)
-    if user is None:
-        users.brake.fail(f"user:{username}", f"addr:{remote}")
-        await users.audit("anonymous", "auth.login_failed", username or "-", {"remote": remote})
+    data, form = await _login_data(request)
+    if data is None:
+        return _json_error(400, "bad-request", "send JSON {username, password}")
+    if not _same_origin(request):
+        return _json_error(403, "csrf", "cross-site login refused")
+    nxt = safe_next(data.get("next"))
+    username, password = data.get("username"), data.get("password")
+    try:
+        user = await users.authenticate(username if isinstance(username, str) else "",
+                                        password if isinstance(password, str) else "",
+                                        remote=request.remote or None)
+    except TooManyAttempts:
         if form:
-            raise web.HTTPFound(f"/login?failed=1&next={_quote_next(safe_next(data.get('next')))}")
-        return web.json_response({"error": "bad-login", "message": "wrong username or password"}, status=401)
-    users.brake.succeed(f"user:{username}", f"addr:{remote}")
+            raise web.HTTPFound(f"/login?failed=throttled&next={quote(nxt, safe='/')}") from None
+        raise
+    if user is None:
+        if form:
+            raise web.HTTPFound(f"/login?failed=1&next={quote(nxt, safe='/')}")
+        return _json_error(401, "bad-login", "wrong username or password")
+    old, bearer = _token(request)
+    if old and not bearer:
+        await users.delete_session(old)  # one browser, one session
     token, csrf = await users.create_session(user["id"])
-    await users.audit(username, "auth.login", username, {"remote": remote})
-    if form:
-        response = web.HTTPFound(safe_next(data.get("next")))
-    else:
-        response = web.json_response({"user": user, "csrf_token": csrf})
-    response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/",
+    response: web.StreamResponse = web.HTTPFound(nxt) if form else web.json_response(
+        {"user": user, "csrf_token": csrf})
+    response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/", secure=request.secure,
                         max_age=int(users.session_ttl.total_seconds()))
     if form:
         raise response
@@ -319,9 +468,10 @@ async def login(request: web.Request) -> web.Response:
 
 async def logout(request: web.Request) -> web.Response:
     token, _ = _token(request)
-    if request.get("user") and token:
+    user = request.get("user")
+    if user is not None and token:
         await request.app[AUTH].delete_session(token)
-        await request.app[AUTH].audit(request["user"]["username"], "auth.logout", request["user"]["username"])
+        await request.app[AUTH].audit(user["username"], "auth.logout", user["username"])
     response = web.json_response({"ok": True})
     response.del_cookie(COOKIE, path="/")
     return response
@@ -331,36 +481,58 @@ async def me(request: web.Request) -> web.Response:
     user = request.get("user")
     if user is None:
         raise Unauthenticated("not logged in")
-    return web.json_response({"user": {k: user[k] for k in ("username", "role", "expires_at")},
-                              "csrf_token": user["csrf_token"]})
+    return web.json_response({"user": user_payload(user), "csrf_token": user["csrf_token"]})
 
 
 _LOGIN_PAGE = """<!doctype html>
-<html lang="zh-CN"><head><meta charset="utf-8"><title>12345 热线网关 登录</title>
+<html lang="zh-CN"><head><meta charset="utf-8"><title>12345 热线网关 登录 Sign in</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>body{font-family:"WenQuanYi Micro Hei","Noto Sans CJK SC",sans-serif;background:#f3f5f8;margin:0}
 main{max-width:360px;margin:12vh auto;background:#fff;padding:28px 32px;border-radius:8px;box-shadow:0 2px 10px #0002}
 h1{font-size:20px;margin:0 0 18px}label{display:block;margin:12px 0 4px}input{width:100%;padding:8px;box-sizing:border-box}
 button{margin-top:18px;width:100%;padding:10px;background:#1d5fbf;color:#fff;border:0;border-radius:4px;font-size:15px}
-.err{color:#b00020;margin-top:12px}</style></head>
+.err{color:#b00020;margin-top:12px;min-height:1em}</style></head>
 <body><main><h1>12345 热线网关 登录 <small>Sign in</small></h1>
 <form method="post" action="/api/login" id="login">
-<input type="hidden" name="next" value="__NEXT__">
+<input type="hidden" name="next" id="next" value="__NEXT__">
 <label for="username">用户名 Username</label><input id="username" name="username" autocomplete="username" required>
 <label for="password">密码 Password</label><input id="password" name="password" type="password"
  autocomplete="current-password" required>
 <button type="submit">登录 Sign in</button>
-<p class="err" id="error" role="alert">__ERROR__</p></form></main></body></html>
+<p class="err" id="error" role="alert">__ERROR__</p></form></main>
+<script nonce="__NONCE__">
+(function () {
+  var form = document.getElementById("login"), error = document.getElementById("error");
+  function local(p) { return /^\\/(?![\\/\\\\])[^\\\\\\s]*$/.test(p) ? p : "__DEFAULT__"; }
+  form.addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    error.textContent = "";
+    fetch("/api/login", {method: "POST", credentials: "same-origin", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({username: form.username.value, password: form.password.value})})
+      .then(function (resp) {
+        if (resp.ok) { location.assign(local(document.getElementById("next").value)); return; }
+        error.textContent = resp.status === 429 ? "__THROTTLED__" : "__FAILED__";
+      })
+      .catch(function () { error.textContent = "网络错误 Network error"; });
+  });
+})();
+</script></body></html>
 """
+_MESSAGES = {"1": "用户名或密码错误 Wrong username or password",
+             "throttled": "尝试次数过多，请一分钟后再试 Too many attempts, wait a minute"}
 
 
 async def login_page(request: web.Request) -> web.Response:
-    nxt = html.escape(safe_next(request.query.get("next")), quote=True)
-    error = "用户名或密码错误 Wrong username or password" if request.query.get("failed") else ""
-    return web.Response(text=_LOGIN_PAGE.replace("__NEXT__", nxt).replace("__ERROR__", error),
-                        content_type="text/html", headers={"Cache-Control": "no-store",
-                                                           "Content-Security-Policy": "default-src 'self'; "
-                                                           "style-src 'unsafe-inline'"})
+    nonce = secrets.token_urlsafe(16)
+    page = (_LOGIN_PAGE.replace("__NEXT__", html.escape(safe_next(request.query.get("next")), quote=True))
+            .replace("__ERROR__", html.escape(_MESSAGES.get(request.query.get("failed", ""), "")))
+            .replace("__FAILED__", _MESSAGES["1"]).replace("__THROTTLED__", _MESSAGES["throttled"])
+            .replace("__DEFAULT__", DEFAULT_NEXT).replace("__NONCE__", nonce))
+    csp = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; connect-src 'self'; "
+           "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+    return web.Response(text=page, content_type="text/html", headers={
+        "Cache-Control": "no-store", "Content-Security-Policy": csp, "X-Frame-Options": "DENY",
+        "Referrer-Policy": "same-origin"})
 
 
 def add_auth_routes(app: web.Application) -> None:
@@ -368,7 +540,3 @@ def add_auth_routes(app: web.Application) -> None:
     app.router.add_post("/api/login", login)
     app.router.add_post("/api/logout", logout)
     app.router.add_get("/api/me", me)
-
-
-def user_payload(user: dict[str, Any]) -> dict[str, Any]:
-    return {k: user[k] for k in ("username", "role")}
