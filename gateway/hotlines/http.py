@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from gateway.errors import GatewayError
 from gateway.hotlines.openapi import openapi_document
+from gateway.web.app import BadRequest
 from gateway.web.auth import USER, require_role
 
 if TYPE_CHECKING:
@@ -27,11 +27,6 @@ if TYPE_CHECKING:
 
 GATEWAY = web.AppKey("gateway", object)
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
-
-
-class BadRequest(GatewayError):
-    status_code = 400
-    error_id = "bad-request"
 
 
 async def _body(request: web.Request) -> dict:
