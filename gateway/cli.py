@@ -226,7 +226,7 @@ async def _users(action, args) -> int:
                 print(f"{user['username']:20} {user['role']:10} {'disabled' if user['disabled'] else ''}")
             return 0
         if args.password_stdin:
-            password = sys.stdin.readline().rstrip("\n")
+            password = sys.stdin.readline().rstrip("\r\n")
             generated = False
         else:
             import secrets

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from gateway.hotlines.openapi import openapi_document
 from gateway.web.app import BadRequest
-from gateway.web.auth import USER, require_role
+from gateway.web.auth import require_role
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -62,7 +62,7 @@ def _version_id(request: web.Request) -> int:
 
 
 def _user(request: web.Request) -> str:
-    return request[USER]["username"]
+    return request["user"]["username"]
 
 
 def _gw(request: web.Request) -> "Gateway":

@@ -214,7 +214,7 @@ class UserStore:
         self._db = engine if isinstance(engine, TicketStore) else TicketStore(engine)
         self.session_ttl = session_ttl
         self.clock = clock
-        self.brake = brake or LoginBrake()
+        self.brake = brake if brake is not None else LoginBrake()
         self._hash_slots = asyncio.Semaphore(hash_concurrency)
 
     async def _hash(self, password: str) -> str:
