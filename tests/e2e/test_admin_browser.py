@@ -94,14 +94,19 @@ def test_given_an_admin_in_the_browser_when_changing_dry_running_and_rolling_bac
     token = _bearer(system)
     base = _versions(system, token)
     base_live = _live(system, token)
-    base_id, base_count = base[0]["id"], len(base)
-    assert base_live["version"] == base_id, "the test expects the newest version to be live"
+    base_id, base_count = base_live["version"], len(base)  # the live version (the newest applied one)
+    base_hash = next(v["content_hash"] for v in base if v["id"] == base_id)
     expect.set_options(timeout=20_000)
     url = f"http://127.0.0.1:{system.http_port}"
     context = chromium.new_context(viewport={"width": 1280, "height": 900}, base_url=url, locale="zh-CN",
                                    timezone_id="Asia/Shanghai")
     page = context.new_page()
     errors: list[str] = []
+
+    def screenshot(name: str) -> None:  # from the top, so the sticky header and status sit where they belong
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(ARTIFACTS / f"admin-{name}.png"), full_page=True)
+
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
         # -- log in: /admin without a session goes to the login page, and back after it --------
@@ -127,7 +132,7 @@ def test_given_an_admin_in_the_browser_when_changing_dry_running_and_rolling_bac
         expect(page.locator('#lines tr[data-number="12366"]')).to_contain_text("q-12366")
         history = page.locator("#versions tbody tr")
         expect(history).to_have_count(base_count)
-        page.screenshot(path=str(ARTIFACTS / "admin-1-after-login.png"), full_page=True)
+        screenshot("1-after-login")
 
         # -- change 12369's greeting with a comment ---------------------------------------------------
         form = page.locator("#change-form")
@@ -140,20 +145,21 @@ def test_given_an_admin_in_the_browser_when_changing_dry_running_and_rolling_bac
         expect(status).to_contain_text("已生效")
         expect(status).to_have_class(re.compile(r"\bok\b"))
         expect(history).to_have_count(base_count + 1)
+        changed = _versions(system, token)
+        new_id = changed[0]["id"]
         top = history.first
-        expect(top).to_have_attribute("data-version", str(base_id + 1))
+        expect(top).to_have_attribute("data-version", str(new_id))
         expect(top).to_contain_text(COMMENT)
         expect(top).to_contain_text(USER)
         expect(top).to_contain_text("当前")
         top.locator("details summary").click()
         diff = top.locator("details pre")
         expect(diff).to_be_visible()
-        expect(diff).to_contain_text(f"+    greeting: {NEW_GREETING}")
-        expect(diff).to_contain_text("由12345统一受理。")
+        expect(diff).to_contain_text(re.compile(rf'^\+\s+greeting: "?{re.escape(NEW_GREETING)}"?$', re.M))
+        expect(diff).to_contain_text(re.compile(r'^-\s+greeting: "?您好，这里是12369环保举报热线，由12345统一受理。"?$', re.M))
         expect(form.locator("#c-greeting")).to_have_value(NEW_GREETING)  # reloaded from the new live version
-        page.screenshot(path=str(ARTIFACTS / "admin-2-after-change.png"), full_page=True)
+        screenshot("2-after-change")
 
-        changed = _versions(system, token)
         assert len(changed) == base_count + 1
         assert changed[0]["comment"] == COMMENT and changed[0]["created_by"] == USER
         assert changed[0]["status"] == "applied" and changed[0]["change"] == {
@@ -177,7 +183,7 @@ def test_given_an_admin_in_the_browser_when_changing_dry_running_and_rolling_bac
         expect(heard.first).to_contain_text("分中心现在不在服务时间，现在为您转接12345市民服务热线。")
         expect(heard.first).to_contain_text("main-closed_to_central")
         expect(result).to_contain_text("纳税缴费服务热线")
-        page.screenshot(path=str(ARTIFACTS / "admin-3-after-dry-run.png"), full_page=True)
+        screenshot("3-after-dry-run")
 
         # -- an invalid change: refused with every problem next to the form, nothing changes ------------
         form.locator("#c-number").select_option("12315")
@@ -195,7 +201,7 @@ def test_given_an_admin_in_the_browser_when_changing_dry_running_and_rolling_bac
         expect(status).to_contain_text("422")
         expect(form.locator("#c-queue")).to_have_value("q-nowhere")  # the admin's input is kept
         expect(history).to_have_count(base_count + 1)
-        page.screenshot(path=str(ARTIFACTS / "admin-4-refused.png"), full_page=True)
+        screenshot("4-refused")
         assert len(_versions(system, token)) == base_count + 1
         assert {ln["number"]: ln for ln in _live(system, token)["lines"]}["12315"]["queue"] == "q-12315"
 
@@ -210,10 +216,10 @@ def test_given_an_admin_in_the_browser_when_changing_dry_running_and_rolling_bac
         expect(history).to_have_count(base_count + 2)
         expect(history.first).to_contain_text(f"rollback to v{base_id}")
         expect(history.first).to_contain_text("当前")
-        expect(page.locator(f'#versions tr[data-version="{base_id + 1}"] button[data-action="rollback"]')).to_be_visible()
+        expect(page.locator(f'#versions tr[data-version="{new_id}"] button[data-action="rollback"]')).to_be_visible()
         form.locator("#c-number").select_option("12369")
         expect(form.locator("#c-greeting")).to_have_value("您好，这里是12369环保举报热线，由12345统一受理。")
-        page.screenshot(path=str(ARTIFACTS / "admin-5-after-rollback.png"), full_page=True)
+        screenshot("5-after-rollback")
 
         # -- the API through the browser's own session (cookie; a GET needs no CSRF token) ---------------
         answer = page.request.get("/api/admin/versions")
@@ -221,7 +227,7 @@ def test_given_an_admin_in_the_browser_when_changing_dry_running_and_rolling_bac
         items = answer.json()["items"]
         assert len(items) == base_count + 2
         assert items[0]["change"] == {"op": "rollback", "to": base_id} and items[0]["created_by"] == USER
-        assert items[0]["content_hash"] == base[0]["content_hash"]
+        assert items[0]["content_hash"] == base_hash
         assert items[1]["comment"] == COMMENT
         assert page.request.get("/api/admin/overview").json()["content_hash"] == base_live["content_hash"]
         me = page.request.get("/api/me").json()
@@ -240,6 +246,94 @@ def test_given_an_admin_in_the_browser_when_changing_dry_running_and_rolling_bac
         if _live(system, token)["content_hash"] != base_live["content_hash"]:  # a failure above: put it back
             system.http(f"/api/admin/versions/{base_id}/rollback", method="POST", token=token,
                         body={"comment": "browser test clean-up"})
+
+
+def _login(chromium, system):
+    context = chromium.new_context(viewport={"width": 1280, "height": 900},
+                                   base_url=f"http://127.0.0.1:{system.http_port}", locale="zh-CN",
+                                   timezone_id="Asia/Shanghai")
+    page = context.new_page()
+    page.goto("/login?next=/admin")
+    page.fill("#username", USER)
+    page.fill("#password", PASSWORD)
+    page.get_by_role("button", name=re.compile("登录")).click()
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    return context, page
+
+
+def test_given_an_admin_in_the_browser_when_creating_broadcasting_scheduling_and_cancelling_then_each_shows(
+        system, chromium):
+    _add_admin(system)
+    token = _bearer(system)
+    base = _versions(system, token)
+    base_hash = _live(system, token)["content_hash"]
+    expect.set_options(timeout=20_000)
+    context, page = _login(chromium, system)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    status, history = page.get_by_role("status"), page.locator("#versions tbody tr")
+    try:
+        # a new retired line (整体并入) through the create form
+        create = page.locator("#create-form")
+        create.locator("#n-number").fill("12388")
+        create.locator("#n-name").fill("测试热线")
+        create.locator("#n-mode").select_option("retired")
+        expect(create.locator("#n-queue")).to_be_hidden()  # a retired line has no queue of its own
+        create.locator("#n-department").fill("测试局")
+        create.locator("#n-comment").fill("浏览器测试：新建热线")
+        create.locator("#n-submit").click()
+        expect(status).to_contain_text("已生效")
+        row = page.locator('#lines tr[data-number="12388"]')
+        expect(row).to_contain_text("整体并入")
+        expect(row).to_contain_text("测试局")
+
+        # a broadcast on that line
+        form = page.locator("#broadcast-form")
+        form.locator("#b-id").fill("ui-test-outage")
+        form.locator("#b-text").fill("<b>测试</b>播报：今晚停水。")  # shown as text, never as markup
+        form.locator("#b-start").fill("2027-03-01T08:00")
+        form.locator("#b-end").fill("2027-03-02T08:00")
+        form.locator('#b-lines input[value="all"]').uncheck()
+        form.locator('#b-lines input[value="12388"]').check()
+        form.locator("#b-comment").fill("浏览器测试：播报")
+        form.locator("#b-submit").click()
+        item = page.locator('#broadcast-list li[data-broadcast="ui-test-outage"]')
+        expect(item).to_contain_text("<b>测试</b>播报：今晚停水。")
+        expect(item).to_contain_text("[12388]")
+        expect(item.locator("b")).to_have_count(1)  # only the id is bold
+        live = _live(system, token)
+        assert live["broadcasts"] == [{"id": "ui-test-outage", "text": "<b>测试</b>播报：今晚停水。",
+                                       "start": "2027-03-01T08:00:00+08:00", "end": "2027-03-02T08:00:00+08:00",
+                                       "lines": ["12388"]}]
+
+        # retire 12315 from 2099 on: scheduled, then cancelled from the history
+        page.locator("#c-number").select_option("12315")
+        page.locator("#retire").click()
+        dialog = page.locator("dialog#ask")
+        dialog.locator("#ask-comment").fill("浏览器测试：计划撤号")
+        dialog.locator("#ask-when").fill("2099-01-01T00:00")
+        dialog.locator("#ask-ok").click()
+        expect(status).to_contain_text("已计划")
+        top = history.first
+        expect(top).to_have_attribute("data-status", "scheduled")
+        expect(top).to_contain_text("2099-01-01 00:00:00")
+        expect(page.locator('#lines tr[data-number="12315"]')).to_contain_text("双号并行")  # not yet
+        top.locator('button[data-action="cancel"]').click()
+        dialog.locator("#ask-comment").fill("浏览器测试：取消")
+        dialog.locator("#ask-ok").click()
+        expect(top).to_have_attribute("data-status", "cancelled")
+        expect(top.locator('button[data-action="cancel"]')).to_have_count(0)
+        items = _versions(system, token)
+        assert items[0]["status"] == "cancelled" and items[0]["change"]["op"] == "retire_line"
+        assert len(items) == len(base) + 3
+        assert errors == [], errors
+    finally:
+        context.close()
+        if _live(system, token)["content_hash"] != base_hash:
+            status_code, body = system.http(f"/api/admin/versions/{base[0]['id']}/rollback", method="POST",
+                                            token=token, body={"comment": "browser test clean-up"})
+            assert status_code == 201, body
+    assert _live(system, token)["content_hash"] == base_hash
 
 
 def test_chinese_font_is_installed():
