@@ -217,6 +217,9 @@ def test_given_an_admin_in_the_browser_when_changing_dry_running_and_rolling_bac
         expect(history.first).to_contain_text(f"rollback to v{base_id}")
         expect(history.first).to_contain_text("当前")
         expect(page.locator(f'#versions tr[data-version="{new_id}"] button[data-action="rollback"]')).to_be_visible()
+        # the version that runs again (same content as the live one) offers no roll back
+        expect(page.locator(f'#versions tr[data-version="{base_id}"] button[data-action="rollback"]')).to_have_count(0)
+        expect(form.locator("#c-comment")).to_have_value("")
         form.locator("#c-number").select_option("12369")
         expect(form.locator("#c-greeting")).to_have_value("您好，这里是12369环保举报热线，由12345统一受理。")
         screenshot("5-after-rollback")
