@@ -54,12 +54,23 @@ class StoreObserver:
             handled_by=v.get("handled_by") or None,
             queue=state.queue,
             department=v.get("department") or None,
+            language=v.get("language") or None,
         )
 
     async def recorded(self, state: CallState, recording: Recording) -> None:
         await self.store.set_recording(
             state.uniqueid, path=self.recording_path(recording), duration_ms=recording.duration_ms
         )
+
+    async def transcribed(self, state: CallState, transcript: dict) -> None:
+        await self.store.set_transcript(state.uniqueid, transcript)
+
+    async def transcript_pending(self, state: CallState, language: str, reason: str) -> None:
+        await self.store.set_transcript_pending(state.uniqueid, language=language, reason=reason)
+
+    async def emergency(self, state: CallState, words: list) -> None:
+        log.warning("call %s: emergency guard fired (%d words)", state.uniqueid, len(words))
+        await self.store.set_emergency(state.uniqueid, [str(w)[:40] for w in words])
 
 
 class CallHandler:
@@ -74,7 +85,9 @@ class CallHandler:
         recording_path: Callable[[Recording], str],
         clock: Callable[[], datetime] = _utcnow,
         metrics: Metrics | None = None,
+        guard_words: Callable[[], dict] | None = None,
     ) -> None:
+        self.guard_words = guard_words or dict
         self.metrics = metrics or Metrics()
         self.store = store
         self.config_source = config_source
@@ -105,7 +118,7 @@ class CallHandler:
         self.active += 1
         self.metrics.calls_started += 1
         try:
-            await Interpreter(config, clock=self.clock).run(state, channel, StoreObserver(
+            await Interpreter(config, clock=self.clock, guard_words=self.guard_words()).run(state, channel, StoreObserver(
                 self.store, recording_path=self.recording_path))
         except ChannelHangup:
             pass

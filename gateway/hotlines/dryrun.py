@@ -43,6 +43,12 @@ class _DryChannel:
     async def transfer_to_queue(self, queue, *, wait_seconds=None, overflow_queue=None) -> None:
         self.destination = {"queue": queue, "overflow_queue": overflow_queue, "overflow_seconds": wait_seconds}
 
+    def can_listen(self, language: str) -> bool:
+        return False  # a dry run shows the keypad path (what every caller can use)
+
+    async def listen(self, name, **kwargs):  # never called: can_listen() is False
+        raise AssertionError("dry run does not listen")
+
     async def hangup(self) -> None:
         self.destination = {"hangup": True}
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from gateway.errors import GatewayError
+
 
 @dataclass(frozen=True)
 class Recording:
@@ -22,6 +24,27 @@ class Recording:
     fmt: str  # file format/extension, e.g. "wav"
     duration_ms: int  # length of the recorded audio
     ended_by: str  # "dtmf", "silence", "max_length" or "hangup"
+
+
+class SpeechUnavailable(GatewayError):
+    """Live speech could not start (no model, overload, AudioSocket not connected).
+
+    Raised before anything was played, so the flow can fall back to keys or a plain recording.
+    """
+
+
+@dataclass(frozen=True)
+class Heard:
+    """What a listening step heard."""
+
+    ended_by: str  # "speech_end", "dtmf", "max_length", "no_input", "emergency" or "hangup"
+    text: str = ""  # final text (menus: what the grammar matched)
+    digit: str = ""  # the key that ended the step, if any
+    emergency_words: tuple = ()
+    transcript: dict | None = None  # Transcript.to_json() when recognition finished
+    transcript_status: str = "none"  # "done", "pending" (recording kept, recognition failed) or "none"
+    recording: Recording | None = None
+    error: str = ""  # why recognition failed (no personal data)
 
 
 class CallChannel(Protocol):
@@ -54,3 +77,28 @@ class CallChannel(Protocol):
 
     async def hangup(self) -> None:
         """Hang up the call."""
+
+    def can_listen(self, language: str) -> bool:
+        """True when live speech recognition is available for ``language`` right now."""
+
+    async def listen(
+        self,
+        name: str | None,
+        *,
+        language: str,
+        prompt_ids: list[str],
+        grammar: list[str] | None,
+        guard_words: tuple,
+        max_seconds: float,
+        silence_seconds: float,
+        no_input_seconds: float,
+        end_keys: str,
+    ) -> Heard:
+        """Play ``prompt_ids`` (interruptible by speech or a key) and listen to the caller.
+
+        Ends when the caller stops talking (``silence_seconds`` after speech), presses one of
+        ``end_keys``, says one of ``guard_words`` (``ended_by="emergency"``, at once, on partial
+        results), reaches ``max_seconds``, or says nothing for ``no_input_seconds``. With
+        ``name`` the caller's audio is also kept as a recording of that name. Raises
+        :class:`SpeechUnavailable` if listening cannot start.
+        """

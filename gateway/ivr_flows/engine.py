@@ -21,15 +21,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Protocol
+from typing import Callable, Mapping, Protocol
 
 from gateway.errors import ChannelHangup, GatewayError
 from gateway.ivr_flows.calendar import is_open
-from gateway.ivr_flows.channel import CallChannel, Recording
+from gateway.ivr_flows.channel import CallChannel, Heard, Recording, SpeechUnavailable
 from gateway.ivr_flows.model import (
+    SPEECH_LANGUAGES,
     BroadcastNode,
     CalendarNode,
+    Flow,
     GatewayConfig,
+    GotoFlowNode,
     HangupNode,
     Line,
     MenuNode,
@@ -81,6 +84,12 @@ class FlowObserver(Protocol):
 
     async def recorded(self, state: CallState, recording: Recording) -> None: ...
 
+    async def transcribed(self, state: CallState, transcript: dict) -> None: ...
+
+    async def transcript_pending(self, state: CallState, language: str, reason: str) -> None: ...
+
+    async def emergency(self, state: CallState, words: list) -> None: ...
+
 
 class NullObserver:
     async def step(self, state, entry):
@@ -91,6 +100,36 @@ class NullObserver:
 
     async def recorded(self, state, recording):
         return None
+
+    async def transcribed(self, state, transcript):
+        return None
+
+    async def transcript_pending(self, state, language, reason):
+        return None
+
+    async def emergency(self, state, words):
+        return None
+
+
+def speech_language(flow: Flow) -> str | None:
+    """The recogniser language of a flow's callers (``speech:``, else from the prompt voice)."""
+    return flow.speech or SPEECH_LANGUAGES.get(flow.language)
+
+
+def match_option(text: str, options: dict) -> str | None:
+    """The key of the one option whose spoken words occur in ``text`` (None if none or several)."""
+    said = "".join(text.split()).lower()
+    if not said:
+        return None
+    hits = {key for key, option in options.items()
+            if any("".join(word.split()).lower() in said for word in option.words)}
+    return hits.pop() if len(hits) == 1 else None
+
+
+def menu_grammar(options: dict, guard_words) -> list:
+    """The recogniser's runtime grammar at a speech menu: option words, emergency words, [unk]."""
+    words = [w for option in options.values() for w in option.words] + list(guard_words)
+    return list(dict.fromkeys(words)) + ["[unk]"]
 
 
 def prompt_key(flow_id: str, line: Line, prompt_id: str, *, line_texts: bool = True) -> str:
@@ -118,13 +157,16 @@ def initial_vars(line: Line) -> dict:
 
 
 class Interpreter:
-    def __init__(self, config: GatewayConfig, *, clock: Callable[[], datetime]) -> None:
+    def __init__(self, config: GatewayConfig, *, clock: Callable[[], datetime],
+                 guard_words: Mapping[str, tuple] | None = None) -> None:
         self.config = config
         self.clock = clock
+        self.guard_words = dict(guard_words or {})  # recogniser language -> emergency keywords
 
     async def run(self, state: CallState, channel: CallChannel, observer: FlowObserver) -> CallState:
         flow = self.config.flows[state.line.flow]
         state.vars.update(initial_vars(state.line))
+        state.vars["language"] = speech_language(flow) or ""
         visit = _Visit(self, flow, state, channel, observer)
         try:
             visit.current = "announcement"
@@ -136,7 +178,7 @@ class Interpreter:
                 if node_id is None:
                     break
                 visit.current = node_id
-                node_id = await visit.node(flow.nodes[node_id])
+                node_id = await visit.node(visit.flow.nodes[node_id])
             else:
                 raise FlowError(f"flow {flow.id!r} did not finish within {MAX_STEPS} steps")
         except ChannelHangup:
@@ -157,7 +199,38 @@ class _Visit:
         await self.observer.step(self.state, entry)
 
     def key(self, prompt_id: str) -> str:
-        return prompt_key(self.flow.id, self.state.line, prompt_id, line_texts=not self.state.vars.get("overflow"))
+        line_texts = not self.state.vars.get("overflow") and self.flow.id == self.state.line.flow
+        return prompt_key(self.flow.id, self.state.line, prompt_id, line_texts=line_texts)
+
+    @property
+    def language(self) -> str | None:
+        return speech_language(self.flow)
+
+    def guard_words(self) -> tuple:
+        if self.flow.emergency is None or not self.language:
+            return ()
+        return tuple(self.interp.guard_words.get(self.language, ()))
+
+    def can_listen(self) -> bool:
+        return bool(self.language) and self.channel.can_listen(self.language)
+
+    async def emergency(self, words: list, via: str) -> str:
+        """The guard fired: flag the ticket at once and go to the flow's emergency node."""
+        self.state.vars["emergency"] = True
+        await self.observer.ticket_point(self.state)
+        await self.observer.emergency(self.state, list(words))
+        await self.record_step({"node": "emergency_guard", "via": via, "words": list(words)})
+        return self.flow.emergency.node
+
+    async def offer_emergency_key(self) -> None:
+        """No recogniser for this language: tell the caller the emergency key instead (once)."""
+        guard = self.flow.emergency
+        if guard is None or not guard.key_prompt or self.state.vars.get("emergency_key_offered"):
+            return
+        if self.guard_words() and self.can_listen():
+            return
+        self.state.vars["emergency_key_offered"] = True
+        await self.play_prompt(guard.key_prompt)
 
     async def play_prompt(self, prompt_id: str) -> None:
         await self.channel.play(self.key(prompt_id))
@@ -171,6 +244,7 @@ class _Visit:
             CalendarNode: self._calendar,
             HangupNode: self._hangup,
             BroadcastNode: self._broadcast,
+            GotoFlowNode: self._goto_flow,
         }[type(node)]
         return await handler(node)
 
@@ -188,26 +262,69 @@ class _Visit:
 
     async def _menu(self, node: MenuNode) -> str:
         prompt = self.key(node.prompt)
+        guard = self.flow.emergency
+        emergency_key = guard.key if guard is not None else None
+        await self.offer_emergency_key()
+        speech = node.speech and self.can_listen()
         for attempt in range(node.retries + 1):
-            keys = await self.channel.collect_digits(prompt, max_digits=1, timeout=node.timeout)
-            if not keys and node.default is not None:
+            said, heard = "", None
+            if speech:
+                try:
+                    heard = await self._listen_menu(node, prompt, emergency_key)
+                except SpeechUnavailable as exc:
+                    log.info("call %s: speech menu %s falls back to keys: %s", self.state.uniqueid, node.id, exc)
+                    speech = False
+            if heard is not None:
+                if heard.ended_by == "emergency":
+                    return await self.emergency(list(heard.emergency_words), via="speech")
+                if heard.ended_by == "hangup":
+                    raise ChannelHangup("caller hung up at a speech menu")
+                said = heard.text
+                keys = heard.digit or (match_option(said, node.options) or "" if said else "")
+            else:
+                keys = await self.channel.collect_digits(prompt, max_digits=1, timeout=node.timeout)
+            if emergency_key and keys == emergency_key:
+                return await self.emergency([f"key {keys}"], via="key")
+            if not keys and not said and node.default is not None:
                 keys, result = node.default, "default"
             else:
                 result = "ok"
             option = node.options.get(keys)
+            entry = {"node": node.id, "key": keys}
+            if said:
+                entry["said"] = said[:200]
             if option is not None:
-                self.state.vars.update(node.options[keys].set)
-                await self.record_step({"node": node.id, "key": keys, "label": option.label, "result": result})
+                self.state.vars.update(option.set)
+                entry.update(label=option.label, result=result)
+                if said and not (heard and heard.digit):
+                    entry["via"] = "speech"
+                await self.record_step(entry)
                 return option.next
-            result = "no_input" if not keys else "invalid"
-            await self.record_step({"node": node.id, "key": keys, "result": result})
-            retry_prompt = node.no_input_prompt if not keys and node.no_input_prompt else node.invalid_prompt
+            result = "no_input" if not keys and not said else "invalid"
+            entry["result"] = result
+            await self.record_step(entry)
+            retry_prompt = node.no_input_prompt if result == "no_input" and node.no_input_prompt else node.invalid_prompt
             if attempt < node.retries and retry_prompt:
                 await self.play_prompt(retry_prompt)
+            if speech and result == "no_input":
+                speech = False  # a caller who says nothing gets the keypad path from now on
         return node.on_failure
+
+    async def _listen_menu(self, node: MenuNode, prompt: str, emergency_key: str | None) -> Heard:
+        guard = self.guard_words()
+        keys = "".join(node.options) + (emergency_key or "")
+        return await self.channel.listen(
+            None, language=self.language, prompt_ids=[prompt], grammar=menu_grammar(node.options, guard),
+            guard_words=guard, max_seconds=node.timeout + 5, silence_seconds=0.8,
+            no_input_seconds=node.timeout, end_keys=keys,
+        )
 
     async def _record(self, node: RecordNode) -> str | None:
         await self.observer.ticket_point(self.state)
+        if node.speech and self.language:
+            heard = await self._describe_by_speech(node) if self.can_listen() else None
+            if heard is not None:
+                return await self._described(node, heard)
         await self.play_prompt(node.prompt)
         beep = self.key(node.beep_prompt) if node.beep_prompt else None
         recording = await self.channel.record(
@@ -216,9 +333,49 @@ class _Visit:
         )
         self.state.recording = recording
         await self.observer.recorded(self.state, recording)
+        if node.speech and self.language and recording.duration_ms > 0:
+            await self.observer.transcript_pending(self.state, self.language, "no live recogniser")
         await self.record_step({"node": node.id, "result": recording.ended_by, "duration_ms": recording.duration_ms})
         if recording.ended_by == "hangup":
             raise ChannelHangup("caller hung up while recording")
+        return node.next
+
+    async def _describe_by_speech(self, node: RecordNode) -> Heard | None:
+        prompts = [self.key(node.prompt)] + ([self.key(node.beep_prompt)] if node.beep_prompt else [])
+        heard = None
+        for attempt in range(2):
+            try:
+                heard = await self.channel.listen(
+                    self.state.uniqueid, language=self.language, prompt_ids=prompts, grammar=None,
+                    guard_words=self.guard_words(), max_seconds=node.max_seconds,
+                    silence_seconds=node.silence_seconds, no_input_seconds=node.no_input_seconds, end_keys="#",
+                )
+            except SpeechUnavailable as exc:
+                log.info("call %s: live speech unavailable (%s); recording instead", self.state.uniqueid, exc)
+                return None if heard is None else heard
+            if heard.ended_by != "no_input" or attempt == 1 or not node.no_input_prompt:
+                return heard
+            await self.record_step({"node": node.id, "result": "no_input"})
+            prompts = [self.key(node.no_input_prompt)] + prompts[1:]
+        return heard
+
+    async def _described(self, node: RecordNode, heard: Heard) -> str | None:
+        if heard.recording is not None:
+            self.state.recording = heard.recording
+            await self.observer.recorded(self.state, heard.recording)
+        if heard.transcript is not None and heard.transcript_status == "done":
+            await self.observer.transcribed(self.state, heard.transcript)
+        elif heard.recording is not None and heard.recording.duration_ms > 0:
+            await self.observer.transcript_pending(self.state, self.language, heard.error or "recognition failed")
+        entry = {"node": node.id, "result": heard.ended_by,
+                 "duration_ms": heard.recording.duration_ms if heard.recording else 0, "via": "speech"}
+        await self.record_step(entry)
+        if heard.ended_by == "emergency":
+            return await self.emergency(list(heard.emergency_words), via="speech")
+        if heard.emergency_words:  # heard after the caller finished (final result only)
+            await self.observer.emergency(self.state, list(heard.emergency_words))
+        if heard.ended_by == "hangup":
+            raise ChannelHangup("caller hung up while describing")
         return node.next
 
     async def _broadcast(self, node: BroadcastNode) -> str:
@@ -228,6 +385,12 @@ class _Visit:
             await self.channel.play(broadcast_key(item.id))
         await self.record_step({"node": node.id, "broadcasts": [b.id for b in active]})
         return node.next
+
+    async def _goto_flow(self, node: GotoFlowNode) -> str:
+        self.flow = self.interp.config.flows[node.flow]
+        self.state.vars["language"] = self.language or ""
+        await self.record_step({"node": node.id, "flow": node.flow})
+        return self.flow.start
 
     async def _transfer(self, node: TransferNode) -> None:
         candidates = [self.state.vars[v] for v in node.queue_from if self.state.vars.get(v)] + [node.default_queue]

@@ -31,6 +31,11 @@ class MenuOption:
     label: str
     next: str
     set: dict = field(default_factory=dict)
+    say: tuple = ()  # words a caller may say instead of pressing the key (speech menus); default: the label
+
+    @property
+    def words(self) -> tuple:
+        return self.say or (self.label,)
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class MenuNode:
     invalid_prompt: str | None = None
     no_input_prompt: str | None = None
     default: str | None = None  # option taken when the caller presses nothing
+    speech: bool = False  # the caller may say an option (when the flow's language has a model)
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,10 @@ class RecordNode:
     next: str
     beep_prompt: str | None = None
     max_seconds: float = 60.0
-    silence_seconds: float = 3.0
+    silence_seconds: float = 3.0  # trailing silence that ends the description
+    speech: bool = False  # transcribe live (AudioSocket + recogniser) when the language has a model
+    no_input_seconds: float = 6.0  # speech: nothing said this long after the prompt -> retry once
+    no_input_prompt: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,30 @@ class BroadcastNode:
     next: str
 
 
-Node = Union[PlayNode, MenuNode, RecordNode, TransferNode, CalendarNode, HangupNode, BroadcastNode]
+@dataclass(frozen=True)
+class GotoFlowNode:
+    """Continue the call in another flow (e.g. the Korean-language branch)."""
+
+    id: str
+    flow: str
+
+
+Node = Union[PlayNode, MenuNode, RecordNode, TransferNode, CalendarNode, HangupNode, BroadcastNode, GotoFlowNode]
+
+SPEECH_LANGUAGES = {"cmn": "zh", "yue": "yue", "ko": "ko", "en": "en"}  # prompt voice -> recogniser language
+
+
+@dataclass(frozen=True)
+class EmergencyGuard:
+    """Where a call goes when the caller reports an emergency (spoken keyword or ``key``).
+
+    ``key_prompt`` offers the key; it is played before the first menu only when no speech
+    model can listen for the flow's language (fail safe).
+    """
+
+    node: str
+    key: str | None = None
+    key_prompt: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +127,9 @@ class Flow:
     start: str
     prompts: dict  # prompt id -> text
     nodes: dict  # node id -> Node
+    speech: str | None = None  # recogniser language (zh, ko...) of this flow's callers
+    emergency: EmergencyGuard | None = None
+    prompt_languages: dict = field(default_factory=dict)  # prompt id -> voice, when not the flow's
 
 
 @dataclass(frozen=True)

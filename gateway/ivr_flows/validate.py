@@ -24,7 +24,9 @@ from gateway.ivr_flows.model import (
     MERGE_MODES,
     Agent,
     CalendarNode,
+    EmergencyGuard,
     Flow,
+    GotoFlowNode,
     GatewayConfig,
     HangupNode,
     Line,
@@ -44,6 +46,8 @@ _RANGE = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-4]):([0-5]
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 AFTER_HOURS = ("central", "hangup")
+_LANG = re.compile(r"^[a-z]{2,3}$")
+VOICES = ("cmn", "yue", "ko", "en")  # espeak-ng voices the prompts can be rendered in
 
 
 class _Reader:
@@ -116,12 +120,27 @@ def _kind(value: Any) -> str:
 
 
 def _flow(src: yamlsrc.Source, r: _Reader) -> Flow | None:
-    top = r.mapping(src.data, (), required=("id", "language", "start", "prompts", "nodes"), optional=("description",))
+    top = r.mapping(src.data, (), required=("id", "language", "start", "prompts", "nodes"),
+                    optional=("description", "speech", "emergency"))
     if top is None:
         return None
     fid = r.text(top.get("id"), ("id",), pattern=_ID, what="flow id")
+    language = r.choice(top.get("language"), ("language",), VOICES)
     prompts = r.mapping(top.get("prompts"), ("prompts",), optional=tuple(top.get("prompts") or {})) or {}
-    texts = {k: r.text(v, ("prompts", k)) for k, v in prompts.items()}
+    texts, voices = {}, {}
+    for k, v in prompts.items():
+        if isinstance(v, dict):  # {text: ..., language: ko}: a prompt in another voice
+            if r.mapping(v, ("prompts", k), required=("text", "language")) is None:
+                continue
+            texts[k] = r.text(v.get("text"), ("prompts", k, "text"))
+            voice = r.choice(v.get("language"), ("prompts", k, "language"), VOICES)
+            if voice and voice != language:
+                voices[k] = voice
+        else:
+            texts[k] = r.text(v, ("prompts", k))
+    speech = None
+    if top.get("speech") is not None:
+        speech = r.text(top.get("speech"), ("speech",), pattern=_LANG, what="speech language (e.g. zh, ko)")
     raw_nodes = top.get("nodes")
     if not isinstance(raw_nodes, dict) or not raw_nodes:
         src.problem(("nodes",), "expected a non-empty mapping of nodes")
@@ -141,9 +160,32 @@ def _flow(src: yamlsrc.Source, r: _Reader) -> Flow | None:
         for field_, target in _targets(node):
             if target not in raw_nodes:
                 src.problem(("nodes", nid, *field_), f"unknown node {target!r}")
-    if fid is None or start is None:
+    guard = _guard(top.get("emergency"), r, texts, raw_nodes) if "emergency" in top else None
+    if guard is not None and guard.key:
+        for nid, node in nodes.items():
+            if isinstance(node, MenuNode) and guard.key in node.options:
+                src.problem(("nodes", nid, "options", guard.key),
+                            f"key {guard.key!r} is the flow's emergency key (emergency.key)")
+    if fid is None or start is None or language is None:
         return None
-    return Flow(id=fid, language=str(top.get("language")), start=start, prompts=texts, nodes=nodes)
+    return Flow(id=fid, language=language, start=start, prompts=texts, nodes=nodes, speech=speech,
+                emergency=guard, prompt_languages=voices)
+
+
+def _guard(raw: Any, r: _Reader, texts: dict, raw_nodes: dict) -> EmergencyGuard | None:
+    path = ("emergency",)
+    if r.mapping(raw, path, required=("node",), optional=("key", "key_prompt")) is None:
+        return None
+    node = r.text(raw.get("node"), path + ("node",))
+    if node is not None and node not in raw_nodes:
+        r.src.problem(path + ("node",), f"unknown node {node!r}")
+    key = None
+    if raw.get("key") is not None:
+        key = r.text(raw.get("key"), path + ("key",), pattern=_KEY, what="phone key (0-9, * or #)")
+    key_prompt = _prompt(r, raw.get("key_prompt"), path + ("key_prompt",), texts, optional=True)
+    if key_prompt and not key:
+        r.src.problem(path + ("key_prompt",), "a key prompt needs emergency.key")
+    return None if node is None else EmergencyGuard(node, key, key_prompt)
 
 
 def _targets(node) -> list:
@@ -156,6 +198,18 @@ def _targets(node) -> list:
     if isinstance(node, CalendarNode):
         return [(("open",), node.open)] + [(("closed", k), v) for k, v in node.closed.items()]
     return []
+
+
+def _flow_links(flows: dict, sources: dict) -> list:
+    """Every ``type: flow`` node must name a loaded flow (checked once all flows are read)."""
+    out = []
+    for fid, flow in flows.items():
+        src = sources[fid]
+        for nid, node in flow.nodes.items():
+            if isinstance(node, GotoFlowNode) and node.flow not in flows:
+                out.append(yamlsrc.ConfigProblem(src.file, src.line_of(("nodes", nid, "flow")),
+                                                 yamlsrc.field_name(("nodes", nid, "flow")), f"unknown flow {node.flow!r}"))
+    return out
 
 
 def _prompt(r: _Reader, value, path, texts: dict, *, optional=False) -> str | None:
@@ -172,18 +226,20 @@ def _node(nid: str, raw: Any, path: tuple, r: _Reader, texts: dict):
         r.src.problem(path, f"expected a mapping, got {_kind(raw)}")
         return None
     kind = r.choice(raw.get("type"), path + ("type",),
-                    ("play", "menu", "record", "transfer", "calendar", "hangup", "broadcast"))
+                    ("play", "menu", "record", "transfer", "calendar", "hangup", "broadcast", "flow"))
     if kind is None:
         return None
     fields = {
         "play": (("type", "prompt", "next"), ("set",)),
         "menu": (("type", "prompt", "options", "on_failure"),
-                 ("timeout", "retries", "invalid_prompt", "no_input_prompt", "default")),
-        "record": (("type", "prompt", "next"), ("beep_prompt", "max_seconds", "silence_seconds")),
+                 ("timeout", "retries", "invalid_prompt", "no_input_prompt", "default", "speech")),
+        "record": (("type", "prompt", "next"), ("beep_prompt", "max_seconds", "silence_seconds", "speech",
+                                                "no_input_seconds", "no_input_prompt")),
         "transfer": (("type", "default_queue"), ("queue_from", "prompt")),
         "calendar": (("type", "open", "closed"), ()),
         "hangup": (("type",), ("prompt",)),
         "broadcast": (("type", "next"), ()),
+        "flow": (("type", "flow"), ()),
     }[kind]
     if r.mapping(raw, path, required=fields[0], optional=fields[1]) is None:
         return None
@@ -196,8 +252,13 @@ def _node(nid: str, raw: Any, path: tuple, r: _Reader, texts: dict):
         return RecordNode(
             nid, p("prompt"), str(raw["next"]), p("beep_prompt", True),
             r.number(raw.get("max_seconds", 60), path + ("max_seconds",), low=1, high=600) or 60,
-            r.number(raw.get("silence_seconds", 3), path + ("silence_seconds",), low=1, high=30) or 3,
+            r.number(raw.get("silence_seconds", 3), path + ("silence_seconds",), low=0.5, high=30) or 3,
+            _flag(r, raw.get("speech", False), path + ("speech",)),
+            r.number(raw.get("no_input_seconds", 6), path + ("no_input_seconds",), low=1, high=60) or 6,
+            p("no_input_prompt", True),
         )
+    if kind == "flow":
+        return GotoFlowNode(nid, r.text(raw["flow"], path + ("flow",), pattern=_ID, what="flow id") or "")
     if kind == "transfer":
         qf = raw.get("queue_from", [])
         if not isinstance(qf, list) or not all(isinstance(x, str) for x in qf):
@@ -221,10 +282,15 @@ def _node(nid: str, raw: Any, path: tuple, r: _Reader, texts: dict):
         if not _KEY.match(str(key)):
             r.src.problem(opath, f"{key!r} is not a phone key (0-9, * or #)")
             continue
-        if r.mapping(opt, opath, required=("label", "next"), optional=("set",)) is None or "next" not in opt:
+        if r.mapping(opt, opath, required=("label", "next"), optional=("set", "say")) is None or "next" not in opt:
             continue
+        say = opt.get("say", [])
+        if not isinstance(say, list) or not all(isinstance(w, str) and w.strip() and len(w) <= 40 for w in say):
+            r.src.problem(opath + ("say",), "expected a list of words a caller may say (non-empty, short)")
+            say = []
         options[str(key)] = MenuOption(str(key), str(opt.get("label", "")), str(opt["next"]),
-                                       _sets(r, opt.get("set"), opath + ("set",)))
+                                       _sets(r, opt.get("set"), opath + ("set",)),
+                                       tuple(w.strip() for w in say))
     default = raw.get("default")
     if default is not None and str(default) not in options:
         r.src.problem(path + ("default",), f"{default!r} is not one of the menu's keys")
@@ -234,7 +300,15 @@ def _node(nid: str, raw: Any, path: tuple, r: _Reader, texts: dict):
         r.number(raw.get("timeout", 5), path + ("timeout",), low=1, high=60) or 5,
         int(retries if retries is not None else 2), p("invalid_prompt", True), p("no_input_prompt", True),
         None if default is None else str(default),
+        _flag(r, raw.get("speech", False), path + ("speech",)),
     )
+
+
+def _flag(r: _Reader, value: Any, path: tuple) -> bool:
+    if not isinstance(value, bool):
+        r.src.problem(path, f"expected true or false, got {_kind(value)}")
+        return False
+    return value
 
 
 def _sets(r: _Reader, raw, path) -> dict:
@@ -517,6 +591,7 @@ def config_from_files(files: dict, *, origin: str = "config") -> GatewayConfig:
     """
     problems: list = []
     flows: dict = {}
+    sources: dict = {}
 
     def source(rel: str) -> yamlsrc.Source:
         text = files.get(rel)
@@ -538,6 +613,8 @@ def config_from_files(files: dict, *, origin: str = "config") -> GatewayConfig:
             if flow.id in flows:
                 problems.append(yamlsrc.ConfigProblem(src.file, src.line_of(("id",)), "id", f"duplicate flow {flow.id!r}"))
             flows[flow.id] = flow
+            sources[flow.id] = src
+    problems += _flow_links(flows, sources)
     src = source("hotlines.yaml")
     config = _hotlines(src, _Reader(src), flows) if not src.problems else None
     problems += src.problems

@@ -54,7 +54,7 @@ def catalogue(config: GatewayConfig) -> dict[str, PromptText]:
     for flow in config.flows.values():
         for pid, text in flow.prompts.items():
             key = f"{flow.id}-{pid}"
-            out[key] = PromptText(key, text, flow.language)
+            out[key] = PromptText(key, text, flow.prompt_languages.get(pid, flow.language))
         for line in config.lines.values():
             if line.flow != flow.id:
                 continue

@@ -18,6 +18,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 CALL_STATUSES = ("in_ivr", "queued", "ended")
 TICKET_STATUSES = ("draft",)
+TRANSCRIPT_STATUSES = ("none", "live", "done", "pending", "failed")
 MERGE_MODES = ("primary", "retired", "dual_number", "sub_centre")
 CATEGORIES = ("咨询", "建议", "举报", "投诉", "求助")
 
@@ -112,6 +113,18 @@ class Ticket(Base):
     queue: Mapped[str | None] = mapped_column(sa.String(64))
     overflow_queue: Mapped[str | None] = mapped_column(sa.String(64))
     overflow_reason: Mapped[str | None] = mapped_column(sa.String(32))
+    # What the caller said (issue 4): live transcript, or "pending" until the recovery job runs.
+    language: Mapped[str | None] = mapped_column(sa.String(8))
+    transcript_status: Mapped[str] = mapped_column(sa.String(16), default="none", index=True)
+    transcript: Mapped[str | None] = mapped_column(sa.Text)
+    transcript_words: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON)
+    transcript_confidence: Mapped[float | None] = mapped_column(sa.Float)
+    transcript_model: Mapped[str | None] = mapped_column(sa.String(128))
+    transcript_rtf: Mapped[float | None] = mapped_column(sa.Float)
+    transcript_attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    transcript_error: Mapped[str | None] = mapped_column(sa.String(255))
+    emergency: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    emergency_words: Mapped[list[str] | None] = mapped_column(sa.JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
     version_id: Mapped[int] = mapped_column(sa.Integer)

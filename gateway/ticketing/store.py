@@ -104,6 +104,16 @@ def _ticket_dict(ticket: Ticket, uniqueid: str) -> dict[str, Any]:
         "recording_path": ticket.recording_path,
         "recording_duration_ms": ticket.recording_duration_ms,
         "queue": ticket.queue,
+        "language": ticket.language,
+        "transcript_status": ticket.transcript_status or "none",
+        "transcript": ticket.transcript,
+        "transcript_words": list(ticket.transcript_words or []),
+        "transcript_confidence": ticket.transcript_confidence,
+        "transcript_model": ticket.transcript_model,
+        "transcript_rtf": ticket.transcript_rtf,
+        "transcript_error": ticket.transcript_error,
+        "emergency": bool(ticket.emergency),
+        "emergency_words": list(ticket.emergency_words or []),
         "created_at": _iso(ticket.created_at),
         "updated_at": _iso(ticket.updated_at),
         "version_id": ticket.version_id,
@@ -336,9 +346,11 @@ class TicketStore:
         handled_by: str | None,
         queue: str | None,
         department: str | None,
+        language: str | None = None,
     ) -> int:
         """Create the call's draft ticket, or update its fields given as not None."""
         given = {
+            "language": language,
             "category": category,
             "channel_kind": channel_kind,
             "confidential": confidential,
@@ -404,6 +416,84 @@ class TicketStore:
             ticket.recording_duration_ms = duration_ms
 
         await self._write(work)
+
+    # -- what the caller said ------------------------------------------------
+
+    async def _update_ticket(self, uniqueid: str, action: str, change: Callable[[Ticket], dict]) -> int:
+        async def work(session: AsyncSession) -> int:
+            call = await self._call(session, uniqueid)
+            ticket = await self._ticket_of(session, call)
+            if ticket is None:
+                raise NotFound(f"call {uniqueid!r} has no ticket", details={"uniqueid": uniqueid})
+            details = change(ticket)
+            session.add(_audit("ivr", action, ticket.id, details))
+            return ticket.id
+
+        return await self._write(work)
+
+    async def set_emergency(self, uniqueid: str, words: list[str]) -> int:
+        """Flag the ticket: the emergency guard heard ``words`` (kept in order, no duplicates)."""
+
+        def change(ticket: Ticket) -> dict:
+            merged = list(dict.fromkeys([*(ticket.emergency_words or []), *words]))[:20]
+            ticket.emergency = True
+            ticket.emergency_words = merged
+            return {"words": merged}
+
+        return await self._update_ticket(uniqueid, "ticket.emergency_flagged", change)
+
+    async def set_transcript(self, uniqueid: str, transcript: dict, *, status: str = "done") -> int:
+        """Store a transcript (``Transcript.to_json()``) on the call's ticket."""
+
+        def change(ticket: Ticket) -> dict:
+            _apply_transcript(ticket, transcript, status)
+            return {"status": status, "model": ticket.transcript_model, "rtf": ticket.transcript_rtf}
+
+        return await self._update_ticket(uniqueid, "ticket.transcribed", change)
+
+    async def set_transcript_pending(self, uniqueid: str, *, language: str | None, reason: str) -> int:
+        """Recognition was not possible live: the recovery job will transcribe the recording."""
+
+        def change(ticket: Ticket) -> dict:
+            if ticket.transcript_status in ("done", "live"):
+                return {"status": ticket.transcript_status, "ignored": reason[:200]}
+            ticket.transcript_status = "pending"
+            ticket.transcript_error = reason[:255]
+            if language:
+                ticket.language = language
+            return {"status": "pending", "reason": reason[:200]}
+
+        return await self._update_ticket(uniqueid, "ticket.transcript_pending", change)
+
+    async def pending_transcripts(self, *, limit: int = 20) -> list[dict[str, Any]]:
+        """Tickets waiting for the recovery job (oldest first) with a recording to transcribe."""
+        async with self._read_sessions() as session:
+            stmt = (
+                sa.select(Ticket, Call.uniqueid)
+                .join(Call, Ticket.call_id == Call.id)
+                .where(Ticket.transcript_status == "pending", Ticket.recording_path.is_not(None))
+                .order_by(Ticket.id)
+                .limit(max(1, min(MAX_PAGE, limit)))
+            )
+            rows = (await session.execute(stmt)).all()
+        return [_ticket_dict(ticket, uid) for ticket, uid in rows]
+
+    async def transcript_attempt_failed(self, ticket_id: int, error: str, *, give_up_after: int) -> str:
+        """Count a failed recovery attempt; after ``give_up_after`` the status becomes ``failed``."""
+
+        async def work(session: AsyncSession) -> str:
+            ticket = await session.get(Ticket, ticket_id)
+            if ticket is None:
+                raise NotFound(f"no ticket {ticket_id}", details={"ticket_id": ticket_id})
+            ticket.transcript_attempts = (ticket.transcript_attempts or 0) + 1
+            ticket.transcript_error = error[:255]
+            if ticket.transcript_attempts >= give_up_after:
+                ticket.transcript_status = "failed"
+            session.add(_audit("asr", "ticket.transcript_attempt_failed", ticket.id,
+                               {"attempts": ticket.transcript_attempts, "error": error[:200]}))
+            return ticket.transcript_status
+
+        return await self._write(work)
 
     # -- readers -----------------------------------------------------------
 
@@ -474,6 +564,18 @@ class TicketStore:
     async def count_calls(self) -> int:
         async with self._read_sessions() as session:
             return int(await session.scalar(sa.select(sa.func.count(Call.id))) or 0)
+
+
+def _apply_transcript(ticket: Ticket, transcript: dict, status: str) -> None:
+    ticket.transcript_status = status
+    ticket.transcript = str(transcript.get("text") or "")[:20000]
+    ticket.transcript_words = list(transcript.get("words") or [])[:5000]
+    ticket.transcript_confidence = transcript.get("confidence")
+    ticket.transcript_model = (transcript.get("model") or None) and str(transcript["model"])[:128]
+    ticket.transcript_rtf = transcript.get("rtf")
+    ticket.transcript_error = None
+    if transcript.get("language"):
+        ticket.language = str(transcript["language"])[:8]
 
 
 def _audit(actor: str, action: str, ticket_id: int, details: dict[str, Any]) -> AuditEvent:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.errors import ChannelHangup
-from gateway.ivr_flows.channel import Recording
+from gateway.ivr_flows.channel import Heard, Recording, SpeechUnavailable  # noqa: F401 - re-exported for tests
 
 
 class ScriptedChannel:
@@ -14,7 +14,11 @@ class ScriptedChannel:
     the named prompt starts; ``record_end`` says how the recording ends.
     """
 
-    def __init__(self, keys=(), *, hangup_on_prompt: str | None = None, record_end: str = "silence") -> None:
+    def __init__(self, keys=(), *, hangup_on_prompt: str | None = None, record_end: str = "silence",
+                 languages=(), heard=()) -> None:
+        self.languages = set(languages)  # recogniser languages live right now
+        self.heard = list(heard)  # one Heard (or SpeechUnavailable) per listen() call
+        self.listens: list[dict] = []
         self.keys = list(keys)
         self.hangup_on_prompt = hangup_on_prompt
         self.record_end = record_end
@@ -50,6 +54,24 @@ class ScriptedChannel:
             self.hung_up = True
         return Recording(path=f"/srv/gw/recordings/{name}", fmt="wav", duration_ms=2300, ended_by=self.record_end)
 
+    def can_listen(self, language: str) -> bool:
+        return language in self.languages
+
+    async def listen(self, name, *, language, prompt_ids, grammar, guard_words, max_seconds, silence_seconds,
+                     no_input_seconds, end_keys) -> Heard:
+        if self.hung_up:
+            raise ChannelHangup("already hung up")
+        item = self.heard.pop(0) if self.heard else Heard(ended_by="no_input")
+        if isinstance(item, Exception):
+            raise item
+        for prompt_id in prompt_ids:
+            self.played.append(prompt_id)
+        self.listens.append({"name": name, "language": language, "grammar": grammar, "guard": tuple(guard_words),
+                             "end_keys": end_keys, "prompts": list(prompt_ids)})
+        if item.ended_by == "hangup":
+            self.hung_up = True
+        return item
+
     async def transfer_to_queue(self, queue: str, *, wait_seconds=None, overflow_queue=None) -> None:
         self.transferred = queue
         self.overflow = (overflow_queue, wait_seconds)
@@ -72,3 +94,12 @@ class RecordingObserver:
 
     async def recorded(self, state, recording):
         self.recordings.append(recording)
+
+    async def transcribed(self, state, transcript):
+        self.transcripts = getattr(self, "transcripts", []) + [transcript]
+
+    async def transcript_pending(self, state, language, reason):
+        self.pending = getattr(self, "pending", []) + [(language, reason)]
+
+    async def emergency(self, state, words):
+        self.emergencies = getattr(self, "emergencies", []) + [list(words)]

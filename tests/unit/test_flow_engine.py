@@ -36,11 +36,12 @@ async def test_given_12345_when_caller_picks_a_request_type_then_it_is_recorded_
 
     assert state.outcome == "queued" and channel.transferred == queue
     assert state.vars["category"] == category and state.vars["confidential"] is False
-    assert channel.played[:3] == ["main-greeting", "main-emergency_notice", "main-type_menu"]
+    assert channel.played[:5] == ["main-greeting", "main-emergency_notice", "main-korean_hint",
+                                  "main-emergency_key", "main-type_menu"]  # no zh model: the key is offered
     assert channel.recordings == ["u1"] and observer.recordings[0].duration_ms == 2300
     assert [s["node"] for s in observer.steps] == [
-        "hours", "greeting", "emergency_notice", "hot_topics", "type_menu", "confidential_menu", "describe",
-        "to_queue"]
+        "hours", "greeting", "emergency_notice", "korean_hint", "hot_topics", "type_menu", "confidential_menu",
+        "describe", "to_queue"]
     assert observer.ticket_points[0]["category"] == category  # the ticket exists before the recording
 
 
@@ -53,11 +54,11 @@ async def test_given_12345_when_caller_picks_the_green_channel_then_enterprise_q
 async def test_given_the_confidentiality_menu_when_no_key_then_not_confidential_by_default():
     state, observer = await walk("12345", ScriptedChannel(["4", ""]))
     assert state.vars["confidential"] is False
-    assert observer.steps[5] == {"node": "confidential_menu", "key": "2", "label": "不保密", "result": "default"}
+    assert observer.steps[6] == {"node": "confidential_menu", "key": "2", "label": "不保密", "result": "default"}
 
 
 async def test_given_a_menu_when_keys_are_invalid_three_times_then_an_agent_takes_the_call():
-    channel = ScriptedChannel(["9", "*", "0"])
+    channel = ScriptedChannel(["8", "*", "7"])
     state, observer = await walk("12345", channel)
 
     assert channel.transferred == "q-general" and channel.recordings == []
@@ -175,7 +176,7 @@ async def test_given_a_hot_topic_broadcast_when_active_for_the_line_then_it_play
                       'start: "2027-03-01T00:00:00+08:00", end: "2027-03-05T00:00:00+08:00", lines: ["12345", "12319"]}')
     channel = ScriptedChannel(["1", "2"])
     _, observer = await _walk_on(config, "12345", channel)
-    assert channel.played[2:4] == ["broadcast-outage", "main-type_menu"]
+    assert channel.played[3:6] == ["broadcast-outage", "main-emergency_key", "main-type_menu"]
     assert {"node": "hot_topics", "broadcasts": ["outage"]} in observer.steps
     channel = ScriptedChannel(["1", "2"])
     await _walk_on(config, "12315", channel)  # not one of its lines
