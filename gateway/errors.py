@@ -78,3 +78,10 @@ class SandboxError(GatewayError):
 class NotFound(GatewayError):
     status_code = 404
     error_id = "not-found"
+
+
+class Conflict(GatewayError):
+    """The object changed or was decided by someone else meanwhile (optimistic locking)."""
+
+    status_code = 409
+    error_id = "conflict"

@@ -41,6 +41,19 @@ class QueueCallerJoin(AmiEvent):
 
 
 @dataclass(frozen=True)
+class QueueCallerLeave(AmiEvent):
+    queue: str
+
+
+@dataclass(frozen=True)
+class AgentComplete(AmiEvent):
+    queue: str
+    member_name: str
+    interface: str
+    talk_time: int | None
+
+
+@dataclass(frozen=True)
 class QueueCallerAbandon(AmiEvent):
     queue: str
     hold_time: int | None
@@ -82,6 +95,11 @@ def parse_event(headers: Mapping[str, str]) -> AmiEvent | None:
         return Hangup(name, uid, chan, _int(h.get("cause")), h.get("cause-txt", ""))
     if name == "QueueCallerJoin":
         return QueueCallerJoin(name, uid, chan, h.get("queue", ""), _int(h.get("position")))
+    if name == "QueueCallerLeave":
+        return QueueCallerLeave(name, uid, chan, h.get("queue", ""))
+    if name == "AgentComplete":
+        return AgentComplete(name, uid, chan, h.get("queue", ""), h.get("membername", ""), h.get("interface", ""),
+                             _int(h.get("talktime")))
     if name == "QueueCallerAbandon":
         return QueueCallerAbandon(name, uid, chan, h.get("queue", ""), _int(h.get("holdtime")))
     if name == "AgentConnect":
@@ -94,3 +112,13 @@ def parse_event(headers: Mapping[str, str]) -> AmiEvent | None:
     if name == "FullyBooted":
         return FullyBooted(name, uid, chan)
     return None
+
+
+def agent_id_of(interface: str, member_name: str = "") -> str:
+    """The agent id (``8001``) of a queue member interface ``Local/8001@gw-agents/n``.
+
+    A real deployment's members (``PJSIP/8001``) work too; otherwise the member name.
+    """
+    iface = interface.split("@", 1)[0]
+    tail = iface.rsplit("/", 1)[-1]
+    return tail if tail and tail.replace("-", "").isalnum() and len(tail) <= 32 else member_name[:32]

@@ -17,7 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 CALL_STATUSES = ("in_ivr", "queued", "ended")
-TICKET_STATUSES = ("draft",)
+TICKET_STATUSES = ("draft", "submitted", "answered")  # answered: closed on the call
+DISPATCH_MODES = ("direct", "dual")
+URGENCIES = ("normal", "urgent", "emergency")
 TRANSCRIPT_STATUSES = ("none", "live", "done", "pending", "failed")
 MERGE_MODES = ("primary", "retired", "dual_number", "sub_centre")
 CATEGORIES = ("咨询", "建议", "举报", "投诉", "求助")
@@ -97,7 +99,7 @@ class Ticket(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     call_id: Mapped[int] = mapped_column(sa.ForeignKey("calls.id"), unique=True)
     status: Mapped[str] = mapped_column(sa.String(16), default="draft", index=True)
-    caller_number: Mapped[str] = mapped_column(sa.String(32))
+    caller_number: Mapped[str] = mapped_column(sa.String(32), index=True)
     dialled_number: Mapped[str] = mapped_column(sa.String(32))
     line_number: Mapped[str] = mapped_column(sa.String(32), index=True)
     line_name: Mapped[str] = mapped_column(sa.String(128))
@@ -125,6 +127,16 @@ class Ticket(Base):
     transcript_error: Mapped[str | None] = mapped_column(sa.String(255))
     emergency: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     emergency_words: Mapped[list[str] | None] = mapped_column(sa.JSON)
+    # The agent's decision (issue 5): submitted for dispatch, or answered on the call.
+    urgency: Mapped[str | None] = mapped_column(sa.String(16))
+    place: Mapped[str | None] = mapped_column(sa.String(200))
+    summary: Mapped[str | None] = mapped_column(sa.Text)
+    dispatch_mode: Mapped[str | None] = mapped_column(sa.String(16))
+    units: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON)
+    answer: Mapped[str | None] = mapped_column(sa.Text)
+    linked_ticket_id: Mapped[int | None] = mapped_column(sa.Integer)
+    decided_by: Mapped[str | None] = mapped_column(sa.String(64))
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
     version_id: Mapped[int] = mapped_column(sa.Integer)
@@ -173,6 +185,22 @@ class ConfigVersion(Base):
     applied_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
+class TicketDraft(Base):
+    """What an agent has typed into a ticket and not yet submitted (survives a browser reload).
+
+    Kept apart from the ticket so saving it never bumps the ticket's version.
+    """
+
+    __tablename__ = "ticket_drafts"
+    __table_args__ = (sa.UniqueConstraint("ticket_id", "username", name="uq_ticket_drafts_ticket_user"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(sa.ForeignKey("tickets.id"), index=True)
+    username: Mapped[str] = mapped_column(sa.String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
 class User(Base):
     __tablename__ = "users"
 
@@ -180,6 +208,7 @@ class User(Base):
     username: Mapped[str] = mapped_column(sa.String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(sa.String(255))
     role: Mapped[str] = mapped_column(sa.String(16))
+    agent_id: Mapped[str | None] = mapped_column(sa.String(32))  # queue member (agents in hotlines.yaml)
     disabled: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 

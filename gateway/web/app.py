@@ -13,8 +13,8 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from gateway.errors import GatewayError, NotFound
-from gateway.masking import mask_text
-from gateway.web.auth import AUTH, add_auth_routes, auth_middleware
+from gateway.masking import mask_number, mask_text
+from gateway.web.auth import AUTH, add_auth_routes, auth_middleware, require_role
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,18 @@ async def metrics(request: web.Request) -> web.Response:
     return web.json_response(request.app[METRICS]())
 
 
+DESK_ROLES = ("agent", "supervisor", "admin")
+
+
+def _numbers_for(request: web.Request, item: dict) -> dict:
+    """Agents see callers' numbers masked in the general API (the desk shows their own calls whole)."""
+    user = request.get("user") or {}
+    if user.get("role") in ("supervisor", "admin") or not item.get("caller_number"):
+        return item
+    return dict(item, caller_number=mask_number(item["caller_number"]), caller_number_masked=True)
+
+
+@require_role(*DESK_ROLES)
 async def list_tickets(request: web.Request) -> web.Response:
     q = request.query
     for key in q:
@@ -78,16 +90,19 @@ async def list_tickets(request: web.Request) -> web.Response:
         line_number=q.get("line") or None,
         category=q.get("category") or None,
     )
+    result["items"] = [_numbers_for(request, item) for item in result["items"]]
     return web.json_response(result)
 
 
+@require_role(*DESK_ROLES)
 async def get_ticket(request: web.Request) -> web.Response:
     raw = request.match_info["ticket_id"]
     if not re.fullmatch(r"\d{1,12}", raw):
         raise BadRequest("ticket id must be a number")
-    return web.json_response(await request.app[STORE].get_ticket(int(raw)))
+    return web.json_response(_numbers_for(request, await request.app[STORE].get_ticket(int(raw))))
 
 
+@require_role(*DESK_ROLES)
 async def get_call(request: web.Request) -> web.Response:
     uniqueid = request.match_info["uniqueid"]
     if not _UNIQUEID.match(uniqueid):
@@ -95,7 +110,7 @@ async def get_call(request: web.Request) -> web.Response:
     call = await request.app[STORE].get_call(uniqueid)
     if call is None:
         raise NotFound(f"no call {uniqueid}")
-    return web.json_response(call)
+    return web.json_response(_numbers_for(request, call))
 
 
 def build_app(*, store: Any, health: Callable[[], Awaitable[dict]],

@@ -198,6 +198,7 @@ class LoginBrake:
 # -- users and sessions ------------------------------------------------------------------------
 def _user_dict(user: User) -> dict[str, Any]:
     return {"id": user.id, "username": user.username, "role": user.role, "disabled": bool(user.disabled),
+            "agent_id": user.agent_id,
             "created_at": user.created_at.isoformat() if user.created_at else None}
 
 
@@ -225,18 +226,21 @@ class UserStore:
         async with self._hash_slots:
             return await asyncio.to_thread(verify_password, password, stored)
 
-    async def create_user(self, username: str, password: str, role: str, *, actor: str = "cli") -> int:
+    async def create_user(self, username: str, password: str, role: str, *, actor: str = "cli",
+                          agent_id: str | None = None) -> int:
         if not isinstance(username, str) or not _USERNAME.match(username):
             raise ValidationError("a username is 2-32 of a-z, 0-9, _ . - and starts with a letter",
                                   details={"field": "username"})
         if role not in ROLES:
             raise ValidationError(f"role must be one of {', '.join(ROLES)}", details={"field": "role"})
+        _check_agent_id(agent_id)
         password_hash = await self._hash(check_password_policy(password))
 
         async def work(session) -> int:
             if (await session.execute(sa.select(User.id).where(User.username == username))).first():
                 raise UserExists(f"user {username} exists already", details={"username": username})
-            user = User(username=username, password_hash=password_hash, role=role, disabled=False)
+            user = User(username=username, password_hash=password_hash, role=role, disabled=False,
+                        agent_id=agent_id)
             session.add(user)
             await session.flush()
             session.add(AuditEvent(actor=actor, action="user.created", object_type="user", object_id=username,
@@ -259,6 +263,26 @@ class UserStore:
                                    object_id=username, details={}))
 
         await self._db.run_write(work)
+
+    async def set_agent(self, username: str, agent_id: str | None, *, actor: str = "cli") -> None:
+        """Tie a user to a queue member (the agent id of hotlines.yaml), or untie with None."""
+        _check_agent_id(agent_id)
+
+        async def work(session) -> None:
+            user = (await session.execute(sa.select(User).where(User.username == username))).scalar_one_or_none()
+            if user is None:
+                raise UnknownUser(f"no user {username}", details={"username": username})
+            user.agent_id = agent_id
+            session.add(AuditEvent(actor=actor, action="user.agent_set", object_type="user",
+                                   object_id=username, details={"agent_id": agent_id}))
+
+        await self._db.run_write(work)
+
+    async def usernames_for_agent(self, agent_id: str) -> list[str]:
+        async with self._db.read_session() as session:
+            rows = await session.scalars(sa.select(User.username).where(
+                User.agent_id == agent_id, User.disabled.is_(False)))
+            return list(rows.all())
 
     async def list_users(self) -> list[dict[str, Any]]:
         async with self._db.read_session() as session:
@@ -324,7 +348,7 @@ class UserStore:
             await self.delete_session(token)
             return None
         return {"id": user.id, "username": user.username, "role": user.role, "csrf_token": sess.csrf_token,
-                "expires_at": sess.expires_at.isoformat()}
+                "expires_at": sess.expires_at.isoformat(), "agent_id": user.agent_id}
 
     async def delete_session(self, token: str) -> None:
         async def work(session) -> None:
@@ -340,9 +364,14 @@ class UserStore:
         await self._db.run_write(work)
 
 
+def _check_agent_id(agent_id: str | None) -> None:
+    if agent_id is not None and (not isinstance(agent_id, str) or not re.fullmatch(r"[0-9A-Za-z_-]{1,32}", agent_id)):
+        raise ValidationError("an agent id is 1-32 of 0-9, A-Z, a-z, _ and -", details={"field": "agent_id"})
+
+
 def user_payload(user: dict[str, Any]) -> dict[str, Any]:
     """What the API shows of a logged-in user."""
-    return {k: user[k] for k in ("id", "username", "role", "expires_at") if k in user}
+    return {k: user[k] for k in ("id", "username", "role", "expires_at", "agent_id") if k in user}
 
 
 # -- aiohttp integration -----------------------------------------------------------------------

@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.ticketing import migrate
 from gateway.ticketing.store import TicketStore
 from gateway.web.app import build_app
+from gateway.web.auth import UserStore
 
 
 @pytest.fixture()
@@ -27,7 +28,14 @@ async def client(tmp_path):
     async def health():
         return {"status": "ok" if await store.ping() else "degraded"}
 
-    async with TestClient(TestServer(build_app(store=store, health=health))) as c:
+    users = UserStore(store)
+    user_id = await users.create_user("sup", "supervisor-pw-123", "supervisor")
+    token, _csrf = await users.create_session(user_id)
+    agent_id = await users.create_user("ag", "agent-pw-12345", "agent", agent_id="8001")
+    agent_token, _csrf = await users.create_session(agent_id)
+    app = build_app(store=store, health=health, users=users)
+    async with TestClient(TestServer(app), headers={"Authorization": f"Bearer {token}"}) as c:
+        c.agent_token = agent_token
         yield c
     await store.close()
 
@@ -74,3 +82,17 @@ async def test_given_a_huge_body_when_posted_then_refused_and_the_server_keeps_s
 async def test_given_a_limit_above_the_cap_when_listed_then_it_is_clamped(client):
     body = await (await client.get("/api/tickets?limit=5000")).json()
     assert body["limit"] == 200
+
+
+async def test_given_no_session_when_reading_tickets_or_calls_then_401(client):
+    for path in ("/api/tickets", "/api/tickets/1", "/api/calls/u-1"):
+        resp = await client.get(path, headers={"Authorization": ""})
+        assert resp.status == 401, path
+
+
+async def test_given_an_agent_when_reading_tickets_then_numbers_are_masked(client):
+    headers = {"Authorization": f"Bearer {client.agent_token}"}
+    ticket = (await (await client.get("/api/tickets", headers=headers)).json())["items"][0]
+    assert ticket["caller_number"] == "138****8000" and ticket["caller_number_masked"] is True
+    full = (await (await client.get("/api/tickets")).json())["items"][0]  # the supervisor
+    assert full["caller_number"] == "13800138000"

@@ -1,0 +1,224 @@
+"""The agent desk and supervisor API, their pages, and the desk's WebSocket.
+
+Routes (all behind a login; roles in brackets)::
+
+    GET  /desk, /supervisor                      pages [agent|supervisor|admin], [supervisor|admin]
+    GET  /api/desk/inbox                         my drafts + the last pop number [desk roles]
+    GET  /api/desk/ws?since=N                    WebSocket: screen pops, missed ones first
+    GET  /api/desk/tickets/{id}                  the ticket as I may see it, with suggestions
+    PUT  /api/desk/tickets/{id}/draft            save what I typed (no version change)
+    POST /api/desk/tickets/{id}/submit           dispatch (version_id required; 409 if decided)
+    POST /api/desk/tickets/{id}/close            answered on the call (same rules)
+    GET  /api/desk/tickets/{id}/dispatch         what the handling unit receives
+    GET  /api/tickets/{id}/recording             the caller's recording (audio/wav)
+    GET  /api/supervisor/overview                live calls, queues, agents; today's counts
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from datetime import datetime, time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from aiohttp import WSMsgType, web
+
+from gateway.desk.service import DeskService, dispatch_document
+from gateway.ivr_flows.model import CATEGORIES
+from gateway.web.app import BadRequest
+from gateway.web.auth import AUTH, _token, require_role
+
+log = logging.getLogger(__name__)
+DESK = web.AppKey("desk", DeskService)
+TIMEZONE = web.AppKey("desk_timezone", str)
+STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
+DESK_ROLES = ("agent", "supervisor", "admin")
+SESSION_CHECK = 30.0  # seconds between session checks of an open WebSocket
+MAX_DRAFT = 32_000
+_PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; media-src 'self'; "
+             "connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+
+def _ticket_id(request: web.Request) -> int:
+    raw = request.match_info["ticket_id"]
+    if not re.fullmatch(r"\d{1,12}", raw):
+        raise BadRequest("ticket id must be a number")
+    return int(raw)
+
+
+async def _json(request: web.Request, limit: int = 64_000) -> dict:
+    if request.content_type != "application/json":
+        raise BadRequest("send JSON (Content-Type: application/json)")
+    raw = await request.read()
+    if len(raw) > limit:
+        raise BadRequest(f"the body is larger than {limit} bytes")
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+def _page(name: str) -> web.FileResponse:
+    return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-store", "Content-Security-Policy": _PAGE_CSP,
+                                                    "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin"})
+
+
+@require_role(*DESK_ROLES, page=True)
+async def desk_page(request: web.Request) -> web.StreamResponse:
+    return _page("desk.html")
+
+
+@require_role("supervisor", "admin", page=True)
+async def supervisor_page(request: web.Request) -> web.StreamResponse:
+    return _page("supervisor.html")
+
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    if name not in ("desk.js", "supervisor.js", "desk.css"):
+        raise web.HTTPNotFound()
+    return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-store"})
+
+
+@require_role(*DESK_ROLES)
+async def inbox(request: web.Request) -> web.Response:
+    desk = request.app[DESK]
+    user = request["user"]
+    items = await desk.inbox(user)
+    return web.json_response({"items": items, "last_seq": desk.hub.last_seq(user["username"]),
+                              "agent_id": user.get("agent_id")})
+
+
+@require_role(*DESK_ROLES)
+async def get_desk_ticket(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[DESK].view(_ticket_id(request), request["user"]))
+
+
+@require_role(*DESK_ROLES)
+async def save_draft(request: web.Request) -> web.Response:
+    body = await _json(request, MAX_DRAFT)
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise BadRequest("send {\"data\": {...}} with the fields typed so far")
+    desk = request.app[DESK]
+    saved = await desk.desk.save_draft(_ticket_id(request), request["user"]["username"], data, now=desk.clock())
+    return web.json_response(saved)
+
+
+async def _decide(request: web.Request, outcome: str) -> web.Response:
+    body = await _json(request)
+    desk = request.app[DESK]
+    ticket = await desk.decide(_ticket_id(request), outcome, body, request["user"], categories=CATEGORIES)
+    return web.json_response(ticket)
+
+
+@require_role(*DESK_ROLES)
+async def submit(request: web.Request) -> web.Response:
+    return await _decide(request, "submitted")
+
+
+@require_role(*DESK_ROLES)
+async def close(request: web.Request) -> web.Response:
+    return await _decide(request, "answered")
+
+
+@require_role(*DESK_ROLES)
+async def dispatch(request: web.Request) -> web.Response:
+    ticket = await request.app[DESK].store.get_ticket(_ticket_id(request))
+    return web.json_response(dispatch_document(ticket))
+
+
+@require_role(*DESK_ROLES)
+async def recording(request: web.Request) -> web.StreamResponse:
+    desk = request.app[DESK]
+    ticket = await desk.store.get_ticket(_ticket_id(request))
+    path = await asyncio.to_thread(desk.recording_file, ticket)
+    await desk.desk.audit(request["user"]["username"], "ticket.recording_played", ticket["id"])
+    return web.FileResponse(path, headers={"Content-Type": "audio/wav", "Cache-Control": "no-store"})
+
+
+@require_role("supervisor", "admin")
+async def overview(request: web.Request) -> web.Response:
+    tz = ZoneInfo(request.app[TIMEZONE])
+    desk = request.app[DESK]
+    now = desk.clock().astimezone(tz)
+    midnight = datetime.combine(now.date(), time(0), tzinfo=tz)
+    return web.json_response(await desk.overview(today_since=midnight))
+
+
+def _same_origin(request: web.Request) -> bool:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True  # not a browser (a browser always sends Origin on a WebSocket)
+    return origin in (f"http://{request.host}", f"https://{request.host}")
+
+
+@require_role(*DESK_ROLES)
+async def websocket(request: web.Request) -> web.StreamResponse:
+    """Screen pops as they happen; ``?since=N`` replays what this desk missed after pop N."""
+    if not _same_origin(request):
+        raise web.HTTPForbidden(text="cross-site WebSocket refused")
+    raw = request.query.get("since", "0")
+    if not re.fullmatch(r"\d{1,12}", raw):
+        raise BadRequest("since must be the number of the last event received")
+    desk = request.app[DESK]
+    user = request["user"]
+    username = user["username"]
+    token, _bearer = _token(request)
+    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096)
+    await ws.prepare(request)
+    queue = desk.hub.subscribe(username)
+    try:
+        await ws.send_json({"type": "hello", "user": username, "agent_id": user.get("agent_id"),
+                            "last_seq": desk.hub.last_seq(username)})
+        for event in desk.hub.missed(username, int(raw)):
+            await ws.send_json(event)
+        reader = asyncio.ensure_future(_drain(ws))
+        while not ws.closed and not reader.done():
+            try:
+                event = await asyncio.wait_for(queue.get(), SESSION_CHECK)
+            except asyncio.TimeoutError:
+                if await request.app[AUTH].session_user(token) is None:
+                    await ws.close(code=4401, message=b"session expired")
+                    break
+                continue
+            await ws.send_json(event)
+        reader.cancel()
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        desk.hub.unsubscribe(username, queue)
+        if not ws.closed:
+            await ws.close()
+    return ws
+
+
+async def _drain(ws: web.WebSocketResponse) -> None:
+    """The desk sends nothing we need (pings are automatic); read until it goes away."""
+    async for msg in ws:
+        if msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
+            break
+
+
+def add_desk_routes(app: web.Application, *, desk: DeskService, timezone: str) -> None:
+    app[DESK] = desk
+    app[TIMEZONE] = timezone
+    r = app.router
+    r.add_get("/desk", desk_page)
+    r.add_get("/supervisor", supervisor_page)
+    r.add_get("/static/{name}", static_file)
+    r.add_get("/api/desk/inbox", inbox)
+    r.add_get("/api/desk/ws", websocket)
+    r.add_get("/api/desk/tickets/{ticket_id}", get_desk_ticket)
+    r.add_put("/api/desk/tickets/{ticket_id}/draft", save_draft)
+    r.add_post("/api/desk/tickets/{ticket_id}/submit", submit)
+    r.add_post("/api/desk/tickets/{ticket_id}/close", close)
+    r.add_get("/api/desk/tickets/{ticket_id}/dispatch", dispatch)
+    r.add_get("/api/tickets/{ticket_id}/recording", recording)
+    r.add_get("/api/supervisor/overview", overview)

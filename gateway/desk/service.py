@@ -1,0 +1,236 @@
+"""The agent desk: screen pops, the ticket as each viewer may see it, decisions.
+
+Theory of operation
+-------------------
+When Asterisk's queue connects a caller to an agent (AMI ``AgentConnect``), the
+interface of the member who answered names the agent (``Local/8001@...`` ->
+``8001``); every user tied to that agent id gets a *screen pop*: the draft ticket
+as that user may see it, the suggestions, and what the user had typed already.
+
+Pops go through :class:`PopHub`: each event gets a sequence number and is kept in
+a bounded per-user buffer, then delivered to every WebSocket of the user. A desk
+that reconnects says the last number it saw and gets what it missed; if that is
+older than the buffer, it is told to ``resync`` (reload its inbox over HTTP), so
+nothing sent while it was away is lost either way.
+
+Who sees the caller's number: supervisors and admins, and the agent whose call it
+is (to call back); other agents see it masked. What goes to handling units (the
+dispatch document) never carries the number of a caller who asked for
+confidentiality (保密), and otherwise only masked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import deque
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable
+
+from gateway.desk.live import LiveBoard
+from gateway.errors import NotFound
+from gateway.masking import mask_number
+from gateway.pbx.ami_events import AgentConnect, AmiEvent, agent_id_of
+from gateway.ticketing.desk_store import DeskStore
+from gateway.ticketing.store import TicketStore
+
+log = logging.getLogger(__name__)
+BUFFER = 200  # pops kept per user for reconnecting desks
+HISTORY_DAYS = 30
+FULL_NUMBER_ROLES = ("supervisor", "admin")
+
+
+def may_see_number(viewer: dict, call_agent: str | None) -> bool:
+    if viewer.get("role") in FULL_NUMBER_ROLES:
+        return True
+    return bool(viewer.get("agent_id")) and viewer.get("agent_id") == call_agent
+
+
+def ticket_view(ticket: dict, viewer: dict, *, call_agent: str | None) -> dict:
+    """The ticket as ``viewer`` may see it (the caller's number masked unless allowed)."""
+    out = dict(ticket)
+    full = may_see_number(viewer, call_agent)
+    out["caller_number"] = ticket["caller_number"] if full else mask_number(ticket["caller_number"])
+    out["caller_number_masked"] = not full
+    out["recording_url"] = f"/api/tickets/{ticket['id']}/recording" if ticket.get("recording_path") else None
+    out.pop("recording_path", None)
+    return out
+
+
+def dispatch_document(ticket: dict) -> dict:
+    """What a handling unit receives: never the number of a caller who asked for confidentiality."""
+    keep = ("id", "category", "urgency", "place", "summary", "dispatch_mode", "units", "line_number",
+            "line_name", "created_at", "decided_at", "linked_ticket_id", "emergency")
+    out = {k: ticket.get(k) for k in keep}
+    if ticket.get("confidential"):
+        out["caller_number"] = None
+        out["caller"] = "保密 (confidential: contact through 12345)"
+    else:
+        out["caller_number"] = mask_number(ticket.get("caller_number"))
+    return out
+
+
+class PopHub:
+    """Per-user numbered events with a replay buffer, fanned out to live WebSockets."""
+
+    def __init__(self, buffer: int = BUFFER) -> None:
+        self._seq = itertools.count(1)
+        self._buffers: dict[str, deque] = {}
+        self._queues: dict[str, set[asyncio.Queue]] = {}
+        self.buffer = buffer
+
+    def publish(self, username: str, event: dict) -> dict:
+        event = dict(event, seq=next(self._seq))
+        self._buffers.setdefault(username, deque(maxlen=self.buffer)).append(event)
+        for queue in list(self._queues.get(username, ())):
+            if queue.qsize() < self.buffer:
+                queue.put_nowait(event)
+        return event
+
+    def missed(self, username: str, since: int) -> list[dict]:
+        """Events after ``since``; a leading ``resync`` event if some were dropped from the buffer."""
+        events = list(self._buffers.get(username, ()))
+        out = [e for e in events if e["seq"] > since]
+        if since and events and events[0]["seq"] > since + 1 and (not out or out[0] is events[0]):
+            out.insert(0, {"type": "resync", "seq": since})
+        return out
+
+    def last_seq(self, username: str) -> int:
+        events = self._buffers.get(username)
+        return events[-1]["seq"] if events else 0
+
+    def subscribe(self, username: str) -> asyncio.Queue:
+        queue: asyncio.Queue = asyncio.Queue()
+        self._queues.setdefault(username, set()).add(queue)
+        return queue
+
+    def unsubscribe(self, username: str, queue: asyncio.Queue) -> None:
+        self._queues.get(username, set()).discard(queue)
+
+    def connections(self) -> int:
+        return sum(len(q) for q in self._queues.values())
+
+
+class DeskService:
+    def __init__(self, *, store: TicketStore, users, recordings_dir: Path, suggester: Callable[..., dict] | None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 monotonic: Callable[[], float] | None = None) -> None:
+        import time
+
+        self.store = store
+        self.desk = DeskStore(store)
+        self.users = users
+        self.recordings_dir = Path(recordings_dir).resolve()
+        self.suggester = suggester
+        self.clock = clock
+        self.monotonic = monotonic or time.monotonic
+        self.hub = PopHub()
+        self.board = LiveBoard()
+        self.counters = {"pops": 0, "pops_without_ticket": 0, "submitted": 0, "answered": 0, "conflicts": 0}
+
+    # -- events ------------------------------------------------------------------------
+    async def on_ami_event(self, event: AmiEvent) -> None:
+        self.board.on_event(event, self.monotonic())
+        if isinstance(event, AgentConnect):
+            await self.screen_pop(event.uniqueid, agent_id_of(event.interface, event.member_name), event.queue)
+
+    async def screen_pop(self, uniqueid: str, agent_id: str, queue: str) -> int:
+        """Push the call's draft ticket to every user answering as ``agent_id``; how many got it."""
+        usernames = await self.users.usernames_for_agent(agent_id) if agent_id else []
+        if not usernames:
+            return 0
+        ticket = await self.desk.ticket_of_call(uniqueid)
+        delivered = 0
+        for username in usernames:
+            viewer = await self._viewer(username)
+            if viewer is None:
+                continue
+            if ticket is None:
+                self.counters["pops_without_ticket"] += 1
+                event = {"type": "call_without_ticket", "uniqueid": uniqueid, "queue": queue,
+                         "at": self.clock().isoformat()}
+            else:
+                event = {"type": "screen_pop", "uniqueid": uniqueid, "queue": queue, "at": self.clock().isoformat(),
+                         "ticket": await self.view(ticket["id"], viewer, ticket=ticket, audit=False)}
+            self.hub.publish(username, event)
+            delivered += 1
+        if ticket is not None:
+            self.counters["pops"] += 1
+            await self.desk.audit("desk", "ticket.screen_pop", ticket["id"],
+                                  {"agent_id": agent_id, "users": usernames[:10]})
+        return delivered
+
+    async def _viewer(self, username: str) -> dict | None:
+        for user in await self.users.list_users():
+            if user["username"] == username and not user["disabled"]:
+                return user
+        return None
+
+    # -- reading -----------------------------------------------------------------------
+    async def view(self, ticket_id: int, viewer: dict, *, ticket: dict | None = None, audit: bool = True) -> dict:
+        ticket = ticket or await self.store.get_ticket(ticket_id)
+        call = await self.desk.call_of_ticket(ticket_id) or {}
+        out = ticket_view(ticket, viewer, call_agent=call.get("agent"))
+        out["call"] = {"uniqueid": call.get("uniqueid"), "agent": call.get("agent"), "status": call.get("status")}
+        out["suggestions"] = await self.suggestions(ticket)
+        draft = await self.desk.get_draft(ticket_id, viewer["username"])
+        out["saved_draft"] = draft["data"] if draft else None
+        if audit:
+            await self.desk.audit(viewer["username"], "ticket.viewed", ticket_id,
+                                  {"number": "full" if not out["caller_number_masked"] else "masked"})
+        return out
+
+    async def suggestions(self, ticket: dict) -> dict:
+        if self.suggester is None:
+            return {"available": False, "reason": "no catalogue loaded"}
+        since = self.clock() - timedelta(days=HISTORY_DAYS)
+        history = await self.desk.history(ticket["caller_number"], since=since, exclude_id=ticket["id"])
+        candidates = await self.desk.open_tickets(since=since, exclude_id=ticket["id"])
+        try:
+            return self.suggester(ticket, history=history, open_tickets=candidates)
+        except Exception:  # noqa: BLE001 - suggestions are advice; a bug there must not hide the ticket
+            log.exception("suggestions failed for ticket %s", ticket["id"])
+            return {"available": False, "reason": "suggestions failed (see the gateway log)"}
+
+    async def inbox(self, viewer: dict) -> list[dict]:
+        if not viewer.get("agent_id"):
+            return []
+        return [await self.view(t["id"], viewer, ticket=t, audit=False)
+                for t in await self.desk.inbox(viewer["agent_id"])]
+
+    def recording_file(self, ticket: dict) -> Path:
+        """The ticket's recording on disk; only files inside the recordings directory are served."""
+        raw = ticket.get("recording_path")
+        if not raw:
+            raise NotFound("this ticket has no recording", details={"ticket_id": ticket["id"]})
+        path = Path(raw).resolve()
+        if self.recordings_dir not in path.parents or path.suffix != ".wav" or not path.is_file():
+            raise NotFound("the recording is not available", details={"ticket_id": ticket["id"]})
+        return path
+
+    # -- writing -----------------------------------------------------------------------
+    async def decide(self, ticket_id: int, outcome: str, body: dict, viewer: dict, *, categories: tuple) -> dict:
+        from gateway.errors import Conflict
+        from gateway.ticketing.desk_store import check_decision
+
+        fields = check_decision(outcome, body, categories=categories)
+        try:
+            ticket = await self.desk.decide(ticket_id, outcome=outcome, version_id=body.get("version_id"),
+                                            fields=fields, actor=viewer["username"], now=self.clock())
+        except Conflict:
+            self.counters["conflicts"] += 1
+            raise
+        self.counters[outcome] += 1
+        call = await self.desk.call_of_ticket(ticket_id) or {}
+        return ticket_view(ticket, viewer, call_agent=call.get("agent"))
+
+    def overview_live(self) -> dict:
+        return self.board.snapshot(self.monotonic())
+
+    async def overview(self, *, today_since: datetime) -> dict:
+        out = self.overview_live()
+        out["today"] = await self.desk.today_counts(today_since)
+        out["desks_connected"] = self.hub.connections()
+        return out

@@ -1,0 +1,237 @@
+"""What the agent desk reads and writes: decisions on draft tickets, unsaved drafts, history.
+
+Theory of operation
+-------------------
+A draft ticket is decided once: ``submitted`` (dispatched to handling units) or
+``answered`` (closed on the call). The decision carries the ticket version the
+agent saw; the write checks that version and that the ticket is still a draft,
+inside one transaction, and SQLAlchemy's version counter makes a concurrent
+writer lose with ``StaleDataError`` (retried, then seen as decided). So of two
+agents submitting the same ticket exactly one wins and the other gets a
+:class:`Conflict` naming who decided it and when.
+
+Unsaved edits live in ``ticket_drafts`` (one row per ticket and agent), apart
+from the ticket, so autosaving never changes the ticket's version.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from gateway.errors import Conflict, GatewayError, NotFound
+from gateway.ticketing.models import DISPATCH_MODES, URGENCIES, AuditEvent, Call, Ticket, TicketDraft
+from gateway.ticketing.store import TicketStore, _iso, _ticket_dict
+
+MAX_DRAFT_BYTES = 32_000
+DECISION_FIELDS = ("category", "urgency", "place", "summary", "dispatch_mode", "units", "answer",
+                   "linked_ticket_id")
+
+
+class BadDecision(GatewayError):
+    status_code = 400
+    error_id = "bad-request"
+
+
+def _text(value: Any, name: str, limit: int, *, required: bool = False) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise BadDecision(f"{name} is required", details={"field": name})
+        return None
+    if not isinstance(value, str):
+        raise BadDecision(f"{name} must be text", details={"field": name})
+    value = value.strip()
+    if len(value) > limit:
+        raise BadDecision(f"{name} is longer than {limit} characters", details={"field": name})
+    return value or None
+
+
+def check_decision(outcome: str, body: dict, *, categories: tuple) -> dict:
+    """Validate an agent's decision; returns the fields to store."""
+    unknown = sorted(set(body) - set(DECISION_FIELDS) - {"version_id"})
+    if unknown:
+        raise BadDecision(f"unknown field(s): {', '.join(unknown)}", details={"fields": unknown})
+    out: dict[str, Any] = {}
+    category = body.get("category")
+    if category is not None and category not in categories:
+        raise BadDecision(f"category must be one of {', '.join(categories)}", details={"field": "category"})
+    out["category"] = category
+    urgency = body.get("urgency") or "normal"
+    if urgency not in URGENCIES:
+        raise BadDecision(f"urgency must be one of {', '.join(URGENCIES)}", details={"field": "urgency"})
+    out["urgency"] = urgency
+    out["place"] = _text(body.get("place"), "place", 200)
+    out["summary"] = _text(body.get("summary"), "summary", 4000, required=outcome == "submitted")
+    link = body.get("linked_ticket_id")
+    if link is not None and (isinstance(link, bool) or not isinstance(link, int) or link < 1):
+        raise BadDecision("linked_ticket_id must be a ticket id", details={"field": "linked_ticket_id"})
+    out["linked_ticket_id"] = link
+    if outcome == "submitted":
+        if category is None:
+            raise BadDecision("category is required to submit", details={"field": "category"})
+        mode = body.get("dispatch_mode")
+        if mode not in DISPATCH_MODES:
+            raise BadDecision(f"dispatch_mode must be one of {', '.join(DISPATCH_MODES)}",
+                              details={"field": "dispatch_mode"})
+        units = body.get("units")
+        if not isinstance(units, list) or not 1 <= len(units) <= 5:
+            raise BadDecision("units must list 1 to 5 handling units", details={"field": "units"})
+        clean = []
+        for unit in units:
+            if not isinstance(unit, dict) or not isinstance(unit.get("name"), str) or not unit["name"].strip():
+                raise BadDecision("each unit needs a name", details={"field": "units"})
+            clean.append({"id": _text(unit.get("id"), "units.id", 64), "name": _text(unit["name"], "units.name", 100),
+                          "kind": _text(unit.get("kind"), "units.kind", 32)})
+        if mode == "dual" and len(clean) < 2:
+            raise BadDecision("dual dispatch needs two units", details={"field": "units"})
+        out["dispatch_mode"], out["units"] = mode, clean
+    else:
+        out["answer"] = _text(body.get("answer"), "answer", 4000, required=True)
+    return out
+
+
+class DeskStore:
+    def __init__(self, store: TicketStore) -> None:
+        self.store = store
+
+    async def ticket_of_call(self, uniqueid: str) -> dict | None:
+        async with self.store.read_session() as session:
+            row = (await session.execute(
+                sa.select(Ticket, Call.uniqueid).join(Call, Ticket.call_id == Call.id)
+                .where(Call.uniqueid == uniqueid))).one_or_none()
+        return None if row is None else _ticket_dict(row[0], row[1])
+
+    async def call_of_ticket(self, ticket_id: int) -> dict | None:
+        async with self.store.read_session() as session:
+            call = (await session.execute(
+                sa.select(Call).join(Ticket, Ticket.call_id == Call.id).where(Ticket.id == ticket_id))).scalar()
+            if call is None:
+                return None
+            return {"uniqueid": call.uniqueid, "agent": call.agent, "status": call.status,
+                    "started_at": _iso(call.started_at), "queue": call.queue}
+
+    async def history(self, caller_number: str, *, since: datetime, exclude_id: int, limit: int = 20) -> list[dict]:
+        """The caller's earlier tickets (same number) since ``since``, newest first."""
+        if not caller_number:
+            return []
+        stmt = (sa.select(Ticket, Call.uniqueid).join(Call, Ticket.call_id == Call.id)
+                .where(Ticket.caller_number == caller_number, Ticket.created_at >= since, Ticket.id != exclude_id)
+                .order_by(Ticket.id.desc()).limit(limit))
+        async with self.store.read_session() as session:
+            rows = (await session.execute(stmt)).all()
+        return [_ticket_dict(t, uid) for t, uid in rows]
+
+    async def open_tickets(self, *, since: datetime, exclude_id: int, limit: int = 200) -> list[dict]:
+        """Tickets not yet closed (draft or submitted) since ``since``: candidates for "same demand"."""
+        stmt = (sa.select(Ticket, Call.uniqueid).join(Call, Ticket.call_id == Call.id)
+                .where(Ticket.status.in_(("draft", "submitted")), Ticket.created_at >= since,
+                       Ticket.id != exclude_id)
+                .order_by(Ticket.id.desc()).limit(limit))
+        async with self.store.read_session() as session:
+            rows = (await session.execute(stmt)).all()
+        return [_ticket_dict(t, uid) for t, uid in rows]
+
+    async def inbox(self, agent_id: str, *, limit: int = 20) -> list[dict]:
+        """Draft tickets of calls this agent answered, newest first (what a reloaded desk shows)."""
+        stmt = (sa.select(Ticket, Call.uniqueid).join(Call, Ticket.call_id == Call.id)
+                .where(Call.agent == agent_id, Ticket.status == "draft")
+                .order_by(Ticket.id.desc()).limit(limit))
+        async with self.store.read_session() as session:
+            rows = (await session.execute(stmt)).all()
+        return [_ticket_dict(t, uid) for t, uid in rows]
+
+    async def decide(self, ticket_id: int, *, outcome: str, version_id: Any, fields: dict, actor: str,
+                     now: datetime) -> dict:
+        if outcome not in ("submitted", "answered"):
+            raise ValueError(outcome)
+        if isinstance(version_id, bool) or not isinstance(version_id, int):
+            raise BadDecision("version_id (the ticket version you loaded) is required",
+                              details={"field": "version_id"})
+
+        async def work(session) -> int:
+            ticket = await session.get(Ticket, ticket_id)
+            if ticket is None:
+                raise NotFound(f"no ticket {ticket_id}", details={"ticket_id": ticket_id})
+            if ticket.status != "draft":
+                when = ticket.decided_at.isoformat(timespec="seconds") if ticket.decided_at else "?"
+                raise Conflict(f"工单已由 {ticket.decided_by} 于 {when} 处理（{ticket.status}）"
+                               f" / ticket already {ticket.status} by {ticket.decided_by} at {when}",
+                               details={"status": ticket.status, "decided_by": ticket.decided_by,
+                                        "decided_at": _iso(ticket.decided_at), "version_id": ticket.version_id})
+            if ticket.version_id != version_id:
+                raise Conflict("工单已被更新，请刷新后再提交 / the ticket changed since you loaded it; reload",
+                               details={"version_id": ticket.version_id})
+            if fields.get("linked_ticket_id") is not None:
+                if fields["linked_ticket_id"] == ticket_id or await session.get(Ticket, fields["linked_ticket_id"]) is None:
+                    raise BadDecision("linked_ticket_id is not another existing ticket",
+                                      details={"field": "linked_ticket_id"})
+            for name, value in fields.items():
+                if value is not None or name in ("place", "linked_ticket_id"):
+                    setattr(ticket, name, value)
+            ticket.status = outcome
+            ticket.decided_by = actor[:64]
+            ticket.decided_at = now
+            await session.execute(sa.delete(TicketDraft).where(TicketDraft.ticket_id == ticket_id))
+            session.add(AuditEvent(actor=actor[:32], action=f"ticket.{outcome}", object_type="ticket",
+                                   object_id=str(ticket_id),
+                                   details={k: v for k, v in fields.items() if k in (
+                                       "category", "urgency", "dispatch_mode", "units", "linked_ticket_id")}))
+            return ticket.id
+
+        await self.store.run_write(work)
+        return await self.store.get_ticket(ticket_id)
+
+    async def save_draft(self, ticket_id: int, username: str, data: dict, *, now: datetime) -> dict:
+        async def work(session) -> dict:
+            ticket = await session.get(Ticket, ticket_id)
+            if ticket is None:
+                raise NotFound(f"no ticket {ticket_id}", details={"ticket_id": ticket_id})
+            if ticket.status != "draft":
+                raise Conflict(f"ticket already {ticket.status} by {ticket.decided_by}",
+                               details={"status": ticket.status, "decided_by": ticket.decided_by})
+            row = (await session.execute(sa.select(TicketDraft).where(
+                TicketDraft.ticket_id == ticket_id, TicketDraft.username == username))).scalar()
+            if row is None:
+                row = TicketDraft(ticket_id=ticket_id, username=username, data=data, updated_at=now)
+                session.add(row)
+            else:
+                row.data = data
+                row.updated_at = now
+            return {"ticket_id": ticket_id, "data": data, "updated_at": _iso(now)}
+
+        return await self.store.run_write(work)
+
+    async def get_draft(self, ticket_id: int, username: str) -> dict | None:
+        async with self.store.read_session() as session:
+            row = (await session.execute(sa.select(TicketDraft).where(
+                TicketDraft.ticket_id == ticket_id, TicketDraft.username == username))).scalar()
+        return None if row is None else {"ticket_id": ticket_id, "data": dict(row.data or {}),
+                                         "updated_at": _iso(row.updated_at)}
+
+    async def audit(self, actor: str, action: str, ticket_id: int, details: dict | None = None) -> None:
+        async def work(session) -> None:
+            session.add(AuditEvent(actor=actor[:32], action=action, object_type="ticket", object_id=str(ticket_id),
+                                   details=details or {}))
+
+        await self.store.run_write(work)
+
+    async def today_counts(self, since: datetime) -> dict:
+        """Calls per line and per request type since ``since``; abandoned calls (no agent, ended in a queue)."""
+        async with self.store.read_session() as session:
+            per_line = dict((await session.execute(
+                sa.select(Call.line_number, sa.func.count(Call.id)).where(Call.started_at >= since)
+                .group_by(Call.line_number))).all())
+            per_type = dict((await session.execute(
+                sa.select(Ticket.category, sa.func.count(Ticket.id)).where(Ticket.created_at >= since)
+                .group_by(Ticket.category))).all())
+            abandoned = await session.scalar(
+                sa.select(sa.func.count(Call.id)).where(
+                    Call.started_at >= since, Call.status == "ended", Call.queue.is_not(None), Call.agent.is_(None)))
+            total = await session.scalar(sa.select(sa.func.count(Call.id)).where(Call.started_at >= since))
+            emergencies = await session.scalar(sa.select(sa.func.count(Ticket.id)).where(
+                Ticket.created_at >= since, Ticket.emergency.is_(True)))
+        return {"calls": int(total or 0), "per_line": {k: int(v) for k, v in per_line.items()},
+                "per_type": {(k or "未分类"): int(v) for k, v in per_type.items()},
+                "abandoned": int(abandoned or 0), "emergencies": int(emergencies or 0)}

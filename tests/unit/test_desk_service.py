@@ -1,0 +1,201 @@
+"""The desk's services on a real, migrated SQLite database: pops, who sees what, decisions."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+
+import pytest
+
+from gateway.desk.live import LiveBoard
+from gateway.desk.service import DeskService, PopHub, dispatch_document, ticket_view
+from gateway.errors import Conflict
+from gateway.ivr_flows.model import CATEGORIES
+from gateway.pbx.ami_events import parse_event
+from gateway.ticketing import migrate
+from gateway.ticketing.desk_store import BadDecision, check_decision
+from gateway.ticketing.store import TicketStore
+from gateway.web.auth import UserStore
+
+NOW = datetime(2027, 3, 3, 2, 0, tzinfo=timezone.utc)
+SUBMIT = {"category": "投诉", "urgency": "urgent", "place": "三里屯街道", "summary": "夜间施工噪音",
+          "dispatch_mode": "direct", "units": [{"id": "sanlitun", "name": "三里屯街道办事处", "kind": "street"}]}
+
+
+@pytest.fixture()
+async def world(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path}/t.db"
+    migrate.upgrade(url)
+    store = await TicketStore.open(url)
+    users = UserStore(store)
+    for name, role, agent in (("a1", "agent", "8001"), ("a2", "agent", "8002"), ("boss", "supervisor", None)):
+        await users.create_user(name, f"{name}-password-1", role, agent_id=agent)
+    desk = DeskService(store=store, users=users, recordings_dir=tmp_path / "rec", suggester=None, clock=lambda: NOW)
+    yield store, users, desk
+    await store.close()
+
+
+async def _call(store: TicketStore, uid: str, *, caller="13800138000", confidential=False) -> int:
+    await store.start_call(uniqueid=uid, channel="Local/x;1", caller_number=caller, dialled_number="12345",
+                           line_number="12345", line_name="12345市民服务热线", merge_mode="primary", department=None,
+                           flow_version="v1", started_at=NOW)
+    return await store.ensure_ticket(uid, category="投诉", channel_kind=None, confidential=confidential,
+                                     handled_by=None, queue="q-complaint", department=None)
+
+
+def _connect(uid: str, member: str) -> dict:
+    return {"Event": "AgentConnect", "Uniqueid": uid, "Channel": "Local/s@x;1", "Queue": "q-complaint",
+            "MemberName": "坐席", "Interface": f"Local/{member}@gw-agents/n", "HoldTime": "3"}
+
+
+async def test_given_an_agent_connect_when_the_agent_has_a_desk_then_only_that_agent_gets_the_pop(world):
+    store, users, desk = world
+    ticket_id = await _call(store, "u1")
+    await store.mark_agent("u1", "8001")
+    await desk.on_ami_event(parse_event(_connect("u1", "8001")))
+
+    events = desk.hub.missed("a1", 0)
+    assert [e["type"] for e in events] == ["screen_pop"] and events[0]["ticket"]["id"] == ticket_id
+    assert events[0]["ticket"]["caller_number"] == "13800138000"  # the answering agent may call back
+    assert desk.hub.missed("a2", 0) == [] and desk.counters["pops"] == 1
+    assert desk.board.snapshot(0)["talking"][0]["agent"] == "8001"
+
+
+async def test_given_viewers_when_showing_a_ticket_then_numbers_follow_the_role_and_the_call(world):
+    store, _, _ = world
+    ticket = await store.get_ticket(await _call(store, "u1"))
+    agent, other, boss = ({"role": "agent", "agent_id": "8001"}, {"role": "agent", "agent_id": "8002"},
+                          {"role": "supervisor"})
+    assert ticket_view(ticket, agent, call_agent="8001")["caller_number"] == "13800138000"
+    assert ticket_view(ticket, other, call_agent="8001")["caller_number"] == "138****8000"
+    assert ticket_view(ticket, boss, call_agent=None)["caller_number_masked"] is False
+    assert "recording_path" not in ticket_view(ticket, boss, call_agent=None)
+
+
+async def test_given_a_confidential_caller_when_dispatched_then_the_unit_never_sees_the_number(world):
+    store, _, _ = world
+    secret = await store.get_ticket(await _call(store, "u1", confidential=True))
+    open_ = await store.get_ticket(await _call(store, "u2"))
+    assert dispatch_document(secret)["caller_number"] is None and "保密" in dispatch_document(secret)["caller"]
+    assert dispatch_document(open_)["caller_number"] == "138****8000"
+
+
+def test_given_bad_decisions_when_checked_then_each_names_its_field():
+    cases = [
+        ({**SUBMIT, "category": "闲聊"}, "category"),
+        ({**SUBMIT, "dispatch_mode": "triple"}, "dispatch_mode"),
+        ({**SUBMIT, "units": []}, "units"),
+        ({**SUBMIT, "dispatch_mode": "dual"}, "units"),
+        ({**SUBMIT, "summary": ""}, "summary"),
+        ({**SUBMIT, "summary": "x" * 5000}, "summary"),
+        ({**SUBMIT, "urgency": "now"}, "urgency"),
+        ({**SUBMIT, "linked_ticket_id": "1; drop"}, "linked_ticket_id"),
+        ({**SUBMIT, "owner": "me"}, None),
+    ]
+    for body, field in cases:
+        with pytest.raises(BadDecision) as err:
+            check_decision("submitted", body, categories=CATEGORIES)
+        assert err.value.details.get("field") == field or (field is None and "owner" in err.value.message)
+    with pytest.raises(BadDecision):
+        check_decision("answered", {"category": "咨询"}, categories=CATEGORIES)  # an answer is required
+
+
+async def test_given_two_agents_when_both_submit_the_same_ticket_then_one_wins_and_the_other_is_told_who(world):
+    store, _, desk = world
+    ticket_id = await _call(store, "u1")
+    version = (await store.get_ticket(ticket_id))["version_id"]
+    a1, a2 = {"username": "a1", "role": "agent", "agent_id": "8001"}, {"username": "a2", "role": "agent"}
+
+    results = await asyncio.gather(
+        desk.decide(ticket_id, "submitted", {**SUBMIT, "version_id": version}, a1, categories=CATEGORIES),
+        desk.decide(ticket_id, "submitted", {**SUBMIT, "version_id": version}, a2, categories=CATEGORIES),
+        return_exceptions=True)
+
+    wins = [r for r in results if isinstance(r, dict)]
+    losses = [r for r in results if isinstance(r, Conflict)]
+    assert len(wins) == 1 and len(losses) == 1, results
+    assert wins[0]["status"] == "submitted" and wins[0]["units"][0]["name"] == "三里屯街道办事处"
+    assert "已由" in losses[0].message and losses[0].details["decided_by"] == wins[0]["decided_by"]
+    actions = [a["action"] for a in await store.list_audit("ticket", str(ticket_id))]
+    assert actions.count("ticket.submitted") == 1
+
+
+async def test_given_a_stale_version_when_deciding_then_409_and_nothing_changes(world):
+    store, _, desk = world
+    ticket_id = await _call(store, "u1")
+    version = (await store.get_ticket(ticket_id))["version_id"]
+    await store.ensure_ticket("u1", category="咨询", channel_kind=None, confidential=None, handled_by=None,
+                              queue=None, department=None)  # the IVR updated it meanwhile
+    with pytest.raises(Conflict):
+        await desk.decide(ticket_id, "answered", {"answer": "已答复", "version_id": version},
+                          {"username": "a1", "role": "agent"}, categories=CATEGORIES)
+    assert (await store.get_ticket(ticket_id))["status"] == "draft"
+
+
+async def test_given_a_draft_when_saved_then_it_comes_back_and_the_version_is_unchanged(world):
+    store, _, desk = world
+    ticket_id = await _call(store, "u1")
+    before = (await store.get_ticket(ticket_id))["version_id"]
+    await desk.desk.save_draft(ticket_id, "a1", {"summary": "半句话"}, now=NOW)
+    await desk.desk.save_draft(ticket_id, "a1", {"summary": "一整句话"}, now=NOW)
+    view = await desk.view(ticket_id, {"username": "a1", "role": "agent", "agent_id": "8001"})
+    assert view["saved_draft"] == {"summary": "一整句话"} and view["version_id"] == before
+    assert (await desk.view(ticket_id, {"username": "a2", "role": "agent"}))["saved_draft"] is None
+
+
+def test_given_a_hub_when_a_desk_reconnects_then_it_gets_what_it_missed_or_a_resync():
+    hub = PopHub(buffer=3)
+    for n in range(5):
+        hub.publish("a1", {"type": "screen_pop", "n": n})
+    assert [e["n"] for e in hub.missed("a1", 3)] == [3, 4]
+    missed = hub.missed("a1", 1)  # events 2 is gone from the buffer of 3
+    assert missed[0]["type"] == "resync" and [e.get("n") for e in missed[1:]] == [2, 3, 4]
+    queue = hub.subscribe("a1")
+    hub.publish("a1", {"type": "screen_pop", "n": 5})
+    assert queue.get_nowait()["n"] == 5 and hub.connections() == 1
+
+
+def test_given_queue_events_when_the_board_is_read_then_waiting_and_talking_calls_show():
+    board = LiveBoard()
+    board.ivr_started("u1", line="12345", caller="13800138000", now=0)
+    board.ivr_started("u2", line="12315", caller="13900000000", now=1)
+    board.on_event(parse_event({"Event": "QueueCallerJoin", "Uniqueid": "u1", "Queue": "q-general"}), 5)
+    board.on_event(parse_event({"Event": "QueueCallerJoin", "Uniqueid": "u3", "Queue": "q-general"}), 6)
+    board.on_event(parse_event(_connect("u3", "8002")), 8)
+    board.on_event(parse_event({"Event": "QueueCallerAbandon", "Uniqueid": "u9", "Queue": "q-help"}), 9)
+    snap = board.snapshot(10)
+    assert [c["uniqueid"] for c in snap["in_ivr"]] == ["u2"] and snap["in_ivr"][0]["caller"] == "139****0000"
+    assert snap["queues"]["q-general"]["waiting"] == 1 and snap["queues"]["q-general"]["longest_wait_s"] == 5
+    assert snap["talking"][0]["agent"] == "8002" and snap["abandoned_since_start"] == 1
+    board.on_event(parse_event({"Event": "Hangup", "Uniqueid": "u3", "Cause": "16"}), 11)
+    assert board.snapshot(12)["talking"] == []
+
+
+async def test_given_the_whole_http_app_when_anonymous_then_every_api_route_but_login_says_401(world):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from gateway.desk.http import add_desk_routes
+    from gateway.hotlines.http import add_admin_routes
+    from gateway.web.app import build_app
+
+    store, users, desk = world
+
+    async def health():
+        return {"status": "ok"}
+
+    app = build_app(store=store, health=health, users=users)
+    add_admin_routes(app, gateway=None)
+    add_desk_routes(app, desk=desk, timezone="Asia/Shanghai")
+    open_routes = {"/api/login", "/api/logout", "/api/me"}
+    checked = 0
+    async with TestClient(TestServer(app)) as client:
+        for route in app.router.routes():
+            path = route.resource.canonical if route.resource else ""
+            if not path.startswith("/api/") or path in open_routes or route.method == "HEAD":
+                continue
+            url = path.replace("{ticket_id}", "1").replace("{uniqueid}", "u1").replace("{number}", "12345") \
+                .replace("{version_id}", "1").replace("{id}", "1")
+            resp = await client.request(route.method, url, json={})
+            assert resp.status == 401, (route.method, path, resp.status)
+            checked += 1
+    assert checked >= 20
