@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gateway import __version__
+from gateway.desk.openapi import DESK_SCHEMAS, desk_paths
 from gateway.hotlines.changes import OPS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -58,7 +59,8 @@ def openapi_document() -> dict:
     return {
         "openapi": "3.1.0",
         "info": {"title": "12345 intake gateway", "version": __version__,
-                 "description": "Health, tickets (read-only) and the hotline administration API."},
+                 "description": "Health, tickets, the agent desk and supervisor API, and the hotline "
+                                "administration API. Every /api/ route but login needs a session or Bearer token."},
         "components": {
             "securitySchemes": {
                 "session": {"type": "apiKey", "in": "cookie", "name": "gw_session",
@@ -78,14 +80,13 @@ def openapi_document() -> dict:
                     "diff": {"type": "string"}, "change": {"type": ["object", "null"]},
                     "error": {"type": ["string", "null"]}}},
                 "Change": {"type": "object", "required": ["op"], "properties": {"op": {"enum": list(OPS)}}},
+                **DESK_SCHEMAS,
             },
         },
         "paths": {
             "/healthz": {"get": {"summary": "database and AMI state", "responses": {
                 "200": _resp("healthy"), "503": _resp("degraded")}}},
-            "/api/tickets": {"get": {"summary": "draft tickets, newest first", "responses": {"200": _resp("a page")}}},
-            "/api/tickets/{ticket_id}": {"get": {"summary": "one ticket", "responses": {"200": _resp("the ticket")}}},
-            "/api/calls/{uniqueid}": {"get": {"summary": "one call", "responses": {"200": _resp("the call")}}},
+            **desk_paths(),
             "/api/admin/overview": {"get": _op("lines, modes, today's calls per line, broadcasts", ok="200",
                                                ok_schema={"type": "object"})},
             "/api/admin/versions": {"get": _op("the version history, newest first", ok="200",
@@ -94,6 +95,9 @@ def openapi_document() -> dict:
                                                             params=_VERSION_ID)},
             "/api/admin/versions/{version_id}/export": {"get": _op(
                 "a version's hotlines.yaml", ok="200", ok_schema={"type": "string"}, params=_VERSION_ID)},
+            "/api/admin/versions/{version_id}/audit": {"get": _op(
+                "the audit trail of a version (who, when, what, why)", ok="200", ok_schema={"type": "object"},
+                params=_VERSION_ID)},
             "/api/admin/versions/{version_id}/rollback": {"post": _op(
                 "apply an earlier version again (a new version)", body=_change_body({}, []), params=_VERSION_ID)},
             "/api/admin/versions/{version_id}/cancel": {"post": _op(

@@ -199,3 +199,24 @@ async def test_given_the_whole_http_app_when_anonymous_then_every_api_route_but_
             assert resp.status == 401, (route.method, path, resp.status)
             checked += 1
     assert checked >= 20
+
+
+def test_given_the_openapi_document_when_compared_with_the_routes_then_every_api_route_is_documented(world):
+    from gateway.desk.http import add_desk_routes
+    from gateway.hotlines.http import add_admin_routes
+    from gateway.hotlines.openapi import openapi_document
+    from gateway.web.app import build_app
+
+    store, users, desk = world
+
+    async def health():
+        return {}
+
+    app = build_app(store=store, health=health, users=users)
+    add_admin_routes(app, gateway=None)
+    add_desk_routes(app, desk=desk, timezone="Asia/Shanghai")
+    paths = openapi_document()["paths"]
+    missing = [(r.method, r.resource.canonical) for r in app.router.routes()
+               if r.resource and r.resource.canonical.startswith("/api/") and r.method != "HEAD"
+               and r.method.lower() not in paths.get(r.resource.canonical, {})]
+    assert missing == []
