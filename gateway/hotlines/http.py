@@ -192,6 +192,22 @@ async def set_clock(request: web.Request) -> web.Response:
     return web.json_response({"now": clock.now().isoformat()})
 
 
+@require_role("admin")
+async def set_speech(request: web.Request) -> web.Response:
+    """Test mode only: force the recogniser unavailable (``{"suspended": true}``) and back."""
+    gateway = _gw(request)
+    if not gateway.clock.adjustable:
+        raise web.HTTPNotFound()
+    if gateway.engine is None:
+        raise web.HTTPConflict(text="speech is off")
+    body = await _body(request)
+    if not isinstance(body.get("suspended"), bool):
+        raise BadRequest("'suspended' must be true or false")
+    gateway.engine.suspended = body["suspended"]
+    return web.json_response(gateway.speech_stats())
+
+
+@require_role("agent", "supervisor", "admin")
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
 
@@ -221,3 +237,4 @@ def add_admin_routes(app: web.Application, *, gateway: "Gateway") -> None:
     r.add_post("/api/admin/lines/{number}/retire", retire_line)
     r.add_post("/api/admin/dry-run", dry_run)
     r.add_put("/api/test/clock", set_clock)
+    r.add_put("/api/test/speech", set_speech)
