@@ -189,7 +189,7 @@ class DeskService:
         history = await self.desk.history(ticket["caller_number"], since=since, exclude_id=ticket["id"])
         candidates = await self.desk.open_tickets(since=since, exclude_id=ticket["id"])
         try:
-            return self.suggester(ticket, history=history, open_tickets=candidates)
+            return await asyncio.to_thread(self.suggester, ticket, history=history, open_tickets=candidates)
         except Exception:  # noqa: BLE001 - suggestions are advice; a bug there must not hide the ticket
             log.exception("suggestions failed for ticket %s", ticket["id"])
             return {"available": False, "reason": "suggestions failed (see the gateway log)"}
