@@ -91,7 +91,13 @@ def _convert(node: yaml.Node, path: Path_, src: Source) -> Any:
     if isinstance(node, yaml.SequenceNode):
         return [_convert(item, path + (i,), src) for i, item in enumerate(node.value)]
     # Scalars: resolve with the safe constructor, so "08:30" stays a string only when quoted.
-    return yaml.SafeLoader(yaml.serialize(node)).get_single_data() if node.tag != "tag:yaml.org,2002:str" else node.value
+    if node.tag == "tag:yaml.org,2002:str":
+        return node.value
+    try:
+        return yaml.SafeLoader(yaml.serialize(node)).get_single_data()
+    except ValueError as exc:  # e.g. an impossible date such as 2027-13-01
+        src.problem(path, f"{node.value!r} is not a valid value: {exc}")
+        return None
 
 
 def parse(text: str, file: str) -> Source:

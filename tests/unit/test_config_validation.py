@@ -145,3 +145,10 @@ def test_given_the_cli_when_config_is_good_then_it_exits_0():
     proc = subprocess.run([sys.executable, "-m", "gateway.cli", "config", "check", str(CONFIG)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "OK" in proc.stdout
+
+
+def test_given_an_impossible_unquoted_date_when_parsed_then_a_problem_with_its_line_not_a_crash():
+    from gateway.ivr_flows import yamlsrc
+
+    src = yamlsrc.parse("a: 1\nholidays: [2027-13-01]\n", "x.yaml")
+    assert len(src.problems) == 1 and src.problems[0].line == 2 and "2027-13-01" in src.problems[0].message
