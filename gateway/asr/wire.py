@@ -9,11 +9,14 @@ frame is::
 
 ``seq`` numbers the requests on one worker connection (1, 2, 3...); ``sid`` names the
 stream. Audio bodies are raw 8 kHz s16le mono PCM; every other body is one UTF-8 JSON
-object. The worker answers every request with exactly one reply carrying the same
-``seq``, in order, so the oldest request without a reply is the one the worker was busy
-with; if the worker dies, that request (and its stream) is the culprit.
+object. The worker handles requests one at a time, in order: it says ``Started`` when it
+begins one and answers it with exactly one reply carrying the same ``seq``. So the oldest
+request that was started and not answered is the one the worker was busy with; if the
+worker dies, that request (and its stream) is the culprit. A request that was not started
+yet (written just before or after the death) blames nobody.
 
     gateway                         worker
+    (any request)                 ->  <- Started(seq, sid), then one of:
     Open(seq, sid, lang, grammar) ->  <- Opened(seq, sid, dropped words) | Rejected
     Audio(seq, sid, pcm)          ->  <- Heard(seq, sid, partial or final text, words)
     Finish(seq, sid)              ->  <- Finished(seq, sid, text, words)
@@ -254,6 +257,11 @@ class Closed(_Message):
 
 
 @dataclass(frozen=True)
+class Started(_Message):
+    """Not a reply: the worker is about to handle request ``seq``."""
+
+
+@dataclass(frozen=True)
 class Rejected(_Message):
     reason: str
 
@@ -263,16 +271,16 @@ class Rejected(_Message):
 
 
 Request = Union[Open, Audio, Finish, Cancel]
-Reply = Union[Ready, Opened, Heard, Finished, Closed, Rejected]
+Reply = Union[Ready, Started, Opened, Heard, Finished, Closed, Rejected]
 Message = Union[Request, Reply]
 
 KINDS: dict[int, type] = {
     0x01: Open, 0x02: Audio, 0x03: Finish, 0x04: Cancel,
-    0x81: Ready, 0x82: Opened, 0x83: Heard, 0x84: Finished, 0x85: Closed, 0x86: Rejected,
+    0x81: Ready, 0x82: Opened, 0x83: Heard, 0x84: Finished, 0x85: Closed, 0x86: Rejected, 0x87: Started,
 }
 _KIND_OF = {cls: kind for kind, cls in KINDS.items()}
 REQUESTS = (Open, Audio, Finish, Cancel)
-REPLIES = (Ready, Opened, Heard, Finished, Closed, Rejected)
+REPLIES = (Ready, Started, Opened, Heard, Finished, Closed, Rejected)
 
 
 def _body(msg: _Message) -> bytes:
@@ -310,7 +318,7 @@ def encode(msg: _Message) -> bytes:
 _FIELDS = {
     Open: ("language", "sample_rate", "grammar"), Ready: ("models", "problems", "pid"),
     Opened: ("dropped", "busy"), Heard: ("text", "final", "words", "busy"), Finished: ("text", "words", "busy"),
-    Rejected: ("reason",), Finish: (), Cancel: (), Closed: (),
+    Rejected: ("reason",), Finish: (), Cancel: (), Closed: (), Started: (),
 }
 
 

@@ -42,6 +42,7 @@ MESSAGES = [
     wire.Heard(3, 7, "민원 신고", True, (Word("민원", 0.5, 0.9, 0.8), Word("신고", 1.0, 1.4, 1.0)), 0.2),
     wire.Finished(4, 7, "", (), 0.0),
     wire.Closed(5, 8),
+    wire.Started(6, 9),
     wire.Rejected(6, 9, "stream 9 is not open"),
 ]
 
