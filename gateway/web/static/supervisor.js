@@ -1,0 +1,210 @@
+// The supervisor board (/supervisor): GET /api/supervisor/overview every 2 s, shown as cards and
+// tables; waiting and talking times count up between polls. Plain JS, served as /static/supervisor.js.
+"use strict";
+(() => {
+const POLL_MS = 2000;
+const MAX_BACKOFF_MS = 10000;
+const TZ = "Asia/Shanghai";
+const state = {csrf: "", user: null, fetchedAt: 0, failures: 0, timer: null, leaving: false};
+const $ = (sel, root = document) => root.querySelector(sel);
+const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+
+function el(tag, text, attrs) {
+  const e = document.createElement(tag);
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null) continue;
+    if (k === "class") e.className = v; else e.setAttribute(k, String(v));
+  }
+  return e;
+}
+function isObj(x) { return x !== null && typeof x === "object" && !Array.isArray(x); }
+function arr(x) { return Array.isArray(x) ? x : []; }
+function str(x) { return x === null || x === undefined ? "" : String(x); }
+function num(x) { const n = Number(x); return Number.isFinite(n) ? n : 0; }
+function duration(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+  const two = (n) => String(n).padStart(2, "0");
+  return h ? `${h}:${two(m)}:${two(r)}` : `${two(m)}:${two(r)}`;
+}
+function now() { return performance.now(); }
+function clockText(date) {
+  try {
+    return new Intl.DateTimeFormat("sv-SE", {timeZone: TZ, hour: "2-digit", minute: "2-digit", second: "2-digit"})
+      .format(date);
+  } catch (e) { return date.toISOString().slice(11, 19); }
+}
+function showStatus(kind, message) {
+  const box = $("#status");
+  box.className = kind;
+  box.textContent = message;
+}
+function setConn(kind, text) {
+  const c = $("#conn");
+  c.dataset.state = kind;
+  c.textContent = text;
+}
+
+class ApiError extends Error {}
+async function api(method, path) {
+  const opts = {method, headers: {Accept: "application/json"}, credentials: "same-origin", cache: "no-store"};
+  if (method !== "GET") opts.headers["X-CSRF-Token"] = state.csrf;
+  let resp;
+  try { resp = await fetch(path, opts); } catch (e) {
+    const err = new ApiError("网络错误 network error"); err.status = 0; throw err;
+  }
+  if (resp.status === 401) {
+    state.leaving = true;
+    location.href = "/login?next=/supervisor";
+    const err = new ApiError("登录已过期 session expired"); err.status = 401; throw err;
+  }
+  let data = {};
+  try { data = (resp.headers.get("Content-Type") || "").includes("json") ? await resp.json() : {}; } catch (e) { data = {}; }
+  if (!resp.ok) {
+    const err = new ApiError(data.message || `${resp.status} ${resp.statusText}`);
+    err.status = resp.status; err.data = data; throw err;
+  }
+  return data;
+}
+
+// A cell whose seconds keep counting up until the next poll replaces it.
+function timer(seconds) {
+  const td = el("td", duration(num(seconds)), {class: "num ticking", "data-seconds": num(seconds)});
+  return td;
+}
+function tick() {
+  if (!state.fetchedAt) return;
+  const since = (now() - state.fetchedAt) / 1000;
+  for (const td of $$("td.ticking, .ticking-text")) td.textContent = duration(num(td.dataset.seconds) + since);
+}
+function emptyRow(cols, text) {
+  const tr = el("tr");
+  tr.append(el("td", text, {class: "empty", colspan: cols}));
+  return tr;
+}
+function callCell(uid) { return el("td", str(uid), {class: "code"}); }
+
+function renderToday(data) {
+  const today = isObj(data.today) ? data.today : {};
+  $("#today-calls").textContent = str(num(today.calls));
+  $("#today-abandoned").textContent = str(num(today.abandoned));
+  $("#today-emergencies").textContent = str(num(today.emergencies));
+  $("#abandoned-since-start").textContent = str(num(data.abandoned_since_start));
+  $("#desks-connected").textContent = str(num(data.desks_connected));
+  const waiting = Object.values(isObj(data.queues) ? data.queues : {}).reduce((n, q) => n + num(isObj(q) ? q.waiting : 0), 0);
+  $("#live-total").textContent = str(arr(data.in_ivr).length + waiting + arr(data.talking).length);
+
+  const perLine = Object.entries(isObj(today.per_line) ? today.per_line : {}).sort((a, b) => num(b[1]) - num(a[1]));
+  const lines = $("#per-line tbody");
+  lines.replaceChildren(...perLine.map(([line, n]) => {
+    const tr = el("tr", null, {"data-line": line});
+    tr.append(el("td", line === "null" || !line ? "（未知 unknown）" : line), el("td", num(n), {class: "num"}));
+    return tr;
+  }));
+  if (!perLine.length) lines.append(emptyRow(2, "今日暂无来电 no calls yet"));
+
+  const perType = Object.entries(isObj(today.per_type) ? today.per_type : {}).sort((a, b) => num(b[1]) - num(a[1]));
+  const types = $("#per-type tbody");
+  types.replaceChildren(...perType.map(([type, n]) => {
+    const tr = el("tr", null, {"data-type": type});
+    tr.append(el("td", type), el("td", num(n), {class: "num"}));
+    return tr;
+  }));
+  if (!perType.length) types.append(emptyRow(2, "今日暂无工单 no tickets yet"));
+}
+
+function renderLive(data) {
+  const ivr = $("#in-ivr tbody");
+  ivr.replaceChildren(...arr(data.in_ivr).filter(isObj).map((c) => {
+    const tr = el("tr", null, {"data-uniqueid": str(c.uniqueid)});
+    tr.append(el("td", str(c.line) || "—"), el("td", str(c.caller) || "—"), timer(c.seconds), callCell(c.uniqueid));
+    return tr;
+  }));
+  if (!ivr.children.length) ivr.append(emptyRow(4, "无 none"));
+
+  const talking = $("#talking tbody");
+  talking.replaceChildren(...arr(data.talking).filter(isObj).map((c) => {
+    const tr = el("tr", null, {"data-uniqueid": str(c.uniqueid), "data-agent": str(c.agent)});
+    tr.append(el("td", str(c.agent) || "—"), el("td", str(c.queue) || "—"), timer(c.seconds), callCell(c.uniqueid));
+    return tr;
+  }));
+  if (!talking.children.length) talking.append(emptyRow(4, "无 none"));
+
+  const queues = Object.entries(isObj(data.queues) ? data.queues : {});
+  const box = $("#queues");
+  box.replaceChildren(...queues.map(([name, q]) => {
+    q = isObj(q) ? q : {};
+    const card = el("div", null, {class: "queue-card" + (num(q.waiting) ? " busy" : ""), "data-queue": name});
+    const h = el("h3");
+    h.append(el("span", name), el("span", `${num(q.waiting)} 人等待 waiting`));
+    card.append(h);
+    const longest = el("p", null, {class: "hint"});
+    longest.append(document.createTextNode("最长等待 longest wait "));
+    longest.append(el("b", duration(num(q.longest_wait_s)), {class: "ticking-text", "data-seconds": num(q.longest_wait_s)}));
+    card.append(longest);
+    const table = el("table");
+    table.append(el("thead"));
+    table.tHead.append(el("tr"));
+    table.tHead.rows[0].append(el("th", "热线 Line"), el("th", "来电 Caller"), el("th", "等待 Wait", {class: "num"}));
+    const body = el("tbody");
+    for (const c of arr(q.calls).filter(isObj)) {
+      const tr = el("tr", null, {"data-uniqueid": str(c.uniqueid)});
+      tr.append(el("td", str(c.line) || "—"), el("td", str(c.caller) || "—"), timer(c.seconds));
+      body.append(tr);
+    }
+    table.append(body);
+    card.append(table);
+    return card;
+  }));
+  $("#queues-empty").hidden = queues.some(([, q]) => isObj(q) && num(q.waiting) > 0);
+}
+
+async function poll() {
+  clearTimeout(state.timer);
+  if (state.leaving) return;
+  let delay = POLL_MS;
+  try {
+    const data = await api("GET", "/api/supervisor/overview");
+    state.fetchedAt = now();
+    state.failures = 0;
+    renderToday(data);
+    renderLive(data);
+    setConn("open", "实时 live");
+    $("#updated").textContent = `更新于 updated ${clockText(new Date())}`;
+    if ($("#status").className === "error") showStatus("", "");
+    document.body.dataset.ready = "true";
+  } catch (err) {
+    if (err.status === 401) return;
+    state.failures++;
+    delay = Math.min(MAX_BACKOFF_MS, POLL_MS * 2 ** Math.min(state.failures, 3));
+    setConn("closed", `连接中断 offline，${Math.round(delay / 1000)} 秒后重试`);
+    showStatus("error", `无法获取实时数据 cannot load the overview: ${err.message}`);
+  }
+  state.timer = setTimeout(poll, delay);
+}
+
+async function start() {
+  try {
+    const me = await api("GET", "/api/me");
+    state.csrf = me.csrf_token;
+    state.user = me.user;
+    $("#who").textContent = `${me.user.username}（${me.user.role}）`;
+  } catch (err) {
+    if (err.status !== 401) showStatus("error", `无法加载 cannot load: ${err.message}`);
+    if (err.status === 401) return;
+  }
+  setInterval(tick, 1000);
+  poll();
+}
+
+$("#logout").addEventListener("click", async () => {
+  state.leaving = true;
+  try { await api("POST", "/api/logout"); } catch (e) { /* going anyway */ }
+  location.href = "/login?next=/supervisor";
+});
+document.addEventListener("visibilitychange", () => {  // a hidden tab catches up at once when shown again
+  if (document.visibilityState === "visible" && !state.leaving) poll();
+});
+start();
+})();
