@@ -349,6 +349,7 @@ function renderInfo(entry) {
   fact(dl, "来电时间 Received", fmtTime(v.created_at));
   const call = isObj(v.call) ? v.call : {};
   fact(dl, "接听坐席 Agent", call.agent);
+  fact(dl, "通话 Call", call.uniqueid || v.uniqueid).classList.add("code");
   if (v.overflow_queue) fact(dl, "溢出 Overflow", `${v.overflow_queue} (${str(v.overflow_reason)})`);
   if (v.status !== "draft") fact(dl, "处理 Decided", `${str(v.decided_by)} ${fmtTime(v.decided_at)}`);
 
@@ -903,6 +904,7 @@ async function onPop(msg, replay) {
     if (view.status !== "draft") return;
   }
   const known = state.tickets.has(view.id);
+  if (replay && known) { addTicket(view); return; }  // already shown (from the inbox): keep the agent where they are
   addTicket(view, {fresh: true, select: true});
   if (!known) {
     notice(`弹屏 screen pop：工单 #${view.id}（${str(view.line_number)}，${str(msg.queue)}）`);

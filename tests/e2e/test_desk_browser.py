@@ -1,0 +1,371 @@
+"""The agent desk and the supervisor board in a real browser (Debian's Chromium driven by Playwright)
+against the real system: sandbox Asterisk, ``gateway serve``, simulated callers.
+
+* A call to 12345 choosing 建议 (key 2) is answered by agent 8002 (the only member of q-suggest);
+  the desk of the user tied to 8002 pops the ticket at once. The agent types, reloads the page
+  (nothing is lost: the server has the draft too), and submits to a unit; the API agrees.
+* Two agents submit the same ticket: the second is told who took it (409).
+* The supervisor board shows today's counts and a live call moving through the tables.
+
+Screenshots go to ``test-artifacts/desk-*.png`` and ``test-artifacts/supervisor-*.png``. Needs
+``/usr/bin/chromium``, ``fonts-wqy-microhei``, ``espeak-ng`` and the ``playwright`` Python package
+(no browser is downloaded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from gateway.devsystem import GATEWAY, ROOT
+from gateway.pbx.simcall import CallScript, place_call
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download)")
+sync_playwright, expect = playwright_api.sync_playwright, playwright_api.expect
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+ARTIFACTS = ROOT / "test-artifacts"
+PASSWORD = "desk browser test password 12345"
+AGENT_A, AGENT_B, SUPERVISOR = "desk-a", "desk-b", "desk-boss"
+AGENT_ID = "8002"  # the only member of q-suggest (config/hotlines.yaml)
+CALLER = "13800138000"
+POP_TIMEOUT = 150_000  # ms: the IVR (greeting, notices, two menus, the description) comes first
+SUMMARY = "来电人建议在工体北路增设公交站（浏览器测试）"
+UNIT = "三里屯街道"
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def _add_user(system, name: str, role: str, agent: str | None = None) -> None:
+    """``gateway user add NAME --role ROLE [--agent ID] --password-stdin`` (the password on stdin)."""
+    args = ["user", "add", name, "--role", role, "--password-stdin"] + (["--agent", agent] if agent else [])
+    proc = subprocess.run(GATEWAY + args, env=system.env, cwd=ROOT, input=PASSWORD + "\n", capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 or "exists already" in proc.stderr, proc.stderr[-2000:]
+    if agent:
+        system.cli("user", "agent", name, agent)  # also when the user existed already
+
+
+class BackgroundCall(threading.Thread):
+    """A simulated caller in its own thread (with its own event loop) while the browser is driven here."""
+
+    def __init__(self, system, script: CallScript) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.script = system.settings, script
+        self.result: dict | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = asyncio.run(place_call(self.settings, self.script))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            self.error = exc
+
+    def finish(self, timeout: float = 240) -> dict:
+        self.join(timeout)
+        assert not self.is_alive(), f"the simulated call {self.script.uniqueid} did not end"
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def _call(system, speech: Path, digits: str = "22") -> BackgroundCall:
+    script = CallScript(number="12345", caller=CALLER, digits=digits, say=speech,
+                        uniqueid=f"desk-{uuid.uuid4().hex[:12]}")
+    call = BackgroundCall(system, script)
+    call.start()
+    return call
+
+
+def _ticket_of_call(system, token: str, uniqueid: str, timeout: float = 180) -> int:
+    """The ticket id of a call, as soon as the IVR has created it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, body = system.http(f"/api/calls/{uniqueid}", token=token)
+        if status == 200 and body.get("ticket_id"):
+            return int(body["ticket_id"])
+        time.sleep(0.5)
+    raise AssertionError(f"call {uniqueid} has no ticket after {timeout:g} s")
+
+
+def _ticket(system, token: str, ticket_id: int) -> dict:
+    status, body = system.http(f"/api/tickets/{ticket_id}", token=token)
+    assert status == 200, body
+    return body
+
+
+class Browser:
+    """One browser context with its page, its JS errors and its console errors collected."""
+
+    def __init__(self, chromium, system, name: str) -> None:
+        self.context = chromium.new_context(viewport={"width": 1400, "height": 1000},
+                                            base_url=f"http://127.0.0.1:{system.http_port}", locale="zh-CN",
+                                            timezone_id="Asia/Shanghai")
+        self.page = self.context.new_page()
+        self.name = name
+        self.errors: list[str] = []
+        self.console: list[str] = []
+        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        self.page.on("console", lambda msg: self.console.append(msg.text) if msg.type == "error" else None)
+
+    def login(self, username: str, path: str) -> None:
+        self.page.goto(path)
+        expect(self.page).to_have_url(re.compile(rf"/login\?next={re.escape(path)}$"))
+        self.page.fill("#username", username)
+        self.page.fill("#password", PASSWORD)
+        self.page.get_by_role("button", name=re.compile("登录")).click()
+        expect(self.page).to_have_url(re.compile(rf"{re.escape(path)}$"))
+        expect(self.page.locator("body")).to_have_attribute("data-ready", "true")
+
+    def screenshot(self, name: str) -> None:
+        self.page.evaluate("window.scrollTo(0, 0)")
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+    def unexpected_console(self, *allowed_statuses: int) -> list[str]:
+        """Console errors, except the browser's own line for an answer the test provoked (e.g. a 409)."""
+        allowed = tuple(f"status of {s} " for s in allowed_statuses)
+        return [m for m in self.console
+                if not (m.startswith("Failed to load resource") and any(a in m for a in allowed))]
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("no /usr/bin/chromium (apt-get install chromium fonts-wqy-microhei)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory) -> Path:
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("no espeak-ng (apt-get install espeak-ng)")
+    path = tmp_path_factory.mktemp("desk-speech") / "suggestion.wav"
+    subprocess.run(["espeak-ng", "-v", "cmn", "-w", str(path), "我建议在三里屯街道工体北路增设一个公交站"],
+                   check=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def desk_users(system) -> str:
+    """Two agents answering as 8002 and a supervisor; returns the supervisor's token (Bearer)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    for old in [*ARTIFACTS.glob("desk-*.png"), *ARTIFACTS.glob("supervisor-*.png")]:
+        old.unlink()
+    _add_user(system, AGENT_A, "agent", AGENT_ID)
+    _add_user(system, AGENT_B, "agent", AGENT_ID)
+    return system.login(SUPERVISOR, PASSWORD, "supervisor")
+
+
+# -- the tests -----------------------------------------------------------------------------------
+def test_given_an_agent_at_the_desk_when_a_call_is_answered_then_the_ticket_pops_survives_a_reload_and_submits(
+        system, chromium, desk_users, speech):
+    token = desk_users
+    expect.set_options(timeout=20_000)
+    a = Browser(chromium, system, AGENT_A)
+    page = a.page
+    try:
+        a.login(AGENT_A, "/desk")
+        expect(page.locator("#who")).to_contain_text(AGENT_A)
+        expect(page.locator("#who")).to_contain_text(AGENT_ID)
+        expect(page.locator("#conn")).to_have_attribute("data-state", "open")
+
+        # -- a caller chooses 建议 (2), no confidentiality (2), describes; agent 8002 answers ----------
+        call = _call(system, speech)
+        ticket_id = _ticket_of_call(system, token, call.script.uniqueid)
+        item = page.locator(f'#open-list li[data-ticket-id="{ticket_id}"]')
+        expect(item).to_be_visible(timeout=POP_TIMEOUT)
+        expect(item).to_have_class(re.compile(r"\bfresh\b"))  # highlighted
+        expect(page.locator("#open-list li").first).to_have_attribute("data-ticket-id", str(ticket_id))  # on top
+        ticket = page.locator(f'#detail .ticket[data-ticket-id="{ticket_id}"]')  # opened at once
+        expect(ticket).to_be_visible()
+        expect(ticket.locator("dl.facts .line")).to_contain_text("12345")
+        expect(ticket.locator("dl.facts .ivr-category")).to_contain_text("建议")
+        expect(ticket.locator("dl.facts .caller")).to_contain_text(CALLER)  # the agent whose call it is
+        expect(ticket.locator("dl.facts .caller .masked")).to_have_count(0)
+        expect(ticket.locator(".badges .confidential")).to_have_count(0)  # key 2: 不保密
+        path = ticket.locator("ol.menu-path")
+        expect(path.locator('li[data-node="type_menu"]')).to_contain_text("建议")
+        expect(path.locator('li[data-node="type_menu"]')).to_contain_text("按 2")
+        expect(path.locator('li[data-node="confidential_menu"]')).to_contain_text("不保密")
+        expect(path.locator('li[data-node="describe"]')).to_have_count(1)
+        expect(page.locator("#f-category")).to_have_value("建议")
+        suggestions = ticket.locator(".suggest-body")
+        expect(suggestions.locator('.sg[data-kind="request_type"]')).to_contain_text("建议")
+        expect(ticket.locator(".transcript-status")).not_to_be_empty()
+        a.screenshot("desk-1-pop")
+
+        # -- the agent types; a reload brings it back (the server has the draft too) --------------------
+        page.fill("#f-place", "朝阳区三里屯街道工体北路")
+        page.fill("#f-summary", SUMMARY)
+        expect(ticket.locator(".save-state")).to_contain_text("已自动保存")
+        saved = page.request.get(f"/api/desk/tickets/{ticket_id}").json()["saved_draft"]
+        assert saved["summary"] == SUMMARY and saved["place"] == "朝阳区三里屯街道工体北路"
+        page.reload()
+        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        expect(page.locator(f'#detail .ticket[data-ticket-id="{ticket_id}"]')).to_be_visible()
+        expect(page.locator("#f-summary")).to_have_value(SUMMARY)
+        expect(page.locator("#f-place")).to_have_value("朝阳区三里屯街道工体北路")
+        expect(page.locator("#conn")).to_have_attribute("data-state", "open")
+        a.screenshot("desk-2-after-reload")
+
+        # -- one unit, direct; preview what the unit gets; submit -----------------------------------
+        ticket = page.locator(f'#detail .ticket[data-ticket-id="{ticket_id}"]')
+        for button in ticket.locator(".units .remove-unit").all()[::-1]:
+            button.click()
+        expect(ticket.locator(".units .unit-row")).to_have_count(0)
+        ticket.locator(".add-unit").click()
+        ticket.locator(".units .unit-name").last.fill(UNIT)
+        ticket.locator(".units .unit-kind").last.select_option("street")
+        ticket.locator('input[name="dispatch_mode"][value="direct"]').check()
+        ticket.locator("button.preview").click()
+        preview = ticket.locator(".preview-box")
+        expect(preview.locator('dd[data-field="units"]')).to_have_text(UNIT)
+        expect(preview.locator('dd[data-field="summary"]')).to_have_text(SUMMARY)
+        expect(preview.locator('dd[data-field="caller_number"]')).not_to_contain_text(CALLER)  # masked for units
+        ticket.locator("button.submit").click()
+        expect(page.locator("#status")).to_contain_text(f"工单 #{ticket_id} 已提交派单")
+        expect(page.locator(f'#done-list li[data-ticket-id="{ticket_id}"]')).to_be_visible()
+        expect(page.locator(f'#open-list li[data-ticket-id="{ticket_id}"]')).to_have_count(0)
+        expect(ticket.locator(".done-banner")).to_contain_text("已提交派单")
+        expect(ticket.locator(".done-banner")).to_contain_text(UNIT)
+        expect(ticket.locator(".badges")).to_contain_text("已派单")
+        expect(ticket.locator("button.submit")).to_be_disabled()
+        a.screenshot("desk-3-submitted")
+
+        stored = _ticket(system, token, ticket_id)
+        assert stored["status"] == "submitted"
+        assert stored["units"] == [{"id": None, "name": UNIT, "kind": "street"}]
+        assert stored["dispatch_mode"] == "direct" and stored["category"] == "建议"
+        assert stored["summary"] == SUMMARY and stored["decided_by"] == AGENT_A
+        assert page.evaluate(f"localStorage.getItem('desk:{AGENT_A}:draft:{ticket_id}')") is None  # nothing left over
+
+        result = call.finish()
+        assert result["queue"] == "q-suggest" and result["ticket_id"] == ticket_id
+        assert a.errors == [], a.errors
+        assert a.unexpected_console() == [], a.console
+    finally:
+        a.close()
+
+
+def test_given_two_agents_with_the_same_ticket_when_both_submit_then_the_second_is_told_who_took_it(
+        system, chromium, desk_users, speech):
+    token = desk_users
+    expect.set_options(timeout=20_000)
+    result = _call(system, speech).finish()
+    ticket_id = result["ticket_id"]
+    assert ticket_id, result
+    a, b = Browser(chromium, system, AGENT_A), Browser(chromium, system, AGENT_B)
+    try:
+        for browser, name in ((a, AGENT_A), (b, AGENT_B)):
+            browser.login(name, "/desk")
+            item = browser.page.locator(f'#open-list li[data-ticket-id="{ticket_id}"]')  # the inbox of agent 8002
+            expect(item).to_be_visible()
+            item.click()
+            ticket = browser.page.locator(f'#detail .ticket[data-ticket-id="{ticket_id}"]')
+            expect(ticket).to_be_visible()
+            for button in ticket.locator(".units .remove-unit").all()[::-1]:
+                button.click()
+            ticket.locator(".add-unit").click()
+            ticket.locator(".units .unit-name").last.fill(UNIT)
+            browser.page.select_option("#f-category", "建议")
+
+        # A first forgets the summary: refused, the message next to the field, nothing decided
+        ticket_a = a.page.locator(f'#detail .ticket[data-ticket-id="{ticket_id}"]')
+        a.page.fill("#f-summary", "")
+        ticket_a.locator("button.submit").click()
+        expect(ticket_a.locator('.field-error[data-for="summary"]')).to_contain_text("summary")
+        expect(a.page.locator("#f-summary")).to_have_attribute("aria-invalid", "true")
+        assert _ticket(system, token, ticket_id)["status"] == "draft"
+        a.page.fill("#f-summary", "甲坐席的摘要 agent A")
+        expect(ticket_a.locator('.field-error[data-for="summary"]')).to_be_empty()
+        ticket_a.locator("button.submit").click()
+        expect(a.page.locator("#status")).to_contain_text(f"工单 #{ticket_id} 已提交派单")
+
+        # B, who loaded the same version, submits too: 409, told who took it, the ticket marked
+        ticket_b = b.page.locator(f'#detail .ticket[data-ticket-id="{ticket_id}"]')
+        b.page.fill("#f-summary", "乙坐席的摘要 agent B")
+        ticket_b.locator("button.submit").click()
+        expect(ticket_b.locator(".decision-error")).to_contain_text(f"工单已由 {AGENT_A}")
+        expect(ticket_b.locator(".taken-banner")).to_be_visible()
+        expect(ticket_b.locator(".taken-banner")).to_contain_text(AGENT_A)
+        expect(ticket_b).to_have_attribute("data-status", "taken")
+        expect(b.page.locator(f'#done-list li[data-ticket-id="{ticket_id}"]')).to_have_attribute("data-status", "taken")
+        expect(b.page.locator(f'#open-list li[data-ticket-id="{ticket_id}"]')).to_have_count(0)
+        expect(ticket_b.locator("button.submit")).to_be_disabled()
+        expect(ticket_b.locator(".badges")).to_contain_text("已派单")  # reloaded: what is stored now
+        b.screenshot("desk-4-conflict")
+        a.screenshot("desk-5-winner")
+
+        stored = _ticket(system, token, ticket_id)
+        assert stored["status"] == "submitted" and stored["decided_by"] == AGENT_A
+        assert stored["summary"] == "甲坐席的摘要 agent A"
+        assert a.errors == [] and b.errors == [], (a.errors, b.errors)
+        assert a.unexpected_console(400) == [], a.console
+        assert b.unexpected_console(409) == [], b.console
+    finally:
+        a.close()
+        b.close()
+
+
+def test_given_a_supervisor_when_a_call_runs_then_the_board_shows_it_live_and_todays_counts(
+        system, chromium, desk_users, speech):
+    expect.set_options(timeout=20_000)
+    s = Browser(chromium, system, SUPERVISOR)
+    page = s.page
+    try:
+        s.login(SUPERVISOR, "/supervisor")
+        expect(page.locator("#who")).to_contain_text(SUPERVISOR)
+        expect(page.locator("#conn")).to_have_attribute("data-state", "open")
+
+        call = _call(system, speech)
+        row = page.locator(f'[data-uniqueid="{call.script.uniqueid}"]')
+        expect(row.first).to_be_visible(timeout=60_000)  # in the IVR, waiting or talking
+        expect(row.first.locator("td.ticking")).to_have_text(re.compile(r"^\d\d:\d\d$"))
+        expect(page.locator(f'#in-ivr tr[data-uniqueid="{call.script.uniqueid}"]')).to_contain_text("12345")
+        s.screenshot("supervisor-1-live")
+        result = call.finish()
+        assert result["ticket_id"]
+        expect(row).to_have_count(0)  # the call ended: gone from the live tables
+
+        line = page.locator('#per-line tr[data-line="12345"]')
+        expect(line).to_be_visible()
+        calls = int(line.locator("td.num").inner_text())
+        assert calls >= 1
+        expect(page.locator('#per-type tr[data-type="建议"]')).to_be_visible()
+        total = int(page.locator("#today-calls").inner_text())
+        assert total >= calls
+        s.screenshot("supervisor-2-today")
+
+        overview = page.request.get("/api/supervisor/overview").json()  # the page shows what the API says
+        assert overview["today"]["per_line"]["12345"] >= calls
+        assert s.errors == [], s.errors
+        assert s.console == [], s.console
+
+        # an agent may not open the board
+        agent = Browser(chromium, system, AGENT_A)
+        try:
+            agent.login(AGENT_A, "/desk")
+            assert agent.page.goto("/supervisor").status == 403
+        finally:
+            agent.close()
+    finally:
+        s.close()
