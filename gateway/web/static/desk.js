@@ -872,11 +872,16 @@ async function onEvent(msg) {
     const hello = Number(msg.last_seq) || 0;
     state.helloSeq = hello;
     setConn("open", "已连接 connected");
-    if (hello < state.lastSeq) {  // the gateway restarted: its numbers began again
-      saveSeq(hello);
+    const restarted = hello < state.lastSeq;  // the gateway restarted: its numbers began again
+    if (restarted) saveSeq(hello);
+    if (state.connectedOnce) {
+      // Back after a break. The replay covers what this user missed, unless the gateway restarted
+      // meanwhile (its numbers carry no epoch): the inbox is the truth either way.
+      notice("已重新连接 reconnected");
+      try { await reloadInbox(); } catch (err) { notice(`收件箱加载失败 inbox failed: ${err.message}`, "warn"); }
+    } else if (restarted) {
       await reloadInbox();
     }
-    if (state.connectedOnce) notice("已重新连接 reconnected");
     state.connectedOnce = true;
     return;
   }
