@@ -54,7 +54,7 @@ async def run(args) -> dict:
                 applies.append(elapsed)
                 call_started = time.monotonic()
                 result = await place_call(s, CallScript(number="12315", digits="12", hangup_at_menu=1), ami=ami)
-                _, call = await asyncio.to_thread(sysm.http, f"/api/calls/{result['uniqueid']}")
+                _, call = await asyncio.to_thread(sysm.http, f"/api/calls/{result['uniqueid']}", token=sysm.token())
                 if call.get("flow_version") == version["content_hash"]:
                     first_ok += 1
                 print(f"apply {i}: {elapsed * 1000:.0f} ms; next call on version {call.get('flow_version')} "

@@ -122,7 +122,7 @@ def wait_idle(sysm: System, timeout: float = 180) -> bool:
 
 
 def ticket_total(sysm: System) -> int:
-    status, body = sysm.http("/api/tickets?limit=1")
+    status, body = sysm.http("/api/tickets?limit=1", token=sysm.token())
     return int(body.get("total", 0)) if status == 200 else -1
 
 
@@ -132,7 +132,7 @@ def tickets_since(sysm: System, previous_total: int) -> list[dict]:
     items: list[dict] = []
     offset = 0
     while len(items) < wanted:
-        status, body = sysm.http(f"/api/tickets?limit=200&offset={offset}")
+        status, body = sysm.http(f"/api/tickets?limit=200&offset={offset}", token=sysm.token())
         page = body.get("items", []) if status == 200 else []
         if not page:
             break
@@ -144,7 +144,7 @@ def tickets_since(sysm: System, previous_total: int) -> list[dict]:
 def call_records(sysm: System, uniqueids: list[str]) -> list[dict]:
     out = []
     for uid in uniqueids:
-        status, body = sysm.http(f"/api/calls/{uid}")
+        status, body = sysm.http(f"/api/calls/{uid}", token=sysm.token())
         if status == 200:
             out.append(body)
     return out

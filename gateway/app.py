@@ -14,8 +14,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gateway.asr.config import SpeechConfig, load_speech_config
+from gateway.asr.vosk_engine import VoskEngine
 from gateway.calls import CallHandler
 from gateway.clock import AdjustableClock, Clock
+from gateway.desk.service import DeskService
 from gateway.errors import ConfigError, GatewayError, PbxError
 from gateway.hotlines.service import HotlineAdmin
 from gateway.ivr_flows.channel import Recording
@@ -23,11 +26,14 @@ from gateway.ivr_flows.model import GatewayConfig
 from gateway.ivr_flows.validate import read_files
 from gateway.pbx import dialplan, prompts
 from gateway.pbx.ami import AmiClient
-from gateway.pbx.ami_events import AgentConnect, AmiEvent, Hangup, QueueCallerAbandon, QueueCallerJoin
+from gateway.pbx.ami_events import AgentConnect, AmiEvent, Hangup, QueueCallerAbandon, QueueCallerJoin, agent_id_of
+from gateway.pbx.audiosocket import AudioSocketServer
 from gateway.pbx.fastagi import AgiChannel, FastAgiServer
+from gateway.pbx.speech import Listener
 from gateway.settings import Settings
 from gateway.ticketing import migrate
 from gateway.ticketing.store import TicketStore
+from gateway.ticketing.transcripts import TranscriptRecovery
 from gateway.web.app import build_app
 from gateway.web.auth import UserStore
 
@@ -53,6 +59,15 @@ class Gateway:
         self.http_port: int | None = None
         self.last_reload: dict | None = None
         self._scheduler: asyncio.Task | None = None
+        self.speech_config: SpeechConfig | None = None
+        self.engine: VoskEngine | None = None
+        self.audiosocket: AudioSocketServer | None = None
+        self.listener: Listener | None = None
+        self.recovery: TranscriptRecovery | None = None
+        self._engine_start: asyncio.Task | None = None
+        self.speech_problem: str | None = None
+        self.desk: DeskService | None = None
+        self.suggest_problem: str | None = None
 
     @property
     def config(self) -> GatewayConfig:
@@ -76,9 +91,11 @@ class Gateway:
         elif isinstance(event, QueueCallerJoin):
             await store.mark_queued(event.uniqueid, event.queue)
         elif isinstance(event, AgentConnect):
-            await store.mark_agent(event.uniqueid, event.member_name or event.interface)
+            await store.mark_agent(event.uniqueid, agent_id_of(event.interface, event.member_name))
         elif isinstance(event, QueueCallerAbandon):
             log.info("call %s abandoned queue %s after %s s", event.uniqueid, event.queue, event.hold_time)
+        if self.desk is not None:
+            await self.desk.on_ami_event(event)  # after mark_agent: the pop reads who answered
 
     # -- configuration -----------------------------------------------------------------------
     def _render(self, config: GatewayConfig, previous: GatewayConfig | None) -> None:
@@ -140,6 +157,9 @@ class Gateway:
             return {}
         snap = self.handler.metrics.snapshot()
         snap["fastagi"] = self.agi.counters() if self.agi else {}
+        snap["audiosocket"] = self.audiosocket.counters() if self.audiosocket else {}
+        snap["speech"] = self.speech_stats()
+        snap["desk"] = dict(self.desk.counters) if self.desk else {}
         if reset:
             self.handler.metrics.reset()
         return snap
@@ -156,7 +176,70 @@ class Gateway:
             "calls_in_ivr": self.handler.active if self.handler else 0,
             "fastagi_sessions": self.agi.sessions if self.agi else 0,
             "last_reload": self.last_reload,
+            "speech": self.speech_stats(),
+            "desk": {"suggestions": self.suggest_problem or "on",
+                     "connections": self.desk.hub.connections() if self.desk else 0},
         }
+
+    def speech_stats(self) -> dict:
+        if self.engine is None:
+            return {"status": "off", "reason": self.speech_problem or "GATEWAY_SPEECH=off"}
+        starting = self._engine_start is not None and not self._engine_start.done()
+        languages = {}
+        for lang, spec in (self.speech_config.models if self.speech_config else {}).items():
+            name = self.engine.model_name(lang)
+            languages[lang] = ("ready" if self.engine.available(lang) else "suspended" if name else "no model") \
+                + (f" ({name})" if name else f" (expected {spec.path or spec.package})")
+        out = {"status": "starting" if starting else "ready", "languages": languages,
+               "engine": self.engine.stats()}
+        if self.listener is not None:
+            out["listening"] = dict(self.listener.counters)
+        if self.recovery is not None:
+            out["recovery"] = dict(self.recovery.counters)
+        return out
+
+    # -- speech ----------------------------------------------------------------------------
+    async def _start_speech(self) -> None:
+        """AudioSocket server at once; the recogniser's models load in the background.
+
+        Until they are loaded (or if a language has no model) calls use keys and
+        recordings and their transcripts are recovered later: a gateway without speech
+        still takes every call.
+        """
+        s = self.settings
+        if not s.speech:
+            self.speech_problem = "GATEWAY_SPEECH=off"
+            return
+        try:
+            self.speech_config = await asyncio.to_thread(load_speech_config, s.speech_config)
+        except ConfigError as exc:
+            self.speech_problem = f"{s.speech_config}: {exc}"
+            log.error("speech is off: %s is invalid:\n%s", s.speech_config, exc)
+            return
+        self.engine = VoskEngine(self.speech_config)
+        self.audiosocket = AudioSocketServer(s.audiosocket_host, s.audiosocket_port, allowed_peers=s.pbx_peers)
+        await self.audiosocket.start()
+        self.listener = Listener(
+            audiosocket=self.audiosocket, engine=self.engine,
+            address=f"{s.audiosocket_host}:{self.audiosocket.port}",
+            prompts_dir=s.prompts_dir, recordings_dir=s.recordings_dir, pbx_path=s.pbx_path,
+            vad_threshold_dbfs=s.vad_threshold_dbfs,
+        )
+        self.recovery = TranscriptRecovery(store=self.store, engine=self.engine, local_path=Path)
+        self._engine_start = asyncio.create_task(self._load_models(), name="speech-models")
+
+    async def _load_models(self) -> None:
+        try:
+            await self.engine.start(progress=lambda line: log.info("speech: %s", line))
+        except Exception:  # noqa: BLE001 - the gateway runs on without speech
+            log.exception("speech recogniser did not start; calls go on with keys and recordings")
+            return
+        self.recovery.start()
+
+    def guard_words(self) -> dict:
+        if self.speech_config is None:
+            return {}
+        return {lang: tuple(words) for lang, words in self.speech_config.emergency_keywords.items()}
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -173,18 +256,24 @@ class Gateway:
         await self.ami.start()
         if await self.ami.wait_connected(10):
             await self._reload_asterisk()  # Asterisk follows the live version, not only config/
+        await self._start_speech()
+        self.users = UserStore(self.store)  # sessions follow the wall clock, never the test clock
+        self.desk = DeskService(store=self.store, users=self.users, recordings_dir=s.recordings_dir,
+                                suggester=self._load_suggester(), clock=self.clock.now)
         self.handler = CallHandler(
             store=self.store,
             config_source=lambda: self.admin.config,
-            channel_factory=lambda session: AgiChannel(session, self._prompt_path, s.pbx_path(s.recordings_dir)),
+            channel_factory=lambda session: AgiChannel(session, self._prompt_path, s.pbx_path(s.recordings_dir),
+                                                       listener=self.listener),
             recording_path=self._recording_path,
             clock=self.clock.now,
+            guard_words=self.guard_words,
+            board=self.desk.board,
         )
         self.agi = FastAgiServer(self.handler, host=s.agi_host, port=s.agi_port, allowed_peers=s.pbx_peers,
                                  read_timeout=s.agi_read_timeout)
         await self.agi.start()
         self._scheduler = asyncio.create_task(self._schedule_loop(), name="config-scheduler")
-        self.users = UserStore(self.store)  # sessions follow the wall clock, never the test clock
         app = build_app(store=self.store, health=self.health, metrics_source=self.metrics_snapshot, users=self.users)
         self.extend_app(app)
         self.runner = web.AppRunner(app, access_log=None)
@@ -195,17 +284,36 @@ class Gateway:
 
     def extend_app(self, app: web.Application) -> None:
         """Routes that need the whole gateway (admin API, test clock)."""
+        from gateway.desk.http import add_desk_routes
         from gateway.hotlines.http import add_admin_routes
 
         add_admin_routes(app, gateway=self)
+        add_desk_routes(app, desk=self.desk, timezone=self.config.timezone)
+
+    def _load_suggester(self):
+        """Suggestions from config/catalogue.yaml and config/knowledge/; None (and logged) if invalid."""
+        from gateway.desk.suggestions import load_suggester
+
+        try:
+            return load_suggester(self.settings.config_dir)
+        except GatewayError as exc:
+            self.suggest_problem = str(exc)
+            log.error("desk suggestions are off: %s", exc)
+            return None
 
     async def stop(self) -> None:
         failures = []
         if self._scheduler:
             self._scheduler.cancel()
+        if self._engine_start:
+            self._engine_start.cancel()
+            await asyncio.gather(self._engine_start, return_exceptions=True)
         for name, closer in (
             ("http", self.runner.cleanup if self.runner else None),
             ("fastagi", self.agi.stop if self.agi else None),
+            ("transcript recovery", self.recovery.stop if self.recovery else None),
+            ("audiosocket", self.audiosocket.stop if self.audiosocket else None),
+            ("speech engine", self.engine.close if self.engine else None),
             ("ami", self.ami.close if self.ami else None),
             ("database", self.store.close if self.store else None),
         ):
@@ -225,6 +333,7 @@ class Gateway:
             "http": f"http://{s.http_host}:{self.http_port}",
             "admin": f"http://{s.http_host}:{self.http_port}/admin",
             "ami": f"{s.ami_host}:{s.ami_port}",
+            "audiosocket": f"{s.audiosocket_host}:{self.audiosocket.port}" if self.audiosocket else "off",
             "sip": f"127.0.0.1:{s.sip_port}",
             "database": _safe_url(s.database_url),
             "recordings": str(Path(s.recordings_dir)),

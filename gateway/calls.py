@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -86,7 +87,9 @@ class CallHandler:
         clock: Callable[[], datetime] = _utcnow,
         metrics: Metrics | None = None,
         guard_words: Callable[[], dict] | None = None,
+        board=None,
     ) -> None:
+        self.board = board  # the supervisor's live board (gateway.desk.live.LiveBoard), if any
         self.guard_words = guard_words or dict
         self.metrics = metrics or Metrics()
         self.store = store
@@ -115,6 +118,8 @@ class CallHandler:
             flow_version=config.version, started_at=self.clock(),
         )
         log.info("call %s from %s to %s (%s) started", env.uniqueid, mask_number(caller), dialled, line.mode)
+        if self.board is not None:
+            self.board.ivr_started(env.uniqueid, line=line.number, caller=caller, now=time.monotonic())
         self.active += 1
         self.metrics.calls_started += 1
         try:
@@ -123,6 +128,8 @@ class CallHandler:
         except ChannelHangup:
             pass
         finally:
+            if self.board is not None:
+                self.board.ivr_left(env.uniqueid, state.outcome, time.monotonic())
             self.active -= 1
             self.completed += 1
             self.metrics.calls_finished += 1

@@ -175,6 +175,15 @@ def cmd_run(args) -> int:
     return 0
 
 
+# -- transcribe -------------------------------------------------------------------------------
+def cmd_transcribe(args) -> int:
+    from gateway.asr.cli import transcribe_cli
+
+    logs.setup("WARNING")
+    config = Path(args.config) if args.config else _settings().speech_config
+    return asyncio.run(transcribe_cli(Path(args.file), args.lang, config, as_json=args.json))
+
+
 # -- call ------------------------------------------------------------------------------------
 def cmd_call(args) -> int:
     from gateway.pbx.simcall import CallScript, place_call
@@ -183,12 +192,14 @@ def cmd_call(args) -> int:
     if args.digits and not all(c in "0123456789*#" for c in args.digits):
         print("--digits takes only 0-9, * and #", file=sys.stderr)
         return 2
-    if args.say and not Path(args.say).is_file():
-        print(f"--say {args.say}: no such file", file=sys.stderr)
-        return 2
+    for flag, path in [("--say", args.say)] + [("--say-option", f) for f in args.say_option or []]:
+        if path and not Path(path).is_file():
+            print(f"{flag} {path}: no such file", file=sys.stderr)
+            return 2
     script = CallScript(number=args.number, caller=args.caller, digits=args.digits or "",
                         say=Path(args.say) if args.say else None, hangup_at_menu=args.hangup_at_menu,
-                        timeout=args.timeout)
+                        timeout=args.timeout, say_options=tuple(Path(f) for f in args.say_option or []),
+                        hash_after_say=args.hash)
     result = asyncio.run(place_call(_settings(), script))
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
@@ -197,6 +208,10 @@ def cmd_call(args) -> int:
         print(f"path      {result['path'] or '(none)'}")
         print(f"hang-up   {result['hangup_cause']} {result['hangup_cause_txt']}")
         print(f"ticket    {result['ticket_id'] if result['ticket_id'] is not None else 'none'}")
+        if result.get("transcript_status") not in (None, "none"):
+            print(f"said      [{result['transcript_status']}] {result.get('transcript') or ''}")
+        if result.get("emergency"):
+            print(f"EMERGENCY {', '.join(result.get('emergency_words') or [])}")
         print(f"duration  {result['duration_s']} s")
     return 0
 
@@ -223,7 +238,13 @@ async def _users(action, args) -> int:
         users = UserStore(store)
         if action == "list":
             for user in await users.list_users():
-                print(f"{user['username']:20} {user['role']:10} {'disabled' if user['disabled'] else ''}")
+                agent = f"agent {user['agent_id']}" if user.get("agent_id") else ""
+                print(f"{user['username']:20} {user['role']:10} {agent:12} {'disabled' if user['disabled'] else ''}")
+            return 0
+        if action == "agent":
+            await users.set_agent(args.name, None if args.agent_id == "-" else args.agent_id)
+            print(f"{args.name} now answers as agent {args.agent_id}" if args.agent_id != "-"
+                  else f"{args.name} is no longer tied to an agent")
             return 0
         if args.password_stdin:
             password = sys.stdin.readline().rstrip("\r\n")
@@ -233,8 +254,8 @@ async def _users(action, args) -> int:
 
             password, generated = secrets.token_urlsafe(15), True
         if action == "add":
-            await users.create_user(args.name, password, args.role)
-            print(f"user {args.name} ({args.role}) created")
+            await users.create_user(args.name, password, args.role, agent_id=args.agent)
+            print(f"user {args.name} ({args.role}) created" + (f", answers as agent {args.agent}" if args.agent else ""))
         else:
             await users.set_password(args.name, password)
             print(f"password of {args.name} changed; their sessions are closed")
@@ -268,10 +289,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="caller", default="13800138000", help="the caller's number")
     p.add_argument("--digits", default="", help="keys to press, one per menu, e.g. 41")
     p.add_argument("--say", help="an audio file played when the caller is asked to describe the request")
+    p.add_argument("--say-option", action="append", metavar="FILE",
+                   help="an audio file said at the next speech menu instead of a key (repeatable, in order)")
+    p.add_argument("--hash", action="store_true", help="press # right after saying --say (ends it early)")
     p.add_argument("--hangup-at-menu", type=int, help="hang up when the Nth menu starts")
     p.add_argument("--timeout", type=float, default=180.0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_call)
+    p = sub.add_parser("transcribe", help="print what the speech recogniser hears in an audio file")
+    p.add_argument("file", help="a WAV file (16-bit; any rate, mono or stereo)")
+    p.add_argument("--lang", default="ko", help="recogniser language (see config/speech.yaml), default ko")
+    p.add_argument("--config", help="speech config (default config/speech.yaml)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_transcribe)
     p = sub.add_parser("config", help="configuration tools")
     csub = p.add_subparsers(dest="config_command", required=True)
     c = csub.add_parser("check", help="validate config/ (hotlines.yaml, flows/)")
@@ -283,12 +313,17 @@ def build_parser() -> argparse.ArgumentParser:
     u = usub.add_parser("add", help="create a user (prints a generated password unless --password-stdin)")
     u.add_argument("name")
     u.add_argument("--role", required=True, choices=("agent", "supervisor", "admin"))
+    u.add_argument("--agent", help="the queue member this user answers as (an agent id of hotlines.yaml, e.g. 8001)")
     u.add_argument("--password-stdin", action="store_true")
     u.set_defaults(func=cmd_user)
     u = usub.add_parser("passwd", help="set a user's password")
     u.add_argument("name")
     u.add_argument("--password-stdin", action="store_true")
     u.set_defaults(func=cmd_user)
+    u = usub.add_parser("agent", help="tie a user to a queue member (agent id), or '-' to untie")
+    u.add_argument("name")
+    u.add_argument("agent_id")
+    u.set_defaults(func=cmd_user, password_stdin=False)
     u = usub.add_parser("list", help="list users")
     u.set_defaults(func=cmd_user)
     p = sub.add_parser("db", help="database schema")

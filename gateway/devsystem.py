@@ -67,7 +67,7 @@ class System:
         self.state = Path(tempfile.mkdtemp(prefix=prefix))
         self.config_dir = self.state / "config"
         shutil.copytree(ROOT / "config", self.config_dir)
-        ami, agi, http = free_ports(3)
+        ami, agi, http, audiosocket = free_ports(4)
         sip = free_udp_tcp_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
         env.update({
@@ -77,6 +77,7 @@ class System:
             "GATEWAY_SIP_PORT": str(sip),
             "GATEWAY_AGI_PORT": str(agi),
             "GATEWAY_HTTP_PORT": str(http),
+            "GATEWAY_AUDIOSOCKET_PORT": str(audiosocket),
             "GATEWAY_LOG_LEVEL": log_level,
             "GATEWAY_TEST_CLOCK": "true" if test_clock else "false",
         })
@@ -90,6 +91,7 @@ class System:
         self.log_path = self.state / "gateway.log"
         self.sandbox_started = False
         self.last_stderr = ""  # progress lines of the last `gateway sandbox up`
+        self._token: str | None = None
 
     # -- handles ---------------------------------------------------------------------------
     @property
@@ -152,6 +154,12 @@ class System:
             raise RuntimeError(f"login as {username} gave no session cookie")
         return token
 
+    def token(self) -> str:
+        """A supervisor's session token (the user is created on first use): every /api/ route needs one."""
+        if self._token is None:
+            self._token = self.login("system-supervisor", "system-supervisor-pw-1", "supervisor")
+        return self._token
+
     def reload_gateway(self) -> None:
         if self.gateway is not None:
             self.gateway.send_signal(signal.SIGHUP)
@@ -188,6 +196,18 @@ class System:
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"gateway not healthy in {timeout:g} s:\n{self.log_path.read_text()[-3000:]}")
+
+    def wait_speech_ready(self, language: str = "ko", timeout: float = 120) -> dict:
+        """Wait until the recogniser has loaded ``language``'s model; returns /healthz's speech part."""
+        deadline = time.monotonic() + timeout
+        speech: dict = {}
+        while time.monotonic() < deadline:
+            status, body = self.http("/healthz", timeout=5)
+            speech = body.get("speech") or {}
+            if speech.get("status") == "ready" and str(speech.get("languages", {}).get(language, "")).startswith("ready"):
+                return speech
+            time.sleep(0.2)
+        raise RuntimeError(f"speech for {language} not ready in {timeout:g} s: {speech}")
 
     def stop_gateway(self) -> None:
         if self.gateway and self.gateway.poll() is None:

@@ -96,6 +96,11 @@ class Settings:
     ami_action_timeout: float = 5.0
     ami_ping_interval: float = 10.0
     sip_port: int = 5060
+    audiosocket_host: str = "127.0.0.1"
+    audiosocket_port: int = 9092
+    speech: bool = True  # GATEWAY_SPEECH=off: no recogniser at all (keys and recordings only)
+    speech_config: Path | None = None  # default: <config_dir>/speech.yaml
+    vad_threshold_dbfs: float = -40.0
     log_json: bool = False
     test_clock: bool = False
     extra: dict = field(default_factory=dict, compare=False)
@@ -184,6 +189,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ami_action_timeout=_float(env, "GATEWAY_AMI_ACTION_TIMEOUT", 5.0),
         ami_ping_interval=_float(env, "GATEWAY_AMI_PING_INTERVAL", 10.0),
         sip_port=_port(env, "GATEWAY_SIP_PORT", 5060),
+        audiosocket_host=env.get("GATEWAY_AUDIOSOCKET_HOST") or "127.0.0.1",
+        audiosocket_port=_port(env, "GATEWAY_AUDIOSOCKET_PORT", 9092),
+        speech=_bool(env, "GATEWAY_SPEECH", True),
+        speech_config=Path(env["GATEWAY_SPEECH_CONFIG"]).resolve() if env.get("GATEWAY_SPEECH_CONFIG")
+        else config_dir / "speech.yaml",
+        vad_threshold_dbfs=-_float(env, "GATEWAY_VAD_THRESHOLD_DB", 40.0),  # dB below full scale
         log_json=_bool(env, "GATEWAY_LOG_JSON", False),
         test_clock=_bool(env, "GATEWAY_TEST_CLOCK", False),
     )

@@ -365,7 +365,7 @@ class _Visit:
             await self.observer.recorded(self.state, heard.recording)
         if heard.transcript is not None and heard.transcript_status == "done":
             await self.observer.transcribed(self.state, heard.transcript)
-        elif heard.recording is not None and heard.recording.duration_ms > 0:
+        elif heard.transcript_status == "pending" and heard.recording is not None:
             await self.observer.transcript_pending(self.state, self.language, heard.error or "recognition failed")
         entry = {"node": node.id, "result": heard.ended_by,
                  "duration_ms": heard.recording.duration_ms if heard.recording else 0, "via": "speech"}

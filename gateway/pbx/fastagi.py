@@ -27,7 +27,7 @@ from gateway.errors import (
     RemoteProtocolError,
     SettingsError,
 )
-from gateway.ivr_flows.channel import Recording
+from gateway.ivr_flows.channel import Heard, Recording, SpeechUnavailable
 from gateway.masking import mask_number, mask_text
 from gateway.pbx import agi
 from gateway.pbx.agi import AgiEnvironment, AgiEnvironmentParser, AgiReply, AgiReplyReader
@@ -310,7 +310,9 @@ class AgiChannel:
         *,
         play_timeout: float = 300.0,
         logger: logging.Logger | None = None,
+        listener=None,
     ) -> None:
+        self._listener = listener  # gateway.pbx.speech.Listener, or None: no live speech
         self._session = session
         self._prompt_path = prompt_path
         self._recording_dir = recording_dir_pbx.rstrip("/") or "/"
@@ -387,6 +389,19 @@ class AgiChannel:
         else:
             ended_by = "silence"
         return Recording(path=path, fmt="wav", duration_ms=duration_ms, ended_by=ended_by)
+
+    def can_listen(self, language: str) -> bool:
+        return self._listener is not None and self._listener.can_listen(language)
+
+    async def listen(self, name: str | None, **kwargs) -> Heard:
+        """A listening step over AudioSocket (see :mod:`gateway.pbx.speech`)."""
+        if self._listener is None:
+            raise SpeechUnavailable("no speech recogniser configured")
+        if name is not None and (not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", "..")):
+            raise LocalProtocolError(f"bad recording name {name!r}")
+        if self._finished:
+            raise ChannelHangup(f"call already {self._finished}")
+        return await self._listener.listen(self._session, name, **kwargs)
 
     async def transfer_to_queue(
         self, queue: str, *, wait_seconds: int | None = None, overflow_queue: str | None = None

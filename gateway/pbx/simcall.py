@@ -6,15 +6,17 @@ enters ``inbound`` at the dialled number (exactly where SIP calls arrive), the
 of the IVR half: when a menu starts collecting keys it presses the next key
 (``PlayDTMF`` on its own half, so the key travels through the call like a
 real one); when the recording starts it plays the speech file into the call.
+Listening steps (``SET VARIABLE GW_STEP listen-...`` then ``EXEC AudioSocket``)
+are answered the same way: at a speech menu the caller says the next of
+``say_options`` (or presses the next key), at a description it says ``say``
+and, with ``hash_after_say``, presses ``#`` as soon as it has finished.
 The result (menu path, hang-up cause, ticket) is read back from the gateway.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,8 @@ class CallScript:
     key_delay: float = 0.3
     timeout: float = 180.0
     uniqueid: str | None = None  # chosen by the caller of place_call, e.g. to watch the call meanwhile
+    say_options: tuple = ()  # speech files said at speech menus, in order (keys are used after them)
+    hash_after_say: bool = False  # press '#' right after saying the description
 
 
 @dataclass
@@ -49,6 +53,8 @@ class _Progress:
     menus: int = 0
     pressed: str = ""
     said: bool = False
+    options_said: int = 0
+    step: str = ""  # the listening step announced by GW_STEP
     heard: list = field(default_factory=list)  # prompts the IVR played to this caller
     queue: str | None = None  # the first Asterisk queue the call joined, seen on AMI
     queues: list = field(default_factory=list)  # every queue joined, with the time since the call began
@@ -77,11 +83,10 @@ async def place_call(settings: Settings, script: CallScript, *, ami: AmiClient |
 async def _run(settings: Settings, script: CallScript, ami: AmiClient) -> dict:
     uid = script.uniqueid or f"sim-{uuid.uuid4().hex[:16]}"
     prog = _Progress(uniqueid=uid, caller_uid=f"{uid}-c")
-    say_pbx = None
+    say_pbx, say_seconds = None, 0.0
     if script.say is not None:
-        local = settings.instance_dir / "prompts" / "sim" / f"{uid}.wav"
-        await asyncio.to_thread(convert_recording, Path(script.say), local)
-        say_pbx = settings.pbx_path(local.with_suffix(""))
+        say_pbx, say_seconds = await _prepare(settings, Path(script.say), f"{uid}")
+    options_pbx = [await _prepare(settings, Path(f), f"{uid}-o{i}") for i, f in enumerate(script.say_options)]
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task] = set()
 
@@ -108,18 +113,31 @@ async def _run(settings: Settings, script: CallScript, ami: AmiClient) -> dict:
                 words = command.split()
                 if len(words) > 2:
                     prog.heard.append(words[2].rsplit("/", 1)[-1])
-            if command.startswith("GET DATA"):
+            if command.startswith("SET VARIABLE GW_STEP "):
+                prog.step, _, keys = command.split(" ", 3)[-1].strip('"').partition("/")
+                prog.heard.extend(k for k in keys.split("+") if k)
+            if command.startswith("GET DATA") or (command.startswith("EXEC AudioSocket")
+                                                   and prog.step == "listen-menu"):
                 prog.menus += 1
                 if script.hangup_at_menu == prog.menus:
                     spawn(act({"Action": "Hangup", "Channel": prog.caller_channel}, script.key_delay))
+                elif command.startswith("EXEC") and prog.options_said < len(options_pbx):
+                    path, _seconds = options_pbx[prog.options_said]
+                    prog.options_said += 1
+                    spawn(_say(act, prog.caller_channel, path))
                 elif len(prog.pressed) < len(script.digits):
                     digit = script.digits[len(prog.pressed)]
                     prog.pressed += digit
                     spawn(act({"Action": "PlayDTMF", "Channel": prog.caller_channel, "Digit": digit,
                                "Duration": "120"}, script.key_delay))
-            elif command.startswith("RECORD FILE") and say_pbx and not prog.said:
+            elif (command.startswith("RECORD FILE") or (command.startswith("EXEC AudioSocket")
+                                                          and prog.step == "listen-describe")) \
+                    and say_pbx and not prog.said:
                 prog.said = True
                 spawn(_say(act, prog.caller_channel, say_pbx))
+                if script.hash_after_say:
+                    spawn(act({"Action": "PlayDTMF", "Channel": prog.caller_channel, "Digit": "#",
+                               "Duration": "120"}, 0.4 + say_seconds + 0.3))
         elif name == "QueueCallerJoin" and euid == uid:
             prog.queue = prog.queue or h.get("Queue")
             prog.queues.append({"queue": h.get("Queue"), "at_s": round(time.monotonic() - started, 2)})
@@ -148,7 +166,7 @@ async def _run(settings: Settings, script: CallScript, ami: AmiClient) -> dict:
             task.cancel()
         ami.unsubscribe_raw(on_event)
     duration = time.monotonic() - started
-    call = await _fetch_call(settings, uid)
+    call, ticket = await _fetch_call(settings, uid)
     return {
         "uniqueid": uid,
         "number": script.number,
@@ -157,6 +175,10 @@ async def _run(settings: Settings, script: CallScript, ami: AmiClient) -> dict:
         "hangup_cause": prog.hangup_cause,
         "hangup_cause_txt": prog.hangup_txt,
         "ticket_id": (call or {}).get("ticket_id"),
+        "transcript": (ticket or {}).get("transcript"),
+        "transcript_status": (ticket or {}).get("transcript_status"),
+        "emergency": (ticket or {}).get("emergency"),
+        "emergency_words": (ticket or {}).get("emergency_words"),
         "call_status": (call or {}).get("status"),
         "duration_s": round(duration, 2),
         "heard": prog.heard,
@@ -164,6 +186,21 @@ async def _run(settings: Settings, script: CallScript, ami: AmiClient) -> dict:
         "queues": prog.queues,
         "agent": prog.agent,
     }
+
+
+async def _prepare(settings: Settings, source: Path, name: str) -> tuple[str, float]:
+    """Convert a speech file for the caller's channel; its PBX path and length in seconds."""
+    local = settings.instance_dir / "prompts" / "sim" / f"{name}.wav"
+    await asyncio.to_thread(convert_recording, source, local)
+    seconds = await asyncio.to_thread(_wav_seconds, local)
+    return settings.pbx_path(local.with_suffix("")), seconds
+
+
+def _wav_seconds(path: Path) -> float:
+    import wave
+
+    with wave.open(str(path), "rb") as w:
+        return w.getnframes() / float(w.getframerate() or 8000)
 
 
 async def _say(act, channel: str, say_pbx: str) -> None:
@@ -178,22 +215,24 @@ def _fmt(step: dict) -> str:
     return format_step(step)
 
 
-async def _fetch_call(settings: Settings, uid: str, deadline: float = 5.0) -> dict | None:
-    """Read the call back from the gateway, waiting for the hang-up to be recorded there."""
-    url = f"http://{settings.http_host}:{settings.http_port}/api/calls/{uid}"
-    end = time.monotonic() + deadline
-    call = None
-    while time.monotonic() < end:
-        call = await asyncio.to_thread(_get_json, url)
-        if call and call.get("status") == "ended":
-            return call
-        await asyncio.sleep(0.2)
-    return call
+async def _fetch_call(settings: Settings, uid: str, deadline: float = 5.0) -> tuple[dict | None, dict | None]:
+    """The call and its ticket as the gateway stored them, waiting for the hang-up to be recorded.
 
+    Read from the gateway's database (the simulated caller is a tool on the gateway's own
+    machine; the HTTP API would need a login).
+    """
+    from gateway.ticketing.store import TicketStore
 
-def _get_json(url: str) -> dict | None:
+    store = await TicketStore.open(settings.database_url)
     try:
-        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback URL from settings
-            return json.loads(resp.read().decode("utf-8"))
-    except Exception:  # noqa: BLE001 - the gateway may not have the call (yet)
-        return None
+        end = time.monotonic() + deadline
+        call = None
+        while time.monotonic() < end:
+            call = await store.get_call(uid)
+            if call and call.get("status") == "ended":
+                break
+            await asyncio.sleep(0.2)
+        ticket = await store.get_ticket(call["ticket_id"]) if call and call.get("ticket_id") else None
+        return call, ticket
+    finally:
+        await store.close()

@@ -46,7 +46,7 @@ def _set_clock(system, token, when: str | None) -> None:
 async def _wait_in_menu(system, uid: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status, call = system.http(f"/api/calls/{uid}")
+        status, call = system.http(f"/api/calls/{uid}", token=system.token())
         if status == 200 and any(s["node"] == "emergency_notice" for s in call["menu_path"]):
             return
         await asyncio.sleep(0.2)
@@ -82,10 +82,10 @@ def test_given_a_call_in_the_menu_when_its_line_changes_mode_then_it_finishes_on
         assert any(ln.startswith("-") and ln.strip("- ") == "mode: dual_number" for ln in diff), diff
         assert any(ln.startswith("+") and ln.strip("+ ") == "mode: retired" for ln in diff), diff
         assert old["heard"][0] == "line-12369-greeting" and old["queue"] == "q-12369"
-        _, old_ticket = system.http(f"/api/tickets/{old['ticket_id']}")
+        _, old_ticket = system.http(f"/api/tickets/{old['ticket_id']}", token=system.token())
         assert old_ticket["merge_mode"] == "dual_number" and old["hangup_cause"] == 16
         assert new["heard"][0] == "line-12369-announcement" and new["queue"] == "q-report"
-        _, new_ticket = system.http(f"/api/tickets/{new['ticket_id']}")
+        _, new_ticket = system.http(f"/api/tickets/{new['ticket_id']}", token=system.token())
         assert new_ticket["merge_mode"] == "retired" and new_ticket["department"] == "市生态环境局"
     finally:
         _rollback_to(system, admin, base)
@@ -109,7 +109,7 @@ def test_given_a_sub_centre_nobody_answers_when_called_then_it_overflows_to_cent
         assert joined == ["q-12399", "q-complaint"], result
         waited = result["queues"][1]["at_s"] - result["queues"][0]["at_s"]
         assert waited <= 5 + 3, waited  # the overflow time, plus Asterisk's one-second queue ticks
-        _, ticket = system.http(f"/api/tickets/{result['ticket_id']}")
+        _, ticket = system.http(f"/api/tickets/{result['ticket_id']}", token=system.token())
         assert ticket["handled_by"] == "测试局" and ticket["queue"] == "q-12399"
         assert ticket["overflow_queue"] == "q-complaint" and ticket["overflow_reason"] == "no_answer"
         assert result["agent"]  # central answered
@@ -127,7 +127,7 @@ def test_given_the_calendar_when_a_sub_centre_is_called_then_holidays_and_make_u
         result = asyncio.run(place_call(system.settings, CallScript(number="12366", digits="12")))
     finally:
         _set_clock(system, admin, None)
-    _, ticket = system.http(f"/api/tickets/{result['ticket_id']}")
+    _, ticket = system.http(f"/api/tickets/{result['ticket_id']}", token=system.token())
     if opened:
         assert result["heard"][0] == "line-12366-greeting" and ticket["queue"] == "q-12366"
         assert ticket["handled_by"] == "国家税务总局北京市税务局"
@@ -240,5 +240,5 @@ def test_given_the_live_config_when_exported_and_imported_then_a_version_round_t
         assert audit["items"][0]["actor"] == "admin-e2e" and audit["items"][0]["details"]["comment"] == "reviewed in git"
     finally:
         _rollback_to(system, admin, base)
-    _, openapi = system.http("/api/openapi.json")
+    _, openapi = system.http("/api/openapi.json", token=system.token())
     assert "/api/admin/dry-run" in openapi["paths"]
