@@ -78,26 +78,36 @@ class FrameParser:
         self.uuid_seen = False
 
     def feed(self, data: bytes) -> list[Frame]:
-        self._buf.extend(data)
+        """Buffer ``data`` and return every complete frame (raises on the first bad one)."""
+        self.push(data)
         frames = []
-        while len(self._buf) >= 3:
-            kind, length = self._buf[0], int.from_bytes(self._buf[1:3], "big")
-            if kind not in KINDS:
-                raise AudioSocketProtocolError(f"unknown frame kind 0x{kind:02x}")
-            if length > MAX_PAYLOAD:
-                raise AudioSocketProtocolError(f"frame of {length} bytes announced (max {MAX_PAYLOAD})")
-            if len(self._buf) < 3 + length:
-                break
-            frame = Frame(kind, bytes(self._buf[3:3 + length]))
-            del self._buf[:3 + length]
-            if frame.kind == KIND_UUID:
-                if self.uuid_seen:
-                    raise AudioSocketProtocolError("a second UUID frame")
-                self.uuid_seen = True
-            elif frame.kind in (KIND_AUDIO, KIND_DTMF) and not self.uuid_seen:
-                raise AudioSocketProtocolError("audio or DTMF before the UUID frame")
+        while (frame := self.next_frame()) is not None:
             frames.append(frame)
         return frames
+
+    def push(self, data: bytes) -> None:
+        self._buf.extend(data)
+
+    def next_frame(self) -> Frame | None:
+        """The next complete frame, None if more bytes are needed; frames before an error come out first."""
+        if len(self._buf) < 3:
+            return None
+        kind, length = self._buf[0], int.from_bytes(self._buf[1:3], "big")
+        if kind not in KINDS:
+            raise AudioSocketProtocolError(f"unknown frame kind 0x{kind:02x}")
+        if length > MAX_PAYLOAD:
+            raise AudioSocketProtocolError(f"frame of {length} bytes announced (max {MAX_PAYLOAD})")
+        if len(self._buf) < 3 + length:
+            return None
+        frame = Frame(kind, bytes(self._buf[3:3 + length]))
+        del self._buf[:3 + length]
+        if frame.kind == KIND_UUID:
+            if self.uuid_seen:
+                raise AudioSocketProtocolError("a second UUID frame")
+            self.uuid_seen = True
+        elif frame.kind in (KIND_AUDIO, KIND_DTMF) and not self.uuid_seen:
+            raise AudioSocketProtocolError("audio or DTMF before the UUID frame")
+        return frame
 
     def end(self) -> None:
         """The peer closed: a partly received frame is an error."""
@@ -163,7 +173,7 @@ class AudioSocketCall:
     async def wait_connected(self, timeout: float) -> bool:
         try:
             await asyncio.wait_for(self._connected.wait(), timeout)
-            return not self._closed
+            return self._writer is not None  # Asterisk connected (it may have hung up since)
         except asyncio.TimeoutError:
             return False
 
@@ -336,7 +346,8 @@ class AudioSocketServer:
                     elif not parser.uuid_seen:
                         self._counters["no_uuid"] += 1
                     return
-                for frame in parser.feed(data):
+                parser.push(data)
+                while (frame := parser.next_frame()) is not None:
                     if frame.kind == KIND_UUID:
                         key = uuid_from_payload(frame.payload)
                         call = self._expected.get(key)
