@@ -211,6 +211,16 @@ def test_given_an_agent_at_the_desk_when_a_call_is_answered_then_the_ticket_pops
         suggestions = ticket.locator(".suggest-body")
         expect(suggestions.locator('.sg[data-kind="request_type"]')).to_contain_text("建议")
         expect(ticket.locator(".transcript-status")).not_to_be_empty()
+        audio = ticket.locator("audio.recording")  # the caller's description, played in the page
+        expect(audio).to_be_visible()
+        assert audio.get_attribute("src") == f"/api/tickets/{ticket_id}/recording"
+        wav = page.request.get(f"/api/tickets/{ticket_id}/recording")
+        assert wav.ok and wav.headers["content-type"].startswith("audio/wav") and len(wav.body()) > 8000
+        seconds = audio.evaluate("""a => new Promise((ok, bad) => {
+            a.onloadedmetadata = () => ok(a.duration);
+            a.onerror = () => bad(new Error("audio error " + (a.error && a.error.code)));
+            a.preload = "metadata"; a.load(); })""")
+        assert seconds > 1, seconds
         a.screenshot("desk-1-pop")
 
         # -- the agent types; a reload brings it back (the server has the draft too) --------------------
