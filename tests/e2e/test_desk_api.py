@@ -1,0 +1,111 @@
+"""End to end, the desk API: a real call through the sandbox Asterisk pops on the agent's
+WebSocket when Asterisk's queue connects it (AMI AgentConnect), a desk that was away gets
+what it missed, and the decision rules hold over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from gateway.pbx.simcall import CallScript, place_call
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+
+@pytest.fixture(scope="module")
+def speech_zh(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("desk") / "caller.wav"
+    subprocess.run(["espeak-ng", "-v", "cmn", "-w", str(path), "建议在小区门口增加一个公交站"], check=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def agent(system):
+    token = system.login("desk-8002", "desk-8002-password", "agent")
+    system.cli("user", "agent", "desk-8002", "8002")
+    return token
+
+
+async def _ws_events(system, token: str, since: int, *, want: int, timeout: float) -> list[dict]:
+    url = f"http://127.0.0.1:{system.http_port}/api/desk/ws?since={since}"
+    events: list[dict] = []
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
+        async with session.ws_connect(url) as ws:
+            try:
+                async with asyncio.timeout(timeout):
+                    async for msg in ws:
+                        events.append(msg.json())
+                        if len([e for e in events if e["type"] != "hello"]) >= want:
+                            break
+            except TimeoutError:
+                pass
+    return events
+
+
+def test_given_an_agent_desk_when_its_call_connects_then_the_draft_pops_and_a_returning_desk_gets_it_too(
+        system, agent, speech_zh):
+    async def scenario():
+        listening = asyncio.ensure_future(_ws_events(system, agent, 0, want=1, timeout=150))
+        await asyncio.sleep(1)
+        # 2 = 建议 -> q-suggest, whose only member is agent 8002
+        result = await place_call(system.settings, CallScript(number="12345", caller="13700000001", digits="22",
+                                                              say=speech_zh))
+        return result, await listening
+
+    result, events = asyncio.run(scenario())
+    assert events[0]["type"] == "hello" and events[0]["agent_id"] == "8002"
+    pop = next(e for e in events if e["type"] == "screen_pop")
+    ticket = pop["ticket"]
+    assert ticket["id"] == result["ticket_id"] and pop["queue"] == "q-suggest"
+    assert ticket["caller_number"] == "13700000001"  # the answering agent may call back
+    assert ticket["line_number"] == "12345" and ticket["category"] == "建议" and ticket["merge_mode"] == "primary"
+    assert [s["node"] for s in ticket["menu_path"]][:2] == ["hours", "greeting"]
+    assert ticket["recording_url"] == f"/api/tickets/{ticket['id']}/recording"
+    assert ticket["suggestions"]["request_type"]["category"] == "建议"
+
+    # a desk that was away (reconnecting with the last number it saw) gets the pop again
+    replay = asyncio.run(_ws_events(system, agent, pop["seq"] - 1, want=1, timeout=5))
+    assert [e["type"] for e in replay] == ["hello", "screen_pop"] and replay[1]["seq"] == pop["seq"]
+    assert asyncio.run(_ws_events(system, agent, pop["seq"], want=1, timeout=2))[1:] == []
+
+    # the recording plays for the agent; the inbox has the draft
+    status, inbox = system.http("/api/desk/inbox", token=agent)
+    assert status == 200 and ticket["id"] in [t["id"] for t in inbox["items"]]
+    req_status, body = system.http(ticket["recording_url"], token=agent)
+    assert req_status == 200
+
+
+def test_given_a_draft_when_two_desks_decide_it_then_the_second_gets_409_with_who(system, agent):
+    other = system.login("desk-other", "desk-other-password", "agent")
+    status, inbox = system.http("/api/desk/inbox", token=agent)
+    ticket = inbox["items"][0]
+    body = {"version_id": ticket["version_id"], "category": "建议", "urgency": "normal", "place": "朝阳区",
+            "summary": "建议在小区门口增加公交站", "dispatch_mode": "direct",
+            "units": [{"id": "transport", "name": "市交通委", "kind": "city_department"}]}
+    status, saved = system.http(f"/api/desk/tickets/{ticket['id']}/draft", method="PUT",
+                                body={"data": {"summary": "建议在小区门口"}}, token=agent)
+    assert status == 200
+    status, won = system.http(f"/api/desk/tickets/{ticket['id']}/submit", method="POST", body=body, token=agent)
+    assert status == 200 and won["status"] == "submitted" and won["decided_by"] == "desk-8002"
+    status, lost = system.http(f"/api/desk/tickets/{ticket['id']}/close", method="POST",
+                               body={"version_id": ticket["version_id"], "answer": "已答复"}, token=other)
+    assert status == 409 and "desk-8002" in lost["message"]
+    status, view = system.http(f"/api/desk/tickets/{ticket['id']}", token=other)
+    assert view["caller_number"] == "137****0001" and view["status"] == "submitted"  # not their call
+    status, bad = system.http(f"/api/desk/tickets/{ticket['id']}/submit", method="POST",
+                              body={**body, "dispatch_mode": "sideways"}, token=other)
+    assert status == 400 and bad["details"]["field"] == "dispatch_mode"
+
+
+def test_given_a_supervisor_when_reading_the_overview_then_today_counts_calls_per_line_and_type(system, agent):
+    status, overview = system.http("/api/supervisor/overview", token=system.token())
+    assert status == 200
+    assert overview["today"]["per_line"].get("12345", 0) >= 1 and overview["today"]["per_type"].get("建议", 0) >= 1
+    assert {"in_ivr", "queues", "talking", "abandoned_since_start"} <= set(overview)
+    assert system.http("/api/supervisor/overview", token=agent)[0] == 403
+    assert system.http("/api/supervisor/overview")[0] == 401
