@@ -11,6 +11,7 @@ Routes (all behind a login; roles in brackets)::
     POST /api/desk/tickets/{id}/close            answered on the call (same rules)
     GET  /api/desk/tickets/{id}/dispatch         what the handling unit receives
     GET  /api/tickets/{id}/recording             the caller's recording (audio/wav)
+    GET  /api/tickets/{id}/audit                 the ticket's audit trail [supervisor|admin]
     GET  /api/supervisor/overview                live calls, queues, agents; today's counts
 """
 
@@ -107,7 +108,7 @@ async def save_draft(request: web.Request) -> web.Response:
     if not isinstance(data, dict):
         raise BadRequest("send {\"data\": {...}} with the fields typed so far")
     desk = request.app[DESK]
-    saved = await desk.desk.save_draft(_ticket_id(request), request["user"]["username"], data, now=desk.clock())
+    saved = await desk.save_draft(_ticket_id(request), request["user"], data)
     return web.json_response(saved)
 
 
@@ -138,9 +139,19 @@ async def dispatch(request: web.Request) -> web.Response:
 async def recording(request: web.Request) -> web.StreamResponse:
     desk = request.app[DESK]
     ticket = await desk.store.get_ticket(_ticket_id(request))
+    await desk.check_lock(ticket["id"], request["user"])
     path = await asyncio.to_thread(desk.recording_file, ticket)
     await desk.desk.audit(request["user"]["username"], "ticket.recording_played", ticket["id"])
     return web.FileResponse(path, headers={"Content-Type": "audio/wav", "Cache-Control": "no-store"})
+
+
+@require_role("supervisor", "admin")
+async def ticket_audit(request: web.Request) -> web.Response:
+    """Who did what to a ticket (IVR, desk, supervisor), oldest first."""
+    ticket_id = _ticket_id(request)
+    desk = request.app[DESK]
+    await desk.store.get_ticket(ticket_id)  # 404 for an unknown ticket
+    return web.json_response({"items": await desk.store.list_audit("ticket", str(ticket_id))})
 
 
 @require_role("supervisor", "admin")
@@ -221,4 +232,5 @@ def add_desk_routes(app: web.Application, *, desk: DeskService, timezone: str) -
     r.add_post("/api/desk/tickets/{ticket_id}/close", close)
     r.add_get("/api/desk/tickets/{ticket_id}/dispatch", dispatch)
     r.add_get("/api/tickets/{ticket_id}/recording", recording)
+    r.add_get("/api/tickets/{ticket_id}/audit", ticket_audit)
     r.add_get("/api/supervisor/overview", overview)

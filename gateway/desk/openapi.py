@@ -15,7 +15,8 @@ def _r(description: str, schema: dict | None = None, ctype: str = "application/j
 
 
 _ERRORS = {"400": _r("malformed request; the field is in details.field", _ERROR), "401": _r("not logged in", _ERROR),
-           "403": _r("role not allowed, or CSRF token missing/wrong", _ERROR), "404": _r("no such ticket", _ERROR)}
+           "403": _r("role not allowed, CSRF token missing/wrong, or another agent's draft (error: locked)",
+                     _ERROR), "404": _r("no such ticket", _ERROR)}
 _DECISION = {
     "type": "object", "required": ["version_id"],
     "properties": {
@@ -55,6 +56,8 @@ def desk_paths() -> dict:
         "/api/tickets/{ticket_id}/recording": {"get": _op("the caller's recording", params=_TICKET_ID,
                                                           schema={"type": "string", "format": "binary"},
                                                           ctype="audio/wav")},
+        "/api/tickets/{ticket_id}/audit": {"get": _op("the ticket's audit trail (supervisor, admin)",
+                                                      params=_TICKET_ID)},
         "/api/calls/{uniqueid}": {"get": _op("one call", params=[
             {"name": "uniqueid", "in": "path", "required": True, "schema": {"type": "string"}}])},
         "/api/desk/inbox": {"get": _op("my open drafts (calls I answered) and the last pop number")},

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from gateway.desk.live import LiveBoard
-from gateway.errors import NotFound
+from gateway.errors import GatewayError, NotFound
 from gateway.masking import mask_number
 from gateway.pbx.ami_events import AgentConnect, AmiEvent, agent_id_of
 from gateway.ticketing.desk_store import DeskStore
@@ -46,6 +46,22 @@ def may_see_number(viewer: dict, call_agent: str | None) -> bool:
     if viewer.get("role") in FULL_NUMBER_ROLES:
         return True
     return bool(viewer.get("agent_id")) and viewer.get("agent_id") == call_agent
+
+
+class DraftLocked(GatewayError):
+    """Another agent's call: its draft is theirs until decided (supervisors may take over)."""
+
+    status_code = 403
+    error_id = "locked"
+
+
+def check_lock(ticket: dict, viewer: dict, call_agent: str | None) -> None:
+    """An agent may open a draft only of a call they answered (or one nobody answered)."""
+    if viewer.get("role") != "agent" or ticket.get("status") != "draft" or not call_agent:
+        return
+    if viewer.get("agent_id") != call_agent:
+        raise DraftLocked(f"此草稿由坐席 {call_agent} 受理中 / this draft belongs to agent {call_agent} "
+                          "until it is submitted or closed", details={"agent": call_agent})
 
 
 def ticket_view(ticket: dict, viewer: dict, *, call_agent: str | None) -> dict:
@@ -172,6 +188,7 @@ class DeskService:
     async def view(self, ticket_id: int, viewer: dict, *, ticket: dict | None = None, audit: bool = True) -> dict:
         ticket = ticket or await self.store.get_ticket(ticket_id)
         call = await self.desk.call_of_ticket(ticket_id) or {}
+        check_lock(ticket, viewer, call.get("agent"))
         out = ticket_view(ticket, viewer, call_agent=call.get("agent"))
         out["call"] = {"uniqueid": call.get("uniqueid"), "agent": call.get("agent"), "status": call.get("status")}
         out["suggestions"] = await self.suggestions(ticket)
@@ -216,6 +233,7 @@ class DeskService:
         from gateway.ticketing.desk_store import check_decision
 
         fields = check_decision(outcome, body, categories=categories)
+        await self.check_lock(ticket_id, viewer)
         try:
             ticket = await self.desk.decide(ticket_id, outcome=outcome, version_id=body.get("version_id"),
                                             fields=fields, actor=viewer["username"], now=self.clock())
@@ -225,6 +243,15 @@ class DeskService:
         self.counters[outcome] += 1
         call = await self.desk.call_of_ticket(ticket_id) or {}
         return ticket_view(ticket, viewer, call_agent=call.get("agent"))
+
+    async def check_lock(self, ticket_id: int, viewer: dict) -> None:
+        ticket = await self.store.get_ticket(ticket_id)
+        call = await self.desk.call_of_ticket(ticket_id) or {}
+        check_lock(ticket, viewer, call.get("agent"))
+
+    async def save_draft(self, ticket_id: int, viewer: dict, data: dict) -> dict:
+        await self.check_lock(ticket_id, viewer)
+        return await self.desk.save_draft(ticket_id, viewer["username"], data, now=self.clock())
 
     def overview_live(self) -> dict:
         return self.board.snapshot(self.monotonic())

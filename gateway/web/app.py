@@ -69,12 +69,19 @@ async def metrics(request: web.Request) -> web.Response:
 DESK_ROLES = ("agent", "supervisor", "admin")
 
 
+_PERSONAL = ("transcript", "transcript_words", "recording_path")
+
+
 def _numbers_for(request: web.Request, item: dict) -> dict:
-    """Agents see callers' numbers masked in the general API (the desk shows their own calls whole)."""
+    """In the general API agents see callers' numbers masked and no transcripts or recordings
+    (the desk shows an agent their own calls whole); supervisors and admins see everything."""
     user = request.get("user") or {}
-    if user.get("role") in ("supervisor", "admin") or not item.get("caller_number"):
+    if user.get("role") in ("supervisor", "admin"):
         return item
-    return dict(item, caller_number=mask_number(item["caller_number"]), caller_number_masked=True)
+    out = {k: v for k, v in item.items() if k not in _PERSONAL}
+    if item.get("caller_number"):
+        out.update(caller_number=mask_number(item["caller_number"]), caller_number_masked=True)
+    return out
 
 
 @require_role(*DESK_ROLES)

@@ -80,10 +80,17 @@ def test_given_an_agent_desk_when_its_call_connects_then_the_draft_pops_and_a_re
     assert req_status == 200
 
 
-def test_given_a_draft_when_two_desks_decide_it_then_the_second_gets_409_with_who(system, agent):
+def test_given_a_draft_when_others_try_it_then_locked_for_agents_and_409_with_who_once_decided(system, agent):
     other = system.login("desk-other", "desk-other-password", "agent")
     status, inbox = system.http("/api/desk/inbox", token=agent)
     ticket = inbox["items"][0]
+    # another agent cannot open, type into or decide a draft of a call they did not answer
+    for method, path, payload in (("GET", "", None), ("PUT", "/draft", {"data": {"summary": "x"}}),
+                                  ("POST", "/close", {"version_id": ticket["version_id"], "answer": "好"})):
+        status, locked = system.http(f"/api/desk/tickets/{ticket['id']}{path}", method=method, body=payload,
+                                     token=other)
+        assert status == 403 and locked["error"] == "locked", (path, locked)
+    assert system.http(f"/api/tickets/{ticket['id']}/recording", token=other)[0] == 403
     body = {"version_id": ticket["version_id"], "category": "建议", "urgency": "normal", "place": "朝阳区",
             "summary": "建议在小区门口增加公交站", "dispatch_mode": "direct",
             "units": [{"id": "transport", "name": "市交通委", "kind": "city_department"}]}
@@ -93,13 +100,41 @@ def test_given_a_draft_when_two_desks_decide_it_then_the_second_gets_409_with_wh
     status, won = system.http(f"/api/desk/tickets/{ticket['id']}/submit", method="POST", body=body, token=agent)
     assert status == 200 and won["status"] == "submitted" and won["decided_by"] == "desk-8002"
     status, lost = system.http(f"/api/desk/tickets/{ticket['id']}/close", method="POST",
-                               body={"version_id": ticket["version_id"], "answer": "已答复"}, token=other)
-    assert status == 409 and "desk-8002" in lost["message"]
+                               body={"version_id": ticket["version_id"], "answer": "已答复"}, token=system.token())
+    assert status == 409 and "desk-8002" in lost["message"]  # a supervisor arriving second is told who
+    status, audit = system.http(f"/api/tickets/{ticket['id']}/audit", token=system.token())
+    actions = [a["action"] for a in audit["items"]]
+    assert "ticket.draft_created" in actions and "ticket.screen_pop" in actions and "ticket.submitted" in actions
+    assert next(a for a in audit["items"] if a["action"] == "ticket.submitted")["actor"] == "desk-8002"
     status, view = system.http(f"/api/desk/tickets/{ticket['id']}", token=other)
     assert view["caller_number"] == "137****0001" and view["status"] == "submitted"  # not their call
     status, bad = system.http(f"/api/desk/tickets/{ticket['id']}/submit", method="POST",
                               body={**body, "dispatch_mode": "sideways"}, token=other)
     assert status == 400 and bad["details"]["field"] == "dispatch_mode"
+    assert system.http("/admin", token=other)[0] == 403  # an agent cannot open the admin page
+    assert system.http("/api/admin/overview", token=other)[0] == 403
+
+
+def test_given_a_repeat_caller_when_the_second_call_pops_then_the_first_ticket_is_shown_and_linked(
+        system, agent, speech_zh):
+    async def scenario():
+        listening = asyncio.ensure_future(_ws_events(system, agent, 10**6, want=1, timeout=150))
+        await asyncio.sleep(1)
+        result = await place_call(system.settings, CallScript(number="12345", caller="13700000001", digits="22",
+                                                              say=speech_zh))
+        return result, await listening
+
+    result, events = asyncio.run(scenario())
+    ticket = next(e for e in events if e["type"] == "screen_pop")["ticket"]
+    assert ticket["id"] == result["ticket_id"]
+    earlier = ticket["suggestions"]["earlier"]
+    first = earlier[0]
+    assert first["status"] == "submitted" and first["reason"]  # the same number's ticket, with why
+    body = {"version_id": ticket["version_id"], "category": "建议", "summary": "再次反映：小区门口增设公交站",
+            "dispatch_mode": "direct", "units": [{"id": "transport", "name": "市交通委"}],
+            "linked_ticket_id": first["ticket_id"]}
+    status, done = system.http(f"/api/desk/tickets/{ticket['id']}/submit", method="POST", body=body, token=agent)
+    assert status == 200 and done["linked_ticket_id"] == first["ticket_id"]
 
 
 def test_given_a_supervisor_when_reading_the_overview_then_today_counts_calls_per_line_and_type(system, agent):

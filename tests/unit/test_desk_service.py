@@ -220,3 +220,24 @@ def test_given_the_openapi_document_when_compared_with_the_routes_then_every_api
                if r.resource and r.resource.canonical.startswith("/api/") and r.method != "HEAD"
                and r.method.lower() not in paths.get(r.resource.canonical, {})]
     assert missing == []
+
+
+async def test_given_another_agents_draft_when_an_agent_opens_or_decides_it_then_locked_but_a_supervisor_may(world):
+    from gateway.desk.service import DraftLocked
+
+    store, _, desk = world
+    ticket_id = await _call(store, "u1")
+    await store.mark_agent("u1", "8001")
+    version = (await store.get_ticket(ticket_id))["version_id"]
+    a2 = {"username": "a2", "role": "agent", "agent_id": "8002"}
+    for attempt in (desk.view(ticket_id, a2), desk.save_draft(ticket_id, a2, {"summary": "x"}),
+                    desk.decide(ticket_id, "answered", {"answer": "好", "version_id": version}, a2,
+                                categories=CATEGORIES)):
+        with pytest.raises(DraftLocked, match="8001"):
+            await attempt
+    boss = {"username": "boss", "role": "supervisor"}
+    assert (await desk.view(ticket_id, boss))["caller_number"] == "13800138000"
+    done = await desk.decide(ticket_id, "answered", {"answer": "已答复", "version_id": version}, boss,
+                             categories=CATEGORIES)
+    assert done["status"] == "answered"
+    assert (await desk.view(ticket_id, a2))["caller_number"] == "138****8000"  # decided: readable, masked
