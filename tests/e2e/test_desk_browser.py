@@ -280,7 +280,7 @@ def test_given_two_agents_with_the_same_ticket_when_both_submit_then_the_second_
         system, chromium, desk_users, speech):
     token = desk_users
     expect.set_options(timeout=20_000)
-    result = _call(system, speech).finish()
+    result = _call(system, speech, digits="21").finish()  # 建议, and 保密: hide me from the handling unit
     ticket_id = result["ticket_id"]
     assert ticket_id, result
     a, b = Browser(chromium, system, AGENT_A), Browser(chromium, system, AGENT_B)
@@ -310,9 +310,16 @@ def test_given_two_agents_with_the_same_ticket_when_both_submit_then_the_second_
         ticket_a.locator("button.submit").click()
         expect(a.page.locator("#status")).to_contain_text(f"工单 #{ticket_id} 已提交派单")
 
-        # B, who loaded the same version, submits too: 409, told who took it, the ticket marked
+        # B, who loaded the same version, sees the confidential caller, previews, submits too:
+        # 409, told who took it, the ticket marked
         ticket_b = b.page.locator(f'#detail .ticket[data-ticket-id="{ticket_id}"]')
+        expect(ticket_b.locator(".badges .confidential")).to_contain_text("保密")
+        expect(b.page.locator(f'#open-list li[data-ticket-id="{ticket_id}"] .confidential')).to_have_text("保密")
+        expect(ticket_b.locator('ol.menu-path li[data-node="confidential_menu"]')).to_contain_text("保密 按 1")
         b.page.fill("#f-summary", "乙坐席的摘要 agent B")
+        ticket_b.locator("button.preview").click()
+        expect(ticket_b.locator('.preview-box dd[data-field="caller"]')).to_contain_text("保密")
+        expect(ticket_b.locator('.preview-box dd[data-field="caller_number"]')).to_contain_text("不提供")
         ticket_b.locator("button.submit").click()
         expect(ticket_b.locator(".decision-error")).to_contain_text(f"工单已由 {AGENT_A}")
         expect(ticket_b.locator(".taken-banner")).to_be_visible()
@@ -321,6 +328,7 @@ def test_given_two_agents_with_the_same_ticket_when_both_submit_then_the_second_
         expect(b.page.locator(f'#done-list li[data-ticket-id="{ticket_id}"]')).to_have_attribute("data-status", "taken")
         expect(b.page.locator(f'#open-list li[data-ticket-id="{ticket_id}"]')).to_have_count(0)
         expect(ticket_b.locator("button.submit")).to_be_disabled()
+        expect(ticket_b.locator(".preview-box")).to_be_hidden()  # that dispatch will not happen
         expect(ticket_b.locator(".badges")).to_contain_text("已派单")  # reloaded: what is stored now
         b.screenshot("desk-4-conflict")
         a.screenshot("desk-5-winner")

@@ -739,6 +739,8 @@ function markTaken(entry, message) {
   clearTimeout(entry.saveTimer);
   entry.saveTimer = null;
   dropLocalDraft(entry.id);
+  const box = $(`#detail .ticket[data-ticket-id="${entry.id}"] .preview-box`);
+  if (box) { box.hidden = true; box.replaceChildren(); }  // it showed a dispatch that will not happen
   renderList();
   if (state.selected === entry.id) renderState(entry);
 }
