@@ -54,6 +54,7 @@ ROLES = ("agent", "supervisor", "admin")
 COOKIE = "gw_session"
 CSRF_HEADER = "X-CSRF-Token"
 DEFAULT_NEXT = "/admin"
+ROLE_HOME = {"agent": "/desk", "supervisor": "/supervisor", "admin": "/admin"}
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -469,7 +470,8 @@ async def login(request: web.Request) -> web.StreamResponse:
         return _json_error(400, "bad-request", "send JSON {username, password}")
     if not _same_origin(request):
         return _json_error(403, "csrf", "cross-site login refused")
-    nxt = safe_next(data.get("next"))
+    explicit = data.get("next") if isinstance(data.get("next"), str) and data.get("next") else None
+    nxt = safe_next(explicit) if explicit else ""
     username, password = data.get("username"), data.get("password")
     try:
         user = await users.authenticate(username if isinstance(username, str) else "",
@@ -487,8 +489,9 @@ async def login(request: web.Request) -> web.StreamResponse:
     if old and not bearer:
         await users.delete_session(old)  # one browser, one session
     token, csrf = await users.create_session(user["id"])
+    nxt = nxt or ROLE_HOME.get(user["role"], DEFAULT_NEXT)  # no page asked for: the role's own page
     response: web.StreamResponse = web.HTTPFound(nxt) if form else web.json_response(
-        {"user": user, "csrf_token": csrf})
+        {"user": user, "csrf_token": csrf, "next": nxt})
     response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/", secure=request.secure,
                         max_age=int(users.session_ttl.total_seconds()))
     if form:
@@ -540,7 +543,10 @@ button{margin-top:18px;width:100%;padding:10px;background:#1d5fbf;color:#fff;bor
     fetch("/api/login", {method: "POST", credentials: "same-origin", headers: {"Content-Type": "application/json"},
       body: JSON.stringify({username: form.username.value, password: form.password.value})})
       .then(function (resp) {
-        if (resp.ok) { location.assign(local(document.getElementById("next").value)); return; }
+        if (resp.ok) {
+          resp.json().then(function (b) { location.assign(local(document.getElementById("next").value || b.next)); });
+          return;
+        }
         error.textContent = resp.status === 429 ? "__THROTTLED__" : "__FAILED__";
       })
       .catch(function () { error.textContent = "网络错误 Network error"; });
@@ -554,7 +560,8 @@ _MESSAGES = {"1": "用户名或密码错误 Wrong username or password",
 
 async def login_page(request: web.Request) -> web.Response:
     nonce = secrets.token_urlsafe(16)
-    page = (_LOGIN_PAGE.replace("__NEXT__", html.escape(safe_next(request.query.get("next")), quote=True))
+    asked = request.query.get("next")
+    page = (_LOGIN_PAGE.replace("__NEXT__", html.escape(safe_next(asked) if asked else "", quote=True))
             .replace("__ERROR__", html.escape(_MESSAGES.get(request.query.get("failed", ""), "")))
             .replace("__FAILED__", _MESSAGES["1"]).replace("__THROTTLED__", _MESSAGES["throttled"])
             .replace("__DEFAULT__", DEFAULT_NEXT).replace("__NONCE__", nonce))

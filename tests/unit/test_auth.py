@@ -338,3 +338,15 @@ async def test_given_a_hostile_next_when_the_login_page_is_shown_then_it_is_esca
     nonce = csp.split("'nonce-", 1)[1].split("'", 1)[0]
     assert f'<script nonce="{nonce}">' in text and "http" not in text.replace("http-equiv", "")
     assert 'id="username"' in text and 'id="password"' in text and 'type="submit"' in text
+
+
+async def test_given_no_page_asked_for_when_logging_in_then_each_role_goes_to_its_own_page(world, client):
+    _, body = await _login(client, "agent1", AGENT_PW)
+    assert body["next"] == "/desk"
+    _, body = await _login(client)
+    assert body["next"] == "/admin"
+    resp = await client.post("/api/login", json={"username": "agent1", "password": AGENT_PW, "next": "/supervisor"})
+    assert (await resp.json())["next"] == "/supervisor"  # an explicit page wins (its own role check follows)
+    resp = await client.post("/api/login", json={"username": "agent1", "password": AGENT_PW,
+                                                 "next": "//evil.example/x"})
+    assert (await resp.json())["next"] == "/admin"  # never an open redirect
