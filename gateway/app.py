@@ -188,8 +188,15 @@ class Gateway:
         languages = {}
         for lang, spec in (self.speech_config.models if self.speech_config else {}).items():
             name = self.engine.model_name(lang)
-            languages[lang] = ("ready" if self.engine.available(lang) else "suspended" if name else "no model") \
-                + (f" ({name})" if name else f" (expected {spec.path or spec.package})")
+            if not name:
+                state = f"no model (expected {spec.path or spec.package})"
+            elif self.engine.available(lang):
+                state = f"ready ({name})"
+            elif starting:
+                state = f"loading ({name})"
+            else:
+                state = f"{'suspended' if self.engine.suspended else 'unavailable: no worker up'} ({name})"
+            languages[lang] = state
         out = {"status": "starting" if starting else "ready", "languages": languages,
                "engine": self.engine.stats()}
         if self.listener is not None:
@@ -230,7 +237,7 @@ class Gateway:
 
     async def _load_models(self) -> None:
         try:
-            await self.engine.start(progress=lambda line: log.info("speech: %s", line))
+            await self.engine.start()  # the engine logs its own progress (models, workers)
         except Exception:  # noqa: BLE001 - the gateway runs on without speech
             log.exception("speech recogniser did not start; calls go on with keys and recordings")
             return

@@ -128,6 +128,8 @@ async def _serve(settings: Settings, *, with_sandbox: bool) -> None:
         print(f"  lines       {lines}", flush=True)
         if with_sandbox:
             print(f"  admin       {await _demo_admin(gateway)}", flush=True)
+            print(f"  desk        {await _demo_desk_users(gateway)}", flush=True)
+        print(f"  speech      {_speech_line(gateway)}", flush=True)
         print("  try:        .venv/bin/gateway call 12345 --from 13800138000 --digits 41", flush=True)
         print("Press Ctrl-C to stop." if with_sandbox else "", flush=True)
         await stop.wait()
@@ -150,6 +152,36 @@ async def _demo_admin(gateway) -> str:
     if path.exists():
         return f"log in at /admin as 'admin', password in {path}"
     return "log in at /admin (create users with `gateway user add NAME --role admin`)"
+
+
+async def _demo_desk_users(gateway) -> str:
+    """``make run``: one desk login per demo agent (agent8001 answers as 8001...) and a supervisor."""
+    path = gateway.settings.state_dir / "secrets" / "demo-users"
+    existing = {u["username"] for u in await gateway.users.list_users()}
+    wanted = [(f"agent{a}", "agent", a) for a in gateway.config.agents] + [("lead", "supervisor", None)]
+    created = []
+    import secrets
+
+    for name, role, agent_id in wanted:
+        if name not in existing:
+            password = secrets.token_urlsafe(12)
+            await gateway.users.create_user(name, password, role, agent_id=agent_id, actor="make run")
+            created.append(f"{name} {role} {password}\n")
+    if created:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a") as fh:
+            fh.writelines(created)
+    return (f"/desk and /supervisor: users {', '.join(n for n, _, _ in wanted)}; passwords in {path}"
+            if path.exists() else "create desk users with `gateway user add NAME --role agent --agent 8001`")
+
+
+def _speech_line(gateway) -> str:
+    stats = gateway.speech_stats()
+    if stats.get("status") == "off":
+        return f"off ({stats.get('reason')})"
+    langs = ", ".join(f"{k}: {v}" for k, v in stats.get("languages", {}).items())
+    return f"{stats['status']} — {langs} (models load in the background; see /healthz)"
 
 
 def cmd_serve(args) -> int:
