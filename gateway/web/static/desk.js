@@ -696,6 +696,8 @@ async function saveDraft(entry, {keepalive = false} = {}) {
     if (err.status === 409 && entry.status === "open") {
       const d = (err.data && err.data.details) || {};
       markTaken(entry, d.decided_by ? `工单已由 ${d.decided_by} 处理（${d.status || ""}）` : err.message);
+    } else if (isLocked(err) && entry.status === "open") {
+      markTaken(entry, err.message);
     } else if (entry.status === "open") {
       entry.saveError = `未能保存到服务器（${err.message}），已保存在本机 saved in this browser only`;
       entry.saveTimer = setTimeout(() => saveDraft(entry), RETRY_SAVE);
@@ -732,6 +734,9 @@ function decisionBody(entry, action) {
     body.answer = str(f.answer);
   }
   return body;
+}
+function isLocked(err) {  // another agent's call: theirs until decided (403 locked)
+  return err.status === 403 && Boolean(err.data) && err.data.error === "locked";
 }
 function markTaken(entry, message) {
   entry.status = "taken";
@@ -773,9 +778,9 @@ async function decide(entry, action) {
   } catch (err) {
     entry.busy = false;
     const d = (err.data && err.data.details) || {};
-    if (err.status === 409 && d.decided_by) {
+    if ((err.status === 409 && d.decided_by) || isLocked(err)) {
       markTaken(entry, err.message);
-      refreshTicket(entry);  // its status and who decided it, as stored
+      if (err.status === 409) refreshTicket(entry);  // its status and who decided it, as stored
       showStatus("error", `工单 #${entry.id}：${err.message}`);
       if (form) $(".decision-error", form).textContent = err.message;
     } else if (err.status === 409) {  // the ticket changed (a transcript came in): reload it, keep what was typed
