@@ -266,7 +266,8 @@ class Gateway:
         await self._start_speech()
         self.users = UserStore(self.store)  # sessions follow the wall clock, never the test clock
         self.desk = DeskService(store=self.store, users=self.users, recordings_dir=s.recordings_dir,
-                                suggester=self._load_suggester(), clock=self.clock.now)
+                                suggester=self._load_suggester(), clock=self.clock.now,
+                                timezone=config.timezone)
         self.handler = CallHandler(
             store=self.store,
             config_source=lambda: self.admin.config,

@@ -91,8 +91,9 @@ async def static_file(request: web.Request) -> web.StreamResponse:
 async def inbox(request: web.Request) -> web.Response:
     desk = request.app[DESK]
     user = request["user"]
+    last_seq = desk.hub.last_seq(user["username"])  # before the query: a pop meanwhile is replayed, not lost
     items = await desk.inbox(user)
-    return web.json_response({"items": items, "last_seq": desk.hub.last_seq(user["username"]),
+    return web.json_response({"items": items, "last_seq": last_seq, "epoch": desk.hub.epoch,
                               "agent_id": user.get("agent_id")})
 
 
@@ -178,6 +179,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     raw = request.query.get("since", "0")
     if not re.fullmatch(r"\d{1,12}", raw):
         raise BadRequest("since must be the number of the last event received")
+    epoch = request.query.get("epoch")
     desk = request.app[DESK]
     user = request["user"]
     username = user["username"]
@@ -187,20 +189,29 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     queue = desk.hub.subscribe(username)
     try:
         await ws.send_json({"type": "hello", "user": username, "agent_id": user.get("agent_id"),
-                            "last_seq": desk.hub.last_seq(username)})
-        for event in desk.hub.missed(username, int(raw)):
+                            "last_seq": desk.hub.last_seq(username), "epoch": desk.hub.epoch})
+        since = int(raw)
+        if epoch is not None and epoch != desk.hub.epoch and since:
+            # the gateway restarted since the desk's last number: it cannot know what it missed
+            await ws.send_json({"type": "resync", "seq": since, "reason": "gateway restarted"})
+            since = 0
+        for event in desk.hub.missed(username, since):
             await ws.send_json(event)
         reader = asyncio.ensure_future(_drain(ws))
+        getter: asyncio.Future | None = None
         while not ws.closed and not reader.done():
-            try:
-                event = await asyncio.wait_for(queue.get(), SESSION_CHECK)
-            except asyncio.TimeoutError:
-                if await request.app[AUTH].session_user(token) is None:
-                    await ws.close(code=4401, message=b"session expired")
-                    break
-                continue
-            await ws.send_json(event)
-        reader.cancel()
+            getter = getter or asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({getter, reader}, timeout=SESSION_CHECK,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                await ws.send_json(getter.result())
+                getter = None
+            elif not done and await request.app[AUTH].session_user(token) is None:
+                await ws.close(code=4401, message=b"session expired")
+                break
+        for task in (reader, getter):
+            if task is not None:
+                task.cancel()
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:

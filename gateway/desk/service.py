@@ -92,6 +92,9 @@ class PopHub:
     """Per-user numbered events with a replay buffer, fanned out to live WebSockets."""
 
     def __init__(self, buffer: int = BUFFER) -> None:
+        import secrets
+
+        self.epoch = secrets.token_hex(4)  # numbers restart with the process: desks compare this
         self._seq = itertools.count(1)
         self._buffers: dict[str, deque] = {}
         self._queues: dict[str, set[asyncio.Queue]] = {}
@@ -132,11 +135,11 @@ class PopHub:
 class DeskService:
     def __init__(self, *, store: TicketStore, users, recordings_dir: Path, suggester: Callable[..., dict] | None,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-                 monotonic: Callable[[], float] | None = None) -> None:
+                 monotonic: Callable[[], float] | None = None, timezone: str = "Asia/Shanghai") -> None:
         import time
 
         self.store = store
-        self.desk = DeskStore(store)
+        self.desk = DeskStore(store, timezone=timezone)
         self.users = users
         self.recordings_dir = Path(recordings_dir).resolve()
         self.suggester = suggester

@@ -93,8 +93,11 @@ def check_decision(outcome: str, body: dict, *, categories: tuple) -> dict:
 
 
 class DeskStore:
-    def __init__(self, store: TicketStore) -> None:
+    def __init__(self, store: TicketStore, *, timezone: str = "Asia/Shanghai") -> None:
+        from zoneinfo import ZoneInfo
+
         self.store = store
+        self.tz = ZoneInfo(timezone)  # times in messages for people are local
 
     async def ticket_of_call(self, uniqueid: str) -> dict | None:
         async with self.store.read_session() as session:
@@ -155,7 +158,8 @@ class DeskStore:
             if ticket is None:
                 raise NotFound(f"no ticket {ticket_id}", details={"ticket_id": ticket_id})
             if ticket.status != "draft":
-                when = ticket.decided_at.isoformat(timespec="seconds") if ticket.decided_at else "?"
+                when = (ticket.decided_at.astimezone(self.tz).strftime("%Y-%m-%d %H:%M:%S")
+                        if ticket.decided_at else "?")
                 raise Conflict(f"工单已由 {ticket.decided_by} 于 {when} 处理（{ticket.status}）"
                                f" / ticket already {ticket.status} by {ticket.decided_by} at {when}",
                                details={"status": ticket.status, "decided_by": ticket.decided_by,

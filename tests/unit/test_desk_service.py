@@ -241,3 +241,43 @@ async def test_given_another_agents_draft_when_an_agent_opens_or_decides_it_then
                              categories=CATEGORIES)
     assert done["status"] == "answered"
     assert (await desk.view(ticket_id, a2))["caller_number"] == "138****8000"  # decided: readable, masked
+
+
+async def test_given_a_desk_websocket_when_it_closes_or_comes_back_after_a_restart_then_the_server_knows(world):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from gateway.desk.http import add_desk_routes
+    from gateway.web.app import build_app
+
+    store, users, desk = world
+
+    async def health():
+        return {}
+
+    app = build_app(store=store, health=health, users=users)
+    add_desk_routes(app, desk=desk, timezone="Asia/Shanghai")
+    uid = next(u["id"] for u in await users.list_users() if u["username"] == "a1")
+    token, _ = await users.create_session(uid)
+    headers = {"Authorization": f"Bearer {token}"}
+    desk.hub.publish("a1", {"type": "screen_pop", "n": 1})
+    async with TestClient(TestServer(app)) as client:
+        ws = await client.ws_connect("/api/desk/ws?since=0", headers=headers)
+        hello = await ws.receive_json()
+        assert hello["type"] == "hello" and hello["epoch"] == desk.hub.epoch
+        assert (await ws.receive_json())["n"] == 1
+        assert desk.hub.connections() == 1
+        await ws.close()
+        for _ in range(50):
+            if desk.hub.connections() == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert desk.hub.connections() == 0  # at once, not after the session check
+        ws = await client.ws_connect("/api/desk/ws?since=7&epoch=beforeboot", headers=headers)
+        events = [await ws.receive_json() for _ in range(3)]
+        assert [e["type"] for e in events] == ["hello", "resync", "screen_pop"]
+        await ws.close()
+        import aiohttp
+
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await client.ws_connect("/api/desk/ws", headers={**headers, "Origin": "http://evil.example"})
+        assert refused.value.status == 403
