@@ -72,7 +72,8 @@ class VoskEngine(SpeechEngine):
     # -- what is available --------------------------------------------------------------
 
     def languages(self) -> list[str]:
-        return sorted({lang for slot in self._slots for lang in slot.models} & set(self._dirs))
+        """Configured languages whose model is installed and loads (whether or not a worker is up)."""
+        return sorted(lang for lang in self._dirs if not any(lang in s.problems for s in self._slots))
 
     def model_name(self, language: str) -> str | None:
         entry = self._dirs.get(language)
