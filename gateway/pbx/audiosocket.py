@@ -2,79 +2,125 @@
 
 Theory of operation
 -------------------
-The protocol (Asterisk's ``res_audiosocket``) is a stream of frames
-``kind(1) length(2, big-endian) payload``. Asterisk connects, sends the call's
-UUID (0x01, 16 bytes), then 20 ms of 8 kHz signed-linear audio (0x10, 320
-bytes) while the caller talks, keys (0x03, one ASCII digit), and a hang-up
-(0x00) or simply closes. The gateway answers with audio frames only: Asterisk
-ends the call on any other kind it receives, and does not pace what it gets, so
-every frame is written in one ``send()`` at 20 ms intervals.
+The flow runs ``EXEC AudioSocket <uuid>,<host>:<port>`` over FastAGI; Asterisk
+(``app_audiosocket``) connects to us and the stream is frames of
+``kind(1) length(2, big-endian) payload``. What Asterisk 22.10 sends, as seen in
+the sandbox (AMI Originate of a Local channel running a FastAGI script):
 
-The protocol part is pure (:class:`FrameParser`, :func:`build_audio`): bytes in,
-typed frames out, a malformed frame raises :class:`AudioSocketProtocolError`.
-:class:`AudioSocketServer` is a thin asyncio adapter: the gateway registers a
-UUID with :meth:`AudioSocketServer.expect` *before* it tells Asterisk to connect;
-the connection that presents that UUID is attached to the returned
-:class:`AudioSocketCall`. A connection from a peer that is not allowed, one
-that sends no UUID in time, an unknown UUID or a protocol error ends that one
-connection with a logged reason; nothing else is affected.
+* first ``0x01`` with the 16 raw bytes of the UUID it was given, 0.3-11 ms after
+  the EXEC line; it only accepts the dashed 8-4-4-4-12 form (the 32-hex form
+  and anything else fail in Asterisk before it connects);
+* ``0x10`` audio, 320 bytes (20 ms of 8 kHz s16le) every 20 ms, but only while
+  the other side sends media: a leg that sends nothing gives no frames at all;
+* ``0x03`` DTMF, payload one ASCII key, once per key (at its end); the audio
+  has a ~140 ms hole around each key;
+* when the caller hangs up, the socket just closes (no ``0x00``).
+
+What the gateway may send: ``0x10`` audio (Asterisk plays it at once, it does not
+pace, so every frame is written in one ``send()`` at 20 ms intervals; a burst was
+partly lost) and ``0x00`` hang-up. Any other kind, or a zero length, makes
+Asterisk reset the socket and the EXEC return ``result=-1`` although the
+channel is still up. Hence: no builder for any other kind here.
+
+Ending a step: after ``0x00`` (Asterisk closes at once) or after we just close
+the socket, EXEC returns ``result=0`` and the call goes on (prompts, variables,
+Queue, even another AudioSocket step). :meth:`AudioSocketCall.close` sends
+``0x00`` and closes.
+
+The protocol part is pure (:class:`FrameParser`, :func:`build_audio`,
+:func:`build_hangup`): bytes in, typed frames out, and a malformed frame raises
+:class:`AudioSocketProtocolError`. :class:`AudioSocketServer` is a thin asyncio
+adapter: the gateway registers a UUID with :meth:`AudioSocketServer.expect`
+*before* it tells Asterisk to connect; the connection that presents that UUID
+is attached to the returned :class:`AudioSocketCall`, whose consumer reads
+:class:`AudioIn` / :class:`DtmfIn` / :class:`Closed` events and plays audio back.
+
+A connection from a peer that is not allowed, one that sends no UUID in time,
+an unknown UUID, a protocol error or ``idle_timeout`` without a frame either
+way (Asterisk sends nothing while the caller's leg sends no media, so frames we
+play count too) ends that one connection with a logged reason (the consumer gets ``Closed("error: ...")``);
+nothing else is affected. Every wait has a deadline and every buffer a bound:
+a consumer that falls behind loses the oldest audio (counted), never keys.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import ipaddress
+import itertools
 import logging
+import re
 import socket
-import time
 import uuid as uuidlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Final
 
-from gateway.errors import GatewayError, RemoteProtocolError
+from gateway.errors import LocalProtocolError, RemoteProtocolError, SettingsError
 
-log = logging.getLogger(__name__)
+KIND_HANGUP: Final = 0x00
+KIND_UUID: Final = 0x01
+KIND_DTMF: Final = 0x03
+KIND_AUDIO: Final = 0x10
+KIND_ERROR: Final = 0xFF
+KINDS: Final = frozenset({KIND_HANGUP, KIND_UUID, KIND_DTMF, KIND_AUDIO, KIND_ERROR})
+FRAME_BYTES: Final = 320  # 20 ms of 8 kHz s16le mono
+FRAME_SECONDS: Final = 0.02
+MAX_PAYLOAD: Final = 4096
+DTMF_DIGITS: Final = "0123456789*#ABCD"
+QUEUE_FRAMES: Final = 1500  # 30 s of audio waiting for a slow consumer, then the oldest is dropped
+READ_CHUNK: Final = 8192
+DRAIN_TIMEOUT: Final = 2.0  # Asterisk reads all the time; a write buffer stuck this long means it stopped
+RESYNC_AFTER: Final = 0.1  # play() more than 100 ms behind schedule (a stalled loop) re-anchors, no burst
+CLOSE_TIMEOUT: Final = 1.0
 
-KIND_HANGUP = 0x00
-KIND_UUID = 0x01
-KIND_DTMF = 0x03
-KIND_AUDIO = 0x10
-KIND_ERROR = 0xFF
-KINDS = {KIND_HANGUP, KIND_UUID, KIND_DTMF, KIND_AUDIO, KIND_ERROR}
-FRAME_BYTES = 320  # 20 ms of 8 kHz s16le mono
-FRAME_SECONDS = 0.02
-MAX_PAYLOAD = 4096
-DTMF_DIGITS = "0123456789*#ABCD"
-QUEUE_FRAMES = 1500  # 30 s of audio waiting for a slow consumer, then the oldest is dropped
+_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 class AudioSocketProtocolError(RemoteProtocolError):
     """The peer broke the AudioSocket protocol; that session ends."""
 
 
+# -- the protocol, without I/O ---------------------------------------------------------------
+def _check_frame(kind: int, length: int) -> None:
+    """Refuse a frame header as soon as it is seen (before its payload arrives)."""
+    if kind not in KINDS:
+        raise AudioSocketProtocolError(f"unknown frame kind 0x{kind:02x}")
+    if length > MAX_PAYLOAD:
+        raise AudioSocketProtocolError(f"frame of {length} bytes announced (max {MAX_PAYLOAD})")
+    if kind == KIND_UUID and length != 16:
+        raise AudioSocketProtocolError(f"UUID frame of {length} bytes (expected 16)")
+    if kind == KIND_AUDIO and (length == 0 or length % 2):
+        raise AudioSocketProtocolError(f"audio frame of {length} bytes (must be even, not 0)")
+    if kind == KIND_DTMF and length != 1:
+        raise AudioSocketProtocolError(f"DTMF frame of {length} bytes (expected 1)")
+
+
 @dataclass(frozen=True)
 class Frame:
+    """One frame as received; validates itself."""
+
     kind: int
     payload: bytes
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise AudioSocketProtocolError(f"unknown frame kind 0x{self.kind:02x}")
-        if len(self.payload) > MAX_PAYLOAD:
-            raise AudioSocketProtocolError(f"frame of {len(self.payload)} bytes (max {MAX_PAYLOAD})")
-        if self.kind == KIND_UUID and len(self.payload) != 16:
-            raise AudioSocketProtocolError(f"UUID frame of {len(self.payload)} bytes (expected 16)")
-        if self.kind == KIND_AUDIO and (not self.payload or len(self.payload) % 2):
-            raise AudioSocketProtocolError(f"audio frame of {len(self.payload)} bytes (must be even, not 0)")
-        if self.kind == KIND_DTMF and (len(self.payload) != 1 or chr(self.payload[0]) not in DTMF_DIGITS):
-            raise AudioSocketProtocolError(f"DTMF frame with payload {self.payload[:8]!r}")
+        if not isinstance(self.kind, int) or not isinstance(self.payload, bytes):
+            raise AudioSocketProtocolError("a frame is an int kind and a bytes payload")
+        _check_frame(self.kind, len(self.payload))
+        if self.kind == KIND_DTMF and chr(self.payload[0]) not in DTMF_DIGITS:
+            raise AudioSocketProtocolError(f"DTMF frame with payload {self.payload!r}")
 
 
 class FrameParser:
-    """Incremental parser: ``feed(bytes) -> [Frame]``; enforces UUID-first ordering."""
+    """Incremental parser: ``feed(bytes) -> [Frame]``; enforces UUID-first ordering.
+
+    After an error the parser stays broken: every later call raises again.
+    """
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self._error: AudioSocketProtocolError | None = None
         self.uuid_seen = False
 
     def feed(self, data: bytes) -> list[Frame]:
@@ -86,51 +132,84 @@ class FrameParser:
         return frames
 
     def push(self, data: bytes) -> None:
+        self._raise_if_broken()
         self._buf.extend(data)
 
     def next_frame(self) -> Frame | None:
         """The next complete frame, None if more bytes are needed; frames before an error come out first."""
+        self._raise_if_broken()
         if len(self._buf) < 3:
             return None
         kind, length = self._buf[0], int.from_bytes(self._buf[1:3], "big")
-        if kind not in KINDS:
-            raise AudioSocketProtocolError(f"unknown frame kind 0x{kind:02x}")
-        if length > MAX_PAYLOAD:
-            raise AudioSocketProtocolError(f"frame of {length} bytes announced (max {MAX_PAYLOAD})")
-        if len(self._buf) < 3 + length:
-            return None
-        frame = Frame(kind, bytes(self._buf[3:3 + length]))
-        del self._buf[:3 + length]
-        if frame.kind == KIND_UUID:
-            if self.uuid_seen:
-                raise AudioSocketProtocolError("a second UUID frame")
-            self.uuid_seen = True
-        elif frame.kind in (KIND_AUDIO, KIND_DTMF) and not self.uuid_seen:
-            raise AudioSocketProtocolError("audio or DTMF before the UUID frame")
+        try:
+            _check_frame(kind, length)
+            if len(self._buf) < 3 + length:
+                return None
+            frame = Frame(kind, bytes(self._buf[3:3 + length]))
+            del self._buf[:3 + length]
+            if frame.kind == KIND_UUID:
+                if self.uuid_seen:
+                    raise AudioSocketProtocolError("a second UUID frame")
+                self.uuid_seen = True
+            elif frame.kind in (KIND_AUDIO, KIND_DTMF) and not self.uuid_seen:
+                raise AudioSocketProtocolError("audio or DTMF before the UUID frame")
+        except AudioSocketProtocolError as exc:
+            self._error = exc
+            raise
         return frame
+
+    @property
+    def pending(self) -> int:
+        """Bytes of a frame not complete yet."""
+        return len(self._buf)
 
     def end(self) -> None:
         """The peer closed: a partly received frame is an error."""
+        self._raise_if_broken()
         if self._buf:
-            raise AudioSocketProtocolError(f"connection closed inside a frame ({len(self._buf)} bytes pending)")
+            self._error = AudioSocketProtocolError(
+                f"connection closed inside a frame ({len(self._buf)} bytes pending)")
+            raise self._error
+
+    def _raise_if_broken(self) -> None:
+        if self._error is not None:
+            raise AudioSocketProtocolError(f"parser already failed: {self._error}")
 
 
 def build_audio(pcm: bytes) -> bytes:
+    """One 0x10 frame (even length, 2..MAX_PAYLOAD bytes)."""
+    if not isinstance(pcm, (bytes, bytearray, memoryview)):
+        raise LocalProtocolError(f"audio must be bytes, not {type(pcm).__name__}")
+    pcm = bytes(pcm)
     if not pcm or len(pcm) % 2 or len(pcm) > MAX_PAYLOAD:
-        raise GatewayError(f"cannot send an audio frame of {len(pcm)} bytes")
+        raise LocalProtocolError(f"cannot send an audio frame of {len(pcm)} bytes")
     return bytes([KIND_AUDIO]) + len(pcm).to_bytes(2, "big") + pcm
 
 
 def build_hangup() -> bytes:
+    """The 0x00 frame: Asterisk closes the socket and AudioSocket() returns 0; the call goes on."""
     return bytes([KIND_HANGUP, 0, 0])
 
 
 def uuid_from_payload(payload: bytes) -> str:
+    """The 16 bytes of a UUID frame as canonical lowercase 8-4-4-4-12 text."""
+    if not isinstance(payload, (bytes, bytearray)) or len(payload) != 16:
+        raise AudioSocketProtocolError(f"a UUID is 16 bytes, not {len(payload) if payload is not None else 0}")
     return str(uuidlib.UUID(bytes=bytes(payload)))
 
 
+def canonical_uuid(text: str) -> str:
+    """``text`` as lowercase 8-4-4-4-12, refusing the forms Asterisk's AudioSocket() refuses."""
+    if not isinstance(text, str) or not _UUID_TEXT.fullmatch(text):
+        raise LocalProtocolError(f"AudioSocket needs a dashed UUID (8-4-4-4-12), not {text!r}")
+    return text.lower()
+
+
 def pcm_frames(pcm: bytes, size: int = FRAME_BYTES) -> Iterator[bytes]:
-    """``pcm`` cut into frames of ``size`` bytes; the last one padded with silence."""
+    """``pcm`` cut into frames of ``size`` bytes; the last one padded with silence (an odd byte dropped)."""
+    if not isinstance(size, int) or size <= 0 or size % 2 or size > MAX_PAYLOAD:
+        raise LocalProtocolError(f"bad audio frame size {size!r}")
+    pcm = bytes(pcm)
     pcm = pcm[: len(pcm) - len(pcm) % 2]
     for start in range(0, len(pcm), size):
         chunk = pcm[start:start + size]
@@ -142,240 +221,409 @@ def pcm_frames(pcm: bytes, size: int = FRAME_BYTES) -> Iterator[bytes]:
 class AudioIn:
     pcm: bytes
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.pcm, bytes) or not self.pcm or len(self.pcm) % 2:
+            raise LocalProtocolError("AudioIn holds a non-empty, even number of bytes")
+
 
 @dataclass(frozen=True)
 class DtmfIn:
     digit: str
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.digit, str) or len(self.digit) != 1 or self.digit not in DTMF_DIGITS:
+            raise LocalProtocolError(f"DtmfIn digit must be one of {DTMF_DIGITS}, not {self.digit!r}")
+
 
 @dataclass(frozen=True)
 class Closed:
-    reason: str  # "hangup", "closed" (by us), or "error: ..."
+    reason: str  # "hangup" (Asterisk sent 0x00 or closed), "closed" (by us), or "error: ..."
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.reason, str) or not (
+                self.reason in ("hangup", "closed") or self.reason.startswith("error: ")):
+            raise LocalProtocolError(f"bad Closed reason {self.reason!r}")
+
+
+CallEvent = AudioIn | DtmfIn | Closed
 
 
 class AudioSocketCall:
-    """One expected connection: created by :meth:`AudioSocketServer.expect`."""
+    """One expected connection: created by :meth:`AudioSocketServer.expect`.
 
-    def __init__(self, server: "AudioSocketServer", call_uuid: str) -> None:
+    Events are buffered (at most ``queue_frames``; beyond that the oldest audio
+    is dropped and counted in ``dropped_frames``); the final :class:`Closed`
+    comes after everything buffered and is repeated to any later ``events()``.
+    """
+
+    def __init__(self, server: AudioSocketServer, call_uuid: str, *, queue_frames: int = QUEUE_FRAMES) -> None:
         self.server = server
         self.uuid = call_uuid
-        self._connected = asyncio.Event()
-        self._queue: asyncio.Queue = asyncio.Queue()
-        self._writer: asyncio.StreamWriter | None = None
-        self._closed = False
         self.dropped_frames = 0
-        self._write_lock = asyncio.Lock()
+        self.dropped_keys = 0
+        self.frames_in = 0
+        self.frames_out = 0
+        self.last_frame_at = 0.0  # loop time of the last frame either way (idle_timeout counts from it)
+        self._queue_frames = queue_frames
+        self._events: collections.deque[AudioIn | DtmfIn] = collections.deque()
+        self._more = asyncio.Event()
+        self._final: Closed | None = None
+        self._ended = asyncio.Event()  # set with _final: wakes play() and wait_connected()
+        self._connected = asyncio.Event()
+        self._writer: asyncio.StreamWriter | None = None
+        self._play_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        state = self._final.reason if self._final else ("connected" if self._connected.is_set() else "expected")
+        return f"<AudioSocketCall {self.uuid} {state}>"
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._final is not None
+
+    @property
+    def queued(self) -> int:
+        """Events waiting for the consumer."""
+        return len(self._events)
 
     async def wait_connected(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._connected.wait(), timeout)
-            return self._writer is not None  # Asterisk connected (it may have hung up since)
-        except asyncio.TimeoutError:
-            return False
-
-    def _attach(self, writer: asyncio.StreamWriter) -> None:
-        self._writer = writer
-        self._connected.set()
-
-    def _push(self, event) -> None:
-        if isinstance(event, AudioIn) and self._queue.qsize() >= QUEUE_FRAMES:
+        """True once Asterisk connected with this UUID (it may have hung up since);
+        False if it did not within ``timeout`` s or the call was closed first."""
+        if not self._connected.is_set() and not self.closed:
+            waiters = [asyncio.ensure_future(self._connected.wait()), asyncio.ensure_future(self._ended.wait())]
             try:
-                self._queue.get_nowait()
-                self.dropped_frames += 1
-            except asyncio.QueueEmpty:
-                pass
-        self._queue.put_nowait(event)
+                await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+        return self._connected.is_set()
 
-    async def events(self) -> AsyncIterator[AudioIn | DtmfIn | Closed]:
+    async def events(self) -> AsyncIterator[CallEvent]:
+        """Audio and keys as they arrive, then one :class:`Closed`; the iterator ends after it."""
         while True:
-            event = await self._queue.get()
-            yield event
-            if isinstance(event, Closed):
+            if self._events:
+                yield self._events.popleft()
+            elif self._final is not None:
+                yield self._final
                 return
+            else:
+                self._more.clear()
+                await self._more.wait()
 
     async def play(self, pcm: bytes, *, stop: asyncio.Event | None = None) -> bool:
-        """Stream ``pcm`` to the caller, one 20 ms frame per write, paced on a monotonic schedule."""
-        start = time.monotonic()
-        for n, frame in enumerate(pcm_frames(pcm)):
-            if stop is not None and stop.is_set():
+        """Stream 8 kHz s16le ``pcm`` to the caller: 320-byte frames, one per write, paced at
+        20 ms on the loop's monotonic clock. False as soon as ``stop`` is set or the call
+        closes, True once everything was sent (and its last 20 ms have passed).
+        Two plays at once take turns."""
+        if not isinstance(pcm, (bytes, bytearray, memoryview)):
+            raise LocalProtocolError(f"play() needs bytes, not {type(pcm).__name__}")
+        async with self._play_lock:
+            if self._writer is None or self.closed or (stop is not None and stop.is_set()):
                 return False
-            if self._closed or self._writer is None or self._writer.is_closing():
-                return False
-            async with self._write_lock:
-                try:
-                    self._writer.write(build_audio(frame))
-                    await self._writer.drain()
-                except (ConnectionError, OSError):
-                    return False
-            delay = start + (n + 1) * FRAME_SECONDS - time.monotonic()
-            if delay > 0:
-                if stop is not None:
-                    try:
-                        await asyncio.wait_for(stop.wait(), delay)
+            loop = asyncio.get_running_loop()
+            waiters = [asyncio.ensure_future(self._ended.wait())]
+            if stop is not None:
+                waiters.append(asyncio.ensure_future(stop.wait()))
+            try:
+                start, sent = loop.time(), 0
+                for chunk in pcm_frames(pcm):
+                    if self.closed or (stop is not None and stop.is_set()) or not await self._send(chunk):
                         return False
-                    except asyncio.TimeoutError:
-                        pass
-                else:
-                    await asyncio.sleep(delay)
+                    sent += 1
+                    delay = start + sent * FRAME_SECONDS - loop.time()
+                    if delay < -RESYNC_AFTER:  # the loop stalled: start a new schedule rather than burst
+                        self.server._count("play_resyncs")
+                        start, delay = loop.time() - sent * FRAME_SECONDS, 0.0
+                    if delay > 0:
+                        done, _ = await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+                        if done:
+                            return False
+                return not self.closed
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+
+    async def _send(self, chunk: bytes) -> bool:
+        writer = self._writer
+        if writer is None or writer.is_closing():
+            return False
+        try:
+            writer.write(build_audio(chunk))
+            async with asyncio.timeout(DRAIN_TIMEOUT):
+                await writer.drain()
+        except TimeoutError:
+            self.server._log.warning("AudioSocket %s: Asterisk stopped reading audio for %.0f s; ended",
+                                     self.uuid, DRAIN_TIMEOUT)
+            self.server._count("write_stalls")
+            self._finish("error: Asterisk stopped reading audio")
+            writer.transport.abort()
+            return False
+        except (ConnectionError, OSError):
+            return False
+        self.frames_out += 1
+        self.last_frame_at = asyncio.get_running_loop().time()
         return True
 
     async def close(self) -> None:
-        """End the step: close the socket (Asterisk's AudioSocket() returns; the call goes on)."""
-        if self._closed:
+        """End the step: send 0x00 and close (Asterisk's AudioSocket() returns 0, the call goes
+        on); idempotent; the UUID is free again at once."""
+        self._finish("closed")
+        writer, self._writer = self._writer, None
+        if writer is None or writer.is_closing():
             return
-        self._closed = True
-        self.server._forget(self.uuid)
-        self._connected.set()
-        writer = self._writer
-        if writer is not None and not writer.is_closing():
+        try:
+            writer.write(build_hangup())
             writer.close()
-            try:
-                await asyncio.wait_for(writer.wait_closed(), 2.0)
-            except (asyncio.TimeoutError, ConnectionError, OSError):
-                pass
-        self._push(Closed("closed"))
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await writer.wait_closed()
+        except (TimeoutError, ConnectionError, OSError):
+            writer.transport.abort()
+
+    # -- called by the server ------------------------------------------------------------------
+    def _attach(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        self.last_frame_at = asyncio.get_running_loop().time()
+        self._connected.set()
+
+    def _deliver(self, event: AudioIn | DtmfIn) -> None:
+        if self.closed:
+            return
+        self.frames_in += 1
+        self.last_frame_at = asyncio.get_running_loop().time()
+        if len(self._events) >= self._queue_frames:
+            if not self._drop_oldest_audio():
+                if isinstance(event, AudioIn):
+                    self.dropped_frames += 1
+                    self.server._count("dropped_audio")
+                    return
+                self.dropped_keys += 1  # only keys are queued: the consumer is gone or the peer hostile
+                self.server._count("dropped_keys")
+                return
+        self._events.append(event)
+        self._more.set()
+
+    def _drop_oldest_audio(self) -> bool:
+        for i, queued in enumerate(self._events):
+            if isinstance(queued, AudioIn):
+                del self._events[i]
+                self.dropped_frames += 1
+                self.server._count("dropped_audio")
+                return True
+        return False
+
+    def _finish(self, reason: str) -> None:
+        """The one way a call ends: Closed(reason) queued once, UUID unregistered."""
+        if self._final is not None:
+            return
+        self._final = Closed(reason)
+        self._ended.set()
+        self._more.set()
+        self.server._forget(self)
 
 
 class AudioSocketServer:
+    """Accept AudioSocket connections from ``allowed_peers`` and hand each to its expected call."""
+
     def __init__(self, host: str = "127.0.0.1", port: int = 9092, *, allowed_peers=("127.0.0.1/32",),
-                 uuid_timeout: float = 2.0, idle_timeout: float = 10.0, max_sessions: int = 500) -> None:
+                 uuid_timeout: float = 2.0, idle_timeout: float = 10.0, max_sessions: int = 500,
+                 queue_frames: int = QUEUE_FRAMES, logger: logging.Logger | None = None) -> None:
+        try:
+            self._allowed = tuple(ipaddress.ip_network(p, strict=False) for p in allowed_peers)
+        except (TypeError, ValueError) as exc:
+            raise SettingsError(f"bad AudioSocket allowed_peers {allowed_peers!r}: {exc}") from None
+        for name, value in (("uuid_timeout", uuid_timeout), ("idle_timeout", idle_timeout),
+                            ("max_sessions", max_sessions), ("queue_frames", queue_frames)):
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise SettingsError(f"AudioSocket {name} must be positive, not {value!r}")
         self.host = host
-        self._port = port
-        self.allowed = [ipaddress.ip_network(p, strict=False) for p in allowed_peers]
+        self._requested_port = port
         self.uuid_timeout = uuid_timeout
         self.idle_timeout = idle_timeout
         self.max_sessions = max_sessions
+        self.queue_frames = int(queue_frames)
+        self._log = logger or logging.getLogger(__name__)
         self._expected: dict[str, AudioSocketCall] = {}
-        self._server: asyncio.base_events.Server | None = None
+        self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task] = set()
-        self._counters = {"sessions": 0, "connections": 0, "protocol_errors": 0, "unknown_uuid": 0,
-                          "no_uuid": 0, "rejected_peers": 0, "idle_timeouts": 0, "over_capacity": 0}
+        self._ids = itertools.count(1)
+        self._counters = dict.fromkeys(
+            ("connections", "sessions", "hangups", "protocol_errors", "unknown_uuid", "no_uuid",
+             "rejected_peers", "idle_timeouts", "over_capacity", "dropped_audio", "dropped_keys",
+             "write_stalls", "play_resyncs"), 0)
 
     @property
     def port(self) -> int:
-        if self._server and self._server.sockets:
+        """The port listened on (the actual one when started with port 0)."""
+        if self._server is not None and self._server.sockets:
             return self._server.sockets[0].getsockname()[1]
-        return self._port
+        return self._requested_port
 
     def counters(self) -> dict:
         return dict(self._counters, active=len(self._tasks), expected=len(self._expected))
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._on_connect, self.host, self._port)
+        if self._server is not None:
+            raise LocalProtocolError("AudioSocket server already started")
+        self._server = await asyncio.start_server(self._on_connect, self.host, self._requested_port)
+        self._log.info("AudioSocket listening on %s:%d", self.host, self.port)
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        """Stop listening, end every call (consumers get Closed("closed")) and every connection."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
         for call in list(self._expected.values()):
             await call.close()
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.wait(tasks, timeout=5.0)
+        if server is not None:
+            await server.wait_closed()
 
     def expect(self, call_uuid: str) -> AudioSocketCall:
-        key = str(uuidlib.UUID(call_uuid))
+        """Register a UUID before telling Asterisk to connect with it; raises if already registered."""
+        key = canonical_uuid(call_uuid)
         if key in self._expected:
-            raise GatewayError(f"AudioSocket {key} is already expected")
-        call = AudioSocketCall(self, key)
+            raise LocalProtocolError(f"AudioSocket {key} is already expected")
+        call = AudioSocketCall(self, key, queue_frames=self.queue_frames)
         self._expected[key] = call
         return call
 
-    def _forget(self, key: str) -> None:
-        self._expected.pop(key, None)
+    # -- internals -----------------------------------------------------------------------------
+    def _forget(self, call: AudioSocketCall) -> None:
+        if self._expected.get(call.uuid) is call:
+            del self._expected[call.uuid]
 
-    def _peer_allowed(self, peer) -> bool:
+    def _count(self, name: str) -> None:
+        self._counters[name] += 1
+
+    def _peer_allowed(self, peer: object) -> bool:
         try:
-            address = ipaddress.ip_address(peer[0])
-        except (TypeError, ValueError, IndexError):
+            address = ipaddress.ip_address(peer[0].split("%")[0])  # type: ignore[index]
+        except (TypeError, ValueError, IndexError, AttributeError):
             return False
-        return any(address in net for net in self.allowed)
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self._allowed)
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sid = f"as-{next(self._ids)}"
+        peer = writer.get_extra_info("peername")
+        self._count("connections")
         task = asyncio.current_task()
-        self._tasks.add(task)
-        self._counters["connections"] += 1
         try:
-            await self._session(reader, writer)
+            if not self._peer_allowed(peer):
+                self._count("rejected_peers")
+                self._log.warning("AudioSocket %s: refused connection from %s: peer not in allowed_peers", sid, peer)
+                return
+            if len(self._tasks) >= self.max_sessions:
+                self._count("over_capacity")
+                self._log.warning("AudioSocket %s: %d sessions already; connection from %s refused",
+                                  sid, self.max_sessions, peer)
+                return
+            assert task is not None
+            self._tasks.add(task)
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            await self._session(sid, reader, writer)
         except asyncio.CancelledError:
-            pass
+            pass  # server stopping; re-raising would reach the loop's exception handler (client_connected_cb)
         except Exception:  # noqa: BLE001 - one session's bug must not reach the loop's handler
-            log.exception("AudioSocket session failed")
+            self._log.exception("AudioSocket %s: session failed", sid)
         finally:
             self._tasks.discard(task)
             if not writer.is_closing():
                 writer.close()
 
-    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        if not self._peer_allowed(peer):
-            self._counters["rejected_peers"] += 1
-            log.warning("AudioSocket: connection from %s refused (not in GATEWAY_PBX_PEERS)", peer)
-            return
-        if len(self._tasks) > self.max_sessions:
-            self._counters["over_capacity"] += 1
-            log.warning("AudioSocket: over %d sessions; connection refused", self.max_sessions)
-            return
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    async def _session(self, sid: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
         parser = FrameParser()
         call: AudioSocketCall | None = None
-        deadline = self.uuid_timeout
+        deadline = loop.time() + self.uuid_timeout  # for the UUID frame, then for each next frame
         try:
             while True:
                 try:
-                    data = await asyncio.wait_for(reader.read(8192), deadline)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout_at(deadline):
+                        data = await reader.read(READ_CHUNK)
+                except TimeoutError:
+                    if call is not None and call.last_frame_at + self.idle_timeout > loop.time():
+                        deadline = call.last_frame_at + self.idle_timeout  # we are playing to it
+                        continue
                     if call is None:
-                        self._counters["no_uuid"] += 1
-                        log.warning("AudioSocket: no UUID within %.1f s; dropped", self.uuid_timeout)
+                        self._count("no_uuid")
+                        self._log.warning("AudioSocket %s: no UUID frame within %.1f s; dropped",
+                                          sid, self.uuid_timeout)
                     else:
-                        self._counters["idle_timeouts"] += 1
-                        log.warning("AudioSocket %s: nothing for %.0f s; ended", call.uuid, self.idle_timeout)
-                        call._push(Closed("error: idle"))
+                        self._count("idle_timeouts")
+                        self._log.warning("AudioSocket %s: no frame for %.1f s; ended", call.uuid, self.idle_timeout)
+                        call._finish(f"error: no frame for {self.idle_timeout:g} s")
                     return
                 if not data:
                     parser.end()
-                    if call is not None:
-                        call._push(Closed("hangup"))
-                    elif not parser.uuid_seen:
-                        self._counters["no_uuid"] += 1
+                    if call is None:  # Asterisk does this when the channel hung up before the step
+                        self._count("no_uuid")
+                        self._log.info("AudioSocket %s: closed without a UUID frame", sid)
+                    elif not call.closed:
+                        self._count("hangups")
+                        call._finish("hangup")
                     return
                 parser.push(data)
+                got_frame = False
                 while (frame := parser.next_frame()) is not None:
+                    got_frame = True
                     if frame.kind == KIND_UUID:
-                        key = uuid_from_payload(frame.payload)
-                        call = self._expected.get(key)
-                        if call is None or call._writer is not None or call.closed:
-                            self._counters["unknown_uuid"] += 1
-                            log.warning("AudioSocket: unexpected UUID %s; dropped", key)
+                        call = self._attach(sid, frame.payload, writer)
+                        if call is None:
                             return
-                        self._counters["sessions"] += 1
-                        call._attach(writer)
-                        deadline = self.idle_timeout
                     elif frame.kind == KIND_AUDIO:
-                        call._push(AudioIn(frame.payload))
+                        call._deliver(AudioIn(frame.payload))  # type: ignore[union-attr] - parser: UUID first
                     elif frame.kind == KIND_DTMF:
-                        call._push(DtmfIn(chr(frame.payload[0])))
-                    elif frame.kind in (KIND_HANGUP, KIND_ERROR):
-                        if call is not None:
-                            call._push(Closed("hangup" if frame.kind == KIND_HANGUP else "error: peer error frame"))
+                        call._deliver(DtmfIn(chr(frame.payload[0])))  # type: ignore[union-attr]
+                    elif frame.kind == KIND_HANGUP:
+                        if call is None:
+                            self._count("no_uuid")
+                            self._log.info("AudioSocket %s: hang-up frame before any UUID frame", sid)
+                        elif not call.closed:
+                            self._count("hangups")
+                            call._finish("hangup")
                         return
+                    else:  # KIND_ERROR: Asterisk reports an error and stops
+                        self._count("protocol_errors")
+                        self._log.warning("AudioSocket %s: error frame %s from Asterisk; ended",
+                                          call.uuid if call else sid, frame.payload.hex())
+                        if call is not None:
+                            call._finish(f"error: Asterisk sent error frame {frame.payload.hex() or '-'}")
+                        return
+                if got_frame and call is not None:
+                    deadline = call.last_frame_at + self.idle_timeout
+                if call is not None and call.closed:
+                    return  # the consumer closed the step
         except AudioSocketProtocolError as exc:
-            self._counters["protocol_errors"] += 1
-            log.warning("AudioSocket%s: protocol error: %s; session ended", f" {call.uuid}" if call else "", exc)
+            self._count("protocol_errors")
+            self._log.warning("AudioSocket %s: protocol error: %s; session ended", call.uuid if call else sid, exc)
             if call is not None:
-                call._push(Closed(f"error: {exc}"))
+                call._finish(f"error: {exc}")
         except (ConnectionError, OSError) as exc:
-            if call is not None:
-                call._push(Closed("hangup"))
-            log.info("AudioSocket: connection lost: %s", exc)
-        finally:
+            self._log.info("AudioSocket %s: connection lost: %s", call.uuid if call else sid, exc)
             if call is not None and not call.closed:
-                call._closed = True
-                self._forget(call.uuid)
+                self._count("hangups")
+                call._finish("hangup")
+        finally:
+            if call is not None:
+                call._finish("closed")  # no-op unless the session was cancelled (server stopping)
+
+    def _attach(self, sid: str, payload: bytes, writer: asyncio.StreamWriter) -> AudioSocketCall | None:
+        key = uuid_from_payload(payload)
+        call = self._expected.get(key)
+        if call is None or call._connected.is_set():
+            self._count("unknown_uuid")
+            why = "unknown UUID" if call is None else "UUID already connected"
+            self._log.warning("AudioSocket %s: %s %s; dropped", sid, why, key)
+            return None
+        self._count("sessions")
+        call._attach(writer)
+        self._log.info("AudioSocket %s: connected for %s", sid, key)
+        return call
