@@ -93,6 +93,8 @@ def _convert(node: yaml.Node, path: Path_, src: Source) -> Any:
     # Scalars: resolve with the safe constructor, so "08:30" stays a string only when quoted.
     if node.tag == "tag:yaml.org,2002:str":
         return node.value
+    if node.tag == "tag:yaml.org,2002:null":
+        return None  # "key:" with nothing after it
     try:
         return yaml.SafeLoader(yaml.serialize(node)).get_single_data()
     except ValueError as exc:  # e.g. an impossible date such as 2027-13-01

@@ -152,3 +152,10 @@ def test_given_an_impossible_unquoted_date_when_parsed_then_a_problem_with_its_l
 
     src = yamlsrc.parse("a: 1\nholidays: [2027-13-01]\n", "x.yaml")
     assert len(src.problems) == 1 and src.problems[0].line == 2 and "2027-13-01" in src.problems[0].message
+
+
+def test_given_an_empty_value_when_parsed_then_it_is_null_not_an_error():
+    from gateway.ivr_flows import yamlsrc
+
+    src = yamlsrc.parse("workers:\nname: x\n", "x.yaml")
+    assert src.problems == [] and src.data == {"workers": None, "name": "x"}
