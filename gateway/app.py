@@ -230,7 +230,7 @@ class Gateway:
             audiosocket=self.audiosocket, engine=self.engine,
             address=f"{s.audiosocket_host}:{self.audiosocket.port}",
             prompts_dir=s.prompts_dir, recordings_dir=s.recordings_dir, pbx_path=s.pbx_path,
-            vad_threshold_dbfs=s.vad_threshold_dbfs,
+            vad_threshold_dbfs=s.vad_threshold_dbfs, menu_fillers=self.speech_config.menu_fillers,
         )
         self.recovery = TranscriptRecovery(store=self.store, engine=self.engine, local_path=Path)
         self._engine_start = asyncio.create_task(self._load_models(), name="speech-models")

@@ -42,6 +42,10 @@ class SpeechConfig:
     workers: int = 2
     max_streams: int = 2
     emergency_keywords: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Everyday words added to every speech-menu grammar so that speech which is not an
+    # option is heard as them rather than forced onto an option or an emergency word
+    # (the small models have no working [unk]).
+    menu_fillers: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def resolve_model_dir(spec: ModelSpec) -> Path | None:
@@ -157,11 +161,11 @@ def _model(src: yamlsrc.Source, lang: str, raw: Any, base: Path) -> ModelSpec | 
     return ModelSpec(language=lang, path=model_path, package=package, name=name)
 
 
-def _keywords(src: yamlsrc.Source, raw: Any) -> dict[str, tuple[str, ...]]:
-    table = _mapping(src, raw, ("emergency_keywords",), tuple(raw) if isinstance(raw, dict) else ())
+def _keywords(src: yamlsrc.Source, raw: Any, key: str = "emergency_keywords") -> dict[str, tuple[str, ...]]:
+    table = _mapping(src, raw, (key,), tuple(raw) if isinstance(raw, dict) else ())
     out: dict[str, tuple[str, ...]] = {}
     for lang, words in (table or {}).items():
-        path = ("emergency_keywords", lang)
+        path = (key, lang)
         if not _language(src, lang, path):
             continue
         if not isinstance(words, list) or not words:
@@ -183,7 +187,8 @@ def _keywords(src: yamlsrc.Source, raw: Any) -> dict[str, tuple[str, ...]]:
 
 
 def _build(src: yamlsrc.Source, base: Path) -> SpeechConfig | None:
-    top = _mapping(src, src.data, (), ("models", "workers", "max_streams", "emergency_keywords"), ("models",))
+    top = _mapping(src, src.data, (), ("models", "workers", "max_streams", "emergency_keywords", "menu_fillers"),
+                   ("models",))
     if top is None:
         return None
     models: dict[str, ModelSpec] = {}
@@ -199,4 +204,6 @@ def _build(src: yamlsrc.Source, base: Path) -> SpeechConfig | None:
     workers = _integer(src, top, "workers", 1, MAX_WORKERS, 2)
     max_streams = _integer(src, top, "max_streams", 0, MAX_STREAMS, 2)
     keywords = _keywords(src, top["emergency_keywords"]) if "emergency_keywords" in top else {}
-    return SpeechConfig(models=models, workers=workers, max_streams=max_streams, emergency_keywords=keywords)
+    fillers = _keywords(src, top["menu_fillers"], "menu_fillers") if "menu_fillers" in top else {}
+    return SpeechConfig(models=models, workers=workers, max_streams=max_streams, emergency_keywords=keywords,
+                        menu_fillers=fillers)

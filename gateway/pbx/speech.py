@@ -66,7 +66,9 @@ class Listener:
         pbx_path: Callable[[Path], str],
         vad_threshold_dbfs: float = -40.0,
         connect_timeout: float = 4.0,
+        menu_fillers: dict | None = None,
     ) -> None:
+        self.menu_fillers = dict(menu_fillers or {})  # language -> words that absorb non-option speech
         self.audiosocket = audiosocket
         self.engine = engine
         self.address = address
@@ -125,6 +127,9 @@ class Listener:
         kind = "listen-describe" if name else "listen-menu"
         step = _Step(self, uid, guard_words=guard_words, end_keys=end_keys,
                      silence_seconds=silence_seconds, keep_audio=name is not None)
+        if grammar is not None and self.menu_fillers.get(language):
+            extra = [w for w in self.menu_fillers[language] if w not in grammar]
+            grammar = [w for w in grammar if w != "[unk]"] + extra + ["[unk]"]
         try:
             stream = await self.engine.open_stream(language, grammar=grammar, on_result=step.on_result)
         except EngineUnavailable as exc:

