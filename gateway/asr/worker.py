@@ -107,6 +107,11 @@ def _parse_args(argv: list[str]) -> list[tuple[str, str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
+    # Ctrl-C in a terminal reaches the whole process group: the gateway stops its workers
+    # itself (stdin closes), so a worker ignores SIGINT instead of dying with a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     specs = _parse_args(sys.argv[1:] if argv is None else argv)
     out_fd = os.dup(1)  # the protocol channel; fd 1 now goes to stderr
     os.dup2(2, 1)
