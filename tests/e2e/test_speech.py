@@ -161,7 +161,8 @@ def test_given_hostile_audiosocket_peers_when_calls_are_listening_then_only_thei
     assert all(r["hangup_cause"] == 16 and r["ticket_id"] for r in results.values())
     status, metrics = system.http("/metrics")
     counters = metrics.get("audiosocket") or {}
-    assert sum(v for k, v in counters.items() if k != "sessions" and isinstance(v, int)) >= 4, counters
+    # unknown UUID; audio first, unknown kind, truncated UUID, garbage; the silent one: no UUID
+    assert counters["unknown_uuid"] >= 1 and counters["protocol_errors"] >= 4 and counters["no_uuid"] >= 1, counters
     log = system.log_path.read_text(errors="replace")
     assert "13900000001" not in log  # callers' numbers never reach the log whole
 
