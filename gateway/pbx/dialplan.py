@@ -171,12 +171,13 @@ def _extensions_conf(config: GatewayConfig, settings: Settings) -> str:
 
 
 def _fallback_queue(config: GatewayConfig) -> str:
-    """Where a call goes when the gateway cannot run its flow: the primary flow's agent queue."""
+    """Where a call goes when the gateway cannot run its flow: the primary flow's usual agent
+    queue, the default queue most of its transfers share (not e.g. its emergency hand-off)."""
     flow = config.flows[config.primary.flow]
-    for node in flow.nodes.values():
-        if isinstance(node, TransferNode):
-            return node.default_queue
-    return next(iter(config.queues))
+    queues = [node.default_queue for node in flow.nodes.values() if isinstance(node, TransferNode)]
+    if not queues:
+        return next(iter(config.queues))
+    return max(queues, key=lambda q: (queues.count(q), -queues.index(q)))
 
 
 def _queues_conf(config: GatewayConfig, keep_queues_of: GatewayConfig | None = None) -> str:

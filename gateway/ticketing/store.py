@@ -474,13 +474,17 @@ class TicketStore:
 
         return await self._update_ticket(uniqueid, "ticket.transcript_pending", change)
 
-    async def pending_transcripts(self, *, limit: int = 20) -> list[dict[str, Any]]:
-        """Tickets waiting for the recovery job (oldest first) with a recording to transcribe."""
+    async def pending_transcripts(self, *, languages: list[str], limit: int = 20) -> list[dict[str, Any]]:
+        """Tickets waiting for the recovery job (oldest first) with a recording to transcribe,
+        in one of ``languages`` (those the engine can do now: the others wait for a model)."""
+        if not languages:
+            return []
         async with self._read_sessions() as session:
             stmt = (
                 sa.select(Ticket, Call.uniqueid)
                 .join(Call, Ticket.call_id == Call.id)
-                .where(Ticket.transcript_status == "pending", Ticket.recording_path.is_not(None))
+                .where(Ticket.transcript_status == "pending", Ticket.recording_path.is_not(None),
+                       Ticket.language.in_(languages))
                 .order_by(Ticket.id)
                 .limit(max(1, min(MAX_PAGE, limit)))
             )

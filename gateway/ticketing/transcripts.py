@@ -54,10 +54,11 @@ class TranscriptRecovery:
     async def run_once(self) -> int:
         """One round; returns how many tickets got their transcript."""
         done = 0
-        for ticket in await self.store.pending_transcripts(limit=20):
+        languages = [lang for lang in self.engine.languages() if self.engine.available(lang)]
+        for ticket in await self.store.pending_transcripts(languages=languages, limit=20):
             language = ticket.get("language") or ""
             if not self.engine.available(language):
-                continue  # no model (yet), or suspended: try again later
+                continue  # suspended meanwhile: try again later
             path = self.local_path(ticket["recording_path"])
             try:
                 transcript = await self.engine.transcribe_file(path, language)

@@ -77,3 +77,11 @@ def test_given_a_prompt_text_with_shell_characters_when_rendered_then_it_is_spok
     text = prompts.PromptText("x", f"$(touch {marker}); `touch {marker}` -v", "cmn")
     prompts.synthesize(text, tmp_path / "x.wav")
     assert (tmp_path / "x.wav").stat().st_size > 1000 and not marker.exists()
+
+
+def test_given_the_shipped_flows_when_the_gateway_is_down_then_the_fail_safe_queue_is_the_general_one():
+    from gateway.ivr_flows.validate import load_config
+    from gateway.pbx.dialplan import _fallback_queue
+
+    config = load_config(Path(__file__).resolve().parents[2] / "config")
+    assert _fallback_queue(config) == "q-general"  # not the emergency hand-off, which comes first in the file

@@ -277,3 +277,22 @@ async def test_given_tickets_on_lines_when_list_with_filters_and_paging_then_mat
     assert drafts["limit"] == 1 and drafts["total"] == 7 and len(drafts["items"]) == 1
     assert (huge["limit"], huge["offset"]) == (200, 0)
     assert none == {"items": [], "total": 0, "limit": 50, "offset": 0}
+
+
+async def test_given_pending_transcripts_in_several_languages_when_listed_then_only_those_the_engine_can_do(store):
+    for uid, language in (("z1", "zh"), ("z2", "zh"), ("k1", "ko")):
+        await start(store, uid)
+        await store.ensure_ticket(uid, category=None, channel_kind=None, confidential=None, handled_by=None,
+                                  queue=None, department=None, language=language)
+        await store.set_recording(uid, path=f"/r/{uid}.wav", duration_ms=1000)
+        await store.set_transcript_pending(uid, language=language, reason="no live recogniser")
+    assert [t["uniqueid"] for t in await store.pending_transcripts(languages=["ko"], limit=1)] == ["k1"]
+    assert await store.pending_transcripts(languages=[]) == []
+    ticket_id = (await store.pending_transcripts(languages=["ko"]))[0]["id"]
+    for attempt in range(3):
+        status = await store.transcript_attempt_failed(ticket_id, "bad file", give_up_after=3)
+    assert status == "failed" and await store.pending_transcripts(languages=["ko"]) == []
+    await store.set_transcript("z1", {"text": "你好", "words": [], "confidence": 0.9, "model": "m", "rtf": 0.2,
+                                      "language": "zh"})
+    ticket = await store.get_ticket((await store.get_call("z1"))["ticket_id"])
+    assert ticket["transcript_status"] == "done" and ticket["transcript"] == "你好"
