@@ -49,3 +49,6 @@ stop:
 
 bench: setup
 	$(BIN)/python bench/foundation.py
+	$(BIN)/python bench/apply.py
+	$(BIN)/python bench/speech.py
+	$(BIN)/python bench/desk.py
