@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import ipaddress
 import itertools
 import logging
 import re
@@ -58,6 +57,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from gateway.errors import LocalProtocolError, RemoteProtocolError, SettingsError
+from gateway.pbx.peers import parse_networks, peer_allowed
 
 KIND_HANGUP: Final = 0x00
 KIND_UUID: Final = 0x01
@@ -428,7 +428,7 @@ class AudioSocketServer:
                  uuid_timeout: float = 2.0, idle_timeout: float = 10.0, max_sessions: int = 500,
                  queue_frames: int = QUEUE_FRAMES, logger: logging.Logger | None = None) -> None:
         try:
-            self._allowed = tuple(ipaddress.ip_network(p, strict=False) for p in allowed_peers)
+            self._allowed = parse_networks(allowed_peers)
         except (TypeError, ValueError) as exc:
             raise SettingsError(f"bad AudioSocket allowed_peers {allowed_peers!r}: {exc}") from None
         for name, value in (("uuid_timeout", uuid_timeout), ("idle_timeout", idle_timeout),
@@ -500,13 +500,7 @@ class AudioSocketServer:
         self._counters[name] += 1
 
     def _peer_allowed(self, peer: object) -> bool:
-        try:
-            address = ipaddress.ip_address(peer[0].split("%")[0])  # type: ignore[index]
-        except (TypeError, ValueError, IndexError, AttributeError):
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in network for network in self._allowed)
+        return peer_allowed(peer, self._allowed)
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sid = f"as-{next(self._ids)}"

@@ -10,7 +10,6 @@ loop spins forever on a half header; ours cannot). Handlers get an
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import itertools
 import logging
 import posixpath
@@ -31,6 +30,7 @@ from gateway.ivr_flows.channel import Heard, Recording, SpeechUnavailable
 from gateway.masking import mask_number, mask_text
 from gateway.pbx import agi
 from gateway.pbx.agi import AgiEnvironment, AgiEnvironmentParser, AgiReply, AgiReplyReader
+from gateway.pbx.peers import parse_networks, peer_allowed
 
 READ_CHUNK = 4096
 RTT_KEPT = 1000
@@ -155,7 +155,7 @@ class FastAgiServer:
         if not callable(handler):
             raise SettingsError("FastAGI handler must be an async callable")
         try:
-            self._allowed = tuple(ipaddress.ip_network(p, strict=False) for p in allowed_peers)
+            self._allowed = parse_networks(allowed_peers)
         except (TypeError, ValueError) as exc:
             raise SettingsError(f"bad FastAGI allowed_peers {allowed_peers!r}: {exc}") from None
         self._handler = handler
@@ -208,13 +208,7 @@ class FastAgiServer:
         self._server = None
 
     def _peer_allowed(self, peer: object) -> bool:
-        try:
-            address = ipaddress.ip_address(peer[0].split("%")[0])  # type: ignore[index]
-        except (TypeError, ValueError, IndexError, AttributeError):
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in network for network in self._allowed)
+        return peer_allowed(peer, self._allowed)
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sid = f"agi-{next(self._ids)}"
