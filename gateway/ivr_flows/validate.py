@@ -13,7 +13,7 @@ import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from gateway.errors import ConfigError
 from gateway.ivr_flows import yamlsrc

@@ -5,6 +5,7 @@ The configuration is a private copy of ``config/`` that tests may change."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -27,3 +28,22 @@ def system():
         if sysm.console_log.exists():
             shutil.copy(sysm.console_log, ARTIFACTS / "e2e-asterisk.console.log")
         shutil.rmtree(sysm.state, ignore_errors=True)
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; never a downloaded browser
+CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's Chromium driven by Playwright (skips when either is missing)."""
+    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download)")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("no /usr/bin/chromium (apt-get install chromium fonts-wqy-microhei)")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -23,11 +22,8 @@ from gateway.devsystem import GATEWAY, ROOT
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download)")
-sync_playwright, expect = playwright_api.sync_playwright, playwright_api.expect
+expect = playwright_api.expect
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 ARTIFACTS = ROOT / "test-artifacts"
 USER, PASSWORD = "admin-ui", "browser test password 12345"
 
@@ -71,18 +67,6 @@ def _live(system, token) -> dict:
     status, body = system.http("/api/admin/overview", token=token)
     assert status == 200, body
     return body
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("no /usr/bin/chromium (apt-get install chromium fonts-wqy-microhei)")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def test_given_an_admin_in_the_browser_when_changing_dry_running_and_rolling_back_then_the_page_and_api_agree(

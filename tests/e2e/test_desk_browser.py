@@ -31,11 +31,8 @@ from gateway.pbx.simcall import CallScript, place_call
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download)")
-sync_playwright, expect = playwright_api.sync_playwright, playwright_api.expect
+expect = playwright_api.expect
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 ARTIFACTS = ROOT / "test-artifacts"
 PASSWORD = "desk browser test password 12345"
 AGENT_A, AGENT_B, SUPERVISOR = "desk-a", "desk-b", "desk-boss"
@@ -140,18 +137,6 @@ class Browser:
 
     def close(self) -> None:
         self.context.close()
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("no /usr/bin/chromium (apt-get install chromium fonts-wqy-microhei)")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture(scope="module")

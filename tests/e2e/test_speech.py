@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.pbx.ami import AmiClient
-from gateway.pbx.simcall import CallScript, place_call
+from gateway.pbx.simcall import CallScript, place_calls
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -41,14 +40,7 @@ def voices(tmp_path_factory) -> dict:
 
 
 async def _calls(system, scripts: list[CallScript]) -> list[dict]:
-    s = system.settings
-    ami = AmiClient(host=s.ami_host, port=s.ami_port, username=s.ami_user, secret=s.ami_secret)
-    await ami.start()
-    try:
-        assert await ami.wait_connected(10)
-        return await asyncio.gather(*(place_call(s, script, ami=ami) for script in scripts))
-    finally:
-        await ami.close()
+    return await place_calls(system.settings, scripts)
 
 
 def _ticket(system, ticket_id: int) -> dict:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.errors import ChannelHangup
-from gateway.ivr_flows.channel import Heard, Recording, SpeechUnavailable  # noqa: F401 - re-exported for tests
+from gateway.ivr_flows.channel import Heard, Recording
 
 
 class ScriptedChannel:
