@@ -38,8 +38,12 @@ test-tools:
 	  echo "==> installing chromium and fonts-wqy-microhei for the browser tests"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-wqy-microhei; }
 
+# Unit tests first (some measure event-loop lag: they run alone), then the end-to-end files
+# on two workers, each with its own sandbox Asterisk and gateway on private ports (the
+# calls mostly wait on real prompts, so two at a time halve the wall time).
 test: setup test-tools
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile tests/e2e
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

@@ -4,6 +4,7 @@ The configuration is a private copy of ``config/`` that tests may change."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -16,7 +17,10 @@ ARTIFACTS = ROOT / "test-artifacts"
 
 @pytest.fixture(scope="session")
 def system():
-    sysm = System(prefix="gw-e2e-", log_level="INFO", test_clock=True)
+    # One system per pytest-xdist worker (gw0, gw1...): private state dir and ports each.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    suffix = f"-{worker}" if worker else ""
+    sysm = System(prefix=f"gw-e2e{suffix}-", log_level="INFO", test_clock=True)
     try:
         sysm.up()
         yield sysm
@@ -24,9 +28,9 @@ def system():
         sysm.down()
         ARTIFACTS.mkdir(exist_ok=True)
         if sysm.log_path.exists():
-            shutil.copy(sysm.log_path, ARTIFACTS / "e2e-gateway.log")
+            shutil.copy(sysm.log_path, ARTIFACTS / f"e2e-gateway{suffix}.log")
         if sysm.console_log.exists():
-            shutil.copy(sysm.console_log, ARTIFACTS / "e2e-asterisk.console.log")
+            shutil.copy(sysm.console_log, ARTIFACTS / f"e2e-asterisk{suffix}.console.log")
         shutil.rmtree(sysm.state, ignore_errors=True)
 
 
