@@ -65,19 +65,11 @@ class _Progress:
 
 
 async def place_call(settings: Settings, script: CallScript, *, ami: AmiClient | None = None) -> dict:
-    own_ami = ami is None
-    if ami is None:
-        ami = AmiClient(host=settings.ami_host, port=settings.ami_port, username=settings.ami_user,
-                        secret=settings.ami_secret, action_timeout=settings.ami_action_timeout)
-        await ami.start()
-    try:
-        if not await ami.wait_connected(10):
-            raise SimCallError(f"cannot reach Asterisk's AMI on {settings.ami_host}:{settings.ami_port} "
-                               f"({ami.last_error}); is the sandbox up? (`gateway sandbox up`)")
+    """One simulated call (over ``ami`` if given, else a connection of its own)."""
+    if ami is not None:
+        await _wait_connected(settings, ami)
         return await _run(settings, script, ami)
-    finally:
-        if own_ami:
-            await ami.close()
+    return (await place_calls(settings, [script]))[0]
 
 
 async def place_calls(settings: Settings, scripts: list[CallScript]) -> list[dict]:
@@ -86,12 +78,16 @@ async def place_calls(settings: Settings, scripts: list[CallScript]) -> list[dic
                     secret=settings.ami_secret, action_timeout=settings.ami_action_timeout)
     await ami.start()
     try:
-        if not await ami.wait_connected(10):
-            raise SimCallError(f"cannot reach Asterisk's AMI on {settings.ami_host}:{settings.ami_port} "
-                               f"({ami.last_error}); is the sandbox up? (`gateway sandbox up`)")
+        await _wait_connected(settings, ami)
         return await asyncio.gather(*(_run(settings, script, ami) for script in scripts))
     finally:
         await ami.close()
+
+
+async def _wait_connected(settings: Settings, ami: AmiClient) -> None:
+    if not await ami.wait_connected(10):
+        raise SimCallError(f"cannot reach Asterisk's AMI on {settings.ami_host}:{settings.ami_port} "
+                           f"({ami.last_error}); is the sandbox up? (`gateway sandbox up`)")
 
 
 async def _run(settings: Settings, script: CallScript, ami: AmiClient) -> dict:
