@@ -157,15 +157,14 @@ class DeskService:
 
     async def screen_pop(self, uniqueid: str, agent_id: str, queue: str) -> int:
         """Push the call's draft ticket to every user answering as ``agent_id``; how many got it."""
-        usernames = await self.users.usernames_for_agent(agent_id) if agent_id else []
-        if not usernames:
+        viewers = await self.users.users_for_agent(agent_id) if agent_id else []
+        if not viewers:
             return 0
+        usernames = [viewer["username"] for viewer in viewers]
         ticket = await self.desk.ticket_of_call(uniqueid)
         delivered = 0
-        for username in usernames:
-            viewer = await self._viewer(username)
-            if viewer is None:
-                continue
+        for viewer in viewers:
+            username = viewer["username"]
             if ticket is None:
                 self.counters["pops_without_ticket"] += 1
                 event = {"type": "call_without_ticket", "uniqueid": uniqueid, "queue": queue,
@@ -180,12 +179,6 @@ class DeskService:
             await self.desk.audit("desk", "ticket.screen_pop", ticket["id"],
                                   {"agent_id": agent_id, "users": usernames[:10]})
         return delivered
-
-    async def _viewer(self, username: str) -> dict | None:
-        for user in await self.users.list_users():
-            if user["username"] == username and not user["disabled"]:
-                return user
-        return None
 
     # -- reading -----------------------------------------------------------------------
     async def view(self, ticket_id: int, viewer: dict, *, ticket: dict | None = None, audit: bool = True) -> dict:

@@ -279,11 +279,12 @@ class UserStore:
 
         await self._db.run_write(work)
 
-    async def usernames_for_agent(self, agent_id: str) -> list[str]:
+    async def users_for_agent(self, agent_id: str) -> list[dict[str, Any]]:
+        """The enabled users answering as queue member ``agent_id`` (who gets its screen pops)."""
         async with self._db.read_session() as session:
-            rows = await session.scalars(sa.select(User.username).where(
-                User.agent_id == agent_id, User.disabled.is_(False)))
-            return list(rows.all())
+            rows = await session.scalars(sa.select(User).where(
+                User.agent_id == agent_id, User.disabled.is_(False)).order_by(User.username))
+            return [_user_dict(u) for u in rows.all()]
 
     async def list_users(self) -> list[dict[str, Any]]:
         async with self._db.read_session() as session:
