@@ -75,6 +75,13 @@ class SandboxError(GatewayError):
     """The Asterisk sandbox could not be provisioned, started or stopped."""
 
 
+class BadRequest(GatewayError):
+    """A request the gateway cannot take as it is (malformed, too large, out of range)."""
+
+    status_code = 400
+    error_id = "bad-request"
+
+
 class NotFound(GatewayError):
     status_code = 404
     error_id = "not-found"

@@ -12,7 +12,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from gateway.errors import GatewayError, NotFound
+from gateway.errors import BadRequest, GatewayError, NotFound
 from gateway.masking import mask_number, mask_text
 from gateway.web.auth import AUTH, add_auth_routes, auth_middleware, require_role
 
@@ -22,11 +22,6 @@ STORE = web.AppKey("store", object)
 HEALTH = web.AppKey("health", Callable[[], Awaitable[dict]])
 METRICS = web.AppKey("metrics", Callable[[], dict])
 _UNIQUEID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-
-class BadRequest(GatewayError):
-    status_code = 400
-    error_id = "bad-request"
 
 
 def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
