@@ -139,8 +139,7 @@ async def dispatch(request: web.Request) -> web.Response:
 @require_role(*DESK_ROLES)
 async def recording(request: web.Request) -> web.StreamResponse:
     desk = request.app[DESK]
-    ticket = await desk.store.get_ticket(_ticket_id(request))
-    await desk.check_lock(ticket["id"], request["user"])
+    ticket = await desk.check_hearing(_ticket_id(request), request["user"])
     path = await asyncio.to_thread(desk.recording_file, ticket)
     await desk.desk.audit(request["user"]["username"], "ticket.recording_played", ticket["id"])
     return web.FileResponse(path, headers={"Content-Type": "audio/wav", "Cache-Control": "no-store"})

@@ -14,7 +14,11 @@ older than the buffer, it is told to ``resync`` (reload its inbox over HTTP), so
 nothing sent while it was away is lost either way.
 
 Who sees the caller's number: supervisors and admins, and the agent whose call it
-is (to call back); other agents see it masked. What goes to handling units (the
+is (to call back); other agents see it masked. What the caller *said* (transcript,
+word times, the guard's words, the recording) is shown only to supervisors, admins
+and the agent who answered the call, whatever the ticket's status: another agent
+may read a decided ticket's fields (category, place, summary, units) and nothing
+the caller said. What goes to handling units (the
 dispatch document) never carries the number of a caller who asked for
 confidentiality (保密), and otherwise only masked.
 """
@@ -48,6 +52,27 @@ def may_see_number(viewer: dict, call_agent: str | None) -> bool:
     return bool(viewer.get("agent_id")) and viewer.get("agent_id") == call_agent
 
 
+def may_hear_caller(viewer: dict, call_agent: str | None) -> bool:
+    """Transcripts and recordings: supervisors, admins and the agent who answered the call."""
+    return may_see_number(viewer, call_agent)
+
+
+class NotYourCall(GatewayError):
+    """What a caller said belongs to the agent who answered (and supervisors), at any status."""
+
+    status_code = 403
+    error_id = "not-your-call"
+
+
+def check_hearing(viewer: dict, call_agent: str | None, ticket_id: int) -> None:
+    if not may_hear_caller(viewer, call_agent):
+        raise NotYourCall("只有接听该来电的坐席和班长可以收听录音 / only the agent who answered this call and "
+                          "supervisors may hear its recording", details={"ticket_id": ticket_id})
+
+
+SPOKEN = ("transcript", "transcript_words", "emergency_words", "transcript_error")
+
+
 class DraftLocked(GatewayError):
     """Another agent's call: its draft is theirs until decided (supervisors may take over)."""
 
@@ -72,6 +97,11 @@ def ticket_view(ticket: dict, viewer: dict, *, call_agent: str | None) -> dict:
     out["caller_number_masked"] = not full
     out["recording_url"] = f"/api/tickets/{ticket['id']}/recording" if ticket.get("recording_path") else None
     out.pop("recording_path", None)
+    if not may_hear_caller(viewer, call_agent):
+        for key in SPOKEN:
+            out.pop(key, None)
+        out["recording_url"] = None
+        out["spoken_withheld"] = True  # the desk says why there is nothing to read or play
     return out
 
 
@@ -187,7 +217,10 @@ class DeskService:
         check_lock(ticket, viewer, call.get("agent"))
         out = ticket_view(ticket, viewer, call_agent=call.get("agent"))
         out["call"] = {"uniqueid": call.get("uniqueid"), "agent": call.get("agent"), "status": call.get("status")}
-        out["suggestions"] = await self.suggestions(ticket)
+        if out.get("spoken_withheld"):  # suggestions quote the transcript: not for this viewer
+            out["suggestions"] = {"available": False, "reason": "not your call"}
+        else:
+            out["suggestions"] = await self.suggestions(ticket)
         draft = await self.desk.get_draft(ticket_id, viewer["username"])
         out["saved_draft"] = draft["data"] if draft else None
         if audit:
@@ -239,6 +272,14 @@ class DeskService:
         self.counters[outcome] += 1
         call = await self.desk.call_of_ticket(ticket_id) or {}
         return ticket_view(ticket, viewer, call_agent=call.get("agent"))
+
+    async def check_hearing(self, ticket_id: int, viewer: dict) -> dict:
+        """The ticket, if ``viewer`` may hear what its caller said (403 ``not-your-call`` otherwise)."""
+        ticket = await self.store.get_ticket(ticket_id)
+        call = await self.desk.call_of_ticket(ticket_id) or {}
+        check_lock(ticket, viewer, call.get("agent"))
+        check_hearing(viewer, call.get("agent"), ticket_id)
+        return ticket
 
     async def check_lock(self, ticket_id: int, viewer: dict) -> None:
         ticket = await self.store.get_ticket(ticket_id)

@@ -64,7 +64,7 @@ async def metrics(request: web.Request) -> web.Response:
 DESK_ROLES = ("agent", "supervisor", "admin")
 
 
-_PERSONAL = ("transcript", "transcript_words", "recording_path")
+_PERSONAL = ("transcript", "transcript_words", "recording_path", "emergency_words", "transcript_error")
 
 
 def _numbers_for(request: web.Request, item: dict) -> dict:

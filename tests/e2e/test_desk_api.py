@@ -108,6 +108,14 @@ def test_given_a_draft_when_others_try_it_then_locked_for_agents_and_409_with_wh
     assert next(a for a in audit["items"] if a["action"] == "ticket.submitted")["actor"] == "desk-8002"
     status, view = system.http(f"/api/desk/tickets/{ticket['id']}", token=other)
     assert view["caller_number"] == "137****0001" and view["status"] == "submitted"  # not their call
+    # decided or not, what the caller said stays with the agent who answered (and supervisors)
+    assert "transcript" not in view and view["recording_url"] is None and view["spoken_withheld"] is True
+    status, refused = system.http(f"/api/tickets/{ticket['id']}/recording", token=other)
+    assert status == 403 and refused["error"] == "not-your-call"
+    status, mine = system.http(f"/api/desk/tickets/{ticket['id']}", token=agent)
+    assert "transcript_status" in mine and mine["recording_url"] and "spoken_withheld" not in mine
+    assert system.http(mine["recording_url"], token=agent)[0] == 200
+    assert system.http(mine["recording_url"], token=system.token())[0] == 200
     status, bad = system.http(f"/api/desk/tickets/{ticket['id']}/submit", method="POST",
                               body={**body, "dispatch_mode": "sideways"}, token=other)
     assert status == 400 and bad["details"]["field"] == "dispatch_mode"

@@ -281,3 +281,32 @@ async def test_given_a_desk_websocket_when_it_closes_or_comes_back_after_a_resta
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await client.ws_connect("/api/desk/ws", headers={**headers, "Origin": "http://evil.example"})
         assert refused.value.status == 403
+
+
+async def test_given_a_decided_ticket_when_another_agent_reads_it_then_nothing_the_caller_said_is_shown(world):
+    """Probe: agent8003 read agent8002's submitted call's transcript and recording (issue 9, item 1)."""
+    from gateway.desk.service import NotYourCall
+
+    store, _, desk = world
+    ticket_id = await _call(store, "u1")
+    await store.set_transcript("u1", {"text": "我家楼下餐馆油烟很大", "words": [], "model": "m", "rtf": 0.1})
+    await store.set_emergency("u1", ["着火"])
+    await store.mark_agent("u1", "8001")
+    answerer = {"username": "a1", "role": "agent", "agent_id": "8001"}
+    other = {"username": "a2", "role": "agent", "agent_id": "8002"}
+    boss = {"username": "boss", "role": "supervisor"}
+    version = (await store.get_ticket(ticket_id))["version_id"]
+    await desk.decide(ticket_id, "submitted", {**SUBMIT, "version_id": version}, answerer, categories=CATEGORIES)
+
+    seen = await desk.view(ticket_id, other)
+    assert seen["status"] == "submitted" and seen["summary"] == SUBMIT["summary"]
+    assert not {"transcript", "transcript_words", "emergency_words"} & set(seen)
+    assert seen["recording_url"] is None and seen["spoken_withheld"] is True
+    assert seen["suggestions"]["available"] is False
+    with pytest.raises(NotYourCall):
+        await desk.check_hearing(ticket_id, other)
+    for allowed in (answerer, boss):  # whatever the status
+        view = await desk.view(ticket_id, allowed)
+        assert view["transcript"] == "我家楼下餐馆油烟很大" and view["emergency_words"] == ["着火"]
+        assert "spoken_withheld" not in view
+        assert (await desk.check_hearing(ticket_id, allowed))["id"] == ticket_id

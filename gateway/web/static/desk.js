@@ -364,7 +364,9 @@ function renderInfo(entry) {
     tp.append(highlight(str(v.transcript), words));
   } else {
     tp.classList.add("empty");
-    tp.textContent = ts === "pending" ? "录音正在转写，请先听录音。Transcript pending: listen to the recording."
+    tp.textContent = v.spoken_withheld ? "非本人接听的来电：通话内容和录音仅限接听坐席和班长。Not your call: " +
+        "only the agent who answered and supervisors see what the caller said."
+      : ts === "pending" ? "录音正在转写，请先听录音。Transcript pending: listen to the recording."
       : ts === "failed" ? `转写失败 ${str(v.transcript_error)}` : "（无文字 no text）";
   }
   const audio = $("audio.recording", article);
