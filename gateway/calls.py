@@ -15,7 +15,7 @@ import time
 from datetime import datetime, timezone
 from typing import Callable
 
-from gateway.errors import ChannelHangup
+from gateway.errors import CallExists, ChannelHangup, TicketDecided
 from gateway.ivr_flows.channel import Recording
 from gateway.ivr_flows.engine import CallState, Interpreter
 from gateway.ivr_flows.model import GatewayConfig
@@ -27,8 +27,30 @@ log = logging.getLogger(__name__)
 
 
 def _number(raw: str) -> str:
-    """A phone number as stored: dial characters only, at most 32 (callers control caller ID)."""
+    """A dialled number as routed: dial characters only, at most 32."""
     return re.sub(r"[^0-9+*#]", "", raw or "")[:32]
+
+
+_CALLER_NUMBER = re.compile(r"\+?[0-9]{1,31}")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def caller_id(raw: str | None) -> tuple[str, str | None]:
+    """``(number, raw)``: a caller ID as stored.
+
+    Callers (and their carriers) control caller ID. A valid number (ASCII digits, an
+    optional leading +) is the number and ``raw`` is None. Anything else is *not*
+    turned into a number by dropping characters (``1380000%3Cb%3E1`` is not
+    ``13800001``, somebody else's real-looking number): the number is empty and what
+    was received is kept, without control characters and at most 80 characters, marked
+    as not a valid number. ``None``/empty means no caller ID at all.
+    """
+    text = (raw or "").strip()
+    if not text:
+        return "", None
+    if _CALLER_NUMBER.fullmatch(text):
+        return text, None
+    return "", _UNPRINTABLE.sub("\ufffd", text)[:80]
 
 
 def _utcnow() -> datetime:
@@ -36,7 +58,12 @@ def _utcnow() -> datetime:
 
 
 class StoreObserver:
-    """Persists a call's progress through the flow."""
+    """Persists a call's progress through the flow.
+
+    Once an agent or supervisor has decided the ticket the IVR may no longer change it
+    (the store refuses with :class:`TicketDecided`); the call goes on and the refusal
+    is logged, so a decision made while the caller is still in the menu stands.
+    """
 
     def __init__(self, store: TicketStore, *, recording_path: Callable[[Recording], str]) -> None:
         self.store = store
@@ -47,8 +74,8 @@ class StoreObserver:
 
     async def ticket_point(self, state: CallState) -> None:
         v = state.vars
-        await self.store.ensure_ticket(
-            state.uniqueid,
+        await self._ivr_write(
+            state, self.store.ensure_ticket,
             category=v.get("category") or None,
             channel_kind=v.get("channel_kind") or None,
             confidential=bool(v.get("confidential", False)),
@@ -59,19 +86,25 @@ class StoreObserver:
         )
 
     async def recorded(self, state: CallState, recording: Recording) -> None:
-        await self.store.set_recording(
-            state.uniqueid, path=self.recording_path(recording), duration_ms=recording.duration_ms
-        )
+        await self._ivr_write(state, self.store.set_recording, path=self.recording_path(recording),
+                              duration_ms=recording.duration_ms)
 
     async def transcribed(self, state: CallState, transcript: dict) -> None:
-        await self.store.set_transcript(state.uniqueid, transcript)
+        await self._ivr_write(state, self.store.set_transcript, transcript)
 
     async def transcript_pending(self, state: CallState, language: str, reason: str) -> None:
-        await self.store.set_transcript_pending(state.uniqueid, language=language, reason=reason)
+        await self._ivr_write(state, self.store.set_transcript_pending, language=language, reason=reason)
 
     async def emergency(self, state: CallState, words: list) -> None:
         log.warning("call %s: emergency guard fired (%d words)", state.uniqueid, len(words))
-        await self.store.set_emergency(state.uniqueid, [str(w)[:40] for w in words])
+        await self._ivr_write(state, self.store.set_emergency, [str(w)[:40] for w in words])
+
+    @staticmethod
+    async def _ivr_write(state: CallState, write, *args, **kwargs) -> None:
+        try:
+            await write(state.uniqueid, *args, **kwargs)
+        except TicketDecided as exc:
+            log.warning("call %s: %s; the call goes on, the ticket stays as decided", state.uniqueid, exc.message)
 
 
 class CallHandler:
@@ -104,7 +137,7 @@ class CallHandler:
         config = self.config_source()  # a call finishes on the version it started with
         env = session.env
         dialled = _number((env.args[0] if env.args else "") or env.extension)
-        caller = _number(env.callerid)
+        caller, caller_raw = caller_id(env.callerid)
         line = config.line(dialled)
         channel = self.channel_factory(session)
         if line is None:
@@ -112,11 +145,19 @@ class CallHandler:
             await channel.hangup()
             return
         state = CallState(uniqueid=env.uniqueid, line=line, caller=caller, dialled=dialled)
-        await self.store.start_call(
-            uniqueid=env.uniqueid, channel=env.channel[:128], caller_number=caller, dialled_number=dialled,
-            line_number=line.number, line_name=line.name, merge_mode=line.mode, department=line.department,
-            flow_version=config.version, started_at=self.clock(),
-        )
+        try:
+            await self.store.start_call(
+                uniqueid=env.uniqueid, channel=env.channel[:128], caller_number=caller, dialled_number=dialled,
+                line_number=line.number, line_name=line.name, merge_mode=line.mode, department=line.department,
+                flow_version=config.version, started_at=self.clock(), caller_id_raw=caller_raw,
+            )
+        except CallExists:
+            # Asterisk runs the IVR once per channel: this is a replay or a forged peer. Send
+            # nothing (a real channel falls through to the dialplan's fail-safe queue).
+            self.metrics.sessions_refused += 1
+            log.warning("FastAGI session for call %s refused: that call id is already recorded "
+                        "(replayed or forged session)", env.uniqueid)
+            return
         log.info("call %s from %s to %s (%s) started", env.uniqueid, mask_number(caller), dialled, line.mode)
         if self.board is not None:
             self.board.ivr_started(env.uniqueid, line=line.number, caller=caller, now=time.monotonic())

@@ -92,3 +92,16 @@ class Conflict(GatewayError):
 
     status_code = 409
     error_id = "conflict"
+
+
+class CallExists(Conflict):
+    """A second IVR session for a call id that is already recorded (a replay, or a forged peer)."""
+
+    error_id = "call-exists"
+
+
+class TicketDecided(Conflict):
+    """The IVR tried to change a ticket that an agent or supervisor has already decided."""
+
+    error_id = "ticket-decided"
+

@@ -16,6 +16,7 @@ class Metrics:
         self._rtt: dict[str, deque] = defaultdict(lambda: deque(maxlen=keep))
         self.calls_started = 0
         self.calls_finished = 0
+        self.sessions_refused = 0  # FastAGI sessions for a call id already recorded (replay/forgery)
 
     def add_round_trips(self, timings: list[tuple[str, float]]) -> None:
         for verb, seconds in timings:
@@ -27,8 +28,9 @@ class Metrics:
                    "p99_ms": round(_p99(list(values)) * 1000, 3)}
             for verb, values in sorted(self._rtt.items()) if values
         }
-        return {"agi_round_trip": rtt, "calls_started": self.calls_started, "calls_finished": self.calls_finished}
+        return {"agi_round_trip": rtt, "calls_started": self.calls_started, "calls_finished": self.calls_finished,
+                "sessions_refused": self.sessions_refused}
 
     def reset(self) -> None:
         self._rtt.clear()
-        self.calls_started = self.calls_finished = 0
+        self.calls_started = self.calls_finished = self.sessions_refused = 0

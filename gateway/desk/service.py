@@ -35,7 +35,7 @@ from typing import Callable
 
 from gateway.desk.live import LiveBoard
 from gateway.errors import GatewayError, NotFound
-from gateway.masking import mask_number
+from gateway.masking import mask_number, mask_text
 from gateway.pbx.ami_events import AgentConnect, AmiEvent, agent_id_of
 from gateway.ticketing.desk_store import DeskStore
 from gateway.ticketing.store import TicketStore
@@ -94,6 +94,8 @@ def ticket_view(ticket: dict, viewer: dict, *, call_agent: str | None) -> dict:
     out = dict(ticket)
     full = may_see_number(viewer, call_agent)
     out["caller_number"] = ticket["caller_number"] if full else mask_number(ticket["caller_number"])
+    if ticket.get("caller_id_raw") and not full:
+        out["caller_id_raw"] = mask_text(ticket["caller_id_raw"])
     out["caller_number_masked"] = not full
     out["recording_url"] = f"/api/tickets/{ticket['id']}/recording" if ticket.get("recording_path") else None
     out.pop("recording_path", None)

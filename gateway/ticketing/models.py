@@ -73,6 +73,8 @@ class Call(Base):
     uniqueid: Mapped[str] = mapped_column(sa.String(64), unique=True, index=True)
     channel: Mapped[str] = mapped_column(sa.String(128))
     caller_number: Mapped[str] = mapped_column(sa.String(32))
+    # What Asterisk gave as caller ID when it was not a valid number (caller_number is then "").
+    caller_id_raw: Mapped[str | None] = mapped_column(sa.String(80))
     dialled_number: Mapped[str] = mapped_column(sa.String(32))
     line_number: Mapped[str] = mapped_column(sa.String(32))
     line_name: Mapped[str] = mapped_column(sa.String(128))
@@ -100,6 +102,7 @@ class Ticket(Base):
     call_id: Mapped[int] = mapped_column(sa.ForeignKey("calls.id"), unique=True)
     status: Mapped[str] = mapped_column(sa.String(16), default="draft", index=True)
     caller_number: Mapped[str] = mapped_column(sa.String(32), index=True)
+    caller_id_raw: Mapped[str | None] = mapped_column(sa.String(80))
     dialled_number: Mapped[str] = mapped_column(sa.String(32))
     line_number: Mapped[str] = mapped_column(sa.String(32), index=True)
     line_name: Mapped[str] = mapped_column(sa.String(128))

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm.exc import StaleDataError
 
-from gateway.errors import NotFound
+from gateway.errors import CallExists, NotFound, TicketDecided
 from gateway.ticketing.migrate import ensure_sqlite_dir
 from gateway.ticketing.models import AuditEvent, Call, Ticket
 
@@ -64,6 +64,8 @@ def _call_dict(call: Call, ticket_id: int | None) -> dict[str, Any]:
         "uniqueid": call.uniqueid,
         "channel": call.channel,
         "caller_number": call.caller_number,
+        "caller_id_raw": call.caller_id_raw,
+        "caller_number_valid": call.caller_id_raw is None,
         "dialled_number": call.dialled_number,
         "line_number": call.line_number,
         "line_name": call.line_name,
@@ -89,6 +91,8 @@ def _ticket_dict(ticket: Ticket, uniqueid: str) -> dict[str, Any]:
         "uniqueid": uniqueid,
         "status": ticket.status,
         "caller_number": ticket.caller_number,
+        "caller_id_raw": ticket.caller_id_raw,
+        "caller_number_valid": ticket.caller_id_raw is None,
         "dialled_number": ticket.dialled_number,
         "line_number": ticket.line_number,
         "line_name": ticket.line_name,
@@ -235,17 +239,23 @@ class TicketStore:
         department: str | None,
         flow_version: str | None,
         started_at: datetime,
+        caller_id_raw: str | None = None,
     ) -> None:
-        """Record a call entering the IVR; a repeat for the same uniqueid changes nothing."""
+        """Record a call entering the IVR; :class:`CallExists` if that uniqueid is already known.
+
+        Asterisk never runs the IVR twice for one channel, so a second session with a
+        known call id is a replay (or a forged FastAGI peer): it must not touch the call.
+        """
 
         async def work(session: AsyncSession) -> None:
             if await self._call(session, uniqueid, required=False) is not None:
-                return
+                raise CallExists(f"call {uniqueid!r} is already recorded", details={"uniqueid": uniqueid})
             session.add(
                 Call(
                     uniqueid=uniqueid,
                     channel=channel,
                     caller_number=caller_number,
+                    caller_id_raw=caller_id_raw,
                     dialled_number=dialled_number,
                     line_number=line_number,
                     line_name=line_name,
@@ -267,7 +277,7 @@ class TicketStore:
             call = await self._call(session, uniqueid)
             call.menu_path = [*(call.menu_path or []), dict(step)]
             ticket = await self._ticket_of(session, call)
-            if ticket is not None:
+            if ticket is not None and ticket.status == "draft":
                 ticket.menu_path = [*(ticket.menu_path or []), dict(step)]
 
         await self._write(work)
@@ -357,7 +367,11 @@ class TicketStore:
         department: str | None,
         language: str | None = None,
     ) -> int:
-        """Create the call's draft ticket, or update its fields given as not None."""
+        """Create the call's draft ticket, or update its fields given as not None.
+
+        The IVR only ever changes a draft (:class:`TicketDecided` otherwise), and it can
+        raise confidentiality but never lower it: a caller who asked for 保密 keeps it.
+        """
         given = {
             "language": language,
             "category": category,
@@ -374,6 +388,9 @@ class TicketStore:
             ticket = await self._ticket_of(session, call)
             if ticket is None:
                 return await self._create_ticket(session, call, given)
+            _check_draft(ticket, uniqueid)
+            if ticket.confidential:
+                given.pop("confidential", None)
             changed = sorted(k for k, v in given.items() if getattr(ticket, k) != v)
             for name in changed:
                 setattr(ticket, name, given[name])
@@ -389,6 +406,7 @@ class TicketStore:
             call_id=call.id,
             status="draft",
             caller_number=call.caller_number,
+            caller_id_raw=call.caller_id_raw,
             dialled_number=call.dialled_number,
             line_number=call.line_number,
             line_name=call.line_name,
@@ -421,6 +439,7 @@ class TicketStore:
             ticket = await self._ticket_of(session, call)
             if ticket is None:
                 raise NotFound(f"call {uniqueid!r} has no ticket", details={"uniqueid": uniqueid})
+            _check_draft(ticket, uniqueid)
             ticket.recording_path = path
             ticket.recording_duration_ms = duration_ms
 
@@ -428,12 +447,15 @@ class TicketStore:
 
     # -- what the caller said ------------------------------------------------
 
-    async def _update_ticket(self, uniqueid: str, action: str, change: Callable[[Ticket], dict]) -> int:
+    async def _update_ticket(self, uniqueid: str, action: str, change: Callable[[Ticket], dict], *,
+                             draft_only: bool = True) -> int:
         async def work(session: AsyncSession) -> int:
             call = await self._call(session, uniqueid)
             ticket = await self._ticket_of(session, call)
             if ticket is None:
                 raise NotFound(f"call {uniqueid!r} has no ticket", details={"uniqueid": uniqueid})
+            if draft_only:
+                _check_draft(ticket, uniqueid)
             details = change(ticket)
             session.add(_audit("ivr", action, ticket.id, details))
             return ticket.id
@@ -451,14 +473,21 @@ class TicketStore:
 
         return await self._update_ticket(uniqueid, "ticket.emergency_flagged", change)
 
-    async def set_transcript(self, uniqueid: str, transcript: dict, *, status: str = "done") -> int:
-        """Store a transcript (``Transcript.to_json()``) on the call's ticket."""
+    async def set_transcript(self, uniqueid: str, transcript: dict, *, status: str = "done",
+                             recovered: bool = False) -> int:
+        """Store a transcript (``Transcript.to_json()``) on the call's ticket.
+
+        Live (the IVR): only on a draft. ``recovered`` (the recovery job transcribing a
+        recording later): on a ticket of any status whose transcript is still pending.
+        """
 
         def change(ticket: Ticket) -> dict:
+            if recovered and ticket.transcript_status not in ("pending", None, "none"):
+                return {"status": ticket.transcript_status, "ignored": "not pending"}
             _apply_transcript(ticket, transcript, status)
             return {"status": status, "model": ticket.transcript_model, "rtf": ticket.transcript_rtf}
 
-        return await self._update_ticket(uniqueid, "ticket.transcribed", change)
+        return await self._update_ticket(uniqueid, "ticket.transcribed", change, draft_only=not recovered)
 
     async def set_transcript_pending(self, uniqueid: str, *, language: str | None, reason: str) -> int:
         """Recognition was not possible live: the recovery job will transcribe the recording."""
@@ -589,6 +618,12 @@ def _apply_transcript(ticket: Ticket, transcript: dict, status: str) -> None:
     ticket.transcript_error = None
     if transcript.get("language"):
         ticket.language = str(transcript["language"])[:8]
+
+
+def _check_draft(ticket: Ticket, uniqueid: str) -> None:
+    if ticket.status != "draft":
+        raise TicketDecided(f"ticket {ticket.id} of call {uniqueid!r} is {ticket.status}: the IVR may not change it",
+                            details={"ticket_id": ticket.id, "status": ticket.status})
 
 
 def _audit(actor: str, action: str, ticket_id: int, details: dict[str, Any]) -> AuditEvent:

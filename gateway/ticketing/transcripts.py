@@ -73,7 +73,7 @@ class TranscriptRecovery:
                 log.warning("ticket %s: transcription of its recording failed (%s): %s",
                             ticket["id"], status, exc)
                 continue
-            await self.store.set_transcript(ticket["uniqueid"], transcript.to_json())
+            await self.store.set_transcript(ticket["uniqueid"], transcript.to_json(), recovered=True)
             self.counters["recovered"] += 1
             done += 1
             log.info("ticket %s: pending transcript recovered (%.1f s of audio)", ticket["id"],

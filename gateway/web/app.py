@@ -76,6 +76,8 @@ def _numbers_for(request: web.Request, item: dict) -> dict:
     out = {k: v for k, v in item.items() if k not in _PERSONAL}
     if item.get("caller_number"):
         out.update(caller_number=mask_number(item["caller_number"]), caller_number_masked=True)
+    if item.get("caller_id_raw"):
+        out["caller_id_raw"] = mask_text(item["caller_id_raw"])
     return out
 
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from gateway.calls import CallHandler
+from gateway.calls import CallHandler, caller_id
 from gateway.ivr_flows.validate import load_config
 from gateway.ticketing import migrate
 from gateway.ticketing.store import TicketStore
@@ -53,7 +53,33 @@ async def test_given_an_unknown_number_when_handled_then_hang_up_and_store_nothi
     assert channel.hung_up and await store.get_call("u-2") is None
 
 
-async def test_given_a_hostile_caller_id_when_handled_then_only_dial_characters_are_kept(store):
-    await _handler(store, ScriptedChannel(["HANGUP"]))(_session("u-3", "12345", "<script>1380013' OR 1=1" + "9" * 80))
+async def test_given_a_hostile_caller_id_when_handled_then_kept_as_received_and_marked_not_a_number(store):
+    hostile = "<script>1380013' OR 1=1" + "9" * 80
+    await _handler(store, ScriptedChannel(["HANGUP"]))(_session("u-3", "12345", hostile))
     call = await store.get_call("u-3")
-    assert call["caller_number"] == ("138001311" + "9" * 80)[:32] and call["ticket_id"] is None
+    assert call["caller_number"] == "" and call["caller_number_valid"] is False
+    assert call["caller_id_raw"] == hostile[:80] and call["ticket_id"] is None
+
+
+def test_given_caller_ids_when_stored_then_never_made_into_another_number():
+    """Probe: ``1380000%3Cb%3E1%3C%2Fb%3E`` was stored as ``13800001``, a different real-looking number."""
+    assert caller_id("1380000%3Cb%3E1%3C%2Fb%3E") == ("", "1380000%3Cb%3E1%3C%2Fb%3E")
+    assert caller_id("13800138000") == ("13800138000", None)
+    assert caller_id("+8613800138000") == ("+8613800138000", None)
+    assert caller_id(" 010-12345678 ") == ("", "010-12345678")  # not silently joined into 01012345678
+    assert caller_id("١٣٨٠٠١٣٨٠٠٠") == ("", "١٣٨٠٠١٣٨٠٠٠")  # non-ASCII digits are not a dialable number
+    assert caller_id("") == ("", None) and caller_id(None) == ("", None)
+    assert caller_id("138\x00\n\u202e1") == ("", "138\ufffd\ufffd\ufffd1")
+    assert caller_id("1" * 40) == ("", "1" * 40)
+
+
+async def test_given_a_replayed_session_when_the_call_id_exists_then_refused_and_the_ticket_untouched(store):
+    """Probe: a second FastAGI session with a known call id rewrote a submitted, confidential ticket."""
+    await _handler(store, ScriptedChannel(["4", "1"]))(_session("u-5", "12315", "13800138000"))
+    before = await store.get_ticket((await store.get_call("u-5"))["ticket_id"])
+    handler = _handler(store, replay := ScriptedChannel(["1", "1"]))
+    await handler(_session("u-5", "12345", "13900000000"))
+
+    assert handler.metrics.sessions_refused == 1 and replay.played == [] and not replay.hung_up
+    assert await store.get_ticket(before["id"]) == before
+    assert (await store.get_call("u-5"))["caller_number"] == "13800138000"

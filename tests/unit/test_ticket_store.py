@@ -10,7 +10,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from gateway.errors import NotFound
+from gateway.errors import CallExists, NotFound, TicketDecided
+from gateway.ticketing.desk_store import DeskStore
 from gateway.ticketing import migrate
 from gateway.ticketing.store import TicketStore
 
@@ -167,9 +168,10 @@ async def test_given_call_steps_and_ticket_when_read_back_then_round_trip_is_jso
     assert [a["action"] for a in await store.list_audit("call", "1700000000.1")] == ["call.ended"]
 
 
-async def test_given_same_uniqueid_when_start_call_twice_then_first_values_kept(store):
+async def test_given_same_uniqueid_when_start_call_twice_then_refused_and_first_values_kept(store):
     await start(store, "u-1", caller_number="13900000001")
-    await start(store, "u-1", caller_number="13900000002", started_at=T0 + timedelta(hours=1))
+    with pytest.raises(CallExists):
+        await start(store, "u-1", caller_number="13900000002", started_at=T0 + timedelta(hours=1))
 
     call = await store.get_call("u-1")
     assert await store.count_calls() == 1
@@ -295,4 +297,48 @@ async def test_given_pending_transcripts_in_several_languages_when_listed_then_o
     await store.set_transcript("z1", {"text": "你好", "words": [], "confidence": 0.9, "model": "m", "rtf": 0.2,
                                       "language": "zh"})
     ticket = await store.get_ticket((await store.get_call("z1"))["ticket_id"])
+    assert ticket["transcript_status"] == "done" and ticket["transcript"] == "你好"
+
+
+async def test_given_a_decided_ticket_when_the_ivr_writes_to_it_then_refused_and_nothing_changes(store):
+    """Probe: a replayed FastAGI session rewrote a submitted ticket's category and queue (issue 9, item 2)."""
+    await start(store, "u-9")
+    ticket_id = await ensure(store, "u-9", category="投诉", queue="q-complaint", confidential=True)
+    version = (await store.get_ticket(ticket_id))["version_id"]
+    desk = DeskStore(store)
+    await desk.decide(ticket_id, outcome="submitted", version_id=version, actor="desk-a", now=T0,
+                      fields={"category": "投诉", "summary": "噪音", "dispatch_mode": "direct",
+                              "units": [{"id": "x", "name": "某街道"}]})
+    before = await store.get_ticket(ticket_id)
+
+    for write in (lambda: ensure(store, "u-9", category="咨询", queue="q-general", confidential=False),
+                  lambda: store.set_recording("u-9", path="/tmp/x.wav", duration_ms=10),
+                  lambda: store.set_emergency("u-9", ["着火"]),
+                  lambda: store.set_transcript("u-9", {"text": "假的", "words": []}),
+                  lambda: store.set_transcript_pending("u-9", language="zh", reason="x")):
+        with pytest.raises(TicketDecided):
+            await write()
+    await store.record_step("u-9", {"node": "forged", "choice": "1"})
+
+    after = await store.get_ticket(ticket_id)
+    assert after == before  # category, queue, confidentiality, menu path, recording: all as decided
+
+
+async def test_given_a_confidential_draft_when_the_ivr_says_not_confidential_then_it_stays_confidential(store):
+    await start(store, "u-10")
+    ticket_id = await ensure(store, "u-10", confidential=True)
+    await ensure(store, "u-10", confidential=False, category="咨询")
+    ticket = await store.get_ticket(ticket_id)
+    assert ticket["confidential"] is True and ticket["category"] == "咨询"
+
+
+async def test_given_a_pending_transcript_of_a_decided_ticket_when_recovered_then_it_is_stored(store):
+    await start(store, "u-11")
+    ticket_id = await ensure(store, "u-11", category="投诉")
+    await store.set_transcript_pending("u-11", language="zh", reason="no model")
+    version = (await store.get_ticket(ticket_id))["version_id"]
+    await DeskStore(store).decide(ticket_id, outcome="answered", version_id=version, actor="desk-a", now=T0,
+                                  fields={"category": "咨询", "answer": "已答复"})
+    await store.set_transcript("u-11", {"text": "你好", "words": []}, recovered=True)
+    ticket = await store.get_ticket(ticket_id)
     assert ticket["transcript_status"] == "done" and ticket["transcript"] == "你好"

@@ -336,7 +336,8 @@ function renderInfo(entry) {
 
   const dl = $("dl.facts", article);
   dl.replaceChildren();
-  const caller = v.caller_number ? str(v.caller_number) : "未知 unknown";
+  const caller = v.caller_number ? str(v.caller_number)
+    : v.caller_id_raw ? `无效号码 not a valid number: ${str(v.caller_id_raw)}` : "未知 unknown";
   fact(dl, "来电号码 Caller", caller, [v.caller_number_masked ? badge("已遮蔽 masked", "masked") : null,
     v.confidential ? badge("保密：对承办单位隐藏身份", "confidential") : null]).classList.add("caller");
   const line = `${str(v.line_number)} ${str(v.line_name)}`.trim();
