@@ -1,9 +1,19 @@
 """YAML loading that remembers where every value came from.
 
-PyYAML's composer gives nodes with marks; we turn them into plain Python
-values and a table ``path -> line`` so validation errors can name the file,
-the line and the field. Duplicate keys (which PyYAML silently overwrites) and
-non-string keys are reported as problems instead of being accepted.
+We compose the node tree (with marks) from PyYAML's event stream ourselves and
+turn it into plain Python values and a table ``path -> line`` so validation
+errors can name the file, the line and the field. Duplicate keys (which PyYAML
+silently overwrites) and non-string keys are reported as problems instead of
+being accepted.
+
+Hostile documents are refused while they are read, before anything big is
+built: anchors and aliases (``&x``/``*x``, the "billion laughs" bomb: 300 bytes
+that expand to billions of values) are not allowed at all, a file larger than
+:data:`MAX_CHARS`, nested deeper than :data:`MAX_DEPTH` or holding more than
+:data:`MAX_NODES` values is refused at the first event past the limit. Our
+composer keeps an explicit stack (PyYAML's recurses, so ``[[[[...`` 50,000
+deep raised ``RecursionError``), and the events come from libyaml when PyYAML
+has it, so even a refused 256 KiB file costs milliseconds.
 """
 
 from __future__ import annotations
@@ -60,6 +70,87 @@ class Source:
         self.problems.append(ConfigProblem(self.file, self.line_of(path), field_name(path), message))
 
 
+MAX_CHARS = 256 * 1024  # the admin API's largest body; config/ files are a few KiB
+MAX_DEPTH = 32  # the deepest configuration (a flow's nodes.x.options.1.set.k) nests 6 levels
+MAX_NODES = 50_000  # values (scalars, lists, mappings) in one file
+ALIASES_REFUSED = "anchors/aliases (&x, *x) are not allowed / 不允许使用锚点和别名（&x、*x），请写出每个值"
+_EVENTS_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when built with it
+_RESOLVER = yaml.resolver.Resolver()  # the implicit tags of SafeLoader (int, bool, timestamp...)
+
+
+class _Refused(Exception):
+    """The document is refused at ``line``/``path`` while it is being read."""
+
+    def __init__(self, line: int | None, path: Path_, message: str) -> None:
+        super().__init__(message)
+        self.line, self.path, self.message = line, path, message
+
+
+def _compose(text: str) -> yaml.Node | None:
+    """The single document of ``text`` as PyYAML nodes, or :class:`_Refused` (no recursion)."""
+    root = None
+    stack: list = []  # [node, its path, the key node waiting for its value]
+    nodes = documents = 0
+    for event in yaml.parse(text, Loader=_EVENTS_LOADER):
+        line = event.start_mark.line + 1 if event.start_mark else None
+        here = stack[-1][1] if stack else ()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _Refused(line, _child_path(stack), ALIASES_REFUSED)
+        if isinstance(event, yaml.DocumentStartEvent):
+            documents += 1
+            if documents > 1:
+                raise _Refused(line, (), "not valid YAML: expected a single document in the stream")
+        elif isinstance(event, (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            nodes += 1
+            if nodes > MAX_NODES:
+                raise _Refused(line, here, f"more than {MAX_NODES} values in one file / 值的数量超过上限")
+            path = _child_path(stack)
+            tag = event.tag
+            if isinstance(event, yaml.ScalarEvent):
+                if tag is None or tag == "!":
+                    tag = _RESOLVER.resolve(yaml.ScalarNode, event.value, event.implicit)
+                node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
+            else:
+                if len(stack) >= MAX_DEPTH:
+                    raise _Refused(line, here, f"nested deeper than {MAX_DEPTH} levels / 嵌套层级过深")
+                kind = yaml.SequenceNode if isinstance(event, yaml.SequenceStartEvent) else yaml.MappingNode
+                if tag is None or tag == "!":
+                    tag = _RESOLVER.resolve(kind, None, event.implicit)
+                node = kind(tag, [], event.start_mark, event.end_mark, flow_style=event.flow_style)
+            if stack:
+                _attach(stack[-1], node)
+            else:
+                root = node
+            if not isinstance(node, yaml.ScalarNode):
+                stack.append([node, path, None])
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            stack.pop()[0].end_mark = event.end_mark
+    return root
+
+
+def _child_path(stack: list) -> Path_:
+    """The field path of the next value read inside the innermost open collection."""
+    if not stack:
+        return ()
+    node, path, key = stack[-1]
+    if isinstance(node, yaml.SequenceNode):
+        return path + (len(node.value),)
+    if key is not None and isinstance(key, yaml.ScalarNode):
+        return path + (key.value,)
+    return path
+
+
+def _attach(parent: list, node: yaml.Node) -> None:
+    collection, _, key = parent
+    if isinstance(collection, yaml.SequenceNode):
+        collection.value.append(node)
+    elif key is None:
+        parent[2] = node
+    else:
+        collection.value.append((key, node))
+        parent[2] = None
+
+
 _SAFE_TAGS = {
     "tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")
 }
@@ -104,12 +195,22 @@ def _convert(node: yaml.Node, path: Path_, src: Source) -> Any:
 
 def parse(text: str, file: str) -> Source:
     src = Source(file=file)
+    if len(text) > MAX_CHARS:
+        src.problems.append(ConfigProblem(file, None, "", f"the file is larger than {MAX_CHARS // 1024} KiB "
+                                                          f"({len(text)} characters) / 文件过大"))
+        return src
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = _compose(text)
+    except _Refused as exc:
+        src.problems.append(ConfigProblem(file, exc.line, field_name(exc.path), exc.message))
+        return src
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
         reason = getattr(exc, "problem", None) or str(exc)
+        if "maximum nesting depth" in reason:  # libyaml's own cap (1,000 flow levels) came first
+            src.problems.append(ConfigProblem(file, line, "", f"nested deeper than {MAX_DEPTH} levels / 嵌套层级过深"))
+            return src
         src.problems.append(ConfigProblem(file, line, "", f"not valid YAML: {reason}"))
         return src
     if node is None:
