@@ -13,7 +13,7 @@ from pathlib import Path
 
 from gateway import logs
 from gateway.errors import ConfigError, GatewayError
-from gateway.settings import Settings, ensure_ami_secret, load_settings
+from gateway.settings import Settings, ensure_ami_secret, ensure_sim_ami_secret, load_settings, make_state_private
 
 
 def _progress(message: str) -> None:
@@ -22,6 +22,7 @@ def _progress(message: str) -> None:
 
 def _settings(*, secret: bool = True) -> Settings:
     settings = load_settings()
+    make_state_private(settings)  # an install from before the state dir was private (0700/0600)
     if secret and not settings.ami_secret:
         settings = settings.with_(ami_secret=ensure_ami_secret(settings.state_dir))
     return settings
@@ -86,6 +87,7 @@ def sandbox_up(settings: Settings) -> int:
 
     sandbox.ensure_host_packages(_progress)
     root = sandbox.ensure_root(settings.cache_dir, _progress)
+    ensure_sim_ami_secret(settings.state_dir)  # the simulated caller's AMI user: development sandboxes only
     render(settings)
     pid = sandbox.start(root=root, instance_dir=settings.instance_dir, progress=_progress)
     _progress(f"Asterisk running (pid {pid}); AMI 127.0.0.1:{settings.ami_port}, SIP 127.0.0.1:{settings.sip_port}")
@@ -365,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.umask(0o077)  # what the gateway writes (database, WAL, prompts, secrets) is private
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0

@@ -22,6 +22,15 @@ _FALSE = {"0", "false", "no", "off"}
 # Where the PBX sees the instance directory inside the sandbox root.
 PBX_INSTANCE_DIR = "/srv/gw"
 
+# The simulated caller's own AMI user (``gateway call``, the tests, the benchmarks): it may
+# originate calls, the gateway's user may not. Rendered only where its secret exists.
+SIM_AMI_USER = "gateway-sim"
+
+# Everything under the state directory is private: the database and its WAL, recordings,
+# Asterisk's instance (config with secrets, logs, astdb), the secrets.
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
@@ -61,6 +70,14 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _address(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name) or default
+    try:
+        return str(ipaddress.ip_address(raw.strip()))
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an IP address") from None
+
+
 def _addresses(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
     raw = env.get(name) or default
     out = []
@@ -95,7 +112,10 @@ class Settings:
     ami_secret: str = field(default="", repr=False)
     ami_action_timeout: float = 5.0
     ami_ping_interval: float = 10.0
+    sip_host: str = "127.0.0.1"  # the PJSIP transport and the RTP media bind here
     sip_port: int = 5060
+    sim_ami_user: str = SIM_AMI_USER
+    sim_ami_secret: str = field(default="", repr=False)
     audiosocket_host: str = "127.0.0.1"
     audiosocket_port: int = 9092
     speech: bool = True  # GATEWAY_SPEECH=off: no recogniser at all (keys and recordings only)
@@ -145,20 +165,101 @@ def secret_file(state_dir: Path) -> Path:
     return state_dir / "secrets" / "ami.secret"
 
 
-def ensure_ami_secret(state_dir: Path) -> str:
-    """Return this install's AMI secret, generating it (mode 0600) on first use."""
-    path = secret_file(state_dir)
-    if path.exists():
-        value = path.read_text().strip()
-        if value:
-            return value
+def sim_secret_file(state_dir: Path) -> Path:
+    return state_dir / "secrets" / "ami-sim.secret"
+
+
+def _read_secret(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def _ensure_secret(path: Path) -> str:
+    value = _read_secret(path)
+    if value:
+        return value
     path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
+    os.chmod(path.parent, PRIVATE_DIR_MODE)
     value = secrets.token_urlsafe(24)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
     with os.fdopen(fd, "w") as fh:
         fh.write(value + "\n")
     return value
+
+
+def ensure_ami_secret(state_dir: Path) -> str:
+    """Return this install's AMI secret, generating it (mode 0600) on first use."""
+    return _ensure_secret(secret_file(state_dir))
+
+
+def ensure_sim_ami_secret(state_dir: Path) -> str:
+    """The simulated caller's AMI secret, generated (mode 0600) by the development sandbox's start."""
+    return _ensure_secret(sim_secret_file(state_dir))
+
+
+def read_sim_ami_secret(state_dir: Path) -> str:
+    """The simulated caller's AMI secret, or "" where there is none (a production install)."""
+    return _read_secret(sim_secret_file(state_dir))
+
+
+# -- a private state directory ---------------------------------------------------------
+def private_mode_fixes(entries) -> list[tuple[Path, int]]:
+    """Pure: for ``(path, st_mode)`` pairs, the ``(path, mode)`` changes that make them private.
+
+    Directories become 0700 and regular files (and sockets, FIFOs) 0600; symbolic links are
+    left alone (chmod would follow them out of the state directory).
+    """
+    import stat
+
+    fixes = []
+    for path, mode in entries:
+        if stat.S_ISLNK(mode):
+            continue
+        wanted = PRIVATE_DIR_MODE if stat.S_ISDIR(mode) else PRIVATE_FILE_MODE
+        if stat.S_IMODE(mode) != wanted:
+            fixes.append((Path(path), wanted))
+    return fixes
+
+
+def _state_entries(state_dir: Path, extra: list[Path]):
+    if state_dir.exists():
+        yield state_dir, os.lstat(state_dir).st_mode
+        for top, dirs, files in os.walk(state_dir):  # never follows links
+            for name in dirs + files:
+                path = Path(top) / name
+                try:
+                    yield path, os.lstat(path).st_mode
+                except FileNotFoundError:  # removed meanwhile (a temp file of Asterisk's)
+                    continue
+    for path in extra:
+        try:
+            yield path, os.lstat(path).st_mode
+        except FileNotFoundError:
+            continue
+
+
+def make_state_private(settings: "Settings") -> list[tuple[Path, int]]:
+    """Tighten an install made before the state directory was private; returns what changed.
+
+    The state directory and everything below it, and a SQLite database (with its -wal and
+    -shm) kept elsewhere by ``DATABASE_URL``. New files are private anyway: the gateway runs
+    with umask 077 and so does the sandbox's Asterisk.
+    """
+    from gateway.ticketing.migrate import sqlite_path
+
+    extra = []
+    db = sqlite_path(settings.database_url)
+    if db is not None and not db.resolve().is_relative_to(settings.state_dir.resolve()):
+        extra = [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+    fixes = private_mode_fixes(_state_entries(settings.state_dir, extra))
+    for path, mode in fixes:
+        try:
+            os.chmod(path, mode)
+        except FileNotFoundError:
+            continue
+    return fixes
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -168,9 +269,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     xdg = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     cache_dir = Path(env.get("GATEWAY_CACHE_DIR") or (Path(xdg) / "gateway12345")).resolve()
     database_url = env.get("DATABASE_URL") or f"sqlite+aiosqlite:///{state_dir / 'gateway.db'}"
-    secret = env.get("GATEWAY_AMI_SECRET") or ""
-    if not secret and secret_file(state_dir).exists():
-        secret = secret_file(state_dir).read_text().strip()
+    secret = env.get("GATEWAY_AMI_SECRET") or _read_secret(secret_file(state_dir))
     return Settings(
         state_dir=state_dir,
         config_dir=config_dir,
@@ -188,7 +287,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ami_secret=secret,
         ami_action_timeout=_float(env, "GATEWAY_AMI_ACTION_TIMEOUT", 5.0),
         ami_ping_interval=_float(env, "GATEWAY_AMI_PING_INTERVAL", 10.0),
+        sip_host=_address(env, "GATEWAY_SIP_HOST", "127.0.0.1"),
         sip_port=_port(env, "GATEWAY_SIP_PORT", 5060),
+        sim_ami_secret=read_sim_ami_secret(state_dir),
         audiosocket_host=env.get("GATEWAY_AUDIOSOCKET_HOST") or "127.0.0.1",
         audiosocket_port=_port(env, "GATEWAY_AUDIOSOCKET_PORT", 9092),
         speech=_bool(env, "GATEWAY_SPEECH", True),
