@@ -275,6 +275,18 @@ async def _users(action, args) -> int:
                 agent = f"agent {user['agent_id']}" if user.get("agent_id") else ""
                 print(f"{user['username']:20} {user['role']:10} {agent:12} {'disabled' if user['disabled'] else ''}")
             return 0
+        if action in ("disable", "enable"):
+            await users.set_disabled(args.name, action == "disable")
+            print(f"{args.name} is {action}d" + ("; their sessions are closed" if action == "disable" else ""))
+            return 0
+        if action == "delete":
+            if not args.yes:
+                print(f"deleting {args.name} cannot be undone (what they decided keeps their name): "
+                      "add --yes, or `gateway user disable` instead", file=sys.stderr)
+                return 2
+            await users.delete_user(args.name)
+            print(f"user {args.name} deleted; their sessions and unsaved drafts are gone")
+            return 0
         if action == "agent":
             await users.set_agent(args.name, None if args.agent_id == "-" else args.agent_id)
             print(f"{args.name} now answers as agent {args.agent_id}" if args.agent_id != "-"
@@ -357,6 +369,16 @@ def build_parser() -> argparse.ArgumentParser:
     u = usub.add_parser("agent", help="tie a user to a queue member (agent id), or '-' to untie")
     u.add_argument("name")
     u.add_argument("agent_id")
+    u.set_defaults(func=cmd_user, password_stdin=False)
+    u = usub.add_parser("disable", help="disable a user: sessions closed, no login (reversible)")
+    u.add_argument("name")
+    u.set_defaults(func=cmd_user, password_stdin=False)
+    u = usub.add_parser("enable", help="enable a disabled user")
+    u.add_argument("name")
+    u.set_defaults(func=cmd_user, password_stdin=False)
+    u = usub.add_parser("delete", help="delete a user, their sessions and unsaved drafts")
+    u.add_argument("name")
+    u.add_argument("--yes", action="store_true", help="yes, delete (cannot be undone)")
     u.set_defaults(func=cmd_user, password_stdin=False)
     u = usub.add_parser("list", help="list users")
     u.set_defaults(func=cmd_user)

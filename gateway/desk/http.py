@@ -18,7 +18,6 @@ Routes (all behind a login; roles in brackets)::
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 from datetime import datetime, time
@@ -29,8 +28,10 @@ from aiohttp import WSMsgType, web
 
 from gateway.desk.service import DeskService, dispatch_document
 from gateway.ivr_flows.model import CATEGORIES
-from gateway.web.app import BadRequest
+from gateway.web.app import BadRequest, ticket_id
 from gateway.web.auth import AUTH, _token, require_role
+from gateway.web.bodies import read_json as _json
+from gateway.web.edge import same_origin
 
 log = logging.getLogger(__name__)
 DESK = web.AppKey("desk", DeskService)
@@ -39,35 +40,13 @@ STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 DESK_ROLES = ("agent", "supervisor", "admin")
 SESSION_CHECK = 30.0  # seconds between session checks of an open WebSocket
 MAX_DRAFT = 32_000
-_PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; media-src 'self'; "
-             "connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
 
-def _ticket_id(request: web.Request) -> int:
-    raw = request.match_info["ticket_id"]
-    if not re.fullmatch(r"\d{1,12}", raw):
-        raise BadRequest("ticket id must be a number")
-    return int(raw)
-
-
-async def _json(request: web.Request, limit: int = 64_000) -> dict:
-    if request.content_type != "application/json":
-        raise BadRequest("send JSON (Content-Type: application/json)")
-    raw = await request.read()
-    if len(raw) > limit:
-        raise BadRequest(f"the body is larger than {limit} bytes")
-    try:
-        body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    return body
+_ticket_id = ticket_id
 
 
 def _page(name: str) -> web.FileResponse:
-    return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-store", "Content-Security-Policy": _PAGE_CSP,
-                                                    "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin"})
+    return web.FileResponse(STATIC / name)  # CSP, framing, referrer and caching: gateway.web.edge
 
 
 @require_role(*DESK_ROLES, page=True)
@@ -82,7 +61,7 @@ async def supervisor_page(request: web.Request) -> web.StreamResponse:
 
 async def static_file(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
-    if name not in ("desk.js", "supervisor.js", "desk.css"):
+    if name not in ("desk.js", "supervisor.js", "desk.css", "admin.js"):
         raise web.HTTPNotFound()
     return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-store"})
 
@@ -163,20 +142,13 @@ async def overview(request: web.Request) -> web.Response:
     return web.json_response(await desk.overview(today_since=midnight))
 
 
-def _same_origin(request: web.Request) -> bool:
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return True  # not a browser (a browser always sends Origin on a WebSocket)
-    return origin in (f"http://{request.host}", f"https://{request.host}")
-
-
 @require_role(*DESK_ROLES)
 async def websocket(request: web.Request) -> web.StreamResponse:
     """Screen pops as they happen; ``?since=N`` replays what this desk missed after pop N."""
-    if not _same_origin(request):
+    if not same_origin(request):
         raise web.HTTPForbidden(text="cross-site WebSocket refused")
     raw = request.query.get("since", "0")
-    if not re.fullmatch(r"\d{1,12}", raw):
+    if not re.fullmatch(r"[0-9]{1,12}", raw):
         raise BadRequest("since must be the number of the last event received")
     epoch = request.query.get("epoch")
     desk = request.app[DESK]
@@ -186,6 +158,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096)
     await ws.prepare(request)
     queue = desk.hub.subscribe(username)
+    users = request.app[AUTH]
+    ended = users.watch_session(token, user["id"])  # set at logout: the socket closes at once
+    ending = asyncio.ensure_future(ended.wait())
     try:
         await ws.send_json({"type": "hello", "user": username, "agent_id": user.get("agent_id"),
                             "last_seq": desk.hub.last_seq(username), "epoch": desk.hub.epoch})
@@ -200,12 +175,15 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         getter: asyncio.Future | None = None
         while not ws.closed and not reader.done():
             getter = getter or asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait({getter, reader}, timeout=SESSION_CHECK,
+            done, _ = await asyncio.wait({getter, reader, ending}, timeout=SESSION_CHECK,
                                          return_when=asyncio.FIRST_COMPLETED)
+            if ending in done:
+                await ws.close(code=4401, message=b"session ended")
+                break
             if getter in done:
                 await ws.send_json(getter.result())
                 getter = None
-            elif not done and await request.app[AUTH].session_user(token) is None:
+            elif not done and await users.session_user(token) is None:
                 await ws.close(code=4401, message=b"session expired")
                 break
         for task in (reader, getter):
@@ -214,6 +192,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
+        ending.cancel()
+        users.unwatch_session(token, ended)
         desk.hub.unsubscribe(username, queue)
         if not ws.closed:
             await ws.close()

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from gateway.errors import BadRequest, GatewayError, NotFound
 from gateway.masking import mask_number, mask_text
+from gateway.web import edge
 from gateway.web.auth import AUTH, add_auth_routes, auth_middleware, require_role
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not re.fullmatch(r"\d{1,9}", raw):
+    if not re.fullmatch(r"[0-9]{1,9}", raw):
         raise BadRequest(f"query parameter {name!r} must be a whole number", details={"parameter": name})
     return max(low, min(high, int(raw)))
 
@@ -47,18 +48,32 @@ async def errors_middleware(request: web.Request, handler):
         return web.json_response({"error": "internal", "message": "internal error"}, status=500)
 
 
+HEALTH_ROLES = ("supervisor", "admin")
+
+
 async def healthz(request: web.Request) -> web.Response:
+    """Up or down for anyone (load balancers, monitors); the whole report (workers, versions,
+    errors) only for a supervisor or admin."""
     report = await request.app[HEALTH]()
     status = 200 if report.get("status") == "ok" else 503
+    user = request.get("user")
+    if user is None or user["role"] not in HEALTH_ROLES:
+        report = {"status": report.get("status", "degraded")}
     return web.json_response(report, status=status)
 
 
+@require_role("supervisor", "admin")
 async def metrics(request: web.Request) -> web.Response:
-    if request.method == "POST":
-        await request.read()  # enforces client_max_size: a huge body is a 413, not a hang
-    if request.query.get("reset") == "1" and request.method == "POST":
-        return web.json_response(request.app[METRICS](reset=True))
     return web.json_response(request.app[METRICS]())
+
+
+@require_role("admin")
+async def reset_metrics(request: web.Request) -> web.Response:
+    """``POST /metrics?reset=1``: the figures so far, then zero (benchmarks between rounds)."""
+    await request.read()  # enforces client_max_size: a huge body is a 413, not a hang
+    if request.query.get("reset") != "1":
+        raise BadRequest("POST /metrics resets the counters: say so with ?reset=1")
+    return web.json_response(request.app[METRICS](reset=True))
 
 
 DESK_ROLES = ("agent", "supervisor", "admin")
@@ -98,12 +113,17 @@ async def list_tickets(request: web.Request) -> web.Response:
     return web.json_response(result)
 
 
+def ticket_id(request: web.Request) -> int:
+    """The ``{ticket_id}`` of the path: ASCII digits only (``int()`` would also take ``١٥``)."""
+    raw = request.match_info["ticket_id"]
+    if not re.fullmatch(r"[0-9]{1,12}", raw):
+        raise BadRequest("ticket id must be a number (0-9)")
+    return int(raw)
+
+
 @require_role(*DESK_ROLES)
 async def get_ticket(request: web.Request) -> web.Response:
-    raw = request.match_info["ticket_id"]
-    if not re.fullmatch(r"\d{1,12}", raw):
-        raise BadRequest("ticket id must be a number")
-    return web.json_response(_numbers_for(request, await request.app[STORE].get_ticket(int(raw))))
+    return web.json_response(_numbers_for(request, await request.app[STORE].get_ticket(ticket_id(request))))
 
 
 @require_role(*DESK_ROLES)
@@ -118,8 +138,11 @@ async def get_call(request: web.Request) -> web.Response:
 
 
 def build_app(*, store: Any, health: Callable[[], Awaitable[dict]],
-              metrics_source: Callable[..., dict] = lambda reset=False: {}, users: Any = None) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=256 * 1024)
+              metrics_source: Callable[..., dict] = lambda reset=False: {}, users: Any = None,
+              edge_policy: edge.EdgePolicy | None = None) -> web.Application:
+    app = web.Application(middlewares=[edge.edge_middleware, errors_middleware, auth_middleware],
+                          client_max_size=256 * 1024)
+    edge.install(app, edge_policy or edge.EdgePolicy())
     if users is not None:
         app[AUTH] = users
         add_auth_routes(app)
@@ -128,7 +151,7 @@ def build_app(*, store: Any, health: Callable[[], Awaitable[dict]],
     app[METRICS] = metrics_source
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
-    app.router.add_post("/metrics", metrics)
+    app.router.add_post("/metrics", reset_metrics)
     app.router.add_get("/api/tickets", list_tickets)
     app.router.add_get("/api/tickets/{ticket_id}", get_ticket)
     app.router.add_get("/api/calls/{uniqueid}", get_call)

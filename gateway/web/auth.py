@@ -13,10 +13,12 @@ Theory of operation:
   request made with the cookie must carry the session's CSRF token in
   ``X-CSRF-Token`` (or a ``csrf_token`` form field); Bearer requests carry no
   ambient credential and need none.
-* A brake refuses logins (429) for 60 s after 5 failures in 5 minutes for one
-  username or one remote address. It lives in memory, per process: with several
-  gateway processes each keeps its own count; behind a reverse proxy every
-  client shares the proxy's address.
+* A brake refuses logins (429, saying why and for how long): 5 failures in 5 minutes
+  block that username for 60 s; 50 failures in 10 minutes block a client address,
+  progressively longer (see :class:`LoginBrake`). It lives in memory, per process:
+  with several gateway processes each keeps its own count. Behind a reverse proxy
+  the client's address comes from ``X-Forwarded-For`` only when the proxy is listed
+  in ``GATEWAY_TRUSTED_PROXIES`` (gateway.web.edge).
 * ``auth_middleware`` must sit inside ``errors_middleware`` (gateway.web.app),
   which turns the errors below into JSON.
 """
@@ -44,9 +46,11 @@ import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.errors import GatewayError
+from gateway.errors import BadRequest, GatewayError
 from gateway.ticketing.models import AuditEvent, User, UserSession
 from gateway.ticketing.store import TicketStore
+from gateway.web.bodies import parse_json_object
+from gateway.web.edge import same_origin
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +102,11 @@ class Unauthenticated(AuthError):
 class Forbidden(AuthError):
     status_code = 403
     error_id = "forbidden"
+
+
+class LastAdmin(AuthError):
+    status_code = 409
+    error_id = "last-admin"
 
 
 class TooManyAttempts(AuthError):
@@ -154,43 +163,84 @@ def _digest(token: str) -> str:
 class _Record:
     failures: list[float] = field(default_factory=list)
     blocked_until: float = 0.0
+    strikes: int = 0  # how often this key was blocked (the address penalty doubles each time)
+    last_block: float = 0.0
+
+
+@dataclass(frozen=True)
+class BrakePolicy:
+    """``limit`` failures within ``window`` s block the key for ``penalty`` s, doubled for each
+    block that follows within ``forgive`` s, up to ``max_penalty`` s."""
+
+    limit: int
+    window: float
+    penalty: float
+    max_penalty: float
+    forgive: float = 3600.0
+
+    def penalty_for(self, strikes: int) -> float:
+        return min(self.max_penalty, self.penalty * 2 ** max(0, strikes - 1))
+
+
+USER_POLICY = BrakePolicy(limit=5, window=300.0, penalty=60.0, max_penalty=60.0)
+ADDRESS_POLICY = BrakePolicy(limit=50, window=600.0, penalty=60.0, max_penalty=3600.0)
+_SCOPES = {"user": ("该用户", "this user"), "address": ("该网络地址", "this network address")}
 
 
 class LoginBrake:
-    """After ``limit`` failures within ``window`` s for one key, refuse that key for ``penalty`` s.
+    """Refuses logins (429) for a while after repeated failures, per user and per address.
 
-    In memory and per process; at most ``size`` keys are kept (least recently
-    failed go first).
+    * Per user: 5 failures within 5 minutes block *that username* for 60 s, from any
+      address; other users are not affected.
+    * Per client address: 50 failures within 10 minutes (a password spray) block the
+      address for 60 s, doubling with each new block within an hour, up to an hour.
+      The limit is high because many people share an address (a call centre behind NAT,
+      a reverse proxy: set ``GATEWAY_TRUSTED_PROXIES`` so the client's own address is used).
+
+    A refusal says which brake it is and for how long (``details``: scope, retry_after).
+    In memory, per process; at most ``size`` keys are kept (least recently failed go first).
     """
 
-    def __init__(self, *, limit: int = 5, window: float = 300.0, penalty: float = 60.0, size: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit, self.window, self.penalty, self.size = limit, window, penalty, size
+    def __init__(self, *, user: BrakePolicy = USER_POLICY, address: BrakePolicy = ADDRESS_POLICY,
+                 size: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self.policies = {"user": user, "address": address}
+        self.size = size
         self._clock = clock
-        self._records: OrderedDict[str, _Record] = OrderedDict()
+        self._records: OrderedDict[tuple[str, str], _Record] = OrderedDict()
 
-    def check(self, *keys: str) -> None:
+    @staticmethod
+    def _keys(username: str, address: str | None) -> list[tuple[str, str]]:
+        return [("user", username)] + ([("address", address)] if address else [])
+
+    def check(self, username: str, address: str | None = None) -> None:
         now = self._clock()
-        for key in keys:
+        for key in self._keys(username, address):
             record = self._records.get(key)
             if record is not None and record.blocked_until > now:
-                raise TooManyAttempts("too many failed logins; wait a minute and try again",
-                                      details={"retry_after": int(record.blocked_until - now) + 1})
+                wait = int(record.blocked_until - now) + 1
+                zh, en = _SCOPES[key[0]]
+                raise TooManyAttempts(f"{zh}登录失败次数过多，请 {wait} 秒后再试 / too many failed logins for {en}; "
+                                      f"try again in {wait} s", details={"scope": key[0], "retry_after": wait})
 
-    def fail(self, *keys: str) -> None:
+    def fail(self, username: str, address: str | None = None) -> None:
         now = self._clock()
-        for key in keys:
+        for key in self._keys(username, address):
+            policy = self.policies[key[0]]
             record = self._records.pop(key, None) or _Record()
-            record.failures = [t for t in record.failures if now - t < self.window][-(self.limit - 1):] + [now]
-            if len(record.failures) >= self.limit:
-                record.blocked_until = now + self.penalty
+            record.failures = [t for t in record.failures if now - t < policy.window][-(policy.limit - 1):] + [now]
+            if len(record.failures) >= policy.limit and record.blocked_until <= now:
+                record.strikes = record.strikes + 1 if now - record.last_block < policy.forgive else 1
+                record.last_block = now
+                record.blocked_until = now + policy.penalty_for(record.strikes)
+                record.failures = []
             self._records[key] = record  # most recent last
         while len(self._records) > self.size:
             self._records.popitem(last=False)
 
-    def succeed(self, *keys: str) -> None:
-        for key in keys:
-            self._records.pop(key, None)
+    def succeed(self, username: str) -> None:
+        """A good password clears that user's count (never the address's: one good account
+        must not reset a spray)."""
+        self._records.pop(("user", username), None)
 
     def __len__(self) -> int:
         return len(self._records)
@@ -218,6 +268,29 @@ class UserStore:
         self.clock = clock
         self.brake = brake if brake is not None else LoginBrake()
         self._hash_slots = asyncio.Semaphore(hash_concurrency)
+        self._watchers: dict[str, tuple[int, set[asyncio.Event]]] = {}  # token digest -> (user id, events)
+
+    # -- open connections of a session (desk WebSockets) --------------------------------------
+    def watch_session(self, token: str, user_id: int) -> asyncio.Event:
+        """An event set when this session ends here (logout, password change, user disabled or
+        deleted): a WebSocket opened with it closes at once instead of at its next check."""
+        event = asyncio.Event()
+        self._watchers.setdefault(_digest(token), (user_id, set()))[1].add(event)
+        return event
+
+    def unwatch_session(self, token: str, event: asyncio.Event) -> None:
+        digest = _digest(token)
+        entry = self._watchers.get(digest)
+        if entry is not None:
+            entry[1].discard(event)
+            if not entry[1]:
+                del self._watchers[digest]
+
+    def _session_ended(self, *, digest: str | None = None, user_id: int | None = None) -> None:
+        for key, (owner, events) in list(self._watchers.items()):
+            if key == digest or (user_id is not None and owner == user_id):
+                for event in events:
+                    event.set()
 
     async def _hash(self, password: str) -> str:
         async with self._hash_slots:
@@ -262,8 +335,43 @@ class UserStore:
             await session.execute(sa.delete(UserSession).where(UserSession.user_id == user.id))
             session.add(AuditEvent(actor=actor, action="user.password_set", object_type="user",
                                    object_id=username, details={}))
+            return user.id
 
-        await self._db.run_write(work)
+        self._session_ended(user_id=await self._db.run_write(work))
+
+    async def set_disabled(self, username: str, disabled: bool, *, actor: str = "cli") -> None:
+        """Disable (every session closed, no login) or enable a user; the last enabled admin
+        cannot be disabled (nobody could change the configuration any more)."""
+
+        async def work(session) -> int:
+            user = await _user_named(session, username)
+            if disabled and not user.disabled:
+                await _refuse_last_admin(session, user, "disable")
+            user.disabled = bool(disabled)
+            if disabled:
+                await session.execute(sa.delete(UserSession).where(UserSession.user_id == user.id))
+            session.add(AuditEvent(actor=actor, action="user.disabled" if disabled else "user.enabled",
+                                   object_type="user", object_id=username, details={}))
+            return user.id
+
+        self._session_ended(user_id=await self._db.run_write(work))
+
+    async def delete_user(self, username: str, *, actor: str = "cli") -> None:
+        """Delete a user and their sessions and unsaved drafts; what they decided keeps their
+        name (tickets, audit). The last enabled admin cannot be deleted."""
+        from gateway.ticketing.models import TicketDraft
+
+        async def work(session) -> int:
+            user = await _user_named(session, username)
+            await _refuse_last_admin(session, user, "delete")
+            await session.execute(sa.delete(UserSession).where(UserSession.user_id == user.id))
+            await session.execute(sa.delete(TicketDraft).where(TicketDraft.username == username))
+            await session.delete(user)
+            session.add(AuditEvent(actor=actor, action="user.deleted", object_type="user", object_id=username,
+                                   details={"role": user.role}))
+            return user.id
+
+        self._session_ended(user_id=await self._db.run_write(work))
 
     async def set_agent(self, username: str, agent_id: str | None, *, actor: str = "cli") -> None:
         """Tie a user to a queue member (the agent id of hotlines.yaml), or untie with None."""
@@ -305,8 +413,7 @@ class UserStore:
         """
         username = username if isinstance(username, str) else ""
         password = password if isinstance(password, str) else ""
-        keys = [f"user:{username}"] + ([f"addr:{remote}"] if remote else [])
-        self.brake.check(*keys)
+        self.brake.check(username, remote)
         user = None
         if _USERNAME.match(username):
             async with self._db.read_session() as session:
@@ -314,11 +421,11 @@ class UserStore:
         good = await self._verify(password[:MAX_PASSWORD], user.password_hash if user else _dummy_hash())
         details = {"remote": remote} if remote else {}
         if user is None or not good or user.disabled:
-            self.brake.fail(*keys)
+            self.brake.fail(username, remote)
             reason = "disabled" if (user is not None and good) else "bad-credentials"
             await self.audit("anonymous", "auth.login_failed", username[:64] or "-", {**details, "reason": reason})
             return None
-        self.brake.succeed(keys[0])  # not the address: one good account must not reset a spray
+        self.brake.succeed(username)
         await self.audit(username, "auth.login", username, details)
         return {"id": user.id, "username": user.username, "role": user.role}
 
@@ -357,6 +464,7 @@ class UserStore:
             await session.execute(sa.delete(UserSession).where(UserSession.token_hash == _digest(token)))
 
         await self._db.run_write(work)
+        self._session_ended(digest=_digest(token))
 
     async def audit(self, actor: str, action: str, username: str, details: dict | None = None) -> None:
         async def work(session) -> None:
@@ -364,6 +472,23 @@ class UserStore:
                                    details=details or {}))
 
         await self._db.run_write(work)
+
+
+async def _user_named(session, username: str) -> User:
+    user = (await session.execute(sa.select(User).where(User.username == username))).scalar_one_or_none()
+    if user is None:
+        raise UnknownUser(f"no user {username}", details={"username": username})
+    return user
+
+
+async def _refuse_last_admin(session, user: User, what: str) -> None:
+    if user.role != "admin" or user.disabled:
+        return
+    others = (await session.execute(sa.select(sa.func.count(User.id)).where(
+        User.role == "admin", User.disabled.is_(False), User.id != user.id))).scalar_one()
+    if not others:
+        raise LastAdmin(f"{user.username} is the last enabled admin: add another admin before you {what} it",
+                        details={"username": user.username})
 
 
 def _check_agent_id(agent_id: str | None) -> None:
@@ -446,30 +571,19 @@ def safe_next(value: Any) -> str:
     return value
 
 
-def _same_origin(request: web.Request) -> bool:
-    """A browser's Origin (when sent) must be this host: no login CSRF from other sites."""
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return True
-    return origin.split("://", 1)[-1] == request.host
-
-
-async def _login_data(request: web.Request) -> tuple[dict | None, bool]:
+async def _login_data(request: web.Request) -> tuple[dict, bool]:
     if request.content_type in _FORMS:
         return dict(await request.post()), True
     try:
-        data = json.loads(await request.text())
-    except (ValueError, UnicodeDecodeError):
-        data = None
-    return (data if isinstance(data, dict) else None), False
+        return parse_json_object(await request.read(), limit=16_000), False
+    except BadRequest as exc:
+        raise BadRequest(f"send JSON {{username, password}}: {exc.message}", details=exc.details) from None
 
 
 async def login(request: web.Request) -> web.StreamResponse:
     users: UserStore = request.app[AUTH]
     data, form = await _login_data(request)
-    if data is None:
-        return _json_error(400, "bad-request", "send JSON {username, password}")
-    if not _same_origin(request):
+    if not same_origin(request):
         return _json_error(403, "csrf", "cross-site login refused")
     explicit = data.get("next") if isinstance(data.get("next"), str) and data.get("next") else None
     nxt = safe_next(explicit) if explicit else ""
@@ -478,10 +592,14 @@ async def login(request: web.Request) -> web.StreamResponse:
         user = await users.authenticate(username if isinstance(username, str) else "",
                                         password if isinstance(password, str) else "",
                                         remote=request.remote or None)
-    except TooManyAttempts:
+    except TooManyAttempts as exc:
         if form:
-            raise web.HTTPFound(f"/login?failed=throttled&next={quote(nxt, safe='/')}") from None
-        raise
+            raise web.HTTPFound(f"/login?failed=throttled&scope={exc.details['scope']}"
+                                f"&wait={exc.details['retry_after']}&next={quote(nxt, safe='/')}") from None
+        raise web.HTTPTooManyRequests(
+            text=json.dumps({"error": exc.error_id, "message": exc.message, "details": exc.details},
+                            ensure_ascii=False),
+            content_type="application/json", headers={"Retry-After": str(exc.details["retry_after"])}) from None
     if user is None:
         if form:
             raise web.HTTPFound(f"/login?failed=1&next={quote(nxt, safe='/')}")
@@ -548,7 +666,12 @@ button{margin-top:18px;width:100%;padding:10px;background:#1d5fbf;color:#fff;bor
           resp.json().then(function (b) { location.assign(local(document.getElementById("next").value || b.next)); });
           return;
         }
-        error.textContent = resp.status === 429 ? "__THROTTLED__" : "__FAILED__";
+        if (resp.status === 429) {
+          resp.json().then(function (b) { error.textContent = b.message || "__THROTTLED__"; },
+                           function () { error.textContent = "__THROTTLED__"; });
+          return;
+        }
+        error.textContent = "__FAILED__";
       })
       .catch(function () { error.textContent = "网络错误 Network error"; });
   });
@@ -559,11 +682,21 @@ _MESSAGES = {"1": "用户名或密码错误 Wrong username or password",
              "throttled": "尝试次数过多，请一分钟后再试 Too many attempts, wait a minute"}
 
 
+def _failure_message(query) -> str:
+    failed = query.get("failed", "")
+    wait = query.get("wait", "")
+    scope = query.get("scope", "")
+    if failed == "throttled" and re.fullmatch(r"[0-9]{1,5}", wait) and scope in _SCOPES:
+        zh, en = _SCOPES[scope]
+        return f"{zh}登录失败次数过多，请 {wait} 秒后再试 Too many failed logins for {en}: try again in {wait} s"
+    return _MESSAGES.get(failed, "")
+
+
 async def login_page(request: web.Request) -> web.Response:
     nonce = secrets.token_urlsafe(16)
     asked = request.query.get("next")
     page = (_LOGIN_PAGE.replace("__NEXT__", html.escape(safe_next(asked) if asked else "", quote=True))
-            .replace("__ERROR__", html.escape(_MESSAGES.get(request.query.get("failed", ""), "")))
+            .replace("__ERROR__", html.escape(_failure_message(request.query)))
             .replace("__FAILED__", _MESSAGES["1"]).replace("__THROTTLED__", _MESSAGES["throttled"])
             .replace("__DEFAULT__", DEFAULT_NEXT).replace("__NONCE__", nonce))
     csp = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; connect-src 'self'; "

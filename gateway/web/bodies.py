@@ -8,6 +8,7 @@ otherwise raise ``RecursionError`` deep inside and the edge would answer 500).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -50,3 +51,21 @@ def parse_json_object(raw: bytes | str, *, limit: int = 64_000) -> dict:
         raise BadRequest(f"the body nests deeper than {MAX_DEPTH} levels / 嵌套层级过深",
                          details={"max_depth": MAX_DEPTH})
     return body
+
+
+BODY_DEADLINE = 10.0  # seconds a client has to send a body it announced (no slow-loris POST)
+
+
+async def read_json(request, limit: int = 64_000) -> dict:
+    """The request's JSON object body (``Content-Type: application/json``), read within
+    :data:`BODY_DEADLINE` seconds and at most ``limit`` bytes."""
+    if request.content_type != "application/json":
+        raise BadRequest("send JSON (Content-Type: application/json)")
+    if request.content_length is not None and request.content_length > limit:
+        raise BadRequest(f"the body is larger than {limit} bytes / 请求体过大", details={"limit": limit})
+    try:
+        async with asyncio.timeout(BODY_DEADLINE):
+            raw = await request.read()
+    except TimeoutError:
+        raise BadRequest(f"the body did not arrive within {BODY_DEADLINE:g} s / 请求体发送超时") from None
+    return parse_json_object(raw, limit=limit)

@@ -257,21 +257,57 @@ async def test_given_five_failures_for_a_user_when_trying_again_then_429_until_a
         assert (await _login(client, "root", "wrong password"))[0].status == 401
     resp, body = await _login(client, "root", ADMIN_PW)
     assert resp.status == 429 and body["error"] == "too-many-attempts"
+    assert body["details"]["scope"] == "user" and 0 < int(resp.headers["Retry-After"]) <= 61
+    assert "该用户" in body["message"] and "this user" in body["message"]  # a person sees why
     world.mono.value += 61
     assert (await _login(client, "root", ADMIN_PW))[0].status == 200
 
 
-async def test_given_five_failures_from_one_address_when_trying_another_user_then_429(world, client):
-    for name in ("u1", "u2", "u3", "u4", "u5"):
-        assert (await _login(client, name, "wrong password"))[0].status == 401
+async def test_given_five_failures_for_one_user_when_another_user_logs_in_from_that_address_then_it_works(
+        world, client):
+    """Probe: 5 wrong passwords for one user locked every user (admin included) out of that address."""
+    for _ in range(5):
+        assert (await _login(client, "agent1", "wrong password"))[0].status == 401
+    assert (await _login(client, "root", ADMIN_PW))[0].status == 200
     assert (await _login(client, "agent1", AGENT_PW))[0].status == 429
-    assert await world.session_rows() == []
+
+
+async def test_given_a_spray_from_one_address_when_50_fail_then_the_address_waits_longer_each_time(world, client):
+    for i in range(50):
+        assert (await _login(client, f"u{i}", "wrong password"))[0].status == 401
+    resp, body = await _login(client, "agent1", AGENT_PW)
+    assert resp.status == 429 and body["details"]["scope"] == "address" and "该网络地址" in body["message"]
+    world.mono.value += 61
+    for i in range(50):
+        await _login(client, f"v{i}", "wrong password")
+    resp, body = await _login(client, "agent1", AGENT_PW)
+    assert resp.status == 429 and 61 < body["details"]["retry_after"] <= 121  # doubled
+    world.mono.value += 121
+    assert (await _login(client, "agent1", AGENT_PW))[0].status == 200
+    assert len(await world.session_rows()) == 1
+
+
+async def test_given_a_throttled_form_login_when_redirected_then_the_page_says_why_and_how_long(world, client):
+    for _ in range(5):
+        await _login(client, "root", "wrong password")
+    resp = await client.post("/api/login", data={"username": "root", "password": ADMIN_PW}, allow_redirects=False)
+    assert resp.status == 302 and "failed=throttled&scope=user&wait=" in resp.headers["Location"]
+    page = await (await client.get(resp.headers["Location"])).text()
+    assert "该用户登录失败次数过多" in page and "try again in" in page
+
+
+@pytest.mark.parametrize("raw", [b"[" * 50_000, b'{"a":' * 50_000, b"\xff\xfe", b"[1, 2]", b"{" + b" " * 20_000 + b"}"])
+async def test_given_hostile_json_when_logging_in_then_400_with_a_reason(client, raw):
+    """Probe: deeply nested JSON on the anonymous /api/login gave 500."""
+    resp = await client.post("/api/login", data=raw, headers={"Content-Type": "application/json"})
+    body = await resp.json()
+    assert resp.status == 400 and body["error"] == "bad-request" and body["message"].startswith("send JSON")
 
 
 def test_given_many_usernames_when_failing_then_the_brake_stays_bounded():
     brake = LoginBrake(size=100, clock=FakeMonotonic())
     for i in range(1000):
-        brake.fail(f"user:u{i}")
+        brake.fail(f"u{i}")
     assert len(brake) == 100
 
 
