@@ -16,7 +16,8 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from gateway.errors import GatewayError, NotFound
+from gateway.errors import ConfigError, GatewayError, NotFound
+from gateway.ivr_flows import yamlsrc
 from gateway.ivr_flows.validate import _LINE_FIELDS  # the keys each merge mode allows
 
 
@@ -45,6 +46,17 @@ def _yaml() -> YAML:
 
 
 def parse(text: str) -> dict:
+    """``hotlines.yaml`` as ruamel's round-trip document.
+
+    The text is first read by :func:`gateway.ivr_flows.yamlsrc.parse`, which refuses
+    anchors/aliases, oversized and too deeply nested files with a line-numbered
+    :class:`ConfigError` before ruamel (pure Python, recursive) builds anything.
+    """
+    if not isinstance(text, str):
+        raise ChangeError("hotlines.yaml must be text")
+    screened = yamlsrc.parse(text, "hotlines.yaml")
+    if screened.problems:
+        raise ConfigError(screened.problems)
     try:
         doc = _yaml().load(text)
     except YAMLError as exc:
@@ -77,7 +89,7 @@ def _line_index(doc: dict, number: str) -> int:
 def _fit_mode(line: dict) -> dict:
     """Drop (in place) the keys the line's (new) mode does not take, e.g. a queue when retiring."""
     mode = line.get("mode")
-    if mode in _LINE_FIELDS:
+    if isinstance(mode, str) and mode in _LINE_FIELDS:
         required, optional = _LINE_FIELDS[mode]
         for key in [k for k in line if k not in set(required) | set(optional)]:
             del line[key]
@@ -122,7 +134,7 @@ def apply_change(doc: dict, change: dict) -> dict:
         i = _line_index(new, number)
         lines[i]["mode"] = "retired"
         if change.get("announcement"):
-            lines[i]["announcement"] = str(change["announcement"])
+            lines[i]["announcement"] = _field(change, "announcement")
         _fit_mode(lines[i])
         return new
     if op == "upsert_queue":

@@ -10,7 +10,6 @@ invalid, 503 when Asterisk cannot be reloaded. In each case nothing changed.
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import datetime
 from pathlib import Path
@@ -18,34 +17,41 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from gateway.errors import BadRequest
 from gateway.hotlines.openapi import openapi_document
-from gateway.web.app import BadRequest
 from gateway.web.auth import require_role
+from gateway.web.bodies import parse_json_object
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
 GATEWAY = web.AppKey("gateway", object)
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
+BODY_LIMIT = 256 * 1024  # an imported hotlines.yaml is the largest body (the app's client_max_size)
+MAX_VERSION_ID = 2**31 - 1
+_DIALLED = re.compile(r"[0-9]{3,20}")  # [0-9], not \d: "١٢٣٤٥" (Arabic-Indic digits) is not a number to dial
+_KEYS = re.compile(r"[0-9*#]{0,20}")
+DRY_RUN_FIELDS = ("number", "at", "digits", "version", "change")
 
 
 async def _body(request: web.Request) -> dict:
     if request.content_type != "application/json":
         raise BadRequest("send JSON (Content-Type: application/json)")
+    raw = await request.read()
     try:
-        body = json.loads(await request.text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    return body
+        return parse_json_object(raw, limit=BODY_LIMIT)
+    except ValueError as exc:  # e.g. a 5,000-digit number: Python's int-string conversion limit
+        raise BadRequest(f"the body is not valid JSON: {exc} / 请求体不是有效的 JSON") from None
 
 
 def _when(value, field: str) -> datetime | None:
     if value in (None, ""):
         return None
+    if not isinstance(value, str) or len(value) > 64:
+        raise BadRequest(f"{field} is a date and time like 2027-01-01T00:00:00+08:00 (text)",
+                         details={"field": field})
     try:
-        parsed = datetime.fromisoformat(str(value))
+        parsed = datetime.fromisoformat(value)
     except ValueError:
         raise BadRequest(f"{field}: {value!r} is not a date and time like 2027-01-01T00:00:00+08:00",
                          details={"field": field}) from None
@@ -56,9 +62,16 @@ def _when(value, field: str) -> datetime | None:
 
 def _version_id(request: web.Request) -> int:
     raw = request.match_info["version_id"]
-    if not re.fullmatch(r"\d{1,9}", raw):
-        raise BadRequest("a version id is a number")
+    if not re.fullmatch(r"[0-9]{1,9}", raw):
+        raise BadRequest("a version id is a number", details={"field": "version_id"})
     return int(raw)
+
+
+def _line_number(request: web.Request) -> str:
+    number = request.match_info["number"]
+    if not _DIALLED.fullmatch(number):
+        raise BadRequest("a line number is 3-20 digits 0-9 / 线路号码为 3-20 位数字", details={"field": "number"})
+    return number
 
 
 def _user(request: web.Request) -> str:
@@ -120,14 +133,14 @@ async def create_line(request: web.Request) -> web.Response:
 @require_role("admin")
 async def update_line(request: web.Request) -> web.Response:
     body = await _body(request)
-    change = {"op": "update_line", "number": request.match_info["number"], "fields": body.get("fields")}
+    change = {"op": "update_line", "number": _line_number(request), "fields": body.get("fields")}
     return await _submit(request, change, body)
 
 
 @require_role("admin")
 async def retire_line(request: web.Request) -> web.Response:
     body = await _body(request)
-    change = {"op": "retire_line", "number": request.match_info["number"], "announcement": body.get("announcement")}
+    change = {"op": "retire_line", "number": _line_number(request), "announcement": body.get("announcement")}
     return await _submit(request, change, body)
 
 
@@ -156,15 +169,22 @@ async def cancel(request: web.Request) -> web.Response:
 @require_role("admin")
 async def dry_run(request: web.Request) -> web.Response:
     body = await _body(request)
+    unknown = sorted(set(body) - set(DRY_RUN_FIELDS))
+    if unknown:
+        raise BadRequest(f"unknown field {unknown[0]!r} (allowed: {', '.join(DRY_RUN_FIELDS)})",
+                         details={"field": unknown[0]})
     number = body.get("number")
-    if not isinstance(number, str) or not re.fullmatch(r"\d{3,20}", number):
-        raise BadRequest("'number' is the dialled number, 3-20 digits", details={"field": "number"})
-    digits = body.get("digits", "")
-    if not isinstance(digits, str):
-        raise BadRequest("'digits' is a string of keys", details={"field": "digits"})
+    if not isinstance(number, str) or not _DIALLED.fullmatch(number):
+        raise BadRequest("'number' is the dialled number, 3-20 digits 0-9 (text) / 拨打的号码为 3-20 位数字",
+                         details={"field": "number"})
+    digits = body.get("digits") or ""
+    if not isinstance(digits, str) or not _KEYS.fullmatch(digits):
+        raise BadRequest("'digits' is up to 20 keys of 0-9, * and # (text) / 按键最多 20 个（0-9、*、#）",
+                         details={"field": "digits"})
     version_id = body.get("version")
-    if version_id is not None and not isinstance(version_id, int):
-        raise BadRequest("'version' is a version id", details={"field": "version"})
+    if version_id is not None and (isinstance(version_id, bool) or not isinstance(version_id, int)
+                                   or not 1 <= version_id <= MAX_VERSION_ID):
+        raise BadRequest("'version' is a version id (a whole number from 1)", details={"field": "version"})
     change = body.get("change")
     if change is not None and not isinstance(change, dict):
         raise BadRequest("'change' must be an object with an 'op'", details={"field": "change"})

@@ -12,6 +12,10 @@ swapped in for the *next* call (a call in progress keeps the config object it
 started with). A change with a future ``effective_at`` is stored as scheduled;
 the scheduler applies its *operation* onto whatever is live at that time, so
 two changes made in between are not undone.
+
+Parsing, validating and diffing a configuration run in a worker thread
+(``asyncio.to_thread``): a large or hostile document costs that thread, never
+the event loop that answers calls and other requests.
 """
 
 from __future__ import annotations
@@ -60,6 +64,9 @@ def _comment(comment) -> str:
         raise CommentRequired("every change needs a comment saying why", details={"field": "comment"})
     if len(comment) > 500:
         raise CommentRequired("the comment is longer than 500 characters", details={"field": "comment"})
+    if any(ord(c) < 0x20 and c not in "\n\t" or ord(c) == 0x7F for c in comment):
+        raise CommentRequired("the comment contains control characters / 备注含有控制字符",
+                              details={"field": "comment"})
     return comment.strip()
 
 
@@ -82,14 +89,14 @@ class HotlineAdmin:
         current = await self.versions.current()
         if current is None:
             files = self.initial_files()
-            config = config_from_files(files, origin="config")
+            config = await asyncio.to_thread(config_from_files, files, origin="config")
             self.version_id = await self.versions.add(
                 files=files, content_hash=config.version, status="applied", parent_id=None, diff="",
                 comment="initial version from config/", created_by="config/", created_at=self.clock(),
                 applied_at=self.clock(), audit_action="config.applied")
         else:
             files = current["files"]
-            config = config_from_files(files, origin=f"version {current['id']}")
+            config = await asyncio.to_thread(config_from_files, files, origin=f"version {current['id']}")
             self.version_id = current["id"]
         self.files, self.config = files, config
         return config
@@ -114,14 +121,15 @@ class HotlineAdmin:
     async def submit(self, change: dict, *, comment, user: str, effective_at: datetime | None = None) -> dict:
         comment = _comment(comment)
         async with self._lock:
-            files, config = self.propose(change)
+            files, config = await asyncio.to_thread(self.propose, change, base=self.files)
             if config.version == self.config.version:
                 raise NoChange("the change leaves the configuration as it is")
             now = self.clock()
             if effective_at is not None and effective_at > now:
                 vid = await self.versions.add(
                     files=files, content_hash=config.version, status="scheduled", parent_id=self.version_id,
-                    diff=make_diff(self.files, files, f"v{self.version_id}", "scheduled"), comment=comment,
+                    diff=await asyncio.to_thread(make_diff, self.files, files, f"v{self.version_id}", "scheduled"),
+                    comment=comment,
                     created_by=user, created_at=now, effective_at=effective_at, change=change,
                     audit_action="config.scheduled")
                 log.info("%s scheduled configuration change v%s for %s: %s", user, vid, effective_at, comment)
@@ -135,7 +143,7 @@ class HotlineAdmin:
             target = await self.versions.get(version_id)
             if target["status"] not in ("applied",):
                 raise changes.ChangeError(f"version {version_id} was never applied ({target['status']})")
-            config = config_from_files(target["files"], origin=f"version {version_id}")
+            config = await asyncio.to_thread(config_from_files, target["files"], origin=f"version {version_id}")
             if config.version == self.config.version:
                 raise NoChange(f"version {version_id} is what runs now")
             vid = await self._apply(target["files"], config, comment=comment, user=user,
@@ -153,10 +161,11 @@ class HotlineAdmin:
 
     async def _apply(self, files: dict, config: GatewayConfig, *, comment: str, user: str, change: dict) -> int:
         await self.applier(config, self.config)  # render + reload; raises before anything is stored
+        diff = await asyncio.to_thread(make_diff, self.files, files, f"v{self.version_id}", "new")
         now = self.clock()
         vid = await self.versions.add(
             files=files, content_hash=config.version, status="applied", parent_id=self.version_id,
-            diff=make_diff(self.files, files, f"v{self.version_id}", "new"), comment=comment, created_by=user,
+            diff=diff, comment=comment, created_by=user,
             created_at=now, applied_at=now, change=change, audit_action="config.applied")
         self.files, self.config, self.version_id = files, config, vid
         log.info("%s applied configuration v%s (%s): %s", user, vid, config.version, comment)
@@ -168,14 +177,14 @@ class HotlineAdmin:
         for version in await self.versions.due(self.clock()):
             async with self._lock:
                 try:
-                    files, config = self.propose(version["change"])
+                    files, config = await asyncio.to_thread(self.propose, version["change"], base=self.files)
                     await self.applier(config, self.config)
                 except (ConfigError, GatewayError) as exc:
                     log.error("scheduled change v%s could not be applied: %s", version["id"], exc)
                     await self.versions.mark(version["id"], status="failed", at=self.clock(), actor="scheduler",
                                              error=str(exc))
                     continue
-                diff = make_diff(self.files, files, f"v{self.version_id}", f"v{version['id']}")
+                diff = await asyncio.to_thread(make_diff, self.files, files, f"v{self.version_id}", f"v{version['id']}")
                 await self.versions.mark(version["id"], status="applied", at=self.clock(), actor="scheduler",
                                          files=files, content_hash=config.version, diff=diff,
                                          parent_id=self.version_id)
@@ -188,11 +197,11 @@ class HotlineAdmin:
     async def dry_run(self, *, number: str, at: datetime | None, digits: str = "", change: dict | None = None,
                       version_id: int | None = None) -> dict:
         if change is not None:
-            _, config = self.propose(change)
+            _, config = await asyncio.to_thread(self.propose, change, base=self.files)
             source = "proposed change"
         elif version_id is not None:
             version = await self.versions.get(version_id)
-            config = config_from_files(version["files"], origin=f"version {version_id}")
+            config = await asyncio.to_thread(config_from_files, version["files"], origin=f"version {version_id}")
             source = f"version {version_id}"
         else:
             config, source = self.config, f"version {self.version_id} (live)"

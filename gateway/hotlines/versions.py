@@ -37,6 +37,8 @@ class VersionStore:
         return version_dict(row, with_files=True) if row else None
 
     async def get(self, version_id: int) -> dict:
+        if isinstance(version_id, bool) or not isinstance(version_id, int) or not 0 < version_id < 2**63:
+            raise NotFound(f"no configuration version {version_id!r}", details={"version": str(version_id)})
         async with self.store.read_session() as session:
             row = await session.get(ConfigVersion, version_id)
         if row is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 from datetime import datetime
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +43,21 @@ _ID = re.compile(r"^[a-z][a-z0-9_-]{0,47}$")
 _NUMBER = re.compile(r"^[0-9]{3,20}$")
 _KEY = re.compile(r"^[0-9*#]$")
 _RANGE = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-4]):([0-5][0-9])$")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")  # [0-9]: \d also matches "٢٠٢٧"
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 AFTER_HOURS = ("central", "hangup")
 _LANG = re.compile(r"^[a-z]{2,3}$")
 VOICES = ("cmn", "yue", "ko", "en")  # espeak-ng voices the prompts can be rendered in
+# Control characters (NUL...) are refused in every text; names and labels are written into
+# Asterisk's config files (``; <line name>``), so they must also be a single line.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_LINE_BREAK = re.compile(r"[\n\r\x85\u2028\u2029]")
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut short: a message must not echo a 100 KB value back."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 class _Reader:
@@ -71,7 +81,8 @@ class _Reader:
                 self.src.problem(path, f"missing required key {key!r}")
         return value
 
-    def text(self, value: Any, path: tuple, *, pattern: re.Pattern | None = None, what: str = "") -> str | None:
+    def text(self, value: Any, path: tuple, *, pattern: re.Pattern | None = None, what: str = "",
+             one_line: bool = False) -> str | None:
         if isinstance(value, bool) or value is None or isinstance(value, (dict, list)):
             self.src.problem(path, f"expected text, got {_kind(value)}")
             return None
@@ -79,17 +90,36 @@ class _Reader:
         if not text:
             self.src.problem(path, "must not be empty")
             return None
+        if _CONTROL.search(text):
+            self.src.problem(path, "contains control characters (such as NUL) / 含有控制字符")
+            return None
+        if one_line and _LINE_BREAK.search(text):
+            self.src.problem(path, "must be a single line / 必须为单行文字")
+            return None
         if pattern and not pattern.match(text):
-            self.src.problem(path, f"{text!r} is not a valid {what or 'value'}")
+            self.src.problem(path, f"{_show(text)} is not a valid {what or 'value'}")
             return None
         return text
+
+    def zone(self, value: Any, path: tuple) -> str | None:
+        """An IANA time zone name such as Asia/Shanghai."""
+        name = self.text(value, path, pattern=re.compile(r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$"),
+                         what="time zone (e.g. Asia/Shanghai)")
+        if name is None:
+            return None
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            self.src.problem(path, f"{_show(name)} is not a known time zone (e.g. Asia/Shanghai)")
+            return None
+        return name
 
     def number(self, value: Any, path: tuple, *, low: float, high: float) -> float | None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.src.problem(path, f"expected a number, got {_kind(value)}")
             return None
         if not low <= value <= high:
-            self.src.problem(path, f"{value} is out of range {low}..{high}")
+            self.src.problem(path, f"{_show(value)} is out of range {low}..{high}")
             return None
         return value
 
@@ -100,14 +130,14 @@ class _Reader:
         if text not in choices:
             hint = difflib.get_close_matches(text, choices, n=1)
             more = f"; did you mean {hint[0]!r}?" if hint else ""
-            self.src.problem(path, f"{text!r} is not one of {', '.join(choices)}{more}")
+            self.src.problem(path, f"{_show(text)} is not one of {', '.join(choices)}{more}")
             return None
         return text
 
     def ref(self, value: Any, path: tuple, known: dict, what: str) -> str | None:
         text = self.text(value, path)
         if text is not None and text not in known:
-            self.src.problem(path, f"unknown {what} {text!r}")
+            self.src.problem(path, f"unknown {what} {_show(text)}")
             return None
         return text
 
@@ -288,7 +318,8 @@ def _node(nid: str, raw: Any, path: tuple, r: _Reader, texts: dict):
         if not isinstance(say, list) or not all(isinstance(w, str) and w.strip() and len(w) <= 40 for w in say):
             r.src.problem(opath + ("say",), "expected a list of words a caller may say (non-empty, short)")
             say = []
-        options[str(key)] = MenuOption(str(key), str(opt.get("label", "")), str(opt["next"]),
+        label = r.text(opt.get("label"), opath + ("label",), one_line=True) or ""
+        options[str(key)] = MenuOption(str(key), label, str(opt["next"]),
                                        _sets(r, opt.get("set"), opath + ("set",)),
                                        tuple(w.strip() for w in say))
     default = raw.get("default")
@@ -347,7 +378,7 @@ def _public_holidays(raw: Any, path: tuple, r: _Reader) -> dict:
     years = r.mapping(raw, path, optional=tuple(raw or {}) if isinstance(raw, dict) else ()) or {}
     for year, spec in years.items():
         ypath = path + (year,)
-        if not re.fullmatch(r"20\d\d", str(year)):
+        if not re.fullmatch(r"20[0-9][0-9]", str(year)):
             r.src.problem(ypath, f"{year!r} is not a year")
             continue
         m = r.mapping(spec, ypath, optional=("holidays", "workdays")) or {}
@@ -409,7 +440,8 @@ def _schedule(name: str, raw: Any, path: tuple, r: _Reader, public: dict) -> Sch
         follow = True
     holidays = dates["holidays"] | (frozenset(public["holidays"]) if follow else frozenset())
     workdays = dates["workdays"] | (frozenset(public["workdays"]) if follow else frozenset())
-    return Schedule(name, False, weekly, holidays, workdays, str(m.get("timezone", "Asia/Shanghai")))
+    zone = r.zone(m.get("timezone", "Asia/Shanghai"), path + ("timezone",)) or "Asia/Shanghai"
+    return Schedule(name, False, weekly, holidays, workdays, zone)
 
 
 def _hotlines(src: yamlsrc.Source, r: _Reader, flows: dict) -> GatewayConfig | None:
@@ -431,7 +463,7 @@ def _hotlines(src: yamlsrc.Source, r: _Reader, flows: dict) -> GatewayConfig | N
             if aid in agents:
                 src.problem(("agents", i, "id"), f"duplicate agent {aid!r}")
             elif aid:
-                agents[aid] = Agent(aid, str(m.get("name")))
+                agents[aid] = Agent(aid, r.text(m.get("name"), ("agents", i, "name"), one_line=True) or "")
     queues = {}
     raw_queues = r.mapping(top.get("queues"), ("queues",), optional=tuple(top.get("queues") or {})) or {}
     for name, raw in raw_queues.items():
@@ -450,7 +482,8 @@ def _hotlines(src: yamlsrc.Source, r: _Reader, flows: dict) -> GatewayConfig | N
             r.ref(str(member), qpath + ("members", j), agents, "agent")
         strategy = r.choice(m.get("strategy", "rrmemory"), qpath + ("strategy",), ("rrmemory", "ringall", "leastrecent", "fewestcalls", "random"))
         timeout = r.number(m.get("timeout", 15), qpath + ("timeout",), low=1, high=300)
-        queues[name] = Queue(name, str(m["label"]), tuple(str(x) for x in members), strategy or "rrmemory", int(timeout or 15))
+        label = r.text(m["label"], qpath + ("label",), one_line=True) or ""
+        queues[name] = Queue(name, label, tuple(str(x) for x in members), strategy or "rrmemory", int(timeout or 15))
     lines: dict = {}
     raw_lines = top.get("lines")
     if not isinstance(raw_lines, list) or not raw_lines:
@@ -476,7 +509,7 @@ def _hotlines(src: yamlsrc.Source, r: _Reader, flows: dict) -> GatewayConfig | N
                     q = opt.set.get("category_queue")
                     if q and q not in queues:
                         src.problem(("queues",), f"flow {flow.id!r} option {node.id}:{opt.key} needs queue {q!r}")
-    tz = str(top.get("timezone", "Asia/Shanghai"))
+    tz = r.zone(top.get("timezone", "Asia/Shanghai"), ("timezone",)) or "Asia/Shanghai"
     broadcasts = _broadcasts(top.get("broadcasts", []), ("broadcasts",), r, lines, tz)
     if src.problems:
         return None
@@ -541,7 +574,7 @@ def _line(raw, path, r: _Reader, queues, schedules, flows) -> Line | None:
     if number in EMERGENCY_NUMBERS:
         r.src.problem(path + ("number",), f"{number} is an emergency number; 12345 takes non-emergency requests only")
         return None
-    text = lambda key: r.text(raw[key], path + (key,)) if key in raw else None  # noqa: E731
+    text = lambda key, one_line=False: r.text(raw[key], path + (key,), one_line=one_line) if key in raw else None  # noqa: E731
     queue = r.ref(raw["queue"], path + ("queue",), queues, "queue") if "queue" in raw else None
     hours = r.ref(raw.get("hours", "always"), path + ("hours",), schedules, "schedule") or "always"
     flow = r.ref(raw.get("flow", "main"), path + ("flow",), flows, "flow") or "main"
@@ -553,13 +586,14 @@ def _line(raw, path, r: _Reader, queues, schedules, flows) -> Line | None:
     announcement = text("announcement")
     if mode == "retired" and not announcement:
         announcement = f"您拨打的{' '.join(number)}已并入12345市民服务热线，现在为您转接。"
-    handled_by = text("handled_by") or (text("department") if mode == "sub_centre" else None)
+    name, department = text("name", True), text("department", True)
+    handled_by = text("handled_by", True) or (department if mode == "sub_centre" else None)
     announce = raw.get("announce", True)
     if not isinstance(announce, bool):
         r.src.problem(path + ("announce",), "expected true or false")
         announce = True
     overflow = r.number(raw.get("overflow_seconds", 30), path + ("overflow_seconds",), low=5, high=600) or 30
-    return Line(number, str(text("name")), mode, flow, text("department"), text("greeting"), announcement,
+    return Line(number, str(name), mode, flow, department, text("greeting"), announcement,
                 queue, handled_by, hours, after, announce, int(overflow))
 
 
