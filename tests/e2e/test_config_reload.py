@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 def _wait_reload(system, previous):
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        status, health = system.http("/healthz")
+        status, health = system.http("/healthz", token=system.token())
         if health.get("last_reload") and health["last_reload"] != previous:
             return health
         time.sleep(0.1)
@@ -25,7 +25,7 @@ def _wait_reload(system, previous):
 def test_given_a_running_gateway_when_hotlines_yaml_breaks_then_reload_is_refused_and_calls_go_on(system):
     hotlines = system.config_dir / "hotlines.yaml"
     original = hotlines.read_text(encoding="utf-8")
-    _, before = system.http("/healthz")
+    _, before = system.http("/healthz", token=system.token())
     extensions = system.state / "var" / "asterisk" / "etc" / "extensions.conf"
     dialplan_before = extensions.read_text()
     broken = original.replace("    mode: dual_number\n", "    mode: dual_numbr\n", 1).replace(
