@@ -169,8 +169,12 @@ def _convert(node: yaml.Node, path: Path_, src: Source) -> Any:
                     ConfigProblem(src.file, key_node.start_mark.line + 1, field_name(path), "keys must be plain strings")
                 )
                 continue
-            key = yaml.safe_load(yaml.serialize(key_node)) if key_node.tag != "tag:yaml.org,2002:str" else key_node.value
-            key = str(key)
+            try:
+                key = str(_scalar(key_node))
+            except ValueError as exc:
+                src.problems.append(ConfigProblem(src.file, key_node.start_mark.line + 1, field_name(path),
+                                                  f"{key_node.value[:60]!r} is not a valid key: {exc}"))
+                continue
             if key in out:
                 src.problems.append(
                     ConfigProblem(src.file, key_node.start_mark.line + 1, field_name(path + (key,)), "duplicate key")
@@ -187,10 +191,17 @@ def _convert(node: yaml.Node, path: Path_, src: Source) -> Any:
     if node.tag == "tag:yaml.org,2002:null":
         return None  # "key:" with nothing after it
     try:
-        return yaml.SafeLoader(yaml.serialize(node)).get_single_data()
-    except ValueError as exc:  # e.g. an impossible date such as 2027-13-01
-        src.problem(path, f"{node.value!r} is not a valid value: {exc}")
+        return _scalar(node)
+    except ValueError as exc:  # e.g. an impossible date such as 2027-13-01, a 5,000-digit number
+        src.problem(path, f"{node.value[:60]!r} is not a valid value: {exc}")
         return None
+
+
+def _scalar(node: yaml.ScalarNode) -> Any:
+    """A scalar built by the safe constructor (int, float, bool, null, timestamp or text)."""
+    if node.tag == "tag:yaml.org,2002:str":
+        return node.value
+    return yaml.constructor.SafeConstructor().construct_object(node)
 
 
 def parse(text: str, file: str) -> Source:
