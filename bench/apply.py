@@ -21,8 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from gateway.devsystem import System
-from gateway.pbx.ami import AmiClient
-from gateway.pbx.simcall import CallScript, place_call
+from gateway.pbx.simcall import CallScript, place_call, sim_ami_client
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -43,7 +42,7 @@ async def run(args) -> dict:
         sysm.up()
         token = sysm.login("bench-admin", "bench admin password", "admin")
         s = sysm.settings
-        ami = AmiClient(host=s.ami_host, port=s.ami_port, username=s.ami_user, secret=s.ami_secret)
+        ami = sim_ami_client(s)
         await ami.start()
         await ami.wait_connected(10)
         try:

@@ -47,8 +47,7 @@ import aiohttp
 import yaml
 
 from gateway.devsystem import GATEWAY, ROOT, System
-from gateway.pbx.ami import AmiClient
-from gateway.pbx.simcall import CallScript, place_call
+from gateway.pbx.simcall import CallScript, place_call, sim_ami_client
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
@@ -301,8 +300,7 @@ def calls_worker(env: dict, scripts: list[CallScript], delays: list[float]) -> t
 
     async def go() -> tuple[list, float]:
         settings = load_settings(env)
-        ami = AmiClient(host=settings.ami_host, port=settings.ami_port, username=settings.ami_user,
-                        secret=settings.ami_secret)
+        ami = sim_ami_client(settings)
         await ami.start()
         try:
             if not await ami.wait_connected(10):
@@ -551,7 +549,7 @@ async def run(args, sysm: System) -> dict:
     say(f"creating {len(users)} agent users")
     await add_users(sysm, users)
     s = sysm.settings
-    ami = AmiClient(host=s.ami_host, port=s.ami_port, username=s.ami_user, secret=s.ami_secret)
+    ami = sim_ami_client(s)
     callers = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
     try:
         await ami.start()

@@ -109,7 +109,7 @@ def wait_idle(sysm: System, timeout: float = 180) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            status, health = sysm.http("/healthz", timeout=5)
+            status, health = sysm.http("/healthz", timeout=5, token=sysm.token())
         except OSError:
             health = {}
         if health.get("calls_in_ivr", 1) == 0 and health.get("fastagi_sessions", 1) == 0 \
@@ -202,12 +202,10 @@ def bench_start(warm_runs: int, *, skip_cold: bool) -> dict:
 
 # -- 2a. Local-channel calls --------------------------------------------------------------------
 async def _local_batch(sysm: System, n: int, speech: Path, timeout: float) -> list:
-    from gateway.pbx.ami import AmiClient
-    from gateway.pbx.simcall import CallScript, place_call
+    from gateway.pbx.simcall import CallScript, place_call, sim_ami_client
 
     s = sysm.settings
-    ami = AmiClient(host=s.ami_host, port=s.ami_port, username=s.ami_user, secret=s.ami_secret,
-                    action_timeout=max(s.ami_action_timeout, 15))
+    ami = sim_ami_client(s, action_timeout=max(s.ami_action_timeout, 15))
     await ami.start()
     try:
         if not await ami.wait_connected(10):

@@ -104,8 +104,9 @@ class Gateway:
         prompts.render_all(config, out_dir=s.prompts_dir, cache_dir=s.cache_dir, override_dir=s.prompt_override_dir)
 
     async def _reload_asterisk(self) -> None:
-        await self.ami.command("dialplan reload")
-        await self.ami.command("queue reload all")
+        # Specific actions, not `Command`: the gateway's AMI user may not run CLI commands.
+        await self.ami.reload_module("pbx_config")
+        await self.ami.queue_reload()
 
     async def apply_config(self, config: GatewayConfig, previous: GatewayConfig | None) -> None:
         """Render ``config`` for Asterisk and reload it; on failure put the previous one back."""

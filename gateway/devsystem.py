@@ -95,8 +95,20 @@ class System:
 
     # -- handles ---------------------------------------------------------------------------
     @property
-    def settings(self) -> Settings:
+    def gateway_settings(self) -> Settings:
+        """The settings of the system's ``gateway serve``."""
         return load_settings(self.env)
+
+    @property
+    def settings(self) -> Settings:
+        """The system's settings as its callers use them: AMI as the simulated caller.
+
+        The gateway's own AMI user may not originate calls, so an AMI client that a test or
+        a benchmark builds from these settings logs in as the simulated caller's user
+        (rendered for this development sandbox by ``gateway sandbox up``).
+        """
+        s = load_settings(self.env)
+        return s.with_(ami_user=s.sim_ami_user, ami_secret=s.sim_ami_secret) if s.sim_ami_secret else s
 
     @property
     def sip_port(self) -> int:
@@ -189,8 +201,9 @@ class System:
             if self.gateway.poll() is not None:
                 raise RuntimeError(f"gateway exited:\n{self.log_path.read_text()[-3000:]}")
             try:
+                # Anonymous /healthz says only up or down: "ok" is the database and AMI both up.
                 status, body = self.http("/healthz", timeout=2)
-                if status == 200 and body.get("ami") == "connected":
+                if status == 200 and body.get("status") == "ok":
                     return time.monotonic() - started
             except OSError:
                 pass
@@ -202,7 +215,7 @@ class System:
         deadline = time.monotonic() + timeout
         speech: dict = {}
         while time.monotonic() < deadline:
-            status, body = self.http("/healthz", timeout=5)
+            status, body = self.http("/healthz", timeout=5, token=self.token())  # details: supervisors
             speech = body.get("speech") or {}
             if speech.get("status") == "ready" and str(speech.get("languages", {}).get(language, "")).startswith("ready"):
                 return speech

@@ -223,10 +223,10 @@ def private_mode_fixes(entries) -> list[tuple[Path, int]]:
     return fixes
 
 
-def _state_entries(state_dir: Path, extra: list[Path]):
-    if state_dir.exists():
-        yield state_dir, os.lstat(state_dir).st_mode
-        for top, dirs, files in os.walk(state_dir):  # never follows links
+def _tree_entries(top_dir: Path, extra: list[Path]):
+    if top_dir.exists():
+        yield top_dir, os.lstat(top_dir).st_mode
+        for top, dirs, files in os.walk(top_dir):  # never follows links
             for name in dirs + files:
                 path = Path(top) / name
                 try:
@@ -238,6 +238,17 @@ def _state_entries(state_dir: Path, extra: list[Path]):
             yield path, os.lstat(path).st_mode
         except FileNotFoundError:
             continue
+
+
+def make_tree_private(top_dir: Path, extra: tuple[Path, ...] | list[Path] = ()) -> list[tuple[Path, int]]:
+    """chmod ``top_dir``, everything below it and ``extra`` files private; returns what changed."""
+    fixes = private_mode_fixes(_tree_entries(Path(top_dir), list(extra)))
+    for path, mode in fixes:
+        try:
+            os.chmod(path, mode)
+        except FileNotFoundError:
+            continue
+    return fixes
 
 
 def make_state_private(settings: "Settings") -> list[tuple[Path, int]]:
@@ -253,13 +264,7 @@ def make_state_private(settings: "Settings") -> list[tuple[Path, int]]:
     db = sqlite_path(settings.database_url)
     if db is not None and not db.resolve().is_relative_to(settings.state_dir.resolve()):
         extra = [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
-    fixes = private_mode_fixes(_state_entries(settings.state_dir, extra))
-    for path, mode in fixes:
-        try:
-            os.chmod(path, mode)
-        except FileNotFoundError:
-            continue
-    return fixes
+    return make_tree_private(settings.state_dir, extra)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

@@ -122,11 +122,26 @@ class AmiClient:
             raise PbxError(f"AMI {fields.get('Action')}: {response.get('Message', 'error')}")
         return response
 
-    async def command(self, cli: str, *, timeout: float | None = None) -> str:
-        """Run an Asterisk CLI command through AMI and return its output."""
-        response = await self.action({"Action": "Command", "Command": cli}, timeout=timeout)
-        output = response.get("Output", "")
-        return "\n".join(output) if isinstance(output, list) else str(output)
+    async def reload_module(self, module: str, *, timeout: float | None = None, busy_for: float = 10.0) -> None:
+        """``Reload Module=<module>`` (``dialplan reload`` is ``pbx_config``); needs write class system.
+
+        Asterisk runs one module reload at a time and refuses another meanwhile ("A reload is
+        in progress"): that one is retried until ``busy_for`` seconds have passed.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + busy_for
+        while True:
+            try:
+                await self.action({"Action": "Reload", "Module": module}, timeout=timeout)
+                return
+            except PbxError as exc:
+                if "in progress" not in str(exc) or loop.time() >= deadline:
+                    raise
+            await asyncio.sleep(0.1)
+
+    async def queue_reload(self, *, timeout: float | None = None) -> None:
+        """``QueueReload``: members, rules and parameters, as ``queue reload all`` (no class needed)."""
+        await self.action({"Action": "QueueReload"}, timeout=timeout)
 
     # -- connection supervision ------------------------------------------------------------
     async def _supervise(self) -> None:

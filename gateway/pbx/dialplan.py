@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from gateway.ivr_flows.model import GatewayConfig, TransferNode
-from gateway.settings import PBX_INSTANCE_DIR, Settings
+from gateway.settings import PBX_INSTANCE_DIR, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, Settings, read_sim_ami_secret
 
 MODULES = (
     "res_timing_timerfd", "res_speech", "res_agi", "res_musiconhold", "res_pjproject", "res_sorcery_astdb",
@@ -51,32 +51,61 @@ maxcalls = 2000
 """
 
 
-def _manager_conf(settings: Settings) -> str:
-    return f"""[general]
+# What each AMI user may do, by Asterisk 22's classes (checked in main/manager.c and
+# apps/app_queue.c: an action runs when the user's write classes share one with the
+# action's; an event is sent only when the read classes hold all of the event's).
+# The gateway: events Hangup (call), QueueCallerJoin/QueueCallerAbandon/AgentConnect/
+# AgentComplete (agent); actions Ping and QueueReload (no class needed) and
+# Reload Module=pbx_config (system or config: system, since config would also allow
+# UpdateConfig of any file, manager.conf included). No `command`, no `originate`.
+GATEWAY_AMI_READ = ("call", "agent")
+GATEWAY_AMI_WRITE = ("system",)
+# The simulated caller (development sandbox only): Originate (originate); PlayDTMF, Setvar,
+# Redirect, Hangup (call); events Newchannel/Hangup (call), AGIExecStart (agi), queue ones (agent).
+SIM_AMI_READ = ("call", "agent", "agi")
+SIM_AMI_WRITE = ("originate", "call")
+
+
+def _manager_user(name: str, secret: str, read: tuple[str, ...], write: tuple[str, ...]) -> str:
+    return f"""[{name}]
+secret = {secret}
+deny = 0.0.0.0/0.0.0.0
+permit = 127.0.0.1/255.255.255.255
+read = {",".join(read)}
+write = {",".join(write)}
+writetimeout = 1000
+"""
+
+
+def _manager_conf(settings: Settings, sim_secret: str = "") -> str:
+    out = f"""[general]
 enabled = yes
 port = {settings.ami_port}
 bindaddr = 127.0.0.1
 displayconnects = no
 
-[{settings.ami_user}]
-secret = {settings.ami_secret}
-deny = 0.0.0.0/0.0.0.0
-permit = 127.0.0.1/255.255.255.255
-read = system,call,agent,user,dtmf,reporting,dialplan,agi,originate
-write = system,call,agent,user,dtmf,reporting,originate,command,agi
-writetimeout = 1000
-"""
+""" + _manager_user(settings.ami_user, settings.ami_secret, GATEWAY_AMI_READ, GATEWAY_AMI_WRITE)
+    if sim_secret:
+        out += "\n; The simulated caller (`gateway call`, tests, benchmarks): this sandbox only.\n"
+        out += _manager_user(settings.sim_ami_user, sim_secret, SIM_AMI_READ, SIM_AMI_WRITE)
+    return out
 
 
 def _pjsip_conf(settings: Settings) -> str:
+    host = settings.sip_host
+    hostport = f"[{host}]:{settings.sip_port}" if ":" in host else f"{host}:{settings.sip_port}"
     return f"""; SIP for load tests and softphones on this machine only.
 [transport-udp]
 type = transport
 protocol = udp
-bind = 127.0.0.1:{settings.sip_port}
+bind = {hostport}
 
+; RTP binds to media_address (res_pjsip_sdp_rtp), not to every interface.
 [sipp]
 type = endpoint
+transport = transport-udp
+media_address = {host}
+bind_rtp_to_media_address = yes
 context = inbound
 disallow = all
 allow = ulaw
@@ -209,12 +238,13 @@ def _queues_conf(config: GatewayConfig, keep_queues_of: GatewayConfig | None = N
 
 
 def render_files(config: GatewayConfig, settings: Settings, *,
-                 keep_queues_of: GatewayConfig | None = None) -> dict[str, str]:
+                 keep_queues_of: GatewayConfig | None = None, sim_secret: str = "") -> dict[str, str]:
+    """Every file of ``<instance>/etc``; the simulated caller's AMI user only with ``sim_secret``."""
     files = {
         "asterisk.conf": _asterisk_conf(),
         "modules.conf": "[modules]\nautoload = no\n" + "".join(f"load => {m}.so\n" for m in MODULES),
         "logger.conf": "[general]\n[logfiles]\nconsole => notice,warning,error\nmessages.log => notice,warning,error\n",
-        "manager.conf": _manager_conf(settings),
+        "manager.conf": _manager_conf(settings, sim_secret),
         "pjsip.conf": _pjsip_conf(settings),
         "extensions.conf": _extensions_conf(config, settings),
         "queues.conf": _queues_conf(config, keep_queues_of),
@@ -228,15 +258,20 @@ def render_files(config: GatewayConfig, settings: Settings, *,
 
 
 def write_config(config: GatewayConfig, settings: Settings, *, keep_queues_of: GatewayConfig | None = None) -> Path:
-    """Write every file into ``<instance>/etc`` atomically; return that directory."""
+    """Write every file into ``<instance>/etc`` atomically (mode 0600, directories 0700); return it.
+
+    The simulated caller's AMI user is rendered when this state dir has its secret
+    (``gateway sandbox up`` / ``gateway run`` create it; a production install has none).
+    """
     etc = settings.instance_dir / "etc"
-    etc.mkdir(parents=True, exist_ok=True)
-    for sub in ("run", "log", "spool", "db", "prompts", "recordings", "prompts/sim"):
-        (settings.instance_dir / sub).mkdir(parents=True, exist_ok=True)
-    for name, text in render_files(config, settings, keep_queues_of=keep_queues_of).items():
+    for sub in ("etc", "run", "log", "spool", "db", "prompts", "recordings", "prompts/sim"):
+        (settings.instance_dir / sub).mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    sim_secret = read_sim_ami_secret(settings.state_dir)
+    for name, text in render_files(config, settings, keep_queues_of=keep_queues_of, sim_secret=sim_secret).items():
         tmp = etc / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        if name == "manager.conf":
-            os.chmod(tmp, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+        os.fchmod(fd, PRIVATE_FILE_MODE)  # also when a stale temp file was there
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
         os.replace(tmp, etc / name)
     return etc

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from gateway.errors import SandboxError
-from gateway.settings import PBX_INSTANCE_DIR
+from gateway.settings import PBX_INSTANCE_DIR, PRIVATE_DIR_MODE, make_tree_private
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -216,8 +216,11 @@ def ensure_root(cache_dir: Path, progress: Progress = stderr_progress, *,
 
 # -- commands -----------------------------------------------------------
 def unshare_command(root: Path, instance_dir: Path) -> list[str]:
+    """Asterisk in its own mount namespace, with umask 077: the recordings, logs and astdb
+    it creates are 0600 and its directories 0700 (Asterisk itself never sets a umask)."""
     q = shlex.quote
-    script = (f"mount -t proc proc {q(f'{root}/proc')}"
+    script = ("umask 077"
+              f" && mount -t proc proc {q(f'{root}/proc')}"
               f" && mount --bind /dev {q(f'{root}/dev')}"
               f" && mount --bind {q(str(instance_dir))} {q(f'{root}{PBX_INSTANCE_DIR}')}"
               f" && exec chroot {q(str(root))} asterisk -f -n -C {q(PBX_CONF)}")
@@ -346,7 +349,8 @@ def start(*, root: Path, instance_dir: Path, progress: Progress = stderr_progres
     if not (instance_dir / "etc" / "asterisk.conf").is_file():
         raise SandboxError(f"config not rendered: {instance_dir / 'etc' / 'asterisk.conf'} is missing")
     for sub in INSTANCE_SUBDIRS:
-        (instance_dir / sub).mkdir(parents=True, exist_ok=True)
+        (instance_dir / sub).mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    make_tree_private(instance_dir)  # recordings and logs of an install from before issue 9
     (root / PBX_INSTANCE_DIR.lstrip("/")).mkdir(parents=True, exist_ok=True)
     ensure_hosts_file(root)
     _remove_run_files(instance_dir)

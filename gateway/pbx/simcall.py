@@ -16,6 +16,7 @@ The result (menu path, hang-up cause, ticket) is read back from the gateway.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from pathlib import Path
 from gateway.errors import GatewayError
 from gateway.pbx.ami import AmiClient
 from gateway.pbx.prompts import convert_recording
-from gateway.settings import Settings
+from gateway.settings import PRIVATE_FILE_MODE, Settings
 
 
 class SimCallError(GatewayError):
@@ -74,14 +75,23 @@ async def place_call(settings: Settings, script: CallScript, *, ami: AmiClient |
 
 async def place_calls(settings: Settings, scripts: list[CallScript]) -> list[dict]:
     """Several simulated calls at once over one AMI connection; results in the scripts' order."""
-    ami = AmiClient(host=settings.ami_host, port=settings.ami_port, username=settings.ami_user,
-                    secret=settings.ami_secret, action_timeout=settings.ami_action_timeout)
+    ami = sim_ami_client(settings)
     await ami.start()
     try:
         await _wait_connected(settings, ami)
         return await asyncio.gather(*(_run(settings, script, ami) for script in scripts))
     finally:
         await ami.close()
+
+
+def sim_ami_client(settings: Settings, **options) -> AmiClient:
+    """An AMI client logged in as the simulated caller (its own user: the gateway's may not originate)."""
+    if not settings.sim_ami_secret:
+        raise SimCallError(f"no AMI user for the simulated caller in {settings.state_dir} "
+                           "(start the development sandbox: `gateway sandbox up` or `gateway run`)")
+    options.setdefault("action_timeout", settings.ami_action_timeout)
+    return AmiClient(host=settings.ami_host, port=settings.ami_port, username=settings.sim_ami_user,
+                     secret=settings.sim_ami_secret, **options)
 
 
 async def _wait_connected(settings: Settings, ami: AmiClient) -> None:
@@ -202,6 +212,7 @@ async def _prepare(settings: Settings, source: Path, name: str) -> tuple[str, fl
     """Convert a speech file for the caller's channel; its PBX path and length in seconds."""
     local = settings.instance_dir / "prompts" / "sim" / f"{name}.wav"
     await asyncio.to_thread(convert_recording, source, local)
+    os.chmod(local, PRIVATE_FILE_MODE)  # a caller's voice, even a simulated one, stays private
     seconds = await asyncio.to_thread(_wav_seconds, local)
     return settings.pbx_path(local.with_suffix("")), seconds
 

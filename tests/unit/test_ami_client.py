@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from gateway.errors import AmiNotConnected, AmiTimeout
+from gateway.errors import AmiNotConnected, AmiTimeout, PbxError
 from gateway.pbx.ami import AmiClient
 from gateway.pbx.ami_events import (
     AgentConnect,
@@ -75,6 +75,7 @@ class FakeAmi:
         self.username, self.secret = username, secret
         self.ping_reply: dict | None = dict(PONG)  # for new connections; None: never answer
         self.unanswered: set[str] = set()  # action names the server never answers
+        self.errors: dict[str, list[str]] = {}  # action name -> error messages answered first, in turn
         self.answer_login = True
         self.hang_up_after_refused_login = True  # what Asterisk does
         self.conns: list[AmiConn] = []
@@ -137,6 +138,9 @@ class FakeAmi:
             if conn.ping_reply is not None:
                 conn.send({"Response": conn.ping_reply.get("Response", "Success"), "ActionID": aid,
                            **{k: v for k, v in conn.ping_reply.items() if k != "Response"}})
+            return True
+        if self.errors.get(name):
+            conn.send({"Response": "Error", "ActionID": aid, "Message": self.errors[name].pop(0)})
             return True
         conn.send({"Response": "Success", "ActionID": aid, "Message": "ok"})
         return True
@@ -496,3 +500,35 @@ def test_given_lowercase_header_keys_when_parsed_then_fields_are_found():
     event = parse_event({"Event": "Hangup", "uniqueid": "u1", "CHANNEL": "c1", "cause": "17", "CAUSE-TXT": "Busy"})
 
     assert event == Hangup("Hangup", "u1", "c1", 17, "Busy")
+
+
+# -- reloads without the Command action (issue 9: the gateway's AMI user has no `command`) ------
+async def test_given_a_reload_in_progress_when_reloading_the_dialplan_then_retried_until_asterisk_takes_it(
+        server, make_client):
+    server.errors["Reload"] = ["A reload is in progress", "A reload is in progress"]
+    client = await started(make_client(ping_interval=30))
+
+    await client.reload_module("pbx_config", busy_for=2.0)
+
+    reloads = [a for a in server.conns[0].actions if a.get("Action") == "Reload"]
+    assert [a.get("Module") for a in reloads] == ["pbx_config"] * 3
+    assert "Command" not in server.conns[0].names()
+
+
+async def test_given_an_unknown_module_when_reloading_then_the_error_is_raised_at_once(server, make_client):
+    server.errors["Reload"] = ["No such module"]
+    client = await started(make_client(ping_interval=30))
+
+    with pytest.raises(PbxError, match="No such module"):
+        await client.reload_module("pbx_nothing", busy_for=2.0)
+
+    assert server.conns[0].count("Reload") == 1
+
+
+async def test_given_a_queue_reload_when_sent_then_it_is_one_queuereload_of_everything(server, make_client):
+    client = await started(make_client(ping_interval=30))
+
+    await client.queue_reload()
+
+    (action,) = [a for a in server.conns[0].actions if a.get("Action") == "QueueReload"]
+    assert not {"Members", "Rules", "Parameters", "Queue"} & set(action)  # no header: members, rules, parameters

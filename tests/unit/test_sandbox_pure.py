@@ -31,6 +31,7 @@ def test_unshare_command_quotes_paths_with_spaces(tmp_path):
     assert argv[:6] == ["unshare", "--mount", "--propagation", "private", "sh", "-c"]
     words = shlex.split(argv[6])
     assert words == [
+        "umask", "077", "&&",
         "mount", "-t", "proc", "proc", f"{root}/proc", "&&",
         "mount", "--bind", "/dev", f"{root}/dev", "&&",
         "mount", "--bind", str(inst), f"{root}/srv/gw", "&&",
