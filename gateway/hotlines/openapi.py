@@ -117,9 +117,11 @@ def openapi_document() -> dict:
             "/api/admin/dry-run": {"post": _op(
                 "what would a call do (live, a version, or a proposed change)", ok="200",
                 ok_schema={"type": "object"}, body={"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["number"], "properties": {
-                        "number": {"type": "string"}, "at": {"type": "string", "format": "date-time"},
-                        "digits": {"type": "string"}, "version": {"type": "integer"},
+                    "type": "object", "required": ["number"], "additionalProperties": False, "properties": {
+                        "number": {"type": "string", "pattern": "^[0-9]{3,20}$"},
+                        "at": {"type": "string", "format": "date-time", "maxLength": 64},
+                        "digits": {"type": "string", "pattern": "^[0-9*#]{0,20}$"},
+                        "version": {"type": "integer", "minimum": 1, "maximum": 2147483647},
                         "change": {"$ref": "#/components/schemas/Change"}}}}}})},
             "/api/login": {"post": {"summary": "log in; sets the session cookie, returns the CSRF token",
                                     "responses": {"200": _resp("logged in"), "401": _resp("refused", _ERROR),
