@@ -35,6 +35,7 @@ from gateway.ticketing import migrate
 from gateway.ticketing.store import TicketStore
 from gateway.ticketing.transcripts import TranscriptRecovery
 from gateway.web.app import build_app
+from gateway.web.edge import EdgePolicy
 from gateway.web.auth import UserStore
 
 log = logging.getLogger(__name__)
@@ -283,9 +284,13 @@ class Gateway:
                                  read_timeout=s.agi_read_timeout)
         await self.agi.start()
         self._scheduler = asyncio.create_task(self._schedule_loop(), name="config-scheduler")
-        app = build_app(store=self.store, health=self.health, metrics_source=self.metrics_snapshot, users=self.users)
+        app = build_app(store=self.store, health=self.health, metrics_source=self.metrics_snapshot, users=self.users,
+                        edge_policy=EdgePolicy(trusted_proxies=s.trusted_proxies, public_hosts=s.public_hosts,
+                                               bind_host=s.http_host))
         self.extend_app(app)
-        self.runner = web.AppRunner(app, access_log=None)
+        # keepalive_timeout is also the deadline for a request's headers: aiohttp closes a
+        # connection that has not completed a request (first, or next one) within it.
+        self.runner = web.AppRunner(app, access_log=None, keepalive_timeout=s.http_header_timeout)
         await self.runner.setup()
         site = web.TCPSite(self.runner, s.http_host, s.http_port)
         await site.start()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -123,6 +124,9 @@ class Settings:
     vad_threshold_dbfs: float = -40.0
     log_json: bool = False
     test_clock: bool = False
+    trusted_proxies: tuple[str, ...] = ()  # reverse proxies whose X-Forwarded-For/-Proto are believed
+    public_hosts: tuple[str, ...] = ()  # Host names the pages are reached by, beyond loopback and http_host
+    http_header_timeout: float = 10.0  # a client must send a request's headers within this (slow loris)
     extra: dict = field(default_factory=dict, compare=False)
 
     # -- derived paths -------------------------------------------------
@@ -303,4 +307,20 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         vad_threshold_dbfs=-_float(env, "GATEWAY_VAD_THRESHOLD_DB", 40.0),  # dB below full scale
         log_json=_bool(env, "GATEWAY_LOG_JSON", False),
         test_clock=_bool(env, "GATEWAY_TEST_CLOCK", False),
+        trusted_proxies=_addresses(env, "GATEWAY_TRUSTED_PROXIES", "") if env.get("GATEWAY_TRUSTED_PROXIES") else (),
+        public_hosts=_host_names(env, "GATEWAY_PUBLIC_HOSTS"),
+        http_header_timeout=_float(env, "GATEWAY_HTTP_HEADER_TIMEOUT", 10.0),
     )
+
+
+def _host_names(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated host names (``hotline.example.gov.cn``, ``*`` for any)."""
+    out = []
+    for part in (env.get(name) or "").split(","):
+        part = part.strip().lower()
+        if not part:
+            continue
+        if part != "*" and not re.fullmatch(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:.]+\]", part):
+            raise SettingsError(f"{name}: {part!r} is not a host name")
+        out.append(part)
+    return tuple(out)
