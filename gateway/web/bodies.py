@@ -42,6 +42,8 @@ def parse_json_object(raw: bytes | str, *, limit: int = 64_000) -> dict:
         raise BadRequest("the body is not UTF-8 / 请求体不是 UTF-8 编码") from None
     except json.JSONDecodeError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc} / 请求体不是有效的 JSON") from None
+    except ValueError as exc:  # int() of a number over Python's 4,300-digit limit
+        raise BadRequest(f"the body holds a value JSON cannot be read as ({exc}) / 请求体中的数值过长") from None
     except RecursionError:
         raise BadRequest(f"the body nests deeper than {MAX_DEPTH} levels / 嵌套层级过深",
                          details={"max_depth": MAX_DEPTH}) from None

@@ -296,7 +296,8 @@ async def test_given_a_throttled_form_login_when_redirected_then_the_page_says_w
     assert "该用户登录失败次数过多" in page and "try again in" in page
 
 
-@pytest.mark.parametrize("raw", [b"[" * 50_000, b'{"a":' * 50_000, b"\xff\xfe", b"[1, 2]", b"{" + b" " * 20_000 + b"}"])
+@pytest.mark.parametrize("raw", [b"[" * 50_000, b'{"a":' * 50_000, b"\xff\xfe", b"[1, 2]", b"{" + b" " * 20_000 + b"}",
+                                 b'{"username": ' + b"9" * 5000 + b"}"])
 async def test_given_hostile_json_when_logging_in_then_400_with_a_reason(client, raw):
     """Probe: deeply nested JSON on the anonymous /api/login gave 500."""
     resp = await client.post("/api/login", data=raw, headers={"Content-Type": "application/json"})
