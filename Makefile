@@ -33,10 +33,11 @@ run: setup
 	$(BIN)/gateway run
 
 # Browser tests drive Debian's Chromium (never a downloaded browser) with a CJK font.
+# SIPp (Debian's sip-tester) places real SIP calls in the tests (RTP bound to loopback).
 test-tools:
-	@command -v chromium >/dev/null && fc-list 2>/dev/null | grep -qi wenquanyi || { \
-	  echo "==> installing chromium and fonts-wqy-microhei for the browser tests"; \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-wqy-microhei; }
+	@command -v chromium >/dev/null && command -v sipp >/dev/null && fc-list 2>/dev/null | grep -qi wenquanyi || { \
+	  echo "==> installing chromium, fonts-wqy-microhei and sip-tester (SIPp) for the tests"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-wqy-microhei sip-tester; }
 
 # Unit tests first (some measure event-loop lag: they run alone), then the end-to-end files
 # on two workers, each with its own sandbox Asterisk and gateway on private ports (the
