@@ -28,8 +28,9 @@ class _DryChannel:
         self.heard: list[str] = []
         self.destination: dict | None = None
 
-    async def play(self, prompt_id: str) -> None:
+    async def play(self, prompt_id: str, *, keys: str = "", interruptible: bool = True) -> str:
         self.heard.append(prompt_id)
+        return ""  # a dry run's keys answer menus, never type-ahead
 
     async def collect_digits(self, prompt_id: str, *, max_digits: int, timeout: float) -> str:
         self.heard.append(prompt_id)

@@ -48,8 +48,13 @@ class Heard:
 
 
 class CallChannel(Protocol):
-    async def play(self, prompt_id: str) -> None:
-        """Play a prompt to the end; keys pressed meanwhile are ignored."""
+    async def play(self, prompt_id: str, *, keys: str = "", interruptible: bool = True) -> str:
+        """Play a prompt; returns the key the caller pressed meanwhile, if any.
+
+        Without ``keys`` the prompt plays to the end and keys are ignored ('').
+        With ``keys`` the first of them pressed is returned (type-ahead); an
+        ``interruptible`` prompt stops at that key, another plays on to its end.
+        """
 
     async def collect_digits(self, prompt_id: str, *, max_digits: int, timeout: float) -> str:
         """Play ``prompt_id`` and collect up to ``max_digits`` keys.

@@ -156,6 +156,9 @@ def initial_vars(line: Line) -> dict:
     return out
 
 
+TYPEAHEAD_KEYS = "0123456789*#"
+
+
 class Interpreter:
     def __init__(self, config: GatewayConfig, *, clock: Callable[[], datetime],
                  guard_words: Mapping[str, tuple] | None = None) -> None:
@@ -171,8 +174,8 @@ class Interpreter:
         try:
             visit.current = "announcement"
             if state.line.mode == "retired" and state.line.announce:
-                await visit.play_prompt("announcement")
-                await visit.record_step({"node": "announcement"})
+                key = await visit.play_ahead("announcement")
+                await visit.record_step({"node": "announcement", **({"typeahead": key} if key else {})})
             node_id: str | None = flow.start
             for _ in range(MAX_STEPS):
                 if node_id is None:
@@ -193,6 +196,9 @@ class _Visit:
     def __init__(self, interp: Interpreter, flow, state: CallState, channel: CallChannel, observer) -> None:
         self.interp, self.flow, self.state, self.channel, self.observer = interp, flow, state, channel, observer
         self.current: str | None = None
+        # Type-ahead: keys pressed during the prompts before a menu, oldest first; each menu
+        # takes one (as Asterisk's Background() does). Dropped at a recording or a transfer.
+        self.typeahead = ""
 
     async def record_step(self, entry: dict) -> None:
         self.state.path.append(entry)
@@ -230,10 +236,22 @@ class _Visit:
         if self.guard_words() and self.can_listen():
             return
         self.state.vars["emergency_key_offered"] = True
-        await self.play_prompt(guard.key_prompt)
+        await self.play_ahead(guard.key_prompt)
 
     async def play_prompt(self, prompt_id: str) -> None:
         await self.channel.play(self.key(prompt_id))
+
+    async def play_ahead(self, prompt_id: str, *, interruptible: bool = True) -> str | None:
+        """A prompt before a menu: keys pressed meanwhile are kept for that menu.
+
+        Returns the key pressed during it, '' for none, or None when it was not played
+        because the caller had already answered (an interruptible prompt after type-ahead).
+        """
+        if self.typeahead and interruptible:
+            return None
+        key = await self.channel.play(self.key(prompt_id), keys=TYPEAHEAD_KEYS, interruptible=interruptible)
+        self.typeahead += key
+        return key
 
     async def node(self, node) -> str | None:
         handler = {
@@ -249,9 +267,14 @@ class _Visit:
         return await handler(node)
 
     async def _play(self, node: PlayNode) -> str:
-        await self.play_prompt(node.prompt)
+        key = await self.play_ahead(node.prompt, interruptible=node.interruptible)
         self.state.vars.update(node.set)
-        await self.record_step({"node": node.id})
+        entry = {"node": node.id}
+        if key is None:
+            entry["skipped"] = "typeahead"
+        elif key:
+            entry["typeahead"] = key
+        await self.record_step(entry)
         return node.next
 
     async def _calendar(self, node: CalendarNode) -> str:
@@ -267,14 +290,18 @@ class _Visit:
         await self.offer_emergency_key()
         speech = node.speech and self.can_listen()
         for attempt in range(node.retries + 1):
-            said, heard = "", None
-            if speech:
+            said, heard, ahead = "", None, False
+            if self.typeahead:  # pressed during the prompts before this menu
+                keys, self.typeahead, ahead = self.typeahead[0], self.typeahead[1:], True
+            elif speech:
                 try:
                     heard = await self._listen_menu(node, prompt, emergency_key)
                 except SpeechUnavailable as exc:
                     log.info("call %s: speech menu %s falls back to keys: %s", self.state.uniqueid, node.id, exc)
                     speech = False
-            if heard is not None:
+            if ahead:
+                pass
+            elif heard is not None:
                 if heard.ended_by == "emergency":
                     return await self.emergency(list(heard.emergency_words), via="speech")
                 if heard.ended_by == "hangup":
@@ -291,6 +318,8 @@ class _Visit:
                 result = "ok"
             option = node.options.get(keys)
             entry = {"node": node.id, "key": keys}
+            if ahead:
+                entry["via"] = "typeahead"
             if said:
                 entry["said"] = said[:200]
             if option is not None:
@@ -320,6 +349,7 @@ class _Visit:
         )
 
     async def _record(self, node: RecordNode) -> str | None:
+        self.typeahead = ""  # keys are not a description
         await self.observer.ticket_point(self.state)
         if node.speech and self.language:
             heard = await self._describe_by_speech(node) if self.can_listen() else None
@@ -381,9 +411,16 @@ class _Visit:
     async def _broadcast(self, node: BroadcastNode) -> str:
         now = self.interp.clock()
         active = [b for b in self.interp.config.broadcasts if b.active(self.state.line.number, now)]
+        heard = []
         for item in active:
-            await self.channel.play(broadcast_key(item.id))
-        await self.record_step({"node": node.id, "broadcasts": [b.id for b in active]})
+            if self.typeahead:
+                break  # the caller has answered the menu already
+            self.typeahead += await self.channel.play(broadcast_key(item.id), keys=TYPEAHEAD_KEYS)
+            heard.append(item.id)
+        entry = {"node": node.id, "broadcasts": [b.id for b in active]}
+        if len(heard) < len(active):
+            entry["skipped"] = "typeahead"
+        await self.record_step(entry)
         return node.next
 
     async def _goto_flow(self, node: GotoFlowNode) -> str:

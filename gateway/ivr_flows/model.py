@@ -23,6 +23,10 @@ class PlayNode:
     prompt: str
     next: str
     set: dict = field(default_factory=dict)
+    # Type-ahead: a key pressed while this prompt plays answers the next menu. When
+    # interruptible (the default) the key also cuts the prompt short and the prompts
+    # before that menu are skipped; when not, this prompt still plays to its end.
+    interruptible: bool = True
 
 
 @dataclass(frozen=True)

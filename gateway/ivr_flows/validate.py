@@ -260,7 +260,7 @@ def _node(nid: str, raw: Any, path: tuple, r: _Reader, texts: dict):
     if kind is None:
         return None
     fields = {
-        "play": (("type", "prompt", "next"), ("set",)),
+        "play": (("type", "prompt", "next"), ("set", "interruptible")),
         "menu": (("type", "prompt", "options", "on_failure"),
                  ("timeout", "retries", "invalid_prompt", "no_input_prompt", "default", "speech")),
         "record": (("type", "prompt", "next"), ("beep_prompt", "max_seconds", "silence_seconds", "speech",
@@ -277,7 +277,8 @@ def _node(nid: str, raw: Any, path: tuple, r: _Reader, texts: dict):
         return None
     p = lambda key, optional=False: _prompt(r, raw.get(key), path + (key,), texts, optional=optional)  # noqa: E731
     if kind == "play":
-        return PlayNode(nid, p("prompt"), str(raw["next"]), _sets(r, raw.get("set"), path + ("set",)))
+        return PlayNode(nid, p("prompt"), str(raw["next"]), _sets(r, raw.get("set"), path + ("set",)),
+                        interruptible=_flag(r, raw.get("interruptible", True), path + ("interruptible",)))
     if kind == "record":
         return RecordNode(
             nid, p("prompt"), str(raw["next"]), p("beep_prompt", True),

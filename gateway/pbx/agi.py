@@ -379,8 +379,12 @@ def hangup() -> bytes:
     return _command("HANGUP")
 
 
-def stream_file(path: str, escape_digits: str = "") -> bytes:
-    return _command("STREAM FILE", _checked(path, _PATH, "path"), _checked(escape_digits, _DIGITS, "digits"))
+def stream_file(path: str, escape_digits: str = "", offset: int | None = None) -> bytes:
+    """``STREAM FILE path digits [offset]``: ``offset`` (samples) resumes where a key stopped it."""
+    args = [_checked(path, _PATH, "path"), _checked(escape_digits, _DIGITS, "digits")]
+    if offset is not None:
+        args.append(_number(offset, "offset"))
+    return _command("STREAM FILE", *args)
 
 
 def get_data(path: str, timeout_ms: int, max_digits: int) -> bytes:

@@ -289,6 +289,19 @@ _KEYS = re.compile(r"[0-9*#]*")
 MAX_LENGTH_SLACK_MS = 250
 
 
+def _pressed(result: str) -> str:
+    """The key of a STREAM FILE / WAIT FOR DIGIT result ('0' = none, else the key's ASCII code)."""
+    if not re.fullmatch(r"[0-9]{1,3}", result or ""):
+        raise RemoteProtocolError(f"a key result must be an ASCII code, got {result[:40]!r}")
+    code = int(result)
+    if code == 0:
+        return ""
+    key = chr(code)
+    if not _KEYS.fullmatch(key):
+        raise RemoteProtocolError(f"a key result must be 0-9, * or #, got code {code}")
+    return key
+
+
 class AgiChannel:
     """:class:`~gateway.ivr_flows.channel.CallChannel` over one FastAGI session.
 
@@ -325,11 +338,22 @@ class AgiChannel:
             raise ChannelHangup(f"caller hung up during {what}")
         self._log.warning("AGI %s: %s failed (result=-1; missing sound file?)", self._session.id, what)
 
-    async def play(self, prompt_id: str) -> None:
+    async def play(self, prompt_id: str, *, keys: str = "", interruptible: bool = True) -> str:
+        """STREAM FILE; with ``keys`` a key pressed stops it (result = the key's ASCII code) and is
+        returned; a prompt that is not ``interruptible`` then resumes at ``endpos`` to its end."""
         path = self._prompt_path(prompt_id)
-        reply = await self._command(agi.stream_file(path, ""), timeout=self._play_timeout)
+        reply = await self._command(agi.stream_file(path, keys), timeout=self._play_timeout)
         if reply.result == "-1":
             await self._failed(f"play {prompt_id!r}")
+            return ""
+        key = _pressed(reply.result) if keys else ""
+        if key and key not in keys:
+            raise RemoteProtocolError(f"STREAM FILE returned key {key!r} that was not asked for")
+        if key and not interruptible:
+            rest = await self._command(agi.stream_file(path, "", reply.endpos or 0), timeout=self._play_timeout)
+            if rest.result == "-1":
+                await self._failed(f"play {prompt_id!r} to its end")
+        return key
 
     async def collect_digits(self, prompt_id: str, *, max_digits: int, timeout: float) -> str:
         """GET DATA; a timeout returns the keys typed so far (maybe '')."""

@@ -15,7 +15,9 @@ class ScriptedChannel:
     """
 
     def __init__(self, keys=(), *, hangup_on_prompt: str | None = None, record_end: str = "silence",
-                 languages=(), heard=()) -> None:
+                 languages=(), heard=(), ahead=None) -> None:
+        self.ahead = dict(ahead or {})  # prompt id suffix -> key pressed while it plays (type-ahead)
+        self.interrupted: list[str] = []  # prompts a type-ahead key cut short
         self.languages = set(languages)  # recogniser languages live right now
         self.heard = list(heard)  # one Heard (or SpeechUnavailable) per listen() call
         self.listens: list[dict] = []
@@ -35,8 +37,15 @@ class ScriptedChannel:
             self.hung_up = True
             raise ChannelHangup("caller hung up")
 
-    async def play(self, prompt_id: str) -> None:
+    async def play(self, prompt_id: str, *, keys: str = "", interruptible: bool = True) -> str:
         self._prompt(prompt_id)
+        for suffix, key in list(self.ahead.items()):
+            if prompt_id.endswith(suffix) and keys:
+                del self.ahead[suffix]
+                if interruptible:
+                    self.interrupted.append(prompt_id)
+                return key if key in keys else ""
+        return ""
 
     async def collect_digits(self, prompt_id: str, *, max_digits: int, timeout: float) -> str:
         self._prompt(prompt_id)

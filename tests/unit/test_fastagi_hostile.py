@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from gateway.errors import ChannelHangup
+from gateway.errors import ChannelHangup, RemoteProtocolError
 from gateway.ivr_flows.channel import Recording
 from gateway.pbx import agi
 from gateway.pbx.fastagi import AgiChannel, AgiSession, AgiTimeout, FastAgiServer
@@ -291,3 +291,37 @@ async def test_given_long_running_session_when_server_stops_then_session_cancell
     assert server.sessions == 0
     assert await asyncio.wait_for(reader.read(), 5) == b""
     writer.close()
+
+
+async def test_given_keys_during_prompts_when_played_for_type_ahead_then_the_key_is_kept() -> None:
+    """Type-ahead: STREAM FILE with escape digits; a prompt that may not be cut resumes at endpos."""
+    outcomes: dict[str, object] = {}
+
+    async def handler(session: AgiSession) -> None:
+        channel = AgiChannel(session, prompts, "/rec")
+        outcomes["cut"] = await channel.play("greeting", keys="0123456789*#")
+        outcomes["whole"] = await channel.play("notice", keys="0123456789*#", interruptible=False)
+        outcomes["none"] = await channel.play("hint", keys="0123456789*#")
+        outcomes["plain"] = await channel.play("beep")
+        try:
+            await channel.play("menu", keys="12")
+        except RemoteProtocolError as exc:
+            outcomes["hostile"] = exc
+
+    replies = [
+        b"200 result=52 endpos=4000\n",  # '4' cuts the greeting
+        b"200 result=35 endpos=8000\n",  # '#' during the notice: kept, the notice plays on
+        b"200 result=0 endpos=24000\n",  # ... from sample 8000 to its end
+        b"200 result=0 endpos=20000\n",
+        b"200 result=0 endpos=1600\n",
+        b"200 result=65 endpos=10\n",  # 'A': not a key that was asked for
+    ]
+    async with running(handler) as server:
+        commands = await fake_asterisk(server.port, "ahead", replies)
+        await wait_until(lambda: server.completed == 1)
+    assert (outcomes["cut"], outcomes["whole"], outcomes["none"], outcomes["plain"]) == ("4", "#", "", "")
+    assert isinstance(outcomes["hostile"], RemoteProtocolError)
+    assert commands[:4] == [b"STREAM FILE /srv/gw/prompts/greeting 0123456789*#\n",
+                             b"STREAM FILE /srv/gw/prompts/notice 0123456789*#\n",
+                             b'STREAM FILE /srv/gw/prompts/notice "" 8000\n',
+                             b"STREAM FILE /srv/gw/prompts/hint 0123456789*#\n"]

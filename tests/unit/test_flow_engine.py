@@ -200,3 +200,55 @@ async def test_given_a_sub_centre_in_hours_when_transferred_then_it_overflows_to
     assert channel.transferred == "q-12366" and channel.overflow == ("q-complaint", 30)
     assert observer.steps[-1] == {"node": "to_queue", "queue": "q-12366", "overflow_queue": "q-complaint",
                                   "overflow_seconds": 30}
+
+
+# -- type-ahead: keys pressed before the menu answer it ------------------------------------------
+async def test_given_a_key_during_the_greeting_when_the_menu_comes_then_it_answers_it_without_playing_it():
+    """A caller who knows the menu presses 4 during the greeting: no notice, no menu, straight on."""
+    channel = ScriptedChannel(["1"], ahead={"main-greeting": "4"})
+    state, observer = await walk("12345", channel)
+
+    assert state.vars["category"] == "投诉" and channel.transferred == "q-complaint"
+    assert channel.interrupted == ["main-greeting"]
+    assert "main-type_menu" not in channel.played and "main-emergency_notice" not in channel.played
+    steps = {s["node"]: s for s in observer.steps}
+    assert steps["greeting"]["typeahead"] == "4" and steps["emergency_notice"]["skipped"] == "typeahead"
+    assert steps["type_menu"] == {"node": "type_menu", "key": "4", "via": "typeahead", "label": "投诉",
+                                  "result": "ok"}
+    assert steps["confidential_menu"]["key"] == "1"  # the next menu is asked as usual
+
+
+async def test_given_a_prompt_that_may_not_be_cut_when_a_key_is_pressed_then_it_plays_on_and_the_key_waits():
+    from dataclasses import replace
+
+    flow = CONFIG.flows["main"]
+    notice = replace(flow.nodes["emergency_notice"], interruptible=False)
+    config = replace(CONFIG, flows={**CONFIG.flows, "main": replace(flow, nodes={**flow.nodes,
+                                                                               "emergency_notice": notice})})
+    channel = ScriptedChannel(["2"], ahead={"main-emergency_notice": "4"})
+    observer = RecordingObserver()
+    state = CallState(uniqueid="u1", line=config.lines["12345"], caller="13800138000", dialled="12345")
+    await Interpreter(config, clock=lambda: WEEKDAY_OPEN).run(state, channel, observer)
+
+    assert channel.interrupted == [] and "main-emergency_notice" in channel.played
+    assert "main-korean_hint" not in channel.played  # later interruptible prompts are skipped
+    assert state.vars["category"] == "投诉" and "main-type_menu" not in channel.played
+
+
+async def test_given_the_emergency_key_during_the_greeting_when_the_menu_comes_then_the_emergency_path():
+    channel = ScriptedChannel([], ahead={"main-greeting": "0"})
+    state, observer = await walk("12345", channel)
+    assert any(s["node"] == "emergency_guard" and s["via"] == "key" for s in observer.steps)
+
+
+def test_given_a_play_node_when_interruptible_is_not_a_boolean_then_a_line_numbered_problem():
+    from gateway.errors import ConfigError
+    from gateway.ivr_flows.validate import config_from_files, read_files
+
+    root = Path(__file__).resolve().parents[2] / "config"
+    files = read_files(root)
+    files["flows/main.yaml"] = files["flows/main.yaml"].replace(
+        "    prompt: emergency_notice\n", "    prompt: emergency_notice\n    interruptible: maybe\n", 1)
+    with pytest.raises(ConfigError) as err:
+        config_from_files(files)
+    assert any("interruptible" in str(p) for p in err.value.problems)
