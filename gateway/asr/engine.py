@@ -11,6 +11,7 @@ or not a readable 16-bit WAV).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
@@ -118,10 +119,31 @@ class Transcript:
               decode_seconds: float) -> "Transcript":
         """Join the final results of a stream into one transcript."""
         words = tuple(w for r in finals for w in r.words)
-        text = " ".join(r.text for r in finals if r.text)
+        text = join_texts([r.text for r in finals], language)
         confidence = sum(w.conf for w in words) / len(words) if words else None
         return cls(text=text, words=words, confidence=confidence, model=model, language=language,
                    audio_seconds=audio_seconds, decode_seconds=decode_seconds)
+
+
+_CLOSING = "。！？，、；：.!?,;:"
+
+
+def join_texts(texts: list[str], language: str) -> str:
+    """Utterances as one text: Chinese with a comma where the recogniser put no punctuation."""
+    texts = [t for t in texts if t]
+    if language not in ("zh", "yue", "cmn"):
+        return " ".join(texts)
+    out = ""
+    for text in texts:
+        if out and out[-1] not in _CLOSING and _CJK_START.match(text):
+            out += "，"
+        elif out and out[-1] not in _CLOSING:
+            out += " "
+        out += text
+    return out
+
+
+_CJK_START = re.compile("[\u3400-\u9fff]")
 
 
 @runtime_checkable

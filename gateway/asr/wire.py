@@ -160,12 +160,15 @@ class Open(_Message):
     language: str
     sample_rate: int
     grammar: tuple[str, ...] | None = None
+    live: bool = True  # a caller on the line (partials wanted), not a file being transcribed
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_language(self.language)
         check_rate(self.sample_rate)
         object.__setattr__(self, "grammar", check_grammar(self.grammar))
+        if not isinstance(self.live, bool):
+            raise SpeechInputError("live must be true or false")
 
 
 @dataclass(frozen=True)
@@ -289,6 +292,8 @@ def _body(msg: _Message) -> bytes:
     if isinstance(msg, Open):
         obj: dict = {"language": msg.language, "sample_rate": msg.sample_rate,
                      "grammar": list(msg.grammar) if msg.grammar is not None else None}
+        if not msg.live:
+            obj["live"] = False
     elif isinstance(msg, Ready):
         obj = {"models": msg.models, "problems": msg.problems, "pid": msg.pid}
     elif isinstance(msg, Opened):
@@ -320,6 +325,7 @@ _FIELDS = {
     Opened: ("dropped", "busy"), Heard: ("text", "final", "words", "busy"), Finished: ("text", "words", "busy"),
     Rejected: ("reason",), Finish: (), Cancel: (), Closed: (), Started: (),
 }
+_OPTIONAL = {Open: ("live",)}
 
 
 def parse(kind: int, seq: int, sid: int, body: bytes) -> Message:
@@ -335,7 +341,8 @@ def parse(kind: int, seq: int, sid: int, body: bytes) -> Message:
         if not isinstance(obj, dict):
             raise SpeechInputError("body must be a JSON object")
         expected = _FIELDS[cls]
-        if set(obj) != set(expected):
+        optional = _OPTIONAL.get(cls, ())
+        if not set(expected) <= set(obj) <= set(expected) | set(optional):
             raise SpeechInputError(f"{cls.__name__} fields must be {', '.join(expected) or 'none'}, "
                                    f"got {', '.join(sorted(obj)) or 'none'}")
         return cls(seq, sid, **obj)

@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 from gateway.asr import wire
 from gateway.errors import RemoteProtocolError
@@ -31,11 +32,15 @@ def _words(result: dict) -> tuple:
 
 
 class Worker:
-    def __init__(self, models: dict, names: dict, vosk_module) -> None:
+    def __init__(self, models: dict, names: dict, vosk_module, whisper: dict | None = None) -> None:
         self.models = models  # language -> vosk.Model
         self.names = names
         self.vosk = vosk_module
         self.recognizers: dict = {}  # sid -> (KaldiRecognizer)
+        self.whisper: dict = dict(whisper or {})  # language -> WhisperStreams
+
+    def _whisper_of(self, sid: int):
+        return next((streams for streams in self.whisper.values() if sid in streams), None)
 
     def handle(self, msg) -> object:
         started = time.process_time()
@@ -51,9 +56,18 @@ class Worker:
     def _handle(self, msg):
         if isinstance(msg, wire.Open):
             return self._open(msg)
+        whisper = self._whisper_of(msg.sid)
         if isinstance(msg, wire.Cancel):
             self.recognizers.pop(msg.sid, None)
+            if whisper is not None:
+                whisper.cancel(msg.sid)
             return wire.Closed(msg.seq, msg.sid)
+        if whisper is not None:
+            if isinstance(msg, wire.Audio):
+                text, final, words = whisper.audio(msg.sid, msg.pcm)
+                return wire.Heard(msg.seq, msg.sid, text, final, words)
+            text, words = whisper.finish(msg.sid)
+            return wire.Finished(msg.seq, msg.sid, text, words)
         rec = self.recognizers.get(msg.sid)
         if rec is None:
             return wire.Rejected(msg.seq, msg.sid, f"stream {msg.sid} is not open")
@@ -69,14 +83,19 @@ class Worker:
         return wire.Finished(msg.seq, msg.sid, result.get("text", ""), _words(result))
 
     def _open(self, msg: "wire.Open"):
+        if msg.sid in self.recognizers or self._whisper_of(msg.sid) is not None:
+            return wire.Rejected(msg.seq, msg.sid, f"stream {msg.sid} is already open")
+        open_streams = len(self.recognizers) + sum(len(w.streams) for w in self.whisper.values())
+        if open_streams >= MAX_STREAMS_PER_WORKER:
+            return wire.Rejected(msg.seq, msg.sid, f"more than {MAX_STREAMS_PER_WORKER} streams on one worker")
+        wire.check_rate(msg.sample_rate)  # already checked when parsed; never let 0 or < 0 through
+        if msg.language in self.whisper:
+            # Whisper has no grammar: menus are matched on its free text (gateway.asr.menu_match)
+            self.whisper[msg.language].open(msg.sid, live=msg.live)
+            return wire.Opened(msg.seq, msg.sid, ())
         model = self.models.get(msg.language)
         if model is None:
             return wire.Rejected(msg.seq, msg.sid, f"no model for language {msg.language!r}")
-        if msg.sid in self.recognizers:
-            return wire.Rejected(msg.seq, msg.sid, f"stream {msg.sid} is already open")
-        if len(self.recognizers) >= MAX_STREAMS_PER_WORKER:
-            return wire.Rejected(msg.seq, msg.sid, f"more than {MAX_STREAMS_PER_WORKER} streams on one worker")
-        wire.check_rate(msg.sample_rate)  # already checked when parsed; never let 0 or < 0 through
         dropped: tuple = ()
         if msg.grammar is None:
             rec = self.vosk.KaldiRecognizer(model, float(msg.sample_rate))
@@ -92,17 +111,53 @@ class Worker:
         return wire.Opened(msg.seq, msg.sid, dropped)
 
 
-def _parse_args(argv: list[str]) -> list[tuple[str, str, str]]:
+def _parse_args(argv: list[str]) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str, dict | None]]]:
+    """``--model LANG=NAME=DIR`` (Vosk) and ``--whisper LANG=NAME=DIR`` with an optional
+    ``--whisper-sha LANG=JSON`` ({file: sha256}) checked before the model is loaded."""
     parser = argparse.ArgumentParser(prog="gateway.asr.worker")
     parser.add_argument("--model", action="append", default=[], metavar="LANG=NAME=DIR")
+    parser.add_argument("--whisper", action="append", default=[], metavar="LANG=NAME=DIR")
+    parser.add_argument("--whisper-sha", action="append", default=[], metavar="LANG=JSON")
     args = parser.parse_args(argv)
-    out = []
-    for item in args.model:
-        lang, sep, rest = item.partition("=")
-        name, sep2, path = rest.partition("=")
-        if not sep or not sep2:
-            parser.error(f"--model must be LANG=NAME=DIR, got {item!r}")
-        out.append((wire.check_language(lang), name, path))
+
+    def triples(items: list[str], flag: str) -> list[tuple[str, str, str]]:
+        out = []
+        for item in items:
+            lang, sep, rest = item.partition("=")
+            name, sep2, path = rest.partition("=")
+            if not sep or not sep2:
+                parser.error(f"--{flag} must be LANG=NAME=DIR, got {item!r}")
+            out.append((wire.check_language(lang), name, path))
+        return out
+
+    shas: dict[str, dict] = {}
+    for item in args.whisper_sha:
+        lang, _, raw = item.partition("=")
+        try:
+            table = json.loads(raw)
+        except ValueError:
+            parser.error(f"--whisper-sha must be LANG=JSON, got {item!r}")
+        if not isinstance(table, dict):
+            parser.error("--whisper-sha must map file names to sha256")
+        shas[wire.check_language(lang)] = table
+    whisper = [(lang, name, path, shas.get(lang)) for lang, name, path in triples(args.whisper, "whisper")]
+    return triples(args.model, "model"), whisper
+
+
+def load_whisper(specs: list, problems: dict, names: dict) -> dict:
+    """Check (sha256) and load every Whisper model; a refused or broken one goes to ``problems``."""
+    out = {}
+    for lang, name, path, expected in specs:
+        try:
+            from gateway.asr.whisper_backend import WhisperDecoder, WhisperStreams
+            from gateway.asr.whisper_model import verify
+
+            if expected:
+                verify(Path(path), expected)  # before anything reads the weights
+            out[lang] = WhisperStreams(WhisperDecoder(Path(path), lang))
+            names[lang] = name
+        except Exception as exc:  # noqa: BLE001 - ModelRefused, ImportError, CTranslate2's RuntimeError
+            problems[lang] = f"{name} at {path} failed to load: {exc}"
     return out
 
 
@@ -112,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     # Ctrl-C in a terminal reaches the whole process group: the gateway stops its workers
     # itself (stdin closes), so a worker ignores SIGINT instead of dying with a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    specs = _parse_args(sys.argv[1:] if argv is None else argv)
+    specs, whisper_specs = _parse_args(sys.argv[1:] if argv is None else argv)
     out_fd = os.dup(1)  # the protocol channel; fd 1 now goes to stderr
     os.dup2(2, 1)
     sys.stdout = sys.stderr
@@ -124,10 +179,13 @@ def main(argv: list[str] | None = None) -> int:
             written = os.write(out_fd, data)
             data = data[written:]
 
-    import vosk  # imported here so a worker without vosk still reports Ready with problems
-
-    vosk.SetLogLevel(-1)  # warnings and errors only
     models, names, problems = {}, {}, {}
+    vosk = None
+    if specs:
+        import vosk  # imported here so a worker without vosk still reports Ready with problems
+
+        vosk.SetLogLevel(-1)  # warnings and errors only
+    whisper = load_whisper(whisper_specs, problems, names)
     for lang, name, path in specs:
         try:
             models[lang] = vosk.Model(path)
@@ -135,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # noqa: BLE001 - Vosk raises plain Exception for a bad model
             problems[lang] = f"{name} at {path} failed to load: {exc}"
     send(wire.Ready(0, 0, names, problems, os.getpid()))
-    worker = Worker(models, names, vosk)
+    worker = Worker(models, names, vosk, whisper)
     reader = wire.FrameReader(accept=wire.REQUESTS)
     while True:
         data = os.read(in_fd, 1 << 16)

@@ -2,37 +2,22 @@
 
 Theory of operation
 -------------------
-Each 20 ms frame is voiced when its RMS level is above ``threshold_dbfs``. Speech
-*starts* after ``start_ms`` of consecutive voiced audio (a click or a breath is not
-speech), which is also the moment a prompt is interrupted (barge-in). Once speech
-has started it *ends* after ``silence_ms`` without a voiced frame. The caller's
-telephone line is the only input, so a fixed threshold well above line noise
-(-40 dBFS by default) is enough; it is configurable for noisy trunks.
+Each 20 ms frame is voiced when WebRTC's voice-activity detector calls it speech and its
+level is at least ``threshold_dbfs`` (see :mod:`gateway.asr.vad`: the detector rejects
+hum, clicks and steady line noise that a plain level threshold would take for speech; the
+level gate rejects digital silence and faint hiss that the detector takes for speech
+before it adapts). Speech *starts* after ``start_ms`` of consecutive voiced audio, which
+is also the moment a prompt is interrupted (barge-in). Once speech has started it *ends*
+after ``silence_ms`` without a voiced frame.
 """
 
 from __future__ import annotations
 
-import math
-import sys
-from array import array
 from dataclasses import dataclass
 
-FRAME_MS = 20
-SAMPLE_RATE = 8000
+from gateway.asr.vad import FRAME_MS, SAMPLE_RATE, VoiceFrames, rms_dbfs
 
-
-def rms_dbfs(pcm: bytes) -> float:
-    """The level of ``pcm`` (s16le) in dB relative to full scale; -inf for silence."""
-    if len(pcm) < 2:
-        return float("-inf")
-    samples = array("h")
-    samples.frombytes(pcm[: len(pcm) - len(pcm) % 2])
-    if sys.byteorder == "big":
-        samples.byteswap()
-    power = sum(s * s for s in samples) / len(samples)
-    if power <= 0:
-        return float("-inf")
-    return 10 * math.log10(power / (32768.0 * 32768.0))
+__all__ = ["FRAME_MS", "SAMPLE_RATE", "SpeechDetector", "rms_dbfs"]
 
 
 @dataclass
@@ -40,9 +25,11 @@ class SpeechDetector:
     threshold_dbfs: float = -40.0
     start_ms: int = 60
     silence_ms: int = 1500
+    aggressiveness: int = 2
 
     def __post_init__(self) -> None:
-        self.heard_ms = 0  # audio seen so far
+        self._frames = VoiceFrames(floor_dbfs=self.threshold_dbfs, aggressiveness=self.aggressiveness)
+        self.heard_ms = 0  # audio seen so far (complete 20 ms frames)
         self.speech_ms = 0  # voiced audio so far (after speech started)
         self._run_ms = 0  # consecutive voiced audio
         self._quiet_ms = 0  # unvoiced audio since the last voiced frame
@@ -55,21 +42,19 @@ class SpeechDetector:
 
     def feed(self, pcm: bytes) -> None:
         """Account for one chunk of caller audio (any length; normally one 20 ms frame)."""
-        ms = len(pcm) * 1000 // (2 * SAMPLE_RATE)
-        if ms <= 0:
-            return
-        self.heard_ms += ms
-        if rms_dbfs(pcm) >= self.threshold_dbfs:
-            self._run_ms += ms
-            self._quiet_ms = 0
-            if self.started_at_ms is None:
-                if self._run_ms >= self.start_ms:
-                    self.started_at_ms = self.heard_ms - self._run_ms
-                    self.speech_ms = self._run_ms
+        for voiced in self._frames.frames(pcm):
+            self.heard_ms += FRAME_MS
+            if voiced:
+                self._run_ms += FRAME_MS
+                self._quiet_ms = 0
+                if self.started_at_ms is None:
+                    if self._run_ms >= self.start_ms:
+                        self.started_at_ms = self.heard_ms - self._run_ms
+                        self.speech_ms = self._run_ms
+                else:
+                    self.speech_ms += FRAME_MS
             else:
-                self.speech_ms += ms
-        else:
-            self._run_ms = 0
-            self._quiet_ms += ms
-            if self.started and self._quiet_ms >= self.silence_ms:
-                self.ended = True
+                self._run_ms = 0
+                self._quiet_ms += FRAME_MS
+                if self.started and self._quiet_ms >= self.silence_ms:
+                    self.ended = True

@@ -1,0 +1,106 @@
+"""Which menu option a Mandarin caller said, tolerantly (pure).
+
+A free-text recogniser (Whisper) has no grammar: a caller saying 投诉 may come out as 投诉,
+投诉了, 我要投诉, 头宿 or 偷诉. So the utterance and every option word are compared in toneless
+pinyin (``pypinyin``): each option word is aligned against every stretch of the utterance
+with an edit distance over syllables, where two syllables cost their normalised letter edit
+distance (tou/tou 0, su/shu 0.33, zi/tui 1). An option's score is ``1 - cost / syllables``;
+the exact characters anywhere in the utterance score 1.
+
+:meth:`MenuMatcher.match` is *sure* when the best option scores at least ``sure`` and beats
+every other option by ``margin``; a best score between ``maybe`` and ``sure`` is a guess the
+flow should confirm (or hand over to the keypad); below ``maybe`` nothing was chosen. Single
+two-syllable words are where recognisers fail most (咨询 → 推荐), which is why the margin
+and the confirm band exist.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Iterable, Mapping
+
+_HAN = re.compile(r"[\u3400-\u9fff]")
+
+
+@lru_cache(maxsize=4096)
+def syllables(text: str) -> tuple[str, ...]:
+    """Toneless pinyin of the Han characters of ``text`` (other characters dropped)."""
+    from pypinyin import Style, lazy_pinyin
+
+    han = "".join(_HAN.findall(text or ""))
+    return tuple(lazy_pinyin(han, style=Style.NORMAL, errors="ignore")) if han else ()
+
+
+def _letters(a: str, b: str) -> float:
+    if a == b:
+        return 0.0
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb))
+        previous = current
+    return previous[-1] / max(len(a), len(b))
+
+
+def best_alignment(word: tuple[str, ...], said: tuple[str, ...]) -> float:
+    """Least syllable edit cost of ``word`` against any stretch of ``said`` (free start and end)."""
+    if not word:
+        return float("inf")
+    previous = [0.0] * (len(said) + 1)  # free start anywhere in said
+    for i, w in enumerate(word, 1):
+        current = [float(i)] + [0.0] * len(said)
+        for j, s in enumerate(said, 1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + _letters(w, s))
+        previous = current
+    return min(previous)  # free end
+
+
+@dataclass(frozen=True)
+class Match:
+    word: str | None  # the option word matched best (None: nothing close)
+    score: float  # 0..1
+    sure: bool
+    runner_up: float = 0.0
+
+    @property
+    def unsure(self) -> bool:
+        return self.word is not None and not self.sure
+
+
+@dataclass(frozen=True)
+class MenuMatcher:
+    """Matches utterances against option words; ``groups`` are words that mean the same option."""
+
+    groups: tuple[tuple[str, ...], ...]
+    sure: float = 0.75
+    maybe: float = 0.5
+    margin: float = 0.15
+
+    @classmethod
+    def of(cls, options: Mapping[str, Iterable[str]] | Iterable[Iterable[str]], **kw) -> "MenuMatcher":
+        values = options.values() if isinstance(options, Mapping) else options
+        return cls(tuple(tuple(w for w in words if w) for words in values), **kw)
+
+    def score(self, text: str, word: str) -> float:
+        squeezed = "".join((text or "").split())
+        if word and word in squeezed:
+            return 1.0
+        w, s = syllables(word), syllables(squeezed)
+        if not w or not s:
+            return 0.0
+        return max(0.0, 1.0 - best_alignment(w, s) / len(w))
+
+    def match(self, text: str) -> Match:
+        scored = []  # (score, word) best per group
+        for group in self.groups:
+            best = max(((self.score(text, word), word) for word in group), default=(0.0, None))
+            scored.append(best)
+        scored.sort(key=lambda item: item[0], reverse=True)
+        if not scored or scored[0][1] is None or scored[0][0] < self.maybe:
+            return Match(None, scored[0][0] if scored else 0.0, False)
+        top, word = scored[0]
+        second = scored[1][0] if len(scored) > 1 else 0.0
+        return Match(word, top, top >= self.sure and top - second >= self.margin, second)
