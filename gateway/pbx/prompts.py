@@ -1,11 +1,14 @@
-"""Voice prompts: rendered from the flow and line texts with espeak-ng and sox.
+"""Voice prompts: rendered from the flow and line texts (gateway.tts), converted with sox.
 
 Every prompt has a catalogue key (``main-greeting``, ``line-12315-greeting``);
-Asterisk plays ``<prompts_dir>/<key>.wav`` (8 kHz, mono, 16-bit). Rendered
-audio is cached by a hash of (voice, text) under the cache directory, so a
-restart renders nothing new. A recorded file named ``<key>.wav`` placed in
-the override directory (``config/prompts/``) wins over the synthetic voice.
-Texts of the form ``tone:1000Hz:300ms`` are rendered as a sine tone.
+Asterisk plays ``<prompts_dir>/<key>.wav`` (8 kHz, mono, 16-bit). Mandarin texts are
+normalised for the telephone (12345 → 幺二三四五, 按1 → 按一) and spoken by the neural
+voice (Kokoro ``zf_xiaobei``); Korean by espeak-ng ``ko``; espeak-ng ``cmn-latn-pinyin``
+speaks Mandarin only when the neural voice cannot load (``gateway.tts.status()`` says why).
+Rendered audio is cached under the cache directory by a hash of (engine, voice, spoken
+text), so a restart renders nothing new and an edited text is rendered again. A recorded
+file named ``<key>.wav`` placed in the override directory (``config/prompts/``) wins over
+the synthetic voice. Texts of the form ``tone:1000Hz:300ms`` are rendered as a sine tone.
 """
 
 from __future__ import annotations
@@ -17,19 +20,18 @@ import re
 import shutil
 import subprocess
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from gateway import tts
 from gateway.errors import GatewayError
 from gateway.ivr_flows.engine import broadcast_key, prompt_key
 from gateway.ivr_flows.model import GatewayConfig
 
 log = logging.getLogger(__name__)
 _TONE = re.compile(r"^tone:(\d{2,5})Hz:(\d{2,5})ms$")
-VOICES = {"cmn": "cmn", "yue": "yue", "ko": "ko", "en": "en"}
-RENDER_VERSION = "2"  # bump to invalidate every cached prompt
+RENDER_VERSION = "3"  # bump to invalidate every cached prompt (3: Kokoro, telephony normalisation)
 
 
 class PromptError(GatewayError):
@@ -43,9 +45,25 @@ class PromptText:
     language: str
 
     @property
-    def digest(self) -> str:
-        blob = f"{RENDER_VERSION}\0{self.language}\0{self.text}".encode("utf-8")
+    def is_tone(self) -> bool:
+        return bool(_TONE.match(self.text))
+
+    @property
+    def spoken(self) -> str:
+        """The text the engine is given (Mandarin normalised for the telephone)."""
+        return self.text if self.is_tone else tts.spoken_text(self.text, self.language)
+
+    def voice(self) -> tuple[str, str]:
+        """(engine, voice) that speaks this prompt now."""
+        return ("sox", "tone") if self.is_tone else tts.engine_for(self.language)
+
+    def digest_for(self, engine: str, voice: str) -> str:
+        blob = f"{RENDER_VERSION}\0{engine}\0{voice}\0{self.spoken}".encode("utf-8")
         return hashlib.sha256(blob).hexdigest()[:20]
+
+    @property
+    def digest(self) -> str:
+        return self.digest_for(*self.voice())
 
 
 def catalogue(config: GatewayConfig) -> dict[str, PromptText]:
@@ -79,23 +97,26 @@ def _run(cmd: list[str]) -> None:
         raise PromptError(f"{' '.join(cmd[:2])}... failed: {proc.stderr.decode(errors='replace')[-300:]}")
 
 
-def synthesize(prompt: PromptText, target: Path) -> None:
-    """Render one prompt to an 8 kHz mono 16-bit WAV at ``target`` (atomically)."""
+def synthesize(prompt: PromptText, target: Path) -> dict:
+    """Render one prompt to an 8 kHz mono 16-bit WAV at ``target`` (atomically).
+
+    Returns what spoke it (``engine``, ``voice``, ``seconds``): the engine may differ from
+    :meth:`PromptText.voice` when the neural voice failed to load just now.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="gw-prompt-") as tmp:
-        raw = Path(tmp) / "raw.wav"
-        out = Path(tmp) / "out.wav"
-        tone = _TONE.match(prompt.text)
-        if tone:
+    tone = _TONE.match(prompt.text)
+    if tone:
+        with tempfile.TemporaryDirectory(prefix=".gw-prompt-", dir=target.parent) as tmp:
+            out = Path(tmp) / "out.wav"
             hz, ms = tone.groups()
             _run(["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(out),
                   "synth", f"{int(ms) / 1000:.3f}", "sine", hz, "vol", "0.5"])
-        else:
-            voice = VOICES.get(prompt.language, prompt.language)
-            # The text is one argv element: never a shell, so no injection from config.
-            _run(["espeak-ng", "-v", voice, "-s", "170", "-w", str(raw), "--", prompt.text])
-            _run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", str(out)])
-        os.replace(out, target)
+            os.replace(out, target)
+        return {"engine": "sox", "voice": "tone", "seconds": int(tone.group(2)) / 1000}
+    try:
+        return tts.render_wav(prompt.text, target, language=prompt.language)
+    except tts.TtsError as exc:
+        raise PromptError(f"prompt {prompt.key}: {exc.message}") from exc
 
 
 def convert_recording(source: Path, target: Path) -> None:
@@ -121,13 +142,26 @@ def render_all(
     out_dir.mkdir(parents=True, exist_ok=True)
     cache = cache_dir / "prompts"
     cache.mkdir(parents=True, exist_ok=True)
+    if any(tts.is_mandarin(p.language) and not p.is_tone for p in prompts.values()):
+        state = tts.check(progress)  # which engine speaks Mandarin: decides the cache keys
+        if state["problem"]:
+            progress(f"Mandarin prompts fall back to espeak-ng {state['voice']}: {state['problem']}")
+    wanted = {p.key: p.digest for p in prompts.values()}
     todo = [p for p in prompts.values() if not (override_dir / f"{p.key}.wav").is_file()
-            and not (cache / f"{p.digest}.wav").is_file()]
+            and not (cache / f"{wanted[p.key]}.wav").is_file()]
     if todo:
-        progress(f"rendering {len(todo)} of {len(prompts)} prompts with espeak-ng…")
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            list(pool.map(lambda p: synthesize(p, cache / f"{p.digest}.wav"), todo))
+        engines = sorted({"/".join(p.voice()) for p in todo})
+        progress(f"rendering {len(todo)} of {len(prompts)} prompts ({', '.join(engines)})…")
+        for n, p in enumerate(todo, 1):
+            with tempfile.TemporaryDirectory(prefix=".gw-render-", dir=cache) as tmp:
+                fresh = Path(tmp) / "new.wav"
+                said = synthesize(p, fresh)
+                wanted[p.key] = p.digest_for(said["engine"], said["voice"])  # a fallback is cached as such
+                os.replace(fresh, cache / f"{wanted[p.key]}.wav")
+            if n % 5 == 0 or n == len(todo):
+                progress(f"  {n}/{len(todo)} prompts rendered")
     sources = {}
+    rendered = {p.key for p in todo}
     for p in prompts.values():
         target = out_dir / f"{p.key}.wav"
         override = override_dir / f"{p.key}.wav"
@@ -135,8 +169,8 @@ def render_all(
             convert_recording(override, target)
             sources[p.key] = "override"
         else:
-            shutil.copyfile(cache / f"{p.digest}.wav", target)
-            sources[p.key] = "new" if p in todo else "cache"
+            shutil.copyfile(cache / f"{wanted[p.key]}.wav", target)
+            sources[p.key] = "new" if p.key in rendered else "cache"
     silence = out_dir / "sim" / "silence.wav"  # what a simulated caller "says" while listening
     if not silence.is_file():
         silence.parent.mkdir(parents=True, exist_ok=True)
@@ -148,3 +182,13 @@ def render_all(
     progress(f"prompts ready: {len(prompts)} ({len(todo)} rendered, "
              f"{sum(v == 'override' for v in sources.values())} recorded overrides)")
     return sources
+
+
+def describe(config: GatewayConfig) -> list[dict]:
+    """The catalogue for the admin page: key, text, what the engine is given, who speaks it."""
+    out = []
+    for p in sorted(catalogue(config).values(), key=lambda p: p.key):
+        engine, voice = p.voice()
+        out.append({"key": p.key, "text": p.text, "spoken": p.spoken, "language": p.language,
+                    "engine": engine, "voice": voice})
+    return out

@@ -55,9 +55,19 @@ def test_given_the_config_when_catalogued_then_line_texts_override_the_flow():
     assert "line-12319-announcement" in cat and "line-12345-greeting" not in cat
 
 
-def test_given_prompts_when_rendered_twice_then_cached_and_an_override_wins(settings, tmp_path):
+@pytest.fixture()
+def few_prompts(monkeypatch):
+    """Three prompts (Mandarin, Korean, a tone), not the whole catalogue: Kokoro takes seconds each."""
+    whole = prompts.catalogue
+    keep = ("main-greeting", "ko-greeting", "main-beep")
+    monkeypatch.setattr(prompts, "catalogue", lambda config: {k: v for k, v in whole(config).items() if k in keep})
+    return keep
+
+
+def test_given_prompts_when_rendered_twice_then_cached_and_an_override_wins(settings, tmp_path, few_prompts):
     out, cache, override = tmp_path / "out", tmp_path / "cache", tmp_path / "override"
     first = prompts.render_all(CONFIG, out_dir=out, cache_dir=cache, override_dir=override)
+    assert set(first) == set(few_prompts)
     assert set(first.values()) == {"new"}
     with wave.open(str(out / "main-greeting.wav")) as w:
         assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (8000, 1, 2)
@@ -70,6 +80,33 @@ def test_given_prompts_when_rendered_twice_then_cached_and_an_override_wins(sett
     assert {v for k, v in second.items() if k != "main-greeting"} == {"cache"}
     with wave.open(str(out / "main-greeting.wav")) as w:
         assert w.getframerate() == 8000 and w.getnframes() == 4000
+
+
+def test_given_a_prompt_text_when_an_admin_edits_it_then_it_is_rendered_again_and_the_old_file_is_replaced(
+        tmp_path, monkeypatch):
+    out, cache, override = tmp_path / "out", tmp_path / "cache", tmp_path / "override"
+    texts = {"main-greeting": "您好，欢迎致电12345。"}
+    monkeypatch.setattr(prompts, "catalogue",
+                        lambda config: {k: prompts.PromptText(k, t, "cmn") for k, t in texts.items()})
+    assert prompts.render_all(CONFIG, out_dir=out, cache_dir=cache, override_dir=override) == {"main-greeting": "new"}
+    before = (out / "main-greeting.wav").read_bytes()
+    texts["main-greeting"] = "您好，这里是12345热线。"
+    assert prompts.render_all(CONFIG, out_dir=out, cache_dir=cache, override_dir=override) == {"main-greeting": "new"}
+    assert (out / "main-greeting.wav").read_bytes() != before
+    texts["main-greeting"] = "您好，欢迎致电12345。"
+    assert prompts.render_all(CONFIG, out_dir=out, cache_dir=cache, override_dir=override) == {"main-greeting": "cache"}
+    assert (out / "main-greeting.wav").read_bytes() == before
+
+
+def test_given_mandarin_and_korean_prompts_when_described_then_kokoro_speaks_mandarin_and_espeak_korean():
+    from gateway import tts
+
+    tts.check()
+    rows = {r["key"]: r for r in prompts.describe(CONFIG)}
+    assert rows["main-greeting"]["spoken"].startswith("您好，欢迎致电幺二三四五")
+    assert (rows["main-greeting"]["engine"], rows["main-greeting"]["voice"]) == ("kokoro", "zf_xiaobei")
+    assert (rows["ko-greeting"]["engine"], rows["ko-greeting"]["voice"]) == ("espeak", "ko")
+    assert rows["ko-greeting"]["spoken"] == rows["ko-greeting"]["text"]
 
 
 def test_given_a_prompt_text_with_shell_characters_when_rendered_then_it_is_spoken_not_run(tmp_path):
