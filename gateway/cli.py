@@ -77,8 +77,40 @@ def cmd_setup(args) -> int:
     settings = _settings()
     sandbox.ensure_host_packages(_progress)
     sandbox.ensure_root(settings.cache_dir, _progress)
+    _prepare_voice(settings)  # issue 10: the Mandarin voice's model, checked, before the prompts
     render(settings)
     _progress("setup complete")
+    return 0
+
+
+# -- Mandarin voice (issue 10, gateway.tts) -----------------------------------------------------
+def _prepare_voice(settings: Settings) -> None:
+    from gateway import tts
+
+    tts.configure(settings.cache_dir / "models")
+    state = tts.check(_progress)
+    _progress(f"Mandarin voice: {_voice_line(state)}")
+
+
+def _voice_line(state: dict) -> str:
+    if state.get("problem"):
+        return f"FALLBACK espeak-ng {state['voice']} ({state['problem']})"
+    return f"Kokoro-82M {state['voice']}" + (f" ({state['model']})" if state.get("model") else "")
+
+
+def cmd_say(args) -> int:
+    from gateway import tts
+
+    logs.setup("WARNING")
+    tts.configure(_settings(secret=False).cache_dir / "models")
+    out = Path(args.output)
+    started = time.monotonic()
+    result = tts.render_wav(args.text, out, voice=args.voice, language=args.lang, speed=args.speed)
+    took = time.monotonic() - started
+    print(f"{out}: {result['seconds']:.2f} s by {result['engine']} {result['voice']} in {took:.1f} s"
+          f" — said: {tts.spoken_text(args.text, args.lang)}")
+    if result["engine"] != "kokoro" and tts.is_mandarin(args.lang):
+        print(f"fallback: {tts.status()['problem']}", file=sys.stderr)
     return 0
 
 
@@ -132,6 +164,7 @@ async def _serve(settings: Settings, *, with_sandbox: bool) -> None:
             print(f"  admin       {await _demo_admin(gateway)}", flush=True)
             print(f"  desk        {await _demo_desk_users(gateway)}", flush=True)
         print(f"  speech      {_speech_line(gateway)}", flush=True)
+        print(f"  voice       {_voice_line(_tts_status())}", flush=True)
         print("  try:        .venv/bin/gateway call 12345 --from 13800138000 --digits 41", flush=True)
         print("Press Ctrl-C to stop." if with_sandbox else "", flush=True)
         await stop.wait()
@@ -176,6 +209,12 @@ async def _demo_desk_users(gateway) -> str:
             fh.writelines(created)
     return (f"/desk and /supervisor: users {', '.join(n for n, _, _ in wanted)}; passwords in {path}"
             if path.exists() else "create desk users with `gateway user add NAME --role agent --agent 8001`")
+
+
+def _tts_status() -> dict:
+    from gateway import tts
+
+    return tts.status()
 
 
 def _speech_line(gateway) -> str:
@@ -342,6 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=180.0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_call)
+    p = sub.add_parser("say", help="speak a text as the prompts do (Mandarin: Kokoro) into a WAV file")
+    p.add_argument("text")
+    p.add_argument("-o", "--output", default="say.wav", help="the 8 kHz WAV to write (default say.wav)")
+    p.add_argument("--voice", default="zf_xiaobei", help="zf_xiaobei (prompts), zf_xiaoxiao, zm_yunxia")
+    p.add_argument("--lang", default="zh", help="zh (Kokoro), or an espeak-ng voice such as ko")
+    p.add_argument("--speed", type=float, default=1.0)
+    p.set_defaults(func=cmd_say)
     p = sub.add_parser("transcribe", help="print what the speech recogniser hears in an audio file")
     p.add_argument("file", help="a WAV file (16-bit; any rate, mono or stereo)")
     p.add_argument("--lang", default="ko", help="recogniser language (see config/speech.yaml), default ko")
