@@ -179,6 +179,7 @@ class Gateway:
             "fastagi_sessions": self.agi.sessions if self.agi else 0,
             "last_reload": self.last_reload,
             "speech": self.speech_stats(),
+            "voice": _voice_status(),  # issue 10: which engine speaks the Mandarin prompts, and why
             "desk": {"suggestions": self.suggest_problem or "on",
                      "connections": self.desk.hub.connections() if self.desk else 0},
         }
@@ -361,3 +362,12 @@ def _safe_url(url: str) -> str:
         creds, host = rest.rsplit("@", 1)
         return f"{scheme}://{creds.split(':')[0]}:***@{host}"
     return url
+
+
+def _voice_status() -> dict:
+    """The prompts' voice (gateway.tts): engine, voice and the reason of a fallback; no I/O."""
+    from gateway import tts
+
+    state = tts.status()
+    return {"engine": state["engine"], "voice": state["voice"], "problem": state["problem"],
+            "loaded": state["loaded"]}
