@@ -226,7 +226,7 @@ class Gateway:
             self.speech_problem = f"{s.speech_config}: {exc}"
             log.error("speech is off: %s is invalid:\n%s", s.speech_config, exc)
             return
-        self.engine = VoskEngine(self.speech_config)
+        self.engine = VoskEngine(self.speech_config, cache_dir=s.cache_dir)  # issue 10: per-language engine (vosk|whisper) from speech.yaml
         self.audiosocket = AudioSocketServer(s.audiosocket_host, s.audiosocket_port, allowed_peers=s.pbx_peers)
         await self.audiosocket.start()
         self.listener = Listener(

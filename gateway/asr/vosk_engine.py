@@ -91,6 +91,12 @@ class VoskEngine(SpeechEngine):
         entry = self._dirs.get(language)
         return entry[0] if entry else None
 
+    def free_text(self, language: str) -> bool:
+        """The language's recogniser writes free text (Whisper): a grammar only biases it, so
+        menus must match its text tolerantly (gateway.asr.menu_match)."""
+        spec = self.config.models.get(language)
+        return spec is not None and spec.engine == "whisper"
+
     def available(self, language: str) -> bool:
         return (not self.suspended and not self._closed
                 and any(slot.ready and language in slot.models for slot in self._slots))

@@ -58,7 +58,21 @@ class WhisperDecoder:
         self.tokenizer = tokenizer
         self.normalise = _normaliser(language)
 
-    def decode(self, pcm: bytes, *, beam_size: int | None = None) -> Decoded:
+    def prompt_for(self, words) -> list | None:
+        """Decoder prompt tokens biasing towards ``words`` (menu options, emergency words), or None.
+
+        Whisper reads a previous-text prompt as context: listing the words a caller is likely
+        to say there makes short words come out right (投诉 instead of 桃树, 着火 instead of
+        搅火). It biases, it does not restrict: other speech is still written as heard.
+        """
+        words = [w for w in dict.fromkeys(words or ()) if w and w != "[unk]"][:40]
+        if not words:
+            return None
+        sep = "，" if self.language in ("zh", "yue", "cmn") else ", "
+        ids = self.tokenizer.encode(" " + sep.join(words) + ("。" if sep == "，" else "."))[:200]
+        return [self.tokenizer.sot_prev] + ids + self.prompt
+
+    def decode(self, pcm: bytes, *, beam_size: int | None = None, prompt: list | None = None) -> Decoded:
         import ctranslate2
         import numpy as np
         from scipy.signal import resample_poly
@@ -76,8 +90,8 @@ class WhisperDecoder:
         features = np.ascontiguousarray(features[None, :, :], dtype=np.float32)
         encoded = self.model.model.encode(ctranslate2.StorageView.from_array(features), to_cpu=False)
         result = self.model.model.generate(
-            encoded, [self.prompt], beam_size=beam_size or self.beam_size, return_scores=True,
-            return_no_speech_prob=True, max_length=min(440, int(seconds * 12) + 16), suppress_blank=True,
+            encoded, [prompt or self.prompt], beam_size=beam_size or self.beam_size, return_scores=True,
+            return_no_speech_prob=True, max_length=min(448, len(prompt or self.prompt) + int(seconds * 12) + 16), suppress_blank=True,
             suppress_tokens=[-1], repetition_penalty=1.1, no_repeat_ngram_size=4)[0]
         tokens = [t for t in result.sequences_ids[0] if t < self.tokenizer.eot]
         text = self.tokenizer.decode(tokens).strip()
@@ -105,6 +119,7 @@ class _Stream:
     partial: str = ""
     partial_at: int = 0  # stream offset up to which the partial was decoded
     last_cost: float = 0.0
+    prompt: list | None = None
 
 
 class WhisperStreams:
@@ -116,10 +131,12 @@ class WhisperStreams:
         self.silence_ms, self.partial_every, self.max_ms, self.floor_dbfs = silence_ms, partial_every, max_ms, floor_dbfs
         self.streams: dict[int, _Stream] = {}
 
-    def open(self, sid: int, *, live: bool = True) -> None:
+    def open(self, sid: int, *, live: bool = True, words=None) -> None:
+        """``words``: the stream's grammar, used as a decoding prompt (see prompt_for)."""
         cutter = UtteranceCutter(silence_ms=self.silence_ms, max_ms=self.max_ms,
                                  frames=VoiceFrames(floor_dbfs=self.floor_dbfs))
-        self.streams[sid] = _Stream(live=live, cutter=cutter)
+        prompt = self.decoder.prompt_for(words) if words and hasattr(self.decoder, "prompt_for") else None
+        self.streams[sid] = _Stream(live=live, cutter=cutter, prompt=prompt)
 
     def cancel(self, sid: int) -> None:
         self.streams.pop(sid, None)
@@ -129,7 +146,7 @@ class WhisperStreams:
 
     def _decode(self, s: _Stream, start: int, end: int, *, beam_size: int | None = None):
         pcm = bytes(s.buf[max(0, start - s.base): max(0, end - s.base)])
-        out = self.decoder.decode(pcm, beam_size=beam_size)
+        out = self.decoder.decode(pcm, beam_size=beam_size, prompt=s.prompt)
         s.last_cost = out.seconds
         return out
 

@@ -91,7 +91,7 @@ class Worker:
         wire.check_rate(msg.sample_rate)  # already checked when parsed; never let 0 or < 0 through
         if msg.language in self.whisper:
             # Whisper has no grammar: menus are matched on its free text (gateway.asr.menu_match)
-            self.whisper[msg.language].open(msg.sid, live=msg.live)
+            self.whisper[msg.language].open(msg.sid, live=msg.live, words=msg.grammar)
             return wire.Opened(msg.seq, msg.sid, ())
         model = self.models.get(msg.language)
         if model is None:

@@ -41,6 +41,7 @@ from typing import Callable
 
 from gateway.asr.engine import EngineUnavailable, SpeechEngine
 from gateway.asr.guard import find_emergency
+from gateway.asr.menu_match import MenuMatcher
 from gateway.errors import ChannelHangup, GatewayError
 from gateway.ivr_flows.channel import Heard, Recording, SpeechUnavailable
 from gateway.pbx import agi
@@ -78,7 +79,8 @@ class Listener:
         self.vad_threshold_dbfs = vad_threshold_dbfs
         self.connect_timeout = connect_timeout
         self._prompts: dict[str, tuple[float, bytes]] = {}
-        self.counters = {"listens": 0, "barge_ins": 0, "emergencies": 0, "unavailable": 0, "recognition_failed": 0}
+        self.counters = {"listens": 0, "barge_ins": 0, "emergencies": 0, "unavailable": 0, "recognition_failed": 0,
+                         "menu_sure": 0, "menu_unsure": 0, "menu_none": 0}
 
     def can_listen(self, language: str) -> bool:
         return self.engine.available(language)
@@ -127,7 +129,17 @@ class Listener:
         kind = "listen-describe" if name else "listen-menu"
         step = _Step(self, uid, guard_words=guard_words, end_keys=end_keys,
                      silence_seconds=silence_seconds, keep_audio=name is not None)
-        if grammar is not None and self.menu_fillers.get(language):
+        free_text = getattr(self.engine, "free_text", None)
+        if free_text is not None and free_text(language):
+            # A free-text recogniser (Whisper): the grammar only biases it. A menu is biased
+            # towards its options and its text matched to them tolerantly afterwards; a
+            # description towards the emergency words, so that the guard hears them.
+            if grammar is not None:
+                step.menu_words = [w for w in grammar if w != "[unk]" and w not in guard_words]
+                grammar = step.menu_words or None
+            else:
+                grammar = list(guard_words) or None
+        elif grammar is not None and self.menu_fillers.get(language):
             extra = [w for w in self.menu_fillers[language] if w not in grammar]
             grammar = [w for w in grammar if w != "[unk]"] + extra + ["[unk]"]
         try:
@@ -198,6 +210,7 @@ class _Step:
         self.feed_error = ""
         self.max_audio = 0
         self.spoke = False
+        self.menu_words: list[str] = []  # free-text menus: the option words to match the text to
 
     def finish(self, how: str, **kw) -> None:
         if self.done.is_set():
@@ -311,12 +324,23 @@ class _Step:
             text = " ".join(w for w in str(transcript.get("text", "")).split() if w != "[unk]")
             if self.how != "emergency" and self.guard_words:
                 self.emergency_words = find_emergency(text, self.guard_words)
+            if self.menu_words and text and not self.emergency_words:
+                text = self._menu_choice(text)
         recording = None
         if name is not None and (spoke or self.how not in ("no_input", "hangup")):
             recording = await self._save(name)  # nothing said: no recording to keep
         return Heard(ended_by=self.how or "hangup", text=text, digit=self.digit,
                      emergency_words=tuple(self.emergency_words), transcript=transcript,
                      transcript_status=status, recording=recording, error=error)
+
+    def _menu_choice(self, text: str) -> str:
+        """The option word the caller said when the match is sure; else the text as heard
+        (which is no option: the flow says so and the caller may say it again or press a key)."""
+        match = MenuMatcher.of([[w] for w in self.menu_words]).match(text)
+        log.info("call %s: speech menu heard %d characters; best option %s (%.2f, %s)", self.uid, len(text),
+                 match.word, match.score, "sure" if match.sure else "unsure" if match.unsure else "none")
+        self.listener.counters["menu_sure" if match.sure else "menu_unsure" if match.unsure else "menu_none"] += 1
+        return match.word if match.sure and match.word else text
 
     async def _save(self, name: str) -> Recording:
         local = self.listener.recordings_dir / f"{name}.wav"

