@@ -262,14 +262,14 @@ def cmd_call(args) -> int:
     from gateway.pbx.simcall import CallScript, place_call
 
     logs.setup("WARNING")
-    if args.digits and not all(c in "0123456789*#" for c in args.digits):
-        print("--digits takes only 0-9, * and #", file=sys.stderr)
+    if any(c not in "0123456789*#" for c in (args.digits or "") + (args.early or "")):
+        print("--digits and --early take only 0-9, * and #", file=sys.stderr)
         return 2
     for flag, path in [("--say", args.say)] + [("--say-option", f) for f in args.say_option or []]:
         if path and not Path(path).is_file():
             print(f"{flag} {path}: no such file", file=sys.stderr)
             return 2
-    script = CallScript(number=args.number, caller=args.caller, digits=args.digits or "",
+    script = CallScript(number=args.number, caller=args.caller, digits=args.digits or "", early=args.early or "",
                         say=Path(args.say) if args.say else None, hangup_at_menu=args.hangup_at_menu,
                         timeout=args.timeout, say_options=tuple(Path(f) for f in args.say_option or []),
                         hash_after_say=args.hash)
@@ -373,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("number", help="the number dialled, e.g. 12345")
     p.add_argument("--from", dest="caller", default="13800138000", help="the caller's number")
     p.add_argument("--digits", default="", help="keys to press, one per menu, e.g. 41")
+    p.add_argument("--early", default="", help="keys pressed during the first prompt (type-ahead), e.g. 4")
     p.add_argument("--say", help="an audio file played when the caller is asked to describe the request")
     p.add_argument("--say-option", action="append", metavar="FILE",
                    help="an audio file said at the next speech menu instead of a key (repeatable, in order)")

@@ -44,6 +44,7 @@ class CallScript:
     uniqueid: str | None = None  # chosen by the caller of place_call, e.g. to watch the call meanwhile
     say_options: tuple = ()  # speech files said at speech menus, in order (keys are used after them)
     hash_after_say: bool = False  # press '#' right after saying the description
+    early: str = ""  # keys pressed ~1 s into the first prompt (type-ahead), before any menu
 
 
 @dataclass
@@ -56,6 +57,7 @@ class _Progress:
     said: bool = False
     options_said: int = 0
     step: str = ""  # the listening step announced by GW_STEP
+    early_sent: bool = False
     heard: list = field(default_factory=list)  # prompts the IVR played to this caller
     queue: str | None = None  # the first Asterisk queue the call joined, seen on AMI
     queues: list = field(default_factory=list)  # every queue joined, with the time since the call began
@@ -133,6 +135,11 @@ async def _run(settings: Settings, script: CallScript, ami: AmiClient) -> dict:
                 words = command.split()
                 if len(words) > 2:
                     prog.heard.append(words[2].rsplit("/", 1)[-1])
+                if script.early and not prog.early_sent:
+                    prog.early_sent = True
+                    for i, digit in enumerate(script.early):
+                        spawn(act({"Action": "PlayDTMF", "Channel": prog.caller_channel, "Digit": digit,
+                                   "Duration": "120"}, 1.0 + 0.4 * i))
             if command.startswith("SET VARIABLE GW_STEP "):
                 prog.step, _, keys = command.split(" ", 3)[-1].strip('"').partition("/")
                 prog.heard.extend(k for k in keys.split("+") if k)
