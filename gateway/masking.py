@@ -18,5 +18,9 @@ def mask_number(number: str | None) -> str:
 
 
 def mask_text(text: str) -> str:
-    """Mask every run of six or more digits inside free text (log lines, errors)."""
-    return _NUMBER_RUN.sub(lambda m: mask_number(m.group(0)), str(text))
+    """Mask personal data inside free text (log lines, errors): identity, phone and bank card
+    numbers and plates, spoken in any script (:mod:`gateway.pii`), then any run of six or
+    more digits left."""
+    from gateway.pii import mask_personal
+
+    return _NUMBER_RUN.sub(lambda m: mask_number(m.group(0)), mask_personal(str(text)))

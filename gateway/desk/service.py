@@ -36,6 +36,7 @@ from typing import Callable
 from gateway.desk.live import LiveBoard
 from gateway.errors import GatewayError, NotFound
 from gateway.masking import mask_number, mask_text
+from gateway.pii import mask_personal, mask_words
 from gateway.pbx.ami_events import AgentConnect, AmiEvent, agent_id_of
 from gateway.ticketing.desk_store import DeskStore
 from gateway.ticketing.store import TicketStore
@@ -49,7 +50,7 @@ FULL_NUMBER_ROLES = ("supervisor", "admin")
 def may_see_number(viewer: dict, call_agent: str | None) -> bool:
     if viewer.get("role") in FULL_NUMBER_ROLES:
         return True
-    return bool(viewer.get("agent_id")) and viewer.get("agent_id") == call_agent
+    return answered_by(viewer, call_agent)
 
 
 def may_hear_caller(viewer: dict, call_agent: str | None) -> bool:
@@ -104,7 +105,21 @@ def ticket_view(ticket: dict, viewer: dict, *, call_agent: str | None) -> dict:
             out.pop(key, None)
         out["recording_url"] = None
         out["spoken_withheld"] = True  # the desk says why there is nothing to read or play
+    elif not answered_by(viewer, call_agent):
+        out.update(mask_spoken(ticket))  # supervisors and admins: identifiers masked
     return out
+
+
+def answered_by(viewer: dict, call_agent: str | None) -> bool:
+    return bool(viewer.get("agent_id")) and viewer.get("agent_id") == call_agent
+
+
+def mask_spoken(ticket: dict) -> dict:
+    """What the caller said with identity, phone and bank card numbers and plates masked
+    (:mod:`gateway.pii`): for everyone but the agent who answered the call."""
+    return {"transcript": mask_personal(ticket.get("transcript") or "") or ticket.get("transcript"),
+            "transcript_words": mask_words(list(ticket.get("transcript_words") or [])),
+            "personal_data_masked": True}
 
 
 def dispatch_document(ticket: dict) -> dict:
@@ -113,6 +128,9 @@ def dispatch_document(ticket: dict) -> dict:
             "line_name", "created_at", "decided_at", "linked_ticket_id", "emergency")
     out = {k: ticket.get(k) for k in keep}
     if ticket.get("confidential"):
+        for key in ("place", "summary"):  # what the agent typed may quote the caller's numbers
+            if out.get(key):
+                out[key] = mask_personal(out[key])
         out["caller_number"] = None
         out["caller"] = "保密 (confidential: contact through 12345)"
     else:

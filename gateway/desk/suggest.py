@@ -47,6 +47,7 @@ from zoneinfo import ZoneInfo
 from gateway.desk.catalogue import Catalogue, EscalationHit, MatterHit, PlaceHit, Unit, find_all, normalize
 from gateway.desk.knowledge import KnowledgeBase, KnowledgeHit, bigrams
 from gateway.ivr_flows.model import CATEGORIES
+from gateway.pii import mask_personal
 
 HISTORY_DAYS = 30
 OPEN_STATUSES = ("draft", "submitted")
@@ -116,7 +117,8 @@ class PastTicket:
     @classmethod
     def from_ticket(cls, ticket: dict) -> "PastTicket":
         units = tuple(u.get("name", "") for u in ticket.get("units") or () if isinstance(u, dict))
-        snippet = (ticket.get("summary") or ticket.get("transcript") or "")[:200]
+        # another caller's words, shown to this agent: their identifiers are masked
+        snippet = mask_personal((ticket.get("summary") or ticket.get("transcript") or "")[:200])
         return cls(ticket["id"], _when(ticket.get("created_at")), ticket.get("category"), ticket.get("status", ""),
                    ticket.get("place"), units, snippet, ticket.get("caller_number") or None,
                    bool(ticket.get("confidential")))

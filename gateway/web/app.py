@@ -13,6 +13,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from gateway.errors import BadRequest, GatewayError, NotFound
+from gateway.desk.service import mask_spoken
 from gateway.masking import mask_number, mask_text
 from gateway.web import edge
 from gateway.web.auth import AUTH, add_auth_routes, auth_middleware, require_role
@@ -87,6 +88,8 @@ def _numbers_for(request: web.Request, item: dict) -> dict:
     (the desk shows an agent their own calls whole); supervisors and admins see everything."""
     user = request.get("user") or {}
     if user.get("role") in ("supervisor", "admin"):
+        if item.get("transcript") or item.get("transcript_words"):
+            return {**item, **mask_spoken(item)}  # lists and exports: identifiers masked
         return item
     out = {k: v for k, v in item.items() if k not in _PERSONAL}
     if item.get("caller_number"):
