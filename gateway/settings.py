@@ -264,11 +264,21 @@ def make_state_private(settings: "Settings") -> list[tuple[Path, int]]:
     """
     from gateway.ticketing.migrate import sqlite_path
 
+    marker = settings.state_dir / ".private"  # the walk was done: later files are private by umask
+    try:
+        if marker.is_file() and (os.lstat(settings.state_dir).st_mode & 0o777) == PRIVATE_DIR_MODE:
+            return []
+    except OSError:
+        pass
     extra = []
     db = sqlite_path(settings.database_url)
     if db is not None and not db.resolve().is_relative_to(settings.state_dir.resolve()):
         extra = [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
-    return make_tree_private(settings.state_dir, extra)
+    changed = make_tree_private(settings.state_dir, extra)
+    if settings.state_dir.is_dir():
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE_MODE)
+        os.close(fd)
+    return changed
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

@@ -222,3 +222,22 @@ def test_given_the_gateway_cli_when_it_creates_its_database_then_the_database_is
     files = [p for p in var.rglob("*") if p.is_file()]
     assert any(p.name == "gateway.db" for p in files)
     assert {p.name: _mode(p) for p in files} == {p.name: 0o600 for p in files}
+
+
+def test_given_a_state_dir_made_private_once_when_settings_load_again_then_no_walk(tmp_path):
+    """The walk runs once per install (new files are private by umask): a CLI command with
+    thousands of recordings does not stat them all again."""
+    import os
+
+    from gateway.settings import load_settings, make_state_private
+
+    settings = load_settings({"GATEWAY_STATE_DIR": str(tmp_path / "var")})
+    (tmp_path / "var" / "rec").mkdir(parents=True)
+    (tmp_path / "var" / "rec" / "a.wav").write_bytes(b"x")
+    os.chmod(tmp_path / "var" / "rec" / "a.wav", 0o644)
+    assert make_state_private(settings)  # the first time: tightened
+    os.chmod(tmp_path / "var" / "rec" / "a.wav", 0o644)  # (a file a user loosened by hand afterwards)
+    assert make_state_private(settings) == []  # marked: not walked again
+    os.chmod(tmp_path / "var", 0o755)  # the directory itself loosened: walk again
+    assert make_state_private(settings)
+    assert oct(os.stat(tmp_path / "var" / "rec" / "a.wav").st_mode & 0o777) == "0o600"
