@@ -11,7 +11,7 @@ the same text. The rules are those of Chinese telephony announcements, applied i
 4. ``7×24`` → 七乘二十四 (how 12345 says its 7×24 service); ``95%`` → 百分之九十五.
 5. Menu keys after 按/拨/输入/选择: ``按1`` → 按一, ``请按 4 键`` → 请按四键, ``按0`` → 按零,
    ``按#号键``/``按#`` → 按井号键, ``按*`` → 按星号键; a lone ``#`` is 井号, ``*`` 星号.
-6. Codes: digit groups joined by ``-`` (ticket ``20261201-0042``) digit by digit with
+6. Codes: digits spelt out with spaces (``1 2 3 1 9``) digit by digit; digit groups joined by ``-`` (ticket ``20261201-0042``) digit by digit with
    杠 between groups; a landline ``010-12345678`` with a pause after the area code;
    ``1-3`` (short numbers) → 一到三.
 7. A quantity of three or more digits before a unit (``200元``, ``500米``) is a number:
@@ -148,7 +148,8 @@ _RULES: list[tuple[re.Pattern, object]] = [
     (re.compile(r"(?<!\d)(\d{1,2})\s*[×xX*]\s*(\d{1,2})(?!\d)"),
      lambda m: say_number(m[1]) + "乘" + say_number(m[2])),
     (re.compile(r"(\d+(?:\.\d+)?)\s*%"), lambda m: "百分之" + say_number(m[1])),
-    # 6. codes: landline, ticket numbers, short ranges
+    # 6. codes: digits spelt out with spaces (1 2 3 1 9), landline, ticket numbers, short ranges
+    (re.compile(r"(?<![\d ])\d(?: \d){2,}(?![\d])"), lambda m: say_digits(m[0].replace(" ", ""))),
     (re.compile(r"(?<![\d-])(0\d{2,3})-(\d{7,8})(?![\d-])"), lambda m: say_digits(m[1]) + "，" + say_digits(m[2])),
     (re.compile(r"(?<![\d-])\d+(?:-\d+)+(?![\d-])"),
      lambda m: _code(m) if any(len(g) >= 3 for g in m[0].split("-"))

@@ -50,7 +50,7 @@ def test_given_settings_when_rendered_then_ami_is_loopback_with_this_installs_se
 
 def test_given_the_config_when_catalogued_then_line_texts_override_the_flow():
     cat = prompts.catalogue(CONFIG)
-    assert cat["line-12315-greeting"].text.startswith("您好，这里是12315")
+    assert cat["line-12315-greeting"].text.startswith("您好，12315")
     assert cat["main-greeting"].text.startswith("您好，欢迎致电12345")
     assert "line-12319-announcement" in cat and "line-12345-greeting" not in cat
 
