@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from gateway.errors import BadRequest
+from gateway.errors import BadRequest, NotFound
 from gateway.hotlines.openapi import openapi_document
 from gateway.web.auth import require_role
 from gateway.web.bodies import parse_json_object
@@ -31,6 +31,7 @@ BODY_LIMIT = 256 * 1024  # an imported hotlines.yaml is the largest body (the ap
 MAX_VERSION_ID = 2**31 - 1
 _DIALLED = re.compile(r"[0-9]{3,20}")  # [0-9], not \d: "١٢٣٤٥" (Arabic-Indic digits) is not a number to dial
 _KEYS = re.compile(r"[0-9*#]{0,20}")
+_PROMPT_KEY = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")  # a catalogue key (main-greeting), never a path
 DRY_RUN_FIELDS = ("number", "at", "digits", "version", "change")
 
 
@@ -227,6 +228,45 @@ async def set_speech(request: web.Request) -> web.Response:
     return web.json_response(gateway.speech_stats())
 
 
+# -- prompts (issue 10): what callers hear, to be played on the admin page -------------------------
+def _prompt_rows(gateway: "Gateway") -> list[dict]:
+    from gateway.pbx import prompts
+
+    rows = prompts.describe(gateway.config)
+    for row in rows:
+        row["url"] = f"/api/admin/prompts/{row['key']}.wav"
+        row["rendered"] = (gateway.settings.prompts_dir / f"{row['key']}.wav").is_file()
+        row["recorded"] = (gateway.settings.prompt_override_dir / f"{row['key']}.wav").is_file()
+    return rows
+
+
+@require_role("admin")
+async def list_prompts(request: web.Request) -> web.Response:
+    from gateway import tts
+
+    gateway = _gw(request)
+    return web.json_response({"items": _prompt_rows(gateway), "voice": tts.status()})
+
+
+@require_role("admin")
+async def prompt_audio(request: web.Request) -> web.Response:
+    from gateway.pbx import prompts
+
+    raw = request.match_info["key"]
+    if not _PROMPT_KEY.fullmatch(raw):
+        raise BadRequest("a prompt key is a catalogue key such as main-greeting", details={"field": "key"})
+    gateway = _gw(request)
+    known = prompts.catalogue(gateway.config)
+    key = next((k for k in known if k == raw), None)  # the catalogue's own string names the file
+    if key is None:
+        raise NotFound(f"no prompt {raw!r} in the live configuration", details={"field": "key"})
+    path = gateway.settings.prompts_dir / f"{key}.wav"
+    if not path.is_file():
+        raise NotFound(f"prompt {key} is not rendered yet", details={"field": "key"})
+    return web.FileResponse(path, headers={"Content-Type": "audio/wav", "Cache-Control": "no-store",
+                                           "Content-Disposition": f'inline; filename="{key}.wav"'})
+
+
 @require_role("agent", "supervisor", "admin")
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
@@ -256,5 +296,7 @@ def add_admin_routes(app: web.Application, *, gateway: "Gateway") -> None:
     r.add_patch("/api/admin/lines/{number}", update_line)
     r.add_post("/api/admin/lines/{number}/retire", retire_line)
     r.add_post("/api/admin/dry-run", dry_run)
+    r.add_get("/api/admin/prompts", list_prompts)
+    r.add_get("/api/admin/prompts/{key}.wav", prompt_audio)
     r.add_put("/api/test/clock", set_clock)
     r.add_put("/api/test/speech", set_speech)

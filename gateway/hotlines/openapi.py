@@ -53,6 +53,14 @@ _VERSION_ID = [{"name": "version_id", "in": "path", "required": True, "schema": 
 _NUMBER = [{"name": "number", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]{3,20}$"}}]
 
 
+def _prompt_audio_op() -> dict:
+    op = _op("a prompt's audio as callers hear it (8 kHz mono WAV); 404 for a key not in the catalogue",
+             ok="200", params=[{"name": "key", "in": "path", "required": True, "schema": {
+                 "type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,99}$"}}])
+    op["responses"]["200"] = _resp("the WAV file", {"type": "string", "format": "binary"}, "audio/wav")
+    return op
+
+
 def openapi_document() -> dict:
     line = {"type": "object", "description": "a line as in hotlines.yaml (number, name, mode, department, "
             "greeting, announcement, announce, queue, handled_by, hours, after_hours, overflow_seconds)"}
@@ -123,6 +131,11 @@ def openapi_document() -> dict:
                         "digits": {"type": "string", "pattern": "^[0-9*#]{0,20}$"},
                         "version": {"type": "integer", "minimum": 1, "maximum": 2147483647},
                         "change": {"$ref": "#/components/schemas/Change"}}}}}})},
+            "/api/admin/prompts": {"get": _op(
+                "every prompt callers can hear: key, text, the text as spoken, engine and voice "
+                "(Kokoro for Mandarin, espeak-ng for Korean or as the reported fallback)", ok="200",
+                ok_schema={"type": "object"})},
+            "/api/admin/prompts/{key}.wav": {"get": _prompt_audio_op()},
             "/api/login": {"post": {"summary": "log in; sets the session cookie, returns the CSRF token",
                                     "responses": {"200": _resp("logged in"), "401": _resp("refused", _ERROR),
                                                   "429": _resp("too many attempts", _ERROR)}}},
