@@ -194,6 +194,7 @@ async function refresh() {
   $$(".offset").forEach((x) => { x.textContent = state.offset; });
   renderLines(); renderLists(); renderBroadcasts(); renderVersions();
   syncChangeForm(true);
+  loadPrompts();  // after a change the texts (and their audio) may be new
 }
 
 function lineByNumber(number) { return (state.overview.lines || []).find((l) => l.number === number); }
@@ -564,6 +565,49 @@ $("#dry-form").addEventListener("submit", async (ev) => {
   }
   await runDry(null);
 });
+
+// -- prompts: play each one as callers hear it (issue 10) -----------------------------------------
+let promptsLoaded = 0;
+async function loadPrompts() {
+  const body = $("#prompts tbody");
+  let data;
+  try {
+    data = await api("GET", "/api/admin/prompts");
+  } catch (err) {
+    body.replaceChildren(el("tr")); body.firstChild.appendChild(el("td", `加载失败 Could not load: ${err.message}`, {colspan: "5"}));
+    return;
+  }
+  promptsLoaded += 1;  // new audio after an edit: the player asks again, never a stale copy
+  const v = data.voice || {};
+  $("#voice-info").textContent = v.problem
+    ? `备用语音 fallback espeak-ng ${v.voice}: ${v.problem}` : `普通话 Mandarin: Kokoro ${v.voice || ""}`;
+  body.replaceChildren(...data.items.map((p) => {
+    const tr = el("tr", null, {"data-key": p.key});
+    tr.appendChild(el("td", p.key));
+    tr.appendChild(el("td", p.text, {lang: p.language === "ko" ? "ko" : "zh-CN"}));
+    tr.appendChild(el("td", p.spoken === p.text ? "" : p.spoken, {lang: "zh-CN"}));
+    tr.appendChild(el("td", `${p.engine} ${p.voice}` + (p.recorded ? " (录音 recorded)" : "")));
+    const cell = el("td");
+    if (p.rendered) {
+      const button = el("button", "▶ 试听 Play", {type: "button", class: "secondary", "aria-label": `试听 Play ${p.key}`});
+      button.addEventListener("click", () => {
+        let audio = $("audio", cell);
+        if (!audio) {
+          audio = el("audio", null, {controls: "", preload: "none", "aria-label": `${p.key}`});
+          audio.src = `${p.url}?r=${promptsLoaded}`;
+          cell.appendChild(audio);
+        }
+        audio.play().catch(() => {});
+        audio.focus();
+      });
+      cell.appendChild(button);
+    } else {
+      cell.textContent = "未合成 not rendered yet";
+    }
+    tr.appendChild(cell);
+    return tr;
+  }));
+}
 
 // -- log out and start -------------------------------------------------------------------------
 $("#logout").addEventListener("click", async () => {
