@@ -297,6 +297,6 @@ def add_admin_routes(app: web.Application, *, gateway: "Gateway") -> None:
     r.add_post("/api/admin/lines/{number}/retire", retire_line)
     r.add_post("/api/admin/dry-run", dry_run)
     r.add_get("/api/admin/prompts", list_prompts)
-    r.add_get("/api/admin/prompts/{key}.wav", prompt_audio)
+    r.add_get("/api/admin/prompts/{key:[^/]+}.wav", prompt_audio)  # any segment: the handler checks the key
     r.add_put("/api/test/clock", set_clock)
     r.add_put("/api/test/speech", set_speech)
