@@ -10,6 +10,7 @@ invalid, 503 when Asterisk cannot be reloaded. In each case nothing changed.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import datetime
 from pathlib import Path
@@ -245,7 +246,8 @@ async def list_prompts(request: web.Request) -> web.Response:
     from gateway import tts
 
     gateway = _gw(request)
-    return web.json_response({"items": _prompt_rows(gateway), "voice": tts.status()})
+    rows = await asyncio.to_thread(_prompt_rows, gateway)  # a stat per prompt: off the event loop
+    return web.json_response({"items": rows, "voice": tts.status()})
 
 
 @require_role("admin")
