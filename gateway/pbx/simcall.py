@@ -36,7 +36,7 @@ class SimCallError(GatewayError):
 class CallScript:
     number: str
     caller: str = "13800138000"
-    digits: str = ""
+    digits: str = ""  # one key per menu; with an 's' in it, each 's' says the next say_options file there
     say: Path | None = None
     hangup_at_menu: int | None = None  # hang up when the Nth menu starts instead of pressing
     key_delay: float = 0.3
@@ -148,6 +148,17 @@ async def _run(settings: Settings, script: CallScript, ami: AmiClient) -> dict:
                 prog.menus += 1
                 if script.hangup_at_menu == prog.menus:
                     spawn(act({"Action": "Hangup", "Channel": prog.caller_channel}, script.key_delay))
+                elif "s" in script.digits:  # explicit: one entry per menu, 's' = say the next option
+                    if len(prog.pressed) < len(script.digits):
+                        entry = script.digits[len(prog.pressed)]
+                        prog.pressed += entry
+                        if entry == "s" and prog.options_said < len(options_pbx):
+                            path, _seconds = options_pbx[prog.options_said]
+                            prog.options_said += 1
+                            spawn(_say(act, prog.caller_channel, path))
+                        elif entry != "s":
+                            spawn(act({"Action": "PlayDTMF", "Channel": prog.caller_channel, "Digit": entry,
+                                       "Duration": "120"}, script.key_delay))
                 elif command.startswith("EXEC") and prog.options_said < len(options_pbx):
                     path, _seconds = options_pbx[prog.options_said]
                     prog.options_said += 1

@@ -275,7 +275,7 @@ def test_given_a_korean_caller_when_the_agent_answers_then_the_pop_shows_the_liv
     try:
         a.login(AGENT_A, "/desk")
         expect(page.locator("#conn")).to_have_attribute("data-state", "open")
-        script = CallScript(number="12345", caller="13900000077", digits="9", say_options=(option,),
+        script = CallScript(number="12345", caller="13900000077", digits="9s", say_options=(option,),
                             say=description, uniqueid=f"desk-ko-{uuid.uuid4().hex[:8]}")
         call = BackgroundCall(system, script)
         call.start()

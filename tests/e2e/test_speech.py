@@ -88,11 +88,11 @@ def spoken_calls(system, voices):
     the fourth caller uses keys only), and hostile AudioSocket peers meanwhile."""
     system.wait_speech_ready("ko")
     scripts = {
-        "describe": CallScript(number="12345", caller="13900000001", digits="9",
+        "describe": CallScript(number="12345", caller="13900000001", digits="9s",
                                say_options=(voices["complaint"],), say=voices["description"]),
         "hash": CallScript(number="12345", caller="13900000002", digits="94", say=voices["description"],
                            hash_after_say=True),
-        "emergency": CallScript(number="12345", caller="13900000003", digits="9",
+        "emergency": CallScript(number="12345", caller="13900000003", digits="9s",
                                 say_options=(voices["fire"],)),
     }
 
