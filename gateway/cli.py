@@ -262,8 +262,9 @@ def cmd_call(args) -> int:
     from gateway.pbx.simcall import CallScript, place_call
 
     logs.setup("WARNING")
-    if any(c not in "0123456789*#" for c in (args.digits or "") + (args.early or "")):
-        print("--digits and --early take only 0-9, * and #", file=sys.stderr)
+    if any(c not in "0123456789*#s" for c in args.digits or "") or any(c not in "0123456789*#" for c in args.early or ""):
+        print("--digits takes 0-9, * and # (and s: say the next --say-option at that menu); --early 0-9, * and #",
+              file=sys.stderr)
         return 2
     for flag, path in [("--say", args.say)] + [("--say-option", f) for f in args.say_option or []]:
         if path and not Path(path).is_file():
@@ -372,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("call", help="place a simulated call into the running system")
     p.add_argument("number", help="the number dialled, e.g. 12345")
     p.add_argument("--from", dest="caller", default="13800138000", help="the caller's number")
-    p.add_argument("--digits", default="", help="keys to press, one per menu, e.g. 41")
+    p.add_argument("--digits", default="", help="keys to press, one per menu, e.g. 41 ('s': say the next "
+                   "--say-option at that menu, e.g. 9s)")
     p.add_argument("--early", default="", help="keys pressed during the first prompt (type-ahead), e.g. 4")
     p.add_argument("--say", help="an audio file played when the caller is asked to describe the request")
     p.add_argument("--say-option", action="append", metavar="FILE",
