@@ -205,7 +205,7 @@ def test_given_an_admin_in_the_browser_when_changing_dry_running_and_rolling_bac
         expect(page.locator(f'#versions tr[data-version="{base_id}"] button[data-action="rollback"]')).to_have_count(0)
         expect(form.locator("#c-comment")).to_have_value("")
         form.locator("#c-number").select_option("12369")
-        expect(form.locator("#c-greeting")).to_have_value("您好，这里是12369环保举报热线，由12345统一受理。")
+        expect(form.locator("#c-greeting")).to_have_value("您好，12369环保举报热线。")
         screenshot("5-after-rollback")
 
         # -- the API through the browser's own session (cookie; a GET needs no CSRF token) ---------------
