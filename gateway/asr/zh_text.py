@@ -64,8 +64,13 @@ def collapse_repeats(text: str) -> str:
     return _REPEAT.sub(r"\1", text)
 
 
+_ASCII_PUNCT = re.compile(r"(?<=[\u3400-\u9fff])([,.?!;:])(?=[\u3400-\u9fff]|$)")
+_FULL = {",": "，", ".": "。", "?": "？", "!": "！", ";": "；", ":": "："}
+
+
 def normalise(text: str) -> str:
     text = to_simplified(text or "").strip()
+    text = _ASCII_PUNCT.sub(lambda m: _FULL[m.group(1)], text)
     text = _HAN_SPACE.sub("", text)
     text = collapse_repeats(text)
     return numbers_to_digits(text)

@@ -131,12 +131,12 @@ class Listener:
                      silence_seconds=silence_seconds, keep_audio=name is not None)
         free_text = getattr(self.engine, "free_text", None)
         if free_text is not None and free_text(language):
-            # A free-text recogniser (Whisper): the grammar only biases it. A menu is biased
-            # towards its options and its text matched to them tolerantly afterwards; a
-            # description towards the emergency words, so that the guard hears them.
+            # A free-text recogniser (Whisper): the grammar only biases it, towards the
+            # menu's options and the emergency words (so that the guard hears them); a
+            # menu's text is matched to its options tolerantly afterwards.
             if grammar is not None:
                 step.menu_words = [w for w in grammar if w != "[unk]" and w not in guard_words]
-                grammar = step.menu_words or None
+                grammar = (step.menu_words + list(guard_words)) or None
             else:
                 grammar = list(guard_words) or None
         elif grammar is not None and self.menu_fillers.get(language):
@@ -324,6 +324,11 @@ class _Step:
             text = " ".join(w for w in str(transcript.get("text", "")).split() if w != "[unk]")
             if self.how != "emergency" and self.guard_words:
                 self.emergency_words = find_emergency(text, self.guard_words)
+                if self.emergency_words and name is None and self.how == "speech_end":
+                    # a menu: the step ended on the pause before the final text came (a
+                    # recogniser that decodes per utterance); the guard still takes the call
+                    self.how = "emergency"
+                    self.listener.counters["emergencies"] += 1
             if self.menu_words and text and not self.emergency_words:
                 text = self._menu_choice(text)
         recording = None
