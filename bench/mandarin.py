@@ -239,9 +239,11 @@ def bench_call() -> dict:
         result = json.loads(proc.stdout)
     except ValueError:
         return {"ok": False, "error": (proc.stderr or proc.stdout)[-300:]}
-    at = result.get("menu_started_after") or result.get("first_menu_after")
-    return {"ok": bool(result.get("menu_path")), "seconds_to_menu": at, "call_seconds": round(took, 1),
-            "heard": result.get("heard")}
+    # the simulated caller hangs up key_delay (0.3 s) after the first menu starts
+    at = result.get("duration_s")
+    menu = [s for s in result.get("menu_path", []) if s.get("node") == "type_menu"]
+    return {"ok": bool(menu), "seconds_to_menu": None if at is None else round(at - 0.3, 1),
+            "call_seconds": round(took, 1), "heard": result.get("heard")}
 
 
 async def main() -> int:

@@ -49,6 +49,12 @@ MODEL_HINTS = {
 }
 
 
+def default_cache_dir() -> Path:
+    """Where the gateway's settings put its cache (GATEWAY_CACHE_DIR, else XDG): for the CLI."""
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(os.environ.get("GATEWAY_CACHE_DIR") or Path(xdg) / "gateway12345").resolve()
+
+
 def missing_model_message(spec: ModelSpec) -> str:
     if spec.engine == "whisper":
         return (f"speech: no Whisper model for {spec.language} (nothing at {spec.path}); point "
@@ -66,7 +72,7 @@ class VoskEngine(SpeechEngine):
     def __init__(self, config: SpeechConfig, *, python: str = sys.executable, cache_dir: Path | None = None) -> None:
         self.config = config
         self.python = python
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else Path.home() / ".cache" / "gateway12345"
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._shas: dict[str, dict] = {}  # language -> {file: sha256} the worker checks before loading
         self.suspended = False
         self._dirs: dict[str, tuple[str, Path]] = {}  # language -> (model name, directory)
