@@ -257,3 +257,18 @@ class System:
             signal.signal(signal.SIGINT, previous)
             if not self.keep:
                 shutil.rmtree(self.state, ignore_errors=True)
+
+
+CALLER_VOICE = "zm_yunxia"  # simulated Mandarin callers: the project's voice, not the prompts' zf_xiaobei
+
+
+def say_zh(text: str, path: Path, voice: str = CALLER_VOICE) -> Path:
+    """A Mandarin caller's words as a WAV, spoken by the project's own neural voice (a voice
+    other than the prompts'). espeak-ng's Mandarin reads pinyin in English: a recogniser
+    hears nonsense in it (even words it was biased towards), so it is no caller."""
+    from gateway.tts import render_wav
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    made = render_wav(text, path, voice=voice)
+    assert made["engine"] == "kokoro", made  # the fallback voice would test the recogniser on noise
+    return path

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.devsystem import say_zh
+
 from gateway.ivr_flows.calendar import is_open
 from gateway.ivr_flows.validate import load_config
 from gateway.pbx.simcall import CallScript, place_calls
@@ -26,8 +28,7 @@ CATEGORY_BY_KEY = {"1": "咨询", "2": "建议", "3": "举报", "4": "投诉", "
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("speech") / "caller.wav"
-    subprocess.run(["espeak-ng", "-v", "cmn", "-w", str(path), "小区门口的垃圾三天没有人清运"], check=True)
-    return path
+    return say_zh("小区门口的垃圾三天没有人清运", path)
 
 
 async def _calls(system, scripts: list[CallScript]) -> list[dict]:

@@ -12,6 +12,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from gateway.devsystem import say_zh
+
 from gateway.pbx.simcall import CallScript, place_call
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -20,8 +22,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 @pytest.fixture(scope="module")
 def speech_zh(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("desk") / "caller.wav"
-    subprocess.run(["espeak-ng", "-v", "cmn", "-w", str(path), "建议在小区门口增加一个公交站"], check=True)
-    return path
+    return say_zh("建议在小区门口增加一个公交站", path)
 
 
 @pytest.fixture(scope="module")

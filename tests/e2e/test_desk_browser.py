@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.devsystem import say_zh
+
 from gateway.devsystem import GATEWAY, ROOT
 from gateway.pbx.simcall import CallScript, place_call
 
@@ -141,12 +143,8 @@ class Browser:
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory) -> Path:
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("no espeak-ng (apt-get install espeak-ng)")
     path = tmp_path_factory.mktemp("desk-speech") / "suggestion.wav"
-    subprocess.run(["espeak-ng", "-v", "cmn", "-w", str(path), "我建议在三里屯街道工体北路增设一个公交站"],
-                   check=True)
-    return path
+    return say_zh("我建议在三里屯街道工体北路增设一个公交站", path)
 
 
 @pytest.fixture(scope="module")

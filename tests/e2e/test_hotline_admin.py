@@ -231,7 +231,7 @@ def test_given_the_live_config_when_exported_and_imported_then_a_version_round_t
     base = _versions(system, admin)[0]["id"]
     status, exported = system.http("/api/admin/export", token=admin)
     assert status == 200 and "lines:" in exported["text"]
-    changed = exported["text"].replace("由12345统一受理", "由12345统一受理，欢迎来电", 1)
+    changed = exported["text"].replace("12369环保举报热线。", "12369环保举报热线，欢迎来电。", 1)
     try:
         status, version = system.http("/api/admin/import", method="POST", token=admin,
                                       body={"hotlines_yaml": changed, "comment": "reviewed in git"})

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.devsystem import say_zh
+
 from gateway.devsystem import free_ports
 from gateway.errors import PbxError
 from gateway.pbx import sandbox
@@ -143,8 +145,7 @@ def test_given_a_sip_call_when_it_is_up_then_asterisks_rtp_sockets_are_bound_to_
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("speech") / "caller.wav"
-    subprocess.run(["espeak-ng", "-v", "cmn", "-w", str(path), "路灯坏了"], check=True)
-    return path
+    return say_zh("路灯坏了", path)
 
 
 def test_given_a_call_with_a_recording_when_it_ends_then_the_recording_database_and_dirs_are_private(
