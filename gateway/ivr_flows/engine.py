@@ -341,11 +341,12 @@ class _Visit:
 
     async def _listen_menu(self, node: MenuNode, prompt: str, emergency_key: str | None) -> Heard:
         guard = self.guard_words()
-        keys = "".join(node.options) + (emergency_key or "")
+        # Any key ends a speech menu: a caller on the keypad gets the keypad's answer at once
+        # (an option, or "invalid" for a key that is none), never a wait for no_input.
         return await self.channel.listen(
             None, language=self.language, prompt_ids=[prompt], grammar=menu_grammar(node.options, guard),
             guard_words=guard, max_seconds=node.timeout + 5, silence_seconds=0.8,
-            no_input_seconds=node.timeout, end_keys=keys,
+            no_input_seconds=node.timeout, end_keys=TYPEAHEAD_KEYS,
         )
 
     async def _record(self, node: RecordNode) -> str | None:

@@ -48,6 +48,17 @@ async def test_given_a_speech_menu_when_the_caller_presses_a_key_then_the_key_st
     assert state.vars["category"] == "求助"
 
 
+async def test_given_a_speech_menu_when_the_caller_presses_a_key_that_is_no_option_then_invalid_at_once():
+    """Any key ends a speech menu (not only its options): 8 is 'invalid' now, not 'no_input' after a wait."""
+    channel = ScriptedChannel(["9"], languages={"ko"},
+                              heard=[Heard(ended_by="dtmf", digit="8"), Heard(ended_by="dtmf", digit="5"),
+                                     Heard(ended_by="dtmf", digit="#")])
+    state, observer = await walk(channel)
+    assert channel.listens[0]["end_keys"] == "0123456789*#"
+    results = [s.get("result") for s in observer.steps if s["node"] == "type_menu"]
+    assert results[-2:] == ["invalid", "ok"] and state.vars["category"] == "求助"
+
+
 async def test_given_a_speech_menu_when_an_emergency_word_is_said_then_the_guard_takes_over():
     emergency = Heard(ended_by="emergency", text="화재", emergency_words=("화재",))
     channel = ScriptedChannel(["9", "1"], languages={"ko"}, heard=[emergency])
