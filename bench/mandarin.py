@@ -39,6 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from gateway.asr.audio import write_wav_8k
 from gateway.asr import wire  # noqa: E402
 from gateway.asr.config import load_speech_config  # noqa: E402
 from gateway.asr.vosk_engine import VoskEngine  # noqa: E402
@@ -59,13 +60,6 @@ def read_pcm(path: Path) -> bytes:
         return w.readframes(w.getnframes())
 
 
-def write_pcm(path: Path, pcm: bytes) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(pcm)
-    return path
 
 
 def render(text: str, path: Path, voice: str) -> None:
@@ -118,7 +112,7 @@ async def bench_prompts(engine, tmp: Path) -> dict:
     for key, text in mandarin_prompts().items():
         path = tmp / f"{key}.wav"
         await asyncio.to_thread(render, text, path, "zf_xiaobei")
-        heard = (await engine.transcribe_file(write_pcm(path, pad(read_pcm(path))), "zh")).text
+        heard = (await engine.transcribe_file(write_wav_8k(path, pad(read_pcm(path))), "zh")).text
         rows[key] = {"cer": round(cer(text, heard), 3), "text": text, "heard": heard}
         print(f"  {key:28s} CER {rows[key]['cer']:.2f}  {heard}")
     mean = statistics.mean(r["cer"] for r in rows.values()) if rows else None
@@ -147,7 +141,7 @@ async def bench_set(engine, items, tmp: Path) -> dict:
     for wav, text in items:
         pcm = pad(read_pcm(wav))
         for name, channel in channels.items():
-            t = await engine.transcribe_file(write_pcm(tmp / "x.wav", channel(pcm)), "zh")
+            t = await engine.transcribe_file(write_wav_8k(tmp / "x.wav", channel(pcm)), "zh")
             scores[name].append(cer(text, t.text))
             rtfs.append(t.rtf)
             if name == "ulaw":

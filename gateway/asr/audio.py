@@ -126,3 +126,15 @@ def probe_wav(path: Path) -> float:
     if rate < 1000:
         raise AudioFileError(f"{path}: unsupported sample rate {rate} Hz")
     return frames / rate
+
+
+def write_wav_8k(path: Path, pcm: bytes) -> Path:
+    """16-bit 8 kHz mono PCM as a WAV file (what Asterisk plays and the recognisers read)."""
+    import wave
+
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(8000)
+        handle.writeframes(pcm)
+    return Path(path)

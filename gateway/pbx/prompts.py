@@ -18,13 +18,14 @@ import logging
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from gateway import tts
+from gateway.tts import espeak
+from gateway.tts.errors import TtsError
 from gateway.errors import GatewayError
 from gateway.ivr_flows.engine import broadcast_key, prompt_key
 from gateway.ivr_flows.model import GatewayConfig
@@ -87,14 +88,11 @@ def catalogue(config: GatewayConfig) -> dict[str, PromptText]:
 
 
 def _run(cmd: list[str]) -> None:
+    """One sox/espeak-ng command (argv, never a shell), its failure as a :class:`PromptError`."""
     try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=60, check=False)
-    except FileNotFoundError:
-        raise PromptError(f"{cmd[0]} is not installed (run `make setup`)") from None
-    except subprocess.TimeoutExpired:
-        raise PromptError(f"{cmd[0]} took more than 60 s") from None
-    if proc.returncode != 0:
-        raise PromptError(f"{' '.join(cmd[:2])}... failed: {proc.stderr.decode(errors='replace')[-300:]}")
+        espeak.run(cmd)
+    except TtsError as exc:
+        raise PromptError(exc.message) from None
 
 
 def synthesize(prompt: PromptText, target: Path) -> dict:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from gateway.asr.audio import write_wav_8k
 from gateway.asr import wire
 from gateway.asr.config import load_speech_config
 from gateway.asr.engine import StreamFailed
@@ -59,13 +60,6 @@ def padded(pcm: bytes, before: float = 0.3, after: float = 1.0) -> bytes:
     return bytes(int(before * wire.BYTES_PER_SECOND)) + pcm + bytes(int(after * wire.BYTES_PER_SECOND))
 
 
-def write_wav(path: Path, pcm: bytes) -> Path:
-    with wave.open(str(path), "wb") as handle:
-        handle.setnchannels(1)
-        handle.setsampwidth(2)
-        handle.setframerate(8000)
-        handle.writeframes(pcm)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +91,7 @@ async def engine():
 
 
 async def test_given_a_callers_sentence_when_transcribed_then_simplified_text_with_its_key_words(engine, audio):
-    path = write_wav(audio["dir"] / "s.wav", padded(audio["sentence"]))
+    path = write_wav_8k(audio["dir"] / "s.wav", padded(audio["sentence"]))
     transcript = await engine.transcribe_file(path, "zh")
     assert transcript.model == "whisper-base" and transcript.language == "zh"
     text = transcript.text
@@ -113,7 +107,7 @@ async def test_given_every_emergency_keyword_spoken_in_a_sentence_then_the_engin
     missed, heard = {}, {}
     for word in keywords:
         for voice, pcm in zip(VOICES, audio[word]):
-            path = write_wav(audio["dir"] / "k.wav", padded(pcm))
+            path = write_wav_8k(audio["dir"] / "k.wav", padded(pcm))
             text = (await engine.transcribe_file(path, "zh", grammar=keywords)).text
             (heard if word in find_emergency(text, keywords) else missed).setdefault(word, []).append((voice, text))
     # Whisper base on synthetic voices: each keyword must come out for at least one of the two
@@ -154,7 +148,7 @@ async def test_given_the_worker_killed_mid_utterance_then_the_stream_fails_and_t
         assert stream.failed  # what the Listener turns into transcript_status "pending"
         await eventually(lambda: eng.available("zh"), timeout=60)  # restarted
 
-        recording = write_wav(tmp_path / "call.wav", pcm)
+        recording = write_wav_8k(tmp_path / "call.wav", pcm)
         store = FakeStore([{"id": "T1", "uniqueid": "u1", "language": "zh", "recording_path": str(recording)}])
         recovery = TranscriptRecovery(store=store, engine=eng, local_path=Path)
         assert await recovery.run_once() == 1  # files are not live: no crash
