@@ -272,3 +272,28 @@ def say_zh(text: str, path: Path, voice: str = CALLER_VOICE) -> Path:
     made = render_wav(text, path, voice=voice)
     assert made["engine"] == "kokoro", made  # the fallback voice would test the recogniser on noise
     return path
+
+
+async def desk_events(system: "System", token: str, since: int = 0, *, want: int = 1, timeout: float = 60,
+                      kind: str | None = None) -> list[dict]:
+    """What an agent's desk WebSocket receives (``hello`` first) until ``want`` events (of
+    ``kind``, or any but ``hello``) arrived or ``timeout`` passed."""
+    import asyncio
+
+    import aiohttp
+
+    url = f"http://127.0.0.1:{system.http_port}/api/desk/ws?since={since}"
+    events: list[dict] = []
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
+        async with session.ws_connect(url) as ws:
+            try:
+                async with asyncio.timeout(timeout):
+                    async for msg in ws:
+                        events.append(msg.json())
+                        counted = [e for e in events if e["type"] != "hello" and (kind is None or e["type"] == kind)]
+                        if len(counted) >= want:
+                            break
+            except TimeoutError:
+                pass
+    return events
+

@@ -6,13 +6,11 @@ what it missed, and the decision rules hold over HTTP.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from pathlib import Path
 
-import aiohttp
 import pytest
 
-from gateway.devsystem import say_zh
+from gateway.devsystem import desk_events, say_zh
 
 from gateway.pbx.simcall import CallScript, place_call
 
@@ -33,19 +31,7 @@ def agent(system):
 
 
 async def _ws_events(system, token: str, since: int, *, want: int, timeout: float) -> list[dict]:
-    url = f"http://127.0.0.1:{system.http_port}/api/desk/ws?since={since}"
-    events: list[dict] = []
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
-        async with session.ws_connect(url) as ws:
-            try:
-                async with asyncio.timeout(timeout):
-                    async for msg in ws:
-                        events.append(msg.json())
-                        if len([e for e in events if e["type"] != "hello"]) >= want:
-                            break
-            except TimeoutError:
-                pass
-    return events
+    return await desk_events(system, token, since, want=want, timeout=timeout)
 
 
 def test_given_an_agent_desk_when_its_call_connects_then_the_draft_pops_and_a_returning_desk_gets_it_too(

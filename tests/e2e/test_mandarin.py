@@ -9,9 +9,9 @@ import asyncio
 import subprocess
 from pathlib import Path
 
-import aiohttp
 import pytest
 
+from gateway.devsystem import desk_events
 from gateway.pbx.simcall import CallScript, place_calls
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -47,20 +47,8 @@ def agents(system) -> list[str]:
 
 
 async def _pops(system, token: str, *, timeout: float) -> list[dict]:
-    url = f"http://127.0.0.1:{system.http_port}/api/desk/ws?since=0"
-    events: list[dict] = []
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
-        async with session.ws_connect(url) as ws:
-            try:
-                async with asyncio.timeout(timeout):
-                    async for msg in ws:
-                        event = msg.json()
-                        if event["type"] == "screen_pop":
-                            events.append(event)
-                            break
-            except TimeoutError:
-                pass
-    return events
+    events = await desk_events(system, token, 0, want=1, timeout=timeout, kind="screen_pop")
+    return [e for e in events if e["type"] == "screen_pop"]
 
 
 @pytest.fixture(scope="module")
