@@ -335,8 +335,10 @@ class _Visit:
             retry_prompt = node.no_input_prompt if result == "no_input" and node.no_input_prompt else node.invalid_prompt
             if attempt < node.retries and retry_prompt:
                 await self.play_prompt(retry_prompt)
-            if speech and result == "no_input":
-                speech = False  # a caller who says nothing gets the keypad path from now on
+            if speech and (result == "no_input" or said):
+                # nothing said, or said but matching no option surely (a recogniser hears short
+                # words badly): from now on the keypad, whose answer is certain
+                speech = False
         return node.on_failure
 
     async def _listen_menu(self, node: MenuNode, prompt: str, emergency_key: str | None) -> Heard:

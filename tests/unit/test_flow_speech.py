@@ -59,6 +59,16 @@ async def test_given_a_speech_menu_when_the_caller_presses_a_key_that_is_no_opti
     assert results[-2:] == ["invalid", "ok"] and state.vars["category"] == "求助"
 
 
+async def test_given_speech_that_matches_no_option_surely_when_retried_then_the_keypad_answers():
+    """Unsure what was said: the caller is asked again on the keypad, not again by speech."""
+    channel = ScriptedChannel(["9", "5"], languages={"ko"}, heard=[said("음"), Heard(ended_by="dtmf", digit="#")])
+    state, observer = await walk(channel)
+    menus = [s for s in observer.steps if s["node"] == "type_menu"]
+    assert menus[-2]["result"] == "invalid" and menus[-2]["said"] == "음"
+    assert menus[-1]["key"] == "5" and "via" not in menus[-1] and state.vars["category"] == "求助"
+    assert len([x for x in channel.listens if x["name"] is None]) == 1  # one speech attempt, then keys
+
+
 async def test_given_a_speech_menu_when_an_emergency_word_is_said_then_the_guard_takes_over():
     emergency = Heard(ended_by="emergency", text="화재", emergency_words=("화재",))
     channel = ScriptedChannel(["9", "1"], languages={"ko"}, heard=[emergency])
