@@ -94,7 +94,9 @@ class WhisperDecoder:
             return_no_speech_prob=True, max_length=min(448, len(prompt or self.prompt) + int(seconds * 12) + 16), suppress_blank=True,
             suppress_tokens=[-1], repetition_penalty=1.1, no_repeat_ngram_size=4)[0]
         tokens = [t for t in result.sequences_ids[0] if t < self.tokenizer.eot]
-        text = self.tokenizer.decode(tokens).strip()
+        # Whisper's byte-level tokens can end in half a character (seen: 三里图�接到): never
+        # hand a replacement character to a transcript, a desk or a matcher
+        text = self.tokenizer.decode(tokens).replace("\ufffd", "").strip()
         score = float(result.scores[0]) if result.scores else -10.0
         confidence = max(0.0, min(1.0, math.exp(score)))
         if (result.no_speech_prob > 0.6 and score < -1.0) or any(h in text for h in HALLUCINATIONS):
