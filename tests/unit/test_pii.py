@@ -103,3 +103,12 @@ def test_given_another_callers_ticket_when_suggested_as_similar_then_its_identif
 
     past = PastTicket.from_ticket({"id": 3, "status": "draft", "transcript": "我是13800138000，小区门口垃圾没人清"})
     assert "13800138000" not in past.snippet and "垃圾没人清" in past.snippet
+
+
+def test_given_log_lines_with_addresses_and_versions_when_masked_then_they_stay_readable():
+    from gateway.masking import mask_text
+
+    for line in ("AMI connected to 127.0.0.1:5038 as gateway", "FastAGI listening on 192.168.100.200:4573",
+                 "Asterisk 22.10.1 ready", "config version 2026-12-01T08:00:00+08:00"):
+        assert mask_text(line) == line
+    assert mask_text("caller 13800138000 from 10.0.0.1") == "caller 138****8000 from 10.0.0.1"
