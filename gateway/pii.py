@@ -40,6 +40,7 @@ _PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕
 _PLATE = re.compile(rf"([{_PROVINCES}])\s?([A-Z])\s?[·•.\s]?\s?((?:[A-Z0-9]\s?){{4,5}}[A-Z0-9挂学警港澳])")
 _DATE = re.compile(r"[0-9]{4}[-./][0-9]{1,2}[-./][0-9]{1,2}")  # a date is not a phone number
 _MIN_RUN = 6
+_LATIN = re.compile(r"[A-Za-z]")
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,8 @@ def find_personal(text: str) -> list[Found]:
     for start, end, digits in _runs(text):
         if any(s < end and start < e for s, e in taken) or _DATE.fullmatch(text[start:end]):
             continue
+        if (start > 0 and _LATIN.match(text[start - 1])) or (end < len(text) and _LATIN.match(text[end])):
+            continue  # part of a token such as a call id or a UUID (86b4636c-1234-44a8), not spoken digits
         kind = _kind(digits)
         if kind is not None:
             found.append(Found(kind, start, end, digits))

@@ -112,3 +112,11 @@ def test_given_log_lines_with_addresses_and_versions_when_masked_then_they_stay_
                  "Asterisk 22.10.1 ready", "config version 2026-12-01T08:00:00+08:00"):
         assert mask_text(line) == line
     assert mask_text("caller 13800138000 from 10.0.0.1") == "caller 138****8000 from 10.0.0.1"
+
+
+def test_given_call_ids_and_uuids_in_the_log_when_masked_then_they_stay_whole():
+    from gateway.masking import mask_text
+
+    for line in ("AudioSocket as-1: connected for 86b4636c-9921-44a8-bd12-35a110aee431",
+                 "call sim-8713c7ede56f4ccc from 138****8000 to 12345 (primary) started"):
+        assert mask_text(line) == line
