@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable, Mapping
 
+from gateway.asr.zh_text import edit_distance
+
 _HAN = re.compile(r"[\u3400-\u9fff]")
 
 
@@ -67,13 +69,7 @@ def syllable_cost(a: str, b: str) -> float:
 def _letters(a: str, b: str) -> float:
     if a == b:
         return 0.0
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i] + [0] * len(b)
-        for j, cb in enumerate(b, 1):
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb))
-        previous = current
-    return previous[-1] / max(len(a), len(b))
+    return edit_distance(a, b) / max(len(a), len(b))
 
 
 def best_alignment(word: tuple[str, ...], said: tuple[str, ...]) -> float:

@@ -89,10 +89,15 @@ def cer(reference: str, hypothesis: str) -> float:
     ref, hyp = for_scoring(reference), for_scoring(hypothesis)
     if not ref:
         return 0.0 if not hyp else 1.0
-    previous = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        current = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (r != h))
+    return edit_distance(ref, hyp) / len(ref)
+
+
+def edit_distance(a, b) -> int:
+    """Levenshtein distance between two sequences (insert, delete, substitute: 1 each)."""
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb))
         previous = current
-    return previous[-1] / len(ref)
+    return previous[-1]
