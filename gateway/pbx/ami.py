@@ -95,13 +95,15 @@ class AmiClient:
 
     async def close(self) -> None:
         self._closing = True
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        task, self._task = self._task, None
+        # Cancel until it is done: on 3.11 asyncio.wait_for can swallow a cancellation that
+        # arrives as its inner wait finishes, and one cancel() alone then left close() waiting
+        # for ever on a supervisor that went on pinging.
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
+        if task is not None and not task.cancelled() and task.exception() is not None:
+            log.debug("AMI supervisor ended with %r", task.exception())
         self._drop("closed")
 
     async def action(self, fields: dict, *, timeout: float | None = None, as_list: bool = False):
@@ -201,7 +203,7 @@ class AmiClient:
         log.info("AMI connected to %s:%s as %s", self.host, self.port, self.username)
 
     async def _keepalive(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 await asyncio.wait_for(self._lost.wait(), self.ping_interval)
                 raise PbxError("AMI connection lost")
