@@ -46,8 +46,8 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from gateway.devsystem import GATEWAY, ROOT, System
-from gateway.pbx.simcall import CallScript, place_call, sim_ami_client
+from gateway_dev.simcall import CallScript, place_call, sim_ami_client
+from gateway_dev.system import GATEWAY, ROOT, System
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.devsystem import ROOT, System
+from gateway_dev.system import ROOT, System
 
 ARTIFACTS = ROOT / "test-artifacts"
 
