@@ -4,7 +4,7 @@
                                    [--browser-calls 3 | --no-browser] [--keep-state]
 
 It prints figures and never asserts speed. Everything runs in a private sandbox Asterisk +
-``gateway serve`` (gateway.devsystem.System: its own state dir and free ports).
+``gateway serve`` (gateway_dev.system.System: its own state dir and free ports).
 
 1. Screen pop latency with 20 desks connected. The private copy of config/ gets 20 agents
    (9001..9020) and they become the only members of q-help (求助), so callers dialling

@@ -7,7 +7,7 @@
    GATEWAY_CACHE_DIR, render, Asterisk up, gateway healthy) and warm restarts
    (same cache: sandbox up + gateway healthy), in a private state dir.
 2. N simultaneous calls for each N, placed (a) as Local-channel calls with
-   gateway.pbx.simcall.place_call sharing one AmiClient, (b) as real SIP calls
+   gateway_dev.simcall.place_call sharing one AmiClient, (b) as real SIP calls
    from SIPp (bench/sipp/uac_12345.xml): placed, completed, tickets written,
    wall time, CPU used, the gateway's AGI round trip per command from /metrics.
 
