@@ -7,6 +7,8 @@ those commands say in one line what is missing when it is not installed.
 
 from __future__ import annotations
 
+import ast
+import importlib
 import json
 import os
 import subprocess
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+FIRST_PARTY = ("gateway", "gateway_dev")
 
 IMPORT_ALL = """
 import importlib, json, pkgutil, sys
@@ -67,3 +70,35 @@ def test_given_no_gateway_dev_then_production_commands_still_work(tmp_path):
     proc = _python(WITHOUT_DEV, "config", "check", str(ROOT / "config"), "--json", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["ok"] is True
+
+
+def _first_party_imports():
+    """Every ``gateway``/``gateway_dev`` import in gateway/, module level or inside a function
+    (lazy), and every ``_dev("name")`` of the CLI: (where, module, name imported from it)."""
+    for path in sorted((ROOT / "gateway").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            where = f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in FIRST_PARTY:
+                yield from ((where, node.module, alias.name) for alias in node.names)
+            elif isinstance(node, ast.Import):
+                yield from ((where, alias.name, None) for alias in node.names
+                            if alias.name.split(".")[0] in FIRST_PARTY)
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "_dev"
+                  and node.args and isinstance(node.args[0], ast.Constant)):
+                yield where, f"gateway_dev.{node.args[0].value}", None
+
+
+def test_given_the_lazy_imports_of_gateway_then_each_names_something_that_exists():
+    # Imports inside functions (the dev commands' gateway_dev, optional parts) run only when
+    # the function does: a moved module would break a command and no import-time test.
+    imports = list(_first_party_imports())
+    assert any(module == "gateway_dev.simcall" for _, module, _ in imports)  # the call command's
+    broken = []
+    for where, module, name in imports:
+        try:
+            mod = importlib.import_module(module)
+            if name is not None and not hasattr(mod, name):
+                importlib.import_module(f"{module}.{name}")  # a submodule, e.g. from gateway import tts
+        except ImportError as exc:
+            broken.append(f"{where}: {module}{'.' + name if name else ''}: {exc}")
+    assert broken == []
