@@ -20,8 +20,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from gateway.devsystem import System
-from gateway.pbx.simcall import CallScript, place_call, sim_ami_client
+from gateway_dev.simcall import CallScript, place_call, sim_ami_client
+from gateway_dev.system import System
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -4,7 +4,7 @@
                                    [--browser-calls 3 | --no-browser] [--keep-state]
 
 It prints figures and never asserts speed. Everything runs in a private sandbox Asterisk +
-``gateway serve`` (gateway.devsystem.System: its own state dir and free ports).
+``gateway serve`` (gateway_dev.system.System: its own state dir and free ports).
 
 1. Screen pop latency with 20 desks connected. The private copy of config/ gets 20 agents
    (9001..9020) and they become the only members of q-help (求助), so callers dialling
@@ -46,8 +46,8 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from gateway.devsystem import GATEWAY, ROOT, System
-from gateway.pbx.simcall import CallScript, place_call, sim_ami_client
+from gateway_dev.simcall import CallScript, place_call, sim_ami_client
+from gateway_dev.system import GATEWAY, ROOT, System
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"

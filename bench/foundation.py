@@ -7,7 +7,7 @@
    GATEWAY_CACHE_DIR, render, Asterisk up, gateway healthy) and warm restarts
    (same cache: sandbox up + gateway healthy), in a private state dir.
 2. N simultaneous calls for each N, placed (a) as Local-channel calls with
-   gateway.pbx.simcall.place_call sharing one AmiClient, (b) as real SIP calls
+   gateway_dev.simcall.place_call sharing one AmiClient, (b) as real SIP calls
    from SIPp (bench/sipp/uac_12345.xml): placed, completed, tickets written,
    wall time, CPU used, the gateway's AGI round trip per command from /metrics.
 
@@ -40,9 +40,8 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from gateway.devsystem import ROOT, System, free_ports  # noqa: E402
-
-from gateway.pbx import sandbox  # noqa: E402
+from gateway_dev import sandbox, sandbox_root  # noqa: E402
+from gateway_dev.system import ROOT, System, free_ports  # noqa: E402
 
 RESULTS = BENCH / "results"
 SCENARIO = BENCH / "sipp" / "uac_12345.xml"
@@ -96,7 +95,7 @@ def active_channels(sysm: System) -> int | None:
     if pid is None:
         return None
     try:
-        out = sandbox.asterisk_rx(pid=pid, root=sandbox.root_dir(sysm.settings.cache_dir),
+        out = sandbox.asterisk_rx(pid=pid, root=sandbox_root.root_dir(sysm.settings.cache_dir),
                                   command="core show channels count", timeout=10)
     except Exception:  # noqa: BLE001 - a busy Asterisk may not answer in time
         return None
@@ -192,7 +191,7 @@ def bench_start(warm_runs: int, *, skip_cold: bool) -> dict:
                 say(f"warm restart {i + 1}/{warm_runs}: {t['total_s']:.2f} s")
     finally:
         if cache is not None:
-            mounts = sandbox.host_mounts_under(cache)
+            mounts = sandbox_root.host_mounts_under(cache)
             if mounts:
                 say(f"warning: not removing {cache}: still mounted: {mounts}")
             else:
@@ -202,7 +201,7 @@ def bench_start(warm_runs: int, *, skip_cold: bool) -> dict:
 
 # -- 2a. Local-channel calls --------------------------------------------------------------------
 async def _local_batch(sysm: System, n: int, speech: Path, timeout: float) -> list:
-    from gateway.pbx.simcall import CallScript, place_call, sim_ami_client
+    from gateway_dev.simcall import CallScript, place_call, sim_ami_client
 
     s = sysm.settings
     ami = sim_ami_client(s, action_timeout=max(s.ami_action_timeout, 15))

@@ -71,12 +71,26 @@ def cmd_render(args) -> int:
     return 0
 
 
+def _dev(module: str):
+    """``gateway_dev.<module>``: the development harness (sandbox, simulated calls), imported
+    only by the commands that use it; a production install may leave it out."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"gateway_dev.{module}")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("gateway_dev", f"gateway_dev.{module}"):
+            raise  # the harness is there but something it needs is not: show that
+        raise GatewayError("this command needs the development harness (the gateway_dev package), which this "
+                           "installation does not include: run it from a checkout (pip install -e .)") from None
+
+
 def cmd_setup(args) -> int:
-    from gateway.pbx import sandbox
+    sandbox_root = _dev("sandbox_root")
 
     settings = _settings()
-    sandbox.ensure_host_packages(_progress)
-    sandbox.ensure_root(settings.cache_dir, _progress)
+    sandbox_root.ensure_host_packages(_progress)
+    sandbox_root.ensure_root(settings.cache_dir, _progress)
     _prepare_voice(settings)  # issue 10: the Mandarin voice's model, checked, before the prompts
     _prepare_recogniser(settings)
     render(settings)
@@ -129,10 +143,10 @@ def cmd_say(args) -> int:
 
 
 def sandbox_up(settings: Settings) -> int:
-    from gateway.pbx import sandbox
+    sandbox, sandbox_root = _dev("sandbox"), _dev("sandbox_root")
 
-    sandbox.ensure_host_packages(_progress)
-    root = sandbox.ensure_root(settings.cache_dir, _progress)
+    sandbox_root.ensure_host_packages(_progress)
+    root = sandbox_root.ensure_root(settings.cache_dir, _progress)
     ensure_sim_ami_secret(settings.state_dir)  # the simulated caller's AMI user: development sandboxes only
     render(settings)
     pid = sandbox.start(root=root, instance_dir=settings.instance_dir, progress=_progress)
@@ -141,10 +155,10 @@ def sandbox_up(settings: Settings) -> int:
 
 
 def cmd_sandbox(args) -> int:
-    from gateway.pbx import sandbox
+    sandbox, sandbox_root = _dev("sandbox"), _dev("sandbox_root")
 
     settings = _settings()
-    root = sandbox.root_dir(settings.cache_dir)
+    root = sandbox_root.root_dir(settings.cache_dir)
     if args.action == "up":
         sandbox_up(settings)
     elif args.action == "down":
@@ -247,7 +261,7 @@ def cmd_serve(args) -> int:
 
 def cmd_run(args) -> int:
     """Sandbox Asterisk + gateway in the foreground; Ctrl-C stops both."""
-    from gateway.pbx import sandbox
+    sandbox = _dev("sandbox")
 
     logs.setup(os.environ.get("GATEWAY_LOG_LEVEL", "INFO"))
     settings = _settings()
@@ -273,7 +287,7 @@ def cmd_transcribe(args) -> int:
 
 # -- call ------------------------------------------------------------------------------------
 def cmd_call(args) -> int:
-    from gateway.pbx.simcall import CallScript, place_call
+    simcall = _dev("simcall")
 
     logs.setup("WARNING")
     if any(c not in "0123456789*#s" for c in args.digits or "") or any(c not in "0123456789*#" for c in args.early or ""):
@@ -284,11 +298,11 @@ def cmd_call(args) -> int:
         if path and not Path(path).is_file():
             print(f"{flag} {path}: no such file", file=sys.stderr)
             return 2
-    script = CallScript(number=args.number, caller=args.caller, digits=args.digits or "", early=args.early or "",
+    script = simcall.CallScript(number=args.number, caller=args.caller, digits=args.digits or "", early=args.early or "",
                         say=Path(args.say) if args.say else None, hangup_at_menu=args.hangup_at_menu,
                         timeout=args.timeout, say_options=tuple(Path(f) for f in args.say_option or []),
                         hash_after_say=args.hash)
-    result = asyncio.run(place_call(_settings(), script))
+    result = asyncio.run(simcall.place_call(_settings(), script))
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:

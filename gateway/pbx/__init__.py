@@ -1,1 +1,1 @@
-"""Asterisk adapters: AGI/FastAGI, AMI, AudioSocket, dialplan and sandbox."""
+"""Asterisk adapters: AGI/FastAGI, AMI, AudioSocket, dialplan and prompts (the development sandbox is gateway_dev)."""

@@ -1,5 +1,5 @@
 """The real system for end-to-end tests: one sandbox Asterisk and one ``gateway serve``
-per test session, started by the project's own commands (see ``gateway.devsystem``).
+per test session, started by the project's own commands (see ``gateway_dev.system``).
 The configuration is a private copy of ``config/`` that tests may change."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.devsystem import ROOT, System
+from gateway_dev.system import ROOT, System
 
 ARTIFACTS = ROOT / "test-artifacts"
 

@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from gateway.devsystem import GATEWAY, ROOT
+from gateway_dev.system import GATEWAY, ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.devsystem import say_zh
-
 from gateway.ivr_flows.calendar import is_open
 from gateway.ivr_flows.validate import load_config
-from gateway.pbx.simcall import CallScript, place_calls
+from gateway_dev.simcall import CallScript, place_calls
+from gateway_dev.system import say_zh
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.devsystem import desk_events, say_zh
-
-from gateway.pbx.simcall import CallScript, place_call
+from gateway_dev.simcall import CallScript, place_call
+from gateway_dev.system import desk_events, say_zh
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

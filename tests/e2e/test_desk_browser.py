@@ -25,10 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.devsystem import say_zh
-
-from gateway.devsystem import GATEWAY, ROOT
-from gateway.pbx.simcall import CallScript, place_call
+from gateway_dev.simcall import CallScript, place_call
+from gateway_dev.system import GATEWAY, ROOT, say_zh
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

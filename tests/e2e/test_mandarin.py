@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.devsystem import desk_events
-from gateway.pbx.simcall import CallScript, place_calls
+from gateway_dev.simcall import CallScript, place_calls
+from gateway_dev.system import desk_events
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

@@ -17,13 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.devsystem import say_zh
-
-from gateway.devsystem import free_ports
 from gateway.errors import PbxError
-from gateway.pbx import sandbox
 from gateway.pbx.ami import AmiClient
-from gateway.pbx.simcall import CallScript, place_calls
+from gateway_dev import sandbox
+from gateway_dev.simcall import CallScript, place_calls
+from gateway_dev.system import free_ports, say_zh
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

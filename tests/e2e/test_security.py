@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.pbx.simcall import CallScript, place_call
+from gateway_dev.simcall import CallScript, place_call
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

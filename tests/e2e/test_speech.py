@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.pbx.simcall import CallScript, place_calls
+from gateway_dev.simcall import CallScript, place_calls
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 

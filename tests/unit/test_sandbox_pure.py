@@ -1,4 +1,4 @@
-"""Pure parts of gateway.pbx.sandbox: no root, no debootstrap, no Asterisk."""
+"""Pure parts of gateway_dev.sandbox and gateway_dev.sandbox_root: no root, no debootstrap, no Asterisk."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import SandboxError
-from gateway.pbx import sandbox
+from gateway_dev import sandbox, sandbox_root
 
 
 def _spawn(argv: list[str]) -> subprocess.Popen:
@@ -55,20 +55,20 @@ def test_rx_command_is_an_argument_list(tmp_path):
 
 
 def test_root_dir_layout(tmp_path):
-    assert sandbox.root_dir(tmp_path) == tmp_path / "asterisk-sid" / "root"
+    assert sandbox_root.root_dir(tmp_path) == tmp_path / "asterisk-sid" / "root"
 
 
 def test_marker_roundtrip(tmp_path):
-    assert sandbox.read_marker(tmp_path) is None
-    (tmp_path / sandbox.MARKER).write_text("  \n")
-    assert sandbox.read_marker(tmp_path) is None  # empty marker = incomplete
-    sandbox.write_marker(tmp_path, "Asterisk 22.10.1\n")
-    assert sandbox.read_marker(tmp_path) == "Asterisk 22.10.1"
-    assert not (tmp_path / (sandbox.MARKER + ".tmp")).exists()
+    assert sandbox_root.read_marker(tmp_path) is None
+    (tmp_path / sandbox_root.MARKER).write_text("  \n")
+    assert sandbox_root.read_marker(tmp_path) is None  # empty marker = incomplete
+    sandbox_root.write_marker(tmp_path, "Asterisk 22.10.1\n")
+    assert sandbox_root.read_marker(tmp_path) == "Asterisk 22.10.1"
+    assert not (tmp_path / (sandbox_root.MARKER + ".tmp")).exists()
 
 
 def test_marker_missing_root_dir(tmp_path):
-    assert sandbox.read_marker(tmp_path / "nope") is None
+    assert sandbox_root.read_marker(tmp_path / "nope") is None
 
 
 def test_pid_alive_dead_and_foreign_pids():
@@ -122,7 +122,7 @@ def test_build_lock_second_caller_waits(tmp_path):
     first_in = threading.Event()
 
     def first():
-        with sandbox.build_lock(lock, messages.append):
+        with sandbox_root.build_lock(lock, messages.append):
             events.append("first-in")
             first_in.set()
             time.sleep(0.4)
@@ -130,7 +130,7 @@ def test_build_lock_second_caller_waits(tmp_path):
 
     def second():
         first_in.wait(5)
-        with sandbox.build_lock(lock, messages.append):
+        with sandbox_root.build_lock(lock, messages.append):
             events.append("second-in")
 
     threads = [threading.Thread(target=first), threading.Thread(target=second)]
@@ -145,10 +145,10 @@ def test_build_lock_second_caller_waits(tmp_path):
 def test_build_lock_released_after_error(tmp_path):
     lock = tmp_path / "build.lock"
     with pytest.raises(RuntimeError):
-        with sandbox.build_lock(lock, lambda m: None):
+        with sandbox_root.build_lock(lock, lambda m: None):
             raise RuntimeError("boom")
     messages: list[str] = []
-    with sandbox.build_lock(lock, messages.append):
+    with sandbox_root.build_lock(lock, messages.append):
         pass
     assert messages == []
 
@@ -156,7 +156,7 @@ def test_build_lock_released_after_error(tmp_path):
 def test_debootstrap_progress_throttles():
     now = [100.0]
     out: list[str] = []
-    rep = sandbox.DebootstrapProgress(out.append, interval=2.0, clock=lambda: now[0])
+    rep = sandbox_root.DebootstrapProgress(out.append, interval=2.0, clock=lambda: now[0])
     rep.feed("I: Retrieving libc6 2.40\n")
     rep.feed("I: Validating libc6 2.40")  # a new phase reports at once
     for i in range(50):  # known phases alternating, no time passes: silent
@@ -184,16 +184,16 @@ def test_mounts_under_matches_prefix_and_escapes():
         "tmpfs /tmp/c\\040d/rootfs tmpfs rw 0 0",  # sibling, not under root
         "udev /tmp/c\\040d/root dev rw 0 0",
     ])
-    got = sandbox.mounts_under(text, Path("/tmp/c d/root"))
+    got = sandbox_root.mounts_under(text, Path("/tmp/c d/root"))
     assert got == ["proc /tmp/c\\040d/root/proc proc rw 0 0", "udev /tmp/c\\040d/root dev rw 0 0"]
 
 
 def test_host_mounts_under_nothing_for_fresh_dir(tmp_path):
-    assert sandbox.host_mounts_under(tmp_path) == []
+    assert sandbox_root.host_mounts_under(tmp_path) == []
 
 
 def test_status_on_empty_cache_dir(tmp_path):
-    root = sandbox.root_dir(tmp_path / "cache")
+    root = sandbox_root.root_dir(tmp_path / "cache")
     st = sandbox.status(instance_dir=tmp_path / "state" / "asterisk", root=root)
     assert st == {"root": str(root), "root_ready": False, "asterisk_version": None,
                   "running": False, "pid": None, "uptime": None, "host_mounts": []}
@@ -202,7 +202,7 @@ def test_status_on_empty_cache_dir(tmp_path):
 def test_require_root(monkeypatch):
     monkeypatch.setattr(sandbox.os, "geteuid", lambda: 1000)
     with pytest.raises(SandboxError, match="needs root"):
-        sandbox.require_root()
+        sandbox_root.require_root()
     with pytest.raises(SandboxError, match="needs root"):
         sandbox.start(root=Path("/nonexistent"), instance_dir=Path("/nonexistent"))
 
@@ -212,19 +212,19 @@ def test_start_refuses_unrendered_config(tmp_path):
         pytest.skip("start() checks root first")
     root = tmp_path / "root"
     root.mkdir()
-    sandbox.write_marker(root, "Asterisk 22")
+    sandbox_root.write_marker(root, "Asterisk 22")
     with pytest.raises(SandboxError, match="config not rendered"):
         sandbox.start(root=root, instance_dir=tmp_path / "inst")
 
 
 def test_run_reports_command_and_stderr():
     with pytest.raises(SandboxError) as exc:
-        sandbox._run(["sh", "-c", "echo oops >&2; exit 3"], timeout=5)
+        sandbox_root.run_command(["sh", "-c", "echo oops >&2; exit 3"], timeout=5)
     assert "exit 3" in str(exc.value) and "oops" in str(exc.value) and "sh -c" in str(exc.value)
     with pytest.raises(SandboxError, match="timed out"):
-        sandbox._run(["sleep", "5"], timeout=0.2)
+        sandbox_root.run_command(["sleep", "5"], timeout=0.2)
     with pytest.raises(SandboxError, match="not found"):
-        sandbox._run(["/nonexistent/binary"], timeout=1)
+        sandbox_root.run_command(["/nonexistent/binary"], timeout=1)
 
 
 def test_owns_instance_rejects_a_reused_pid(tmp_path):
