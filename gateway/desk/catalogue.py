@@ -426,7 +426,7 @@ def _escalation(r: _Reader, raw: Any, units: dict) -> tuple[tuple, tuple]:
 
 
 def read_source(path: Path | str) -> yamlsrc.Source:
-    """:func:`yamlsrc.read`, with a value PyYAML cannot build (``2027-13-01``) reported, not raised."""
+    """:func:`yamlsrc.read`, with a value the safe constructor cannot build (``2027-13-01``) reported, not raised."""
     try:
         return yamlsrc.read(Path(path))
     except ValueError as exc:
