@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.errors import ConfigError
 from gateway.ivr_flows import yamlsrc
-from gateway.ivr_flows.validate import _Reader
+from gateway.ivr_flows.fields import Reader
 
 UNIT_KINDS = ("street", "township", "district", "city_department", "police", "enterprise")
 LOCAL_KINDS = ("street", "township")
@@ -223,7 +223,7 @@ def _first(text: str, unit: Unit) -> int:
 # -- loading ----------------------------------------------------------------------------------
 
 
-def word_list(r: _Reader, value: Any, path: tuple, *, what: str = "keywords") -> tuple[str, ...]:
+def word_list(r: Reader, value: Any, path: tuple, *, what: str = "keywords") -> tuple[str, ...]:
     """A non-empty list of distinct, non-empty words."""
     if not isinstance(value, list) or not value:
         r.src.problem(path, f"expected a non-empty list of {what}")
@@ -240,7 +240,7 @@ def word_list(r: _Reader, value: Any, path: tuple, *, what: str = "keywords") ->
     return tuple(out)
 
 
-def _unit(r: _Reader, raw: Any, path: tuple, kinds: tuple) -> Unit | None:
+def _unit(r: Reader, raw: Any, path: tuple, kinds: tuple) -> Unit | None:
     m = r.mapping(raw, path, required=("id", "name", "kind"), optional=("aliases",))
     if m is None:
         return None
@@ -251,7 +251,7 @@ def _unit(r: _Reader, raw: Any, path: tuple, kinds: tuple) -> Unit | None:
     return Unit(uid, name, kind, aliases) if uid and name and kind else None
 
 
-def _place(r: _Reader, raw: Any, path: tuple, *, district: str | None) -> list[tuple[tuple, Unit, Any]]:
+def _place(r: Reader, raw: Any, path: tuple, *, district: str | None) -> list[tuple[tuple, Unit, Any]]:
     """A district with its streets (``district`` None), or one street; each as (path, unit, raw police ref)."""
     if district is None:
         required, optional = ("id", "name", "streets"), ("aliases", "landmarks", "police", "government")
@@ -280,7 +280,7 @@ def _place(r: _Reader, raw: Any, path: tuple, *, district: str | None) -> list[t
     return out
 
 
-def _matter(r: _Reader, raw: Any, path: tuple, units: dict) -> Matter | None:
+def _matter(r: Reader, raw: Any, path: tuple, units: dict) -> Matter | None:
     m = r.mapping(raw, path, required=("id", "name", "keywords", "dispatch", "to"), optional=("with_any", "urgent"))
     if m is None:
         return None
@@ -296,7 +296,7 @@ def _matter(r: _Reader, raw: Any, path: tuple, units: dict) -> Matter | None:
     return Matter(mid, name, keywords, mode, to, with_any, urgent)
 
 
-def _targets(r: _Reader, value: Any, path: tuple, units: dict, mode: str | None) -> tuple | None:
+def _targets(r: Reader, value: Any, path: tuple, units: dict, mode: str | None) -> tuple | None:
     if not isinstance(value, list) or not value:
         r.src.problem(path, "expected a list of units (unit ids, or street / district / police)")
         return None
@@ -320,13 +320,13 @@ def _targets(r: _Reader, value: Any, path: tuple, units: dict, mode: str | None)
     return tuple(out)
 
 
-def _month_day(r: _Reader, value: Any, path: tuple) -> tuple[int, int] | None:
+def _month_day(r: Reader, value: Any, path: tuple) -> tuple[int, int] | None:
     text = r.text(value, path, pattern=_MONTH_DAY, what="month-day (MM-DD, quoted)")
     return (int(text[:2]), int(text[3:])) if text else None
 
 
 def _catalogue(src: yamlsrc.Source) -> Catalogue | None:
-    r = _Reader(src)
+    r = Reader(src)
     top = r.mapping(src.data, (), required=("city", "version", "police", "units", "places", "matters", "escalation"),
                     optional=("heating_season", "timezone"))
     if top is None:
@@ -410,7 +410,7 @@ def _check_names(src: yamlsrc.Source, units: dict, seen_at: dict) -> None:
             owner.setdefault(word, unit.id)
 
 
-def _escalation(r: _Reader, raw: Any, units: dict) -> tuple[tuple, tuple]:
+def _escalation(r: Reader, raw: Any, units: dict) -> tuple[tuple, tuple]:
     path = ("escalation",)
     m = r.mapping(raw, path, required=("to", *ESCALATIONS))
     if m is None:
