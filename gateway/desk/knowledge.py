@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from gateway.desk.catalogue import as_date, find_all, normalize, parse_source, read_source, word_list
+from gateway.desk.catalogue import find_all, normalize
+from gateway.desk.catalogue_load import as_date, parse_source, read_source, word_list
 from gateway.errors import ConfigError
 from gateway.ivr_flows import yamlsrc
 from gateway.ivr_flows.fields import Reader

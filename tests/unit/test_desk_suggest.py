@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.desk.catalogue import load_catalogue
+from gateway.desk.catalogue_load import load_catalogue
 from gateway.desk.knowledge import load_knowledge
 from gateway.desk.suggest import PastTicket, TicketFacts, suggest
 
