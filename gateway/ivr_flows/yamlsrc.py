@@ -33,22 +33,41 @@ from ruamel.yaml import events as ev
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from gateway import i18n
+
 Path_ = tuple  # a field path such as ("lines", 2, "mode")
 
 
 @dataclass(frozen=True)
 class ConfigProblem:
+    """One problem of a configuration file: where, and what in English and Chinese.
+
+    ``message_zh`` is made from ``message`` by :func:`gateway.i18n.message_zh` (the one
+    catalogue of the translations) unless given.
+    """
+
     file: str
     line: int | None
     field: str
     message: str
+    message_zh: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.message_zh:
+            object.__setattr__(self, "message_zh", i18n.message_zh(self.message))
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.field or '(document)'}: {self.message}"
+        # A few messages carry a short Chinese already ("... / 嵌套层级过深"): the full one replaces it.
+        english = _INLINE_ZH.split(self.message, maxsplit=1)[0]
+        return f"{where}: {self.field or '(document)'}: {english} / {self.message_zh}"
 
     def as_dict(self) -> dict:
-        return {"file": self.file, "line": self.line, "field": self.field, "message": self.message}
+        return {"file": self.file, "line": self.line, "field": self.field, "message": self.message,
+                "message_zh": self.message_zh}
+
+
+_INLINE_ZH = re.compile(r" / (?=[^/]*[\u3400-\u9fff])")
 
 
 def field_name(path: Path_) -> str:
@@ -223,9 +242,9 @@ def _convert(node: Node, path: Path_, src: Source, build: Any) -> Any:
                 continue
             try:
                 key = str(_scalar(key_node, build))
-            except ValueError as exc:
+            except _UNBUILDABLE as exc:
                 src.problems.append(ConfigProblem(src.file, key_node.start_mark.line + 1, field_name(path),
-                                                  f"{key_node.value[:60]!r} is not a valid key: {exc}"))
+                                                  f"{key_node.value[:60]!r} is not a valid key: {_reason(exc)}"))
                 continue
             if key in out:
                 src.problems.append(
@@ -244,9 +263,22 @@ def _convert(node: Node, path: Path_, src: Source, build: Any) -> Any:
         return None  # "key:" with nothing after it
     try:
         return _scalar(node, build)
-    except ValueError as exc:  # e.g. an impossible date such as 2027-13-01, a 5,000-digit number
-        src.problem(path, f"{node.value[:60]!r} is not a valid value: {exc}")
+    except _UNBUILDABLE as exc:  # e.g. an impossible date such as 2027-13-01, a 5,000-digit number, !!bool maybe
+        src.problem(path, f"{node.value[:60]!r} is not a valid value: {_reason(exc)}")
         return None
+
+
+# What the safe constructor raises for a scalar it cannot build: ValueError (2027-13-01), KeyError
+# (!!bool maybe, which crashed the validator before issue 11), its own error (!!timestamp x).
+_UNBUILDABLE = (ValueError, KeyError, YAMLError)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"{exc.args[0]!r} is no value of its tag"
+    if isinstance(exc, YAMLError):
+        return str(getattr(exc, "problem", None) or exc).splitlines()[0]
+    return str(exc)
 
 
 def _scalar(node: ScalarNode, build: Any) -> Any:
