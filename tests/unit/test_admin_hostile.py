@@ -84,6 +84,7 @@ async def test_given_a_yaml_bomb_when_imported_or_dry_run_then_422_naming_it_fas
     assert status == 422, answer
     (problem,) = _problems(answer)
     assert reason in problem["message"] and problem["file"] == "proposed/hotlines.yaml" and problem["line"] == line
+    assert problem["message_zh"].startswith(("不允许使用锚点", "嵌套层级过深"))  # what the admin page shows
     assert elapsed < 5.0, f"refused after {elapsed:.2f} s"  # unguarded: out of memory
     assert client.applied == []
 
