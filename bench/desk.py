@@ -44,8 +44,8 @@ from datetime import datetime
 from pathlib import Path
 
 import aiohttp
-import yaml
 
+from gateway.hotlines import changes
 from gateway_dev.simcall import CallScript, place_call, sim_ami_client
 from gateway_dev.system import GATEWAY, ROOT, System
 
@@ -137,14 +137,14 @@ def fmt(s: dict) -> str:
 def private_config(sysm: System) -> str:
     """20 bench agents, and q-help answered by them only; checked with `gateway config check`."""
     path = sysm.config_dir / "hotlines.yaml"
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = changes.parse(path.read_text(encoding="utf-8"))  # round trip: its comments stay
     known = {str(a["id"]) for a in data["agents"]}
     data["agents"] += [{"id": a, "name": f"压测坐席{a}"} for a in AGENTS if a not in known]
     if BENCH_QUEUE not in data["queues"]:
         raise RuntimeError(f"config/hotlines.yaml has no queue {BENCH_QUEUE}: bench/desk.py needs updating")
     data["queues"][BENCH_QUEUE]["members"] = list(AGENTS)
     path.write_text("# bench/desk.py: 20 bench agents answer q-help\n"
-                    + yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=200), encoding="utf-8")
+                    + changes.dump(data), encoding="utf-8")
     return sysm.cli("config", "check", str(sysm.config_dir)).stdout.strip()
 
 

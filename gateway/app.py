@@ -27,7 +27,7 @@ from gateway.ivr_flows.validate import read_files
 from gateway.pbx import dialplan, prompts
 from gateway.pbx.ami import AmiClient
 from gateway.pbx.ami_events import AgentConnect, AmiEvent, Hangup, QueueCallerAbandon, QueueCallerJoin, agent_id_of
-from gateway.pbx.audiosocket import AudioSocketServer
+from gateway.pbx.audiosocket_server import AudioSocketServer
 from gateway.pbx.fastagi import AgiChannel, FastAgiServer
 from gateway.pbx.speech import Listener
 from gateway.settings import Settings

@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from gateway.desk.catalogue import as_date, find_all, normalize, parse_source, read_source, word_list
+from gateway.desk.catalogue import find_all, normalize
+from gateway.desk.catalogue_load import as_date, parse_source, read_source, word_list
 from gateway.errors import ConfigError
 from gateway.ivr_flows import yamlsrc
-from gateway.ivr_flows.validate import _Reader
+from gateway.ivr_flows.fields import Reader
 
 MIN_SCORE = 1.0
 _ID = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
@@ -104,7 +105,7 @@ def _unfold(text: str | None) -> str | None:
 
 
 def _entries(src: yamlsrc.Source) -> list[tuple[int, KnowledgeEntry]]:
-    r = _Reader(src)
+    r = Reader(src)
     top = r.mapping(src.data, (), required=("entries",), optional=("topic",))
     if top is None:
         return []

@@ -6,7 +6,7 @@ Theory of operation
 the facts of one draft ticket (what the caller said, the IVR choice, the line
 dialled, the emergency guard's verdict, the confidentiality flag) and the rows
 somebody else selected from the database go in; a :class:`Suggestions` comes
-out. No I/O, no clock (the time of the call is a fact), no randomness: the same
+out (those types: :mod:`gateway.desk.suggest_model`). No I/O, no clock (the time of the call is a fact), no randomness: the same
 ticket always gives the same suggestions, and every suggestion carries its
 reason and the words that triggered it, because the agent decides and must see
 why the desk thinks so.
@@ -39,15 +39,23 @@ why the desk thinks so.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.desk.catalogue import Catalogue, EscalationHit, MatterHit, PlaceHit, Unit, find_all, normalize
-from gateway.desk.knowledge import KnowledgeBase, KnowledgeHit, bigrams
+from gateway.desk.knowledge import KnowledgeBase, bigrams
+from gateway.desk.suggest_model import (
+    MODE_LABELS,
+    HistoryMatch,
+    PastTicket,
+    Suggestions,
+    TicketFacts,
+    TypeSuggestion,
+    UnitSuggestion,
+    UrgencySuggestion,
+    quoted,
+)
 from gateway.ivr_flows.model import CATEGORIES
-from gateway.pii import mask_personal
 
 HISTORY_DAYS = 30
 OPEN_STATUSES = ("draft", "submitted")
@@ -70,161 +78,7 @@ EMERGENCY_CUES = ("着火", "起火", "失火", "爆炸", "有人晕倒", "昏�
 VULNERABLE_CUES = ("老人", "老年人", "孩子", "小孩", "婴儿", "宝宝", "孕妇", "残疾", "瘫痪", "病人", "独居",
                    "行动不便")
 TRAPPED_CUES = ("被困", "困在", "关在", "出不来", "卡在电梯")
-MODE_LABELS = {"direct": "直派", "dual": "双派"}
 LINE_MODES = {"retired": "已整体并入", "dual_number": "双号并行", "sub_centre": "设分中心"}
-
-
-# -- inputs -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TicketFacts:
-    transcript: str = ""
-    category: str | None = None  # chosen in the IVR
-    line_number: str | None = None
-    line_name: str | None = None
-    line_department: str | None = None
-    merge_mode: str | None = None
-    caller: str | None = None  # opaque: hashed or raw, only compared for equality
-    emergency: bool = False
-    emergency_words: tuple[str, ...] = ()
-    confidential: bool = False
-    received_at: datetime | None = None
-    ticket_id: int | None = None
-
-    @classmethod
-    def from_ticket(cls, ticket: dict) -> "TicketFacts":
-        """From a ticket as the store returns it (``gateway.ticketing.store``)."""
-        return cls(ticket.get("transcript") or "", ticket.get("category"), ticket.get("line_number"),
-                   ticket.get("line_name"), ticket.get("department"), ticket.get("merge_mode"),
-                   ticket.get("caller_number") or None, bool(ticket.get("emergency")),
-                   tuple(ticket.get("emergency_words") or ()), bool(ticket.get("confidential")),
-                   _when(ticket.get("created_at")), ticket.get("id"))
-
-
-@dataclass(frozen=True)
-class PastTicket:
-    id: int
-    created_at: datetime | None
-    category: str | None
-    status: str
-    place: str | None = None
-    units: tuple[str, ...] = ()  # unit names it was dispatched to
-    snippet: str = ""  # summary or the start of the transcript
-    caller: str | None = None
-    confidential: bool = False
-
-    @classmethod
-    def from_ticket(cls, ticket: dict) -> "PastTicket":
-        units = tuple(u.get("name", "") for u in ticket.get("units") or () if isinstance(u, dict))
-        # another caller's words, shown to this agent: their identifiers are masked
-        snippet = mask_personal((ticket.get("summary") or ticket.get("transcript") or "")[:200])
-        return cls(ticket["id"], _when(ticket.get("created_at")), ticket.get("category"), ticket.get("status", ""),
-                   ticket.get("place"), units, snippet, ticket.get("caller_number") or None,
-                   bool(ticket.get("confidential")))
-
-
-def _when(value: Any) -> datetime | None:
-    if isinstance(value, datetime) or value is None:
-        return value
-    try:
-        return datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-
-
-# -- outputs ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TypeSuggestion:
-    category: str | None
-    confidence: float
-    reason: str
-    matched: tuple[str, ...] = ()
-    alternatives: tuple[tuple[str, tuple[str, ...]], ...] = ()  # other types with cues: (type, cues)
-
-
-@dataclass(frozen=True)
-class UrgencySuggestion:
-    level: str  # normal | urgent | emergency
-    reason: str
-    matched: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class UnitSuggestion:
-    mode: str  # direct | dual
-    units: tuple[Unit, ...]
-    reason: str
-    matched: tuple[str, ...] = ()
-    source: str = "matter"  # escalation | matter | line | place
-    matter: str | None = None
-    missing: tuple[str, ...] = ()  # what the agent must still name ("street": the place is unknown)
-    confidence: float = 0.5
-
-
-@dataclass(frozen=True)
-class HistoryMatch:
-    ticket_id: int
-    created_at: datetime | None
-    category: str | None
-    status: str
-    snippet: str | None  # None: another caller's confidential ticket
-    reason: str
-    matched: tuple[str, ...] = ()
-    same_demand: bool = False
-
-
-@dataclass(frozen=True)
-class Suggestions:
-    request_type: TypeSuggestion
-    urgency: UrgencySuggestion
-    place: PlaceHit | None
-    units: tuple[UnitSuggestion, ...]
-    escalations: tuple[EscalationHit, ...] = ()
-    answers: tuple[KnowledgeHit, ...] = ()
-    earlier: tuple[HistoryMatch, ...] = ()
-    similar_open: tuple[HistoryMatch, ...] = ()
-    notes: tuple[str, ...] = ()
-    catalogue_version: str = ""
-
-    def to_json(self) -> dict:
-        """JSON-safe: English keys, reasons in Chinese, dates as ISO text."""
-        t, u = self.request_type, self.urgency
-        return {
-            "available": True,
-            "catalogue_version": self.catalogue_version,
-            "request_type": {"category": t.category, "confidence": t.confidence, "reason": t.reason,
-                             "matched": list(t.matched),
-                             "alternatives": [{"category": c, "matched": list(w)} for c, w in t.alternatives]},
-            "urgency": {"level": u.level, "reason": u.reason, "matched": list(u.matched)},
-            "place": None if self.place is None else {
-                "label": self.place.label, "matched": list(self.place.matched),
-                "district": _unit_json(self.place.district), "street": _unit_json(self.place.street)},
-            "escalations": [{"kind": e.escalation.kind, "label": e.escalation.label, "matched": list(e.matched)}
-                            for e in self.escalations],
-            "units": [{"mode": s.mode, "mode_label": MODE_LABELS[s.mode], "units": [_unit_json(x) for x in s.units],
-                       "reason": s.reason, "matched": list(s.matched), "source": s.source, "matter": s.matter,
-                       "missing": list(s.missing), "confidence": s.confidence} for s in self.units],
-            "answers": [{"id": h.entry.id, "title": h.entry.title, "answer": h.entry.answer,
-                         "source": h.entry.source, "updated": h.entry.updated.isoformat(), "score": h.score,
-                         "matched": list(h.matched), "reason": "匹配" + _quoted(h.matched)}
-                        for h in self.answers],
-            "earlier": [_history_json(h) for h in self.earlier],
-            "similar_open": [_history_json(h) for h in self.similar_open],
-            "notes": list(self.notes),
-        }
-
-
-def _unit_json(unit: Unit | None) -> dict | None:
-    return None if unit is None else {"id": unit.id, "name": unit.name, "kind": unit.kind}
-
-
-def _history_json(h: HistoryMatch) -> dict:
-    return {"ticket_id": h.ticket_id, "created_at": h.created_at.isoformat() if h.created_at else None,
-            "category": h.category, "status": h.status, "snippet": h.snippet, "reason": h.reason,
-            "matched": list(h.matched), "same_demand": h.same_demand}
 
 
 # -- the suggestion ---------------------------------------------------------------------------
@@ -270,10 +124,6 @@ def type_cues(text: str) -> dict[str, tuple[int, tuple[str, ...]]]:
     return out
 
 
-def _quoted(words) -> str:
-    return "".join(f"「{w}」" for w in words)
-
-
 def suggest_type(ivr: str | None, text: str) -> TypeSuggestion:
     """The IVR choice as a prior; the transcript overrides it only when clearly stronger."""
     ivr = ivr if ivr in CATEGORIES else None
@@ -288,17 +138,17 @@ def suggest_type(ivr: str | None, text: str) -> TypeSuggestion:
     if ivr:
         best = ranked[0]
         if score(ivr) >= score(best):
-            return TypeSuggestion(ivr, 0.9, f"IVR 按键选择了 {ivr}，且说了{_quoted(words(ivr))}", words(ivr),
+            return TypeSuggestion(ivr, 0.9, f"IVR 按键选择了 {ivr}，且说了{quoted(words(ivr))}", words(ivr),
                                   others(ivr))
         if score(best) >= score(ivr) + CLEAR_CUE:
-            return TypeSuggestion(best, 0.7, f"说了{_quoted(words(best))}；IVR 按键选择的是 {ivr}，以来电人所说为准",
+            return TypeSuggestion(best, 0.7, f"说了{quoted(words(best))}；IVR 按键选择的是 {ivr}，以来电人所说为准",
                                   words(best), others(best))
-        return TypeSuggestion(ivr, 0.6, f"IVR 按键选择了 {ivr}（转写线索{_quoted(words(best))}指向 {best}，不足以改判）",
+        return TypeSuggestion(ivr, 0.6, f"IVR 按键选择了 {ivr}（转写线索{quoted(words(best))}指向 {best}，不足以改判）",
                               words(ivr), others(ivr))
     if ranked:
         best = ranked[0]
         confidence = 0.8 if score(best) >= CLEAR_CUE else 0.5
-        return TypeSuggestion(best, confidence, f"说了{_quoted(words(best))}", words(best), others(best))
+        return TypeSuggestion(best, confidence, f"说了{quoted(words(best))}", words(best), others(best))
     asked = find_all(text, QUESTION_CUES)
     if asked:
         return TypeSuggestion("咨询", 0.4, f"听起来是提问（「{asked[0]}」）", tuple(asked))
@@ -311,16 +161,16 @@ def suggest_urgency(ticket: TicketFacts, text: str, catalogue: Catalogue, matter
     if ticket.emergency or words:
         guard = tuple(ticket.emergency_words) or tuple(words)
         if ticket.emergency:
-            why = "紧急守护已触发" + (_quoted(guard) if guard else "（来电人按了紧急键）")
+            why = "紧急守护已触发" + (quoted(guard) if guard else "（来电人按了紧急键）")
         else:
-            why = "说了" + _quoted(guard)
+            why = "说了" + quoted(guard)
         return UrgencySuggestion("emergency", why + "：可能需要 110/119/120/122，请确认是否转紧急联动", guard)
     reasons, from_matters = [], []
     vulnerable, trapped = find_all(text, VULNERABLE_CUES), find_all(text, TRAPPED_CUES)
     if vulnerable:
-        reasons.append("涉及" + _quoted(vulnerable))
+        reasons.append("涉及" + quoted(vulnerable))
     if trapped:
-        reasons.append("有人" + _quoted(trapped))
+        reasons.append("有人" + quoted(trapped))
     for hit in escalations:
         reasons.append(f"{hit.escalation.label}（「{hit.matched[0]}」）")
     season = catalogue.in_heating_season(ticket.received_at)
@@ -353,7 +203,7 @@ def suggest_units(ticket: TicketFacts, catalogue: Catalogue, place: PlaceHit | N
     where = f"地点「{place.label}」" if place else ""
     if escalations:
         units, notes, missing = _resolve(catalogue, catalogue.escalation_to, place)
-        kinds = "、".join(f"{h.escalation.label}（说了{_quoted(h.matched)}）" for h in escalations)
+        kinds = "、".join(f"{h.escalation.label}（说了{quoted(h.matched)}）" for h in escalations)
         reason = "；".join([f"{kinds}：公安与属地政府双派", *notes])
         out.append(UnitSuggestion("dual", units, reason, tuple(w for h in escalations for w in h.matched),
                                   "escalation", None, missing, 0.9))
@@ -362,7 +212,7 @@ def suggest_units(ticket: TicketFacts, catalogue: Catalogue, place: PlaceHit | N
         matter = hit.matter
         units, notes, missing = _resolve(catalogue, matter.to, place)
         names = "、".join(u.name for u in units) or "（待确认）"
-        parts = [f"事项「{matter.name}」（说了{_quoted(hit.matched)}）→ {MODE_LABELS[matter.mode]} {names}"]
+        parts = [f"事项「{matter.name}」（说了{quoted(hit.matched)}）→ {MODE_LABELS[matter.mode]} {names}"]
         parts += [where] if where and any(t in ("street", "district", "police") for t in matter.to) else []
         parts += notes
         if line_unit and line_unit in units:
@@ -378,7 +228,7 @@ def suggest_units(ticket: TicketFacts, catalogue: Catalogue, place: PlaceHit | N
                                   "line", None, (), 0.3 if out else 0.5))
     if not out and place:
         unit = place.street or place.district
-        reason = f"未识别事项，按属地直派 {unit.name}（说了{_quoted(place.matched)}）"
+        reason = f"未识别事项，按属地直派 {unit.name}（说了{quoted(place.matched)}）"
         out.append(UnitSuggestion("direct", (unit,), reason, place.matched, "place", None, (), 0.3))
     return tuple(out)
 
@@ -431,13 +281,13 @@ def _same_demand(ticket: TicketFacts, past: PastTicket, matters: list[MatterHit]
     theirs = catalogue.find_matters(past.snippet)
     shared = [mine[h.matter.id] for h in theirs if h.matter.id in mine]
     if shared:
-        return ["同一事项" + _quoted(shared), *shared]
+        return ["同一事项" + quoted(shared), *shared]
     if mine or theirs or not category or past.category != category:
         return []
     grams = bigrams(ticket.transcript)
     words = sorted(grams & bigrams(past.snippet))
     if len(words) >= 3 and len(words) >= 0.3 * len(grams):
-        return ["相近描述" + _quoted(words[:4]), *words]
+        return ["相近描述" + quoted(words[:4]), *words]
     return []
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from gateway.desk.catalogue import load_catalogue
+from gateway.desk.catalogue_load import load_catalogue
 from gateway.desk.knowledge import load_knowledge
-from gateway.desk.suggest import PastTicket, TicketFacts, suggest
+from gateway.desk.suggest import suggest
+from gateway.desk.suggest_model import PastTicket, TicketFacts
 
 
 def load_suggester(config_dir: Path) -> Callable[..., dict]:

@@ -18,7 +18,7 @@ from ruamel.yaml.error import YAMLError
 
 from gateway.errors import ConfigError, GatewayError, NotFound
 from gateway.ivr_flows import yamlsrc
-from gateway.ivr_flows.validate import _LINE_FIELDS  # the keys each merge mode allows
+from gateway.ivr_flows.validate import LINE_FIELDS  # the keys each merge mode allows
 
 
 class ChangeError(GatewayError):
@@ -89,8 +89,8 @@ def _line_index(doc: dict, number: str) -> int:
 def _fit_mode(line: dict) -> dict:
     """Drop (in place) the keys the line's (new) mode does not take, e.g. a queue when retiring."""
     mode = line.get("mode")
-    if isinstance(mode, str) and mode in _LINE_FIELDS:
-        required, optional = _LINE_FIELDS[mode]
+    if isinstance(mode, str) and mode in LINE_FIELDS:
+        required, optional = LINE_FIELDS[mode]
         for key in [k for k in line if k not in set(required) | set(optional)]:
             del line[key]
     return line

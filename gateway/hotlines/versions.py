@@ -9,14 +9,15 @@ import sqlalchemy as sa
 
 from gateway.errors import NotFound
 from gateway.ticketing.models import AuditEvent, ConfigVersion
-from gateway.ticketing.store import TicketStore, _iso
+from gateway.ticketing.rows import iso
+from gateway.ticketing.store import TicketStore
 
 
 def version_dict(v: ConfigVersion, *, with_files: bool = False) -> dict[str, Any]:
     out = {
         "id": v.id, "content_hash": v.content_hash, "status": v.status, "parent_id": v.parent_id,
-        "comment": v.comment, "created_by": v.created_by, "created_at": _iso(v.created_at),
-        "effective_at": _iso(v.effective_at), "applied_at": _iso(v.applied_at), "diff": v.diff,
+        "comment": v.comment, "created_by": v.created_by, "created_at": iso(v.created_at),
+        "effective_at": iso(v.effective_at), "applied_at": iso(v.applied_at), "diff": v.diff,
         "change": v.change, "error": v.error,
     }
     if with_files:

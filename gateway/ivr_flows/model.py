@@ -1,6 +1,6 @@
 """Typed, immutable configuration: flows, lines, queues, agents, schedules.
 
-Built only by :mod:`gateway.ivr_flows.validate`, which guarantees every
+Built only by :mod:`gateway.ivr_flows.validate` (flows by its :mod:`~gateway.ivr_flows.flowcheck`), which guarantees every
 reference resolves; the interpreter can therefore trust these objects.
 """
 

@@ -1,5 +1,9 @@
 """Turn YAML sources into a :class:`GatewayConfig`, or every problem found.
 
+This module checks ``hotlines.yaml`` (lines, queues, schedules, broadcasts) and the
+configuration as a whole; one flow file is checked by :mod:`gateway.ivr_flows.flowcheck`,
+fields are read by :class:`gateway.ivr_flows.fields.Reader`.
+
 All problems of all files are collected (not just the first), each with file,
 line and field, and :class:`gateway.errors.ConfigError` is raised if there is
 any. Nothing is half-built: the caller either gets a whole, consistent config
@@ -8,361 +12,38 @@ or an error, so a running gateway keeps its current config on a bad reload.
 
 from __future__ import annotations
 
-import difflib
 import re
 from datetime import datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 from pathlib import Path
 from typing import Any
 
 from gateway.errors import ConfigError
 from gateway.ivr_flows import yamlsrc
+from gateway.ivr_flows.fields import ID, Reader, kind_of
+from gateway.ivr_flows.flowcheck import AFTER_HOURS, check_flow, flow_links
 from gateway.ivr_flows.model import (
     EMERGENCY_NUMBERS,
     Broadcast,
-    BroadcastNode,
     MERGE_MODES,
     Agent,
-    CalendarNode,
-    EmergencyGuard,
-    Flow,
-    GotoFlowNode,
     GatewayConfig,
-    HangupNode,
     Line,
     MenuNode,
-    MenuOption,
-    PlayNode,
     Queue,
-    RecordNode,
     Schedule,
     TransferNode,
 )
 
-_ID = re.compile(r"^[a-z][a-z0-9_-]{0,47}$")
 _NUMBER = re.compile(r"^[0-9]{3,20}$")
-_KEY = re.compile(r"^[0-9*#]$")
 _RANGE = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-4]):([0-5][0-9])$")
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")  # [0-9]: \d also matches "٢٠٢٧"
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-AFTER_HOURS = ("central", "hangup")
-_LANG = re.compile(r"^[a-z]{2,3}$")
-VOICES = ("cmn", "yue", "ko", "en")  # espeak-ng voices the prompts can be rendered in
-# Control characters (NUL...) are refused in every text; names and labels are written into
-# Asterisk's config files (``; <line name>``), so they must also be a single line.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_LINE_BREAK = re.compile(r"[\n\r\x85\u2028\u2029]")
-
-
-def _show(value: Any, limit: int = 60) -> str:
-    """``repr(value)``, cut short: a message must not echo a 100 KB value back."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
-class _Reader:
-    """Field access on one source that records problems instead of raising."""
-
-    def __init__(self, src: yamlsrc.Source) -> None:
-        self.src = src
-
-    def mapping(self, value: Any, path: tuple, *, required=(), optional=()) -> dict | None:
-        if not isinstance(value, dict):
-            self.src.problem(path, f"expected a mapping, got {_kind(value)}")
-            return None
-        allowed = set(required) | set(optional)
-        for key in value:
-            if key not in allowed:
-                hint = difflib.get_close_matches(key, sorted(allowed), n=1)
-                more = f" (did you mean {hint[0]!r}?)" if hint else f" (allowed: {', '.join(sorted(allowed))})"
-                self.src.problem(path + (key,), f"unknown key{more}")
-        for key in required:
-            if key not in value:
-                self.src.problem(path, f"missing required key {key!r}")
-        return value
-
-    def text(self, value: Any, path: tuple, *, pattern: re.Pattern | None = None, what: str = "",
-             one_line: bool = False) -> str | None:
-        if isinstance(value, bool) or value is None or isinstance(value, (dict, list)):
-            self.src.problem(path, f"expected text, got {_kind(value)}")
-            return None
-        text = str(value).strip()
-        if not text:
-            self.src.problem(path, "must not be empty")
-            return None
-        if _CONTROL.search(text):
-            self.src.problem(path, "contains control characters (such as NUL) / 含有控制字符")
-            return None
-        if one_line and _LINE_BREAK.search(text):
-            self.src.problem(path, "must be a single line / 必须为单行文字")
-            return None
-        if pattern and not pattern.match(text):
-            self.src.problem(path, f"{_show(text)} is not a valid {what or 'value'}")
-            return None
-        return text
-
-    def zone(self, value: Any, path: tuple) -> str | None:
-        """An IANA time zone name such as Asia/Shanghai."""
-        name = self.text(value, path, pattern=re.compile(r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$"),
-                         what="time zone (e.g. Asia/Shanghai)")
-        if name is None:
-            return None
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            self.src.problem(path, f"{_show(name)} is not a known time zone (e.g. Asia/Shanghai)")
-            return None
-        return name
-
-    def number(self, value: Any, path: tuple, *, low: float, high: float) -> float | None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.src.problem(path, f"expected a number, got {_kind(value)}")
-            return None
-        if not low <= value <= high:
-            self.src.problem(path, f"{_show(value)} is out of range {low}..{high}")
-            return None
-        return value
-
-    def choice(self, value: Any, path: tuple, choices: tuple) -> str | None:
-        text = self.text(value, path)
-        if text is None:
-            return None
-        if text not in choices:
-            hint = difflib.get_close_matches(text, choices, n=1)
-            more = f"; did you mean {hint[0]!r}?" if hint else ""
-            self.src.problem(path, f"{_show(text)} is not one of {', '.join(choices)}{more}")
-            return None
-        return text
-
-    def ref(self, value: Any, path: tuple, known: dict, what: str) -> str | None:
-        text = self.text(value, path)
-        if text is not None and text not in known:
-            self.src.problem(path, f"unknown {what} {_show(text)}")
-            return None
-        return text
-
-
-def _kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", type(None): "nothing"}.get(type(value), type(value).__name__)
-
-
-# -- flows ---------------------------------------------------------------------------------
-
-
-def _flow(src: yamlsrc.Source, r: _Reader) -> Flow | None:
-    top = r.mapping(src.data, (), required=("id", "language", "start", "prompts", "nodes"),
-                    optional=("description", "speech", "emergency"))
-    if top is None:
-        return None
-    fid = r.text(top.get("id"), ("id",), pattern=_ID, what="flow id")
-    language = r.choice(top.get("language"), ("language",), VOICES)
-    prompts = r.mapping(top.get("prompts"), ("prompts",), optional=tuple(top.get("prompts") or {})) or {}
-    texts, voices = {}, {}
-    for k, v in prompts.items():
-        if isinstance(v, dict):  # {text: ..., language: ko}: a prompt in another voice
-            if r.mapping(v, ("prompts", k), required=("text", "language")) is None:
-                continue
-            texts[k] = r.text(v.get("text"), ("prompts", k, "text"))
-            voice = r.choice(v.get("language"), ("prompts", k, "language"), VOICES)
-            if voice and voice != language:
-                voices[k] = voice
-        else:
-            texts[k] = r.text(v, ("prompts", k))
-    speech = None
-    if top.get("speech") is not None:
-        speech = r.text(top.get("speech"), ("speech",), pattern=_LANG, what="speech language (e.g. zh, ko)")
-    raw_nodes = top.get("nodes")
-    if not isinstance(raw_nodes, dict) or not raw_nodes:
-        src.problem(("nodes",), "expected a non-empty mapping of nodes")
-        return None
-    nodes = {}
-    for nid, raw in raw_nodes.items():
-        path = ("nodes", nid)
-        if not _ID.match(nid):
-            src.problem(path, f"{nid!r} is not a valid node id")
-        node = _node(nid, raw, path, r, texts)
-        if node is not None:
-            nodes[nid] = node
-    start = r.text(top.get("start"), ("start",))
-    if start and start not in raw_nodes:
-        src.problem(("start",), f"unknown node {start!r}")
-    for nid, node in nodes.items():
-        for field_, target in _targets(node):
-            if target not in raw_nodes:
-                src.problem(("nodes", nid, *field_), f"unknown node {target!r}")
-    guard = _guard(top.get("emergency"), r, texts, raw_nodes) if "emergency" in top else None
-    if guard is not None and guard.key:
-        for nid, node in nodes.items():
-            if isinstance(node, MenuNode) and guard.key in node.options:
-                src.problem(("nodes", nid, "options", guard.key),
-                            f"key {guard.key!r} is the flow's emergency key (emergency.key)")
-    if fid is None or start is None or language is None:
-        return None
-    return Flow(id=fid, language=language, start=start, prompts=texts, nodes=nodes, speech=speech,
-                emergency=guard, prompt_languages=voices)
-
-
-def _guard(raw: Any, r: _Reader, texts: dict, raw_nodes: dict) -> EmergencyGuard | None:
-    path = ("emergency",)
-    if r.mapping(raw, path, required=("node",), optional=("key", "key_prompt")) is None:
-        return None
-    node = r.text(raw.get("node"), path + ("node",))
-    if node is not None and node not in raw_nodes:
-        r.src.problem(path + ("node",), f"unknown node {node!r}")
-    key = None
-    if raw.get("key") is not None:
-        key = r.text(raw.get("key"), path + ("key",), pattern=_KEY, what="phone key (0-9, * or #)")
-    key_prompt = _prompt(r, raw.get("key_prompt"), path + ("key_prompt",), texts, optional=True)
-    if key_prompt and not key:
-        r.src.problem(path + ("key_prompt",), "a key prompt needs emergency.key")
-    return None if node is None else EmergencyGuard(node, key, key_prompt)
-
-
-def _targets(node) -> list:
-    if isinstance(node, (PlayNode, RecordNode, BroadcastNode)):
-        return [(("next",), node.next)]
-    if isinstance(node, MenuNode):
-        out = [(("on_failure",), node.on_failure)]
-        out += [(("options", key, "next"), opt.next) for key, opt in node.options.items()]
-        return out
-    if isinstance(node, CalendarNode):
-        return [(("open",), node.open)] + [(("closed", k), v) for k, v in node.closed.items()]
-    return []
-
-
-def _flow_links(flows: dict, sources: dict) -> list:
-    """Every ``type: flow`` node must name a loaded flow (checked once all flows are read)."""
-    out = []
-    for fid, flow in flows.items():
-        src = sources[fid]
-        for nid, node in flow.nodes.items():
-            if isinstance(node, GotoFlowNode) and node.flow not in flows:
-                out.append(yamlsrc.ConfigProblem(src.file, src.line_of(("nodes", nid, "flow")),
-                                                 yamlsrc.field_name(("nodes", nid, "flow")), f"unknown flow {node.flow!r}"))
-    return out
-
-
-def _prompt(r: _Reader, value, path, texts: dict, *, optional=False) -> str | None:
-    if value is None and optional:
-        return None
-    text = r.text(value, path)
-    if text is not None and text not in texts:
-        r.src.problem(path, f"unknown prompt {text!r}")
-    return text
-
-
-def _node(nid: str, raw: Any, path: tuple, r: _Reader, texts: dict):
-    if not isinstance(raw, dict):
-        r.src.problem(path, f"expected a mapping, got {_kind(raw)}")
-        return None
-    kind = r.choice(raw.get("type"), path + ("type",),
-                    ("play", "menu", "record", "transfer", "calendar", "hangup", "broadcast", "flow"))
-    if kind is None:
-        return None
-    fields = {
-        "play": (("type", "prompt", "next"), ("set", "interruptible")),
-        "menu": (("type", "prompt", "options", "on_failure"),
-                 ("timeout", "retries", "invalid_prompt", "no_input_prompt", "default", "speech")),
-        "record": (("type", "prompt", "next"), ("beep_prompt", "max_seconds", "silence_seconds", "speech",
-                                                "no_input_seconds", "no_input_prompt")),
-        "transfer": (("type", "default_queue"), ("queue_from", "prompt")),
-        "calendar": (("type", "open", "closed"), ()),
-        "hangup": (("type",), ("prompt",)),
-        "broadcast": (("type", "next"), ()),
-        "flow": (("type", "flow"), ()),
-    }[kind]
-    if r.mapping(raw, path, required=fields[0], optional=fields[1]) is None:
-        return None
-    if any(k not in raw for k in fields[0]):
-        return None
-    p = lambda key, optional=False: _prompt(r, raw.get(key), path + (key,), texts, optional=optional)  # noqa: E731
-    if kind == "play":
-        return PlayNode(nid, p("prompt"), str(raw["next"]), _sets(r, raw.get("set"), path + ("set",)),
-                        interruptible=_flag(r, raw.get("interruptible", True), path + ("interruptible",)))
-    if kind == "record":
-        return RecordNode(
-            nid, p("prompt"), str(raw["next"]), p("beep_prompt", True),
-            r.number(raw.get("max_seconds", 60), path + ("max_seconds",), low=1, high=600) or 60,
-            r.number(raw.get("silence_seconds", 3), path + ("silence_seconds",), low=0.5, high=30) or 3,
-            _flag(r, raw.get("speech", False), path + ("speech",)),
-            r.number(raw.get("no_input_seconds", 6), path + ("no_input_seconds",), low=1, high=60) or 6,
-            p("no_input_prompt", True),
-        )
-    if kind == "flow":
-        return GotoFlowNode(nid, r.text(raw["flow"], path + ("flow",), pattern=_ID, what="flow id") or "")
-    if kind == "transfer":
-        qf = raw.get("queue_from", [])
-        if not isinstance(qf, list) or not all(isinstance(x, str) for x in qf):
-            r.src.problem(path + ("queue_from",), "expected a list of variable names")
-            qf = []
-        return TransferNode(nid, str(raw["default_queue"]), tuple(qf), p("prompt", True))
-    if kind == "calendar":
-        closed = r.mapping(raw["closed"], path + ("closed",), required=AFTER_HOURS) or {}
-        return CalendarNode(nid, str(raw["open"]), {k: str(v) for k, v in closed.items() if k in AFTER_HOURS})
-    if kind == "hangup":
-        return HangupNode(nid, p("prompt", True))
-    if kind == "broadcast":
-        return BroadcastNode(nid, str(raw["next"]))
-    options = {}
-    raw_opts = raw["options"]
-    if not isinstance(raw_opts, dict) or not raw_opts:
-        r.src.problem(path + ("options",), "expected a non-empty mapping of keys")
-        raw_opts = {}
-    for key, opt in raw_opts.items():
-        opath = path + ("options", key)
-        if not _KEY.match(str(key)):
-            r.src.problem(opath, f"{key!r} is not a phone key (0-9, * or #)")
-            continue
-        if r.mapping(opt, opath, required=("label", "next"), optional=("set", "say")) is None or "next" not in opt:
-            continue
-        say = opt.get("say", [])
-        if not isinstance(say, list) or not all(isinstance(w, str) and w.strip() and len(w) <= 40 for w in say):
-            r.src.problem(opath + ("say",), "expected a list of words a caller may say (non-empty, short)")
-            say = []
-        label = r.text(opt.get("label"), opath + ("label",), one_line=True) or ""
-        options[str(key)] = MenuOption(str(key), label, str(opt["next"]),
-                                       _sets(r, opt.get("set"), opath + ("set",)),
-                                       tuple(w.strip() for w in say))
-    default = raw.get("default")
-    if default is not None and str(default) not in options:
-        r.src.problem(path + ("default",), f"{default!r} is not one of the menu's keys")
-    retries = r.number(raw.get("retries", 2), path + ("retries",), low=0, high=5)
-    return MenuNode(
-        nid, p("prompt"), options, str(raw["on_failure"]),
-        r.number(raw.get("timeout", 5), path + ("timeout",), low=1, high=60) or 5,
-        int(retries if retries is not None else 2), p("invalid_prompt", True), p("no_input_prompt", True),
-        None if default is None else str(default),
-        _flag(r, raw.get("speech", False), path + ("speech",)),
-    )
-
-
-def _flag(r: _Reader, value: Any, path: tuple) -> bool:
-    if not isinstance(value, bool):
-        r.src.problem(path, f"expected true or false, got {_kind(value)}")
-        return False
-    return value
-
-
-def _sets(r: _Reader, raw, path) -> dict:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        r.src.problem(path, "expected a mapping of variable: value")
-        return {}
-    out = {}
-    for k, v in raw.items():
-        if not re.match(r"^[a-z_][a-z0-9_]*$", k):
-            r.src.problem(path + (k,), "not a valid variable name")
-        elif v is not None and not isinstance(v, (str, int, bool)):
-            r.src.problem(path + (k,), "expected text, a number or true/false")
-        else:
-            out[k] = v
-    return out
 
 
 # -- hotlines ------------------------------------------------------------------------------
 
-_LINE_FIELDS = {
+LINE_FIELDS = {
     "primary": (("number", "name", "mode"), ("flow", "hours")),
     "retired": (("number", "name", "mode", "department"), ("flow", "announcement", "announce")),
     "dual_number": (("number", "name", "mode", "department", "greeting", "queue"), ("flow",)),
@@ -372,7 +53,7 @@ _LINE_FIELDS = {
 _MINUTES = lambda hh, mm: int(hh) * 60 + int(mm)  # noqa: E731
 
 
-def _public_holidays(raw: Any, path: tuple, r: _Reader) -> dict:
+def _public_holidays(raw: Any, path: tuple, r: Reader) -> dict:
     """``{"2027": {"holidays": [...], "workdays": [...]}}``: China's public holidays and the
     make-up working days (调休) announced each year; every office-hours schedule follows them."""
     out = {"holidays": set(), "workdays": set()}
@@ -399,7 +80,7 @@ def _public_holidays(raw: Any, path: tuple, r: _Reader) -> dict:
     return out
 
 
-def _schedule(name: str, raw: Any, path: tuple, r: _Reader, public: dict) -> Schedule | None:
+def _schedule(name: str, raw: Any, path: tuple, r: Reader, public: dict) -> Schedule | None:
     if raw == "24x7":
         return Schedule(name, always_open=True)
     m = r.mapping(raw, path, required=("weekly",), optional=("holidays", "workdays", "timezone", "public_holidays"))
@@ -445,7 +126,7 @@ def _schedule(name: str, raw: Any, path: tuple, r: _Reader, public: dict) -> Sch
     return Schedule(name, False, weekly, holidays, workdays, zone)
 
 
-def _hotlines(src: yamlsrc.Source, r: _Reader, flows: dict) -> GatewayConfig | None:
+def _hotlines(src: yamlsrc.Source, r: Reader, flows: dict) -> GatewayConfig | None:
     top = r.mapping(src.data, (), required=("lines", "queues"),
                     optional=("version", "timezone", "schedules", "agents", "public_holidays", "broadcasts"))
     if top is None:
@@ -517,7 +198,7 @@ def _hotlines(src: yamlsrc.Source, r: _Reader, flows: dict) -> GatewayConfig | N
     return GatewayConfig(lines, queues, agents, schedules, flows, tz, broadcasts)
 
 
-def _when(value: Any, path: tuple, r: _Reader, tz: str):
+def _when(value: Any, path: tuple, r: Reader, tz: str):
     if isinstance(value, datetime):
         parsed = value
     else:
@@ -531,7 +212,7 @@ def _when(value: Any, path: tuple, r: _Reader, tz: str):
     return parsed
 
 
-def _broadcasts(raw: Any, path: tuple, r: _Reader, lines: dict, tz: str) -> tuple:
+def _broadcasts(raw: Any, path: tuple, r: Reader, lines: dict, tz: str) -> tuple:
     if not isinstance(raw, list):
         r.src.problem(path, "expected a list of broadcasts")
         return ()
@@ -541,7 +222,7 @@ def _broadcasts(raw: Any, path: tuple, r: _Reader, lines: dict, tz: str) -> tupl
         m = r.mapping(item, bpath, required=("id", "text", "start", "end"), optional=("lines",))
         if m is None or any(k not in m for k in ("id", "text", "start", "end")):
             continue
-        bid = r.text(m["id"], bpath + ("id",), pattern=_ID, what="broadcast id (lowercase letters, digits, -)")
+        bid = r.text(m["id"], bpath + ("id",), pattern=ID, what="broadcast id (lowercase letters, digits, -)")
         if bid in seen:
             r.src.problem(bpath + ("id",), f"duplicate broadcast {bid!r}")
         seen.add(bid)
@@ -561,14 +242,14 @@ def _broadcasts(raw: Any, path: tuple, r: _Reader, lines: dict, tz: str) -> tupl
     return tuple(out)
 
 
-def _line(raw, path, r: _Reader, queues, schedules, flows) -> Line | None:
+def _line(raw, path, r: Reader, queues, schedules, flows) -> Line | None:
     if not isinstance(raw, dict):
-        r.src.problem(path, f"expected a mapping, got {_kind(raw)}")
+        r.src.problem(path, f"expected a mapping, got {kind_of(raw)}")
         return None
     mode = r.choice(raw.get("mode"), path + ("mode",), MERGE_MODES)
     if mode is None:
         return None
-    required, optional = _LINE_FIELDS[mode]
+    required, optional = LINE_FIELDS[mode]
     if r.mapping(raw, path, required=required, optional=optional) is None:
         return None
     number = r.text(raw.get("number"), path + ("number",), pattern=_NUMBER, what="phone number (3-20 digits)")
@@ -642,16 +323,16 @@ def config_from_files(files: dict, *, origin: str = "config") -> GatewayConfig:
         problems.append(yamlsrc.ConfigProblem(f"{origin}/flows", None, "", "no flow files (*.yaml)"))
     for rel in flow_files:
         src = source(rel)
-        flow = _flow(src, _Reader(src)) if not src.problems else None
+        flow = check_flow(src, Reader(src)) if not src.problems else None
         problems += src.problems
         if flow is not None:
             if flow.id in flows:
                 problems.append(yamlsrc.ConfigProblem(src.file, src.line_of(("id",)), "id", f"duplicate flow {flow.id!r}"))
             flows[flow.id] = flow
             sources[flow.id] = src
-    problems += _flow_links(flows, sources)
+    problems += flow_links(flows, sources)
     src = source("hotlines.yaml")
-    config = _hotlines(src, _Reader(src), flows) if not src.problems else None
+    config = _hotlines(src, Reader(src), flows) if not src.problems else None
     problems += src.problems
     if problems or config is None:
         raise ConfigError(problems or [yamlsrc.ConfigProblem(src.file, None, "", "invalid")])

@@ -45,7 +45,8 @@ from gateway.asr.menu_match import MenuMatcher
 from gateway.errors import ChannelHangup, GatewayError
 from gateway.ivr_flows.channel import Heard, Recording, SpeechUnavailable
 from gateway.pbx import agi
-from gateway.pbx.audiosocket import AudioIn, AudioSocketServer, Closed, DtmfIn
+from gateway.pbx.audiosocket import AudioIn, Closed, DtmfIn
+from gateway.pbx.audiosocket_server import AudioSocketServer
 from gateway.pbx.vad import SpeechDetector
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,8 @@ import sqlalchemy as sa
 
 from gateway.errors import Conflict, GatewayError, NotFound
 from gateway.ticketing.models import DISPATCH_MODES, URGENCIES, AuditEvent, Call, Ticket, TicketDraft
-from gateway.ticketing.store import TicketStore, _iso, _ticket_dict
+from gateway.ticketing.rows import iso, ticket_dict
+from gateway.ticketing.store import TicketStore
 
 MAX_DRAFT_BYTES = 32_000
 DECISION_FIELDS = ("category", "urgency", "place", "summary", "dispatch_mode", "units", "answer",
@@ -104,7 +105,7 @@ class DeskStore:
             row = (await session.execute(
                 sa.select(Ticket, Call.uniqueid).join(Call, Ticket.call_id == Call.id)
                 .where(Call.uniqueid == uniqueid))).one_or_none()
-        return None if row is None else _ticket_dict(row[0], row[1])
+        return None if row is None else ticket_dict(row[0], row[1])
 
     async def call_of_ticket(self, ticket_id: int) -> dict | None:
         async with self.store.read_session() as session:
@@ -113,7 +114,7 @@ class DeskStore:
             if call is None:
                 return None
             return {"uniqueid": call.uniqueid, "agent": call.agent, "status": call.status,
-                    "started_at": _iso(call.started_at), "queue": call.queue}
+                    "started_at": iso(call.started_at), "queue": call.queue}
 
     async def history(self, caller_number: str, *, since: datetime, exclude_id: int, limit: int = 20) -> list[dict]:
         """The caller's earlier tickets (same number) since ``since``, newest first."""
@@ -124,7 +125,7 @@ class DeskStore:
                 .order_by(Ticket.id.desc()).limit(limit))
         async with self.store.read_session() as session:
             rows = (await session.execute(stmt)).all()
-        return [_ticket_dict(t, uid) for t, uid in rows]
+        return [ticket_dict(t, uid) for t, uid in rows]
 
     async def open_tickets(self, *, since: datetime, exclude_id: int, limit: int = 200) -> list[dict]:
         """Tickets not yet closed (draft or submitted) since ``since``: candidates for "same demand"."""
@@ -134,7 +135,7 @@ class DeskStore:
                 .order_by(Ticket.id.desc()).limit(limit))
         async with self.store.read_session() as session:
             rows = (await session.execute(stmt)).all()
-        return [_ticket_dict(t, uid) for t, uid in rows]
+        return [ticket_dict(t, uid) for t, uid in rows]
 
     async def inbox(self, agent_id: str, *, limit: int = 20) -> list[dict]:
         """Draft tickets of calls this agent answered, newest first (what a reloaded desk shows)."""
@@ -143,7 +144,7 @@ class DeskStore:
                 .order_by(Ticket.id.desc()).limit(limit))
         async with self.store.read_session() as session:
             rows = (await session.execute(stmt)).all()
-        return [_ticket_dict(t, uid) for t, uid in rows]
+        return [ticket_dict(t, uid) for t, uid in rows]
 
     async def decide(self, ticket_id: int, *, outcome: str, version_id: Any, fields: dict, actor: str,
                      now: datetime) -> dict:
@@ -163,7 +164,7 @@ class DeskStore:
                 raise Conflict(f"工单已由 {ticket.decided_by} 于 {when} 处理（{ticket.status}）"
                                f" / ticket already {ticket.status} by {ticket.decided_by} at {when}",
                                details={"status": ticket.status, "decided_by": ticket.decided_by,
-                                        "decided_at": _iso(ticket.decided_at), "version_id": ticket.version_id})
+                                        "decided_at": iso(ticket.decided_at), "version_id": ticket.version_id})
             if ticket.version_id != version_id:
                 raise Conflict("工单已被更新，请刷新后再提交 / the ticket changed since you loaded it; reload",
                                details={"version_id": ticket.version_id})
@@ -203,7 +204,7 @@ class DeskStore:
             else:
                 row.data = data
                 row.updated_at = now
-            return {"ticket_id": ticket_id, "data": data, "updated_at": _iso(now)}
+            return {"ticket_id": ticket_id, "data": data, "updated_at": iso(now)}
 
         return await self.store.run_write(work)
 
@@ -212,7 +213,7 @@ class DeskStore:
             row = (await session.execute(sa.select(TicketDraft).where(
                 TicketDraft.ticket_id == ticket_id, TicketDraft.username == username))).scalar()
         return None if row is None else {"ticket_id": ticket_id, "data": dict(row.data or {}),
-                                         "updated_at": _iso(row.updated_at)}
+                                         "updated_at": iso(row.updated_at)}
 
     async def audit(self, actor: str, action: str, ticket_id: int, details: dict | None = None) -> None:
         async def work(session) -> None:

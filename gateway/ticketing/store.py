@@ -7,14 +7,16 @@ transaction starts with ``BEGIN IMMEDIATE``: writers queue on the database lock
 write. On PostgreSQL the unique ``tickets.call_id`` is what stops a second
 draft for the same call; the loser catches the ``IntegrityError`` and re-reads.
 
-Readers return plain, JSON-ready dicts (datetimes as ISO 8601 strings) so no
-ORM object leaves this module.
+Readers return plain, JSON-ready dicts (datetimes as ISO 8601 strings,
+:mod:`gateway.ticketing.rows`) so no ORM object leaves the store. The calls'
+methods live in :mod:`gateway.ticketing.call_records`, mixed into
+:class:`TicketStore`; this module holds the connection, the transactions and the
+draft tickets.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any, Awaitable, Callable, TypeVar
 
 import sqlalchemy as sa
@@ -23,9 +25,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm.exc import StaleDataError
 
-from gateway.errors import CallExists, NotFound, TicketDecided
+from gateway.errors import NotFound, TicketDecided
+from gateway.ticketing.call_records import CallRecords
 from gateway.ticketing.migrate import ensure_sqlite_dir
 from gateway.ticketing.models import AuditEvent, Call, Ticket
+from gateway.ticketing.rows import audit_dict, find_call, ticket_dict, ticket_of
 
 log = logging.getLogger(__name__)
 
@@ -54,98 +58,7 @@ def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _call_dict(call: Call, ticket_id: int | None) -> dict[str, Any]:
-    return {
-        "id": call.id,
-        "uniqueid": call.uniqueid,
-        "channel": call.channel,
-        "caller_number": call.caller_number,
-        "caller_id_raw": call.caller_id_raw,
-        "caller_number_valid": call.caller_id_raw is None,
-        "dialled_number": call.dialled_number,
-        "line_number": call.line_number,
-        "line_name": call.line_name,
-        "merge_mode": call.merge_mode,
-        "department": call.department,
-        "flow_version": call.flow_version,
-        "menu_path": list(call.menu_path or []),
-        "status": call.status,
-        "queue": call.queue,
-        "agent": call.agent,
-        "hangup_cause": call.hangup_cause,
-        "hangup_cause_txt": call.hangup_cause_txt,
-        "started_at": _iso(call.started_at),
-        "ended_at": _iso(call.ended_at),
-        "ticket_id": ticket_id,
-    }
-
-
-def _ticket_dict(ticket: Ticket, uniqueid: str) -> dict[str, Any]:
-    return {
-        "id": ticket.id,
-        "call_id": ticket.call_id,
-        "uniqueid": uniqueid,
-        "status": ticket.status,
-        "caller_number": ticket.caller_number,
-        "caller_id_raw": ticket.caller_id_raw,
-        "caller_number_valid": ticket.caller_id_raw is None,
-        "dialled_number": ticket.dialled_number,
-        "line_number": ticket.line_number,
-        "line_name": ticket.line_name,
-        "merge_mode": ticket.merge_mode,
-        "department": ticket.department,
-        "handled_by": ticket.handled_by,
-        "overflow_queue": ticket.overflow_queue,
-        "overflow_reason": ticket.overflow_reason,
-        "category": ticket.category,
-        "channel_kind": ticket.channel_kind,
-        "confidential": bool(ticket.confidential),
-        "menu_path": list(ticket.menu_path or []),
-        "recording_path": ticket.recording_path,
-        "recording_duration_ms": ticket.recording_duration_ms,
-        "queue": ticket.queue,
-        "language": ticket.language,
-        "transcript_status": ticket.transcript_status or "none",
-        "transcript": ticket.transcript,
-        "transcript_words": list(ticket.transcript_words or []),
-        "transcript_confidence": ticket.transcript_confidence,
-        "transcript_model": ticket.transcript_model,
-        "transcript_rtf": ticket.transcript_rtf,
-        "transcript_error": ticket.transcript_error,
-        "emergency": bool(ticket.emergency),
-        "emergency_words": list(ticket.emergency_words or []),
-        "urgency": ticket.urgency,
-        "place": ticket.place,
-        "summary": ticket.summary,
-        "dispatch_mode": ticket.dispatch_mode,
-        "units": list(ticket.units or []),
-        "answer": ticket.answer,
-        "linked_ticket_id": ticket.linked_ticket_id,
-        "decided_by": ticket.decided_by,
-        "decided_at": _iso(ticket.decided_at),
-        "created_at": _iso(ticket.created_at),
-        "updated_at": _iso(ticket.updated_at),
-        "version_id": ticket.version_id,
-    }
-
-
-def _audit_dict(item: AuditEvent) -> dict[str, Any]:
-    return {
-        "id": item.id,
-        "at": _iso(item.at),
-        "actor": item.actor,
-        "action": item.action,
-        "object_type": item.object_type,
-        "object_id": item.object_id,
-        "details": dict(item.details or {}),
-    }
-
-
-class TicketStore:
+class TicketStore(CallRecords):
     """Calls, draft tickets and their audit trail in one SQL database."""
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -188,15 +101,6 @@ class TicketStore:
     def engine(self) -> AsyncEngine:
         return self._engine
 
-    async def calls_per_line(self, since: datetime) -> dict[str, dict[str, Any]]:
-        """Calls per dialled number since ``since``: count and the last call's time."""
-        stmt = (sa.select(Call.dialled_number, sa.func.count(Call.id), sa.func.max(Call.started_at))
-                .where(Call.started_at >= since).group_by(Call.dialled_number))
-        async with self._read_sessions() as session:
-            rows = (await session.execute(stmt)).all()
-        return {number: {"calls": count, "last_call_at": _iso(last) if isinstance(last, datetime) else last}
-                for number, count, last in rows}
-
     # -- helpers ---------------------------------------------------------
 
     async def _write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -210,148 +114,6 @@ class TicketStore:
                     raise
                 log.debug("write lost a race (attempt %d), retrying", attempt)
         raise AssertionError("unreachable")
-
-    @staticmethod
-    async def _call(session: AsyncSession, uniqueid: str, *, required: bool = True) -> Call | None:
-        stmt = sa.select(Call).where(Call.uniqueid == uniqueid)
-        call = (await session.execute(stmt)).scalar_one_or_none()
-        if call is None and required:
-            raise NotFound(f"no call {uniqueid!r}", details={"uniqueid": uniqueid})
-        return call
-
-    @staticmethod
-    async def _ticket_of(session: AsyncSession, call: Call) -> Ticket | None:
-        stmt = sa.select(Ticket).where(Ticket.call_id == call.id)
-        return (await session.execute(stmt)).scalar_one_or_none()
-
-    # -- calls -------------------------------------------------------------
-
-    async def start_call(
-        self,
-        *,
-        uniqueid: str,
-        channel: str,
-        caller_number: str,
-        dialled_number: str,
-        line_number: str,
-        line_name: str,
-        merge_mode: str,
-        department: str | None,
-        flow_version: str | None,
-        started_at: datetime,
-        caller_id_raw: str | None = None,
-    ) -> None:
-        """Record a call entering the IVR; :class:`CallExists` if that uniqueid is already known.
-
-        Asterisk never runs the IVR twice for one channel, so a second session with a
-        known call id is a replay (or a forged FastAGI peer): it must not touch the call.
-        """
-
-        async def work(session: AsyncSession) -> None:
-            if await self._call(session, uniqueid, required=False) is not None:
-                raise CallExists(f"call {uniqueid!r} is already recorded", details={"uniqueid": uniqueid})
-            session.add(
-                Call(
-                    uniqueid=uniqueid,
-                    channel=channel,
-                    caller_number=caller_number,
-                    caller_id_raw=caller_id_raw,
-                    dialled_number=dialled_number,
-                    line_number=line_number,
-                    line_name=line_name,
-                    merge_mode=merge_mode,
-                    department=department,
-                    flow_version=flow_version,
-                    menu_path=[],
-                    status="in_ivr",
-                    started_at=started_at,
-                )
-            )
-
-        await self._write(work)
-
-    async def record_step(self, uniqueid: str, step: dict) -> None:
-        """Append one IVR step to the call's (and its ticket's) menu path."""
-
-        async def work(session: AsyncSession) -> None:
-            call = await self._call(session, uniqueid)
-            call.menu_path = [*(call.menu_path or []), dict(step)]
-            ticket = await self._ticket_of(session, call)
-            if ticket is not None and ticket.status == "draft":
-                ticket.menu_path = [*(ticket.menu_path or []), dict(step)]
-
-        await self._write(work)
-
-    async def mark_queued(self, uniqueid: str, queue: str) -> bool:
-        """The call joined ``queue``; False if the call is unknown."""
-
-        async def work(session: AsyncSession) -> bool:
-            call = await self._call(session, uniqueid, required=False)
-            if call is None:
-                return False
-            previous, call.queue = call.queue, queue
-            if call.status != "ended":
-                call.status = "queued"
-            ticket = await self._ticket_of(session, call)
-            if ticket is None:
-                return True
-            if previous and previous != queue:
-                # A second queue: the first (a sub-centre) did not answer in time and the
-                # dialplan overflowed the call. The ticket keeps both.
-                ticket.overflow_queue = queue
-                ticket.overflow_reason = "no_answer"
-                session.add(AuditEvent(actor="ami", action="call.overflowed", object_type="ticket",
-                                       object_id=str(ticket.id), details={"from": previous, "to": queue}))
-            elif ticket.queue != queue:
-                ticket.queue = queue
-            return True
-
-        return await self._write(work)
-
-    async def mark_agent(self, uniqueid: str, agent: str) -> bool:
-        """An agent answered the call; False if the call is unknown."""
-
-        async def work(session: AsyncSession) -> bool:
-            call = await self._call(session, uniqueid, required=False)
-            if call is None:
-                return False
-            call.agent = agent
-            return True
-
-        return await self._write(work)
-
-    async def finish_call(
-        self,
-        uniqueid: str,
-        *,
-        hangup_cause: int | None,
-        hangup_cause_txt: str | None,
-        ended_at: datetime,
-    ) -> bool:
-        """Mark the call ended; False if it never reached the IVR. The first finish wins."""
-
-        async def work(session: AsyncSession) -> bool:
-            call = await self._call(session, uniqueid, required=False)
-            if call is None:
-                return False
-            if call.status == "ended":
-                return True
-            call.status = "ended"
-            call.hangup_cause = hangup_cause
-            call.hangup_cause_txt = hangup_cause_txt
-            call.ended_at = ended_at
-            session.add(
-                AuditEvent(
-                    actor="ami",
-                    action="call.ended",
-                    object_type="call",
-                    object_id=uniqueid,
-                    details={"hangup_cause": hangup_cause, "hangup_cause_txt": hangup_cause_txt},
-                )
-            )
-            return True
-
-        return await self._write(work)
 
     # -- tickets -----------------------------------------------------------
 
@@ -384,8 +146,8 @@ class TicketStore:
         given = {k: v for k, v in given.items() if v is not None}
 
         async def work(session: AsyncSession) -> int:
-            call = await self._call(session, uniqueid)
-            ticket = await self._ticket_of(session, call)
+            call = await find_call(session, uniqueid)
+            ticket = await ticket_of(session, call)
             if ticket is None:
                 return await self._create_ticket(session, call, given)
             _check_draft(ticket, uniqueid)
@@ -435,8 +197,8 @@ class TicketStore:
         """Attach the caller's recorded description to the call's draft ticket."""
 
         async def work(session: AsyncSession) -> None:
-            call = await self._call(session, uniqueid)
-            ticket = await self._ticket_of(session, call)
+            call = await find_call(session, uniqueid)
+            ticket = await ticket_of(session, call)
             if ticket is None:
                 raise NotFound(f"call {uniqueid!r} has no ticket", details={"uniqueid": uniqueid})
             _check_draft(ticket, uniqueid)
@@ -450,8 +212,8 @@ class TicketStore:
     async def _update_ticket(self, uniqueid: str, action: str, change: Callable[[Ticket], dict], *,
                              draft_only: bool = True) -> int:
         async def work(session: AsyncSession) -> int:
-            call = await self._call(session, uniqueid)
-            ticket = await self._ticket_of(session, call)
+            call = await find_call(session, uniqueid)
+            ticket = await ticket_of(session, call)
             if ticket is None:
                 raise NotFound(f"call {uniqueid!r} has no ticket", details={"uniqueid": uniqueid})
             if draft_only:
@@ -518,7 +280,7 @@ class TicketStore:
                 .limit(max(1, min(MAX_PAGE, limit)))
             )
             rows = (await session.execute(stmt)).all()
-        return [_ticket_dict(ticket, uid) for ticket, uid in rows]
+        return [ticket_dict(ticket, uid) for ticket, uid in rows]
 
     async def transcript_attempt_failed(self, ticket_id: int, error: str, *, give_up_after: int) -> str:
         """Count a failed recovery attempt; after ``give_up_after`` the status becomes ``failed``."""
@@ -539,16 +301,6 @@ class TicketStore:
 
     # -- readers -----------------------------------------------------------
 
-    async def get_call(self, uniqueid: str) -> dict[str, Any] | None:
-        async with self._read_sessions() as session:
-            stmt = (
-                sa.select(Call, Ticket.id)
-                .outerjoin(Ticket, Ticket.call_id == Call.id)
-                .where(Call.uniqueid == uniqueid)
-            )
-            row = (await session.execute(stmt)).one_or_none()
-            return None if row is None else _call_dict(row[0], row[1])
-
     async def get_ticket(self, ticket_id: int) -> dict[str, Any]:
         async with self._read_sessions() as session:
             stmt = (
@@ -559,7 +311,7 @@ class TicketStore:
             row = (await session.execute(stmt)).one_or_none()
             if row is None:
                 raise NotFound(f"no ticket {ticket_id}", details={"ticket_id": ticket_id})
-            return _ticket_dict(row[0], row[1])
+            return ticket_dict(row[0], row[1])
 
     async def list_tickets(
         self,
@@ -591,7 +343,7 @@ class TicketStore:
                 .offset(offset)
             )
             rows = (await session.execute(stmt)).all()
-        items = [_ticket_dict(ticket, uid) for ticket, uid in rows]
+        items = [ticket_dict(ticket, uid) for ticket, uid in rows]
         return {"items": items, "total": int(total or 0), "limit": limit, "offset": offset}
 
     async def list_audit(self, object_type: str, object_id: str) -> list[dict[str, Any]]:
@@ -601,11 +353,8 @@ class TicketStore:
                 .where(AuditEvent.object_type == object_type, AuditEvent.object_id == str(object_id))
                 .order_by(AuditEvent.id)
             )
-            return [_audit_dict(item) for item in (await session.scalars(stmt)).all()]
+            return [audit_dict(item) for item in (await session.scalars(stmt)).all()]
 
-    async def count_calls(self) -> int:
-        async with self._read_sessions() as session:
-            return int(await session.scalar(sa.select(sa.func.count(Call.id))) or 0)
 
 
 def _apply_transcript(ticket: Ticket, transcript: dict, status: str) -> None:

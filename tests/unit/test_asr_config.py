@@ -68,7 +68,8 @@ def test_given_a_relative_model_path_then_it_is_relative_to_the_config_file(tmp_
 def test_given_a_misspelt_key_then_the_problem_names_line_field_and_suggestion(tmp_path):
     found = problems(tmp_path, GOOD.replace("workers: 2", "worker: 2"))
     assert found == [{"file": str(tmp_path / "speech.yaml"), "line": 4, "field": "worker",
-                      "message": "unknown key (did you mean 'workers'?)"}]
+                      "message": "unknown key (did you mean 'workers'?)",
+                      "message_zh": "未知的键（是否应为 'workers'？）"}]
 
 
 def test_given_a_misspelt_model_key_then_line_and_field(tmp_path):

@@ -25,7 +25,6 @@ from gateway.pbx.audiosocket import (
     MAX_PAYLOAD,
     AudioIn,
     AudioSocketProtocolError,
-    AudioSocketServer,
     Closed,
     DtmfIn,
     Frame,
@@ -36,6 +35,7 @@ from gateway.pbx.audiosocket import (
     pcm_frames,
     uuid_from_payload,
 )
+from gateway.pbx.audiosocket_server import AudioSocketServer
 from tests.unit.test_fastagi_hostile import LagMeter, wait_until
 
 AUDIO = bytes(range(256)) + bytes(64)  # 320 bytes
@@ -361,7 +361,7 @@ HOSTILE = {
 @pytest.mark.parametrize("name", list(HOSTILE))
 async def test_given_a_hostile_peer_when_a_good_call_is_streaming_then_only_the_hostile_session_ends(
         server, caplog, name):
-    caplog.set_level(logging.INFO, logger="gateway.pbx.audiosocket")
+    caplog.set_level(logging.INFO, logger="gateway.pbx.audiosocket_server")
     make, close_after, counter, words = HOSTILE[name]
     call, good_reader, good = await connected_call(server)
     before = server.counters()[counter]
@@ -496,7 +496,7 @@ def test_given_bad_settings_when_the_server_is_built_then_it_refuses():
 
 async def test_given_asterisk_stops_reading_when_a_prompt_plays_then_play_gives_up_and_the_step_ends(
         server, monkeypatch, caplog):
-    monkeypatch.setattr("gateway.pbx.audiosocket.DRAIN_TIMEOUT", 0.3)
+    monkeypatch.setattr("gateway.pbx.audiosocket_server.DRAIN_TIMEOUT", 0.3)
     key = new_key()
     call = server.expect(key)
     raw = socket.socket()

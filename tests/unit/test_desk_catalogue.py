@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.desk.catalogue import load_catalogue, normalize, parse_catalogue
+from gateway.desk.catalogue import normalize
+from gateway.desk.catalogue_load import load_catalogue, parse_catalogue
 from gateway.desk.knowledge import load_knowledge, parse_knowledge
 from gateway.errors import ConfigError
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.desk.catalogue import load_catalogue
+from gateway.desk.catalogue_load import load_catalogue
 from gateway.desk.knowledge import load_knowledge
-from gateway.desk.suggest import PastTicket, TicketFacts, suggest
+from gateway.desk.suggest import suggest
+from gateway.desk.suggest_model import PastTicket, TicketFacts
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 CST = timezone(timedelta(hours=8))

@@ -99,7 +99,7 @@ def test_given_a_log_line_with_spoken_identifiers_when_filtered_then_they_are_ma
 
 
 def test_given_another_callers_ticket_when_suggested_as_similar_then_its_identifiers_are_masked():
-    from gateway.desk.suggest import PastTicket
+    from gateway.desk.suggest_model import PastTicket
 
     past = PastTicket.from_ticket({"id": 3, "status": "draft", "transcript": "我是13800138000，小区门口垃圾没人清"})
     assert "13800138000" not in past.snippet and "垃圾没人清" in past.snippet
