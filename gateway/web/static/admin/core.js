@@ -83,9 +83,12 @@ export function showProblems(form, err, {focus = true} = {}) {
     const control = controlFor(form, p.field || p.path);
     const name = p.field || p.path || "";
     if (control) {
-      const link = el("a", name, {href: `#${control.id}`});
+      // the field as the form names it ("队列 Queue"), then the path the server gave (lines[3].queue)
+      const caption = control.id && form.querySelector(`label[for="${control.id}"]`);
+      const link = el("a", caption ? caption.textContent.replace(/\s*\*$/, "").trim() : name, {href: `#${control.id}`});
       link.addEventListener("click", (ev) => { ev.preventDefault(); control.focus(); });
       li.appendChild(link);
+      if (caption && name) li.appendChild(el("span", ` ${name}`, {class: "where"}));
       control.setAttribute("aria-invalid", "true");
       const before = control.getAttribute("aria-describedby");
       control.setAttribute("aria-describedby", before ? `${before} ${id}` : id);

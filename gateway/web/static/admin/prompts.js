@@ -24,8 +24,8 @@ export async function loadPrompts() {
   body.replaceChildren(...items.map((p) => {
     const tr = el("tr", null, {"data-key": p.key});
     tr.appendChild(el("td", p.key, {"data-label": "提示音 Key"}));
-    tr.appendChild(el("td", p.text, {lang: p.language === "ko" ? "ko" : "zh-CN", "data-label": "文字 Text"}));
-    tr.appendChild(el("td", p.spoken === p.text ? "" : p.spoken, {lang: "zh-CN", "data-label": "读作 Spoken as"}));
+    tr.appendChild(el("td", p.text, {lang: p.language === "ko" ? "ko" : "zh-CN", "data-label": "文字 Text", class: "text"}));
+    tr.appendChild(el("td", p.spoken === p.text ? "" : p.spoken, {lang: "zh-CN", "data-label": "读作 Spoken as", class: "text"}));
     tr.appendChild(el("td", `${p.engine} ${p.voice}` + (p.recorded ? " (录音 recorded)" : ""),
                       {"data-label": "语音 Voice"}));
     const cell = el("td", null, {"data-label": "试听 Play"});
