@@ -79,4 +79,4 @@ async def preview_audio(request: web.Request) -> web.StreamResponse:
 
 def add_preview_routes(router: web.UrlDispatcher) -> None:
     router.add_post("/api/admin/prompts/preview", preview)
-    router.add_get("/api/admin/prompts/preview/{digest}.wav", preview_audio)
+    router.add_get("/api/admin/prompts/preview/{digest:[^/]+}.wav", preview_audio)  # the handler checks it

@@ -129,21 +129,29 @@ export async function submitChange(label, form, call) {
   buttons.forEach((b) => { b.disabled = true; });
   status("busy", `${label}…`);
   try {
-    const v = await call();
+    let v;
+    try {
+      v = await call();
+    } catch (err) {
+      const n = problemsOf(err.data).length;
+      status("error", `${label} 被拒绝 refused (${err.status || "?"} ${err.data ? str(err.data.error) : ""})：` +
+        (n ? `${n} 个问题，见表单 ${n} problem(s), see the form` : err.message) + "。未做任何修改 Nothing was changed.");
+      buttons.forEach((b) => { b.disabled = false; });
+      if (form) showProblems(form, err);
+      return null;
+    }
     const when = v.status === "scheduled" ? `已计划 scheduled for ${fmtTime(v.effective_at)}` : "已生效 applied";
-    status("ok", `${label}：版本 v${v.id} ${when}。Version v${v.id} ${v.status}.`);
     // the change form follows the live line again (refresh prefills it): drop a stale comment and time too
     $("#c-comment").value = ""; $("#c-when").value = ""; clearProblems($("#change-form"));
     if (form && form !== $("#change-form")) form.reset();
-    await state.refresh();
+    let reload = "";
+    try {
+      await state.refresh();  // the page shows the new version before it says so
+    } catch (err) {
+      reload = ` 页面刷新失败，请重新载入 The page could not reload: ${err.message}`;
+    }
+    status(reload ? "error" : "ok", `${label}：版本 v${v.id} ${when}。Version v${v.id} ${v.status}.${reload}`);
     return v;
-  } catch (err) {
-    const n = problemsOf(err.data).length;
-    status("error", `${label} 被拒绝 refused (${err.status || "?"} ${err.data ? str(err.data.error) : ""})：` +
-      (n ? `${n} 个问题，见表单 ${n} problem(s), see the form` : err.message) + "。未做任何修改 Nothing was changed.");
-    buttons.forEach((b) => { b.disabled = false; });
-    if (form) showProblems(form, err);
-    return null;
   } finally {
     buttons.forEach((b) => { b.disabled = false; });
     if (form) form.dispatchEvent(new CustomEvent("admin:settled"));
