@@ -20,6 +20,7 @@ from aiohttp import web
 
 from gateway.errors import BadRequest, NotFound
 from gateway.hotlines.openapi import openapi_document
+from gateway.hotlines.preview import add_preview_routes
 from gateway.web.auth import require_role
 from gateway.web.bodies import parse_json_object
 
@@ -300,5 +301,6 @@ def add_admin_routes(app: web.Application, *, gateway: "Gateway") -> None:
     r.add_post("/api/admin/dry-run", dry_run)
     r.add_get("/api/admin/prompts", list_prompts)
     r.add_get("/api/admin/prompts/{key:[^/]+}.wav", prompt_audio)  # any segment: the handler checks the key
+    add_preview_routes(r)  # hear a text before it is applied (gateway.hotlines.preview)
     r.add_put("/api/test/clock", set_clock)
     r.add_put("/api/test/speech", set_speech)

@@ -49,6 +49,13 @@ def _op(summary: str, *, body: dict | None = None, ok: str = "201", ok_schema: d
     return op
 
 
+def _preview_audio_op() -> dict:
+    op = _op("a rendered preview (8 kHz mono WAV)", ok="200", params=[{"name": "digest", "in": "path",
+             "required": True, "schema": {"type": "string", "pattern": "^[0-9a-f]{20}$"}}])
+    op["responses"]["200"] = _resp("the WAV file", {"type": "string", "format": "binary"}, "audio/wav")
+    return op
+
+
 _VERSION_ID = [{"name": "version_id", "in": "path", "required": True, "schema": {"type": "integer"}}]
 _NUMBER = [{"name": "number", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]{3,20}$"}}]
 
@@ -136,6 +143,13 @@ def openapi_document() -> dict:
                 "(Kokoro for Mandarin, espeak-ng for Korean or as the reported fallback)", ok="200",
                 ok_schema={"type": "object"})},
             "/api/admin/prompts/{key}.wav": {"get": _prompt_audio_op()},
+            "/api/admin/prompts/preview": {"post": _op(
+                "render a text as callers will hear it, before it is applied (cached like the prompts): "
+                "the URL of its WAV", ok="200", ok_schema={"type": "object"},
+                body={"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["text"], "properties": {
+                        "text": {"type": "string", "minLength": 1, "maxLength": 500}}}}}})},
+            "/api/admin/prompts/preview/{digest}.wav": {"get": _preview_audio_op()},
             "/api/login": {"post": {"summary": "log in; sets the session cookie, returns the CSRF token",
                                     "responses": {"200": _resp("logged in"), "401": _resp("refused", _ERROR),
                                                   "429": _resp("too many attempts", _ERROR)}}},

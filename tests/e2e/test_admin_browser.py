@@ -329,3 +329,307 @@ def test_chinese_font_is_installed():
         pytest.skip("no fontconfig")
     fonts = subprocess.run(["fc-list", ":lang=zh"], capture_output=True, text=True, timeout=30).stdout
     assert "WenQuanYi Micro Hei" in fonts or "Noto Sans CJK" in fonts, "apt-get install fonts-wqy-microhei"
+
+
+# -- issue 11: narrow windows, the retired-line notice, stale dry runs, every problem at once ----------
+VIEWPORTS = {"1366": {"width": 1366, "height": 768}, "768": {"width": 768, "height": 1024}}
+
+
+def _login_at(chromium, system, viewport):
+    context = chromium.new_context(viewport=viewport, base_url=f"http://127.0.0.1:{system.http_port}",
+                                   locale="zh-CN", timezone_id="Asia/Shanghai")
+    page = context.new_page()
+    page.goto("/login?next=/admin")
+    page.fill("#username", USER)
+    page.fill("#password", PASSWORD)
+    page.get_by_role("button", name=re.compile("登录")).click()
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    return context, page
+
+
+def _applied(page) -> None:
+    """The status line says the change runs (a new prompt text is rendered first: allow for a slow voice)."""
+    expect(page.get_by_role("status")).to_contain_text("已生效", timeout=180_000)
+
+
+def _no_sideways_scroll(page) -> None:
+    widths = page.evaluate("[document.scrollingElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], f"the page scrolls sideways: {widths}"
+
+
+def _shot(page, name: str) -> None:
+    """The window as the admin sees it, scrolled to ``name``'s section (not a whole-page strip)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"admin-{name}.png"))
+
+
+def _tab_order(page, form_selector: str) -> tuple[list[str], list[str]]:
+    """(the ids Tab visits from the form's first control, the form's visible enabled controls in order)."""
+    wanted = page.evaluate("""(sel) => Array.from(document.querySelector(sel).querySelectorAll(
+        'input, select, textarea, button, a[href]')).filter((x) => !x.disabled && x.offsetParent !== null
+        && x.tabIndex >= 0).map((x) => x.id || x.name + '=' + x.value)""", form_selector)
+    page.locator(f"{form_selector} :is(input, select, textarea, button)").first.focus()
+    seen = []
+    for _ in range(len(wanted) * 8):  # a date-time input takes several Tabs (its parts)
+        here = page.evaluate("(() => { const a = document.activeElement; return a.id || a.name + '=' + a.value; })()")
+        if not seen or seen[-1] != here:
+            seen.append(here)
+        if len(seen) > len(wanted) or not page.evaluate(
+                f"document.querySelector({json.dumps(form_selector)}).contains(document.activeElement)"):
+            break
+        page.keyboard.press("Tab")
+    return [x for x in seen if x in wanted], wanted
+
+
+@pytest.mark.parametrize("size", ["1366", "768"])
+def test_given_a_1366_or_768_window_when_the_admin_works_then_no_sideways_scroll_and_the_diff_link_reads_in_a_line(
+        system, chromium, size):
+    _add_admin(system)
+    token = _bearer(system)
+    base_id = _live(system, token)["version"]
+    expect.set_options(timeout=20_000)
+    context, page = _login_at(chromium, system, VIEWPORTS[size])
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        _no_sideways_scroll(page)
+        _shot(page, f"{size}-1-top")
+        form = page.locator("#change-form")
+        form.locator("#c-number").select_option("12369")
+        form.locator("#c-greeting").fill(f"您好，12369环保举报热线（{size}窗口测试）。")
+        form.locator("#c-comment").fill(f"浏览器测试：{size} 窗口")
+        form.locator("#c-submit").click()
+        _applied(page)
+        _no_sideways_scroll(page)
+        page.locator("#change-section").scroll_into_view_if_needed()
+        _shot(page, f"{size}-2-change-form")
+        summary = page.locator("#versions tbody tr").first.locator("details summary")
+        summary.scroll_into_view_if_needed()
+        box = summary.bounding_box()
+        line_height = page.evaluate("parseFloat(getComputedStyle(document.querySelector('#versions summary')).lineHeight)")
+        assert box["width"] > 150 and box["height"] < 2.5 * line_height, box  # not one letter per line
+        summary.click()
+        expect(page.locator("#versions tbody tr").first.locator("details pre")).to_be_visible()
+        _no_sideways_scroll(page)
+        _shot(page, f"{size}-3-history")
+        page.locator("#lines").scroll_into_view_if_needed()
+        _shot(page, f"{size}-4-lines")
+        page.locator("#prompts").scroll_into_view_if_needed()
+        _shot(page, f"{size}-5-prompts")
+        for table in ("#lines", "#versions", "#prompts"):  # the tables fit their cards: nothing hidden sideways
+            fits = page.evaluate("(sel) => { const t = document.querySelector(sel); return [t.scrollWidth, t.clientWidth]; }",
+                                 table)
+            assert fits[0] <= fits[1] + 1, (table, fits)
+        assert errors == [], errors
+    finally:
+        context.close()
+        status_code, body = system.http(f"/api/admin/versions/{base_id}/rollback", method="POST", token=token,
+                                        body={"comment": "browser test clean-up"})
+        assert status_code in (201, 409), body
+
+
+def test_given_a_line_retired_through_the_mode_list_then_the_notice_stays_on_and_the_admin_hears_it_first(
+        system, chromium):
+    _add_admin(system)
+    token = _bearer(system)
+    base_id = _live(system, token)["version"]
+    expect.set_options(timeout=20_000)
+    context, page = _login_at(chromium, system, VIEWPORTS["1366"])
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    default_notice = "您拨打的1 2 3 1 5已并入12345市民服务热线，现在为您转接。"
+    try:
+        form = page.locator("#change-form")
+        form.locator("#c-number").select_option("12315")
+        hear = form.locator("#c-hear")
+        expect(hear).to_be_hidden()  # a dual-number line has no notice
+        form.locator("#c-mode").select_option("retired")
+        expect(form.locator("#c-announce")).to_be_checked()  # on unless the admin turns it off
+        expect(hear).to_be_visible()
+        expect(hear.locator(".says")).to_have_text(default_notice)
+        form.locator("#c-hear-play").click()  # rendered now, in the voice callers will hear
+        audio = hear.locator("audio")
+        expect(audio).to_have_attribute("src", re.compile(r"^/api/admin/prompts/preview/[0-9a-f]{20}\.wav$"),
+                                        timeout=120_000)
+        wav = page.request.get(audio.get_attribute("src"))
+        assert wav.ok and wav.headers["content-type"] == "audio/wav" and wav.body()[:4] == b"RIFF"
+        page.locator("#change-section").scroll_into_view_if_needed()
+        _shot(page, "retire-1-hear-before-applying")
+
+        # switching it off shows that callers hear nothing; on again before applying
+        form.locator("#c-announce").uncheck()
+        expect(hear).to_have_class(re.compile(r"\boff\b"))
+        expect(hear).to_contain_text("已关闭")
+        form.locator("#c-announce").check()
+        expect(hear).not_to_have_class(re.compile(r"\boff\b"))
+
+        # the dry run of the change plays the notice first
+        page.locator("#d-digits").fill("")
+        form.locator("#c-dry").click()
+        expect(page.locator("#dry-heard li").first).to_contain_text(default_notice)
+        form.locator("#c-comment").fill("浏览器测试：经归并方式列表整体并入")
+        form.locator("#c-submit").click()
+        _applied(page)
+        line = {ln["number"]: ln for ln in _live(system, token)["lines"]}["12315"]
+        assert line["mode"] == "retired" and line["announce"] is True, line
+        change = _versions(system, token)[0]["change"]
+        assert change == {"op": "update_line", "number": "12315", "fields": {"mode": "retired"}}, change
+        expect(page.locator('#lines tr[data-number="12315"] td.mode')).to_contain_text("播放并入提示 announce")
+        expect(form.locator("#c-announce")).to_be_checked()
+
+        # the Retire button's dialog shows the same, and follows the admin's own text
+        form.locator("#c-number").select_option("12369")
+        page.locator("#retire").click()
+        dialog = page.locator("dialog#ask")
+        expect(dialog.locator("#ask-hear .says")).to_have_text("您拨打的1 2 3 6 9已并入12345市民服务热线，现在为您转接。")
+        dialog.locator("#ask-announcement").fill("环保热线已并入12345。")
+        expect(dialog.locator("#ask-hear .says")).to_have_text("环保热线已并入12345。")
+        _shot(page, "retire-2-dialog")
+        dialog.get_by_role("button", name=re.compile("取消")).click()
+        expect(dialog).to_be_hidden()
+        assert errors == [], errors
+    finally:
+        context.close()
+        system.http(f"/api/admin/versions/{base_id}/rollback", method="POST", token=token,
+                    body={"comment": "browser test clean-up"})
+
+
+def test_given_a_dry_run_on_screen_when_the_live_version_changes_then_it_is_computed_again_or_cleared(
+        system, chromium):
+    _add_admin(system)
+    token = _bearer(system)
+    base_id = _live(system, token)["version"]
+    expect.set_options(timeout=20_000)
+    context, page = _login_at(chromium, system, VIEWPORTS["1366"])
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    result = page.locator("#dry-result")
+    try:
+        # a plain dry run names the version it was computed against
+        page.locator("#d-number").fill("12369")
+        page.locator("#d-digits").fill("1")
+        page.locator("#d-submit").click()
+        expect(result).to_have_attribute("data-version", str(base_id))
+        expect(result.locator("#dry-basis")).to_contain_text(f"v{base_id}")
+        expect(result.locator("#dry-heard li").first).to_contain_text("您好，12369环保举报热线。")
+
+        # a change: the same dry run is computed again on the new live version
+        form = page.locator("#change-form")
+        form.locator("#c-number").select_option("12369")
+        greeting = "您好，12369环保举报热线（试运行测试）。"
+        form.locator("#c-greeting").fill(greeting)
+        form.locator("#c-comment").fill("浏览器测试：试运行随版本更新")
+        form.locator("#c-submit").click()
+        _applied(page)
+        new_id = _live(system, token)["version"]
+        assert new_id != base_id
+        expect(result).to_have_attribute("data-version", str(new_id))
+        expect(result.locator("#dry-basis")).to_contain_text(f"v{new_id}")
+        expect(result.locator("#dry-heard li").first).to_contain_text(greeting)
+        expect(result.locator("#dry-digits")).to_have_text("1")
+
+        # "dry-run it" takes the digits the admin typed and says it is a proposed change
+        page.locator("#d-digits").fill("2")
+        form.locator("#c-greeting").fill("您好，这是尚未提交的问候语。")
+        form.locator("#c-dry").click()
+        expect(result).to_have_attribute("data-kind", "change")
+        expect(result.locator("#dry-digits")).to_have_text("2")
+        expect(result.locator("#dry-basis")).to_contain_text("proposed change")
+        expect(result.locator("#dry-heard li").first).to_contain_text("您好，这是尚未提交的问候语。")
+        _shot(page, "dry-1-proposed")
+
+        # a rollback: the result of the proposed change is cleared, not left as if still true
+        page.locator(f'#versions tr[data-version="{base_id}"] button[data-action="rollback"]').click()
+        page.locator("#ask-comment").fill("浏览器测试：回滚")
+        page.locator("#ask-ok").click()
+        _applied(page)
+        expect(result).to_have_attribute("data-kind", "cleared")
+        expect(result.locator("#dry-cleared")).to_contain_text("run it again")
+        expect(result.locator("#dry-heard")).to_have_count(0)
+        page.locator("#dry-section").scroll_into_view_if_needed()
+        _shot(page, "dry-2-cleared-after-rollback")
+        assert errors == [], errors
+    finally:
+        context.close()
+        if _live(system, token)["version"] not in (base_id,):
+            system.http(f"/api/admin/versions/{base_id}/rollback", method="POST", token=token,
+                        body={"comment": "browser test clean-up"})
+
+
+def test_given_several_invalid_fields_when_submitted_then_every_problem_is_shown_marked_and_the_first_focused(
+        system, chromium):
+    _add_admin(system)
+    token = _bearer(system)
+    before = len(_versions(system, token))
+    expect.set_options(timeout=20_000)
+    context, page = _login_at(chromium, system, VIEWPORTS["768"])
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        form = page.locator("#change-form")
+        problems = form.locator(".problems")
+        # the page's own check: no comment
+        form.locator("#c-number").select_option("12366")
+        form.locator("#c-submit").click()
+        expect(form.locator("#c-comment")).to_be_focused()
+        expect(form.locator("#c-comment")).to_have_attribute("aria-invalid", "true")
+        expect(problems).to_contain_text("请填写原因")
+
+        # today's server: three bad fields of a sub-centre, every one reported at once
+        form.locator("#c-queue").fill("q-nowhere")
+        form.locator("#c-hours").fill("nights")
+        form.locator("#c-overflow").fill("3")
+        form.locator("#c-comment").fill("浏览器测试：三处错误 must be refused")
+        form.locator("#c-submit").click()
+        expect(problems.locator("li")).to_have_count(3)
+        for field in ("#c-queue", "#c-hours", "#c-overflow"):
+            expect(form.locator(field)).to_have_attribute("aria-invalid", "true")
+        expect(form.locator("#c-comment")).not_to_have_attribute("aria-invalid", "true")
+        expect(form.locator("#c-queue")).to_be_focused()  # the first invalid field in reading order
+        expect(problems).to_contain_text("unknown queue")
+        _no_sideways_scroll(page)
+        problems.scroll_into_view_if_needed()
+        _shot(page, "problems-1-server-today")
+        problems.locator("a", has_text="服务时间 Hours").click()  # each problem links to its field
+        expect(form.locator("#c-hours")).to_be_focused()
+        assert len(_versions(system, token)) == before
+
+        # the bilingual contract (details.problems[] with message_zh): Chinese first, then English
+        answer = {"error": "invalid-config", "message": "2 configuration error(s)", "message_zh": "配置有 2 处错误",
+                  "details": {"problems": [
+                      {"file": "proposed/hotlines.yaml", "line": 77, "path": "lines[5].hours", "field": "lines[5].hours",
+                       "message": "unknown schedule 'nights'", "message_zh": "未知的服务时间 'nights'"},
+                      {"file": "proposed/hotlines.yaml", "line": 78, "path": "lines[5].overflow_seconds",
+                       "field": "lines[5].overflow_seconds", "message": "expected a number from 5 to 600"}]}}
+        page.route("**/api/admin/lines/12366", lambda route: route.fulfill(
+            status=422, content_type="application/json", body=json.dumps(answer)))
+        form.locator("#c-submit").click()
+        expect(problems.locator("li")).to_have_count(2)
+        first = problems.locator("li").first
+        expect(first.locator(".zh")).to_have_text("未知的服务时间 'nights'")
+        expect(first.locator(".en")).to_have_text("unknown schedule 'nights'")
+        assert first.inner_text().index("未知的服务时间") < first.inner_text().index("unknown schedule")
+        expect(problems.locator("li").nth(1)).to_contain_text("expected a number from 5 to 600")  # no zh: the en
+        expect(form.locator("#c-hours")).to_be_focused()
+        expect(form.locator("#c-queue")).not_to_have_attribute("aria-invalid", "true")
+        expect(form.locator("#c-overflow")).to_have_attribute("aria-invalid", "true")
+        problems.scroll_into_view_if_needed()
+        _shot(page, "problems-2-bilingual")
+        page.unroute("**/api/admin/lines/12366")
+        assert errors == [], errors
+    finally:
+        context.close()
+
+
+def test_given_the_admin_forms_when_tabbing_then_every_control_is_reached_in_reading_order(system, chromium):
+    _add_admin(system)
+    expect.set_options(timeout=20_000)
+    context, page = _login_at(chromium, system, VIEWPORTS["768"])
+    try:
+        page.locator("#c-number").select_option("12366")  # a sub-centre shows the most fields
+        for form in ("#change-form", "#dry-form", "#create-form", "#broadcast-form"):
+            visited, wanted = _tab_order(page, form)
+            assert visited == wanted, (form, visited, wanted)
+            assert len(wanted) >= 4, (form, wanted)
+    finally:
+        context.close()

@@ -160,10 +160,33 @@ async def test_given_any_answer_when_sent_then_nosniff_and_pages_framing_and_api
 
 
 async def test_given_the_admin_page_when_served_then_it_runs_under_a_csp_without_inline_script():
+    import re
+
     from gateway.hotlines.http import admin_page  # noqa: F401 - the route exists
+    from gateway.web.edge import PAGE_CSP
 
     page = (Path(__file__).resolve().parents[2] / "gateway/web/static/admin.html").read_text()
-    assert "<script>" not in page and '<script src="/static/admin.js"></script>' in page
+    assert "script-src 'self';" in PAGE_CSP and "unsafe-inline" not in PAGE_CSP.split("script-src", 1)[1].split(";")[0]
+    assert re.findall(r"<script[^>]*>", page) == ['<script type="module" src="/static/admin/main.js">']
+    assert "</script>" in page and "<script type=\"module\" src=\"/static/admin/main.js\"></script>" in page
+    assert not re.search(r"\sstyle=|<style|\son[a-z]+=", page)  # no inline style or handler attributes
+
+
+async def test_given_static_modules_when_fetched_then_subfolders_are_served_as_javascript_and_nothing_else(client):
+    """The admin page's ES modules sit in static/admin/ and import ../common.js: a module script is
+    refused by the browser (nosniff) unless it is served with a JavaScript type."""
+    for path in ("/static/admin/main.js", "/static/common.js", "/static/labels.js"):
+        resp = await client.get(path)
+        assert resp.status == 200, path
+        assert resp.headers["Content-Type"].startswith("text/javascript"), path
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    resp = await client.get("/static/admin.css")
+    assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/css")
+    for path in ("/static/admin.html", "/static/../desk/http.py", "/static/%2e%2e/desk/http.py",
+                 "/static/admin/../../desk/http.py", "/static/.hidden.js", "/static/admin//main.js",
+                 "/static/nosuch.js", "/static/admin/nosuch.js"):
+        resp = await client.get(path)
+        assert resp.status == 404, path
 
 
 # -- health and metrics --------------------------------------------------------------------------

@@ -1,0 +1,82 @@
+"""Hear a prompt text before it is applied: the admin page's "callers will hear" player.
+
+A retired line's announcement (or any text an admin is about to set) is rendered exactly
+as :func:`gateway.pbx.prompts.render_all` will render it once applied -- the same engine,
+voice and telephone normalisation -- into the same cache, ``<cache>/prompts/<digest>.wav``.
+Applying the change afterwards finds the file there and renders nothing twice; previewing
+a text that is already rendered renders nothing at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway.errors import BadRequest, NotFound
+from gateway.web.auth import require_role
+from gateway.web.bodies import read_json
+
+MAX_TEXT = 500
+_DIGEST = re.compile(r"[0-9a-f]{20}")  # gateway.pbx.prompts.PromptText.digest
+
+
+def render_preview(cache_dir: Path, text: str, language: str) -> dict:
+    """Blocking: ``text`` as callers will hear it, as a cached 8 kHz WAV; where it is and who speaks it."""
+    from gateway.pbx.prompts import PromptText, synthesize
+
+    prompt = PromptText("preview", text, language)
+    cache = cache_dir / "prompts"
+    cache.mkdir(parents=True, exist_ok=True)
+    engine, voice = prompt.voice()
+    digest = prompt.digest_for(engine, voice)
+    if not (cache / f"{digest}.wav").is_file():
+        with tempfile.TemporaryDirectory(prefix=".gw-preview-", dir=cache) as tmp:
+            fresh = Path(tmp) / "new.wav"
+            said = synthesize(prompt, fresh)
+            engine, voice = said["engine"], said["voice"]  # a fallback is cached as such, as render_all does
+            digest = prompt.digest_for(engine, voice)
+            os.replace(fresh, cache / f"{digest}.wav")
+    return {"url": f"/api/admin/prompts/preview/{digest}.wav", "text": text, "spoken": prompt.spoken,
+            "language": language, "engine": engine, "voice": voice}
+
+
+def _gateway(request: web.Request):
+    from gateway.hotlines.http import GATEWAY  # the admin API's key (imported late: http imports this module)
+
+    return request.app[GATEWAY]
+
+
+@require_role("admin")
+async def preview(request: web.Request) -> web.Response:
+    body = await read_json(request, 4_000)
+    text = body.get("text")
+    if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT or any(c < " " for c in text):
+        raise BadRequest(f"'text' is one line of 1-{MAX_TEXT} characters / 提示文字为一行，1-{MAX_TEXT} 个字",
+                         details={"field": "text"})
+    gateway = _gateway(request)
+    config = gateway.config
+    language = config.flows[config.primary.flow].language
+    return web.json_response(await asyncio.to_thread(render_preview, gateway.settings.cache_dir, text.strip(),
+                                                     language))
+
+
+@require_role("admin")
+async def preview_audio(request: web.Request) -> web.StreamResponse:
+    digest = request.match_info["digest"]
+    if not _DIGEST.fullmatch(digest):
+        raise BadRequest("a preview is named by its 20 hex digits", details={"field": "digest"})
+    path = _gateway(request).settings.cache_dir / "prompts" / f"{digest}.wav"
+    if not await asyncio.to_thread(path.is_file):
+        raise NotFound("no such preview: render it first (POST /api/admin/prompts/preview)")
+    return web.FileResponse(path, headers={"Content-Type": "audio/wav", "Cache-Control": "no-store",
+                                           "Content-Disposition": f'inline; filename="preview-{digest}.wav"'})
+
+
+def add_preview_routes(router: web.UrlDispatcher) -> None:
+    router.add_post("/api/admin/prompts/preview", preview)
+    router.add_get("/api/admin/prompts/preview/{digest:[^/]+}.wav", preview_audio)  # the handler checks it
