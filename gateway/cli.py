@@ -183,9 +183,12 @@ async def _serve(settings: Settings, *, with_sandbox: bool) -> None:
         task.add_done_callback(reloads.discard)
 
     try:
-        await runner.setup()  # starts the features (cleanup_ctx) in order
-        site = web.TCPSite(runner, settings.http_host, settings.http_port)
-        await site.start()
+        try:
+            await runner.setup()  # starts the features (cleanup_ctx) in order
+            site = web.TCPSite(runner, settings.http_host, settings.http_port)
+            await site.start()
+        except OSError as exc:  # a port in use, an address not here: say so, stop what started
+            raise GatewayError(f"the gateway cannot start: {exc}") from exc
         http_port = runner.addresses[0][1] if runner.addresses else settings.http_port
         loop.add_signal_handler(signal.SIGHUP, reload)
         config, users = app[HOTLINES].config, app[AUTH]
