@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import AsyncIterator
 
 from aiohttp import web
@@ -26,6 +27,7 @@ from gateway.hotlines.http import HOTLINES
 log = logging.getLogger(__name__)
 
 
+@dataclass
 class SuggestionState:
     problem: str | None = None  # why suggestions are off, if they are
 
