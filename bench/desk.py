@@ -602,7 +602,7 @@ async def run(args, sysm: System) -> dict:
             for d in desks:
                 await d.close()
             bench.lag.task.cancel()
-        status, metrics = sysm.http("/metrics", token=sysm.token())
+        status, metrics = sysm.http("/metrics?format=json", token=sysm.token())
         if status == 200:
             out["gateway_desk_counters"] = metrics.get("desk")
     except BaseException:

@@ -119,6 +119,16 @@ def wait_idle(sysm: System, timeout: float = 180) -> bool:
     return False
 
 
+_ADMIN_TOKENS: dict[int, str] = {}
+
+
+def admin_token(sysm: System) -> str:
+    """An admin's session token: resetting the gateway's counters (POST /metrics?reset=1) needs one."""
+    if id(sysm) not in _ADMIN_TOKENS:
+        _ADMIN_TOKENS[id(sysm)] = sysm.login("bench-admin", "bench-admin-password-1", "admin")
+    return _ADMIN_TOKENS[id(sysm)]
+
+
 def ticket_total(sysm: System) -> int:
     status, body = sysm.http("/api/tickets?limit=1", token=sysm.token())
     return int(body.get("total", 0)) if status == 200 else -1
@@ -218,13 +228,13 @@ async def _local_batch(sysm: System, n: int, speech: Path, timeout: float) -> li
 
 def run_local(sysm: System, n: int, speech: Path, timeout: float) -> dict:
     before = ticket_total(sysm)
-    sysm.http("/metrics?reset=1", method="POST")
+    sysm.http("/metrics?reset=1", method="POST", token=admin_token(sysm))
     cpu0 = (proc_cpu_seconds(sysm.gateway.pid), proc_cpu_seconds(asterisk_pid(sysm)))
     started = time.monotonic()
     results = asyncio.run(_local_batch(sysm, n, speech, timeout))
     wall = time.monotonic() - started
     cpu1 = (proc_cpu_seconds(sysm.gateway.pid), proc_cpu_seconds(asterisk_pid(sysm)))
-    metrics = sysm.http("/metrics")[1]
+    metrics = sysm.http("/metrics?format=json", token=sysm.token())[1]
     ok = [r for r in results if isinstance(r, dict)]
     errors = [f"{type(r).__name__}: {r}" for r in results if not isinstance(r, dict)]
     records = call_records(sysm, [r["uniqueid"] for r in ok])
@@ -291,7 +301,7 @@ def run_sip(sysm: System, n: int, media: dict, logs_dir: Path) -> dict:
         "-timeout", f"{global_timeout}s", "-nostdin",
     ]
     before = ticket_total(sysm)
-    sysm.http("/metrics?reset=1", method="POST")
+    sysm.http("/metrics?reset=1", method="POST", token=admin_token(sysm))
     cpu0 = (proc_cpu_seconds(sysm.gateway.pid), proc_cpu_seconds(asterisk_pid(sysm)))
     started = time.monotonic()
     timed_out = False
@@ -315,7 +325,7 @@ def run_sip(sysm: System, n: int, media: dict, logs_dir: Path) -> dict:
     wall = time.monotonic() - started
     cpu1 = (proc_cpu_seconds(sysm.gateway.pid), proc_cpu_seconds(asterisk_pid(sysm)))
     wait_idle(sysm, timeout=60)  # let the gateway record the last hang-ups before reading
-    metrics = sysm.http("/metrics")[1]
+    metrics = sysm.http("/metrics?format=json", token=sysm.token())[1]
     stat = _read_stat(tmp / "stat.csv")
     new_tickets = tickets_since(sysm, before)
     records = call_records(sysm, [t["uniqueid"] for t in new_tickets])

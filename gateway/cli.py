@@ -171,43 +171,71 @@ def cmd_sandbox(args) -> int:
 
 # -- serve / run -------------------------------------------------------------------------------
 async def _serve(settings: Settings, *, with_sandbox: bool) -> None:
-    from gateway.app import Gateway
+    """The gateway as an aiohttp application under an ``AppRunner``: its cleanup stops every
+    feature that started, in reverse order, also after a start that failed half-way."""
+    from aiohttp import web
 
-    gateway = Gateway(settings)
+    from gateway.app import DEPS, create_app, listening
+    from gateway.auth.http import AUTH
+    from gateway.hotlines.http import HOTLINES
+    from gateway.hotlines.plugin import RELOADER
+    from gateway.speech.plugin import SPEECH
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await gateway.start()
-    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(gateway.reload()))
+    app = await create_app(settings)
+    # keepalive_timeout is also the deadline for a request's headers: aiohttp closes a
+    # connection that has not completed a request (first, or next one) within it.
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=settings.http_header_timeout)
+    reloads: set[asyncio.Task] = set()
+
+    def reload() -> None:
+        task = asyncio.ensure_future(app[RELOADER].reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
     try:
-        connected = await gateway.ami.wait_connected(10)
-        lines = ", ".join(f"{n} ({ln.mode})" for n, ln in gateway.config.lines.items())
+        try:
+            await runner.setup()  # starts the features (cleanup_ctx) in order
+            site = web.TCPSite(runner, settings.http_host, settings.http_port)
+            await site.start()
+        except OSError as exc:  # a port in use, an address not here: say so, stop what started
+            raise GatewayError(f"the gateway cannot start: {exc}") from exc
+        http_port = runner.addresses[0][1] if runner.addresses else settings.http_port
+        loop.add_signal_handler(signal.SIGHUP, reload)
+        config, users = app[HOTLINES].config, app[AUTH]
+        connected = await app[DEPS].ami.wait_connected(10)
+        lines = ", ".join(f"{n} ({ln.mode})" for n, ln in config.lines.items())
         print("12345 gateway is running. Listening on:", flush=True)
-        for name, where in gateway.listening().items():
+        for name, where in listening(app, http_port).items():
             print(f"  {name:11} {where}", flush=True)
         print(f"  AMI         {'connected' if connected else 'NOT connected (retrying)'}", flush=True)
         print(f"  lines       {lines}", flush=True)
         if with_sandbox:
-            print(f"  admin       {await _demo_admin(gateway)}", flush=True)
-            print(f"  desk        {await _demo_desk_users(gateway)}", flush=True)
-        print(f"  speech      {_speech_line(gateway)}", flush=True)
+            print(f"  admin       {await _demo_admin(settings, users)}", flush=True)
+            print(f"  desk        {await _demo_desk_users(settings, users, config)}", flush=True)
+        print(f"  speech      {_speech_line(app[SPEECH].stats())}", flush=True)
         print(f"  voice       {_voice_line(_tts_status())}", flush=True)
         print("  try:        .venv/bin/gateway call 12345 --from 13800138000 --digits 41", flush=True)
         print("Press Ctrl-C to stop." if with_sandbox else "", flush=True)
         await stop.wait()
     finally:
-        await gateway.stop()
+        loop.remove_signal_handler(signal.SIGHUP)
+        for task in reloads:
+            task.cancel()
+        await runner.cleanup()  # every feature that started stops, in reverse order
 
 
-async def _demo_admin(gateway) -> str:
+async def _demo_admin(settings: Settings, users) -> str:
     """``make run``: make sure an admin can log in to /admin (password kept in the state dir)."""
-    path = gateway.settings.state_dir / "secrets" / "admin.password"
-    if await gateway.users.count_users("admin") == 0:
+    path = settings.state_dir / "secrets" / "admin.password"
+    if await users.count_users("admin") == 0:
         import secrets
 
         password = secrets.token_urlsafe(12)
-        await gateway.users.create_user("admin", password, "admin")
+        await users.create_user("admin", password, "admin")
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -217,18 +245,18 @@ async def _demo_admin(gateway) -> str:
     return "log in at /admin (create users with `gateway user add NAME --role admin`)"
 
 
-async def _demo_desk_users(gateway) -> str:
+async def _demo_desk_users(settings: Settings, users, config) -> str:
     """``make run``: one desk login per demo agent (agent8001 answers as 8001...) and a supervisor."""
-    path = gateway.settings.state_dir / "secrets" / "demo-users"
-    existing = {u["username"] for u in await gateway.users.list_users()}
-    wanted = [(f"agent{a}", "agent", a) for a in gateway.config.agents] + [("lead", "supervisor", None)]
+    path = settings.state_dir / "secrets" / "demo-users"
+    existing = {u["username"] for u in await users.list_users()}
+    wanted = [(f"agent{a}", "agent", a) for a in config.agents] + [("lead", "supervisor", None)]
     created = []
     import secrets
 
     for name, role, agent_id in wanted:
         if name not in existing:
             password = secrets.token_urlsafe(12)
-            await gateway.users.create_user(name, password, role, agent_id=agent_id, actor="make run")
+            await users.create_user(name, password, role, agent_id=agent_id, actor="make run")
             created.append(f"{name} {role} {password}\n")
     if created:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -245,8 +273,7 @@ def _tts_status() -> dict:
     return tts.status()
 
 
-def _speech_line(gateway) -> str:
-    stats = gateway.speech_stats()
+def _speech_line(stats: dict) -> str:
     if stats.get("status") == "off":
         return f"off ({stats.get('reason')})"
     langs = ", ".join(f"{k}: {v}" for k, v in stats.get("languages", {}).items())
@@ -331,7 +358,7 @@ def cmd_db(args) -> int:
 async def _users(action, args) -> int:
     from gateway.ticketing import migrate
     from gateway.ticketing.store import TicketStore
-    from gateway.web.auth import UserStore
+    from gateway.auth.users import UserStore
 
     settings = load_settings()
     await asyncio.to_thread(migrate.upgrade, settings.database_url)

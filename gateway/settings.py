@@ -262,8 +262,6 @@ def make_state_private(settings: "Settings") -> list[tuple[Path, int]]:
     -shm) kept elsewhere by ``DATABASE_URL``. New files are private anyway: the gateway runs
     with umask 077 and so does the sandbox's Asterisk.
     """
-    from gateway.ticketing.migrate import sqlite_path
-
     marker = settings.state_dir / ".private"  # the walk was done: later files are private by umask
     try:
         if marker.is_file() and (os.lstat(settings.state_dir).st_mode & 0o777) == PRIVATE_DIR_MODE:
@@ -279,6 +277,19 @@ def make_state_private(settings: "Settings") -> list[tuple[Path, int]]:
         fd = os.open(marker, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE_MODE)
         os.close(fd)
     return changed
+
+
+def sqlite_path(database_url) -> Path | None:
+    """The file behind a SQLite URL, or None (not SQLite, or in memory)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        return None
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

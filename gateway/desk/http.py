@@ -26,16 +26,16 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import WSMsgType, web
 
+from gateway.auth.http import AUTH, require_role, session_token
 from gateway.desk.service import DeskService, dispatch_document
+from gateway.errors import BadRequest
 from gateway.ivr_flows.model import CATEGORIES
-from gateway.web.app import BadRequest, ticket_id
-from gateway.web.auth import AUTH, _token, require_role
 from gateway.web.bodies import read_json as _json
 from gateway.web.edge import same_origin
+from gateway.web.params import ticket_id
 
 log = logging.getLogger(__name__)
 DESK = web.AppKey("desk", DeskService)
-TIMEZONE = web.AppKey("desk_timezone", str)
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 DESK_ROLES = ("agent", "supervisor", "admin")
 SESSION_CHECK = 30.0  # seconds between session checks of an open WebSocket
@@ -148,8 +148,8 @@ async def ticket_audit(request: web.Request) -> web.Response:
 
 @require_role("supervisor", "admin")
 async def overview(request: web.Request) -> web.Response:
-    tz = ZoneInfo(request.app[TIMEZONE])
     desk = request.app[DESK]
+    tz = ZoneInfo(desk.timezone)
     now = desk.clock().astimezone(tz)
     midnight = datetime.combine(now.date(), time(0), tzinfo=tz)
     return web.json_response(await desk.overview(today_since=midnight))
@@ -167,7 +167,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     desk = request.app[DESK]
     user = request["user"]
     username = user["username"]
-    token, _bearer = _token(request)
+    token, _bearer = session_token(request)
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096)
     await ws.prepare(request)
     queue = desk.hub.subscribe(username)
@@ -220,9 +220,8 @@ async def _drain(ws: web.WebSocketResponse) -> None:
             break
 
 
-def add_desk_routes(app: web.Application, *, desk: DeskService, timezone: str) -> None:
-    app[DESK] = desk
-    app[TIMEZONE] = timezone
+def add_desk_routes(app: web.Application) -> None:
+    """The desk and supervisor pages and API (the feature's setup puts :data:`DESK`)."""
     r = app.router
     r.add_get("/desk", desk_page)
     r.add_get("/supervisor", supervisor_page)

@@ -189,6 +189,7 @@ class DeskService:
         import time
 
         self.store = store
+        self.timezone = timezone
         self.desk = DeskStore(store, timezone=timezone)
         self.users = users
         self.recordings_dir = Path(recordings_dir).resolve()
@@ -198,6 +199,11 @@ class DeskService:
         self.hub = PopHub()
         self.board = LiveBoard()
         self.counters = {"pops": 0, "pops_without_ticket": 0, "submitted": 0, "answered": 0, "conflicts": 0}
+
+    def use_timezone(self, name: str) -> None:
+        """The hotline configuration's time zone (known once its live version is loaded)."""
+        self.timezone = name
+        self.desk = DeskStore(self.store, timezone=name)
 
     # -- events ------------------------------------------------------------------------
     async def on_ami_event(self, event: AmiEvent) -> None:

@@ -12,22 +12,29 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from gateway.auth.http import require_role
 from gateway.errors import BadRequest, NotFound
 from gateway.hotlines.openapi import openapi_document
 from gateway.hotlines.preview import add_preview_routes
-from gateway.web.auth import require_role
+from gateway.hotlines.service import HotlineAdmin
 from gateway.web.bodies import parse_json_object
 
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
-GATEWAY = web.AppKey("gateway", object)
+@dataclass(frozen=True)
+class PromptDirs:
+    rendered: Path  # the prompts the gateway rendered (state dir)
+    recorded: Path  # recordings dropped in config/prompts/, which win over the voice
+    cache: Path | None = None  # rendered texts by digest (previews land here too: gateway.hotlines.preview)
+
+
+HOTLINES = web.AppKey("hotlines", HotlineAdmin)
+PROMPT_DIRS = web.AppKey("prompt_dirs", PromptDirs)
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 BODY_LIMIT = 256 * 1024  # an imported hotlines.yaml is the largest body (the app's client_max_size)
 MAX_VERSION_ID = 2**31 - 1
@@ -81,34 +88,34 @@ def _user(request: web.Request) -> str:
     return request["user"]["username"]
 
 
-def _gw(request: web.Request) -> "Gateway":
-    return request.app[GATEWAY]
+def _admin(request: web.Request) -> HotlineAdmin:
+    return request.app[HOTLINES]
 
 
 async def _submit(request: web.Request, change: dict, body: dict) -> web.Response:
-    version = await _gw(request).admin.submit(change, comment=body.get("comment"), user=_user(request),
+    version = await _admin(request).submit(change, comment=body.get("comment"), user=_user(request),
                                               effective_at=_when(body.get("effective_at"), "effective_at"))
     return web.json_response(version, status=201)
 
 
 @require_role("admin")
 async def overview(request: web.Request) -> web.Response:
-    return web.json_response(await _gw(request).admin.overview())
+    return web.json_response(await _admin(request).overview())
 
 
 @require_role("admin")
 async def list_versions(request: web.Request) -> web.Response:
-    return web.json_response({"items": await _gw(request).admin.versions.list()})
+    return web.json_response({"items": await _admin(request).versions.list()})
 
 
 @require_role("admin")
 async def get_version(request: web.Request) -> web.Response:
-    return web.json_response(await _gw(request).admin.versions.get(_version_id(request)))
+    return web.json_response(await _admin(request).versions.get(_version_id(request)))
 
 
 @require_role("admin")
 async def export(request: web.Request) -> web.Response:
-    admin = _gw(request).admin
+    admin = _admin(request)
     if "version_id" in request.match_info:
         files = (await admin.versions.get(_version_id(request)))["files"]
     else:
@@ -156,7 +163,7 @@ async def import_config(request: web.Request) -> web.Response:
 @require_role("admin")
 async def rollback(request: web.Request) -> web.Response:
     body = await _body(request)
-    version = await _gw(request).admin.rollback(_version_id(request), comment=body.get("comment"),
+    version = await _admin(request).rollback(_version_id(request), comment=body.get("comment"),
                                                 user=_user(request))
     return web.json_response(version, status=201)
 
@@ -164,7 +171,7 @@ async def rollback(request: web.Request) -> web.Response:
 @require_role("admin")
 async def cancel(request: web.Request) -> web.Response:
     body = await _body(request)
-    version = await _gw(request).admin.cancel(_version_id(request), comment=body.get("comment"),
+    version = await _admin(request).cancel(_version_id(request), comment=body.get("comment"),
                                               user=_user(request))
     return web.json_response(version)
 
@@ -191,54 +198,26 @@ async def dry_run(request: web.Request) -> web.Response:
     change = body.get("change")
     if change is not None and not isinstance(change, dict):
         raise BadRequest("'change' must be an object with an 'op'", details={"field": "change"})
-    result = await _gw(request).admin.dry_run(number=number, at=_when(body.get("at"), "at"), digits=digits,
+    result = await _admin(request).dry_run(number=number, at=_when(body.get("at"), "at"), digits=digits,
                                               change=change, version_id=version_id)
     return web.json_response(result)
 
 
 @require_role("admin")
 async def audit(request: web.Request) -> web.Response:
-    return web.json_response({"items": await _gw(request).store.list_audit(
+    return web.json_response({"items": await _admin(request).store.list_audit(
         "config_version", request.match_info["version_id"])})
 
 
-@require_role("admin")
-async def set_clock(request: web.Request) -> web.Response:
-    clock = _gw(request).clock
-    if not clock.adjustable:
-        raise web.HTTPNotFound()
-    body = await _body(request)
-    if body.get("now") is None:
-        clock.reset()
-    else:
-        clock.set(_when(body.get("now"), "now"))
-    return web.json_response({"now": clock.now().isoformat()})
-
-
-@require_role("admin")
-async def set_speech(request: web.Request) -> web.Response:
-    """Test mode only: force the recogniser unavailable (``{"suspended": true}``) and back."""
-    gateway = _gw(request)
-    if not gateway.clock.adjustable:
-        raise web.HTTPNotFound()
-    if gateway.engine is None:
-        raise web.HTTPConflict(text="speech is off")
-    body = await _body(request)
-    if not isinstance(body.get("suspended"), bool):
-        raise BadRequest("'suspended' must be true or false")
-    gateway.engine.suspended = body["suspended"]
-    return web.json_response(gateway.speech_stats())
-
-
 # -- prompts (issue 10): what callers hear, to be played on the admin page -------------------------
-def _prompt_rows(gateway: "Gateway") -> list[dict]:
+def _prompt_rows(config, dirs: PromptDirs) -> list[dict]:
     from gateway.pbx import prompts
 
-    rows = prompts.describe(gateway.config)
+    rows = prompts.describe(config)
     for row in rows:
         row["url"] = f"/api/admin/prompts/{row['key']}.wav"
-        row["rendered"] = (gateway.settings.prompts_dir / f"{row['key']}.wav").is_file()
-        row["recorded"] = (gateway.settings.prompt_override_dir / f"{row['key']}.wav").is_file()
+        row["rendered"] = (dirs.rendered / f"{row['key']}.wav").is_file()
+        row["recorded"] = (dirs.recorded / f"{row['key']}.wav").is_file()
     return rows
 
 
@@ -246,8 +225,8 @@ def _prompt_rows(gateway: "Gateway") -> list[dict]:
 async def list_prompts(request: web.Request) -> web.Response:
     from gateway import tts
 
-    gateway = _gw(request)
-    rows = await asyncio.to_thread(_prompt_rows, gateway)  # a stat per prompt: off the event loop
+    # a stat per prompt: off the event loop
+    rows = await asyncio.to_thread(_prompt_rows, _admin(request).config, request.app[PROMPT_DIRS])
     return web.json_response({"items": rows, "voice": tts.status()})
 
 
@@ -258,12 +237,11 @@ async def prompt_audio(request: web.Request) -> web.Response:
     raw = request.match_info["key"]
     if not _PROMPT_KEY.fullmatch(raw):
         raise BadRequest("a prompt key is a catalogue key such as main-greeting", details={"field": "key"})
-    gateway = _gw(request)
-    known = prompts.catalogue(gateway.config)
+    known = prompts.catalogue(_admin(request).config)
     key = next((k for k in known if k == raw), None)  # the catalogue's own string names the file
     if key is None:
         raise NotFound(f"no prompt {raw!r} in the live configuration", details={"field": "key"})
-    path = gateway.settings.prompts_dir / f"{key}.wav"
+    path = request.app[PROMPT_DIRS].rendered / f"{key}.wav"
     if not path.is_file():
         raise NotFound(f"prompt {key} is not rendered yet", details={"field": "key"})
     return web.FileResponse(path, headers={"Content-Type": "audio/wav", "Cache-Control": "no-store",
@@ -280,8 +258,8 @@ async def admin_page(request: web.Request) -> web.Response:
     return web.FileResponse(STATIC / "admin.html", headers={"Cache-Control": "no-store"})
 
 
-def add_admin_routes(app: web.Application, *, gateway: "Gateway") -> None:
-    app[GATEWAY] = gateway
+def add_admin_routes(app: web.Application) -> None:
+    """The admin page and API (the feature's setup puts :data:`HOTLINES` and :data:`PROMPT_DIRS`)."""
     r = app.router
     r.add_get("/admin", admin_page)
     r.add_get("/api/openapi.json", openapi)
@@ -302,5 +280,3 @@ def add_admin_routes(app: web.Application, *, gateway: "Gateway") -> None:
     r.add_get("/api/admin/prompts", list_prompts)
     r.add_get("/api/admin/prompts/{key:[^/]+}.wav", prompt_audio)  # any segment: the handler checks the key
     add_preview_routes(r)  # hear a text before it is applied (gateway.hotlines.preview)
-    r.add_put("/api/test/clock", set_clock)
-    r.add_put("/api/test/speech", set_speech)

@@ -18,7 +18,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway.errors import BadRequest, NotFound
-from gateway.web.auth import require_role
+from gateway.auth.http import require_role
 from gateway.web.bodies import read_json
 
 MAX_TEXT = 500
@@ -45,10 +45,15 @@ def render_preview(cache_dir: Path, text: str, language: str) -> dict:
             "language": language, "engine": engine, "voice": voice}
 
 
-def _gateway(request: web.Request):
-    from gateway.hotlines.http import GATEWAY  # the admin API's key (imported late: http imports this module)
+def _services(request: web.Request):
+    """The live configuration's owner and the prompt cache (keys of gateway.hotlines.http,
+    imported late: that module imports this one)."""
+    from gateway.hotlines.http import HOTLINES, PROMPT_DIRS
 
-    return request.app[GATEWAY]
+    dirs = request.app[PROMPT_DIRS]
+    if dirs.cache is None:
+        raise NotFound("previews are off: no prompt cache configured")
+    return request.app[HOTLINES], dirs.cache
 
 
 @require_role("admin")
@@ -58,11 +63,10 @@ async def preview(request: web.Request) -> web.Response:
     if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT or any(c < " " for c in text):
         raise BadRequest(f"'text' is one line of 1-{MAX_TEXT} characters / 提示文字为一行，1-{MAX_TEXT} 个字",
                          details={"field": "text"})
-    gateway = _gateway(request)
-    config = gateway.config
+    admin, cache_dir = _services(request)
+    config = admin.config
     language = config.flows[config.primary.flow].language
-    return web.json_response(await asyncio.to_thread(render_preview, gateway.settings.cache_dir, text.strip(),
-                                                     language))
+    return web.json_response(await asyncio.to_thread(render_preview, cache_dir, text.strip(), language))
 
 
 @require_role("admin")
@@ -70,7 +74,7 @@ async def preview_audio(request: web.Request) -> web.StreamResponse:
     digest = request.match_info["digest"]
     if not _DIGEST.fullmatch(digest):
         raise BadRequest("a preview is named by its 20 hex digits", details={"field": "digest"})
-    path = _gateway(request).settings.cache_dir / "prompts" / f"{digest}.wav"
+    path = _services(request)[1] / "prompts" / f"{digest}.wav"
     if not await asyncio.to_thread(path.is_file):
         raise NotFound("no such preview: render it first (POST /api/admin/prompts/preview)")
     return web.FileResponse(path, headers={"Content-Type": "audio/wav", "Cache-Control": "no-store",

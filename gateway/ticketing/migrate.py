@@ -21,6 +21,8 @@ from pathlib import Path
 from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, make_url
 
+from gateway.settings import load_settings, sqlite_path
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 _SYNC_DRIVERS = {
@@ -34,17 +36,6 @@ def sync_url(database_url: str | URL) -> URL:
     url = make_url(database_url)
     driver = _SYNC_DRIVERS.get(url.drivername)
     return url.set(drivername=driver) if driver else url
-
-
-def sqlite_path(database_url: str | URL) -> Path | None:
-    """The file behind a SQLite URL, or None (not SQLite, or in memory)."""
-    url = make_url(database_url)
-    if url.get_backend_name() != "sqlite":
-        return None
-    database = url.database or ""
-    if database in ("", ":memory:") or database.startswith("file:"):
-        return None
-    return Path(database)
 
 
 def ensure_sqlite_dir(database_url: str | URL) -> None:
@@ -100,8 +91,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     url = args.database_url
     if not url:
-        from gateway.settings import load_settings
-
         url = load_settings().database_url
     if args.action == "upgrade":
         upgrade(url)

@@ -65,7 +65,7 @@ def test_given_a_decided_confidential_ticket_when_a_forged_session_replays_its_c
     assert document["caller_number"] is None and "13700000009" not in str(document)
     status, audit = system.http(f"/api/tickets/{ticket_id}/audit", token=system.token())
     assert [a["action"] for a in audit["items"]][-1] == "ticket.submitted"  # nothing after the decision
-    status, metrics = system.http("/metrics", token=system.token())
+    status, metrics = system.http("/metrics?format=json", token=system.token())
     assert status == 200 and metrics["sessions_refused"] >= 1
 
     # and the gateway still serves real calls after the forgery

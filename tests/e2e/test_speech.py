@@ -151,7 +151,7 @@ def test_given_hostile_audiosocket_peers_when_calls_are_listening_then_only_thei
     results, hostile = spoken_calls
     assert all(outcome in ("closed", "reset") for outcome in hostile), hostile
     assert all(r["hangup_cause"] == 16 and r["ticket_id"] for r in results.values())
-    status, metrics = system.http("/metrics", token=system.token())
+    status, metrics = system.http("/metrics?format=json", token=system.token())
     counters = metrics.get("audiosocket") or {}
     # unknown UUID; audio first, unknown kind, truncated UUID, garbage; the silent one: no UUID
     assert counters["unknown_uuid"] >= 1 and counters["protocol_errors"] >= 4 and counters["no_uuid"] >= 1, counters

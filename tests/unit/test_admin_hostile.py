@@ -7,18 +7,16 @@ import asyncio
 import json
 import time
 from datetime import datetime, timezone
-from types import SimpleNamespace
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.hotlines.http import add_admin_routes
 from gateway.hotlines.service import HotlineAdmin
 from gateway.ivr_flows.validate import read_files
 from gateway.ticketing import migrate
 from gateway.ticketing.store import TicketStore
-from gateway.web.app import build_app
-from gateway.web.auth import UserStore
+from gateway.auth.users import UserStore
+from tests.unit.webapp import build_app, with_admin
 from tests.unit.test_config_validation import CONFIG
 from tests.unit.test_yaml_hostile import laughs
 
@@ -45,8 +43,7 @@ async def client(tmp_path):
     users = UserStore(store)
     token, _csrf = await users.create_session(await users.create_user("adm", "admin-pw-12345", "admin"))
     app = build_app(store=store, health=health, users=users)
-    add_admin_routes(app, gateway=SimpleNamespace(admin=admin, store=store,
-                                                  clock=SimpleNamespace(adjustable=False)))
+    with_admin(app, admin)
     async with TestClient(TestServer(app), headers={"Authorization": f"Bearer {token}"}) as c:
         c.admin, c.applied = admin, applied
         yield c

@@ -10,15 +10,15 @@ from types import SimpleNamespace
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.hotlines.http import add_admin_routes
+from gateway.hotlines.http import PromptDirs
 from gateway.hotlines.service import HotlineAdmin
 from gateway.ivr_flows.validate import read_files
 from gateway.pbx.prompts import PromptText
 from gateway.ticketing import migrate
 from gateway.ticketing.store import TicketStore
-from gateway.web.app import build_app
-from gateway.web.auth import UserStore
+from gateway.auth.users import UserStore
 from tests.unit.test_config_validation import CONFIG
+from tests.unit.webapp import build_app, with_admin
 
 NOW = datetime(2027, 2, 20, 10, 0, tzinfo=timezone.utc)
 DEFAULT_12315 = "您拨打的1 2 3 1 5已并入12345市民服务热线，现在为您转接。"
@@ -42,14 +42,9 @@ async def world(tmp_path):
     async def health():
         return {"status": "ok"}
 
-    app = build_app(store=store, health=health, users=users)
-    class Gateway(SimpleNamespace):
-        config = property(lambda self: self.admin.config)  # the live config, as the real Gateway's
-
-    gateway = Gateway(admin=admin, store=store, clock=SimpleNamespace(adjustable=False),
-                      settings=SimpleNamespace(prompts_dir=tmp_path / "prompts", cache_dir=tmp_path / "cache",
-                                               prompt_override_dir=tmp_path / "override"))
-    add_admin_routes(app, gateway=gateway)
+    app = with_admin(build_app(store=store, health=health, users=users), admin,
+                     PromptDirs(rendered=tmp_path / "prompts", recorded=tmp_path / "override",
+                                cache=tmp_path / "cache"))
     async with TestClient(TestServer(app), headers={"Authorization": f"Bearer {token}"}) as c:
         yield SimpleNamespace(client=c, admin=admin, cache=tmp_path / "cache" / "prompts", agent=agent)
     await store.close()

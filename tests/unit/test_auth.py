@@ -15,9 +15,13 @@ from yarl import URL
 from gateway.ticketing import migrate
 from gateway.ticketing.models import AuditEvent, UserSession
 from gateway.ticketing.store import TicketStore
+from gateway.auth.brake import LoginBrake
+from gateway.auth.errors import UnknownUser, UserExists, ValidationError
+from gateway.auth.http import AUTH, auth_middleware, require_role, safe_next
+from gateway.auth.passwords import verify_password
+from gateway.auth.plugin import add_auth_routes
+from gateway.auth.users import UserStore
 from gateway.web.app import errors_middleware
-from gateway.web.auth import (AUTH, LoginBrake, UserStore, ValidationError, UserExists, UnknownUser,
-                              add_auth_routes, auth_middleware, require_role, safe_next, verify_password)
 
 ADMIN_PW = "admin password 1"
 AGENT_PW = "agent password 1"

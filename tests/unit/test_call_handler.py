@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from gateway.calls import CallHandler, caller_id
+from gateway.calls.handler import CallHandler, caller_id
 from gateway.ivr_flows.validate import load_config
 from gateway.ticketing import migrate
 from gateway.ticketing.store import TicketStore

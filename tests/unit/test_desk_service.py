@@ -15,7 +15,7 @@ from gateway.pbx.ami_events import parse_event
 from gateway.ticketing import migrate
 from gateway.ticketing.desk_store import BadDecision, check_decision
 from gateway.ticketing.store import TicketStore
-from gateway.web.auth import UserStore
+from gateway.auth.users import UserStore
 
 NOW = datetime(2027, 3, 3, 2, 0, tzinfo=timezone.utc)
 SUBMIT = {"category": "投诉", "urgency": "urgent", "place": "三里屯街道", "summary": "夜间施工噪音",
@@ -174,9 +174,7 @@ def test_given_queue_events_when_the_board_is_read_then_waiting_and_talking_call
 async def test_given_the_whole_http_app_when_anonymous_then_every_api_route_but_login_says_401(world):
     from aiohttp.test_utils import TestClient, TestServer
 
-    from gateway.desk.http import add_desk_routes
-    from gateway.hotlines.http import add_admin_routes
-    from gateway.web.app import build_app
+    from tests.unit.webapp import build_app, with_admin, with_desk
 
     store, users, desk = world
 
@@ -184,8 +182,7 @@ async def test_given_the_whole_http_app_when_anonymous_then_every_api_route_but_
         return {"status": "ok"}
 
     app = build_app(store=store, health=health, users=users)
-    add_admin_routes(app, gateway=None)
-    add_desk_routes(app, desk=desk, timezone="Asia/Shanghai")
+    with_desk(with_admin(app), desk)
     open_routes = {"/api/login", "/api/logout", "/api/me"}
     checked = 0
     async with TestClient(TestServer(app)) as client:
@@ -202,10 +199,8 @@ async def test_given_the_whole_http_app_when_anonymous_then_every_api_route_but_
 
 
 def test_given_the_openapi_document_when_compared_with_the_routes_then_every_api_route_is_documented(world):
-    from gateway.desk.http import add_desk_routes
-    from gateway.hotlines.http import add_admin_routes
     from gateway.hotlines.openapi import openapi_document
-    from gateway.web.app import build_app
+    from tests.unit.webapp import build_app, with_admin, with_desk
 
     store, users, desk = world
 
@@ -213,8 +208,7 @@ def test_given_the_openapi_document_when_compared_with_the_routes_then_every_api
         return {}
 
     app = build_app(store=store, health=health, users=users)
-    add_admin_routes(app, gateway=None)
-    add_desk_routes(app, desk=desk, timezone="Asia/Shanghai")
+    with_desk(with_admin(app), desk)
     paths = openapi_document()["paths"]
     missing = [(r.method, r.resource.canonical) for r in app.router.routes()
                if r.resource and r.resource.canonical.startswith("/api/") and r.method != "HEAD"
@@ -246,16 +240,14 @@ async def test_given_another_agents_draft_when_an_agent_opens_or_decides_it_then
 async def test_given_a_desk_websocket_when_it_closes_or_comes_back_after_a_restart_then_the_server_knows(world):
     from aiohttp.test_utils import TestClient, TestServer
 
-    from gateway.desk.http import add_desk_routes
-    from gateway.web.app import build_app
+    from tests.unit.webapp import build_app, with_desk
 
     store, users, desk = world
 
     async def health():
         return {}
 
-    app = build_app(store=store, health=health, users=users)
-    add_desk_routes(app, desk=desk, timezone="Asia/Shanghai")
+    app = with_desk(build_app(store=store, health=health, users=users), desk)
     uid = next(u["id"] for u in await users.list_users() if u["username"] == "a1")
     token, _ = await users.create_session(uid)
     headers = {"Authorization": f"Bearer {token}"}

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from types import SimpleNamespace
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.hotlines.http import add_admin_routes
+from gateway.hotlines.http import PromptDirs
 from gateway.hotlines.service import HotlineAdmin
 from gateway.ivr_flows.validate import read_files
 from gateway.ticketing import migrate
 from gateway.ticketing.store import TicketStore
-from gateway.web.app import build_app
-from gateway.web.auth import UserStore
+from gateway.auth.users import UserStore
+from tests.unit.webapp import build_app, with_admin
 from tests.unit.test_config_validation import CONFIG
 
 NOW = datetime(2027, 2, 20, 10, 0, tzinfo=timezone.utc)
@@ -44,9 +43,7 @@ async def client(tmp_path):
     token, _ = await users.create_session(await users.create_user("adm", "admin-pw-12345", "admin"))
     agent, _ = await users.create_session(await users.create_user("ag", "agent-pw-12345", "agent", agent_id="8001"))
     app = build_app(store=store, health=health, users=users)
-    gateway = SimpleNamespace(admin=admin, store=store, config=admin.config, clock=SimpleNamespace(adjustable=False),
-                              settings=SimpleNamespace(prompts_dir=prompts_dir, prompt_override_dir=override_dir))
-    add_admin_routes(app, gateway=gateway)
+    with_admin(app, admin, PromptDirs(rendered=prompts_dir, recorded=override_dir))
     async with TestClient(TestServer(app), headers={"Authorization": f"Bearer {token}"}) as c:
         c.agent = agent
         yield c

@@ -9,8 +9,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.ticketing import migrate
 from gateway.ticketing.store import TicketStore
-from gateway.web.app import build_app
-from gateway.web.auth import UserStore
+from gateway.auth.users import UserStore
+from tests.unit.webapp import build_app
 
 
 @pytest.fixture()

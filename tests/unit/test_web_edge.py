@@ -14,12 +14,12 @@ import pytest
 from aiohttp import ClientSession, WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.desk.http import add_desk_routes
 from gateway.desk.service import DeskService
 from gateway.ticketing import migrate
 from gateway.ticketing.store import TicketStore
-from gateway.web.app import build_app
-from gateway.web.auth import LastAdmin, UserStore
+from gateway.auth.errors import LastAdmin
+from gateway.auth.users import UserStore
+from tests.unit.webapp import build_app, with_desk
 from gateway.web.edge import EdgePolicy, host_name
 
 SUP_PW, ADMIN_PW, AGENT_PW = "supervisor-pw-123", "admin-pw-12345", "agent-pw-12345"
@@ -47,7 +47,7 @@ async def world(tmp_path):
                     edge_policy=EdgePolicy(trusted_proxies=("10.0.0.0/8",), public_hosts=("hotline.example.cn",)))
     desk = DeskService(store=store, users=users, recordings_dir=tmp_path, suggester=None,
                        clock=lambda: datetime.now(timezone.utc))
-    add_desk_routes(app, desk=desk, timezone="Asia/Shanghai")
+    with_desk(app, desk)
     yield World(store, users, app)
     await store.close()
 

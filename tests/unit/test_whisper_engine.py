@@ -21,7 +21,7 @@ from gateway.asr.engine import StreamFailed
 from gateway.asr.guard import find_emergency
 from gateway.asr.vosk_engine import VoskEngine
 from gateway.asr.zh_text import cer
-from gateway.ticketing.transcripts import TranscriptRecovery
+from gateway.speech.recovery import TranscriptRecovery
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -20,7 +20,7 @@ from gateway.ivr_flows.channel import Recording
 from gateway.ivr_flows.engine import CallState, Interpreter
 from gateway.ivr_flows.model import GatewayConfig
 from gateway.masking import mask_number
-from gateway.metrics import Metrics
+from gateway.calls.metrics import Metrics
 from gateway.ticketing.store import TicketStore
 
 log = logging.getLogger(__name__)
