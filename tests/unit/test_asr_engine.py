@@ -34,7 +34,7 @@ from gateway.asr.engine import (
 )
 from gateway.asr.guard import find_emergency
 from gateway.asr.vosk_engine import VoskEngine
-from tests.conftest import eventually
+from gateway_dev.eventually import aeventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -139,7 +139,7 @@ async def test_given_a_live_stream_fed_in_20ms_frames_then_partials_then_a_final
     pcm = pcm_of(audio["minwon"])
     for i in range(0, len(pcm), 320):
         await stream.feed(pcm[i:i + 320])
-    await eventually(lambda: "민원" in stream.partial, what="a partial with 민원")
+    await aeventually(lambda: "민원" in stream.partial, what="a partial with 민원")
     t = await stream.finish()
     assert "민원" in t.text.split() and not stream.failed
     assert any(not r.final and "민원" in r.text for r in results)

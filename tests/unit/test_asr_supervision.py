@@ -23,7 +23,7 @@ from gateway.asr import wire
 from gateway.asr.config import load_speech_config, resolve_model_dir
 from gateway.asr.engine import EngineUnavailable, StreamFailed
 from gateway.asr.vosk_engine import VoskEngine
-from tests.conftest import eventually
+from gateway_dev.eventually import aeventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -71,13 +71,13 @@ async def test_given_two_streams_when_the_worker_is_killed_decoding_one_then_it_
     half = len(speech) // 4 * 2
     other = await engine.open_stream("ko")
     await other.feed(speech[:half])
-    await eventually(lambda: other.pending_bytes == 0, what="the first half decoded")
+    await aeventually(lambda: other.pending_bytes == 0, what="the first half decoded")
     culprit = await engine.open_stream("ko")
     restarts = engine.stats()["restarts"]
     old_pid = worker_pid(engine)
 
     await culprit.feed(speech * 3)  # several chunks now wait for the worker...
-    await eventually(lambda: engine.stats()["decoding"] == [culprit.stream_id], interval=0.001,
+    await aeventually(lambda: engine.stats()["decoding"] == [culprit.stream_id], interval=0.001,
                      what="the worker decoding the culprit's audio")
     os.kill(old_pid, signal.SIGKILL)  # ...which dies decoding one of them
     await other.feed(speech[half:])  # the caller keeps talking while the worker restarts
@@ -105,7 +105,7 @@ async def test_given_two_streams_when_the_worker_is_killed_decoding_one_then_it_
 async def test_given_an_idle_worker_killed_then_no_stream_fails_and_word_times_continue(engine, speech):
     before = await engine.open_stream("ko")
     await before.feed(speech)
-    await eventually(lambda: before.pending_bytes == 0, what="audio decoded")
+    await aeventually(lambda: before.pending_bytes == 0, what="audio decoded")
     os.kill(worker_pid(engine), signal.SIGKILL)
     await before.feed(speech)
     t = await before.finish(timeout=30)
@@ -116,13 +116,13 @@ async def test_given_an_idle_worker_killed_then_no_stream_fails_and_word_times_c
 
 
 async def test_given_the_worker_is_restarting_then_open_stream_is_unavailable_not_hanging(engine):
-    await eventually(lambda: engine.available("ko"), timeout=30, what="worker ready")
+    await aeventually(lambda: engine.available("ko"), timeout=30, what="worker ready")
     pid = worker_pid(engine)
     os.kill(pid, signal.SIGKILL)
-    await eventually(lambda: not engine.available("ko"), timeout=5, what="worker seen dead")
+    await aeventually(lambda: not engine.available("ko"), timeout=5, what="worker seen dead")
     with pytest.raises(EngineUnavailable, match="no worker is ready"):
         await engine.open_stream("ko")
-    await eventually(lambda: engine.available("ko"), timeout=30, what="worker restarted")
+    await aeventually(lambda: engine.available("ko"), timeout=30, what="worker restarted")
 
 
 # -- a worker driven with raw frames -------------------------------------------------------

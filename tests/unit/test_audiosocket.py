@@ -36,7 +36,8 @@ from gateway.pbx.audiosocket import (
     pcm_frames,
     uuid_from_payload,
 )
-from tests.unit.test_fastagi_hostile import LagMeter, wait_until
+from gateway_dev.eventually import aeventually
+from tests.unit.test_fastagi_hostile import LagMeter
 
 AUDIO = bytes(range(256)) + bytes(64)  # 320 bytes
 
@@ -249,7 +250,7 @@ async def test_given_a_prompt_when_played_then_one_frame_per_write_every_20_ms_w
     started = time.monotonic()
     assert await call.play(b"\x01\x02" * (FRAME_BYTES * 25 - 10)) is True  # 1 s, the last frame padded
     took = time.monotonic() - started
-    await wait_until(lambda: sum(map(len, chunks)) >= 50 * (3 + FRAME_BYTES))
+    await aeventually(lambda: sum(map(len, chunks)) >= 50 * (3 + FRAME_BYTES))
     # one whole audio frame per write (the transport sends it at once: its buffer is empty)
     assert [data for _, data in writes] == [build_audio(f) for f in pcm_frames(b"\x01\x02" * (FRAME_BYTES * 25 - 10))]
     assert len(writes) == 50 and writes[-1][1].endswith(bytes(20)) and call.frames_out == 50
@@ -293,7 +294,7 @@ async def test_given_the_gateway_closes_when_the_step_ends_then_asterisk_gets_0x
         server):
     call, reader, writer = await connected_call(server)
     playing = asyncio.ensure_future(call.play(bytes(FRAME_BYTES * 500)))
-    await asyncio.sleep(0.05)
+    await aeventually(lambda: call.frames_out > 0, what="the prompt playing")
     await call.close()
     await call.close()  # idempotent
     assert await asyncio.wait_for(playing, 1) is False
@@ -336,7 +337,7 @@ async def trickle(writer, data: bytes, every: float = 0.15) -> None:
         for byte in data:
             writer.write(bytes([byte]))
             await writer.drain()
-            await asyncio.sleep(every)
+            await asyncio.sleep(every)  # the pacing is the behaviour under test: a slow-loris peer
     except ConnectionError:
         pass
 
@@ -370,7 +371,7 @@ async def test_given_a_hostile_peer_when_a_good_call_is_streaming_then_only_the_
         for _ in range(40):  # 0.8 s of audio while the hostile peer does its thing
             good.write(frame(0x10, AUDIO))
             await good.drain()
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # pacing, not waiting: Asterisk sends a frame every 20 ms
         good.write(frame(0x03, b"#") + build_hangup())
         await good.drain()
 
@@ -436,7 +437,7 @@ async def test_given_a_slow_consumer_when_audio_piles_up_then_the_oldest_audio_i
         call, _reader, writer = await connected_call(srv)
         writer.write(frame(0x03, b"1") + frame(0x10, AUDIO) * 300 + frame(0x03, b"2") + frame(0x10, b"\x07\x00") * 50)
         await writer.drain()
-        await wait_until(lambda: call.frames_in == 352)
+        await aeventually(lambda: call.frames_in == 352)
         assert call.queued == 100
         assert call.dropped_frames == 252 and srv.counters()["dropped_audio"] == 252
         events = []
@@ -459,7 +460,7 @@ async def test_given_sessions_when_the_server_stops_then_consumers_get_closed_an
     call, reader, writer = await connected_call(srv)
     waiting = srv.expect(new_key())
     pre_reader, pre_writer = await connect(srv)  # connected, no UUID yet
-    await wait_until(lambda: srv.counters()["active"] == 2)
+    await aeventually(lambda: srv.counters()["active"] == 2)
     await asyncio.wait_for(srv.stop(), 3)
     assert await collect(call) == [Closed("closed")] and await collect(waiting) == [Closed("closed")]
     assert (await read_to_eof(reader)).endswith(build_hangup()) and await read_to_eof(pre_reader) == b""

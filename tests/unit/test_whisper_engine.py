@@ -22,7 +22,7 @@ from gateway.asr.guard import find_emergency
 from gateway.asr.vosk_engine import VoskEngine
 from gateway.asr.zh_text import cer
 from gateway.ticketing.transcripts import TranscriptRecovery
-from tests.conftest import eventually
+from gateway_dev.eventually import aeventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -123,10 +123,10 @@ async def test_given_a_live_caller_then_partials_while_talking_and_a_final_soon_
     for i in range(0, len(pcm), 320):
         await stream.feed(pcm[i:i + 320])
         await asyncio.sleep(0)  # let replies in (not pacing)
-    await eventually(lambda: any(not r.final and r.text for r in results), timeout=30)
+    await aeventually(lambda: any(not r.final and r.text for r in results), timeout=30)
     for _ in range(50):  # one second of silence: the utterance ends (600 ms) and is decoded
         await stream.feed(bytes(320))
-    await eventually(lambda: any(r.final for r in results), timeout=30)
+    await aeventually(lambda: any(r.final for r in results), timeout=30)
     final = [r for r in results if r.final][0]
     assert "三天" in final.text and final.words
     transcript = await stream.finish()
@@ -143,10 +143,10 @@ async def test_given_the_worker_killed_mid_utterance_then_the_stream_fails_and_t
         with pytest.raises(StreamFailed):
             for i in range(0, len(pcm), 320):
                 await stream.feed(pcm[i:i + 320])
-                await asyncio.sleep(0)
+                await asyncio.sleep(0)  # let replies in (not pacing)
             await stream.finish(timeout=30)
         assert stream.failed  # what the Listener turns into transcript_status "pending"
-        await eventually(lambda: eng.available("zh"), timeout=60)  # restarted
+        await aeventually(lambda: eng.available("zh"), timeout=60)  # restarted
 
         recording = write_wav_8k(tmp_path / "call.wav", pcm)
         store = FakeStore([{"id": "T1", "uniqueid": "u1", "language": "zh", "recording_path": str(recording)}])
