@@ -7,6 +7,7 @@ unknown language or a language without a model; 1 if recognition itself failed.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import sys
@@ -16,7 +17,7 @@ from typing import TextIO
 from gateway.asr.audio import probe_wav
 from gateway.asr.config import load_speech_config
 from gateway.asr.engine import AudioFileError, EngineUnavailable, SpeechInputError, Transcript
-from gateway.asr.vosk_engine import VoskEngine
+from gateway.asr.vosk_engine import VoskEngine, default_cache_dir
 from gateway.errors import ConfigError, GatewayError
 
 
@@ -41,8 +42,8 @@ async def transcribe_cli(path, language: str, config_path, *, as_json: bool = Fa
         return code
 
     try:
-        probe_wav(Path(path))
-        config = load_speech_config(Path(config_path))
+        await asyncio.to_thread(probe_wav, Path(path))  # file reads: off the event loop
+        config = await asyncio.to_thread(load_speech_config, Path(config_path))
     except AudioFileError as exc:
         return fail(exc.message)
     except ConfigError as exc:
@@ -52,7 +53,7 @@ async def transcribe_cli(path, language: str, config_path, *, as_json: bool = Fa
         return fail(f"unknown language {language!r}; {config_path} has models for: {known}")
     # One worker is enough for one file; load only the model asked for.
     config = dataclasses.replace(config, workers=1, models={language: config.models[language]})
-    engine = VoskEngine(config)
+    engine = VoskEngine(config, cache_dir=await asyncio.to_thread(default_cache_dir))
     try:
         await engine.start(progress=lambda line: print(line, file=err, flush=True))
         if not engine.available(language):

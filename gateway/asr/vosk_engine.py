@@ -130,7 +130,7 @@ class VoskEngine(SpeechEngine):
             if spec.engine == "whisper":
                 directory = await self._whisper_dir(spec, say)
             else:
-                directory = resolve_model_dir(spec)
+                directory = await asyncio.to_thread(resolve_model_dir, spec)  # looks on disk: off the loop
                 if directory is None:
                     self._missing[lang] = missing_model_message(spec)
                     say(self._missing[lang])
@@ -152,7 +152,7 @@ class VoskEngine(SpeechEngine):
             else:
                 argv.append(f"--model={lang}={name}={path}")
         env = dict(os.environ)
-        root = str(Path(gateway.__file__).resolve().parent.parent)
+        root = str((await asyncio.to_thread(Path(gateway.__file__).resolve)).parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         started = time.monotonic()
         self._slots = [WorkerSlot(i, argv, env, self) for i in range(n)]

@@ -38,20 +38,19 @@ class Worker:
         self.vosk = vosk_module
         self.recognizers: dict = {}  # sid -> (KaldiRecognizer)
         self.whisper: dict = dict(whisper or {})  # language -> WhisperStreams
+        self.fed = {}
 
     crash_at: float | None = None  # fault injection for tests: GATEWAY_SPEECH_CRASH_AT
+    fed: dict  # sid -> bytes of audio a Vosk stream got (counted only for the fault injection)
 
-    def _maybe_crash(self, whisper, msg) -> None:
-        """Die (SIGKILL) while handling a live stream's Audio once it holds ``crash_at`` seconds.
+    def _maybe_crash(self, fed_bytes: int) -> None:
+        """Die (SIGKILL) while handling a stream's Audio once it holds ``crash_at`` seconds.
 
         Only when the environment variable GATEWAY_SPEECH_CRASH_AT is set (tests): the
         worker has said Started for this request, so the gateway blames exactly this stream,
         the moment a worker dies mid-utterance in production, made deterministic.
         """
-        if self.crash_at is None:
-            return
-        stream = whisper.streams.get(msg.sid)
-        if stream is not None and stream.live and (stream.cutter.fed + len(msg.pcm)) / 16000 >= self.crash_at:
+        if self.crash_at is not None and fed_bytes / 16000 >= self.crash_at:
             import signal
 
             os.kill(os.getpid(), signal.SIGKILL)
@@ -81,7 +80,9 @@ class Worker:
             return wire.Closed(msg.seq, msg.sid)
         if whisper is not None:
             if isinstance(msg, wire.Audio):
-                self._maybe_crash(whisper, msg)
+                stream = whisper.streams.get(msg.sid)
+                if stream is not None and stream.live:
+                    self._maybe_crash(stream.cutter.fed + len(msg.pcm))
                 text, final, words = whisper.audio(msg.sid, msg.pcm)
                 return wire.Heard(msg.seq, msg.sid, text, final, words)
             text, words = whisper.finish(msg.sid)
@@ -90,6 +91,9 @@ class Worker:
         if rec is None:
             return wire.Rejected(msg.seq, msg.sid, f"stream {msg.sid} is not open")
         if isinstance(msg, wire.Audio):
+            if self.crash_at is not None:
+                self.fed[msg.sid] = self.fed.get(msg.sid, 0) + len(msg.pcm)
+                self._maybe_crash(self.fed[msg.sid])
             if rec.AcceptWaveform(msg.pcm):
                 result = json.loads(rec.Result())
                 return wire.Heard(msg.seq, msg.sid, result.get("text", ""), True, _words(result))

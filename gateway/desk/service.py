@@ -192,7 +192,7 @@ class DeskService:
         self.timezone = timezone
         self.desk = DeskStore(store, timezone=timezone)
         self.users = users
-        self.recordings_dir = Path(recordings_dir).resolve()
+        self.recordings_dir = Path(recordings_dir)  # resolved where it is checked, in a thread
         self.suggester = suggester
         self.clock = clock
         self.monotonic = monotonic or time.monotonic
@@ -278,7 +278,7 @@ class DeskService:
         if not raw:
             raise NotFound("this ticket has no recording", details={"ticket_id": ticket["id"]})
         path = Path(raw).resolve()
-        if self.recordings_dir not in path.parents or path.suffix != ".wav" or not path.is_file():
+        if self.recordings_dir.resolve() not in path.parents or path.suffix != ".wav" or not path.is_file():
             raise NotFound("the recording is not available", details={"ticket_id": ticket["id"]})
         return path
 

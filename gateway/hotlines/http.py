@@ -242,7 +242,7 @@ async def prompt_audio(request: web.Request) -> web.Response:
     if key is None:
         raise NotFound(f"no prompt {raw!r} in the live configuration", details={"field": "key"})
     path = request.app[PROMPT_DIRS].rendered / f"{key}.wav"
-    if not path.is_file():
+    if not await asyncio.to_thread(path.is_file):
         raise NotFound(f"prompt {key} is not rendered yet", details={"field": "key"})
     return web.FileResponse(path, headers={"Content-Type": "audio/wav", "Cache-Control": "no-store",
                                            "Content-Disposition": f'inline; filename="{key}.wav"'})

@@ -88,7 +88,7 @@ class HotlineAdmin:
         """Load the live version, seeding version 1 from ``config/`` on a new database."""
         current = await self.versions.current()
         if current is None:
-            files = self.initial_files()
+            files = await asyncio.to_thread(self.initial_files)  # reads config/: off the event loop
             config = await asyncio.to_thread(config_from_files, files, origin="config")
             self.version_id = await self.versions.add(
                 files=files, content_hash=config.version, status="applied", parent_id=None, diff="",

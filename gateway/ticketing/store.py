@@ -16,6 +16,7 @@ draft tickets.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Awaitable, Callable, TypeVar
 
@@ -70,7 +71,7 @@ class TicketStore(CallRecords):
     @classmethod
     async def open(cls, database_url: str) -> TicketStore:
         """Connect to an already migrated database (see ``migrate.upgrade``)."""
-        ensure_sqlite_dir(database_url)
+        await asyncio.to_thread(ensure_sqlite_dir, database_url)  # mkdir: off the event loop
         engine = create_async_engine(database_url)
         if engine.dialect.name == "sqlite":
             _install_sqlite_pragmas(engine)

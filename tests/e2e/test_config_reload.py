@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
+from gateway_dev.eventually import eventually
 from gateway_dev.simcall import CallScript, place_call
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 
 def _wait_reload(system, previous):
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def reported() -> dict | None:
         status, health = system.http("/healthz", token=system.token())
-        if health.get("last_reload") and health["last_reload"] != previous:
-            return health
-        time.sleep(0.1)
-    raise AssertionError("the gateway did not report the reload")
+        return health if health.get("last_reload") and health["last_reload"] != previous else None
+
+    return eventually(reported, interval=0.1, what="the gateway reporting the reload")
 
 
 def test_given_a_running_gateway_when_hotlines_yaml_breaks_then_reload_is_refused_and_calls_go_on(system):

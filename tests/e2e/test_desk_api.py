@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway_dev.desk_socket import DeskSocket
 from gateway_dev.simcall import CallScript, place_call
 from gateway_dev.system import desk_events, say_zh
 
@@ -33,17 +34,23 @@ async def _ws_events(system, token: str, since: int, *, want: int, timeout: floa
     return await desk_events(system, token, since, want=want, timeout=timeout)
 
 
+async def _call_with_desk_open(system, token: str, since: int, script: CallScript) -> tuple[dict, list[dict]]:
+    """Place the call once the agent's desk is connected (its hello came), then wait for its pop."""
+    async with DeskSocket(f"http://127.0.0.1:{system.http_port}", token, since=since) as desk:
+        popped = asyncio.ensure_future(desk.next("screen_pop", timeout=150))
+        try:
+            result = await place_call(system.settings, script)
+            await popped
+        finally:
+            popped.cancel()  # when the call failed: no pop to wait for
+    return result, desk.events
+
+
 def test_given_an_agent_desk_when_its_call_connects_then_the_draft_pops_and_a_returning_desk_gets_it_too(
         system, agent, speech_zh):
-    async def scenario():
-        listening = asyncio.ensure_future(_ws_events(system, agent, 0, want=1, timeout=150))
-        await asyncio.sleep(1)
-        # 2 = 建议 -> q-suggest, whose only member is agent 8002
-        result = await place_call(system.settings, CallScript(number="12345", caller="13700000001", digits="22",
-                                                              say=speech_zh))
-        return result, await listening
-
-    result, events = asyncio.run(scenario())
+    # 2 = 建议 -> q-suggest, whose only member is agent 8002
+    script = CallScript(number="12345", caller="13700000001", digits="22", say=speech_zh)
+    result, events = asyncio.run(_call_with_desk_open(system, agent, 0, script))
     assert events[0]["type"] == "hello" and events[0]["agent_id"] == "8002"
     pop = next(e for e in events if e["type"] == "screen_pop")
     ticket = pop["ticket"]
@@ -111,14 +118,8 @@ def test_given_a_draft_when_others_try_it_then_locked_for_agents_and_409_with_wh
 
 def test_given_a_repeat_caller_when_the_second_call_pops_then_the_first_ticket_is_shown_and_linked(
         system, agent, speech_zh):
-    async def scenario():
-        listening = asyncio.ensure_future(_ws_events(system, agent, 10**6, want=1, timeout=150))
-        await asyncio.sleep(1)
-        result = await place_call(system.settings, CallScript(number="12345", caller="13700000001", digits="22",
-                                                              say=speech_zh))
-        return result, await listening
-
-    result, events = asyncio.run(scenario())
+    script = CallScript(number="12345", caller="13700000001", digits="22", say=speech_zh)
+    result, events = asyncio.run(_call_with_desk_open(system, agent, 10**6, script))
     ticket = next(e for e in events if e["type"] == "screen_pop")["ticket"]
     assert ticket["id"] == result["ticket_id"]
     earlier = ticket["suggestions"]["earlier"]

@@ -19,12 +19,12 @@ import re
 import shutil
 import subprocess
 import threading
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from gateway_dev.eventually import eventually
 from gateway_dev.simcall import CallScript, place_call
 from gateway_dev.system import GATEWAY, ROOT, say_zh
 
@@ -87,13 +87,11 @@ def _call(system, speech: Path, digits: str = "22") -> BackgroundCall:
 
 def _ticket_of_call(system, token: str, uniqueid: str, timeout: float = 180) -> int:
     """The ticket id of a call, as soon as the IVR has created it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def ticket_id() -> int | None:
         status, body = system.http(f"/api/calls/{uniqueid}", token=token)
-        if status == 200 and body.get("ticket_id"):
-            return int(body["ticket_id"])
-        time.sleep(0.5)
-    raise AssertionError(f"call {uniqueid} has no ticket after {timeout:g} s")
+        return int(body["ticket_id"]) if status == 200 and body.get("ticket_id") else None
+
+    return eventually(ticket_id, timeout=timeout, interval=0.5, what=f"the ticket of call {uniqueid}")
 
 
 def _ticket(system, token: str, ticket_id: int) -> dict:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
 from gateway.pbx.ami import AmiClient
+from gateway_dev.eventually import aeventually, eventually
 from gateway_dev.simcall import CallScript, place_call
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -44,13 +44,12 @@ def _set_clock(system, token, when: str | None) -> None:
 
 
 async def _wait_in_menu(system, uid: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def in_menu() -> bool:  # run in a thread: the simulated call goes on meanwhile on this loop
         status, call = system.http(f"/api/calls/{uid}", token=system.token())
-        if status == 200 and any(s["node"] == "emergency_notice" for s in call["menu_path"]):
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"call {uid} never reached the menu")
+        return status == 200 and any(s["node"] == "emergency_notice" for s in call["menu_path"])
+
+    await aeventually(lambda: asyncio.to_thread(in_menu), timeout=timeout, interval=0.2,
+                      what=f"call {uid} in the menu")
 
 
 def test_given_a_call_in_the_menu_when_its_line_changes_mode_then_it_finishes_on_the_old_flow_and_the_next_follows_the_new(system, admin):
@@ -147,13 +146,12 @@ def test_given_a_scheduled_change_when_its_time_comes_then_it_takes_effect(syste
         assert {ln["number"]: ln["mode"] for ln in overview["lines"]}["12315"] == "dual_number"
 
         _set_clock(system, admin, "2027-01-01T00:00:01+08:00")
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            _, applied = system.http(f"/api/admin/versions/{version['id']}", token=admin)
-            if applied["status"] == "applied":
-                break
-            time.sleep(0.2)
-        assert applied["status"] == "applied", applied
+        def applied() -> dict:
+            _, body = system.http(f"/api/admin/versions/{version['id']}", token=admin)
+            assert body["status"] == "applied", body
+            return body
+
+        eventually(applied, interval=0.2, what="the scheduled change applied")
         _, overview = system.http("/api/admin/overview", token=admin)
         assert {ln["number"]: ln["mode"] for ln in overview["lines"]}["12315"] == "retired"
         extensions = (system.state / "var" / "asterisk" / "etc" / "extensions.conf").read_text()

@@ -12,7 +12,6 @@ import re
 import shutil
 import stat
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ import pytest
 from gateway.errors import PbxError
 from gateway.pbx.ami import AmiClient
 from gateway_dev import sandbox
+from gateway_dev.eventually import eventually
 from gateway_dev.simcall import CallScript, place_calls
 from gateway_dev.system import free_ports, say_zh
 
@@ -120,13 +120,16 @@ def test_given_a_sip_call_when_it_is_up_then_asterisks_rtp_sockets_are_bound_to_
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, text=True)
     try:
-        deadline = time.monotonic() + 8
-        new: list[tuple[str, int]] = []
-        while time.monotonic() < deadline and proc.poll() is None:
-            new = [sock for sock in _udp_sockets(pid) if sock not in before]
-            if len(new) >= 2:  # RTP and RTCP of this call
-                break
-            time.sleep(0.1)
+        def call_sockets() -> list[tuple[str, int]] | None:
+            found = [sock for sock in _udp_sockets(pid) if sock not in before]
+            if len(found) >= 2:  # RTP and RTCP of this call
+                return found
+            if proc.poll() is not None:
+                raise AssertionError(f"sipp ended ({proc.returncode}) before the call's RTP sockets were seen; "
+                                     f"Asterisk's UDP sockets before it: {before}\n{proc.stdout.read()[-2000:]}")
+            return None
+
+        new = eventually(call_sockets, interval=0.1, retry_on=(), what="the call's RTP sockets")
         output, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:

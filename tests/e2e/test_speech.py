@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from gateway_dev.eventually import aeventually, eventually
 from gateway_dev.simcall import CallScript, place_calls
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -58,6 +58,11 @@ def _token(system) -> str:
     return _TOKENS["admin"]
 
 
+def _audiosockets_connected(system) -> int:
+    """How many AudioSocket sessions the gateway has connected so far (its log says each)."""
+    return system.log_path.read_text(errors="replace").count(": connected for ")
+
+
 def _hostile_audiosocket(port: int) -> list[str]:
     """Peers that break the AudioSocket protocol while real calls are listening."""
     outcomes = []
@@ -97,8 +102,15 @@ def spoken_calls(system, voices):
     }
 
     async def run():
+        before = await asyncio.to_thread(_audiosockets_connected, system)
         calls = asyncio.ensure_future(_calls(system, list(scripts.values())))
-        await asyncio.sleep(12)  # the callers are in the Korean menu now
+
+        async def listening() -> bool:  # the callers are listened to in the Korean menu: their AudioSockets
+            if calls.done():  # ended (or failed) already: nothing left to wait for
+                return True
+            return await asyncio.to_thread(_audiosockets_connected, system) >= before + len(scripts)
+
+        await aeventually(listening, timeout=120, interval=0.2, what="the callers' AudioSockets connected")
         hostile = await asyncio.to_thread(_hostile_audiosocket, int(system.env["GATEWAY_AUDIOSOCKET_PORT"]))
         return await calls, hostile
 
@@ -184,10 +196,10 @@ def test_given_the_recogniser_unavailable_when_a_caller_describes_then_pending_t
     finally:
         status, _ = system.http("/api/test/speech", method="PUT", body={"suspended": False}, token=token)
         assert status == 200
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def recovered() -> dict | None:
         ticket = _ticket(system, result["ticket_id"])
-        if ticket["transcript_status"] != "pending":
-            break
-        time.sleep(0.5)
+        return ticket if ticket["transcript_status"] != "pending" else None
+
+    ticket = eventually(recovered, interval=0.5, what="the pending transcript recovered")
     assert ticket["transcript_status"] == "done" and len(ticket["transcript"]) >= 4, ticket

@@ -26,7 +26,7 @@ NOW = datetime(2027, 2, 20, 10, 0, tzinfo=timezone.utc)
 @pytest.fixture()
 async def client(tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path}/t.db"
-    migrate.upgrade(url)
+    await asyncio.to_thread(migrate.upgrade, url)  # alembic's sync engine: off the event loop
     store = await TicketStore.open(url)
     applied = []
 

@@ -4,6 +4,7 @@ unless the admin switches it off, and the admin hears the announcement before ap
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
@@ -27,7 +28,7 @@ DEFAULT_12315 = "您拨打的1 2 3 1 5已并入12345市民服务热线，现在�
 @pytest.fixture()
 async def world(tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path}/t.db"
-    migrate.upgrade(url)
+    await asyncio.to_thread(migrate.upgrade, url)
     store = await TicketStore.open(url)
 
     async def applier(config, old):
@@ -81,9 +82,13 @@ async def test_given_a_retired_line_when_the_admin_switches_the_notice_off_and_o
 
 async def test_given_a_text_already_in_the_prompt_cache_when_previewed_then_its_wav_is_served_without_rendering(world):
     prompt = PromptText("preview", DEFAULT_12315, "zh")
-    world.cache.mkdir(parents=True)
     wav = b"RIFF" + b"\1" * 40
-    (world.cache / f"{prompt.digest}.wav").write_bytes(wav)  # what render_all cached for this text and voice
+
+    def seed() -> None:  # what render_all cached for this text and voice (file I/O off the loop)
+        world.cache.mkdir(parents=True)
+        (world.cache / f"{prompt.digest}.wav").write_bytes(wav)
+
+    await asyncio.to_thread(seed)
     resp = await world.client.post("/api/admin/prompts/preview", json={"text": DEFAULT_12315})
     assert resp.status == 200, await resp.text()
     body = await resp.json()
@@ -91,7 +96,8 @@ async def test_given_a_text_already_in_the_prompt_cache_when_previewed_then_its_
     assert body["spoken"] == prompt.spoken and "幺二三幺五" in body["spoken"]
     audio = await world.client.get(body["url"])
     assert audio.status == 200 and audio.content_type == "audio/wav" and await audio.read() == wav
-    assert sorted(p.name for p in world.cache.iterdir()) == [f"{prompt.digest}.wav"]  # nothing else rendered
+    names = await asyncio.to_thread(lambda: sorted(p.name for p in world.cache.iterdir()))
+    assert names == [f"{prompt.digest}.wav"]  # nothing else rendered
 
 
 async def test_given_a_tone_when_previewed_then_it_is_rendered_into_the_prompt_cache(world):
@@ -100,7 +106,8 @@ async def test_given_a_tone_when_previewed_then_it_is_rendered_into_the_prompt_c
     body = await resp.json()
     assert body["engine"] == "sox"
     digest = body["url"].rsplit("/", 1)[1].removesuffix(".wav")
-    assert (world.cache / f"{digest}.wav").read_bytes()[:4] == b"RIFF"
+    head = await asyncio.to_thread(lambda: (world.cache / f"{digest}.wav").read_bytes()[:4])
+    assert head == b"RIFF"
 
 
 @pytest.mark.parametrize("body", [{}, {"text": ""}, {"text": "   "}, {"text": 5}, {"text": "x" * 501},

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
@@ -28,6 +27,7 @@ from gateway.pbx.ami_events import (
     QueueCallerJoin,
     parse_event,
 )
+from gateway_dev.eventually import aeventually
 
 USER, SECRET = "gateway", "s3cret-ami"
 GREETING = b"Asterisk Call Manager/11.0.0\r\n"
@@ -147,17 +147,6 @@ class FakeAmi:
 
 
 # -- helpers and fixtures -------------------------------------------------------------------
-async def wait_until(predicate: Callable[[], object], timeout: float = 3.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        await asyncio.sleep(0.005)
-
-
 @pytest.fixture
 async def server():
     fake = FakeAmi()
@@ -214,7 +203,7 @@ async def test_given_wrong_secret_when_started_then_stays_disconnected_and_retri
     client = make_client(secret="wrong", backoff_initial=0.1, backoff_max=10.0)
 
     await client.start()
-    await wait_until(lambda: sum(c.count("Login") for c in server.conns) >= 4, timeout=3.0,
+    await aeventually(lambda: sum(c.count("Login") for c in server.conns) >= 4, timeout=3.0,
                      what="four login attempts")
 
     assert not client.connected and client.connects == 0
@@ -230,7 +219,7 @@ async def test_given_repeated_failures_when_backing_off_then_delays_are_capped_b
     client = make_client(secret="wrong", backoff_initial=0.05, backoff_max=0.1)
 
     await client.start()
-    await wait_until(lambda: sum(c.count("Login") for c in server.conns) >= 6, timeout=3.0,
+    await aeventually(lambda: sum(c.count("Login") for c in server.conns) >= 6, timeout=3.0,
                      what="six login attempts")
 
     times = [c.opened_at for c in server.conns[:6]]
@@ -244,8 +233,8 @@ async def test_given_refused_login_and_server_keeps_socket_open_when_retrying_th
     client = make_client(secret="wrong")
 
     await client.start()
-    await wait_until(lambda: len(server.conns) >= 3, what="three login attempts")
-    await wait_until(lambda: all(c.closed_at for c in server.conns[:2]), timeout=1.0,
+    await aeventually(lambda: len(server.conns) >= 3, what="three login attempts")
+    await aeventually(lambda: all(c.closed_at for c in server.conns[:2]), timeout=1.0,
                      what="refused connections closed by the client")
 
     assert not any(c.killed for c in server.conns)
@@ -255,15 +244,15 @@ async def test_given_refused_login_and_server_keeps_socket_open_when_retrying_th
 async def test_given_half_open_link_when_ping_gets_no_answer_then_client_drops_and_reconnects(server, make_client):
     client = await started(make_client(ping_interval=0.2, action_timeout=0.3))
     first = server.conns[0]
-    await wait_until(lambda: first.count("Ping") >= 1, what="a first ping")
+    await aeventually(lambda: first.count("Ping") >= 1, what="a first ping")
 
     first.ping_reply = None  # socket stays open, nothing comes back
     silenced_at = time.monotonic()
-    await wait_until(lambda: first.closed_at, timeout=2.0, what="client dropping the silent link")
+    await aeventually(lambda: first.closed_at, timeout=2.0, what="client dropping the silent link")
 
     assert first.closed_at - silenced_at <= 0.2 + 0.3 + 0.3
     assert not first.killed
-    await wait_until(lambda: len(server.conns) >= 2 and server.conns[1].logged_in and client.connected,
+    await aeventually(lambda: len(server.conns) >= 2 and server.conns[1].logged_in and client.connected,
                      what="reconnection")
     assert client.connects == 2
 
@@ -278,12 +267,12 @@ async def test_given_connected_when_ping_answer_is_not_pong_then_client_reconnec
     first = server.conns[0]
 
     first.ping_reply = bad_reply
-    await wait_until(lambda: first.closed_at, timeout=2.0, what="client dropping the link")
+    await aeventually(lambda: first.closed_at, timeout=2.0, what="client dropping the link")
 
     assert first.count("Ping") == 1 and not first.killed
-    await wait_until(lambda: len(server.conns) >= 2 and server.conns[1].logged_in and client.connected,
+    await aeventually(lambda: len(server.conns) >= 2 and server.conns[1].logged_in and client.connected,
                      what="reconnection")
-    await wait_until(lambda: server.conns[1].count("Ping") >= 2, what="pings on the new link")
+    await aeventually(lambda: server.conns[1].count("Ping") >= 2, what="pings on the new link")
     assert client.connected and len(server.conns) == 2
 
 
@@ -322,7 +311,7 @@ async def test_given_pending_originate_when_server_kills_link_then_fails_fast_an
     server.unanswered.add("Originate")
     first = server.conns[0]
     pending = asyncio.create_task(client.action(dict(ORIGINATE)))
-    await wait_until(lambda: first.count("Originate") == 1, what="originate on the wire")
+    await aeventually(lambda: first.count("Originate") == 1, what="originate on the wire")
 
     first.kill()
     killed_at = time.monotonic()
@@ -330,10 +319,10 @@ async def test_given_pending_originate_when_server_kills_link_then_fails_fast_an
         await asyncio.wait_for(pending, 3.0)
 
     assert time.monotonic() - killed_at < 0.5  # long before the 2 s action deadline
-    await wait_until(lambda: len(server.conns) >= 2 and server.conns[1].logged_in and client.connected,
+    await aeventually(lambda: len(server.conns) >= 2 and server.conns[1].logged_in and client.connected,
                      what="reconnection")
     second = server.conns[1]
-    await wait_until(lambda: second.count("Ping") >= 3, what="three pings on the new link")
+    await aeventually(lambda: second.count("Ping") >= 3, what="three pings on the new link")
     assert all(c.count("Originate") == 0 for c in server.conns[1:])
     assert first.count("Originate") == 1
 
@@ -345,7 +334,7 @@ async def test_given_ping_in_flight_when_link_drops_then_pending_actions_fail_at
     first = server.conns[0]
     first.ping_reply = None
     pending = asyncio.create_task(client.action(dict(ORIGINATE)))
-    await wait_until(lambda: "Ping" in first.names()[first.names().index("Originate"):] if first.count("Originate")
+    await aeventually(lambda: "Ping" in first.names()[first.names().index("Originate"):] if first.count("Originate")
                      else False, what="a ping sent after the originate")
 
     first.kill()
@@ -354,7 +343,7 @@ async def test_given_ping_in_flight_when_link_drops_then_pending_actions_fail_at
         await asyncio.wait_for(pending, 3.0)
 
     assert time.monotonic() - killed_at < 0.5
-    await wait_until(lambda: len(server.conns) >= 2 and client.connected, timeout=1.0, what="quick reconnection")
+    await aeventually(lambda: len(server.conns) >= 2 and client.connected, timeout=1.0, what="quick reconnection")
     assert server.conns[1].count("Originate") == 0
 
 
@@ -404,12 +393,12 @@ async def test_given_subscribers_when_server_sends_events_then_each_gets_typed_e
     client.subscribe(collect_async)
     client.subscribe_raw(lambda headers: raw_seen.append(headers.get("Event")))
     await started(client)
-    await wait_until(lambda: any(isinstance(e, FullyBooted) for e in sync_seen), what="FullyBooted")
+    await aeventually(lambda: any(isinstance(e, FullyBooted) for e in sync_seen), what="FullyBooted")
 
     with caplog.at_level(logging.ERROR, logger="gateway.pbx.ami"):
         for event in EVENTS:
             server.conns[0].send(event)
-        await wait_until(lambda: len(async_seen) >= 1 + len(EXPECTED) and "PeerStatus" in raw_seen,
+        await aeventually(lambda: len(async_seen) >= 1 + len(EXPECTED) and "PeerStatus" in raw_seen,
                          what="all events delivered")
 
     typed = [e for e in sync_seen if not isinstance(e, FullyBooted)]
@@ -431,7 +420,7 @@ async def test_given_connected_client_with_pending_action_when_closed_then_super
     client = await started(make_client(action_timeout=2.0))
     server.unanswered.add("QueueStatus")
     pending = asyncio.create_task(client.action({"Action": "QueueStatus"}))
-    await wait_until(lambda: server.conns[0].count("QueueStatus") == 1, what="action on the wire")
+    await aeventually(lambda: server.conns[0].count("QueueStatus") == 1, what="action on the wire")
     supervisor = client._task
 
     await client.close()
@@ -441,7 +430,7 @@ async def test_given_connected_client_with_pending_action_when_closed_then_super
     with pytest.raises(AmiNotConnected):
         await pending
     assert _leftover_tasks(server) == set()
-    await wait_until(lambda: server.conns[0].closed_at, timeout=1.0, what="server seeing the hang-up")
+    await aeventually(lambda: server.conns[0].closed_at, timeout=1.0, what="server seeing the hang-up")
     assert len(server.conns) == 1
 
 
@@ -449,18 +438,18 @@ async def test_given_login_in_flight_when_closed_then_the_half_open_socket_is_cl
     server.answer_login = False
     client = make_client(action_timeout=2.0)
     await client.start()
-    await wait_until(lambda: server.conns and server.conns[0].count("Login") == 1, what="login on the wire")
+    await aeventually(lambda: server.conns and server.conns[0].count("Login") == 1, what="login on the wire")
 
     await client.close()
 
     assert _leftover_tasks(server) == set()
-    await wait_until(lambda: server.conns[0].closed_at, timeout=1.0, what="server seeing the hang-up")
+    await aeventually(lambda: server.conns[0].closed_at, timeout=1.0, what="server seeing the hang-up")
 
 
 async def test_given_client_backing_off_when_closed_then_close_is_prompt(server, make_client):
     client = make_client(secret="wrong", backoff_initial=5.0)
     await client.start()
-    await wait_until(lambda: client.last_error, what="first refused login")
+    await aeventually(lambda: client.last_error, what="first refused login")
 
     begun = time.monotonic()
     await client.close()

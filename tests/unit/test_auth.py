@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from datetime import datetime, timedelta, timezone
@@ -81,7 +82,7 @@ class World:
 @pytest.fixture()
 async def world(tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path}/auth.db"
-    migrate.upgrade(url)
+    await asyncio.to_thread(migrate.upgrade, url)  # alembic's sync engine: off the event loop
     store = await TicketStore.open(url)
     clock, mono = FakeClock(datetime(2027, 1, 1, 8, 0, tzinfo=timezone.utc)), FakeMonotonic()
     users = UserStore(store.engine, clock=clock, brake=LoginBrake(clock=mono))

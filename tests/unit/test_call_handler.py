@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,7 +20,7 @@ CONFIG = load_config(Path(__file__).resolve().parents[2] / "config")
 @pytest.fixture()
 async def store(tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path}/t.db"
-    migrate.upgrade(url)
+    await asyncio.to_thread(migrate.upgrade, url)  # alembic's sync engine: off the event loop
     store = await TicketStore.open(url)
     yield store
     await store.close()

@@ -18,6 +18,7 @@ from gateway.errors import ChannelHangup, RemoteProtocolError
 from gateway.ivr_flows.channel import Recording
 from gateway.pbx import agi
 from gateway.pbx.fastagi import AgiChannel, AgiSession, AgiTimeout, FastAgiServer
+from gateway_dev.eventually import aeventually
 
 LOCAL = ("127.0.0.1/32",)
 
@@ -29,14 +30,6 @@ def header(uid: str, callerid: str = "13800138000") -> bytes:
         + f"agi_uniqueid: {uid}\nagi_callerid: {callerid}\n".encode()
         + b"agi_extension: 12345\nagi_accountcode: \n\n"
     )
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached before the deadline")
-        await asyncio.sleep(0.005)
 
 
 class LagMeter:
@@ -51,7 +44,7 @@ class LagMeter:
         loop = asyncio.get_running_loop()
         while True:
             before = loop.time()
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # the meter's tick: how late it wakes is what it measures
             self.max_lag = max(self.max_lag, loop.time() - before - 0.01)
             self.ticks += 1
 
@@ -131,7 +124,7 @@ async def test_given_hostile_peers_when_good_calls_run_concurrently_then_only_ho
         async with running(handler) as server, running(handler, allowed_peers=("10.9.9.9/32",)) as closed:
             idle_silent = asyncio.create_task(hostile(server.port, b"", close=False))  # (e)
             idle_garbage = asyncio.create_task(hostile(server.port, b"\x00garbage" * 50, close=False))  # (b)
-            await wait_until(lambda: server.sessions == 2)
+            await aeventually(lambda: server.sessions == 2)
             results = await asyncio.gather(
                 fake_asterisk(server.port, "good-1"),
                 hostile(server.port, header("half")[:60]),  # (a) half an environment, then close
@@ -142,7 +135,7 @@ async def test_given_hostile_peers_when_good_calls_run_concurrently_then_only_ho
             )
             assert await idle_silent == b"" and await idle_garbage == b""
             good_late = await fake_asterisk(server.port, "good-2")  # still accepting afterwards
-            await wait_until(lambda: server.sessions == 0 and server.completed == 2)
+            await aeventually(lambda: server.sessions == 0 and server.completed == 2)
 
     assert lag.ticks > 10
     assert lag.max_lag < 0.05, f"event loop stalled for {lag.max_lag * 1000:.1f} ms"
@@ -173,10 +166,10 @@ async def test_given_handler_raises_when_session_runs_then_error_logged_masked_a
 
     async with running(handler) as server:
         commands = await fake_asterisk(server.port, "boom")
-        await wait_until(lambda: server.handler_errors == 1 and server.sessions == 0)
+        await aeventually(lambda: server.handler_errors == 1 and server.sessions == 0)
         assert commands == []
         assert await fake_asterisk(server.port, "after") == []
-        await wait_until(lambda: server.handler_errors == 2)
+        await aeventually(lambda: server.handler_errors == 2)
     assert "ValueError: flow broke for caller 138****8000" in caplog.text
     assert "13800138000" not in caplog.text
 
@@ -208,7 +201,7 @@ async def test_given_channel_edge_replies_when_flow_runs_then_channel_reports_th
     ]
     async with running(handler) as server:
         commands = await fake_asterisk(server.port, "edge", replies)
-        await wait_until(lambda: server.completed == 1)
+        await aeventually(lambda: server.completed == 1)
     assert commands[3] == b'RECORD FILE /srv/gw/recordings/uid-1.part wav # 60000 s=3\n'
     assert commands[-2:] == [b"SET VARIABLE GW_ACTION queue\n", b"SET VARIABLE GW_QUEUE complaints\n"]
     digits, rec, dtmf, full, rtts = outcomes["edge"]
@@ -239,7 +232,7 @@ async def test_given_caller_hangs_up_when_recording_then_recording_kept_and_next
     ]
     async with running(handler) as server:
         commands = await fake_asterisk(server.port, "hup", replies)
-        await wait_until(lambda: server.completed == 1)
+        await aeventually(lambda: server.completed == 1)
     assert outcomes["rec"] == Recording("/rec/u1", "wav", 3000, "hangup")
     assert outcomes["hung_up"] is True and isinstance(outcomes["after"], ChannelHangup)
     assert commands[1:] == [b'STREAM FILE /srv/gw/prompts/bye ""\n', b"SET VARIABLE GW_ACTION hangup\n"]
@@ -251,7 +244,7 @@ async def test_given_hangup_line_before_failed_play_when_playing_then_channel_ha
 
     async with running(handler) as server:
         await fake_asterisk(server.port, "hup2", [b"HANGUP\n200 result=-1 endpos=0\n"])
-        await wait_until(lambda: server.hangups == 1 and server.sessions == 0)
+        await aeventually(lambda: server.hangups == 1 and server.sessions == 0)
     assert server.completed == 0
 
 
@@ -271,7 +264,7 @@ async def test_given_asterisk_never_replies_when_command_sent_then_agi_timeout()
         assert await asyncio.wait_for(reader.readline(), 5) == b"ANSWER\n"
         assert await asyncio.wait_for(reader.read(), 5) == b""  # session ended, socket closed
         writer.close()
-        await wait_until(lambda: server.completed == 1)
+        await aeventually(lambda: server.completed == 1)
     assert outcomes == {"done": True}
 
 
@@ -318,7 +311,7 @@ async def test_given_keys_during_prompts_when_played_for_type_ahead_then_the_key
     ]
     async with running(handler) as server:
         commands = await fake_asterisk(server.port, "ahead", replies)
-        await wait_until(lambda: server.completed == 1)
+        await aeventually(lambda: server.completed == 1)
     assert (outcomes["cut"], outcomes["whole"], outcomes["none"], outcomes["plain"]) == ("4", "#", "", "")
     assert isinstance(outcomes["hostile"], RemoteProtocolError)
     assert commands[:4] == [b"STREAM FILE /srv/gw/prompts/greeting 0123456789*#\n",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -156,6 +157,7 @@ async def test_given_the_primary_line_when_called_at_any_time_then_it_is_open():
 
 
 def _variant(old: str, new: str):
+    """The shipped configuration with ``old`` replaced by ``new`` (it reads config/: call it in a thread)."""
     from gateway.ivr_flows.validate import config_from_files, read_files
 
     files = read_files(Path(__file__).resolve().parents[2] / "config")
@@ -172,8 +174,9 @@ async def _walk_on(config, number, channel, when=WEEKDAY_OPEN):
 
 
 async def test_given_a_hot_topic_broadcast_when_active_for_the_line_then_it_plays_before_the_menu():
-    config = _variant("broadcasts: []", 'broadcasts:\n  - {id: outage, text: 今日全市停水，正在抢修。, '
-                      'start: "2027-03-01T00:00:00+08:00", end: "2027-03-05T00:00:00+08:00", lines: ["12345", "12319"]}')
+    config = await asyncio.to_thread(
+        _variant, "broadcasts: []", 'broadcasts:\n  - {id: outage, text: 今日全市停水，正在抢修。, '
+        'start: "2027-03-01T00:00:00+08:00", end: "2027-03-05T00:00:00+08:00", lines: ["12345", "12319"]}')
     channel = ScriptedChannel(["1", "2"])
     _, observer = await _walk_on(config, "12345", channel)
     assert channel.played[3:6] == ["broadcast-outage", "main-emergency_key", "main-type_menu"]
@@ -187,7 +190,7 @@ async def test_given_a_hot_topic_broadcast_when_active_for_the_line_then_it_play
 
 
 async def test_given_a_retired_line_when_its_announcement_is_switched_off_then_it_goes_straight_to_12345():
-    config = _variant("    announce: true ", "    announce: false ")
+    config = await asyncio.to_thread(_variant, "    announce: true ", "    announce: false ")
     channel = ScriptedChannel(["1", "2"])
     state, _ = await _walk_on(config, "12319", channel)
     assert channel.played[0] == "main-greeting"

@@ -5,23 +5,26 @@ from __future__ import annotations
 import shlex
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from gateway.errors import SandboxError
 from gateway_dev import sandbox, sandbox_root
+from gateway_dev.eventually import eventually
 
 
 def _spawn(argv: list[str]) -> subprocess.Popen:
     """Popen, then wait until the child has exec'd (its cmdline is no longer Python's)."""
     proc = subprocess.Popen(argv)
-    deadline = time.monotonic() + 5
-    while not Path(f"/proc/{proc.pid}/cmdline").read_bytes().startswith(argv[0].encode()):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    eventually(lambda: Path(f"/proc/{proc.pid}/cmdline").read_bytes().startswith(argv[0].encode()),
+               interval=0.01, what=f"{argv[0]} exec'd")
     return proc
+
+
+def _state(pid: int) -> str:
+    """The process state letter from /proc (R, S, Z...)."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
 
 
 def test_unshare_command_quotes_paths_with_spaces(tmp_path):
@@ -88,7 +91,7 @@ def test_pid_alive_dead_and_foreign_pids():
 
 def test_pid_alive_zombie_is_dead():
     proc = subprocess.Popen(["sh", "-c", "exit 0", "asterisk"])
-    time.sleep(0.3)  # now a zombie: not reaped yet
+    eventually(lambda: _state(proc.pid) == "Z", interval=0.01, what="the child a zombie (exited, not reaped)")
     try:
         assert sandbox.pid_alive(proc.pid) is False
     finally:
@@ -125,7 +128,7 @@ def test_build_lock_second_caller_waits(tmp_path):
         with sandbox_root.build_lock(lock, messages.append):
             events.append("first-in")
             first_in.set()
-            time.sleep(0.4)
+            eventually(lambda: messages, what="the second caller waiting for the lock")  # hold it until then
             events.append("first-out")
 
     def second():

@@ -105,7 +105,7 @@ async def test_given_open_store_when_ping_then_true_and_sqlite_pragmas_apply(sto
 
 
 async def test_given_unreachable_database_when_ping_then_false_not_raise(tmp_path):
-    (tmp_path / "dir.db").mkdir()  # a directory where the file should be: every connect fails
+    await asyncio.to_thread((tmp_path / "dir.db").mkdir)  # a directory where the file should be: every connect fails
     broken = await TicketStore.open(f"sqlite+aiosqlite:///{tmp_path / 'dir.db'}")
     try:
         assert await broken.ping() is False

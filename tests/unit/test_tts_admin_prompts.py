@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 
 import pytest
@@ -21,9 +22,19 @@ WAV = b"RIFF" + b"\0" * 40
 
 
 @pytest.fixture()
-async def client(tmp_path):
+def prompt_files(tmp_path):
+    """One rendered prompt, and a WAV outside the prompts directory (made before the event loop runs)."""
+    prompts_dir = tmp_path / "prompts"
+    prompts_dir.mkdir()
+    (prompts_dir / "main-greeting.wav").write_bytes(WAV)
+    (tmp_path / "secret.wav").write_bytes(b"not a prompt")
+    return prompts_dir
+
+
+@pytest.fixture()
+async def client(tmp_path, prompt_files):
     url = f"sqlite+aiosqlite:///{tmp_path}/t.db"
-    migrate.upgrade(url)
+    await asyncio.to_thread(migrate.upgrade, url)  # alembic's sync engine: off the event loop
     store = await TicketStore.open(url)
 
     async def applier(config, old):
@@ -31,10 +42,7 @@ async def client(tmp_path):
 
     admin = HotlineAdmin(store=store, clock=lambda: NOW, applier=applier, initial_files=lambda: read_files(CONFIG))
     await admin.bootstrap()
-    prompts_dir, override_dir = tmp_path / "prompts", tmp_path / "override"
-    prompts_dir.mkdir()
-    (prompts_dir / "main-greeting.wav").write_bytes(WAV)
-    (tmp_path / "secret.wav").write_bytes(b"not a prompt")
+    prompts_dir, override_dir = prompt_files, tmp_path / "override"
 
     async def health():
         return {"status": "ok"}

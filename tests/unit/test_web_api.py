@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 
 import pytest
@@ -16,7 +17,7 @@ from tests.unit.webapp import build_app
 @pytest.fixture()
 async def client(tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path}/t.db"
-    migrate.upgrade(url)
+    await asyncio.to_thread(migrate.upgrade, url)  # alembic's sync engine: off the event loop
     store = await TicketStore.open(url)
     await store.start_call(uniqueid="u-1", channel="Local/x;1", caller_number="13800138000", dialled_number="12315",
                            line_number="12315", line_name="消费者投诉举报热线", merge_mode="dual_number",

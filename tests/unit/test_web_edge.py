@@ -33,7 +33,7 @@ class World:
 @pytest.fixture()
 async def world(tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path}/t.db"
-    migrate.upgrade(url)
+    await asyncio.to_thread(migrate.upgrade, url)  # alembic's sync engine: off the event loop
     store = await TicketStore.open(url)
     users = UserStore(store)
     await users.create_user("sup", SUP_PW, "supervisor")
@@ -101,7 +101,7 @@ async def test_given_a_tls_proxy_when_logging_in_then_the_cookie_is_secure(clien
 
 async def test_given_a_trusted_proxy_when_logging_in_then_secure_cookie_and_the_clients_address_is_braked(tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path}/p.db"
-    migrate.upgrade(url)
+    await asyncio.to_thread(migrate.upgrade, url)  # alembic's sync engine: off the event loop
     store = await TicketStore.open(url)
     users = UserStore(store)
     await users.create_user("sup", SUP_PW, "supervisor")
@@ -159,7 +159,7 @@ async def test_given_any_answer_when_sent_then_nosniff_and_pages_framing_and_api
     assert resp.headers["X-Frame-Options"] == "DENY" and resp.headers["Referrer-Policy"] == "same-origin"
 
 
-async def test_given_the_admin_page_when_served_then_it_runs_under_a_csp_without_inline_script():
+def test_given_the_admin_page_when_served_then_it_runs_under_a_csp_without_inline_script():
     import re
 
     from gateway.hotlines.http import admin_page  # noqa: F401 - the route exists

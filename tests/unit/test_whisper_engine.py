@@ -20,9 +20,9 @@ from gateway.asr.config import load_speech_config
 from gateway.asr.engine import StreamFailed
 from gateway.asr.guard import find_emergency
 from gateway.asr.vosk_engine import VoskEngine
-from gateway.asr.zh_text import cer
+from gateway.asr.zh_text import cer, to_simplified
 from gateway.speech.recovery import TranscriptRecovery
-from tests.conftest import eventually
+from gateway_dev.eventually import aeventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -72,8 +72,14 @@ def audio(tmp_path_factory) -> dict:
     return out
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _opencc_loaded() -> None:
+    """OpenCC (cer's Simplified form) reads its dictionaries at first use: here, before the loop runs."""
+    to_simplified("")
+
+
 async def start_engine(**env) -> VoskEngine:
-    shipped = load_speech_config(CONFIG)
+    shipped = await asyncio.to_thread(load_speech_config, CONFIG)
     config = dataclasses.replace(shipped, workers=1, max_streams=2, models={"zh": shipped.models["zh"]})
     engine = VoskEngine(config, cache_dir=CACHE)
     await engine.start()
@@ -91,7 +97,7 @@ async def engine():
 
 
 async def test_given_a_callers_sentence_when_transcribed_then_simplified_text_with_its_key_words(engine, audio):
-    path = write_wav_8k(audio["dir"] / "s.wav", padded(audio["sentence"]))
+    path = await asyncio.to_thread(write_wav_8k, audio["dir"] / "s.wav", padded(audio["sentence"]))
     transcript = await engine.transcribe_file(path, "zh")
     assert transcript.model == "whisper-base" and transcript.language == "zh"
     text = transcript.text
@@ -102,12 +108,12 @@ async def test_given_a_callers_sentence_when_transcribed_then_simplified_text_wi
 
 
 async def test_given_every_emergency_keyword_spoken_in_a_sentence_then_the_engine_writes_it(engine, audio):
-    keywords = list(load_speech_config(CONFIG).emergency_keywords["zh"])
+    keywords = list((await asyncio.to_thread(load_speech_config, CONFIG)).emergency_keywords["zh"])
     assert set(keywords) <= set(KEYWORD_SENTENCES), "add a sentence for the new keyword"
     missed, heard = {}, {}
     for word in keywords:
         for voice, pcm in zip(VOICES, audio[word]):
-            path = write_wav_8k(audio["dir"] / "k.wav", padded(pcm))
+            path = await asyncio.to_thread(write_wav_8k, audio["dir"] / "k.wav", padded(pcm))
             text = (await engine.transcribe_file(path, "zh", grammar=keywords)).text
             (heard if word in find_emergency(text, keywords) else missed).setdefault(word, []).append((voice, text))
     # Whisper base on synthetic voices: each keyword must come out for at least one of the two
@@ -123,10 +129,10 @@ async def test_given_a_live_caller_then_partials_while_talking_and_a_final_soon_
     for i in range(0, len(pcm), 320):
         await stream.feed(pcm[i:i + 320])
         await asyncio.sleep(0)  # let replies in (not pacing)
-    await eventually(lambda: any(not r.final and r.text for r in results), timeout=30)
+    await aeventually(lambda: any(not r.final and r.text for r in results), timeout=30)
     for _ in range(50):  # one second of silence: the utterance ends (600 ms) and is decoded
         await stream.feed(bytes(320))
-    await eventually(lambda: any(r.final for r in results), timeout=30)
+    await aeventually(lambda: any(r.final for r in results), timeout=30)
     final = [r for r in results if r.final][0]
     assert "三天" in final.text and final.words
     transcript = await stream.finish()
@@ -143,12 +149,12 @@ async def test_given_the_worker_killed_mid_utterance_then_the_stream_fails_and_t
         with pytest.raises(StreamFailed):
             for i in range(0, len(pcm), 320):
                 await stream.feed(pcm[i:i + 320])
-                await asyncio.sleep(0)
+                await asyncio.sleep(0)  # let replies in (not pacing)
             await stream.finish(timeout=30)
         assert stream.failed  # what the Listener turns into transcript_status "pending"
-        await eventually(lambda: eng.available("zh"), timeout=60)  # restarted
+        await aeventually(lambda: eng.available("zh"), timeout=60)  # restarted
 
-        recording = write_wav_8k(tmp_path / "call.wav", pcm)
+        recording = await asyncio.to_thread(write_wav_8k, tmp_path / "call.wav", pcm)
         store = FakeStore([{"id": "T1", "uniqueid": "u1", "language": "zh", "recording_path": str(recording)}])
         recovery = TranscriptRecovery(store=store, engine=eng, local_path=Path)
         assert await recovery.run_once() == 1  # files are not live: no crash
