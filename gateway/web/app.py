@@ -42,11 +42,14 @@ async def errors_middleware(request: web.Request, handler):
     except web.HTTPException:
         raise
     except GatewayError as exc:
-        body = {"error": exc.error_id, "message": mask_text(exc.message), "details": exc.details}
-        return web.json_response(body, status=exc.status_code)
+        from gateway.web.problems import error_body  # English and Chinese, every problem (gateway.web.problems)
+
+        return web.json_response(error_body(exc), status=exc.status_code)
     except Exception:  # noqa: BLE001 - the edge: log, answer 500, keep serving
+        from gateway.web.problems import internal_body
+
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return web.json_response({"error": "internal", "message": "internal error"}, status=500)
+        return web.json_response(internal_body(), status=500)
 
 
 HEALTH_ROLES = ("supervisor", "admin")
