@@ -108,7 +108,7 @@ class DeskStore:
                                         "decided_at": _iso(ticket.decided_at), "version_id": ticket.version_id})
             if ticket.version_id != version_id:
                 raise Conflict("工单已被更新，请刷新后再提交 / the ticket changed since you loaded it; reload",
-                               details={"version_id": ticket.version_id})
+                               details={"field": "version_id", "version_id": ticket.version_id})
             if fields.get("linked_ticket_id") is not None:
                 if fields["linked_ticket_id"] == ticket_id or await session.get(Ticket, fields["linked_ticket_id"]) is None:
                     raise BadDecision("linked_ticket_id is not another existing ticket",

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 from gateway.errors import BadRequest
 
 MAX_DEPTH = 32  # no body of this API is nested more than a few levels
+_SURROGATE = re.compile("[\ud800-\udfff]")  # "\\ud800" alone: JSON may escape it, but it is no character
 
 
 def depth_of(value: Any, limit: int = MAX_DEPTH) -> int:
@@ -49,6 +51,23 @@ def _no_constant(name: str):
     raise _NotJson(name)
 
 
+def has_lone_surrogate(value: Any) -> bool:
+    """Whether a string anywhere in ``value`` (keys too) holds half a UTF-16 pair, which no
+    UTF-8 text, database or YAML file can store."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def parse_json_object(raw: bytes | str, *, limit: int = 64_000) -> dict:
     """``raw`` as a JSON object, or :class:`BadRequest` saying what is wrong with it."""
     if len(raw) > limit:
@@ -73,6 +92,9 @@ def parse_json_object(raw: bytes | str, *, limit: int = 64_000) -> dict:
     if depth_of(body) > MAX_DEPTH:
         raise _refuse(f"the body nests deeper than {MAX_DEPTH} levels", f"请求体嵌套超过 {MAX_DEPTH} 层",
                       {"max_depth": MAX_DEPTH})
+    if has_lone_surrogate(body):
+        raise _refuse("the body holds half a UTF-16 surrogate pair (\\ud800-\\udfff alone), which is no character",
+                      "请求体含有不成对的 UTF-16 代理字符（单独的 \\ud800-\\udfff），不是有效字符")
     return body
 
 

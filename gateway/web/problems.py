@@ -22,6 +22,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from gateway.errors import GatewayError
 from gateway.masking import mask_text
 
@@ -138,3 +140,27 @@ def plain_body(error_id: str, message: str, message_zh: str | None = None, detai
 
 def internal_body() -> dict:
     return plain_body("internal", "internal error")
+
+
+# -- the shape, for the OpenAPI document ------------------------------------------------------
+class Problem(BaseModel):
+    path: str = Field(description="where in the body (lines[2].queue), or the field of the URL or configuration")
+    field: str = Field(description="the last name of the path (queue)")
+    message: str
+    message_zh: str
+    file: str | None = Field(None, description="configuration problems: the file")
+    line: int | None = Field(None, description="configuration problems: the line")
+
+
+class ErrorDetails(BaseModel):
+    problems: list[Problem] = Field(default_factory=list, description="every problem found, when there are any")
+    field: str | None = Field(None, description="the first problem's field (older clients)")
+
+
+class Error(BaseModel):
+    """Every error the API answers."""
+
+    error: str = Field(description="a stable id: bad-request, not-found, conflict, invalid-config, locked, ...")
+    message: str = Field(description="English")
+    message_zh: str = Field(description="中文")
+    details: ErrorDetails
