@@ -21,7 +21,8 @@ def _r(description: str, schema: dict | None = None, ctype: str = "application/j
     return out
 
 
-_ERRORS = {"400": _r("malformed request: every problem in details.problems (path, field, English, Chinese)", _ERROR), "401": _r("not logged in", _ERROR),
+_ERRORS = {"400": _r("malformed request: every problem in details.problems (path, field, English, Chinese)",
+                      _ERROR), "401": _r("not logged in", _ERROR),
            "403": _r("role not allowed, CSRF token missing/wrong, or another agent's draft (error: locked)",
                      _ERROR), "404": _r("no such ticket", _ERROR)}
 def _op(summary: str, *, ok: str = "200", schema: dict | None = None, body: type | None = None,

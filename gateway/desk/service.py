@@ -277,7 +277,8 @@ class DeskService:
         return path
 
     # -- writing -----------------------------------------------------------------------
-    async def decide(self, ticket_id: int, outcome: str, body, viewer: dict, *, categories: tuple | None = None) -> dict:
+    async def decide(self, ticket_id: int, outcome: str, body, viewer: dict, *,
+                     categories: tuple | None = None) -> dict:
         """``body``: the validated :mod:`gateway.desk.schemas` decision (a dict is validated here);
         ``categories``: a narrower set than the schema's, if any."""
         from gateway.desk.schemas import Decision, decision_model

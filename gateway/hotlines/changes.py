@@ -113,7 +113,8 @@ def apply_change(doc: dict, change: dict) -> dict:
         except NotFound:
             lines.append(line)
             return new
-        raise Conflict(f"line {number} exists already / 线路 {number} 已存在", details={"field": "line.number", "number": number})
+        raise Conflict(f"line {number} exists already / 线路 {number} 已存在",
+                       details={"field": "line.number", "number": number})
     if op == "update_line":
         number = str(_field(change, "number"))
         i = _line_index(new, number)

@@ -109,9 +109,10 @@ def _last_field(path: str) -> str:
 def _problem(problem: dict, error_zh: str) -> dict:
     """A problem dict completed to the contract (``path``, ``field``, ``message_zh``)."""
     out = dict(problem)
-    path = out.get("path") or out.get("field") or ""
-    out["path"] = path
-    out.setdefault("field", _last_field(path))
+    if "path" not in out:  # a configuration problem: its "field" is the whole path (lines[2].queue)
+        out["path"] = str(out.get("field") or "")
+        out["field"] = _last_field(out["path"]) or out["path"]
+    out.setdefault("field", _last_field(out["path"]))
     if not out.get("message_zh"):
         en, zh = split_bilingual(str(out.get("message", "")))
         out["message_zh"] = zh or error_zh

@@ -251,7 +251,8 @@ def test_given_errors_of_each_kind_when_answered_then_the_body_has_the_contract(
         {"file": "hotlines.yaml", "line": 3, "field": "lines[2].queue", "message": "unknown queue 'q'"}]})
     config.error_id = "invalid-config"
     (problem,) = error_body(config)["details"]["problems"]
-    assert problem["path"] == "lines[2].queue" and problem["line"] == 3 and problem["message_zh"]
+    assert problem["path"] == "lines[2].queue" and problem["field"] == "queue" and problem["line"] == 3
+    assert problem["message_zh"]
     masked = error_body(NotFound("no call from 13800138000"))
     assert "13800138000" not in masked["message"]
 
