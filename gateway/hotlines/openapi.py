@@ -14,7 +14,7 @@ from gateway.desk.openapi import DESK_SCHEMAS, desk_paths
 from gateway.desk.schemas import BODIES as DESK_BODIES
 from gateway.hotlines.schemas import BODIES as ADMIN_BODIES
 from gateway.hotlines.schemas import (ChangeBody, ClockBody, CommentBody, CreateLineBody, DryRunBody, ImportBody,
-                                      RetireLineBody, SpeechBody, UpdateLineBody)
+                                      PreviewBody, RetireLineBody, SpeechBody, UpdateLineBody)
 from gateway.web.problems import Error
 from gateway.web.schema import body_ref, components
 from gateway.web.schemas_auth import BODIES as AUTH_BODIES
@@ -135,6 +135,9 @@ def openapi_document() -> dict:
                 "(Kokoro for Mandarin, espeak-ng for Korean or as the reported fallback)", ok="200",
                 ok_schema={"type": "object"})},
             "/api/admin/prompts/{key}.wav": {"get": _prompt_audio_op()},
+            "/api/admin/prompts/preview": {"post": _op(
+                "render a text as callers will hear it, before it is applied (cached like the prompts): "
+                "the URL of its WAV", ok="200", ok_schema={"type": "object"}, body=PreviewBody)},
             "/api/login": {"post": {"summary": "log in; sets the session cookie, returns the CSRF token",
                                     "requestBody": body_ref(LoginBody),
                                     "responses": {"400": _resp("not JSON, or a body of the wrong shape", _ERROR),

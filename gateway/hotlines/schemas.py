@@ -133,6 +133,12 @@ class DryRunBody(Body):
     change: Optional[Change] = None
 
 
+class PreviewBody(Body):
+    """A text to hear as callers will, before it is applied (``gateway.hotlines.preview``)."""
+
+    text: text(500, required=True, single_line=True)
+
+
 class ClockBody(Body):
     """Test mode only: the gateway's clock (null: the real time again)."""
 
@@ -154,6 +160,7 @@ BODIES: dict[tuple[str, str], type[Body]] = {
     ("PATCH", "/api/admin/lines/{number}"): UpdateLineBody,
     ("POST", "/api/admin/lines/{number}/retire"): RetireLineBody,
     ("POST", "/api/admin/dry-run"): DryRunBody,
+    ("POST", "/api/admin/prompts/preview"): PreviewBody,
     ("PUT", "/api/test/clock"): ClockBody,
     ("PUT", "/api/test/speech"): SpeechBody,
 }

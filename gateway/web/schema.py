@@ -67,6 +67,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "json_invalid": ("is not valid JSON", "不是有效的 JSON"),
     # our own checks (custom error types; raise them with :func:`problem`)
     "control_characters": ("contains control characters", "含有控制字符"),
+    "single_line": ("must be one line (no line breaks or control characters)", "必须为一行（不能含换行或控制字符）"),
     "blank": ("must not be blank", "不能为空白"),
     "datetime_format": ("must be a date and time like 2027-01-01T00:00:00+08:00",
                         "应为日期时间，如 2027-01-01T00:00:00+08:00"),
@@ -203,6 +204,12 @@ def _no_control(value: str) -> str:
     return value
 
 
+def _single_line(value: str) -> str:
+    if _CONTROL.search(value) or "\n" in value or "\t" in value:
+        raise problem("single_line")
+    return value
+
+
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise problem("blank")
@@ -226,12 +233,15 @@ AwareTime = Annotated[str, StringConstraints(max_length=64), AfterValidator(_awa
                       WithJsonSchema({"type": "string", "format": "date-time", "maxLength": 64})]
 
 
-def text(max_length: int, *, strip: bool = False, required: bool = False, no_control: bool = False) -> Any:
+def text(max_length: int, *, strip: bool = False, required: bool = False, no_control: bool = False,
+         single_line: bool = False) -> Any:
     """Text of at most ``max_length`` characters; ``required``: not blank; ``no_control``: no
-    control characters but tab and newline."""
+    control characters but tab and newline; ``single_line``: none at all."""
     validators = [AfterValidator(_not_blank)] if required else []
     if no_control:
         validators.append(AfterValidator(_no_control))
+    if single_line:
+        validators.append(AfterValidator(_single_line))
     return Annotated[(str, StringConstraints(strip_whitespace=strip, max_length=max_length), *validators)]
 
 
