@@ -13,6 +13,7 @@ class GatewayError(Exception):
 
     status_code: int = 500
     error_id: str = "gateway-error"
+    message_zh: str | None = None  # the Chinese for the web edge (gateway.web.problems); else from a table
 
     def __init__(self, message: str, *, details: dict | None = None) -> None:
         super().__init__(message)

@@ -8,41 +8,39 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from typing import Optional
 
 from aiohttp import web
 
 from gateway.auth.http import require_role
 from gateway.clock import AdjustableClock
 from gateway.deps import Deps
-from gateway.errors import BadRequest
 from gateway.speech.plugin import SPEECH
-from gateway.web.bodies import read_json
+from gateway.web.schema import AwareTime, Body, parse
 
 TEST_CLOCK = web.AppKey("test_clock", AdjustableClock)
 
 
-def _when(value) -> datetime:
-    if not isinstance(value, str) or len(value) > 64:
-        raise BadRequest("now is a date and time like 2027-01-01T00:00:00+08:00 (text)", details={"field": "now"})
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadRequest(f"now: {value!r} is not a date and time like 2027-01-01T00:00:00+08:00",
-                         details={"field": "now"}) from None
-    if parsed.tzinfo is None:
-        raise BadRequest("now needs a UTC offset (e.g. +08:00)", details={"field": "now"})
-    return parsed
+class ClockBody(Body):
+    """The gateway's clock (null: the real time again)."""
+
+    now: Optional[AwareTime] = None
+
+
+class SpeechBody(Body):
+    """Suspend the recogniser (true) or let it work again (false)."""
+
+    suspended: bool
 
 
 @require_role("admin")
 async def set_clock(request: web.Request) -> web.Response:
     clock = request.app[TEST_CLOCK]
-    body = await read_json(request)
-    if body.get("now") in (None, ""):
+    body = await parse(request, ClockBody)
+    if body.now is None:
         clock.reset()
     else:
-        clock.set(_when(body["now"]))
+        clock.set(body.now)
     return web.json_response({"now": clock.now().isoformat()})
 
 
@@ -52,10 +50,8 @@ async def set_speech(request: web.Request) -> web.Response:
     speech = request.app[SPEECH]
     if speech.engine is None:
         raise web.HTTPConflict(text="speech is off")
-    body = await read_json(request)
-    if not isinstance(body.get("suspended"), bool):
-        raise BadRequest("'suspended' must be true or false")
-    speech.engine.suspended = body["suspended"]
+    body = await parse(request, SpeechBody)
+    speech.engine.suspended = body.suspended
     return web.json_response(speech.stats())
 
 

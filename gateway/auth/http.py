@@ -19,6 +19,9 @@ from gateway.auth.users import ROLES, UserStore, user_payload
 from gateway.errors import BadRequest
 from gateway.web.bodies import parse_json_object
 from gateway.web.edge import same_origin
+from gateway.web.problems import error_body, plain_body
+from gateway.web.schema import parse
+from gateway.web.schemas_auth import LoginBody
 
 COOKIE = "gw_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -40,7 +43,7 @@ def session_token(request: web.Request) -> tuple[str | None, bool]:
 
 
 def _json_error(status: int, error: str, message: str) -> web.Response:
-    return web.json_response({"error": error, "message": message, "details": {}}, status=status)
+    return web.json_response(plain_body(error, message), status=status)  # with its Chinese (gateway.web.problems)
 
 
 @web.middleware
@@ -101,9 +104,10 @@ async def _login_data(request: web.Request) -> tuple[dict, bool]:
     if request.content_type in _FORMS:
         return dict(await request.post()), True
     try:
-        return parse_json_object(await request.read(), limit=16_000), False
+        raw = parse_json_object(await request.read(), limit=16_000)
     except BadRequest as exc:
         raise BadRequest(f"send JSON {{username, password}}: {exc.message}", details=exc.details) from None
+    return (await parse(raw, LoginBody)).model_dump(), False  # a body of the wrong shape: every problem, 400
 
 
 async def login(request: web.Request) -> web.StreamResponse:
@@ -123,8 +127,7 @@ async def login(request: web.Request) -> web.StreamResponse:
             raise web.HTTPFound(f"/login?failed=throttled&scope={exc.details['scope']}"
                                 f"&wait={exc.details['retry_after']}&next={quote(nxt, safe='/')}") from None
         raise web.HTTPTooManyRequests(
-            text=json.dumps({"error": exc.error_id, "message": exc.message, "details": exc.details},
-                            ensure_ascii=False),
+            text=json.dumps(error_body(exc), ensure_ascii=False),
             content_type="application/json", headers={"Retry-After": str(exc.details["retry_after"])}) from None
     if user is None:
         if form:

@@ -27,10 +27,11 @@ from zoneinfo import ZoneInfo
 from aiohttp import WSMsgType, web
 
 from gateway.auth.http import AUTH, require_role, session_token
+from gateway.desk.schemas import DraftBody, decision_model
 from gateway.desk.service import DeskService, dispatch_document
 from gateway.errors import BadRequest
 from gateway.ivr_flows.model import CATEGORIES
-from gateway.web.bodies import read_json as _json
+from gateway.web.schema import parse
 from gateway.web.edge import same_origin
 from gateway.web.params import ticket_id
 
@@ -96,17 +97,14 @@ async def get_desk_ticket(request: web.Request) -> web.Response:
 
 @require_role(*DESK_ROLES)
 async def save_draft(request: web.Request) -> web.Response:
-    body = await _json(request, MAX_DRAFT)
-    data = body.get("data")
-    if not isinstance(data, dict):
-        raise BadRequest("send {\"data\": {...}} with the fields typed so far")
+    body = await parse(request, DraftBody, limit=MAX_DRAFT)
     desk = request.app[DESK]
-    saved = await desk.save_draft(_ticket_id(request), request["user"], data)
+    saved = await desk.save_draft(_ticket_id(request), request["user"], body.data)
     return web.json_response(saved)
 
 
 async def _decide(request: web.Request, outcome: str) -> web.Response:
-    body = await _json(request)
+    body = await parse(request, decision_model(outcome))
     desk = request.app[DESK]
     ticket = await desk.decide(_ticket_id(request), outcome, body, request["user"], categories=CATEGORIES)
     return web.json_response(ticket)

@@ -1,6 +1,13 @@
-"""OpenAPI paths of the desk, supervisor and ticket API (merged into ``/api/openapi.json``)."""
+"""OpenAPI paths of the desk, supervisor and ticket API (merged into ``/api/openapi.json``).
+
+Request bodies are the models the handlers validate with (:mod:`gateway.desk.schemas`),
+their JSON schemas in ``components`` (``gateway.hotlines.openapi.openapi_document``).
+"""
 
 from __future__ import annotations
+
+from gateway.desk.schemas import CloseBody, DraftBody, SubmitBody
+from gateway.web.schema import body_ref
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _SECURITY = [{"session": []}, {"bearer": []}]
@@ -14,32 +21,16 @@ def _r(description: str, schema: dict | None = None, ctype: str = "application/j
     return out
 
 
-_ERRORS = {"400": _r("malformed request; the field is in details.field", _ERROR), "401": _r("not logged in", _ERROR),
+_ERRORS = {"400": _r("malformed request: every problem in details.problems (path, field, English, Chinese)",
+                      _ERROR), "401": _r("not logged in", _ERROR),
            "403": _r("role not allowed, CSRF token missing/wrong, or another agent's draft (error: locked)",
                      _ERROR), "404": _r("no such ticket", _ERROR)}
-_DECISION = {
-    "type": "object", "required": ["version_id"],
-    "properties": {
-        "version_id": {"type": "integer", "description": "the ticket version the agent loaded (optimistic lock)"},
-        "category": {"enum": ["咨询", "建议", "举报", "投诉", "求助"]},
-        "urgency": {"enum": ["normal", "urgent", "emergency"]},
-        "place": {"type": "string", "maxLength": 200},
-        "summary": {"type": "string", "maxLength": 4000},
-        "dispatch_mode": {"enum": ["direct", "dual"], "description": "直派 / 双派 (submit only)"},
-        "units": {"type": "array", "maxItems": 5, "items": {"type": "object", "required": ["name"], "properties": {
-            "id": {"type": "string"}, "name": {"type": "string"}, "kind": {"type": "string"}}}},
-        "answer": {"type": "string", "maxLength": 4000, "description": "the answer given on the call (close only)"},
-        "linked_ticket_id": {"type": "integer", "description": "an earlier ticket of the same demand"},
-    },
-}
-
-
-def _op(summary: str, *, ok: str = "200", schema: dict | None = None, body: dict | None = None,
+def _op(summary: str, *, ok: str = "200", schema: dict | None = None, body: type | None = None,
         params: list | None = None, extra: dict | None = None, ctype: str = "application/json") -> dict:
     op = {"summary": summary, "security": _SECURITY,
           "responses": {ok: _r("done", schema or {"type": "object"}, ctype), **_ERRORS, **(extra or {})}}
     if body is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+        op["requestBody"] = body_ref(body)
     if params:
         op["parameters"] = params
     return op
@@ -69,22 +60,17 @@ def desk_paths() -> dict:
                                                      "draft", schema=ticket, params=_TICKET_ID)},
         "/api/desk/tickets/{ticket_id}/draft": {"put": _op(
             "save what I typed so far (kept until the ticket is decided; the version does not change)",
-            body={"type": "object", "required": ["data"], "properties": {"data": {"type": "object"}}},
-            params=_TICKET_ID, extra=conflict)},
+            body=DraftBody, params=_TICKET_ID, extra=conflict)},
         "/api/desk/tickets/{ticket_id}/submit": {"post": _op(
-            "submit for dispatch (draft -> submitted) with units and dispatch mode", schema=ticket, body=_DECISION,
+            "submit for dispatch (draft -> submitted) with units and dispatch mode", schema=ticket, body=SubmitBody,
             params=_TICKET_ID, extra=conflict)},
         "/api/desk/tickets/{ticket_id}/close": {"post": _op(
-            "close as answered on the call (draft -> answered)", schema=ticket, body=_DECISION, params=_TICKET_ID,
+            "close as answered on the call (draft -> answered)", schema=ticket, body=CloseBody, params=_TICKET_ID,
             extra=conflict)},
         "/api/desk/tickets/{ticket_id}/dispatch": {"get": _op(
             "what the handling unit receives (no number for a confidential caller)", params=_TICKET_ID)},
         "/api/supervisor/overview": {"get": _op(
             "calls in the IVR, waiting per queue, talking to agents; today's counts per line and type, abandoned")},
-        "/api/test/speech": {"put": _op("test mode only: suspend the recogniser", body={
-            "type": "object", "required": ["suspended"], "properties": {"suspended": {"type": "boolean"}}})},
-        "/api/test/clock": {"put": _op("test mode only: set the gateway's clock", body={
-            "type": "object", "properties": {"now": {"type": ["string", "null"], "format": "date-time"}}})},
         "/api/openapi.json": {"get": _op("this document")},
     }
 
@@ -102,3 +88,4 @@ DESK_SCHEMAS = {
         "recording_url": {"type": ["string", "null"]}, "suggestions": {"type": "object"},
         "saved_draft": {"type": ["object", "null"]}}},
 }
+

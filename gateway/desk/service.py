@@ -283,14 +283,23 @@ class DeskService:
         return path
 
     # -- writing -----------------------------------------------------------------------
-    async def decide(self, ticket_id: int, outcome: str, body: dict, viewer: dict, *, categories: tuple) -> dict:
+    async def decide(self, ticket_id: int, outcome: str, body, viewer: dict, *,
+                     categories: tuple | None = None) -> dict:
+        """``body``: the validated :mod:`gateway.desk.schemas` decision (a dict is validated here);
+        ``categories``: a narrower set than the schema's, if any."""
+        from gateway.desk.schemas import Decision, decision_model
         from gateway.errors import Conflict
-        from gateway.ticketing.desk_store import check_decision
+        from gateway.ticketing.desk_store import BadDecision
+        from gateway.web.schema import validate
 
-        fields = check_decision(outcome, body, categories=categories)
+        if not isinstance(body, Decision):
+            body = validate(body, decision_model(outcome))
+        fields = body.fields()
+        if categories is not None and fields["category"] is not None and fields["category"] not in categories:
+            raise BadDecision(f"category must be one of {', '.join(categories)}", details={"field": "category"})
         await self.check_lock(ticket_id, viewer)
         try:
-            ticket = await self.desk.decide(ticket_id, outcome=outcome, version_id=body.get("version_id"),
+            ticket = await self.desk.decide(ticket_id, outcome=outcome, version_id=body.version_id,
                                             fields=fields, actor=viewer["username"], now=self.clock())
         except Conflict:
             self.counters["conflicts"] += 1

@@ -83,7 +83,7 @@ def _line_index(doc: dict, number: str) -> int:
     for i, line in enumerate(doc.get("lines") or []):
         if isinstance(line, dict) and str(line.get("number")) == number:
             return i
-    raise NotFound(f"no line {number}", details={"number": number})
+    raise NotFound(f"no line {number} / 没有线路 {number}", details={"field": "number", "number": number})
 
 
 def _fit_mode(line: dict) -> dict:
@@ -113,7 +113,8 @@ def apply_change(doc: dict, change: dict) -> dict:
         except NotFound:
             lines.append(line)
             return new
-        raise Conflict(f"line {number} exists already", details={"number": number})
+        raise Conflict(f"line {number} exists already / 线路 {number} 已存在",
+                       details={"field": "line.number", "number": number})
     if op == "update_line":
         number = str(_field(change, "number"))
         i = _line_index(new, number)

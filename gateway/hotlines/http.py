@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -22,8 +21,10 @@ from gateway.auth.http import require_role
 from gateway.errors import BadRequest, NotFound
 from gateway.hotlines.openapi import openapi_document
 from gateway.hotlines.preview import add_preview_routes
+from gateway.hotlines.schemas import (BODY_LIMIT, ChangeBody, ChangeRequest, CommentBody, CreateLineBody, DryRunBody,
+                                      ImportBody, RetireLineBody, UpdateLineBody, change_dict)
 from gateway.hotlines.service import HotlineAdmin
-from gateway.web.bodies import parse_json_object
+from gateway.web.schema import parse
 
 
 @dataclass(frozen=True)
@@ -36,38 +37,9 @@ class PromptDirs:
 HOTLINES = web.AppKey("hotlines", HotlineAdmin)
 PROMPT_DIRS = web.AppKey("prompt_dirs", PromptDirs)
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
-BODY_LIMIT = 256 * 1024  # an imported hotlines.yaml is the largest body (the app's client_max_size)
-MAX_VERSION_ID = 2**31 - 1
 _DIALLED = re.compile(r"[0-9]{3,20}")  # [0-9], not \d: "١٢٣٤٥" (Arabic-Indic digits) is not a number to dial
-_KEYS = re.compile(r"[0-9*#]{0,20}")
 _PROMPT_KEY = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")  # a catalogue key (main-greeting), never a path
-DRY_RUN_FIELDS = ("number", "at", "digits", "version", "change")
-
-
-async def _body(request: web.Request) -> dict:
-    if request.content_type != "application/json":
-        raise BadRequest("send JSON (Content-Type: application/json)")
-    raw = await request.read()
-    try:
-        return parse_json_object(raw, limit=BODY_LIMIT)
-    except ValueError:  # json.loads of a 5,000-digit number: Python's int-string conversion limit
-        raise BadRequest("the body holds a number too long to read (over 4,300 digits) / 请求体中的数字过长") from None
-
-
-def _when(value, field: str) -> datetime | None:
-    if value in (None, ""):
-        return None
-    if not isinstance(value, str) or len(value) > 64:
-        raise BadRequest(f"{field} is a date and time like 2027-01-01T00:00:00+08:00 (text)",
-                         details={"field": field})
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadRequest(f"{field}: {value!r} is not a date and time like 2027-01-01T00:00:00+08:00",
-                         details={"field": field}) from None
-    if parsed.tzinfo is None:
-        raise BadRequest(f"{field} needs a UTC offset (e.g. +08:00)", details={"field": field})
-    return parsed
+# Request bodies: gateway.hotlines.schemas (read with gateway.web.schema.parse).
 
 
 def _version_id(request: web.Request) -> int:
@@ -92,9 +64,9 @@ def _admin(request: web.Request) -> HotlineAdmin:
     return request.app[HOTLINES]
 
 
-async def _submit(request: web.Request, change: dict, body: dict) -> web.Response:
-    version = await _admin(request).submit(change, comment=body.get("comment"), user=_user(request),
-                                              effective_at=_when(body.get("effective_at"), "effective_at"))
+async def _submit(request: web.Request, change: dict, body: ChangeRequest) -> web.Response:
+    version = await _admin(request).submit(change, comment=body.comment, user=_user(request),
+                                              effective_at=body.effective_at)
     return web.json_response(version, status=201)
 
 
@@ -125,81 +97,58 @@ async def export(request: web.Request) -> web.Response:
 
 @require_role("admin")
 async def post_change(request: web.Request) -> web.Response:
-    body = await _body(request)
-    change = body.get("change")
-    if not isinstance(change, dict):
-        raise BadRequest("'change' must be an object with an 'op'", details={"field": "change"})
-    if change.get("op") == "replace_files":
-        raise BadRequest("'replace_files' is not an admin operation; use 'replace'")
-    return await _submit(request, change, body)
+    body = await parse(request, ChangeBody, limit=BODY_LIMIT)
+    return await _submit(request, change_dict(body.change), body)
 
 
 @require_role("admin")
 async def create_line(request: web.Request) -> web.Response:
-    body = await _body(request)
-    return await _submit(request, {"op": "create_line", "line": body.get("line")}, body)
+    body = await parse(request, CreateLineBody, limit=BODY_LIMIT)
+    return await _submit(request, {"op": "create_line", "line": body.line}, body)
 
 
 @require_role("admin")
 async def update_line(request: web.Request) -> web.Response:
-    body = await _body(request)
-    change = {"op": "update_line", "number": _line_number(request), "fields": body.get("fields")}
+    body = await parse(request, UpdateLineBody, limit=BODY_LIMIT)
+    change = {"op": "update_line", "number": _line_number(request), "fields": body.fields}
     return await _submit(request, change, body)
 
 
 @require_role("admin")
 async def retire_line(request: web.Request) -> web.Response:
-    body = await _body(request)
-    change = {"op": "retire_line", "number": _line_number(request), "announcement": body.get("announcement")}
+    body = await parse(request, RetireLineBody, limit=BODY_LIMIT)
+    change = {"op": "retire_line", "number": _line_number(request), "announcement": body.announcement}
     return await _submit(request, change, body)
 
 
 @require_role("admin")
 async def import_config(request: web.Request) -> web.Response:
-    body = await _body(request)
-    return await _submit(request, {"op": "replace", "hotlines_yaml": body.get("hotlines_yaml")}, body)
+    body = await parse(request, ImportBody, limit=BODY_LIMIT)
+    return await _submit(request, {"op": "replace", "hotlines_yaml": body.hotlines_yaml}, body)
 
 
 @require_role("admin")
 async def rollback(request: web.Request) -> web.Response:
-    body = await _body(request)
-    version = await _admin(request).rollback(_version_id(request), comment=body.get("comment"),
+    body = await parse(request, CommentBody, limit=BODY_LIMIT)
+    version = await _admin(request).rollback(_version_id(request), comment=body.comment,
                                                 user=_user(request))
     return web.json_response(version, status=201)
 
 
 @require_role("admin")
 async def cancel(request: web.Request) -> web.Response:
-    body = await _body(request)
-    version = await _admin(request).cancel(_version_id(request), comment=body.get("comment"),
+    body = await parse(request, CommentBody, limit=BODY_LIMIT)
+    version = await _admin(request).cancel(_version_id(request), comment=body.comment,
                                               user=_user(request))
     return web.json_response(version)
 
 
 @require_role("admin")
 async def dry_run(request: web.Request) -> web.Response:
-    body = await _body(request)
-    unknown = sorted(set(body) - set(DRY_RUN_FIELDS))
-    if unknown:
-        raise BadRequest(f"unknown field {unknown[0]!r} (allowed: {', '.join(DRY_RUN_FIELDS)})",
-                         details={"field": unknown[0]})
-    number = body.get("number")
-    if not isinstance(number, str) or not _DIALLED.fullmatch(number):
-        raise BadRequest("'number' is the dialled number, 3-20 digits 0-9 (text) / 拨打的号码为 3-20 位数字",
-                         details={"field": "number"})
-    digits = body.get("digits") or ""
-    if not isinstance(digits, str) or not _KEYS.fullmatch(digits):
-        raise BadRequest("'digits' is up to 20 keys of 0-9, * and # (text) / 按键最多 20 个（0-9、*、#）",
-                         details={"field": "digits"})
-    version_id = body.get("version")
-    if version_id is not None and (isinstance(version_id, bool) or not isinstance(version_id, int)
-                                   or not 1 <= version_id <= MAX_VERSION_ID):
-        raise BadRequest("'version' is a version id (a whole number from 1)", details={"field": "version"})
-    change = body.get("change")
-    if change is not None and not isinstance(change, dict):
-        raise BadRequest("'change' must be an object with an 'op'", details={"field": "change"})
-    result = await _admin(request).dry_run(number=number, at=_when(body.get("at"), "at"), digits=digits,
-                                              change=change, version_id=version_id)
+    body = await parse(request, DryRunBody, limit=BODY_LIMIT)
+    change = change_dict(body.change) if body.change is not None else None
+    result = await _admin(request).dry_run(number=body.number, at=body.at, digits=body.digits or "",
+                                              change=change, version_id=body.version)
     return web.json_response(result)
 
 

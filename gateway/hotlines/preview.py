@@ -19,7 +19,8 @@ from aiohttp import web
 
 from gateway.errors import BadRequest, NotFound
 from gateway.auth.http import require_role
-from gateway.web.bodies import read_json
+from gateway.hotlines.schemas import PreviewBody
+from gateway.web.schema import parse
 
 MAX_TEXT = 500
 _DIGEST = re.compile(r"[0-9a-f]{20}")  # gateway.pbx.prompts.PromptText.digest
@@ -58,11 +59,7 @@ def _services(request: web.Request):
 
 @require_role("admin")
 async def preview(request: web.Request) -> web.Response:
-    body = await read_json(request, 4_000)
-    text = body.get("text")
-    if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT or any(c < " " for c in text):
-        raise BadRequest(f"'text' is one line of 1-{MAX_TEXT} characters / 提示文字为一行，1-{MAX_TEXT} 个字",
-                         details={"field": "text"})
+    text = (await parse(request, PreviewBody, limit=4_000)).text
     admin, cache_dir = _services(request)
     config = admin.config
     language = config.flows[config.primary.flow].language

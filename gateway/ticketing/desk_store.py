@@ -22,75 +22,17 @@ from typing import Any
 import sqlalchemy as sa
 
 from gateway.errors import Conflict, GatewayError, NotFound
-from gateway.ticketing.models import DISPATCH_MODES, URGENCIES, AuditEvent, Call, Ticket, TicketDraft
+from gateway.ticketing.models import AuditEvent, Call, Ticket, TicketDraft
 from gateway.ticketing.rows import iso, ticket_dict
 from gateway.ticketing.store import TicketStore
 
 MAX_DRAFT_BYTES = 32_000
-DECISION_FIELDS = ("category", "urgency", "place", "summary", "dispatch_mode", "units", "answer",
-                   "linked_ticket_id")
+# What a decision may carry is its schema: gateway.desk.schemas (SubmitBody, CloseBody).
 
 
 class BadDecision(GatewayError):
     status_code = 400
     error_id = "bad-request"
-
-
-def _text(value: Any, name: str, limit: int, *, required: bool = False) -> str | None:
-    if value is None or value == "":
-        if required:
-            raise BadDecision(f"{name} is required", details={"field": name})
-        return None
-    if not isinstance(value, str):
-        raise BadDecision(f"{name} must be text", details={"field": name})
-    value = value.strip()
-    if len(value) > limit:
-        raise BadDecision(f"{name} is longer than {limit} characters", details={"field": name})
-    return value or None
-
-
-def check_decision(outcome: str, body: dict, *, categories: tuple) -> dict:
-    """Validate an agent's decision; returns the fields to store."""
-    unknown = sorted(set(body) - set(DECISION_FIELDS) - {"version_id"})
-    if unknown:
-        raise BadDecision(f"unknown field(s): {', '.join(unknown)}", details={"fields": unknown})
-    out: dict[str, Any] = {}
-    category = body.get("category")
-    if category is not None and category not in categories:
-        raise BadDecision(f"category must be one of {', '.join(categories)}", details={"field": "category"})
-    out["category"] = category
-    urgency = body.get("urgency") or "normal"
-    if urgency not in URGENCIES:
-        raise BadDecision(f"urgency must be one of {', '.join(URGENCIES)}", details={"field": "urgency"})
-    out["urgency"] = urgency
-    out["place"] = _text(body.get("place"), "place", 200)
-    out["summary"] = _text(body.get("summary"), "summary", 4000, required=outcome == "submitted")
-    link = body.get("linked_ticket_id")
-    if link is not None and (isinstance(link, bool) or not isinstance(link, int) or link < 1):
-        raise BadDecision("linked_ticket_id must be a ticket id", details={"field": "linked_ticket_id"})
-    out["linked_ticket_id"] = link
-    if outcome == "submitted":
-        if category is None:
-            raise BadDecision("category is required to submit", details={"field": "category"})
-        mode = body.get("dispatch_mode")
-        if mode not in DISPATCH_MODES:
-            raise BadDecision(f"dispatch_mode must be one of {', '.join(DISPATCH_MODES)}",
-                              details={"field": "dispatch_mode"})
-        units = body.get("units")
-        if not isinstance(units, list) or not 1 <= len(units) <= 5:
-            raise BadDecision("units must list 1 to 5 handling units", details={"field": "units"})
-        clean = []
-        for unit in units:
-            if not isinstance(unit, dict) or not isinstance(unit.get("name"), str) or not unit["name"].strip():
-                raise BadDecision("each unit needs a name", details={"field": "units"})
-            clean.append({"id": _text(unit.get("id"), "units.id", 64), "name": _text(unit["name"], "units.name", 100),
-                          "kind": _text(unit.get("kind"), "units.kind", 32)})
-        if mode == "dual" and len(clean) < 2:
-            raise BadDecision("dual dispatch needs two units", details={"field": "units"})
-        out["dispatch_mode"], out["units"] = mode, clean
-    else:
-        out["answer"] = _text(body.get("answer"), "answer", 4000, required=True)
-    return out
 
 
 class DeskStore:
@@ -167,7 +109,7 @@ class DeskStore:
                                         "decided_at": iso(ticket.decided_at), "version_id": ticket.version_id})
             if ticket.version_id != version_id:
                 raise Conflict("工单已被更新，请刷新后再提交 / the ticket changed since you loaded it; reload",
-                               details={"version_id": ticket.version_id})
+                               details={"field": "version_id", "version_id": ticket.version_id})
             if fields.get("linked_ticket_id") is not None:
                 if fields["linked_ticket_id"] == ticket_id or await session.get(Ticket, fields["linked_ticket_id"]) is None:
                     raise BadDecision("linked_ticket_id is not another existing ticket",

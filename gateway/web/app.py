@@ -13,8 +13,8 @@ import logging
 from aiohttp import web
 
 from gateway.errors import GatewayError
-from gateway.masking import mask_text
 from gateway.web import edge
+from gateway.web.problems import error_body, internal_body
 
 log = logging.getLogger(__name__)
 CLIENT_MAX_SIZE = 256 * 1024  # an imported hotlines.yaml is the largest body
@@ -26,12 +26,11 @@ async def errors_middleware(request: web.Request, handler):
         return await handler(request)
     except web.HTTPException:
         raise
-    except GatewayError as exc:
-        body = {"error": exc.error_id, "message": mask_text(exc.message), "details": exc.details}
-        return web.json_response(body, status=exc.status_code)
+    except GatewayError as exc:  # English and Chinese, every problem, masked (gateway.web.problems)
+        return web.json_response(error_body(exc), status=exc.status_code)
     except Exception:  # noqa: BLE001 - the edge: log, answer 500, keep serving
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return web.json_response({"error": "internal", "message": "internal error"}, status=500)
+        return web.json_response(internal_body(), status=500)
 
 
 def new_app(edge_policy: edge.EdgePolicy | None = None) -> web.Application:

@@ -187,5 +187,7 @@ async def test_given_hostile_admin_input_when_submitted_then_refused_with_the_re
     assert got == status, answer
     text = answer["message"] + " ".join(p["message"] for p in _problems(answer))
     assert reason in text, answer
-    assert all(p["field"] and p["line"] for p in _problems(answer))
+    # configuration problems carry file and line; request problems their path in the body (or URL)
+    assert all(p["field"] and (p["line"] if "file" in p else p["path"]) for p in _problems(answer))
+    assert all(p["message_zh"] for p in _problems(answer)) and answer["message_zh"]
     assert client.applied == [] and len(text) < 2000

@@ -174,13 +174,22 @@ async def test_given_good_credentials_when_logging_in_then_a_hardened_cookie_and
     assert (await me.json())["user"]["username"] == "root" and (await me.json())["csrf_token"] == body["csrf_token"]
 
 
-@pytest.mark.parametrize("username,password", [("root", "wrong password"), ("nobody", ADMIN_PW), ("", ""),
-                                               (["root"], {"x": 1})])
+@pytest.mark.parametrize("username,password", [("root", "wrong password"), ("nobody", ADMIN_PW), ("", "")])
 async def test_given_bad_credentials_when_logging_in_then_401_and_no_session(world, client, username, password):
     resp, body = await _login(client, username, password)
-    assert resp.status == 401 and body["error"] == "bad-login"
+    assert resp.status == 401 and body["error"] == "bad-login" and body["message_zh"]
     assert "gw_session" not in resp.cookies and await world.session_rows() == []
     assert (await client.get("/api/me")).status == 401
+
+
+async def test_given_a_login_body_of_the_wrong_shape_when_posted_then_400_naming_every_field_and_no_session(
+        world, client):
+    resp, body = await _login(client, ["root"], {"x": 1})
+    assert resp.status == 400 and body["error"] == "bad-request"
+    problems = body["details"]["problems"]
+    assert {p["field"] for p in problems} == {"username", "password"}
+    assert all(p["message"] and p["message_zh"] for p in problems)
+    assert "gw_session" not in resp.cookies and await world.session_rows() == []
 
 
 async def test_given_a_disabled_user_when_logging_in_with_the_right_password_then_401(world, client):

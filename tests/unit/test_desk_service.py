@@ -13,7 +13,8 @@ from gateway.errors import Conflict
 from gateway.ivr_flows.model import CATEGORIES
 from gateway.pbx.ami_events import parse_event
 from gateway.ticketing import migrate
-from gateway.ticketing.desk_store import BadDecision, check_decision
+from gateway.desk.schemas import CloseBody, SubmitBody
+from gateway.web.schema import RequestInvalid, validate
 from gateway.ticketing.store import TicketStore
 from gateway.auth.users import UserStore
 
@@ -93,11 +94,11 @@ def test_given_bad_decisions_when_checked_then_each_names_its_field():
         ({**SUBMIT, "owner": "me"}, None),
     ]
     for body, field in cases:
-        with pytest.raises(BadDecision) as err:
-            check_decision("submitted", body, categories=CATEGORIES)
-        assert err.value.details.get("field") == field or (field is None and "owner" in err.value.message)
-    with pytest.raises(BadDecision):
-        check_decision("answered", {"category": "咨询"}, categories=CATEGORIES)  # an answer is required
+        with pytest.raises(RequestInvalid) as err:
+            validate({"version_id": 1, **body}, SubmitBody)
+        assert err.value.details.get("field") == (field or "owner")
+    with pytest.raises(RequestInvalid):
+        validate({"version_id": 1, "category": "咨询"}, CloseBody)  # an answer is required
 
 
 async def test_given_two_agents_when_both_submit_the_same_ticket_then_one_wins_and_the_other_is_told_who(world):
