@@ -270,7 +270,8 @@ class Gateway:
         self.users = UserStore(self.store)  # sessions follow the wall clock, never the test clock
         self.desk = DeskService(store=self.store, users=self.users, recordings_dir=s.recordings_dir,
                                 suggester=self._load_suggester(), clock=self.clock.now,
-                                timezone=config.timezone)
+                                timezone=config.timezone, ami=self.ami,
+                                transfers=lambda: self.admin.config.emergency_transfers)
         self.handler = CallHandler(
             store=self.store,
             config_source=lambda: self.admin.config,
