@@ -184,3 +184,66 @@ async def test_given_a_service_without_destination_when_transferring_then_400(wo
         await desk.transfer(ticket_id, "119", AGENT)
     assert caught.value.status_code == 400 and caught.value.details["configured"] == ["110", "120"]
     assert ami.actions == []
+
+
+# -- over HTTP: the route, its body, CSRF; the pages' modules ------------------------------------
+@pytest.fixture()
+async def client(world):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from gateway.desk.http import add_desk_routes
+    from gateway.web.app import build_app
+
+    store, desk, ami = world
+    users = desk.users
+    for name, role, agent in (("a1", "agent", "8001"), ("a2", "agent", "8002"), ("boss", "supervisor", None)):
+        await users.create_user(name, f"{name}-password-1", role, agent_id=agent)
+
+    async def health():
+        return {"status": "ok"}
+
+    app = build_app(store=store, health=health, users=users)
+    add_desk_routes(app, desk=desk, timezone="Asia/Shanghai")
+    async with TestClient(TestServer(app)) as c:
+        yield c, store, ami
+
+
+async def _login(c, name: str) -> str:
+    resp = await c.post("/api/login", json={"username": name, "password": f"{name}-password-1"},
+                        headers={"Origin": f"http://{c.host}:{c.port}"})
+    assert resp.status == 200, await resp.text()
+    return (await resp.json())["csrf_token"]
+
+
+async def test_given_the_desk_page_when_its_modules_load_then_each_is_served_as_javascript(client):
+    c, _, _ = client
+    for path in ("/static/desk/main.js", "/static/desk/transfer.js", "/static/common.js", "/static/labels.js",
+                 "/static/supervisor.js", "/static/desk.css"):
+        resp = await c.get(path)
+        assert resp.status == 200, path
+        assert resp.headers["Content-Type"].split(";")[0] in ("text/javascript", "text/css"), path
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    for path in ("/static/desk.html", "/static/../desk/http.py", "/static/desk/../../desk/http.py",
+                 "/static/nosuch.js", "/static/desk/a/b.js", "/static/desk.js"):
+        assert (await c.get(path)).status == 404, path
+
+
+async def test_given_http_when_transferring_then_csrf_body_and_who_are_checked(client):
+    c, store, ami = client
+    ticket_id = await _answered_call(store, "u9")
+    url = f"/api/desk/tickets/{ticket_id}/transfer"
+    csrf = await _login(c, "a2")  # not the agent who answered
+    assert (await c.post(url, json={"service": "120"})).status == 403  # no CSRF token
+    resp = await c.post(url, json={"service": "120"}, headers={"X-CSRF-Token": csrf})
+    assert resp.status == 403 and (await resp.json())["error"] == "not-your-call"
+    csrf = await _login(c, "a1")
+    for body in ({"service": "911"}, {"service": 120}, {}, {"service": "120", "extra": 1}):
+        resp = await c.post(url, json=body, headers={"X-CSRF-Token": csrf})
+        assert resp.status == 400 and (await resp.json())["details"]["field"] == "service", body
+    assert ami.actions == []
+    resp = await c.post(url, json={"service": "120"}, headers={"X-CSRF-Token": csrf})
+    assert resp.status == 200 and (await resp.json())["service"] == "120"
+    assert [a["Action"] for a in ami.actions] == ["Redirect"]
+    inbox = await (await c.get("/api/desk/inbox")).json()
+    assert inbox["transfers"] == [{"service": "110", "name": "公安110指挥中心", "kind": "dial"},
+                                  {"service": "120", "name": "120急救中心", "kind": "queue"}]
