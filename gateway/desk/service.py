@@ -385,6 +385,7 @@ class DeskService:
                                 details={"ticket_id": ticket_id, "uniqueid": uniqueid}) from None
             raise
         self._transferred[uniqueid] = service
+        self.board.transferred(uniqueid, service, self.monotonic())
         self.counters["transfers"] += 1
         await self.desk.audit(actor, "ticket.transferred", ticket_id, details)
         log.info("ticket %s: call %s transferred to %s by %s", ticket_id, uniqueid, service, actor)

@@ -136,6 +136,10 @@ async def test_given_the_answering_agent_when_transferring_to_120_then_the_calle
     assert audit[0]["details"]["service"] == "120" and audit[0]["details"]["queue"] == "q-emergency"
     assert audit[0]["details"]["uniqueid"] == "u1" and audit[0]["at"]
     assert desk.counters["transfers"] == 1
+    # the supervisor's board: no longer talking to the agent who answered
+    desk.board.ivr_started("u1", line="12345", caller="13800138000", now=0)
+    desk.board.transferred("u1", "120", 5)
+    assert [(t["uniqueid"], t["agent"]) for t in desk.board.snapshot(6)["talking"]] == [("u1", "120")]
 
     with pytest.raises(GatewayError) as again:  # one transfer per call
         await desk.transfer(ticket_id, "110", AGENT)

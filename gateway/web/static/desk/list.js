@@ -42,55 +42,82 @@ export function addTicket(view, {fresh = false, select = false} = {}) {
   return entry;
 }
 
+// The list items are kept (keyed by ticket) and updated in place: a click whose button was
+// rebuilt between mouse down and up would be lost (a textarea's change on blur re-renders the list).
+const items = new Map();  // ticket id -> li
+
+function itemOf(id) {
+  let li = items.get(id);
+  if (!li) {
+    li = el("li", null, {"data-ticket-id": id});
+    const button = el("button", null, {type: "button", class: "pick", tabindex: "-1", "data-ticket-id": id});
+    const l1 = el("span", null, {class: "line1"});
+    l1.append(el("span", null, {class: "name"}), el("span", null, {class: "tags"}));
+    button.append(l1, el("span", null, {class: "line2"}));
+    button.addEventListener("click", () => selectTicket(id));
+    li.append(button);
+    items.set(id, li);
+  }
+  return li;
+}
+function setAttr(node, name, value) {
+  if (value === null || value === undefined) node.removeAttribute(name);
+  else if (node.getAttribute(name) !== String(value)) node.setAttribute(name, String(value));
+}
+function setText(node, text) { if (node.textContent !== text) node.textContent = text; }
+
 function listItem(entry, position) {
   const v = entry.view;
   const selected = state.selected === v.id;
-  const li = el("li", null, {"data-ticket-id": v.id, "data-status": entry.status, "data-rank": rank(entry),
-    class: [entry.fresh ? "fresh" : "", selected ? "selected" : "", rank(entry) === 0 ? "emergency" : "",
-      rank(entry) === 1 && entry.status === "open" ? "urgent" : "", entry.status === "taken" ? "taken" : ""]
-      .filter(Boolean).join(" ")});
-  const shortcut = entry.status === "open" && position < 9 ? `Alt+${position + 1}` : null;
-  const button = el("button", null, {type: "button", class: "pick", tabindex: "-1", "data-ticket-id": v.id,
-    "aria-current": selected ? "true" : null, "aria-keyshortcuts": shortcut});
-  const l1 = el("span", null, {class: "line1"});
-  l1.append(el("span", `#${v.id} ${str(v.line_number)} ${str(v.line_name)}`.trim(), {class: "name"}));
-  const b = el("span", null, {class: "tags"});
-  if (entry.fresh) b.append(badge("新 new", "new"));
-  if (v.emergency) b.append(badge("紧急", "emergency"));
-  else if (rank(entry) === 0) b.append(badge("紧急", "emergency"));
-  else if (rank(entry) === 1) b.append(badge("加急", "urgent"));
-  if (v.confidential) b.append(badge("保密", "confidential"));
-  if (entry.status === "taken") b.append(badge("已被处理 taken", "taken"));
-  else if (entry.status === "done") b.append(badge(TICKET_STATUS_NAMES[v.status] || v.status, "status-" + v.status));
-  l1.append(b);
-  button.append(l1);
-  const what = [entry.form.category || v.category || "未分类", fmtTime(v.created_at).slice(11),
-    entry.form.summary || v.transcript || ""].filter(Boolean).join(" · ");
-  button.append(el("span", what, {class: "line2"}));
-  button.addEventListener("click", () => selectTicket(v.id));
-  li.append(button);
+  const li = itemOf(v.id);
+  setAttr(li, "data-status", entry.status);
+  setAttr(li, "data-rank", rank(entry));
+  setAttr(li, "class", [entry.fresh ? "fresh" : "", selected ? "selected" : "", rank(entry) === 0 ? "emergency" : "",
+    rank(entry) === 1 && entry.status === "open" ? "urgent" : "", entry.status === "taken" ? "taken" : ""]
+    .filter(Boolean).join(" "));
+  const button = $(".pick", li);
+  setAttr(button, "aria-current", selected ? "true" : null);
+  setAttr(button, "aria-keyshortcuts", entry.status === "open" && position < 9 ? `Alt+${position + 1}` : null);
+  button.tabIndex = -1;
+  setText($(".name", button), `#${v.id} ${str(v.line_number)} ${str(v.line_name)}`.trim());
+  const tags = [];
+  if (entry.fresh) tags.push(["新 new", "new"]);
+  if (rank(entry) === 0) tags.push(["紧急", "emergency"]);
+  else if (rank(entry) === 1) tags.push(["加急", "urgent"]);
+  if (v.confidential) tags.push(["保密", "confidential"]);
+  if (entry.status === "taken") tags.push(["已被处理 taken", "taken"]);
+  else if (entry.status === "done") tags.push([TICKET_STATUS_NAMES[v.status] || v.status, "status-" + v.status]);
+  const box = $(".tags", button);
+  const key = JSON.stringify(tags);
+  if (box.dataset.key !== key) { box.dataset.key = key; box.replaceChildren(...tags.map(([t, c]) => badge(t, c))); }
+  setText($(".line2", button), [entry.form.category || v.category || "未分类", fmtTime(v.created_at).slice(11),
+    entry.form.summary || v.transcript || ""].filter(Boolean).join(" · "));
   return li;
+}
+
+/** Put ``wanted`` into ``list`` in order, moving only what is out of place. */
+function place(list, wanted) {
+  const keep = new Set(wanted);
+  for (const child of Array.from(list.children)) if (!keep.has(child)) child.remove();
+  wanted.forEach((li, i) => { if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null); });
 }
 
 export function renderList() {
   const focused = document.activeElement && document.activeElement.closest
     ? document.activeElement.closest(".ticket-list .pick") : null;
-  const focusedId = focused ? Number(focused.dataset.ticketId) : null;
   const open = openEntries();
   const done = state.order.map((id) => state.tickets.get(id)).filter((e) => e.status !== "open");
-  $("#open-list").replaceChildren(...open.map(listItem));
-  $("#done-list").replaceChildren(...done.map((e) => listItem(e, 99)));
+  place($("#open-list"), open.map(listItem));
+  place($("#done-list"), done.map((e) => listItem(e, 99)));
   $("#open-count").textContent = String(open.length);
   $("#open-empty").hidden = open.length > 0;
-  for (const list of $$(".ticket-list")) {  // one tab stop per list: the selected entry, else the first
+  for (const list of $$(".ticket-list")) {  // one tab stop per list: the focused or selected entry, else the first
     const buttons = $$(".pick", list);
-    const current = buttons.find((b) => b.getAttribute("aria-current") === "true") || buttons[0];
+    const current = (focused && buttons.includes(focused) ? focused : null)
+      || buttons.find((b) => b.getAttribute("aria-current") === "true") || buttons[0];
     if (current) current.tabIndex = 0;
   }
-  if (focusedId !== null) {
-    const again = $(`.ticket-list .pick[data-ticket-id="${focusedId}"]`);
-    if (again) { for (const b of $$(".pick", again.closest(".ticket-list"))) b.tabIndex = -1; again.tabIndex = 0; again.focus(); }
-  }
+  if (focused && focused.isConnected && document.activeElement !== focused) focused.focus();
 }
 
 /** Arrow keys, Home and End inside a list move the focus; Enter or Space opens. */
