@@ -13,7 +13,7 @@ export function renderTransfer(box, entry) {
   box.replaceChildren();
   if (t.done) {
     box.append(el("p", `✓ 已转接至 ${label(t.done)}（${t.done.by} ${fmtTime(t.done.at).slice(11)}）` +
-      `Transferred to ${t.done.service}.`, {class: "transfer-result ok", role: "status"}));
+      `Transferred to ${t.done.service}.`, {class: "transfer-result ok", role: "status", tabindex: "-1"}));
     return;
   }
   if (!state.transfers.length) {
@@ -69,5 +69,6 @@ async function transfer(entry, service) {
   }
   const now = $(`#detail .ticket[data-ticket-id="${entry.id}"] .emergency-banner .transfer`);
   renderTransfer(now, entry);
-  if (now && !entry.transfer.done) focusFirst(now);
+  if (now && entry.transfer.done) $(".transfer-result", now).focus();  // the button pressed is gone: focus the outcome
+  else if (now) focusFirst(now);
 }
