@@ -4,7 +4,8 @@
 // Keyboard: Tab reaches every control in reading order; in a drafts list the arrow keys move
 // and Enter opens; Ctrl+Enter submits the open ticket; Alt+↑/Alt+↓ the previous/next open
 // draft; Alt+1..9 the Nth open draft (the shortcuts are listed on the page).
-import {$, showStatus} from "../common.js";
+import {$, el, showStatus} from "../common.js";
+import {CATEGORIES, CATEGORY_EN, UNIT_KIND_EN, UNIT_KIND_NAMES, URGENCY_NAMES} from "../labels.js";
 import {forgetOldDrafts, key, load, state, store, dropLocalDraft} from "./state.js";
 import {api, loadMe, notice} from "./session.js";
 import {flushAll} from "./drafts.js";
@@ -36,6 +37,15 @@ function shortcuts(ev) {
   }
   const digit = /^Digit([1-9])$/.exec(ev.code || "");  // the code: Alt+digit may type a symbol on some layouts
   if (digit && switchDraft(0, Number(digit[1]) - 1)) ev.preventDefault();
+}
+
+/** The form's choices from labels.js (the one source of the labels), into the page's templates. */
+function fillChoices() {
+  const form = $("#t-ticket").content;
+  $("#f-category", form).append(...CATEGORIES.map((c) => el("option", `${c} ${CATEGORY_EN[c] || ""}`.trim(), {value: c})));
+  $("#f-urgency", form).append(...Object.entries(URGENCY_NAMES).map(([k, zh]) => el("option", `${zh} ${k}`, {value: k})));
+  $(".unit-kind", $("#t-unit").content).append(...Object.entries(UNIT_KIND_NAMES)
+    .map(([k, zh]) => el("option", `${zh} ${UNIT_KIND_EN[k] || k}`, {value: k})));
 }
 
 async function start() {
@@ -84,6 +94,7 @@ $("#logout").addEventListener("click", async () => {
   try { await api("POST", "/api/logout"); } catch (e) { /* going anyway */ }
   location.href = "/login?next=/desk";
 });
+fillChoices();
 document.addEventListener("keydown", shortcuts);
 for (const list of [$("#open-list"), $("#done-list")]) list.addEventListener("keydown", listKeys);
 window.addEventListener("pagehide", () => {

@@ -32,5 +32,5 @@ export function announce(text) {
   const box = $("#announce");
   if (!box) return;
   box.textContent = "";
-  requestAnimationFrame(() => { box.textContent = text; });
+  setTimeout(() => { box.textContent = text; }, 50);  // a fresh text is announced again (rAF would wait while the tab is hidden)
 }
