@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import WSMsgType, web
 
 from gateway.desk.service import DeskService, dispatch_document, transfer_choices
-from gateway.ivr_flows.model import CATEGORIES
+from gateway.ivr_flows.model import CATEGORIES, EMERGENCY_NUMBERS
 from gateway.web.app import BadRequest, ticket_id
 from gateway.web.auth import AUTH, _token, require_role
 from gateway.web.bodies import read_json as _json
@@ -119,9 +119,6 @@ async def close(request: web.Request) -> web.Response:
     return await _decide(request, "answered")
 
 
-SERVICES = ("110", "119", "120", "122")
-
-
 @require_role(*DESK_ROLES)
 async def transfer(request: web.Request) -> web.Response:
     """The emergency banner's action: the caller's live channel to the service's configured destination."""
@@ -129,7 +126,7 @@ async def transfer(request: web.Request) -> web.Response:
     # TODO(schema): a pydantic model once gateway/desk/schemas.py exists; checked by hand until then.
     unknown = sorted(set(body) - {"service"})
     service = body.get("service")
-    if unknown or not isinstance(service, str) or service not in SERVICES:
+    if unknown or not isinstance(service, str) or service not in EMERGENCY_NUMBERS:
         raise BadRequest("请选择 110、119、120 或 122 / send {\"service\": \"110\"|\"119\"|\"120\"|\"122\"}",
                          details={"field": "service", "unknown": unknown})
     return web.json_response(await request.app[DESK].transfer(_ticket_id(request), service, request["user"]))

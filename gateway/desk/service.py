@@ -242,7 +242,21 @@ class DeskService:
     async def on_ami_event(self, event: AmiEvent) -> None:
         self.board.on_event(event, self.monotonic())
         if isinstance(event, AgentConnect):
-            await self.screen_pop(event.uniqueid, agent_id_of(event.interface, event.member_name), event.queue)
+            agent_id = agent_id_of(event.interface, event.member_name)
+            if event.linkedid in self._transferred and event.uniqueid != event.linkedid:
+                await self.transferred_pop(event.linkedid, agent_id, event.queue)
+            else:
+                await self.screen_pop(event.uniqueid, agent_id, event.queue)
+
+    async def transferred_pop(self, uniqueid: str, agent_id: str, queue: str) -> None:
+        """A caller the desk transferred reached an agent of the destination queue (through a Local
+        leg, whose own uniqueid has no ticket): that agent's desk is told whose call it is. The draft
+        stays with the agent who answered first."""
+        ticket = await self.desk.ticket_of_call(uniqueid)
+        for viewer in await self.users.users_for_agent(agent_id) if agent_id else []:
+            self.hub.publish(viewer["username"], {
+                "type": "transferred_call", "uniqueid": uniqueid, "queue": queue, "at": self.clock().isoformat(),
+                "service": self._transferred.get(uniqueid), "ticket_id": ticket["id"] if ticket else None})
 
     async def screen_pop(self, uniqueid: str, agent_id: str, queue: str) -> int:
         """Push the call's draft ticket to every user answering as ``agent_id``; how many got it."""

@@ -251,3 +251,21 @@ async def test_given_http_when_transferring_then_csrf_body_and_who_are_checked(c
     inbox = await (await c.get("/api/desk/inbox")).json()
     assert inbox["transfers"] == [{"service": "110", "name": "公安110指挥中心", "kind": "dial"},
                                   {"service": "120", "name": "120急救中心", "kind": "queue"}]
+
+
+async def test_given_a_transferred_caller_when_the_emergency_desk_answers_then_its_agent_is_told_whose_call(world):
+    """The queue is reached through a Local leg: AgentConnect names the leg's uniqueid and the caller's
+    linkedid. The emergency agent's desk gets a transferred_call notice, not "a call without a ticket"."""
+    from gateway.pbx.ami_events import parse_event
+
+    store, desk, _ = world
+    await desk.users.create_user("e1", "e1-password-1", "agent", agent_id="8003")
+    ticket_id = await _answered_call(store, "u1")
+    await desk.transfer(ticket_id, "120", AGENT)
+    await desk.on_ami_event(parse_event({
+        "Event": "AgentConnect", "Uniqueid": "1796.5", "Linkedid": "u1", "Channel": "Local/120@gw-emergency-queue;2",
+        "Queue": "q-emergency", "MemberName": "坐席三", "Interface": "Local/8003@gw-agents/n", "HoldTime": "0"}))
+    events = desk.hub.missed("e1", 0)
+    assert [(e["type"], e["ticket_id"], e["service"]) for e in events] == [("transferred_call", ticket_id, "120")]
+    assert desk.counters["pops_without_ticket"] == 0
+    assert (await store.get_call("u1"))["agent"] == "8001"  # the ticket stays with the agent who answered

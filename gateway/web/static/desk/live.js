@@ -56,6 +56,12 @@ async function onEvent(msg) {
   } else if (msg.type === "call_without_ticket") {
     notice(`来电 ${str(msg.uniqueid)}（${str(msg.queue)}）没有工单：请手工记录 call without a ticket`, "warn");
     showStatus("error", `来电已接通但没有工单（队列 ${str(msg.queue)}）。A call without a ticket: take notes by hand.`);
+  } else if (msg.type === "transferred_call") {
+    const what = msg.ticket_id ? `工单 #${msg.ticket_id}` : str(msg.uniqueid);
+    notice(`紧急转接来电 transferred emergency call：${what}（转 ${str(msg.service)}，${str(msg.queue)}）`, "warn");
+    showStatus("ok", `紧急转接来电 ${what}（${str(msg.service)}）：请接听并按需记录。A caller transferred by the desk.`);
+    announce(`紧急转接来电 ${what}`);
+    chime(true);
   } else if (isObj(msg.ticket) && state.tickets.has(msg.ticket.id)) {  // an event of a later version: a newer view
     addTicket(msg.ticket);
   } else if (state.tickets.has(Number(msg.ticket_id))) {  // "this ticket changed" (e.g. its transcript came)
