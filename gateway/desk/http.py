@@ -9,6 +9,8 @@ Routes (all behind a login; roles in brackets)::
     PUT  /api/desk/tickets/{id}/draft            save what I typed (no version change)
     POST /api/desk/tickets/{id}/submit           dispatch (version_id required; 409 if decided)
     POST /api/desk/tickets/{id}/close            answered on the call (same rules)
+    POST /api/desk/tickets/{id}/transfer         {"service": "120"}: the caller to the emergency service
+                                                 [the agent who answered, supervisor|admin]
     GET  /api/desk/tickets/{id}/dispatch         what the handling unit receives
     GET  /api/tickets/{id}/recording             the caller's recording (audio/wav)
     GET  /api/tickets/{id}/audit                 the ticket's audit trail [supervisor|admin]
@@ -27,8 +29,8 @@ from zoneinfo import ZoneInfo
 from aiohttp import WSMsgType, web
 
 from gateway.auth.http import AUTH, require_role, session_token
-from gateway.desk.schemas import DraftBody, decision_model
-from gateway.desk.service import DeskService, dispatch_document
+from gateway.desk.schemas import DraftBody, TransferBody, decision_model
+from gateway.desk.service import DeskService, dispatch_document, transfer_choices
 from gateway.errors import BadRequest
 from gateway.ivr_flows.model import CATEGORIES
 from gateway.web.schema import parse
@@ -87,7 +89,7 @@ async def inbox(request: web.Request) -> web.Response:
     last_seq = desk.hub.last_seq(user["username"])  # before the query: a pop meanwhile is replayed, not lost
     items = await desk.inbox(user)
     return web.json_response({"items": items, "last_seq": last_seq, "epoch": desk.hub.epoch,
-                              "agent_id": user.get("agent_id")})
+                              "agent_id": user.get("agent_id"), "transfers": transfer_choices(desk.transfers())})
 
 
 @require_role(*DESK_ROLES)
@@ -118,6 +120,13 @@ async def submit(request: web.Request) -> web.Response:
 @require_role(*DESK_ROLES)
 async def close(request: web.Request) -> web.Response:
     return await _decide(request, "answered")
+
+
+@require_role(*DESK_ROLES)
+async def transfer(request: web.Request) -> web.Response:
+    """The emergency banner's action: the caller's live channel to the service's configured destination."""
+    service = (await parse(request, TransferBody, limit=1_000)).service
+    return web.json_response(await request.app[DESK].transfer(_ticket_id(request), service, request["user"]))
 
 
 @require_role(*DESK_ROLES)
@@ -230,6 +239,7 @@ def add_desk_routes(app: web.Application) -> None:
     r.add_put("/api/desk/tickets/{ticket_id}/draft", save_draft)
     r.add_post("/api/desk/tickets/{ticket_id}/submit", submit)
     r.add_post("/api/desk/tickets/{ticket_id}/close", close)
+    r.add_post("/api/desk/tickets/{ticket_id}/transfer", transfer)
     r.add_get("/api/desk/tickets/{ticket_id}/dispatch", dispatch)
     r.add_get("/api/tickets/{ticket_id}/recording", recording)
     r.add_get("/api/tickets/{ticket_id}/audit", ticket_audit)

@@ -73,6 +73,13 @@ class LiveBoard:
         elif isinstance(event, (AgentComplete, Hangup)):
             self.calls.pop(uid, None)
 
+    def transferred(self, uid: str, service: str, now: float) -> None:
+        """The desk transferred the caller (110/119/120/122): no longer with the agent who answered
+        (Asterisk reports that agent's AgentComplete only when the caller hangs up)."""
+        call = self.calls.get(uid)
+        if call is not None:
+            call.state, call.since, call.queue, call.agent = "talking", now, f"转接 transfer {service}", service
+
     def snapshot(self, now: float) -> dict:
         def item(call: _Call) -> dict:
             return {"uniqueid": call.uniqueid, "line": call.line, "caller": call.caller, "queue": call.queue,

@@ -6,7 +6,7 @@ their JSON schemas in ``components`` (``gateway.hotlines.openapi.openapi_documen
 
 from __future__ import annotations
 
-from gateway.desk.schemas import CloseBody, DraftBody, SubmitBody
+from gateway.desk.schemas import CloseBody, DraftBody, SubmitBody, TransferBody
 from gateway.web.schema import body_ref
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -67,6 +67,16 @@ def desk_paths() -> dict:
         "/api/desk/tickets/{ticket_id}/close": {"post": _op(
             "close as answered on the call (draft -> answered)", schema=ticket, body=CloseBody, params=_TICKET_ID,
             extra=conflict)},
+        "/api/desk/tickets/{ticket_id}/transfer": {"post": _op(
+            "the emergency banner's transfer: the caller's live channel to the configured destination of 110 "
+            "(police), 119 (fire), 120 (ambulance) or 122 (traffic police); the agent who answered the call, "
+            "supervisors, admins; audited (ticket.transferred)",
+            schema={"type": "object", "properties": {"service": {"type": "string"}, "name": {"type": "string"},
+                                                     "kind": {"enum": ["queue", "dial"]}, "by": {"type": "string"},
+                                                     "at": {"type": "string", "format": "date-time"}}},
+            body=TransferBody, params=_TICKET_ID, extra={"409": _r("the call has ended, or was transferred already", _ERROR),
+                                      "502": _r("Asterisk refused the redirect", _ERROR),
+                                      "503": _r("Asterisk is not reachable", _ERROR)})},
         "/api/desk/tickets/{ticket_id}/dispatch": {"get": _op(
             "what the handling unit receives (no number for a confidential caller)", params=_TICKET_ID)},
         "/api/supervisor/overview": {"get": _op(

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
-from gateway.ivr_flows.model import CATEGORIES
+from gateway.ivr_flows.model import CATEGORIES, EMERGENCY_NUMBERS
 from gateway.ticketing.models import DISPATCH_MODES, URGENCIES
 from gateway.web.schema import Body, problem, text
 
@@ -93,8 +93,16 @@ class DraftBody(Body):
 
 
 # route -> the model of its body (the OpenAPI document and its test read this)
+class TransferBody(Body):
+    """The emergency banner's action: which service the caller goes to."""
+
+    service: Literal[tuple(sorted(EMERGENCY_NUMBERS))] = Field(  # type: ignore[valid-type]
+        description="110 police, 119 fire, 120 ambulance, 122 traffic (each configured as a queue or dial string)")
+
+
 BODIES: dict[tuple[str, str], type[Body]] = {
     ("PUT", "/api/desk/tickets/{ticket_id}/draft"): DraftBody,
     ("POST", "/api/desk/tickets/{ticket_id}/submit"): SubmitBody,
     ("POST", "/api/desk/tickets/{ticket_id}/close"): CloseBody,
+    ("POST", "/api/desk/tickets/{ticket_id}/transfer"): TransferBody,
 }

@@ -138,6 +138,40 @@ def dispatch_document(ticket: dict) -> dict:
     return out
 
 
+class CallEnded(GatewayError):
+    """The call is over: there is no caller left to transfer."""
+
+    status_code = 409
+    error_id = "call-ended"
+
+
+class AlreadyTransferred(GatewayError):
+    status_code = 409
+    error_id = "already-transferred"
+
+
+class UnknownService(GatewayError):
+    status_code = 400
+    error_id = "unknown-service"
+
+
+TRANSFER_ROLES = ("supervisor", "admin")
+
+
+def check_transfer(viewer: dict, call_agent: str | None, ticket_id: int) -> None:
+    """Only the agent who answered the call (or a supervisor/admin) may transfer its caller."""
+    if viewer.get("role") in TRANSFER_ROLES or answered_by(viewer, call_agent):
+        return
+    raise NotYourCall("只有接听该来电的坐席和班长可以转接 / only the agent who answered this call and supervisors "
+                      "may transfer it", details={"ticket_id": ticket_id})
+
+
+def transfer_choices(transfers: dict) -> list[dict]:
+    """The destinations as the desk shows them (service, name, kind): not the dial strings."""
+    return [{"service": t.service, "name": t.name, "kind": "queue" if t.queue else "dial"}
+            for t in transfers.values()]
+
+
 class PopHub:
     """Per-user numbered events with a replay buffer, fanned out to live WebSockets."""
 
@@ -185,7 +219,8 @@ class PopHub:
 class DeskService:
     def __init__(self, *, store: TicketStore, users, recordings_dir: Path, suggester: Callable[..., dict] | None,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-                 monotonic: Callable[[], float] | None = None, timezone: str = "Asia/Shanghai") -> None:
+                 monotonic: Callable[[], float] | None = None, timezone: str = "Asia/Shanghai",
+                 ami=None, transfers: Callable[[], dict] | None = None) -> None:
         import time
 
         self.store = store
@@ -198,7 +233,11 @@ class DeskService:
         self.monotonic = monotonic or time.monotonic
         self.hub = PopHub()
         self.board = LiveBoard()
-        self.counters = {"pops": 0, "pops_without_ticket": 0, "submitted": 0, "answered": 0, "conflicts": 0}
+        self.counters = {"pops": 0, "pops_without_ticket": 0, "submitted": 0, "answered": 0, "conflicts": 0,
+                         "transfers": 0}
+        self.ami = ami  # Redirect of a caller's channel (the emergency transfer)
+        self.transfers = transfers or dict  # service -> EmergencyTransfer of the live configuration
+        self._transferred: dict[str, str] = {}  # uniqueid -> service, for calls this process transferred
 
     def use_timezone(self, name: str) -> None:
         """The hotline configuration's time zone (known once its live version is loaded)."""
@@ -209,7 +248,21 @@ class DeskService:
     async def on_ami_event(self, event: AmiEvent) -> None:
         self.board.on_event(event, self.monotonic())
         if isinstance(event, AgentConnect):
-            await self.screen_pop(event.uniqueid, agent_id_of(event.interface, event.member_name), event.queue)
+            agent_id = agent_id_of(event.interface, event.member_name)
+            if event.linkedid in self._transferred and event.uniqueid != event.linkedid:
+                await self.transferred_pop(event.linkedid, agent_id, event.queue)
+            else:
+                await self.screen_pop(event.uniqueid, agent_id, event.queue)
+
+    async def transferred_pop(self, uniqueid: str, agent_id: str, queue: str) -> None:
+        """A caller the desk transferred reached an agent of the destination queue (through a Local
+        leg, whose own uniqueid has no ticket): that agent's desk is told whose call it is. The draft
+        stays with the agent who answered first."""
+        ticket = await self.desk.ticket_of_call(uniqueid)
+        for viewer in await self.users.users_for_agent(agent_id) if agent_id else []:
+            self.hub.publish(viewer["username"], {
+                "type": "transferred_call", "uniqueid": uniqueid, "queue": queue, "at": self.clock().isoformat(),
+                "service": self._transferred.get(uniqueid), "ticket_id": ticket["id"] if ticket else None})
 
     async def screen_pop(self, uniqueid: str, agent_id: str, queue: str) -> int:
         """Push the call's draft ticket to every user answering as ``agent_id``; how many got it."""
@@ -324,6 +377,49 @@ class DeskService:
     async def save_draft(self, ticket_id: int, viewer: dict, data: dict) -> dict:
         await self.check_lock(ticket_id, viewer)
         return await self.desk.save_draft(ticket_id, viewer["username"], data, now=self.clock())
+
+    async def transfer(self, ticket_id: int, service: str, viewer: dict) -> dict:
+        """Move the caller of ``ticket_id`` to the configured destination of ``service`` (AMI Redirect
+        to the generated ``gw-emergency-transfer`` context); audited, also when it fails."""
+        from gateway.errors import PbxError
+        from gateway.pbx.dialplan import EMERGENCY_CONTEXT
+
+        dest = self.transfers().get(service)
+        if dest is None:
+            raise UnknownService(f"未配置紧急转接 {service} / no transfer destination configured for {service!r}",
+                                 details={"field": "service", "configured": sorted(self.transfers())})
+        await self.store.get_ticket(ticket_id)  # 404 for an unknown ticket
+        call = await self.desk.call_of_ticket(ticket_id) or {}
+        check_transfer(viewer, call.get("agent"), ticket_id)
+        uniqueid = call.get("uniqueid")
+        if not uniqueid or call.get("status") == "ended":
+            raise CallEnded("通话已结束，无法转接 / the call has already ended: nobody to transfer",
+                            details={"ticket_id": ticket_id, "uniqueid": uniqueid})
+        if uniqueid in self._transferred:
+            done = self._transferred[uniqueid]
+            raise AlreadyTransferred(f"该来电已转接至 {done} / this call was already transferred to {done}",
+                                     details={"ticket_id": ticket_id, "service": done})
+        where = {"queue": dest.queue} if dest.queue else {"dial": dest.dial}
+        details = {"service": service, "name": dest.name, **where, "uniqueid": uniqueid, "agent": call.get("agent")}
+        actor = viewer["username"]
+        try:
+            if self.ami is None:
+                raise PbxError("AMI is not available")
+            await self.ami.action({"Action": "Redirect", "Channel": uniqueid, "Context": EMERGENCY_CONTEXT,
+                                   "Exten": service, "Priority": "1"})
+        except PbxError as exc:
+            await self.desk.audit(actor, "ticket.transfer_failed", ticket_id, {**details, "error": str(exc)[:200]})
+            if "no such channel" in str(exc).lower():
+                raise CallEnded("通话已结束，无法转接 / the call has already ended: nobody to transfer",
+                                details={"ticket_id": ticket_id, "uniqueid": uniqueid}) from None
+            raise
+        self._transferred[uniqueid] = service
+        self.board.transferred(uniqueid, service, self.monotonic())
+        self.counters["transfers"] += 1
+        await self.desk.audit(actor, "ticket.transferred", ticket_id, details)
+        log.info("ticket %s: call %s transferred to %s by %s", ticket_id, uniqueid, service, actor)
+        return {"ticket_id": ticket_id, "service": service, "name": dest.name, "kind": next(iter(where)),
+                "by": actor, "at": self.clock().isoformat()}
 
     def overview_live(self) -> dict:
         return self.board.snapshot(self.monotonic())

@@ -204,6 +204,17 @@ class Broadcast:
 
 
 @dataclass(frozen=True)
+class EmergencyTransfer:
+    """Where the desk's transfer sends a caller for one emergency service (110, 119, 120, 122):
+    a queue of this configuration or a dial string (an Asterisk channel such as PJSIP/110@pstn)."""
+
+    service: str
+    name: str
+    queue: str | None = None
+    dial: str | None = None
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     lines: dict  # number -> Line
     queues: dict  # name -> Queue
@@ -212,6 +223,7 @@ class GatewayConfig:
     flows: dict  # id -> Flow
     timezone: str = "Asia/Shanghai"
     broadcasts: tuple = ()
+    emergency_transfers: dict = field(default_factory=dict)  # service ("120") -> EmergencyTransfer
 
     @property
     def version(self) -> str:

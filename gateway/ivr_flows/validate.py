@@ -20,6 +20,7 @@ from typing import Any
 
 from gateway.errors import ConfigError
 from gateway.ivr_flows import yamlsrc
+from gateway.ivr_flows.emergency import emergency_transfers
 from gateway.ivr_flows.fields import ID, Reader, kind_of
 from gateway.ivr_flows.flowcheck import AFTER_HOURS, check_flow, flow_links
 from gateway.ivr_flows.model import (
@@ -128,7 +129,8 @@ def _schedule(name: str, raw: Any, path: tuple, r: Reader, public: dict) -> Sche
 
 def _hotlines(src: yamlsrc.Source, r: Reader, flows: dict) -> GatewayConfig | None:
     top = r.mapping(src.data, (), required=("lines", "queues"),
-                    optional=("version", "timezone", "schedules", "agents", "public_holidays", "broadcasts"))
+                    optional=("version", "timezone", "schedules", "agents", "public_holidays", "broadcasts",
+                              "emergency_transfers"))
     if top is None:
         return None
     public = _public_holidays(top.get("public_holidays", {}), ("public_holidays",), r)
@@ -193,9 +195,10 @@ def _hotlines(src: yamlsrc.Source, r: Reader, flows: dict) -> GatewayConfig | No
                         src.problem(("queues",), f"flow {flow.id!r} option {node.id}:{opt.key} needs queue {q!r}")
     tz = r.zone(top.get("timezone", "Asia/Shanghai"), ("timezone",)) or "Asia/Shanghai"
     broadcasts = _broadcasts(top.get("broadcasts", []), ("broadcasts",), r, lines, tz)
+    transfers = emergency_transfers(top.get("emergency_transfers", {}), ("emergency_transfers",), r, queues)
     if src.problems:
         return None
-    return GatewayConfig(lines, queues, agents, schedules, flows, tz, broadcasts)
+    return GatewayConfig(lines, queues, agents, schedules, flows, tz, broadcasts, transfers)
 
 
 def _when(value: Any, path: tuple, r: Reader, tz: str):

@@ -66,6 +66,7 @@ class AgentConnect(AmiEvent):
     interface: str
     hold_time: int | None
     agent_uniqueid: str
+    linkedid: str = ""  # the first channel of the call: the caller's own, also for a leg it dialled
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,8 @@ def parse_event(headers: Mapping[str, str]) -> AmiEvent | None:
         # AgentConnect describes the caller with the plain Channel/Uniqueid headers and the
         # agent's leg with Dest*; the member's name and interface are separate headers.
         return AgentConnect(name, uid, chan, h.get("queue", ""), h.get("membername", ""),
-                            h.get("interface", ""), _int(h.get("holdtime")), h.get("destuniqueid", ""))
+                            h.get("interface", ""), _int(h.get("holdtime")), h.get("destuniqueid", ""),
+                            h.get("linkedid", ""))
     if name in ("AGIExecStart", "AGIExecEnd"):
         return AgiExec(name, uid, chan, h.get("command", ""), h.get("commandid", ""), h.get("result", ""))
     if name == "FullyBooted":

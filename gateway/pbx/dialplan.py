@@ -57,9 +57,10 @@ maxcalls = 2000
 # The gateway: events Hangup (call), QueueCallerJoin/QueueCallerAbandon/AgentConnect/
 # AgentComplete (agent); actions Ping and QueueReload (no class needed) and
 # Reload Module=pbx_config (system or config: system, since config would also allow
-# UpdateConfig of any file, manager.conf included). No `command`, no `originate`.
+# UpdateConfig of any file, manager.conf included); Redirect (call: the desk's emergency
+# transfer moves the caller's channel to gw-emergency-transfer). No `command`, no `originate`.
 GATEWAY_AMI_READ = ("call", "agent")
-GATEWAY_AMI_WRITE = ("system",)
+GATEWAY_AMI_WRITE = ("system", "call")
 # The simulated caller (development sandbox only): Originate (originate); PlayDTMF, Setvar,
 # Redirect, Hangup (call); events Newchannel/Hangup (call), AGIExecStart (agi), queue ones (agent).
 SIM_AMI_READ = ("call", "agent", "agi")
@@ -165,6 +166,7 @@ def _extensions_conf(config: GatewayConfig, settings: Settings) -> str:
         " same => n(done),Hangup()",
         "",
     ]
+    out += _emergency_transfers(config)
     for number, line in config.lines.items():
         out += [
             f"; {line.name} ({line.mode})",
@@ -197,6 +199,37 @@ def _extensions_conf(config: GatewayConfig, settings: Settings) -> str:
         "",
     ]
     return "\n".join(out) + "\n"
+
+
+EMERGENCY_CONTEXT = "gw-emergency-transfer"
+EMERGENCY_QUEUE_CONTEXT = "gw-emergency-queue"
+TRANSFER_DIAL_SECONDS = 120
+
+
+def _emergency_transfers(config: GatewayConfig) -> list[str]:
+    """The desk's emergency transfer: AMI Redirect moves the caller's channel to
+    ``gw-emergency-transfer,<service>,1``. A queue is reached through a Local channel, so the
+    call's own queue and agent (who keeps the ticket) stay as they were."""
+    if not config.emergency_transfers:
+        return []
+    out = ["; The desk's emergency transfer (hotlines.yaml emergency_transfers), reached by AMI Redirect.",
+           f"[{EMERGENCY_CONTEXT}]"]
+    queued = []
+    for service, dest in config.emergency_transfers.items():
+        target = dest.dial or f"Local/{service}@{EMERGENCY_QUEUE_CONTEXT}/n"
+        out += [f"exten => {service},1,NoOp(gateway: desk transfer to {service})",
+                f" same => n,Set(GW_TRANSFERRED={service})",
+                f" same => n,Dial({target},{TRANSFER_DIAL_SECONDS})",
+                " same => n,Hangup()"]
+        if dest.queue:
+            queued.append((service, dest.queue))
+    out.append("")
+    if queued:
+        out.append(f"[{EMERGENCY_QUEUE_CONTEXT}]")
+        for service, queue in queued:
+            out += [f"exten => {service},1,Queue({queue},,,,${{GW_QUEUE_WAIT}})", " same => n,Hangup()"]
+        out.append("")
+    return out
 
 
 def _fallback_queue(config: GatewayConfig) -> str:

@@ -403,3 +403,338 @@ def test_given_a_supervisor_when_a_call_runs_then_the_board_shows_it_live_and_to
             agent.close()
     finally:
         s.close()
+
+
+# -- issue 11: what agents hit (items 1, 2, 3, 7) ------------------------------------------------------
+NARROW = {"width": 768, "height": 1024}
+WIDE = {"width": 1366, "height": 768}
+
+
+def _in_thread(make_coro, timeout: float = 300):
+    """Run a coroutine on its own event loop in a thread (Playwright's sync API holds this thread's loop)."""
+    out: dict = {}
+
+    def run() -> None:
+        try:
+            out["value"] = asyncio.run(make_coro())
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            out["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), "the background coroutine did not finish"
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+def _sim_action(system, fields: dict) -> dict:
+    """One AMI action as the simulated caller's user (Setvar of a global, Hangup of a test call)."""
+    from gateway.pbx.simcall import sim_ami_client
+
+    async def run():
+        ami = sim_ami_client(system.settings)
+        await ami.start()
+        try:
+            assert await ami.wait_connected(10), ami.last_error
+            return await ami.action(fields)
+        finally:
+            await ami.close()
+
+    return _in_thread(run)
+
+
+def _channel_status(system, uniqueid: str) -> dict:
+    """Asterisk's ``Status`` of one channel (by uniqueid): its application and data right now."""
+    from gateway.pbx.simcall import sim_ami_client
+
+    async def run():
+        ami = sim_ami_client(system.settings)
+        await ami.start()
+        try:
+            assert await ami.wait_connected(10), ami.last_error
+            messages = await ami.action({"Action": "Status", "Channel": uniqueid}, as_list=True)
+            return next((dict(m) for m in messages if m.get("Event") == "Status"), {})
+        finally:
+            await ami.close()
+
+    return _in_thread(run)
+
+
+def _no_sideways_scroll(page) -> None:
+    width, inner = page.evaluate("[document.scrollingElement.scrollWidth, window.innerWidth]")
+    assert width <= inner, f"horizontal scroll: {width} > {inner}"
+
+
+def _open_item(page, ticket_id: int):
+    return page.locator(f'#open-list li[data-ticket-id="{ticket_id}"]')
+
+
+@pytest.fixture(scope="module")
+def open_drafts(system, desk_users, speech) -> list[int]:
+    """Two open drafts of agent 8002 (two calls at once, answered one after the other), newest last."""
+    from gateway.pbx.simcall import place_calls
+
+    scripts = [CallScript(number="12345", caller=CALLER, digits="22", say=speech,
+                          uniqueid=f"desk-d{i}-{uuid.uuid4().hex[:8]}") for i in range(2)]
+    results = _in_thread(lambda: place_calls(system.settings, scripts))
+    ids = sorted(r["ticket_id"] for r in results)
+    assert all(ids) and all(r["queue"] == "q-suggest" for r in results), results
+    return ids
+
+
+def test_given_an_agent_working_on_a_draft_when_a_new_call_pops_then_it_is_announced_not_taking_over(
+        system, chromium, desk_users, speech):
+    """Item 1: the pop never replaces the ticket on screen; sound, highlight and a live announcement;
+    the agent switches; emergency and urgent drafts go first in the open list."""
+    token = desk_users
+    expect.set_options(timeout=20_000)
+    a = Browser(chromium, system, AGENT_A)
+    page = a.page
+    try:
+        a.login(AGENT_A, "/desk")
+        expect(page.locator("#conn")).to_have_attribute("data-state", "open")
+        first = _call(system, speech)
+        first_id = _ticket_of_call(system, token, first.script.uniqueid)
+        expect(_open_item(page, first_id)).to_be_visible(timeout=POP_TIMEOUT)
+        expect(_open_item(page, first_id)).to_have_class(re.compile(r"\bfresh\b"))
+        expect(page.locator("#announce")).to_contain_text(f"#{first_id}")
+        _open_item(page, first_id).locator("button.pick").click()  # the agent works on it
+        expect(page.locator(f'#detail .ticket[data-ticket-id="{first_id}"]')).to_be_visible()
+        page.fill("#f-summary", "正在处理的工单（不得被新弹屏替换）")
+        chimes = int(page.evaluate("Number(document.body.dataset.chimes || 0)"))
+        first.finish()
+
+        second = _call(system, speech)
+        second_id = _ticket_of_call(system, token, second.script.uniqueid)
+        item = _open_item(page, second_id)
+        expect(item).to_be_visible(timeout=POP_TIMEOUT)
+        expect(item).to_have_class(re.compile(r"\bfresh\b"))  # highlighted
+        expect(item.locator(".badge.new")).to_be_visible()
+        expect(page.locator("#announce")).to_contain_text(f"#{second_id}")  # said to a screen reader
+        expect(page.locator("#status")).to_contain_text(f"#{second_id}")
+        assert page.evaluate("Number(document.body.dataset.chimes || 0)") > chimes  # the WebAudio chime ran
+        # the agent's ticket stays, with what was typed
+        expect(page.locator(f'#detail .ticket[data-ticket-id="{first_id}"]')).to_be_visible()
+        expect(page.locator(f'#detail .ticket[data-ticket-id="{second_id}"]')).to_have_count(0)
+        expect(page.locator("#f-summary")).to_have_value("正在处理的工单（不得被新弹屏替换）")
+        expect(page.locator("#open-list li").first).to_have_attribute("data-ticket-id", str(second_id))  # newest
+        a.screenshot("desk-7-pop-announced")
+
+        # an emergency draft goes first, whatever its age
+        page.select_option("#f-urgency", "emergency")
+        expect(page.locator("#open-list li").first).to_have_attribute("data-ticket-id", str(first_id))
+        expect(_open_item(page, first_id)).to_have_class(re.compile(r"\bemergency\b"))
+        # the agent switches when ready
+        item.locator("button.pick").click()  # first click: the list is updated in place, never rebuilt under it
+        expect(page.locator(f'#detail .ticket[data-ticket-id="{second_id}"]')).to_be_visible()
+        a.screenshot("desk-8-switched")
+        second.finish()
+        assert a.errors == [], a.errors
+        assert a.unexpected_console() == [], a.console
+    finally:
+        a.close()
+
+
+@pytest.mark.parametrize("viewport", [WIDE, NARROW], ids=["1366x768", "768x1024"])
+def test_given_a_draft_when_the_desk_is_1366_or_768_wide_then_it_fits_without_sideways_scroll(
+        system, chromium, desk_users, open_drafts, viewport):
+    """Item 2: the drafts column collapses above the ticket; fields keep a usable width; numbers whole."""
+    expect.set_options(timeout=20_000)
+    a = Browser(chromium, system, AGENT_A)
+    page = a.page
+    try:
+        page.set_viewport_size(viewport)
+        a.login(AGENT_A, "/desk")
+        ticket_id = open_drafts[-1]
+        _open_item(page, ticket_id).locator("button.pick").click()
+        ticket = page.locator(f'#detail .ticket[data-ticket-id="{ticket_id}"]')
+        expect(ticket).to_be_visible()
+        ticket.locator(".add-unit").click()
+        _no_sideways_scroll(page)
+        for selector, least in (("#f-summary", 240), ("#f-place", 240), ("#f-category", 120),
+                                (".units .unit-name >> nth=-1", 110), ("#open-id", 60)):
+            width = page.locator(selector).bounding_box()["width"]
+            assert width >= least, (selector, width)
+        caller = ticket.locator("dl.facts .caller .value")  # a number on one line, never split
+        lines = caller.evaluate("e => e.getClientRects().length")
+        assert lines == 1 and caller.evaluate("e => getComputedStyle(e).whiteSpace") == "nowrap"
+        side, detail = page.locator("aside").bounding_box(), page.locator("#detail").bounding_box()
+        if viewport is NARROW:
+            assert side["y"] + side["height"] <= detail["y"] + 1  # the lists above the ticket
+        else:
+            assert side["x"] + side["width"] <= detail["x"] + 1  # beside it
+        name = f"desk-9-layout-{viewport['width']}"
+        a.screenshot(name)
+        page.goto("/desk")  # the same again after a reload, with the emergency banner on
+        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        _open_item(page, ticket_id).locator("button.pick").click()
+        page.select_option("#f-urgency", "emergency")
+        expect(ticket.locator(".emergency-banner .transfer-btn").first).to_be_visible()
+        _no_sideways_scroll(page)
+        a.screenshot(name + "-banner")
+        page.select_option("#f-urgency", "normal")
+        assert a.errors == [], a.errors
+    finally:
+        a.close()
+
+
+def test_given_the_keyboard_when_using_the_desk_then_lists_shortcuts_and_refused_fields_work(
+        system, chromium, desk_users, open_drafts):
+    """Item 3: the drafts list by Tab and arrows, Alt+1..9 / Alt+Arrow to switch, Ctrl+Enter to submit,
+    focus on the first invalid field after a refusal with every problem listed (zh, then en)."""
+    token = desk_users
+    expect.set_options(timeout=20_000)
+    a = Browser(chromium, system, AGENT_A)
+    page = a.page
+    try:
+        a.login(AGENT_A, "/desk")
+        expect(page.locator("#shortcuts")).to_contain_text("Ctrl")  # listed on the page
+        expect(page.locator("#shortcuts")).to_contain_text("Alt")
+        items = page.locator("#open-list li")
+        expect(items.nth(1)).to_be_visible()
+        order = [int(x) for x in items.evaluate_all("els => els.map(e => e.dataset.ticketId)")]
+        # Tab from the log-out button reaches the drafts list: one tab stop, the arrows move inside it
+        page.locator("#logout").focus()
+        page.keyboard.press("Tab")
+        focused = lambda: page.evaluate("document.activeElement.closest('li') && document.activeElement.closest('li').dataset.ticketId")  # noqa: E731
+        assert page.evaluate("document.activeElement.classList.contains('pick')"), "Tab did not reach the list"
+        start = order.index(int(focused()))
+        page.keyboard.press("ArrowDown")
+        assert int(focused()) == order[min(start + 1, len(order) - 1)]
+        page.keyboard.press("Home")
+        assert int(focused()) == order[0]
+        page.keyboard.press("ArrowDown")
+        page.keyboard.press("Enter")
+        expect(page.locator(f'#detail .ticket[data-ticket-id="{order[1]}"]')).to_be_visible()
+        # Alt+1 the first open draft, Alt+ArrowDown the next
+        page.keyboard.press("Alt+1")
+        expect(page.locator(f'#detail .ticket[data-ticket-id="{order[0]}"]')).to_be_visible()
+        assert page.evaluate("document.activeElement.classList.contains('title')")  # focus went with it
+        page.keyboard.press("Alt+ArrowDown")
+        expect(page.locator(f'#detail .ticket[data-ticket-id="{order[1]}"]')).to_be_visible()
+        target = open_drafts[0]
+        page.locator(f'#open-list li[data-ticket-id="{target}"] button.pick').click()
+        ticket = page.locator(f'#detail .ticket[data-ticket-id="{target}"]')
+        expect(ticket).to_be_visible()
+        # every control of the form in reading order by Tab
+        page.locator("#f-category").focus()
+        seen = []
+        for _ in range(8):
+            seen.append(page.evaluate("document.activeElement.id || document.activeElement.className"))
+            page.keyboard.press("Tab")
+        assert seen[:4] == ["f-category", "f-urgency", "f-place", "f-summary"], seen
+
+        # refused: no summary, no unit -> focus goes to the field the server names, not to the page's top
+        page.fill("#f-summary", "")
+        for button in ticket.locator(".units .remove-unit").all()[::-1]:
+            button.click()
+        page.locator("#f-place").focus()
+        page.keyboard.press("Control+Enter")
+        expect(ticket.locator(".decision-error")).to_contain_text("summary")
+        expect(page.locator("#f-summary")).to_be_focused()
+        expect(page.locator("#f-summary")).to_have_attribute("aria-invalid", "true")
+        assert page.evaluate("window.scrollY") > 0 or page.locator("#f-summary").is_visible()
+        assert _ticket(system, token, target)["status"] == "draft"
+
+        # every problem the server lists is shown, Chinese first, and the first field in form order focused
+        problems = {"error": "bad-request", "message": "2 problems", "message_zh": "2 处错误", "details": {"problems": [
+            {"path": ["units"], "field": "units", "message": "units must list 1 to 5 handling units",
+             "message_zh": "请填写 1 至 5 个承办单位"},
+            {"path": ["summary"], "field": "summary", "message": "summary is required to submit",
+             "message_zh": "派单须填写诉求摘要"}]}}
+        page.route(f"**/api/desk/tickets/{target}/submit", lambda route: route.fulfill(
+            status=400, content_type="application/json", body=__import__("json").dumps(problems)))
+        page.locator("#f-place").focus()
+        page.keyboard.press("Control+Enter")
+        errors = ticket.locator(".decision-error li")
+        expect(errors).to_have_count(2)
+        expect(errors.nth(0)).to_have_text("请填写 1 至 5 个承办单位 units must list 1 to 5 handling units")
+        expect(ticket.locator('.field-error[data-for="summary"]')).to_have_text(
+            "派单须填写诉求摘要 summary is required to submit")
+        expect(page.locator("#f-summary")).to_be_focused()  # summary comes before units in the form
+        a.screenshot("desk-10-problems")
+        page.unroute(f"**/api/desk/tickets/{target}/submit")
+
+        # fixed by keyboard and sent with Ctrl+Enter
+        page.keyboard.type("键盘提交的工单 keyboard only")
+        ticket.locator(".add-unit").click()
+        page.keyboard.type(UNIT)
+        page.keyboard.press("Control+Enter")
+        expect(page.locator("#status")).to_contain_text(f"工单 #{target} 已提交派单")
+        assert _ticket(system, token, target)["status"] == "submitted"
+        assert a.errors == [], a.errors
+        assert a.unexpected_console(400) == [], a.console
+    finally:
+        a.close()
+
+
+def test_given_a_live_call_when_the_agent_transfers_it_to_120_then_the_caller_leaves_the_agent_and_it_is_audited(
+        system, chromium, desk_users, speech):
+    """Item 7: the banner's 转 120 (configured as the q-emergency queue) redirects the caller's live
+    channel; the agent 8002 is left, the emergency desk has the caller, the audit trail says who and when."""
+    token = desk_users
+    expect.set_options(timeout=20_000)
+    _sim_action(system, {"Action": "Setvar", "Variable": "GW_AGENT_TALK", "Value": "90"})  # agents stay on the line
+    a = Browser(chromium, system, AGENT_A)
+    page = a.page
+    call = None
+    try:
+        a.login(AGENT_A, "/desk")
+        expect(page.locator("#conn")).to_have_attribute("data-state", "open")
+        call = _call(system, speech)
+        uid = call.script.uniqueid
+        ticket_id = _ticket_of_call(system, token, uid)
+        item = _open_item(page, ticket_id)
+        expect(item).to_be_visible(timeout=POP_TIMEOUT)
+        item.locator("button.pick").click()
+        ticket = page.locator(f'#detail .ticket[data-ticket-id="{ticket_id}"]')
+        expect(ticket).to_be_visible()
+        before = _channel_status(system, uid)
+        assert before.get("Application") == "Queue", before  # with agent 8002, through q-suggest
+
+        page.select_option("#f-urgency", "emergency")  # the agent hears an emergency
+        banner = ticket.locator(".emergency-banner")
+        expect(banner).to_be_visible()
+        expect(banner.locator(".transfer-btn")).to_have_count(4)
+        expect(banner.locator('.transfer-btn[data-service="120"]')).to_contain_text("120急救")
+        banner.locator('.transfer-btn[data-service="120"]').click()
+        expect(banner.locator(".transfer-question")).to_contain_text("120")  # asks first
+        expect(banner.locator(".confirm-transfer")).to_be_focused()
+        a.screenshot("desk-11-transfer-confirm")
+        page.keyboard.press("Enter")
+        expect(banner.locator(".transfer-result.ok")).to_contain_text("已转接至 120")
+        a.screenshot("desk-12-transferred")
+
+        # the caller's channel left agent 8002's queue call and dials the emergency desk's leg
+        deadline = time.monotonic() + 30
+        while (now := _channel_status(system, uid)).get("Application") != "Dial":
+            assert time.monotonic() < deadline, now
+            time.sleep(0.5)
+        assert now["Data"].startswith("Local/120@gw-emergency-queue"), now
+        _, board = system.http("/api/supervisor/overview", token=token)
+        assert not [t for t in board["talking"] if t["uniqueid"] == uid and t["agent"] == AGENT_ID], board["talking"]
+        status, audit = system.http(f"/api/tickets/{ticket_id}/audit", token=token)
+        done = [e for e in audit["items"] if e["action"] == "ticket.transferred"]
+        assert status == 200 and len(done) == 1, audit
+        assert done[0]["actor"] == AGENT_A and done[0]["at"]
+        assert done[0]["details"]["service"] == "120" and done[0]["details"]["queue"] == "q-emergency"
+
+        # a second transfer of the same call is refused, and told why
+        resp = page.request.post(f"/api/desk/tickets/{ticket_id}/transfer", data={"service": "110"},
+                                 headers={"X-CSRF-Token": page.evaluate("fetch('/api/me').then(r => r.json())")
+                                          ["csrf_token"]})
+        assert resp.status == 409 and resp.json()["error"] == "already-transferred"
+        _sim_action(system, {"Action": "Hangup", "Channel": uid})
+        result = call.finish()
+        assert result["queue"] == "q-suggest" and result["agent"]
+        status, body = system.http(f"/api/desk/tickets/{ticket_id}/transfer", method="POST", body={"service": "120"},
+                                   token=token)
+        assert status == 409 and body["error"] == "call-ended", body
+        assert a.errors == [], a.errors
+    finally:
+        _sim_action(system, {"Action": "Setvar", "Variable": "GW_AGENT_TALK", "Value": "1"})
+        if call is not None and call.is_alive():
+            _sim_action(system, {"Action": "Hangup", "Channel": call.script.uniqueid})
+        a.close()

@@ -64,7 +64,8 @@ def test_given_a_production_install_when_rendered_then_the_gateway_user_has_exac
     assert set(manager) == {"general", "gateway"}  # no simulated caller without its secret
     user = manager["gateway"]
     assert user["read"].split(",") == ["call", "agent"]  # Hangup; queue and agent events
-    assert user["write"].split(",") == ["system"]  # Reload Module=pbx_config (Ping, QueueReload need none)
+    # Reload Module=pbx_config (Ping, QueueReload need none); Redirect (the desk's emergency transfer)
+    assert user["write"].split(",") == ["system", "call"]
     assert user["secret"] == "s3cret"
     assert user["permit"] == "127.0.0.1/255.255.255.255" and user["deny"] == "0.0.0.0/0.0.0.0"
 

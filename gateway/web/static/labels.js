@@ -13,3 +13,8 @@ export const ROLE_NAMES = {agent: "话务员", supervisor: "班长", admin: "管
 
 /** "整体并入 retired" for a known key, the key itself otherwise. */
 export function label(names, key) { return names[key] ? `${names[key]} ${key}` : String(key ?? ""); }
+
+// English glosses beside the Chinese labels of the desk's form options (desk: "建议 suggestion").
+export const CATEGORY_EN = {咨询: "consultation", 建议: "suggestion", 举报: "report", 投诉: "complaint", 求助: "help"};
+export const UNIT_KIND_EN = {street: "street", township: "township", district: "district",
+  city_department: "city dept.", police: "police", enterprise: "enterprise"};

@@ -1,72 +1,19 @@
 // The supervisor board (/supervisor): GET /api/supervisor/overview every 2 s, shown as cards and
-// tables; waiting and talking times count up between polls. Plain JS, served as /static/supervisor.js.
-"use strict";
-(() => {
+// tables; waiting and talking times count up between polls. An ES module over common.js,
+// served as /static/supervisor.js (CSP script-src 'self').
+import {$, $$, arr, clockText, duration, el, isObj, makeApi, num, showStatus, str} from "./common.js";
+
 const POLL_MS = 2000;
 const MAX_BACKOFF_MS = 10000;
-const TZ = "Asia/Shanghai";
 const state = {csrf: "", user: null, fetchedAt: 0, failures: 0, timer: null, leaving: false};
-const $ = (sel, root = document) => root.querySelector(sel);
-const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
 
-function el(tag, text, attrs) {
-  const e = document.createElement(tag);
-  if (text !== undefined && text !== null) e.textContent = String(text);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (v === undefined || v === null) continue;
-    if (k === "class") e.className = v; else e.setAttribute(k, String(v));
-  }
-  return e;
-}
-function isObj(x) { return x !== null && typeof x === "object" && !Array.isArray(x); }
-function arr(x) { return Array.isArray(x) ? x : []; }
-function str(x) { return x === null || x === undefined ? "" : String(x); }
-function num(x) { const n = Number(x); return Number.isFinite(n) ? n : 0; }
-function duration(seconds) {
-  const s = Math.max(0, Math.floor(seconds));
-  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
-  const two = (n) => String(n).padStart(2, "0");
-  return h ? `${h}:${two(m)}:${two(r)}` : `${two(m)}:${two(r)}`;
-}
 function now() { return performance.now(); }
-function clockText(date) {
-  try {
-    return new Intl.DateTimeFormat("sv-SE", {timeZone: TZ, hour: "2-digit", minute: "2-digit", second: "2-digit"})
-      .format(date);
-  } catch (e) { return date.toISOString().slice(11, 19); }
-}
-function showStatus(kind, message) {
-  const box = $("#status");
-  box.className = kind;
-  box.textContent = message;
-}
 function setConn(kind, text) {
   const c = $("#conn");
   c.dataset.state = kind;
   c.textContent = text;
 }
-
-class ApiError extends Error {}
-async function api(method, path) {
-  const opts = {method, headers: {Accept: "application/json"}, credentials: "same-origin", cache: "no-store"};
-  if (method !== "GET") opts.headers["X-CSRF-Token"] = state.csrf;
-  let resp;
-  try { resp = await fetch(path, opts); } catch (e) {
-    const err = new ApiError("网络错误 network error"); err.status = 0; throw err;
-  }
-  if (resp.status === 401) {
-    state.leaving = true;
-    location.href = "/login?next=/supervisor";
-    const err = new ApiError("登录已过期 session expired"); err.status = 401; throw err;
-  }
-  let data = {};
-  try { data = (resp.headers.get("Content-Type") || "").includes("json") ? await resp.json() : {}; } catch (e) { data = {}; }
-  if (!resp.ok) {
-    const err = new ApiError(data.message || `${resp.status} ${resp.statusText}`);
-    err.status = resp.status; err.data = data; throw err;
-  }
-  return data;
-}
+const api = makeApi(state, {onUnauthorized: () => { state.leaving = true; location.href = "/login?next=/supervisor"; }});
 
 // A cell whose seconds keep counting up until the next poll replaces it.
 function timer(seconds) {
@@ -207,4 +154,3 @@ document.addEventListener("visibilitychange", () => {  // a hidden tab catches u
   if (document.visibilityState === "visible" && !state.leaving) poll();
 });
 start();
-})();
