@@ -177,7 +177,7 @@ async def _serve(settings: Settings, *, with_sandbox: bool) -> None:
 
     from gateway.app import DEPS, create_app, listening
     from gateway.auth.http import AUTH
-    from gateway.hotlines.http import HOTLINES
+    from gateway.hotlines.keys import HOTLINES
     from gateway.hotlines.plugin import RELOADER
     from gateway.speech.plugin import SPEECH
 

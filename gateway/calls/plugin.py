@@ -18,7 +18,7 @@ from gateway.calls.handler import CallHandler
 from gateway.clock import Clock
 from gateway.deps import Deps
 from gateway.desk.http import DESK
-from gateway.hotlines.http import HOTLINES
+from gateway.hotlines.keys import HOTLINES
 from gateway.ivr_flows.channel import Recording
 from gateway.pbx.ami_events import AgentConnect, AmiEvent, Hangup, QueueCallerAbandon, QueueCallerJoin, agent_id_of
 from gateway.pbx.fastagi import AgiChannel, FastAgiServer

@@ -22,7 +22,7 @@ from gateway.deps import Deps
 from gateway.desk.http import DESK, add_desk_routes
 from gateway.desk.service import DeskService
 from gateway.errors import GatewayError
-from gateway.hotlines.http import HOTLINES
+from gateway.hotlines.keys import HOTLINES
 
 log = logging.getLogger(__name__)
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
 from gateway.auth.http import require_role
 from gateway.errors import BadRequest, NotFound
+from gateway.hotlines.keys import HOTLINES, PROMPT_DIRS, PromptDirs
 from gateway.hotlines.openapi import openapi_document
 from gateway.hotlines.preview import add_preview_routes
 from gateway.hotlines.schemas import (BODY_LIMIT, ChangeBody, ChangeRequest, CommentBody, CreateLineBody, DryRunBody,
@@ -26,16 +26,6 @@ from gateway.hotlines.schemas import (BODY_LIMIT, ChangeBody, ChangeRequest, Com
 from gateway.hotlines.service import HotlineAdmin
 from gateway.web.schema import parse
 
-
-@dataclass(frozen=True)
-class PromptDirs:
-    rendered: Path  # the prompts the gateway rendered (state dir)
-    recorded: Path  # recordings dropped in config/prompts/, which win over the voice
-    cache: Path | None = None  # rendered texts by digest (previews land here too: gateway.hotlines.preview)
-
-
-HOTLINES = web.AppKey("hotlines", HotlineAdmin)
-PROMPT_DIRS = web.AppKey("prompt_dirs", PromptDirs)
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 _DIALLED = re.compile(r"[0-9]{3,20}")  # [0-9], not \d: "١٢٣٤٥" (Arabic-Indic digits) is not a number to dial
 _PROMPT_KEY = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")  # a catalogue key (main-greeting), never a path

@@ -18,7 +18,8 @@ from aiohttp import web
 
 from gateway.deps import Deps
 from gateway.hotlines.asterisk import AsteriskSync
-from gateway.hotlines.http import HOTLINES, PROMPT_DIRS, PromptDirs, add_admin_routes
+from gateway.hotlines.http import add_admin_routes
+from gateway.hotlines.keys import HOTLINES, PROMPT_DIRS, PromptDirs
 from gateway.hotlines.reload import ConfigReloader
 from gateway.hotlines.service import HotlineAdmin
 from gateway.ivr_flows.validate import read_files

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from gateway.errors import BadRequest, NotFound
 from gateway.auth.http import require_role
+from gateway.hotlines.keys import HOTLINES, PROMPT_DIRS
 from gateway.hotlines.schemas import PreviewBody
 from gateway.web.schema import parse
 
@@ -47,10 +48,7 @@ def render_preview(cache_dir: Path, text: str, language: str) -> dict:
 
 
 def _services(request: web.Request):
-    """The live configuration's owner and the prompt cache (keys of gateway.hotlines.http,
-    imported late: that module imports this one)."""
-    from gateway.hotlines.http import HOTLINES, PROMPT_DIRS
-
+    """The live configuration's owner and the prompt cache."""
     dirs = request.app[PROMPT_DIRS]
     if dirs.cache is None:
         raise NotFound("previews are off: no prompt cache configured")

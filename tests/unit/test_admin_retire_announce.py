@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.hotlines.http import PromptDirs
+from gateway.hotlines.keys import PromptDirs
 from gateway.hotlines.service import HotlineAdmin
 from gateway.ivr_flows.validate import read_files
 from gateway.pbx.prompts import PromptText

@@ -18,7 +18,7 @@ from gateway.auth.http import AUTH
 from gateway.deps import AmiEvents
 from gateway.hotlines import plugin as hotlines_plugin
 from gateway.hotlines.asterisk import AsteriskSync
-from gateway.hotlines.http import HOTLINES
+from gateway.hotlines.keys import HOTLINES
 from gateway.pbx.ami_events import parse_event
 from gateway.settings import Settings
 from gateway_dev.eventually import aeventually

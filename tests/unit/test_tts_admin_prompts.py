@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.hotlines.http import PromptDirs
+from gateway.hotlines.keys import PromptDirs
 from gateway.hotlines.service import HotlineAdmin
 from gateway.ivr_flows.validate import read_files
 from gateway.ticketing import migrate

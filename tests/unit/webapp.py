@@ -16,7 +16,8 @@ from gateway.auth.http import AUTH, auth_middleware
 from gateway.auth.plugin import add_auth_routes
 from gateway.deps import MetricSources
 from gateway.desk.http import DESK, add_desk_routes
-from gateway.hotlines.http import HOTLINES, PROMPT_DIRS, add_admin_routes
+from gateway.hotlines.http import add_admin_routes
+from gateway.hotlines.keys import HOTLINES, PROMPT_DIRS
 from gateway.web.app import new_app
 
 
