@@ -3,12 +3,10 @@ import {$, $$, arr, el, fmtTime, isObj, str} from "../common.js";
 import {DISPATCH_MODE_NAMES, MERGE_MODE_NAMES, TICKET_STATUS_NAMES, TRANSCRIPT_STATUS_NAMES} from "../labels.js";
 import {state} from "./state.js";
 import {clock} from "./session.js";
-import {badge} from "./list.js";
-import {renderSuggestions, unitNames} from "./suggestions.js";
+import {article, badge, unitNames} from "./util.js";
+import {renderSuggestions} from "./suggestions.js";
 import {fillForm, wireForm} from "./form.js";
 import {renderTransfer} from "./transfer.js";
-
-export function article(id) { return $(`#detail .ticket[data-ticket-id="${id}"]`); }
 
 export function renderDetail(entry) {
   const detail = $("#detail");

@@ -1,15 +1,10 @@
 // What the agent typed for one ticket: the form's starting values, autosave, "taken" drafts.
 import {$, arr, isObj, str} from "../common.js";
 import {CATEGORIES, DISPATCH_MODE_NAMES, URGENCY_NAMES} from "../labels.js";
-import {RETRY_SAVE, SAVE_DELAY, dropLocalDraft, key, localDraft, state, store} from "./state.js";
+import {RETRY_SAVE, SAVE_DELAY, dropLocalDraft, hooks, key, localDraft, state, store} from "./state.js";
 import {api} from "./session.js";
-import {renderList} from "./list.js";
-import {renderState} from "./detail.js";
+import {cleanUnits, isLocked} from "./util.js";
 
-export function cleanUnits(units) {
-  return arr(units).filter((u) => isObj(u) && typeof u.name === "string")
-    .map((u) => ({id: u.id ? str(u.id) : null, name: str(u.name), kind: u.kind ? str(u.kind) : null}));
-}
 function sanitize(data) {  // a draft from storage or the server: only known fields with sane types
   if (!isObj(data)) return {};
   const out = {};
@@ -62,8 +57,8 @@ export function persist(entry) {
   store(localStorage, key("draft", entry.id), {data: entry.form, saved_at: entry.form.saved_at});
   clearTimeout(entry.saveTimer);
   entry.saveTimer = setTimeout(() => saveDraft(entry), SAVE_DELAY);
-  renderList();
-  renderState(entry);
+  hooks.renderList();
+  hooks.renderState(entry);
 }
 export async function saveDraft(entry, {keepalive = false} = {}) {
   clearTimeout(entry.saveTimer);
@@ -93,7 +88,7 @@ export async function saveDraft(entry, {keepalive = false} = {}) {
   } finally {
     entry.saving = null;
     if (entry.saveAgain) { entry.saveAgain = false; if (entry.status === "open") saveDraft(entry); }
-    if (state.selected === entry.id) renderState(entry);
+    if (state.selected === entry.id) hooks.renderState(entry);
   }
 }
 export function flushAll(keepalive) {
@@ -104,9 +99,6 @@ export function flushAll(keepalive) {
   return Promise.allSettled(pending);
 }
 
-export function isLocked(err) {  // another agent's call: theirs until decided (403 locked)
-  return err.status === 403 && Boolean(err.data) && err.data.error === "locked";
-}
 export function markTaken(entry, message) {
   entry.status = "taken";
   entry.message = message;
@@ -115,6 +107,6 @@ export function markTaken(entry, message) {
   dropLocalDraft(entry.id);
   const box = $(`#detail .ticket[data-ticket-id="${entry.id}"] .preview-box`);
   if (box) { box.hidden = true; box.replaceChildren(); }  // it showed a dispatch that will not happen
-  renderList();
-  if (state.selected === entry.id) renderState(entry);
+  hooks.renderList();
+  if (state.selected === entry.id) hooks.renderState(entry);
 }

@@ -1,12 +1,10 @@
 // The decision form: fill and read it, submit or close, every refused field shown at once.
 import {$, $$, arr, el, fmtTime, isObj, problemsOf, showStatus, str} from "../common.js";
 import {CATEGORIES, DISPATCH_MODE_NAMES, URGENCY_NAMES} from "../labels.js";
-import {dropLocalDraft, key, state, store} from "./state.js";
+import {dropLocalDraft, hooks, key, state, store} from "./state.js";
 import {api, notice} from "./session.js";
-import {isLocked, markTaken, persist, prefill} from "./drafts.js";
-import {renderList} from "./list.js";
-import {article, renderInfo, renderState} from "./detail.js";
-import {unitNames} from "./suggestions.js";
+import {article, isLocked, unitNames} from "./util.js";
+import {markTaken, persist, prefill} from "./drafts.js";
 
 const FIELDS = ["category", "urgency", "place", "summary", "units", "dispatch_mode", "linked_ticket_id", "answer"];
 
@@ -168,7 +166,7 @@ export async function decide(entry, action) {
   store(localStorage, key("draft", entry.id), {data: entry.form, saved_at: Date.now()});
   const label = action === "submit" ? "提交派单 Submit" : "答复办结 Close";
   entry.busy = true;
-  renderState(entry);
+  hooks.renderState(entry);
   showStatus("busy", `工单 #${entry.id}：${label}…`);
   try {
     if (entry.saving) await entry.saving.catch(() => null);
@@ -183,12 +181,12 @@ export async function decide(entry, action) {
     showStatus("ok", action === "submit"
       ? `工单 #${entry.id} 已提交派单至 ${unitNames(ticket.units)}。Ticket #${entry.id} submitted.`
       : `工单 #${entry.id} 已答复办结。Ticket #${entry.id} closed as answered.`);
-    renderList();
-    if (state.selected === entry.id) { renderInfo(entry); if (form) fillForm(form, entry.form); renderState(entry); }
+    hooks.renderList();
+    if (state.selected === entry.id) { hooks.renderInfo(entry); if (form) fillForm(form, entry.form); hooks.renderState(entry); }
   } catch (err) {
     entry.busy = false;
     const d = (err.data && err.data.details) || {};
-    if (state.selected === entry.id) renderState(entry);  // the fields enabled again before focusing one
+    if (state.selected === entry.id) hooks.renderState(entry);  // the fields enabled again before focusing one
     if ((err.status === 409 && d.decided_by) || isLocked(err)) {
       markTaken(entry, err.message);
       if (err.status === 409) refreshTicket(entry);  // its status and who decided it, as stored
@@ -215,7 +213,7 @@ export async function refreshTicket(entry) {
     if (view.status !== "draft" && entry.status === "open") {
       markTaken(entry, `工单已由 ${view.decided_by || "他人"} 于 ${fmtTime(view.decided_at)} 处理（${view.status}）`);
     }
-    if (state.selected === entry.id) { renderInfo(entry); renderState(entry); }
+    if (state.selected === entry.id) { hooks.renderInfo(entry); hooks.renderState(entry); }
   } catch (err) { notice(`#${entry.id} 刷新失败 reload failed: ${err.message}`, "warn"); }
 }
 

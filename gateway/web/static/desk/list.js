@@ -3,10 +3,9 @@
 import {$, $$, el, fmtTime, str} from "../common.js";
 import {TICKET_STATUS_NAMES} from "../labels.js";
 import {key, state, store} from "./state.js";
+import {badge} from "./util.js";
 import {startingForm} from "./drafts.js";
 import {renderDetail, renderInfo} from "./detail.js";
-
-export function badge(text, cls) { return el("span", text, {class: "badge " + (cls || "")}); }
 
 /** 0 emergency, 1 urgent, 2 the rest: the open list's order before age. */
 export function rank(entry) {

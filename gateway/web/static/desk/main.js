@@ -6,12 +6,16 @@
 // draft; Alt+1..9 the Nth open draft (the shortcuts are listed on the page).
 import {$, el, showStatus} from "../common.js";
 import {CATEGORIES, CATEGORY_EN, UNIT_KIND_EN, UNIT_KIND_NAMES, URGENCY_NAMES} from "../labels.js";
-import {forgetOldDrafts, key, load, state, store, dropLocalDraft} from "./state.js";
+import {forgetOldDrafts, hooks, key, load, state, store, dropLocalDraft} from "./state.js";
 import {api, loadMe, notice} from "./session.js";
 import {flushAll} from "./drafts.js";
-import {addTicket, listKeys, openEntries, selectTicket, switchDraft} from "./list.js";
+import {addTicket, listKeys, openEntries, renderList, selectTicket, switchDraft} from "./list.js";
+import {renderInfo, renderState} from "./detail.js";
 import {decide} from "./form.js";
 import {connect, reloadInbox, saveSeq} from "./live.js";
+
+// The renderers drafts.js and form.js call, from the modules above them (see state.js).
+Object.assign(hooks, {renderList, renderInfo, renderState});
 
 async function openById(id) {
   try {

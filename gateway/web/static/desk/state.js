@@ -18,6 +18,15 @@ export const state = {
   lastSeq: 0, helloSeq: 0, connectedOnce: false, leaving: false,
 };
 
+// The renderers that lower modules call without importing them (list.js and detail.js import
+// drafts.js and form.js, not the other way round): main.js fills these in before anything runs.
+function unwired(name) { return () => { throw new Error(`desk: hooks.${name} not wired`); }; }
+export const hooks = {
+  renderList: unwired("renderList"),    // list.js: the drafts on the left
+  renderInfo: unwired("renderInfo"),    // detail.js: the selected ticket's facts and suggestions
+  renderState: unwired("renderState"),  // detail.js: its banners, buttons and save state
+};
+
 export function key(kind, id) {
   return `desk:${state.user ? state.user.username : "-"}:${kind}${id === undefined ? "" : ":" + id}`;
 }

@@ -2,8 +2,8 @@
 import {$, arr, el, fmtTime, isObj, str} from "../common.js";
 import {CATEGORIES, DISPATCH_MODE_NAMES, TICKET_STATUS_NAMES, URGENCY_NAMES} from "../labels.js";
 import {state} from "./state.js";
-import {badge} from "./list.js";
-import {cleanUnits, persist} from "./drafts.js";
+import {badge, cleanUnits, unitNames} from "./util.js";
+import {persist} from "./drafts.js";
 import {fillForm} from "./form.js";
 
 function useButton(label, entry, apply) {
@@ -27,7 +27,6 @@ function sgBox(kind, title, button) {
 }
 function reason(text) { return el("p", text, {class: "reason"}); }
 function pct(x) { return typeof x === "number" ? el("span", `${Math.round(x * 100)}%`, {class: "conf"}) : null; }
-export function unitNames(units) { return arr(units).filter(isObj).map((u) => str(u.name)).filter(Boolean).join("、"); }
 
 const RENDERERS = {
   request_type(s, entry) {
