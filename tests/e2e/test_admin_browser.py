@@ -347,6 +347,16 @@ def _login_at(chromium, system, viewport):
     return context, page
 
 
+def _admin_at(system, chromium, viewport):
+    """The admin logged in at /admin in a window of ``viewport``; the page's script errors collected."""
+    _add_admin(system)
+    expect.set_options(timeout=20_000)
+    context, page = _login_at(chromium, system, viewport)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return context, page, errors
+
+
 def _applied(page) -> None:
     """The status line says the change runs (a new prompt text is rendered first: allow for a slow voice)."""
     expect(page.get_by_role("status")).to_contain_text("已生效", timeout=180_000)
@@ -384,13 +394,9 @@ def _tab_order(page, form_selector: str) -> tuple[list[str], list[str]]:
 @pytest.mark.parametrize("size", ["1366", "768"])
 def test_given_a_1366_or_768_window_when_the_admin_works_then_no_sideways_scroll_and_the_diff_link_reads_in_a_line(
         system, chromium, size):
-    _add_admin(system)
+    context, page, errors = _admin_at(system, chromium, VIEWPORTS[size])
     token = _bearer(system)
     base_id = _live(system, token)["version"]
-    expect.set_options(timeout=20_000)
-    context, page = _login_at(chromium, system, VIEWPORTS[size])
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
         _no_sideways_scroll(page)
         _shot(page, f"{size}-1-top")
@@ -430,13 +436,9 @@ def test_given_a_1366_or_768_window_when_the_admin_works_then_no_sideways_scroll
 
 def test_given_a_line_retired_through_the_mode_list_then_the_notice_stays_on_and_the_admin_hears_it_first(
         system, chromium):
-    _add_admin(system)
+    context, page, errors = _admin_at(system, chromium, VIEWPORTS["1366"])
     token = _bearer(system)
     base_id = _live(system, token)["version"]
-    expect.set_options(timeout=20_000)
-    context, page = _login_at(chromium, system, VIEWPORTS["1366"])
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
     default_notice = "您拨打的1 2 3 1 5已并入12345市民服务热线，现在为您转接。"
     try:
         form = page.locator("#change-form")
@@ -496,13 +498,9 @@ def test_given_a_line_retired_through_the_mode_list_then_the_notice_stays_on_and
 
 def test_given_a_dry_run_on_screen_when_the_live_version_changes_then_it_is_computed_again_or_cleared(
         system, chromium):
-    _add_admin(system)
+    context, page, errors = _admin_at(system, chromium, VIEWPORTS["1366"])
     token = _bearer(system)
     base_id = _live(system, token)["version"]
-    expect.set_options(timeout=20_000)
-    context, page = _login_at(chromium, system, VIEWPORTS["1366"])
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
     result = page.locator("#dry-result")
     try:
         # a plain dry run names the version it was computed against
@@ -558,13 +556,9 @@ def test_given_a_dry_run_on_screen_when_the_live_version_changes_then_it_is_comp
 
 def test_given_several_invalid_fields_when_submitted_then_every_problem_is_shown_marked_and_the_first_focused(
         system, chromium):
-    _add_admin(system)
+    context, page, errors = _admin_at(system, chromium, VIEWPORTS["768"])
     token = _bearer(system)
     before = len(_versions(system, token))
-    expect.set_options(timeout=20_000)
-    context, page = _login_at(chromium, system, VIEWPORTS["768"])
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
         form = page.locator("#change-form")
         problems = form.locator(".problems")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import subprocess
 import threading
 import uuid
@@ -433,8 +432,8 @@ def _in_thread(make_coro, timeout: float = 300):
     return out["value"]
 
 
-def _sim_action(system, fields: dict) -> dict:
-    """One AMI action as the simulated caller's user (Setvar of a global, Hangup of a test call)."""
+def _sim_ami(system, fields: dict, *, as_list: bool = False):
+    """One AMI action as the simulated caller's user, on a connection of its own."""
     from gateway_dev.simcall import sim_ami_client
 
     async def run():
@@ -442,28 +441,22 @@ def _sim_action(system, fields: dict) -> dict:
         await ami.start()
         try:
             assert await ami.wait_connected(10), ami.last_error
-            return await ami.action(fields)
+            return await ami.action(fields, as_list=as_list) if as_list else await ami.action(fields)
         finally:
             await ami.close()
 
     return _in_thread(run)
+
+
+def _sim_action(system, fields: dict) -> dict:
+    """Setvar of a global, Hangup of a test call."""
+    return _sim_ami(system, fields)
 
 
 def _channel_status(system, uniqueid: str) -> dict:
     """Asterisk's ``Status`` of one channel (by uniqueid): its application and data right now."""
-    from gateway_dev.simcall import sim_ami_client
-
-    async def run():
-        ami = sim_ami_client(system.settings)
-        await ami.start()
-        try:
-            assert await ami.wait_connected(10), ami.last_error
-            messages = await ami.action({"Action": "Status", "Channel": uniqueid}, as_list=True)
-            return next((dict(m) for m in messages if m.get("Event") == "Status"), {})
-        finally:
-            await ami.close()
-
-    return _in_thread(run)
+    messages = _sim_ami(system, {"Action": "Status", "Channel": uniqueid}, as_list=True)
+    return next((dict(m) for m in messages if m.get("Event") == "Status"), {})
 
 
 def _no_sideways_scroll(page) -> None:
