@@ -15,6 +15,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from gateway.errors import ConfigError, GatewayError, NotFound
 from gateway.ivr_flows import yamlsrc
@@ -67,9 +68,26 @@ def parse(text: str) -> dict:
 
 
 def dump(doc: dict) -> str:
+    """The document as text the configuration reader reads back the same: ruamel writes YAML
+    1.2, where ``on``, ``yes`` or ``1:30`` are plain text, but the reader types values as YAML
+    1.1 does (``gateway.ivr_flows.yamlsrc``), so such a text is written quoted."""
     out = io.StringIO()
-    _yaml().dump(doc, out)
+    _yaml().dump(_quote_ambiguous(doc), out)
     return out.getvalue()
+
+
+def _quote_ambiguous(node: Any) -> Any:
+    """``node`` with every plain text value that YAML 1.1 would read as something else quoted
+    (in place: round-trip containers keep their comments; the caller's copy is the new document)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            node[key] = _quote_ambiguous(value)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            node[index] = _quote_ambiguous(value)
+    elif type(node) is str and not yamlsrc.reads_as_text(node):
+        return DoubleQuotedScalarString(node)
+    return node
 
 
 def _field(change: dict, name: str, kind=str) -> Any:

@@ -137,6 +137,12 @@ _IMPLICIT = tuple((_TAG + tag, re.compile(pattern, re.X)) for tag, pattern in (
 ))
 
 
+def reads_as_text(value: str) -> bool:
+    """Whether ``value`` written plain (unquoted) is read back as text by this reader (YAML 1.1
+    typing: ``yes``, ``on``, ``1:30``, ``0777`` and ``2027-01-01`` are not text)."""
+    return not any(pattern.match(value) for _tag, pattern in _IMPLICIT)
+
+
 def _resolve(event: Any) -> str:
     """The tag of a scalar, sequence or mapping event (its own tag, or the implicit one)."""
     if event.tag is not None and event.tag != "!":
