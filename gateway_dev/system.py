@@ -9,6 +9,7 @@ then removes the state directory unless told to keep it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import shutil
@@ -23,10 +24,18 @@ import urllib.request
 from pathlib import Path
 
 from gateway.settings import Settings, load_settings
+from gateway_dev.eventually import eventually
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout (config/ is copied from here)
 
 GATEWAY = [sys.executable, "-m", "gateway.cli"]
+
+
+def _wait(check, **options):
+    """:func:`eventually` from any caller: in a thread of its own, so a caller on an event loop
+    it does not run itself (Playwright's sync API, a test's loop) waits as it did with sleeps."""
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="system-wait") as pool:
+        return pool.submit(eventually, check, **options).result()
 
 
 def free_ports(count: int, *, udp: bool = False, even: bool = False) -> list[int]:
@@ -196,31 +205,33 @@ class System:
         self.gateway = subprocess.Popen(GATEWAY + ["serve"], env=self.env, cwd=ROOT, stdout=log,
                                         stderr=subprocess.STDOUT)
         log.close()
-        deadline = started + timeout
-        while time.monotonic() < deadline:
-            if self.gateway.poll() is not None:
+
+        def healthy() -> bool:
+            if self.gateway.poll() is not None:  # not retried: the gateway is gone
                 raise RuntimeError(f"gateway exited:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                # Anonymous /healthz says only up or down: "ok" is the database and AMI both up.
-                status, body = self.http("/healthz", timeout=2)
-                if status == 200 and body.get("status") == "ok":
-                    return time.monotonic() - started
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"gateway not healthy in {timeout:g} s:\n{self.log_path.read_text()[-3000:]}")
+            # Anonymous /healthz says only up or down: "ok" is the database and AMI both up.
+            status, body = self.http("/healthz", timeout=2)
+            return status == 200 and body.get("status") == "ok"
+
+        try:
+            _wait(healthy, timeout=timeout, interval=0.05, retry_on=(OSError,), what="gateway healthy")
+        except AssertionError as exc:
+            raise RuntimeError(f"{exc}:\n{self.log_path.read_text()[-3000:]}") from None
+        return time.monotonic() - started
 
     def wait_speech_ready(self, language: str = "ko", timeout: float = 120) -> dict:
         """Wait until the recogniser has loaded ``language``'s model; returns /healthz's speech part."""
-        deadline = time.monotonic() + timeout
-        speech: dict = {}
-        while time.monotonic() < deadline:
-            status, body = self.http("/healthz", timeout=5, token=self.token())  # details: supervisors
+        def ready() -> dict | None:
+            _status, body = self.http("/healthz", timeout=5, token=self.token())  # details: supervisors
             speech = body.get("speech") or {}
-            if speech.get("status") == "ready" and str(speech.get("languages", {}).get(language, "")).startswith("ready"):
-                return speech
-            time.sleep(0.2)
-        raise RuntimeError(f"speech for {language} not ready in {timeout:g} s: {speech}")
+            state = str(speech.get("languages", {}).get(language, ""))
+            return speech if speech.get("status") == "ready" and state.startswith("ready") else None
+
+        try:
+            return _wait(ready, timeout=timeout, interval=0.2, retry_on=(OSError,),
+                              what=f"speech for {language} ready")
+        except AssertionError as exc:
+            raise RuntimeError(str(exc)) from None
 
     def stop_gateway(self) -> None:
         if self.gateway and self.gateway.poll() is None:
