@@ -8,7 +8,7 @@ import re
 from aiohttp import web
 
 from gateway.auth.http import require_role
-from gateway.desk.service import mask_spoken
+from gateway.desk.access import mask_spoken
 from gateway.errors import BadRequest, NotFound
 from gateway.masking import mask_number, mask_text
 from gateway.ticketing.store import TicketStore

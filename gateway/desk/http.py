@@ -30,7 +30,8 @@ from aiohttp import WSMsgType, web
 
 from gateway.auth.http import AUTH, require_role, session_token
 from gateway.desk.schemas import DraftBody, TransferBody, decision_model
-from gateway.desk.service import DeskService, dispatch_document, transfer_choices
+from gateway.desk.access import dispatch_document, transfer_choices
+from gateway.desk.service import DeskService
 from gateway.errors import BadRequest
 from gateway.ivr_flows.model import CATEGORIES
 from gateway.web.schema import parse

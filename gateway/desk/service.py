@@ -1,219 +1,32 @@
 """The agent desk: screen pops, the ticket as each viewer may see it, decisions.
 
-Theory of operation
--------------------
 When Asterisk's queue connects a caller to an agent (AMI ``AgentConnect``), the
 interface of the member who answered names the agent (``Local/8001@...`` ->
 ``8001``); every user tied to that agent id gets a *screen pop*: the draft ticket
 as that user may see it, the suggestions, and what the user had typed already.
-
-Pops go through :class:`PopHub`: each event gets a sequence number and is kept in
-a bounded per-user buffer, then delivered to every WebSocket of the user. A desk
-that reconnects says the last number it saw and gets what it missed; if that is
-older than the buffer, it is told to ``resync`` (reload its inbox over HTTP), so
-nothing sent while it was away is lost either way.
-
-Who sees the caller's number: supervisors and admins, and the agent whose call it
-is (to call back); other agents see it masked. What the caller *said* (transcript,
-word times, the guard's words, the recording) is shown only to supervisors, admins
-and the agent who answered the call, whatever the ticket's status: another agent
-may read a decided ticket's fields (category, place, summary, units) and nothing
-the caller said. What goes to handling units (the
-dispatch document) never carries the number of a caller who asked for
-confidentiality (保密), and otherwise only masked.
+Pops go out through :class:`gateway.desk.hub.PopHub`; what each viewer may see is
+decided by :mod:`gateway.desk.access`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-from collections import deque
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
+from gateway.desk.access import (AlreadyTransferred, CallEnded, UnknownService, check_hearing, check_lock,
+                                 check_transfer, ticket_view)
+from gateway.desk.hub import PopHub
 from gateway.desk.live import LiveBoard
-from gateway.errors import GatewayError, NotFound
-from gateway.masking import mask_number, mask_text
-from gateway.pii import mask_personal, mask_words
+from gateway.errors import NotFound
 from gateway.pbx.ami_events import AgentConnect, AmiEvent, agent_id_of
 from gateway.ticketing.desk_store import DeskStore
 from gateway.ticketing.store import TicketStore
 
 log = logging.getLogger(__name__)
-BUFFER = 200  # pops kept per user for reconnecting desks
 HISTORY_DAYS = 30
-FULL_NUMBER_ROLES = ("supervisor", "admin")
-
-
-def may_see_number(viewer: dict, call_agent: str | None) -> bool:
-    if viewer.get("role") in FULL_NUMBER_ROLES:
-        return True
-    return answered_by(viewer, call_agent)
-
-
-def may_hear_caller(viewer: dict, call_agent: str | None) -> bool:
-    """Transcripts and recordings: supervisors, admins and the agent who answered the call."""
-    return may_see_number(viewer, call_agent)
-
-
-class NotYourCall(GatewayError):
-    """What a caller said belongs to the agent who answered (and supervisors), at any status."""
-
-    status_code = 403
-    error_id = "not-your-call"
-
-
-def check_hearing(viewer: dict, call_agent: str | None, ticket_id: int) -> None:
-    if not may_hear_caller(viewer, call_agent):
-        raise NotYourCall("只有接听该来电的坐席和班长可以收听录音 / only the agent who answered this call and "
-                          "supervisors may hear its recording", details={"ticket_id": ticket_id})
-
-
-SPOKEN = ("transcript", "transcript_words", "emergency_words", "transcript_error")
-
-
-class DraftLocked(GatewayError):
-    """Another agent's call: its draft is theirs until decided (supervisors may take over)."""
-
-    status_code = 403
-    error_id = "locked"
-
-
-def check_lock(ticket: dict, viewer: dict, call_agent: str | None) -> None:
-    """An agent may open a draft only of a call they answered (or one nobody answered)."""
-    if viewer.get("role") != "agent" or ticket.get("status") != "draft" or not call_agent:
-        return
-    if viewer.get("agent_id") != call_agent:
-        raise DraftLocked(f"此草稿由坐席 {call_agent} 受理中 / this draft belongs to agent {call_agent} "
-                          "until it is submitted or closed", details={"agent": call_agent})
-
-
-def ticket_view(ticket: dict, viewer: dict, *, call_agent: str | None) -> dict:
-    """The ticket as ``viewer`` may see it (the caller's number masked unless allowed)."""
-    out = dict(ticket)
-    full = may_see_number(viewer, call_agent)
-    out["caller_number"] = ticket["caller_number"] if full else mask_number(ticket["caller_number"])
-    if ticket.get("caller_id_raw") and not full:
-        out["caller_id_raw"] = mask_text(ticket["caller_id_raw"])
-    out["caller_number_masked"] = not full
-    out["recording_url"] = f"/api/tickets/{ticket['id']}/recording" if ticket.get("recording_path") else None
-    out.pop("recording_path", None)
-    if not may_hear_caller(viewer, call_agent):
-        for key in SPOKEN:
-            out.pop(key, None)
-        out["recording_url"] = None
-        out["spoken_withheld"] = True  # the desk says why there is nothing to read or play
-    elif not answered_by(viewer, call_agent):
-        out.update(mask_spoken(ticket))  # supervisors and admins: identifiers masked
-    return out
-
-
-def answered_by(viewer: dict, call_agent: str | None) -> bool:
-    return bool(viewer.get("agent_id")) and viewer.get("agent_id") == call_agent
-
-
-def mask_spoken(ticket: dict) -> dict:
-    """What the caller said with identity, phone and bank card numbers and plates masked
-    (:mod:`gateway.pii`): for everyone but the agent who answered the call."""
-    return {"transcript": mask_personal(ticket.get("transcript") or "") or ticket.get("transcript"),
-            "transcript_words": mask_words(list(ticket.get("transcript_words") or [])),
-            "personal_data_masked": True}
-
-
-def dispatch_document(ticket: dict) -> dict:
-    """What a handling unit receives: never the number of a caller who asked for confidentiality."""
-    keep = ("id", "category", "urgency", "place", "summary", "dispatch_mode", "units", "line_number",
-            "line_name", "created_at", "decided_at", "linked_ticket_id", "emergency")
-    out = {k: ticket.get(k) for k in keep}
-    if ticket.get("confidential"):
-        for key in ("place", "summary"):  # what the agent typed may quote the caller's numbers
-            if out.get(key):
-                out[key] = mask_personal(out[key])
-        out["caller_number"] = None
-        out["caller"] = "保密 (confidential: contact through 12345)"
-    else:
-        out["caller_number"] = mask_number(ticket.get("caller_number"))
-    return out
-
-
-class CallEnded(GatewayError):
-    """The call is over: there is no caller left to transfer."""
-
-    status_code = 409
-    error_id = "call-ended"
-
-
-class AlreadyTransferred(GatewayError):
-    status_code = 409
-    error_id = "already-transferred"
-
-
-class UnknownService(GatewayError):
-    status_code = 400
-    error_id = "unknown-service"
-
-
-TRANSFER_ROLES = ("supervisor", "admin")
-
-
-def check_transfer(viewer: dict, call_agent: str | None, ticket_id: int) -> None:
-    """Only the agent who answered the call (or a supervisor/admin) may transfer its caller."""
-    if viewer.get("role") in TRANSFER_ROLES or answered_by(viewer, call_agent):
-        return
-    raise NotYourCall("只有接听该来电的坐席和班长可以转接 / only the agent who answered this call and supervisors "
-                      "may transfer it", details={"ticket_id": ticket_id})
-
-
-def transfer_choices(transfers: dict) -> list[dict]:
-    """The destinations as the desk shows them (service, name, kind): not the dial strings."""
-    return [{"service": t.service, "name": t.name, "kind": "queue" if t.queue else "dial"}
-            for t in transfers.values()]
-
-
-class PopHub:
-    """Per-user numbered events with a replay buffer, fanned out to live WebSockets."""
-
-    def __init__(self, buffer: int = BUFFER) -> None:
-        import secrets
-
-        self.epoch = secrets.token_hex(4)  # numbers restart with the process: desks compare this
-        self._seq = itertools.count(1)
-        self._buffers: dict[str, deque] = {}
-        self._queues: dict[str, set[asyncio.Queue]] = {}
-        self.buffer = buffer
-
-    def publish(self, username: str, event: dict) -> dict:
-        event = dict(event, seq=next(self._seq))
-        self._buffers.setdefault(username, deque(maxlen=self.buffer)).append(event)
-        for queue in list(self._queues.get(username, ())):
-            if queue.qsize() < self.buffer:
-                queue.put_nowait(event)
-        return event
-
-    def missed(self, username: str, since: int) -> list[dict]:
-        """Events after ``since``; a leading ``resync`` event if some were dropped from the buffer."""
-        events = list(self._buffers.get(username, ()))
-        out = [e for e in events if e["seq"] > since]
-        if since and events and events[0]["seq"] > since + 1 and (not out or out[0] is events[0]):
-            out.insert(0, {"type": "resync", "seq": since})
-        return out
-
-    def last_seq(self, username: str) -> int:
-        events = self._buffers.get(username)
-        return events[-1]["seq"] if events else 0
-
-    def subscribe(self, username: str) -> asyncio.Queue:
-        queue: asyncio.Queue = asyncio.Queue()
-        self._queues.setdefault(username, set()).add(queue)
-        return queue
-
-    def unsubscribe(self, username: str, queue: asyncio.Queue) -> None:
-        self._queues.get(username, set()).discard(queue)
-
-    def connections(self) -> int:
-        return sum(len(q) for q in self._queues.values())
 
 
 class DeskService:

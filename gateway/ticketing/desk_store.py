@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
@@ -35,10 +36,11 @@ class BadDecision(GatewayError):
     error_id = "bad-request"
 
 
+ZoneInfo("Asia/Shanghai")  # read the default zone's file once at import, not on the event loop (cached)
+
+
 class DeskStore:
     def __init__(self, store: TicketStore, *, timezone: str = "Asia/Shanghai") -> None:
-        from zoneinfo import ZoneInfo
-
         self.store = store
         self.tz = ZoneInfo(timezone)  # times in messages for people are local
 

@@ -8,7 +8,9 @@ from datetime import datetime, timezone
 import pytest
 
 from gateway.desk.live import LiveBoard
-from gateway.desk.service import DeskService, PopHub, dispatch_document, ticket_view
+from gateway.desk.access import dispatch_document, ticket_view
+from gateway.desk.hub import PopHub
+from gateway.desk.service import DeskService
 from gateway.errors import Conflict
 from gateway.ivr_flows.model import CATEGORIES
 from gateway.pbx.ami_events import parse_event
@@ -218,7 +220,7 @@ def test_given_the_openapi_document_when_compared_with_the_routes_then_every_api
 
 
 async def test_given_another_agents_draft_when_an_agent_opens_or_decides_it_then_locked_but_a_supervisor_may(world):
-    from gateway.desk.service import DraftLocked
+    from gateway.desk.access import DraftLocked
 
     store, _, desk = world
     ticket_id = await _call(store, "u1")
@@ -277,7 +279,7 @@ async def test_given_a_desk_websocket_when_it_closes_or_comes_back_after_a_resta
 
 async def test_given_a_decided_ticket_when_another_agent_reads_it_then_nothing_the_caller_said_is_shown(world):
     """Probe: agent8003 read agent8002's submitted call's transcript and recording (issue 9, item 1)."""
-    from gateway.desk.service import NotYourCall
+    from gateway.desk.access import NotYourCall
 
     store, _, desk = world
     ticket_id = await _call(store, "u1")

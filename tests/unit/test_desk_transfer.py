@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.desk.service import DeskService, NotYourCall, transfer_choices
+from gateway.desk.access import NotYourCall, transfer_choices
+from gateway.desk.service import DeskService
 from gateway.errors import ConfigError, GatewayError, PbxError
 from gateway.ivr_flows.model import EmergencyTransfer
 from gateway.ivr_flows.validate import load_config

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from gateway.desk.service import dispatch_document, ticket_view
+from gateway.desk.access import dispatch_document, ticket_view
 from gateway.logs import MaskingFilter
 from gateway.pii import find_personal, id_card_valid, luhn_valid, mask_personal, mask_words
 
