@@ -10,6 +10,8 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
+from gateway.auth.http import USER
+
 HEALTH = web.AppKey("health", Callable[[], Awaitable[dict]])
 HEALTH_ROLES = ("supervisor", "admin")
 
@@ -19,7 +21,7 @@ async def healthz(request: web.Request) -> web.Response:
     errors) only for a supervisor or admin."""
     report = await request.app[HEALTH]()
     status = 200 if report.get("status") == "ok" else 503
-    user = request.get("user")
+    user = request.get(USER)
     if user is None or user["role"] not in HEALTH_ROLES:
         report = {"status": report.get("status", "degraded")}
     return web.json_response(report, status=status)

@@ -7,7 +7,7 @@ import re
 
 from aiohttp import web
 
-from gateway.auth.http import require_role
+from gateway.auth.http import USER, require_role
 from gateway.desk.access import mask_spoken
 from gateway.errors import BadRequest, NotFound
 from gateway.masking import mask_number, mask_text
@@ -27,7 +27,7 @@ _PERSONAL = ("transcript", "transcript_words", "recording_path", "emergency_word
 def _numbers_for(request: web.Request, item: dict) -> dict:
     """In the general API agents see callers' numbers masked and no transcripts or recordings
     (the desk shows an agent their own calls whole); supervisors and admins see everything."""
-    user = request.get("user") or {}
+    user = request.get(USER) or {}
     if user.get("role") in ("supervisor", "admin"):
         if item.get("transcript") or item.get("transcript_words"):
             return {**item, **mask_spoken(item)}  # lists and exports: identifiers masked

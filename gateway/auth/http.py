@@ -32,6 +32,7 @@ _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 CSRF_EXEMPT = frozenset({"/api/login"})  # creates the session; guarded by its Origin check instead
 
 AUTH = web.AppKey("auth", UserStore)
+USER = web.RequestKey("user", object)  # the logged-in user (a dict from UserStore) or None
 
 
 def session_token(request: web.Request) -> tuple[str | None, bool]:
@@ -48,8 +49,8 @@ def _json_error(status: int, error: str, message: str) -> web.Response:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler):
-    """Attach ``request["user"]`` (or None); refuse cookie requests that change things without CSRF."""
-    request["user"] = None
+    """Attach ``request[USER]`` (or None); refuse cookie requests that change things without CSRF."""
+    request[USER] = None
     token, bearer = session_token(request)
     if token and AUTH in request.app:
         user = await request.app[AUTH].session_user(token)
@@ -60,7 +61,7 @@ async def auth_middleware(request: web.Request, handler):
                     sent = (await request.post()).get("csrf_token", "")
                 if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), user["csrf_token"].encode()):
                     return _json_error(403, "csrf", f"missing or wrong CSRF token (send {CSRF_HEADER})")
-            request["user"] = user
+            request[USER] = user
     return await handler(request)
 
 
@@ -76,7 +77,7 @@ def require_role(*roles: str, page: bool = False):
     def wrap(handler):
         @functools.wraps(handler)
         async def checked(request: web.Request):
-            user = request.get("user")
+            user = request.get(USER)
             if user is None:
                 if page:
                     raise web.HTTPFound(f"/login?next={quote(safe_next(request.path_qs), safe='/')}")
@@ -149,7 +150,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 async def logout(request: web.Request) -> web.Response:
     token, _ = session_token(request)
-    user = request.get("user")
+    user = request.get(USER)
     if user is not None and token:
         await request.app[AUTH].delete_session(token)
         await request.app[AUTH].audit(user["username"], "auth.logout", user["username"])
@@ -159,7 +160,7 @@ async def logout(request: web.Request) -> web.Response:
 
 
 async def me(request: web.Request) -> web.Response:
-    user = request.get("user")
+    user = request.get(USER)
     if user is None:
         raise Unauthenticated("not logged in")
     return web.json_response({"user": user_payload(user), "csrf_token": user["csrf_token"]})

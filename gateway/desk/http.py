@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import WSMsgType, web
 
-from gateway.auth.http import AUTH, require_role, session_token
+from gateway.auth.http import AUTH, USER, require_role, session_token
 from gateway.desk.schemas import DraftBody, TransferBody, decision_model
 from gateway.desk.access import dispatch_document, transfer_choices
 from gateway.desk.service import DeskService
@@ -86,7 +86,7 @@ async def static_file(request: web.Request) -> web.StreamResponse:
 @require_role(*DESK_ROLES)
 async def inbox(request: web.Request) -> web.Response:
     desk = request.app[DESK]
-    user = request["user"]
+    user = request[USER]
     last_seq = desk.hub.last_seq(user["username"])  # before the query: a pop meanwhile is replayed, not lost
     items = await desk.inbox(user)
     return web.json_response({"items": items, "last_seq": last_seq, "epoch": desk.hub.epoch,
@@ -95,21 +95,21 @@ async def inbox(request: web.Request) -> web.Response:
 
 @require_role(*DESK_ROLES)
 async def get_desk_ticket(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[DESK].view(_ticket_id(request), request["user"]))
+    return web.json_response(await request.app[DESK].view(_ticket_id(request), request[USER]))
 
 
 @require_role(*DESK_ROLES)
 async def save_draft(request: web.Request) -> web.Response:
     body = await parse(request, DraftBody, limit=MAX_DRAFT)
     desk = request.app[DESK]
-    saved = await desk.save_draft(_ticket_id(request), request["user"], body.data)
+    saved = await desk.save_draft(_ticket_id(request), request[USER], body.data)
     return web.json_response(saved)
 
 
 async def _decide(request: web.Request, outcome: str) -> web.Response:
     body = await parse(request, decision_model(outcome))
     desk = request.app[DESK]
-    ticket = await desk.decide(_ticket_id(request), outcome, body, request["user"], categories=CATEGORIES)
+    ticket = await desk.decide(_ticket_id(request), outcome, body, request[USER], categories=CATEGORIES)
     return web.json_response(ticket)
 
 
@@ -127,7 +127,7 @@ async def close(request: web.Request) -> web.Response:
 async def transfer(request: web.Request) -> web.Response:
     """The emergency banner's action: the caller's live channel to the service's configured destination."""
     service = (await parse(request, TransferBody, limit=1_000)).service
-    return web.json_response(await request.app[DESK].transfer(_ticket_id(request), service, request["user"]))
+    return web.json_response(await request.app[DESK].transfer(_ticket_id(request), service, request[USER]))
 
 
 @require_role(*DESK_ROLES)
@@ -139,9 +139,9 @@ async def dispatch(request: web.Request) -> web.Response:
 @require_role(*DESK_ROLES)
 async def recording(request: web.Request) -> web.StreamResponse:
     desk = request.app[DESK]
-    ticket = await desk.check_hearing(_ticket_id(request), request["user"])
+    ticket = await desk.check_hearing(_ticket_id(request), request[USER])
     path = await asyncio.to_thread(desk.recording_file, ticket)
-    await desk.desk.audit(request["user"]["username"], "ticket.recording_played", ticket["id"])
+    await desk.desk.audit(request[USER]["username"], "ticket.recording_played", ticket["id"])
     return web.FileResponse(path, headers={"Content-Type": "audio/wav", "Cache-Control": "no-store"})
 
 
@@ -173,7 +173,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         raise BadRequest("since must be the number of the last event received")
     epoch = request.query.get("epoch")
     desk = request.app[DESK]
-    user = request["user"]
+    user = request[USER]
     username = user["username"]
     token, _bearer = session_token(request)
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096)

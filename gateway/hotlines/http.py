@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.auth.http import require_role
+from gateway.auth.http import USER, require_role
 from gateway.errors import BadRequest, NotFound
 from gateway.hotlines.keys import HOTLINES, PROMPT_DIRS, PromptDirs
 from gateway.hotlines.openapi import openapi_document
@@ -47,7 +47,7 @@ def _line_number(request: web.Request) -> str:
 
 
 def _user(request: web.Request) -> str:
-    return request["user"]["username"]
+    return request[USER]["username"]
 
 
 def _admin(request: web.Request) -> HotlineAdmin:

@@ -18,7 +18,7 @@ from gateway.ticketing.models import AuditEvent, UserSession
 from gateway.ticketing.store import TicketStore
 from gateway.auth.brake import LoginBrake
 from gateway.auth.errors import UnknownUser, UserExists, ValidationError
-from gateway.auth.http import AUTH, auth_middleware, require_role, safe_next
+from gateway.auth.http import AUTH, USER, auth_middleware, require_role, safe_next
 from gateway.auth.passwords import verify_password
 from gateway.auth.plugin import add_auth_routes
 from gateway.auth.users import UserStore
@@ -53,7 +53,7 @@ class World:
         @require_role("admin")
         async def secret(request: web.Request) -> web.Response:
             if request.method == "POST":
-                self.changes.append(request["user"]["username"])
+                self.changes.append(request[USER]["username"])
             return web.json_response({"ok": True, "changes": len(self.changes)})
 
         @require_role("agent", page=True)
