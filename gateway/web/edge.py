@@ -28,6 +28,8 @@ from typing import Iterable
 
 from aiohttp import web
 
+from gateway.web.problems import plain_body
+
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; media-src 'self'; "
             "connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -101,8 +103,8 @@ def same_origin(request: web.Request) -> bool:
 async def edge_middleware(request: web.Request, handler):
     policy = request.app.get(EDGE) or EdgePolicy()
     if not policy.host_allowed(request.host):
-        return web.json_response({"error": "unknown-host", "message": "this gateway does not serve that host name",
-                                  "details": {}}, status=421)
+        return web.json_response(plain_body("unknown-host", "this gateway does not serve that host name"),
+                                 status=421)
     if policy.trusted_proxies:
         remote, secure = policy.client(request.remote, request.headers.get("X-Forwarded-For"),
                                        request.headers.get("X-Forwarded-Proto"), request.secure)

@@ -73,7 +73,8 @@ async def test_given_a_host_header_when_served_then_only_this_gateways_names_are
     resp = await client.get("/healthz", headers={"Host": host})
     assert (resp.status != 421) is ok
     if not ok:
-        assert (await resp.json())["error"] == "unknown-host"
+        body = await resp.json()
+        assert body["error"] == "unknown-host" and body["message_zh"] == "本网关不服务该主机名"
 
 
 def test_given_host_headers_when_parsed_then_the_port_is_dropped():
