@@ -23,7 +23,6 @@ from gateway.hotlines.keys import HOTLINES, PROMPT_DIRS
 from gateway.hotlines.schemas import PreviewBody
 from gateway.web.schema import parse
 
-MAX_TEXT = 500
 _DIGEST = re.compile(r"[0-9a-f]{20}")  # gateway.pbx.prompts.PromptText.digest
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 

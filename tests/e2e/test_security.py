@@ -5,9 +5,7 @@ a forged FastAGI session replaying a real call id, and agents reading each other
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 

@@ -4,7 +4,6 @@ sha256 checked before loading, refused with the reason otherwise (small fake fil
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import pytest
 
