@@ -127,9 +127,16 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()  # reverse proxies whose X-Forwarded-For/-Proto are believed
     public_hosts: tuple[str, ...] = ()  # Host names the pages are reached by, beyond loopback and http_host
     http_header_timeout: float = 10.0  # a client must send a request's headers within this (slow loris)
+    journal_max_mb: float = 64.0  # the call path's journal: backlog past which steps and transcripts are dropped
+    journal_max_age: float = 30.0  # seconds: an older write still not in the database makes /healthz degraded
     extra: dict = field(default_factory=dict, compare=False)
 
     # -- derived paths -------------------------------------------------
+    @property
+    def journal_dir(self) -> Path:
+        """The call path's journal of writes (:mod:`gateway.ticketing.journal`)."""
+        return self.state_dir / "journal"
+
     @property
     def instance_dir(self) -> Path:
         """The directory bind-mounted into the sandbox as ``/srv/gw``."""
@@ -331,6 +338,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=_addresses(env, "GATEWAY_TRUSTED_PROXIES", "") if env.get("GATEWAY_TRUSTED_PROXIES") else (),
         public_hosts=_host_names(env, "GATEWAY_PUBLIC_HOSTS"),
         http_header_timeout=_float(env, "GATEWAY_HTTP_HEADER_TIMEOUT", 10.0),
+        journal_max_mb=_float(env, "GATEWAY_JOURNAL_MAX_MB", 64.0),
+        journal_max_age=_float(env, "GATEWAY_JOURNAL_MAX_AGE", 30.0),
     )
 
 
