@@ -4,8 +4,11 @@ A read ping says "ok" while the database is locked or read-only; the call path's
 then wait and fail. This check tries a write transaction with a short timeout and undoes
 it: ``ok``, ``locked``, ``read-only``, ``slow`` (no answer in time) or ``down``.
 
-* SQLite: a fresh connection of its own (``mode=rw``: a missing file is ``down``, not
-  created), ``BEGIN IMMEDIATE`` with a short busy timeout, ``ROLLBACK``; in a thread.
+* SQLite: a file (or its WAL) the process may not write is ``read-only`` (``os.access``:
+  a mode, an immutable flag, a read-only mount); then a fresh connection of its own
+  (``mode=rw``: a missing file is ``down``, not created) commits ``BEGIN IMMEDIATE;
+  PRAGMA user_version = <its value>`` (a real write of the header, nothing changed)
+  with a short busy timeout; in a thread.
 * Other databases (PostgreSQL): a transaction on the store's engine that reads the
   server's ``transaction_read_only`` (a standby or a read-only database says ``on``), within
   the timeout.
@@ -14,6 +17,7 @@ it: ``ok``, ``locked``, ``read-only``, ``slow`` (no answer in time) or ``down``.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from pathlib import Path
 
@@ -27,13 +31,19 @@ TIMEOUT = 0.5  # seconds
 def _sqlite_check(path: Path, timeout: float) -> str:
     if not path.exists():
         return "down"
+    wal = path.with_name(path.name + "-wal")
+    if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK) or (
+            wal.exists() and not os.access(wal, os.W_OK)):
+        return "read-only"
     try:
         connection = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=timeout, isolation_level=None)
     except sqlite3.Error:
         return "down"
     try:
         connection.execute("BEGIN IMMEDIATE")
-        connection.execute("ROLLBACK")
+        version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+        connection.execute(f"PRAGMA user_version = {version}")
+        connection.execute("COMMIT")
         return "ok"
     except sqlite3.OperationalError as exc:
         text = str(exc).lower()

@@ -110,6 +110,8 @@ def describe(exc: BaseException) -> str:
         return "locked"
     if "readonly" in text or "read-only" in text or "read only" in text:
         return "read-only"
+    if "disk i/o" in text:
+        return "disk I/O error"
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
         return "timeout"
     return f"down ({type(getattr(exc, 'orig', None) or exc).__name__})"
