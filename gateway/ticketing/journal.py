@@ -59,6 +59,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -171,6 +172,7 @@ class _Files:
         self.segments: list[tuple[int, Path]] = []  # (first seq, path), oldest first
         self._file = None
         self._size = 0
+        self._lock = threading.Lock()  # the writer's thread appends while the replayer's deletes
 
     def load(self) -> tuple[int, list[Record], list[str]]:
         """The checkpoint, the records after it, warnings about what was skipped."""
@@ -206,13 +208,14 @@ class _Files:
         return applied, records, warnings
 
     def append(self, lines: list[bytes], first_seq: int) -> None:
-        if self._file is None or self._size >= self.segment_bytes:
-            self._rotate(first_seq)
-        data = b"".join(lines)
-        self._file.write(data)
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._size += len(data)
+        with self._lock:
+            if self._file is None or self._size >= self.segment_bytes:
+                self._rotate(first_seq)
+            data = b"".join(lines)
+            self._file.write(data)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._size += len(data)
 
     def _rotate(self, first_seq: int) -> None:
         if self._file is not None:
@@ -233,23 +236,16 @@ class _Files:
         os.replace(tmp, self.directory / CHECKPOINT)
         _fsync_dir(self.directory)
         # a segment is done when the next one starts at or below applied + 1; the open one never is
-        current = self.segments[-1][1] if self._file is not None and self.segments else None
-        keep = []
-        for i, (first, path) in enumerate(self.segments):
-            following = self.segments[i + 1][0] if i + 1 < len(self.segments) else None
-            if path != current and following is not None and following - 1 <= applied:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-            else:
-                keep.append((first, path))
-        self.segments = keep
-
-    def size(self) -> int:
-        total = 0
-        for _first, path in self.segments:
-            with contextlib.suppress(FileNotFoundError):
-                total += path.stat().st_size
-        return total
+        with self._lock:
+            keep = []
+            for i, (first, path) in enumerate(self.segments):
+                following = self.segments[i + 1][0] if i + 1 < len(self.segments) else None
+                if following is not None and following - 1 <= applied:
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+                else:
+                    keep.append((first, path))
+            self.segments = keep
 
     def close(self) -> None:
         if self._file is not None:
@@ -587,6 +583,7 @@ class JournaledStore:
             await self._journal_or_direct(name, uniqueid, fields, lambda: attr(uniqueid, *args, **kwargs))
 
         journaled.__name__ = name
+        setattr(self, name, journaled)  # built once per method
         return journaled
 
     async def _journal_or_direct(self, op: str, uniqueid: str, fields: dict, direct) -> None:
