@@ -18,7 +18,8 @@ in journal order, one record at a time.
   the records waiting, appends and fsyncs them in a thread (``asyncio.to_thread``: the
   event loop never blocks on the disk); a segment is closed past ``segment_bytes`` and
   deleted once every record in it is applied.
-* **Start.** Every segment is read (in a thread); records at or below the checkpoint are
+* **Start.** The directory is locked (``flock`` on ``lock``: one gateway process per
+  journal, a second one refuses to start). Every segment is read (in a thread); records at or below the checkpoint are
   dropped, the others are replayed before the new ones, while calls are taken. A line
   whose CRC or JSON is wrong (power cut mid-write: the torn tail) is skipped with a
   warning, never an error; writing goes on in a fresh segment, never after a torn line.
@@ -54,6 +55,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import fcntl
 import inspect
 import json
 import logging
@@ -173,10 +175,18 @@ class _Files:
         self._file = None
         self._size = 0
         self._lock = threading.Lock()  # the writer's thread appends while the replayer's deletes
+        self._lock_file = None
 
     def load(self) -> tuple[int, list[Record], list[str]]:
         """The checkpoint, the records after it, warnings about what was skipped."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock_file = open(self.directory / "lock", "a")  # noqa: SIM115 - held while the journal runs
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            raise JournalError(f"another gateway process uses the journal {self.directory}: "
+                               "give each instance its own GATEWAY_STATE_DIR") from None
         warnings: list[str] = []
         applied = 0
         checkpoint = self.directory / CHECKPOINT
@@ -251,6 +261,9 @@ class _Files:
         if self._file is not None:
             self._file.close()
             self._file = None
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the flock
+            self._lock_file = None
 
 
 def _fsync_dir(directory: Path) -> None:

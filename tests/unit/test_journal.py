@@ -285,3 +285,16 @@ def test_given_database_errors_then_the_unavailable_ones_are_told_apart():
     assert unavailable(sa_exc.DBAPIError("x", {}, Exception("gone"), connection_invalidated=True))
     assert not unavailable(sa_exc.IntegrityError("x", {}, Exception("UNIQUE constraint failed")))
     assert not unavailable(ValueError("bad"))
+
+
+async def test_given_a_running_journal_when_a_second_process_opens_its_directory_then_it_is_refused(store, tmp_path):
+    from gateway.ticketing.journal import JournalError
+
+    journal = await started(store, tmp_path / "journal")
+    try:
+        with pytest.raises(JournalError, match="another gateway process"):
+            await Journal(store, tmp_path / "journal").start()
+    finally:
+        await journal.stop()
+    again = await started(store, tmp_path / "journal")  # free again once stopped
+    await again.stop()
