@@ -73,7 +73,8 @@ async def create_app(settings: Settings) -> web.Application:
     """The gateway as one aiohttp application; nothing runs until it is started (AppRunner)."""
     s = settings
     ami = AmiClient(host=s.ami_host, port=s.ami_port, username=s.ami_user, secret=s.ami_secret,
-                    action_timeout=s.ami_action_timeout, ping_interval=s.ami_ping_interval)
+                    action_timeout=s.ami_action_timeout, ping_interval=s.ami_ping_interval,
+                    probe_interval=s.ami_probe_interval)
     deps = Deps(settings=s, clock=AdjustableClock() if s.test_clock else Clock(),
                 store=await TicketStore.open(s.database_url), ami=ami)
     ami.subscribe(deps.ami_events.dispatch)  # one subscriber: record handlers, then notify handlers

@@ -127,6 +127,8 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()  # reverse proxies whose X-Forwarded-For/-Proto are believed
     public_hosts: tuple[str, ...] = ()  # Host names the pages are reached by, beyond loopback and http_host
     http_header_timeout: float = 10.0  # a client must send a request's headers within this (slow loris)
+    ami_probe_interval: float = 0.25  # an unreachable Asterisk is probed (TCP connect) this often
+    reconcile_interval: float = 60.0  # reconciliation with Asterisk runs this often (and on every AMI login)
     extra: dict = field(default_factory=dict, compare=False)
 
     # -- derived paths -------------------------------------------------
@@ -331,6 +333,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=_addresses(env, "GATEWAY_TRUSTED_PROXIES", "") if env.get("GATEWAY_TRUSTED_PROXIES") else (),
         public_hosts=_host_names(env, "GATEWAY_PUBLIC_HOSTS"),
         http_header_timeout=_float(env, "GATEWAY_HTTP_HEADER_TIMEOUT", 10.0),
+        ami_probe_interval=_float(env, "GATEWAY_AMI_PROBE_INTERVAL", 0.25),
+        reconcile_interval=_float(env, "GATEWAY_RECONCILE_INTERVAL", 60.0),
     )
 
 
