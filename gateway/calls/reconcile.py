@@ -59,6 +59,7 @@ CDR_GRACE_S = 10.0  # a CDR this fresh is left to its own Hangup event while AMI
 WAV_HEADER = 44
 MIN_RECORDING_BYTES = WAV_HEADER + 1600  # at least 100 ms of 8 kHz 16-bit audio
 MAX_CDR_LINE = 64 * 1024
+POP_ENDED_WITHIN_S = 15 * 60  # a call answered while blind and already over still pops, if this recent
 
 
 # -- pure parts -------------------------------------------------------------------------------
@@ -249,7 +250,7 @@ class Repair:
     cause_txt: str | None = None
     queue: str | None = None
     agent: str | None = None
-    pop: tuple[LiveChannel, LiveChannel] | None = None  # (caller, agent) of a call connected while blind
+    pop: AgentConnect | None = None  # for a call an agent answered while the gateway was blind
     note: dict[str, Any] = field(default_factory=dict)
 
 
@@ -271,7 +272,8 @@ def plan(calls: list[dict], channels: dict[str, LiveChannel], cdrs: dict[str, Cd
             agent = bridged_agent(live, channels)
             if agent is not None and not call["agent"]:
                 r.agent = agent_of_channel(agent.channel)
-                r.pop = (live, agent)
+                r.pop = AgentConnect("AgentConnect", uid, live.channel, live.queue or call["queue"] or "", "",
+                                     agent.channel, None, agent.uniqueid, live.linkedid)
         elif cdr is not None and cdr.end:
             fresh = (now - _utc(cdr.end)).total_seconds() < CDR_GRACE_S and ami_up_for > CDR_GRACE_S
             if open_ and not fresh:
@@ -282,6 +284,11 @@ def plan(calls: list[dict], channels: dict[str, LiveChannel], cdrs: dict[str, Cd
                 r.queue = cdr.queue or cdr.failsafe.get("queue") or None
             if not call["agent"] and cdr.agent:
                 r.agent = cdr.agent
+                if (now - _utc(cdr.end)).total_seconds() < POP_ENDED_WITHIN_S:
+                    # Answered and over while the gateway was blind: the agent still gets the
+                    # ticket to complete.
+                    r.pop = AgentConnect("AgentConnect", uid, cdr.channel, r.queue or call["queue"] or "", "",
+                                         cdr.agent_channel, None, "", cdr.linkedid)
         elif open_:
             call_start = call["started_at"]
             if started_at is not None and call_start is not None and started_at > call_start:
@@ -408,19 +415,17 @@ class Reconciler:
             changed = await self.store.repair_call(
                 r.uniqueid, ended_at=r.ended_at, hangup_cause_txt=r.cause_txt, queue=r.queue, agent=r.agent,
                 note={"node": self.node, "reason": reason, "cause": r.cause_txt, **r.note})
+            if "queue" in changed or "agent" in changed:
+                counts["completed"] += 1
+            if r.pop is not None and "agent" in changed:
+                await self._notify(r.pop)  # the same handlers as a real AgentConnect: row, board, desk pop
+                counts["pops"] += 1
             if "ended" in changed:
                 counts["closed"] += 1
                 counts["crashed"] += r.cause_txt == CAUSE_CRASH
                 counts["lost"] += r.cause_txt == CAUSE_LOST
                 log.warning("call %s closed by reconciliation: %s", r.uniqueid, r.cause_txt)
                 await self._notify(Hangup("Hangup", r.uniqueid, by_uid[r.uniqueid]["channel"], None, r.cause_txt or ""))
-            if "queue" in changed or "agent" in changed:
-                counts["completed"] += 1
-            if r.pop is not None and "agent" in changed:
-                caller, agent = r.pop
-                await self._notify(AgentConnect("AgentConnect", caller.uniqueid, caller.channel, caller.queue, "",
-                                                agent.channel, None, agent.uniqueid, caller.linkedid))
-                counts["pops"] += 1
         counts["recordings"] = await self._attach_recordings(calls, reason)
         counts["created"] = await self._create_missing(known, now, reason)
         return counts

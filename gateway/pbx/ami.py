@@ -260,9 +260,23 @@ class AmiClient:
             login = manager.authenticated_future
             if login is None:
                 raise PbxError("AMI login was not sent")
-            # shield: cancelling the future would make panoramisk's own done-callback
-            # (Manager.login) raise CancelledError, logged by asyncio as an error traceback.
-            response = await asyncio.wait_for(asyncio.shield(login), self.action_timeout)
+            # asyncio.wait never cancels the login future: cancelling it would make panoramisk's
+            # own done-callback (Manager.login) raise CancelledError, logged as a traceback.
+            lost = asyncio.ensure_future(self._lost.wait())
+            try:
+                await asyncio.wait({login, lost}, timeout=self.action_timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                lost.cancel()
+            if login.done():
+                response = login.result()
+            elif self._lost.is_set() and getattr(protocol, "version", None) is None:
+                # Closed before Asterisk's greeting: something in front of it (a proxy, a
+                # balancer) whose Asterisk is not up. As unreachable as a refused connect.
+                raise _Unreachable("connection closed before Asterisk's greeting")
+            elif self._lost.is_set():
+                raise PbxError("AMI connection lost during login")
+            else:
+                raise PbxError(f"AMI login got no answer in {self.action_timeout:g} s")
             if not manager.authenticated:
                 raise PbxError(f"AMI login refused for user {self.username!r}: {response.get('Message', '')}")
         except BaseException:

@@ -500,6 +500,30 @@ async def test_given_nobody_listening_when_started_then_probes_at_the_probe_inte
         await probe.stop()
 
 
+async def test_given_a_relay_whose_asterisk_is_down_when_it_closes_before_the_greeting_then_probed_without_backoff(
+        make_client):
+    opened: list[float] = []
+
+    async def closes_at_once(reader, writer):  # accepts, says nothing, hangs up (a proxy with no upstream)
+        opened.append(time.monotonic())
+        writer.close()
+
+    relay = await asyncio.start_server(closes_at_once, "127.0.0.1", 0)
+    port = relay.sockets[0].getsockname()[1]
+    client = make_client(port=port, backoff_initial=1.0, probe_interval=0.05)
+    try:
+        await client.start()
+        await aeventually(lambda: len(opened) >= 5, timeout=3.0, what="five probes through the relay")
+    finally:
+        await client.close()
+        relay.close()
+        await relay.wait_closed()
+
+    gaps = [b - a for a, b in zip(opened, opened[1:5])]
+    assert max(gaps) < 0.5, gaps  # the probe interval, never the 1 s backoff
+    assert "greeting" in (client.last_error or "")
+
+
 async def test_given_an_on_connected_hook_when_the_link_drops_and_comes_back_then_it_runs_after_each_login(
         server, make_client):
     client = make_client(stable_after=0.0)

@@ -184,7 +184,7 @@ async def test_given_a_crash_a_cdr_a_blind_connect_and_a_failsafe_call_when_reco
     second = await rec.run("test")
 
     assert first["crashed"] == 1 and first["closed"] == 2 and first["created"] == 1
-    assert first["recordings"] == 1 and first["pops"] == 1 and first["completed"] == 2
+    assert first["recordings"] == 1 and first["pops"] == 2 and first["completed"] == 2
     assert {k: v for k, v in second.items() if k not in ("checked", "live")} == dict.fromkeys(
         ("closed", "crashed", "lost", "completed", "created", "recordings", "pops"), 0)
     crashed = await store.get_call("crashed")
@@ -198,7 +198,10 @@ async def test_given_a_crash_a_cdr_a_blind_connect_and_a_failsafe_call_when_reco
     talking = await store.get_call("talking")
     assert (talking["status"], talking["queue"], talking["agent"]) == ("queued", "q-complaint", "8001")
     pops = [e for e in events if isinstance(e, AgentConnect)]
-    assert [(e.uniqueid, e.queue, e.agent_uniqueid) for e in pops] == [("talking", "q-complaint", "agent7")]
+    assert sorted((e.uniqueid, e.queue, e.interface) for e in pops) == [
+        ("ended", "q-help", "Local/8003@gw-agents-00000004;1"),  # answered and over while blind: pops too
+        ("talking", "q-complaint", "Local/8001@gw-agents-00000009;1")]
+    assert [type(e).__name__ for e in events if e.uniqueid == "ended"] == ["AgentConnect", "Hangup"]
     assert {e.uniqueid for e in events if isinstance(e, Hangup)} == {"crashed", "ended"}
     made = await store.get_call("fs1")
     assert made["queue"] == "q-general" and made["status"] == "ended" and made["ticket_id"]
