@@ -71,6 +71,7 @@ class CdrCall:
     linkedid: str = ""
     channel: str = ""
     src: str = ""
+    dst: str = ""
     dcontext: str = ""
     start: float | None = None
     answer: float | None = None
@@ -86,6 +87,7 @@ class CdrCall:
             self.start = start
             self.dcontext = str(rec.get("dcontext") or self.dcontext)
             self.src = str(rec.get("src") or self.src)
+            self.dst = str(rec.get("dst") or self.dst)
             self.channel = str(rec.get("channel") or self.channel)
         if end and (self.end is None or end >= self.end):
             self.end = end
@@ -112,7 +114,13 @@ class CdrCall:
 
     @property
     def line(self) -> str:
-        return self.dcontext[4:] if self.dcontext.startswith("did-") else ""
+        """The hotline number called: the ``did-<number>`` context, or the number dialled into
+        ``inbound`` (where every call enters); "" for other channels (agents, the simulator)."""
+        if self.dcontext.startswith("did-"):
+            return self.dcontext[4:]
+        if self.dcontext == "inbound" and self.dst[:1].isdigit() and self.dst.isalnum():
+            return self.dst
+        return ""
 
 
 def _num(value) -> float | None:
@@ -463,6 +471,9 @@ class Reconciler:
             if cdr.end and (now - _utc(cdr.end)).total_seconds() < CDR_GRACE_S:
                 continue  # its row may still be on its way (the journal)
             line = self.lines(cdr.line) if self.lines is not None else None
+            if self.lines is not None and line is None:
+                known.add(cdr.uniqueid)  # not a line of ours: Asterisk hung up, there was no IVR
+                continue
             number, raw = caller_id(cdr.src)
             fs = cdr.failsafe
             path = [{"node": "failsafe", **{k: v for k, v in fs.items() if k != "failsafe"}}] if fs else []

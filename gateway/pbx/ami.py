@@ -242,10 +242,29 @@ class AmiClient:
             ping_delay=10**9, ping_interval=10**9, reconnect_timeout=10**9, encoding="utf8",
             forgetable_actions=(), log=logging.getLogger("gateway.pbx.panoramisk"),
         )
-        self._lost = asyncio.Event()
-        manager.connection_lost = self._on_connection_lost  # ours, not panoramisk's auto-reconnect
+        lost = self._lost = asyncio.Event()
+        # Ours, not panoramisk's auto-reconnect; bound to this connection, so a late loss of an
+        # earlier one cannot end this one.
+        manager.connection_lost = lambda exc: self._on_connection_lost(exc, lost)
         manager.register_event("*", self._dispatch)
-        connect = loop.create_connection(manager.config["protocol_factory"], self.host, self.port)
+        base_factory = manager.config["protocol_factory"]
+
+        def protocol_factory():
+            # panoramisk gives the protocol its manager only in Manager.connection_made, after
+            # create_connection returns: a peer that hangs up at once (a relay whose Asterisk is
+            # down) was lost before that, unseen (AttributeError inside panoramisk), and the
+            # login waited its whole timeout. Give it the manager as soon as it is connected.
+            proto = base_factory()
+            made = proto.connection_made
+
+            def connection_made(transport) -> None:
+                made(transport)
+                proto.factory = manager
+
+            proto.connection_made = connection_made
+            return proto
+
+        connect = loop.create_connection(protocol_factory, self.host, self.port)
         try:
             transport, protocol = await asyncio.wait_for(connect, min(self.action_timeout, 2.0))
         except (OSError, asyncio.TimeoutError) as exc:
@@ -262,11 +281,12 @@ class AmiClient:
                 raise PbxError("AMI login was not sent")
             # asyncio.wait never cancels the login future: cancelling it would make panoramisk's
             # own done-callback (Manager.login) raise CancelledError, logged as a traceback.
-            lost = asyncio.ensure_future(self._lost.wait())
+            lost_wait = asyncio.ensure_future(lost.wait())
             try:
-                await asyncio.wait({login, lost}, timeout=self.action_timeout, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({login, lost_wait}, timeout=self.action_timeout,
+                                   return_when=asyncio.FIRST_COMPLETED)
             finally:
-                lost.cancel()
+                lost_wait.cancel()
             if login.done():
                 response = login.result()
             elif self._lost.is_set() and getattr(protocol, "version", None) is None:
@@ -305,7 +325,9 @@ class AmiClient:
             if response.get("Response") != "Success" or response.get("Ping") != "Pong":
                 raise PbxError(f"AMI ping got a bad answer: {dict(response)!r}")
 
-    def _on_connection_lost(self, exc) -> None:
+    def _on_connection_lost(self, exc, lost: asyncio.Event | None = None) -> None:
+        if lost is not None and lost is not self._lost:
+            return  # an earlier connection, already dropped
         self._mark_down()
         self._connected.clear()
         self._lost.set()

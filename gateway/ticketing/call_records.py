@@ -161,7 +161,7 @@ class CallRecords:
                       Call.channel, Ticket.id, Ticket.status, Ticket.recording_path)
             .outerjoin(Ticket, Ticket.call_id == Call.id)
             .where(sa.or_(Call.ended_at.is_(None), Call.started_at >= since))
-            .order_by(Call.id)
+            .order_by(Call.id.desc())  # the newest first, if there are more than ``limit``
             .limit(limit)
         )
         async with self.read_session() as session:
