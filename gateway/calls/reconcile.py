@@ -369,8 +369,13 @@ class Reconciler:
     async def _periodic(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            if self.ami.connected:
+            if not self.ami.connected:
+                continue
+            try:
                 await self.run("periodic")
+            except Exception:  # noqa: BLE001 - e.g. the database: the next run tries again
+                self.totals["failures"] += 1
+                log.exception("reconcile %s (periodic) failed", self.node)
 
     def health(self) -> dict:
         return {"node": self.node, "runs": self.runs, "last": self.last, "totals": dict(self.totals)}

@@ -223,3 +223,15 @@ def test_given_the_sandbox_config_when_rendered_then_a_json_cdr_backend_is_loade
     assert "format = json" in files["cdr_custom.conf"]
     assert all(f.split("(")[0] in files["cdr_custom.conf"] for f in CDR_FIELDS)
     assert "batch = no" in files["cdr.conf"]
+
+
+@pytest.mark.parametrize("record,line", [
+    ({"dcontext": "did-12345", "dst": "s"}, "12345"),
+    ({"dcontext": "inbound", "dst": "12345"}, "12345"),  # a SIP call still in the entry context
+    ({"dcontext": "gw-agents", "dst": "8001"}, ""),
+    ({"dcontext": "gw-caller-sim", "dst": "s"}, ""),
+])
+def test_given_cdrs_of_several_contexts_when_merged_then_only_hotline_calls_have_a_line(record, line):
+    cdr = CdrCall("u1")
+    cdr.add({"uniqueid": "u1", "start": 10.0, "end": 20.0, **record})
+    assert cdr.line == line
