@@ -87,7 +87,8 @@ async def create_app(settings: Settings) -> web.Application:
     """The gateway as one aiohttp application; nothing runs until it is started (AppRunner)."""
     s = settings
     ami = AmiClient(host=s.ami_host, port=s.ami_port, username=s.ami_user, secret=s.ami_secret,
-                    action_timeout=s.ami_action_timeout, ping_interval=s.ami_ping_interval)
+                    action_timeout=s.ami_action_timeout, ping_interval=s.ami_ping_interval,
+                    probe_interval=s.ami_probe_interval)
     store = await TicketStore.open(s.database_url)
     journal = Journal(store, s.journal_dir, max_bytes=int(s.journal_max_mb * 2**20), max_age=s.journal_max_age)
     deps = Deps(settings=s, clock=AdjustableClock() if s.test_clock else Clock(), store=store, ami=ami,

@@ -129,6 +129,8 @@ class Settings:
     http_header_timeout: float = 10.0  # a client must send a request's headers within this (slow loris)
     journal_max_mb: float = 64.0  # the call path's journal: backlog past which steps and transcripts are dropped
     journal_max_age: float = 30.0  # seconds: an older write still not in the database makes /healthz degraded
+    ami_probe_interval: float = 0.25  # an unreachable Asterisk is probed (TCP connect) this often
+    reconcile_interval: float = 60.0  # reconciliation with Asterisk runs this often (and on every AMI login)
     extra: dict = field(default_factory=dict, compare=False)
 
     # -- derived paths -------------------------------------------------
@@ -340,6 +342,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         http_header_timeout=_float(env, "GATEWAY_HTTP_HEADER_TIMEOUT", 10.0),
         journal_max_mb=_float(env, "GATEWAY_JOURNAL_MAX_MB", 64.0),
         journal_max_age=_float(env, "GATEWAY_JOURNAL_MAX_AGE", 30.0),
+        ami_probe_interval=_float(env, "GATEWAY_AMI_PROBE_INTERVAL", 0.25),
+        reconcile_interval=_float(env, "GATEWAY_RECONCILE_INTERVAL", 60.0),
     )
 
 

@@ -15,12 +15,14 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from gateway.calls.handler import CallHandler
+from gateway.calls.reconcile import Reconciler
 from gateway.clock import Clock
 from gateway.deps import Deps
 from gateway.desk.http import DESK
 from gateway.hotlines.keys import HOTLINES
 from gateway.ivr_flows.channel import Recording
 from gateway.pbx.ami_events import AgentConnect, AmiEvent, Hangup, QueueCallerAbandon, QueueCallerJoin, agent_id_of
+from gateway.pbx.dialplan import cdr_path
 from gateway.pbx.fastagi import AgiChannel, FastAgiServer
 from gateway.speech.plugin import SPEECH
 from gateway.ticketing.journal import JournaledStore
@@ -29,6 +31,7 @@ from gateway.ticketing.store import TicketStore
 log = logging.getLogger(__name__)
 CALLS = web.AppKey("calls", CallHandler)
 FASTAGI = web.AppKey("fastagi", FastAgiServer)
+RECONCILER = web.AppKey("reconciler", Reconciler)
 
 
 class CallEvents:
@@ -84,12 +87,22 @@ def setup(app: web.Application, deps: Deps) -> None:
     deps.metrics.extend(handler.metrics.snapshot)  # agi_round_trip, calls_started, calls_finished, ...
     deps.metrics.add("fastagi", agi.counters)
     deps.metrics.on_reset(handler.metrics.reset)
+    # Reconciliation with Asterisk: on every AMI login (start, reconnects) and periodically.
+    reconciler = Reconciler(ami=deps.ami, store=deps.store, node="asterisk", cdr_path=cdr_path(s),
+                            recordings_dir=s.recordings_dir, clock=deps.clock.now, dispatch=deps.ami_events.dispatch,
+                            lines=lambda number: admin.config.lines.get(number), interval=s.reconcile_interval)
+    reconciler.attach()
+    app[RECONCILER] = reconciler
+    deps.health.add("reconcile", reconciler.health)
+    deps.metrics.add("reconcile", lambda: dict(reconciler.totals, runs=reconciler.runs))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await agi.start()
+        await reconciler.start()
         try:
             yield
         finally:
+            await reconciler.stop()
             await agi.stop()
 
     app.cleanup_ctx.append(lifecycle)

@@ -24,9 +24,10 @@ MODULES = (
     "func_channel", "func_callerid", "func_logic", "func_strings", "bridge_simple", "bridge_softmix",
     "bridge_builtin_features", "bridge_native_rtp", "format_wav", "format_pcm", "format_sln", "codec_ulaw",
     "codec_alaw", "codec_resample", "res_manager_devicestate",
+    "func_cdr", "res_cdrel_custom", "cdr_custom",  # CDRs for the gateway's reconciliation
 )
 
-STUBS = ("acl", "cdr", "cel", "ccss", "features", "udptl", "stasis", "queuerules", "musiconhold", "pjproject",
+STUBS = ("acl", "cel", "ccss", "features", "udptl", "stasis", "queuerules", "musiconhold", "pjproject",
          "sorcery", "res_parking", "cli")
 
 
@@ -270,6 +271,36 @@ def _queues_conf(config: GatewayConfig, keep_queues_of: GatewayConfig | None = N
     return "\n".join(out) + "\n"
 
 
+# Call detail records, one JSON object a line, for gateway.calls.reconcile: what ended (and
+# how) while the gateway was blind. Written by cdr_custom (res_cdrel_custom's advanced
+# mapping) to <instance>/log/cdr-custom/; times as epoch seconds. The fail-safe dialplan
+# puts ``failsafe;queue=<q>;path=<path>;agi=<AGISTATUS>`` in CDR(userfield).
+CDR_FILE = "gateway-cdr.json"
+CDR_FIELDS = ("uniqueid", "linkedid", "channel", "dstchannel", "src", "dst", "dcontext", "lastapp", "lastdata",
+              "start(double)", "answer(double)", "end(double)", "duration", "billsec", "disposition", "userfield",
+              "sequence")
+
+
+def cdr_path(settings: Settings) -> Path:
+    """Where the gateway reads the CDR file (the host's view of Asterisk's log dir)."""
+    return settings.instance_dir / "log" / "cdr-custom" / CDR_FILE
+
+
+def _cdr_conf() -> str:
+    # unanswered: a call the IVR never answered still leaves a record; batch = no: each
+    # record is written when its call ends, so a crash loses none that had ended.
+    return ("[general]\nenable = yes\nunanswered = yes\ncongestion = yes\nbatch = no\n"
+            "endbeforehexten = yes\ninitiatedseconds = no\n")
+
+
+def _cdr_custom_conf() -> str:
+    return f"""; CDRs for the gateway's reconciliation (gateway.calls.reconcile reads them).
+[{CDR_FILE}]
+format = json
+fields = {", ".join(CDR_FIELDS)}
+"""
+
+
 def render_files(config: GatewayConfig, settings: Settings, *,
                  keep_queues_of: GatewayConfig | None = None, sim_secret: str = "") -> dict[str, str]:
     """Every file of ``<instance>/etc``; the simulated caller's AMI user only with ``sim_secret``."""
@@ -284,6 +315,8 @@ def render_files(config: GatewayConfig, settings: Settings, *,
         "indications.conf": "[general]\ncountry = cn\n\n[cn]\ndescription = China\nringcadence = 1000,4000\n"
         "dial = 450\nbusy = 450/350,0/350\nring = 450/1000,0/4000\ncongestion = 450/700,0/700\n",
         "rtp.conf": "[general]\nrtpstart = 20000\nrtpend = 29999\n",
+        "cdr.conf": _cdr_conf(),
+        "cdr_custom.conf": _cdr_custom_conf(),
     }
     for stub in STUBS:
         files.setdefault(f"{stub}.conf", "")
@@ -297,7 +330,7 @@ def write_config(config: GatewayConfig, settings: Settings, *, keep_queues_of: G
     (``gateway sandbox up`` / ``gateway run`` create it; a production install has none).
     """
     etc = settings.instance_dir / "etc"
-    for sub in ("etc", "run", "log", "spool", "db", "prompts", "recordings", "prompts/sim"):
+    for sub in ("etc", "run", "log", "spool", "db", "prompts", "recordings", "prompts/sim", "log/cdr-custom"):
         (settings.instance_dir / sub).mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
     sim_secret = read_sim_ami_secret(settings.state_dir)
     for name, text in render_files(config, settings, keep_queues_of=keep_queues_of, sim_secret=sim_secret).items():

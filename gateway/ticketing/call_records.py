@@ -148,6 +148,126 @@ class CallRecords:
 
         return await self.run_write(work)
 
+    # -- reconciliation (gateway.calls.reconcile) ----------------------------
+
+    async def calls_to_reconcile(self, *, since: datetime, limit: int = 5000) -> list[dict[str, Any]]:
+        """Every call still open, and the calls started since ``since``: what reconciliation checks.
+
+        Each is a small dict: uniqueid, status, started_at/ended_at (datetimes), queue, agent,
+        channel, and its ticket's id, status and recording path (None without a ticket).
+        """
+        stmt = (
+            sa.select(Call.uniqueid, Call.status, Call.started_at, Call.ended_at, Call.queue, Call.agent,
+                      Call.channel, Ticket.id, Ticket.status, Ticket.recording_path)
+            .outerjoin(Ticket, Ticket.call_id == Call.id)
+            .where(sa.or_(Call.ended_at.is_(None), Call.started_at >= since))
+            .order_by(Call.id.desc())  # the newest first, if there are more than ``limit``
+            .limit(limit)
+        )
+        async with self.read_session() as session:
+            rows = (await session.execute(stmt)).all()
+        keys = ("uniqueid", "status", "started_at", "ended_at", "queue", "agent", "channel", "ticket_id",
+                "ticket_status", "recording_path")
+        return [dict(zip(keys, row)) for row in rows]
+
+    async def repair_call(
+        self,
+        uniqueid: str,
+        *,
+        ended_at: datetime | None = None,
+        hangup_cause: int | None = None,
+        hangup_cause_txt: str | None = None,
+        queue: str | None = None,
+        agent: str | None = None,
+        recording_path: str | None = None,
+        recording_duration_ms: int | None = None,
+        note: dict[str, Any] | None = None,
+    ) -> list[str]:
+        """Fill what the call's row lacks, never overwrite: the end (with its cause) if still open,
+        the queue and agent if unknown, the recording if its draft ticket has none. Returns the
+        fields changed (none for an unknown call); running it twice changes nothing more."""
+
+        async def work(session: AsyncSession) -> list[str]:
+            call = await find_call(session, uniqueid, required=False)
+            if call is None:
+                return []
+            changed: list[str] = []
+            ticket = await ticket_of(session, call)
+            if queue and not call.queue:
+                call.queue = queue
+                changed.append("queue")
+                if ticket is not None and not ticket.queue:
+                    ticket.queue = queue
+            if agent and not call.agent:
+                call.agent = agent
+                changed.append("agent")
+            if ended_at is not None and call.status != "ended":
+                call.status = "ended"
+                call.ended_at = ended_at
+                call.hangup_cause = hangup_cause
+                call.hangup_cause_txt = hangup_cause_txt
+                call.menu_path = [*(call.menu_path or []), {"node": "reconciled", "cause": hangup_cause_txt}]
+                changed.append("ended")
+            elif queue and "queue" in changed and call.status == "in_ivr":
+                call.status = "queued"
+            if (recording_path and ticket is not None and ticket.status == "draft"
+                    and not ticket.recording_path):
+                ticket.recording_path = recording_path
+                ticket.recording_duration_ms = recording_duration_ms
+                changed.append("recording")
+            if changed:
+                session.add(AuditEvent(actor="reconcile", action="call.reconciled", object_type="call",
+                                       object_id=uniqueid, details={"changed": changed, **(note or {})}))
+            return changed
+
+        return await self.run_write(work)
+
+    async def create_reconciled_call(
+        self,
+        *,
+        uniqueid: str,
+        channel: str,
+        caller_number: str,
+        caller_id_raw: str | None,
+        dialled_number: str,
+        line_number: str,
+        line_name: str,
+        merge_mode: str,
+        department: str | None,
+        started_at: datetime,
+        ended_at: datetime | None,
+        hangup_cause_txt: str | None,
+        queue: str | None,
+        agent: str | None,
+        menu_path: list[dict],
+        note: dict[str, Any],
+    ) -> int | None:
+        """A call Asterisk handled while the gateway did not (its CDR has no row here): its row and a
+        draft ticket, both marked as made by reconciliation. None if the call is known already."""
+
+        async def work(session: AsyncSession) -> int | None:
+            if await find_call(session, uniqueid, required=False) is not None:
+                return None
+            path = [*menu_path, {"node": "reconciled", "source": note.get("source", "cdr")}]
+            call = Call(uniqueid=uniqueid, channel=channel, caller_number=caller_number, caller_id_raw=caller_id_raw,
+                        dialled_number=dialled_number, line_number=line_number, line_name=line_name,
+                        merge_mode=merge_mode, department=department, flow_version=None, menu_path=path,
+                        status="ended" if ended_at else ("queued" if queue else "in_ivr"), queue=queue,
+                        agent=agent, started_at=started_at, ended_at=ended_at, hangup_cause_txt=hangup_cause_txt)
+            session.add(call)
+            await session.flush()
+            ticket = Ticket(call_id=call.id, status="draft", caller_number=caller_number, caller_id_raw=caller_id_raw,
+                            dialled_number=dialled_number, line_number=line_number, line_name=line_name,
+                            merge_mode=merge_mode, department=department, confidential=False, menu_path=path,
+                            queue=queue)
+            session.add(ticket)
+            await session.flush()
+            session.add(AuditEvent(actor="reconcile", action="ticket.draft_created", object_type="ticket",
+                                   object_id=str(ticket.id), details={"uniqueid": uniqueid, **note}))
+            return ticket.id
+
+        return await self.run_write(work)
+
     # -- readers -----------------------------------------------------------
 
     async def calls_per_line(self, since: datetime) -> dict[str, dict[str, Any]]:

@@ -83,18 +83,20 @@ class FakeAmi:
         self.port = 0
         self._server: asyncio.base_events.Server | None = None
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+    async def start(self, port: int = 0) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", port, reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
-        assert self._server is not None
+        if self._server is None:
+            return
         self._server.close()
         for conn in self.conns:
             conn.writer.transport.abort()
         await self._server.wait_closed()
         if self.handler_tasks:
             await asyncio.wait(self.handler_tasks, timeout=2)
+        self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.handler_tasks.add(asyncio.current_task())
@@ -457,6 +459,113 @@ async def test_given_client_backing_off_when_closed_then_close_is_prompt(server,
     assert time.monotonic() - begun < 0.2
     assert _leftover_tasks(server) == set()
     assert len(server.conns) == 1
+
+
+# -- 5. fast reconnect to an Asterisk that comes back; hooks -----------------------------------
+async def test_given_asterisk_down_for_a_while_when_it_answers_again_then_client_logs_in_within_a_probe_interval(
+        server, make_client):
+    client = await started(make_client(backoff_initial=2.0, backoff_max=30.0, probe_interval=0.05,
+                                       stable_after=0.0))
+    port = server.port
+
+    await server.stop()  # Asterisk gone: connects are refused
+    await aeventually(lambda: not client.connected and "cannot connect" in (client.last_error or ""),
+                      what="client seeing Asterisk gone")
+    await asyncio.sleep(1.0)  # the outage itself (a backoff would have grown meanwhile)
+    await server.start(port)
+    back_at = time.monotonic()
+    await aeventually(lambda: client.connected, timeout=3.0, what="login after Asterisk came back")
+
+    assert time.monotonic() - back_at < 0.5  # a probe interval and a login, not the 2 s backoff
+    assert client.connects == 2
+    assert client.last_outage_s is not None and client.last_outage_s >= 1.0
+
+
+async def test_given_nobody_listening_when_started_then_probes_at_the_probe_interval_without_backoff(make_client):
+    probe = FakeAmi()
+    await probe.start()
+    port = probe.port
+    await probe.stop()
+    client = make_client(port=port, backoff_initial=1.0, probe_interval=0.05)
+
+    await client.start()
+    await aeventually(lambda: "cannot connect" in (client.last_error or ""), what="a refused connect")
+    await asyncio.sleep(0.6)
+    await probe.start(port)
+    try:
+        await aeventually(lambda: client.connected, timeout=1.0, what="login once a server listens")
+        assert probe.conns[0].logged_in and len(probe.conns) == 1
+    finally:
+        await client.close()
+        await probe.stop()
+
+
+async def test_given_a_relay_whose_asterisk_is_down_when_it_closes_before_the_greeting_then_probed_without_backoff(
+        make_client):
+    opened: list[float] = []
+
+    async def closes_at_once(reader, writer):  # accepts, says nothing, hangs up (a proxy with no upstream)
+        opened.append(time.monotonic())
+        writer.close()
+
+    relay = await asyncio.start_server(closes_at_once, "127.0.0.1", 0)
+    port = relay.sockets[0].getsockname()[1]
+    client = make_client(port=port, backoff_initial=1.0, probe_interval=0.05)
+    try:
+        await client.start()
+        await aeventually(lambda: len(opened) >= 5, timeout=3.0, what="five probes through the relay")
+    finally:
+        await client.close()
+        relay.close()
+        await relay.wait_closed()
+
+    gaps = [b - a for a, b in zip(opened, opened[1:5])]
+    assert max(gaps) < 0.5, gaps  # the probe interval, never the 1 s backoff
+    assert "greeting" in (client.last_error or "")
+
+
+async def test_given_an_on_connected_hook_when_the_link_drops_and_comes_back_then_it_runs_after_each_login(
+        server, make_client):
+    client = make_client(stable_after=0.0)
+    seen: list[tuple[int, bool]] = []
+
+    async def hook() -> None:
+        response = await client.action({"Action": "CoreStatus"})  # hooks may talk to Asterisk
+        seen.append((client.connects, response.get("Response") == "Success"))
+
+    client.on_connected(hook)
+    await started(client)
+    await aeventually(lambda: len(seen) == 1, what="the hook after the first login")
+    server.conns[0].kill()
+    await aeventually(lambda: len(seen) == 2, what="the hook after the reconnect")
+
+    assert seen == [(1, True), (2, True)]
+    assert [c.count("CoreStatus") for c in server.conns[:2]] == [1, 1]
+
+
+async def test_given_a_failing_hook_when_connected_then_the_link_stays_up(server, make_client):
+    client = make_client()
+
+    def broken() -> None:
+        raise RuntimeError("hook bug")
+
+    client.on_connected(broken)
+    await started(client)
+    await aeventually(lambda: server.conns[0].count("Ping") >= 2, what="pings on the first link")
+
+    assert client.connected and client.connects == 1
+
+
+async def test_given_a_peer_that_drops_each_link_at_once_when_reconnecting_then_delays_grow(server, make_client):
+    client = make_client(backoff_initial=0.1, backoff_max=10.0, stable_after=5.0)
+    client.on_connected(lambda: server.conns[-1].kill())
+
+    await client.start()
+    await aeventually(lambda: len(server.conns) >= 4, timeout=5.0, what="four short-lived links")
+
+    times = [c.opened_at for c in server.conns[:4]]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert gaps[0] >= 0.1 * 0.8 - 0.01 and gaps[0] < gaps[1] < gaps[2], gaps
 
 
 # -- parse_event (pure) -----------------------------------------------------------------------
