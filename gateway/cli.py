@@ -324,7 +324,10 @@ def cmd_run(args) -> int:
     try:
         asyncio.run(_serve(settings, with_sandbox=True))
     finally:
-        sandbox.stop(instance_dir=settings.instance_dir, root=sandbox.root_dir(settings.cache_dir))
+        from gateway.pbx.nodes import all_node_settings
+
+        for _name, node in all_node_settings(settings):  # every node of GATEWAY_ASTERISK_NODES (issue 12)
+            sandbox.stop(instance_dir=node.instance_dir, root=sandbox.root_dir(settings.cache_dir))
         _progress("Asterisk stopped; nothing left running")
     return 0
 
