@@ -211,6 +211,21 @@ failure_route[FAILOVER] {{
 """
 
 
+# docker/compose.yaml's topology (every service in one network namespace, see docker/README.md).
+COMPOSE_NODES = (Destination("pbx1", "127.0.0.1", 5060), Destination("pbx2", "127.0.0.1", 5061))
+COMPOSE_PORT = 5070
+
+
+def docker_files() -> dict[str, str]:
+    """``docker/kamailio/*`` as they must be for compose.yaml (a unit test keeps them in step)."""
+    return {
+        "dispatcher.list": dispatcher_list(list(COMPOSE_NODES)),
+        "kamailio.cfg": render_config(listen_host="127.0.0.1", listen_port=COMPOSE_PORT,
+                                      list_file=Path("/etc/kamailio/dispatcher.list"),
+                                      ctl_socket=Path("/run/kamailio/kamailio.ctl")),
+    }
+
+
 def check_config(cfg: Path) -> None:
     """``kamailio -c -f cfg``: raises :class:`KamailioError` with its output when refused."""
     proc = subprocess.run([KAMAILIO, "-c", "-f", str(cfg)], capture_output=True, text=True, timeout=30)
@@ -327,9 +342,9 @@ class Kamailio:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m gateway_dev.kamailio check`` | ``run --port P --node name=127.0.0.1:5061 ...``."""
+    """``python -m gateway_dev.kamailio check`` | ``docker`` | ``run --port P --node name=127.0.0.1:5061 ...``."""
     parser = argparse.ArgumentParser(prog="gateway_dev.kamailio")
-    parser.add_argument("action", choices=("check", "run"))
+    parser.add_argument("action", choices=("check", "run", "docker"))
     parser.add_argument("--port", type=int, default=5070)
     parser.add_argument("--node", action="append", default=[], help="name=host:port (repeatable)")
     args = parser.parse_args(argv)
@@ -338,6 +353,12 @@ def main(argv: list[str] | None = None) -> int:
         name, _, hostport = spec.partition("=")
         host, _, port = hostport.rpartition(":")
         nodes.append(Destination(name, host, int(port)))
+    if args.action == "docker":  # rewrite docker/kamailio/ from the same renderer
+        out = Path(__file__).resolve().parents[1] / "docker" / "kamailio"
+        for name, text in docker_files().items():
+            (out / name).write_text(text)
+        print(f"written: {out}")
+        return 0
     if args.action == "check":
         with tempfile.TemporaryDirectory(prefix="gw-kamailio-check-") as tmp:
             Kamailio(nodes, port=args.port, state_dir=Path(tmp)).write()

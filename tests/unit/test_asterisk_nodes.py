@@ -116,6 +116,25 @@ def test_kamailio_accepts_the_rendered_config(tmp_path):
     assert cfg.is_file() and (tmp_path / "dispatcher.list").is_file()
 
 
+def test_the_compose_topologys_kamailio_files_are_what_the_renderer_makes():
+    # docker/compose.yaml cannot run here (no Docker engine): at least its proxy config is the tested one.
+    for name, text in kamailio.docker_files().items():
+        assert (ROOT / "docker" / "kamailio" / name).read_text() == text, (
+            f"docker/kamailio/{name} is stale: python -m gateway_dev.kamailio docker")
+
+
+def test_the_compose_topologys_settings_match_its_kamailio(tmp_path):
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
+    env = {k: str(v) for k, v in compose["x-gateway-env"].items() if "${" not in str(v)}
+    s = load_settings({**env, "GATEWAY_AMI_SECRET": "x", "GATEWAY_CACHE_DIR": str(tmp_path)})
+    assert [(n.name, n.sip_port) for n in s.asterisk_nodes] == [(d.name, d.port) for d in kamailio.COMPOSE_NODES]
+    assert s.sip_proxy == ("127.0.0.1", kamailio.COMPOSE_PORT)
+    assert {str(n.instance_dir) for n in s.asterisk_nodes} == {
+        m.split(":", 1)[1] for m in compose["x-gateway-volumes"] if m.startswith("pbx")}
+
+
 # -- AMI pool ---------------------------------------------------------------------------------
 class FakeClient:
     """What AmiPool and AsteriskSync use of an AmiClient, in memory."""
