@@ -23,6 +23,7 @@ from gateway.hotlines.keys import HOTLINES, PROMPT_DIRS, PromptDirs
 from gateway.hotlines.reload import ConfigReloader
 from gateway.hotlines.service import HotlineAdmin
 from gateway.ivr_flows.validate import read_files
+from gateway.pbx.ami_pool import AmiPool
 from gateway.pbx.nodes import all_node_settings
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def _nodes(deps: Deps) -> dict | None:
 def setup(app: web.Application, deps: Deps) -> None:
     s = deps.settings
     asterisk = AsteriskSync(s, deps.ami, _nodes(deps))
-    if hasattr(deps.ami, "on_connected"):  # several nodes (AmiPool): a node back is reloaded if it missed a version
+    if isinstance(deps.ami, AmiPool):  # several nodes: a node back is reloaded if it missed a version
         deps.ami.on_connected(asterisk.node_connected)
     admin = HotlineAdmin(store=deps.store, clock=deps.clock.now, applier=asterisk.apply,
                          initial_files=lambda: read_files(s.config_dir))
