@@ -4,7 +4,6 @@ the per-node config apply, with in-memory AMI clients; Kamailio's config checked
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from pathlib import Path
 
