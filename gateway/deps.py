@@ -127,3 +127,6 @@ class Deps:
     metrics: MetricSources = field(default_factory=MetricSources)
     ami_events: AmiEvents = field(default_factory=AmiEvents)
     journal: Journal | None = None  # the call path's writes (gateway.ticketing.journal); None: straight to the store
+    # Issue 12: every Asterisk node's own AMI client by node name (one entry with one node, then
+    # it is ``ami`` itself; with several, ``ami`` is their gateway.pbx.ami_pool.AmiPool).
+    ami_nodes: dict[str, AmiClient] = field(default_factory=dict)
