@@ -24,6 +24,7 @@ from gateway.ivr_flows.channel import Recording
 from gateway.pbx.ami_events import AgentConnect, AmiEvent, Hangup, QueueCallerAbandon, QueueCallerJoin, agent_id_of
 from gateway.pbx.dialplan import cdr_path
 from gateway.pbx.fastagi import AgiChannel, FastAgiServer
+from gateway.pbx.nodes import node_settings, nodes_of
 from gateway.speech.plugin import SPEECH
 from gateway.ticketing.journal import JournaledStore
 from gateway.ticketing.store import TicketStore
@@ -87,22 +88,43 @@ def setup(app: web.Application, deps: Deps) -> None:
     deps.metrics.extend(handler.metrics.snapshot)  # agi_round_trip, calls_started, calls_finished, ...
     deps.metrics.add("fastagi", agi.counters)
     deps.metrics.on_reset(handler.metrics.reset)
-    # Reconciliation with Asterisk: on every AMI login (start, reconnects) and periodically.
-    reconciler = Reconciler(ami=deps.ami, store=deps.store, node="asterisk", cdr_path=cdr_path(s),
-                            recordings_dir=s.recordings_dir, clock=deps.clock.now, dispatch=deps.ami_events.dispatch,
-                            lines=lambda number: admin.config.lines.get(number), interval=s.reconcile_interval)
-    reconciler.attach()
-    app[RECONCILER] = reconciler
-    deps.health.add("reconcile", reconciler.health)
-    deps.metrics.add("reconcile", lambda: dict(reconciler.totals, runs=reconciler.runs))
+    # Reconciliation with Asterisk, one per node: on every AMI login (start, reconnects) and periodically.
+    several = len(deps.ami_nodes) > 1
+    pending = deps.journal.pending_for if deps.journal is not None else None
+    reconcilers = []
+    for node in nodes_of(s):
+        client = deps.ami_nodes.get(node.name, deps.ami)
+        reconciler = Reconciler(
+            ami=client, store=deps.store, node=node.name, cdr_path=cdr_path(node_settings(s, node)),
+            recordings_dir=s.recordings_dir, clock=deps.clock.now, dispatch=deps.ami_events.dispatch,
+            lines=lambda number: admin.config.lines.get(number), interval=s.reconcile_interval,
+            owns=(lambda uid, prefix=f"{node.name}-": uid.startswith(prefix)) if several else None, pending=pending)
+        reconciler.attach()
+        reconcilers.append(reconciler)
+    app[RECONCILER] = reconcilers[0]
+    deps.health.add("reconcile", lambda: reconcilers[0].health() if not several
+                    else {r.node: r.health() for r in reconcilers})
+    deps.metrics.add("reconcile", lambda: _reconcile_totals(reconcilers))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await agi.start()
-        await reconciler.start()
+        for reconciler in reconcilers:
+            await reconciler.start()
         try:
             yield
         finally:
-            await reconciler.stop()
+            for reconciler in reconcilers:
+                await reconciler.stop()
             await agi.stop()
 
     app.cleanup_ctx.append(lifecycle)
+
+
+def _reconcile_totals(reconcilers: list[Reconciler]) -> dict:
+    """Every node's reconciliation counts added up, with the number of runs."""
+    totals: dict[str, int] = {"runs": 0}
+    for reconciler in reconcilers:
+        totals["runs"] += reconciler.runs
+        for key, value in reconciler.totals.items():
+            totals[key] = totals.get(key, 0) + value
+    return totals

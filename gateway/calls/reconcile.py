@@ -323,8 +323,13 @@ class Reconciler:
                  recordings_dir: Path | None = None, clock: Callable[[], datetime] | None = None,
                  dispatch: Callable[[AmiEvent], Awaitable[None]] | None = None,
                  lines: Callable[[str], Any] | None = None, lookback: timedelta = timedelta(hours=24),
-                 interval: float = 60.0) -> None:
+                 interval: float = 60.0, owns: Callable[[str], bool] | None = None,
+                 pending: Callable[[str], bool] | None = None) -> None:
         self.ami, self.store, self.node = ami, store, node
+        # With several nodes a call belongs to the node whose systemname prefixes its id; a
+        # call whose writes still wait in the journal is left alone until they are applied.
+        self.owns = owns or (lambda uniqueid: True)
+        self.pending = pending or (lambda uniqueid: False)
         self.cdr = CdrReader(cdr_path)
         self.cdrs: dict[str, CdrCall] = {}
         self.recordings_dir = recordings_dir
@@ -404,7 +409,8 @@ class Reconciler:
 
     async def _run(self, reason: str) -> dict:
         now = self.clock()
-        calls = await self.store.calls_to_reconcile(since=now - self.lookback)
+        calls = [c for c in await self.store.calls_to_reconcile(since=now - self.lookback)
+                 if self.owns(c["uniqueid"]) and not self.pending(c["uniqueid"])]
         status = dict(await self.ami.action({"Action": "CoreStatus"}))
         channels = live_channels(list(await self.ami.action({"Action": "CoreShowChannels"}, as_list=True,
                                                             timeout=max(self.ami.action_timeout, 10.0))))
@@ -471,7 +477,7 @@ class Reconciler:
     async def _create_missing(self, known: set[str], now: datetime, reason: str) -> int:
         created = 0
         for cdr in list(self.cdrs.values()):
-            if cdr.uniqueid in known or not cdr.line or not cdr.start:
+            if cdr.uniqueid in known or not cdr.line or not cdr.start or self.pending(cdr.uniqueid):
                 continue
             if cdr.end and (now - _utc(cdr.end)).total_seconds() < CDR_GRACE_S:
                 continue  # its row may still be on its way (the journal)
