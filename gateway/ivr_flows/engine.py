@@ -90,6 +90,10 @@ class FlowObserver(Protocol):
 
     async def emergency(self, state: CallState, words: list) -> None: ...
 
+    # Optional (the interpreter calls it when present): False when the caller cannot be recorded
+    # now (no room for the recording); the record step is then skipped and the flow goes on.
+    # async def may_record(self, state: CallState) -> bool: ...
+
 
 class NullObserver:
     async def step(self, state, entry):
@@ -403,6 +407,11 @@ class _Visit:
     async def _record(self, node: RecordNode) -> str | None:
         self.typeahead = ""  # keys are not a description
         await self.observer.ticket_point(self.state)
+        may_record = getattr(self.observer, "may_record", None)  # optional: free space for recordings
+        if may_record is not None and not await may_record(self.state):
+            # Nowhere to keep the caller's words: an agent takes the description instead.
+            await self.record_step({"node": node.id, "result": "skipped", "reason": "recording_unavailable"})
+            return node.next
         if node.speech and self.language:
             heard = await self._describe_by_speech(node) if self.can_listen() else None
             if heard is not None:
