@@ -7,7 +7,7 @@ the caller is not recorded and goes on to an agent, who takes the description. A
 recording its file is checked: missing, no larger than a WAV header, or holding much less
 audio than Asterisk reported. Each problem flags the ticket (``recording_problem``), is
 logged as a warning, and counts in ``/healthz`` → ``recordings`` (degraded while the disk is
-short or a problem happened within the last ``window`` seconds).
+short or a problem happened within the last ``window`` seconds, 15 minutes).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def _size(path: Path) -> int | None:
 class RecordingGuard:
     """Checks the recordings directory and files; keeps the recent problems for ``/healthz``."""
 
-    def __init__(self, directory: Path, *, min_free_mb: float, window: float = 3600.0,
+    def __init__(self, directory: Path, *, min_free_mb: float, window: float = 900.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.directory = Path(directory)
         self.min_free_mb = min_free_mb

@@ -23,7 +23,7 @@ class Recording:
     path: str  # path as the PBX wrote it, without extension (e.g. /srv/gw/recordings/<uid>)
     fmt: str  # file format/extension, e.g. "wav"
     duration_ms: int  # length of the recorded audio
-    ended_by: str  # "dtmf", "silence", "max_length" or "hangup"
+    ended_by: str  # "dtmf", "silence", "max_length", "hangup" or "write_failed" (no file could be written)
 
 
 class SpeechUnavailable(GatewayError):

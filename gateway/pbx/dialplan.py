@@ -182,7 +182,9 @@ def _extensions_conf(config: GatewayConfig, settings: Settings) -> str:
         "; The caller sends silence while it listens (as a phone sends RTP), so the IVR's",
         "; silence detection works as on a real line; it gives up after 10 minutes.",
         "[gw-caller-sim]",
-        "exten => s,1,Answer()",
+        "; GW_EARS (set by the caller script's Originate): record what this caller hears (tests).",
+        'exten => s,1,ExecIf($["${GW_EARS}" != ""]?MixMonitor(${GW_EARS}))',
+        " same => n,Answer()",
         " same => n,Set(GW_SIM_END=$[${EPOCH} + 600])",
         f" same => n(wait),Playback({PBX_INSTANCE_DIR}/prompts/sim/silence)",
         " same => n,GotoIf($[${EPOCH} < ${GW_SIM_END}]?wait)",
@@ -216,8 +218,8 @@ def _agi_attempts(addresses: tuple[str, ...]) -> list[str]:
                 ' same => n,GotoIf($["${GW_ACTION}" = "hangup"]?done)']
         if n < len(addresses):
             out += [' same => n,GotoIf($["${AGISTATUS}" != "FAILURE" | "${GW_IVR}" != ""]?failsafe)',
-                    f" same => n,Log(WARNING,FastAGI {address} unreachable (AGISTATUS=${{AGISTATUS}}); "
-                    f"trying {addresses[n]})",
+                    f" same => n,Log(WARNING,FastAGI {address} unreachable (AGISTATUS=${{AGISTATUS}}) - "
+                    f"trying {addresses[n]})",  # no ';' in dialplan text: it starts a comment
                     f" same => n,Goto(agi{n + 1})"]
     return out
 
@@ -250,7 +252,8 @@ def _failsafe() -> list[str]:
 
 MOH_DIR = "moh"  # under the instance dir: music on hold, generated at render time
 MOH_FILE = "gentle-tone.wav"
-FAILSAFE_MODULES = ("func_cdr", "res_musiconhold")  # CDR(userfield) in the fail-safe; Queue()'s music
+# CDR(userfield) in the fail-safe; Queue()'s music; MixMonitor: the simulated caller's ears (GW_EARS)
+FAILSAFE_MODULES = ("func_cdr", "res_musiconhold", "app_mixmonitor")
 
 
 def _musiconhold_conf() -> str:

@@ -373,7 +373,9 @@ class AgiChannel:
     ) -> Recording:
         """RECORD FILE <dir>/<name> wav "#" <ms> s=<n>.
 
-        How it ended, from the reply: ``result=-1`` (e.g. ``(hangup)``) -> "hangup",
+        How it ended, from the reply: ``(writefile)`` (Asterisk could not create the file, e.g. a
+        full disk) -> "write_failed" (the flow goes on; the recording guard flags the ticket);
+        ``result=-1`` (e.g. ``(hangup)``) -> "hangup",
         returned rather than raised so the audio is kept (the next command raises);
         ``(dtmf)`` with result 35 ('#') -> "dtmf"; ``(timeout)`` is sent both at the
         maximum length and after silence (Asterisk then trims the silence), so it is
@@ -391,8 +393,9 @@ class AgiChannel:
         started = time.monotonic()
         reply = await self._command(cmd, timeout=max_seconds + self._session.read_timeout)
         elapsed_ms = (time.monotonic() - started) * 1000
-        if reply.data == "writefile":
-            raise PbxError(f"Asterisk could not write recording {path}", details={"path": path})
+        if reply.data == "writefile":  # e.g. a full disk: the flow goes on, the ticket is flagged
+            self._log.warning("AGI %s: Asterisk could not write recording %s", self._session.id, path)
+            return Recording(path=path, fmt="wav", duration_ms=0, ended_by="write_failed")
         duration_ms = max(0, reply.endpos or 0) // 8
         code = reply.result_int
         if code == -1 or reply.data in ("hangup", "waitfor"):

@@ -57,7 +57,7 @@ async def test_given_less_free_space_than_the_minimum_when_checked_then_disk_low
     assert problem and problem.startswith("disk_low: ")
     health = await guard.health()
     assert health["free_mb"] > 0 and health["problems_recent"] == 1 and not guard.healthy(health)
-    clock.now += 3601  # the problem has aged out, but the disk is still short
+    clock.now += 901  # the problem has aged out, but the disk is still short
     health = await guard.health()
     assert health["problems_recent"] == 0 and not guard.healthy(health)
 
@@ -102,3 +102,19 @@ async def test_given_a_full_disk_when_the_caller_reaches_the_description_then_no
     ticket = await store.get_ticket(call["ticket_id"])
     assert ticket["recording_problem"].startswith("disk_low: ") and ticket["recording_path"] is None
     assert {"node": "describe", "result": "skipped", "reason": "recording_unavailable"} in call["menu_path"]
+
+
+async def test_given_asterisk_cannot_write_the_file_when_recording_then_write_failed_not_an_exception():
+    from gateway.pbx.agi import parse_reply
+    from gateway.pbx.fastagi import AgiChannel
+
+    class Session:
+        id, read_timeout, hung_up = "agi-1", 1.0, False
+
+        async def command(self, cmd, *, timeout=None):
+            return parse_reply(b"200 result=-1 (writefile)")
+
+    recording = await AgiChannel(Session(), lambda key: key, "/srv/gw/recordings").record(
+        "u-9", max_seconds=10, silence_seconds=3, beep_prompt_id=None)
+    assert recording.ended_by == "write_failed" and recording.duration_ms == 0
+    assert recording.path == "/srv/gw/recordings/u-9"
