@@ -79,6 +79,8 @@ def test_given_a_full_recordings_disk_when_a_caller_describes_then_flagged_logge
     status, health = _health(system)
     assert status == 200 and health["recordings"]["free_mb"] >= 0.5, health
     _fill(recordings)
+    pid = int((system.gateway_settings.instance_dir / "run" / "sandbox.pid").read_text().split()[0])
+    assert os.path.exists(f"/proc/{pid}/root/srv/gw/recordings/filler.bin")  # Asterisk writes onto the tmpfs
 
     result = _call(system, "rec-low-1")
     assert result["agent"] and result["queue"] == "q-complaint", result  # the caller still reached an agent
