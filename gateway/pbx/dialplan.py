@@ -262,7 +262,7 @@ def _musiconhold_conf() -> str:
 
 
 def moh_tone(seconds: float = 20.0, rate: int = 8000) -> bytes:
-    """A soft, slowly swelling two-note chime (16-bit mono PCM), quiet enough to wait with."""
+    """A soft chime of four slowly swelling notes (16-bit mono PCM), quiet enough to wait with."""
     import numpy as np
 
     t = np.arange(int(seconds * rate)) / rate

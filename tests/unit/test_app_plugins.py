@@ -26,6 +26,7 @@ from gateway_dev.eventually import aeventually
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 HEALTH_KEYS = {"status", "database", "ami", "config_version", "config_version_id", "calls_in_ivr",
                "fastagi_sessions", "last_reload", "speech", "voice", "desk"}
+HEALTH_KEYS |= {"recordings"}  # free space and recent recording problems (issue 12)
 BACKGROUND = {"config-scheduler", "ami-supervisor", "loop-lag-monitor"}
 
 
