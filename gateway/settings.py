@@ -131,6 +131,9 @@ class Settings:
     journal_max_age: float = 30.0  # seconds: an older write still not in the database makes /healthz degraded
     ami_probe_interval: float = 0.25  # an unreachable Asterisk is probed (TCP connect) this often
     reconcile_interval: float = 60.0  # reconciliation with Asterisk runs this often (and on every AMI login)
+    # FastAGI addresses the dialplan tries in order ("host:port"); () means agi_host:agi_port alone.
+    agi_peers: tuple[str, ...] = ()
+    recordings_min_free_mb: float = 50.0  # less free space than this: the caller is not recorded, ticket flagged
     extra: dict = field(default_factory=dict, compare=False)
     # Several Asterisk nodes (issue 12): GATEWAY_ASTERISK_NODES; empty = the one node above.
     asterisk_nodes: tuple["AsteriskNode", ...] = ()
@@ -174,6 +177,14 @@ class Settings:
         target = (self.instance_dir / rel).resolve()
         target.relative_to(self.instance_dir.resolve())  # refuses ../ escapes
         return target
+
+    @property
+    def agi_addresses(self) -> tuple[str, ...]:
+        """The FastAGI addresses (``host:port``) Asterisk tries in order (GATEWAY_AGI_PEERS)."""
+        if self.agi_peers:
+            return self.agi_peers
+        host = f"[{self.agi_host}]" if ":" in self.agi_host else self.agi_host
+        return (f"{host}:{self.agi_port}",)
 
     def with_(self, **changes) -> "Settings":
         return replace(self, **changes)
@@ -406,7 +417,38 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         reconcile_interval=_float(env, "GATEWAY_RECONCILE_INTERVAL", 60.0),
         asterisk_nodes=parse_asterisk_nodes(env.get("GATEWAY_ASTERISK_NODES") or "", state_dir),
         sip_proxy=_sip_proxy(env, "GATEWAY_SIP_PROXY"),
+        agi_peers=_agi_peers(env, "GATEWAY_AGI_PEERS"),
+        recordings_min_free_mb=_non_negative(env, "GATEWAY_RECORDINGS_MIN_FREE_MB", 50.0),
     )
+
+
+def _agi_peers(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """``host:port,host:port``: the FastAGI servers in the order Asterisk tries them."""
+    out = []
+    for part in (env.get(name) or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        m = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?):([0-9]{1,5})", part)
+        if not m or not 1 <= int(m.group(3)) <= 65535:
+            raise SettingsError(f"{name}: {part!r} is not host:port")
+        if part in out:
+            raise SettingsError(f"{name}: {part!r} is listed twice")
+        out.append(part)
+    return tuple(out)
+
+
+def _non_negative(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise SettingsError(f"{name}={raw!r} must be zero or more")
+    return value
 
 
 def _host_names(env: Mapping[str, str], name: str) -> tuple[str, ...]:

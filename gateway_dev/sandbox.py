@@ -47,7 +47,8 @@ def unshare_command(root: Path, instance_dir: Path, shared_recordings: Path | No
     script = ("umask 077"
               f" && mount -t proc proc {q(f'{root}/proc')}"
               f" && mount --bind /dev {q(f'{root}/dev')}"
-              f" && mount --bind {q(str(instance_dir))} {q(f'{root}{PBX_INSTANCE_DIR}')}"
+              # --rbind: a file system mounted under the instance dir (a recordings volume) comes along
+              f" && mount --rbind {q(str(instance_dir))} {q(f'{root}{PBX_INSTANCE_DIR}')}"
               f"{shared}"
               f" && exec chroot {q(str(root))} asterisk -f -n -C {q(PBX_CONF)}")
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]

@@ -45,6 +45,7 @@ class CallScript:
     say_options: tuple = ()  # speech files said at speech menus, in order (keys are used after them)
     hash_after_say: bool = False  # press '#' right after saying the description
     early: str = ""  # keys pressed ~1 s into the first prompt (type-ahead), before any menu
+    ears: bool = False  # record what the caller hears (MixMonitor on the caller's side): result["ears"]
 
 
 @dataclass
@@ -188,11 +189,15 @@ async def _run(settings: Settings, script: CallScript, ami: AmiClient) -> dict:
 
     started = time.monotonic()
     ami.subscribe_raw(on_event)
-    await ami.action({
+    originate = {
         "Action": "Originate", "Channel": "Local/s@gw-caller-sim/n", "Context": "inbound",
         "Exten": script.number, "Priority": "1", "CallerID": f"<{script.caller}>", "ChannelId": uid,
         "OtherChannelId": prog.caller_uid, "Async": "true", "Timeout": "15000",
-    })
+    }
+    ears = settings.instance_dir / "prompts" / "sim" / f"ears-{uid}.wav" if script.ears else None
+    if ears is not None:
+        originate["Variable"] = f"GW_EARS={settings.pbx_path(ears)}"  # the Local channel's ;2 half inherits it
+    await ami.action(originate)
     try:
         await asyncio.wait_for(prog.done.wait(), script.timeout)
     except asyncio.TimeoutError:
@@ -223,6 +228,7 @@ async def _run(settings: Settings, script: CallScript, ami: AmiClient) -> dict:
         "queue": prog.queue,
         "queues": prog.queues,
         "agent": prog.agent,
+        **({"ears": str(ears)} if ears is not None else {}),
     }
 
 

@@ -13,6 +13,7 @@ import logging
 import re
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable
 
 from gateway.errors import CallExists, ChannelHangup, TicketDecided
@@ -21,6 +22,7 @@ from gateway.ivr_flows.engine import CallState, Interpreter
 from gateway.ivr_flows.model import GatewayConfig
 from gateway.masking import mask_number
 from gateway.calls.metrics import Metrics
+from gateway.calls.recordings import RecordingGuard
 from gateway.ticketing.store import TicketStore
 
 log = logging.getLogger(__name__)
@@ -65,9 +67,11 @@ class StoreObserver:
     is logged, so a decision made while the caller is still in the menu stands.
     """
 
-    def __init__(self, store: TicketStore, *, recording_path: Callable[[Recording], str]) -> None:
+    def __init__(self, store: TicketStore, *, recording_path: Callable[[Recording], str],
+                 recordings: RecordingGuard | None = None) -> None:
         self.store = store
         self.recording_path = recording_path
+        self.recordings = recordings  # free space before, the file after (None: unchecked)
 
     async def step(self, state: CallState, entry: dict) -> None:
         await self.store.record_step(state.uniqueid, entry)
@@ -86,8 +90,25 @@ class StoreObserver:
         )
 
     async def recorded(self, state: CallState, recording: Recording) -> None:
-        await self._ivr_write(state, self.store.set_recording, path=self.recording_path(recording),
-                              duration_ms=recording.duration_ms)
+        path = self.recording_path(recording)
+        await self._ivr_write(state, self.store.set_recording, path=path, duration_ms=recording.duration_ms)
+        if self.recordings is not None:
+            problem = await self.recordings.file_problem(Path(path), recording.duration_ms)
+            if problem:
+                await self._recording_problem(state, problem)
+
+    async def may_record(self, state: CallState) -> bool:
+        """Is there room to record the caller? If not, the ticket is flagged and the caller goes on."""
+        if self.recordings is None:
+            return True
+        problem = await self.recordings.space_problem()
+        if problem:
+            await self._recording_problem(state, problem)
+        return problem is None
+
+    async def _recording_problem(self, state: CallState, problem: str) -> None:
+        log.warning("call %s: recording problem: %s", state.uniqueid, problem)
+        await self._ivr_write(state, self.store.set_recording_problem, problem)
 
     async def transcribed(self, state: CallState, transcript: dict) -> None:
         await self._ivr_write(state, self.store.set_transcript, transcript)
@@ -121,7 +142,9 @@ class CallHandler:
         metrics: Metrics | None = None,
         guard_words: Callable[[], dict] | None = None,
         board=None,
+        recordings: RecordingGuard | None = None,
     ) -> None:
+        self.recordings = recordings
         self.board = board  # the supervisor's live board (gateway.desk.live.LiveBoard), if any
         self.guard_words = guard_words or dict
         self.metrics = metrics or Metrics()
@@ -165,7 +188,7 @@ class CallHandler:
         self.metrics.calls_started += 1
         try:
             await Interpreter(config, clock=self.clock, guard_words=self.guard_words()).run(state, channel, StoreObserver(
-                self.store, recording_path=self.recording_path))
+                self.store, recording_path=self.recording_path, recordings=self.recordings))
         except ChannelHangup:
             pass
         finally:

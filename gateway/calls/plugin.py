@@ -16,6 +16,7 @@ from aiohttp import web
 
 from gateway.calls.handler import CallHandler
 from gateway.calls.reconcile import Reconciler
+from gateway.calls.recordings import RecordingGuard
 from gateway.clock import Clock
 from gateway.deps import Deps
 from gateway.desk.http import DESK
@@ -68,7 +69,9 @@ def setup(app: web.Application, deps: Deps) -> None:
 
     # the call path's writes go through the journal: a locked or absent database costs no ticket
     writes = JournaledStore(deps.journal) if deps.journal is not None else deps.store
+    recordings = RecordingGuard(s.recordings_dir, min_free_mb=s.recordings_min_free_mb)
     handler = CallHandler(
+        recordings=recordings,
         store=writes,
         config_source=lambda: admin.config,
         channel_factory=lambda session: AgiChannel(session, prompt_path, s.pbx_path(s.recordings_dir),
@@ -85,6 +88,7 @@ def setup(app: web.Application, deps: Deps) -> None:
     deps.ami_events.add(CallEvents(writes, deps.clock), stage="record")
     deps.health.add("calls_in_ivr", lambda: handler.active)
     deps.health.add("fastagi_sessions", lambda: agi.sessions)
+    deps.health.add("recordings", recordings.health, ok=recordings.healthy)  # free_mb, problems_recent
     deps.metrics.extend(handler.metrics.snapshot)  # agi_round_trip, calls_started, calls_finished, ...
     deps.metrics.add("fastagi", agi.counters)
     deps.metrics.on_reset(handler.metrics.reset)

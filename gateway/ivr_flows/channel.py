@@ -23,7 +23,7 @@ class Recording:
     path: str  # path as the PBX wrote it, without extension (e.g. /srv/gw/recordings/<uid>)
     fmt: str  # file format/extension, e.g. "wav"
     duration_ms: int  # length of the recorded audio
-    ended_by: str  # "dtmf", "silence", "max_length" or "hangup"
+    ended_by: str  # "dtmf", "silence", "max_length", "hangup" or "write_failed" (no file could be written)
 
 
 class SpeechUnavailable(GatewayError):
@@ -82,6 +82,11 @@ class CallChannel(Protocol):
 
     async def hangup(self) -> None:
         """Hang up the call."""
+
+    async def remember(self, values: dict[str, str]) -> None:
+        """Optional: keep ``values`` (GW_IVR, GW_CHOICE_*) on the call for the PBX's fail-safe,
+        which routes by them when the gateway is lost mid-call. A channel without this method
+        (a dry run) has no fail-safe; the interpreter then skips it."""
 
     def can_listen(self, language: str) -> bool:
         """True when live speech recognition is available for ``language`` right now."""

@@ -287,6 +287,7 @@ _NAME = re.compile(r"[A-Za-z0-9._-]+")
 _QUEUE = re.compile(r"[A-Za-z0-9_-]+")
 _KEYS = re.compile(r"[0-9*#]*")
 MAX_LENGTH_SLACK_MS = 250
+_REMEMBERED = re.compile(r"GW_IVR|GW_CHOICE_[A-Z]+")
 
 
 def _pressed(result: str) -> str:
@@ -372,7 +373,9 @@ class AgiChannel:
     ) -> Recording:
         """RECORD FILE <dir>/<name> wav "#" <ms> s=<n>.
 
-        How it ended, from the reply: ``result=-1`` (e.g. ``(hangup)``) -> "hangup",
+        How it ended, from the reply: ``(writefile)`` (Asterisk could not create the file, e.g. a
+        full disk) -> "write_failed" (the flow goes on; the recording guard flags the ticket);
+        ``result=-1`` (e.g. ``(hangup)``) -> "hangup",
         returned rather than raised so the audio is kept (the next command raises);
         ``(dtmf)`` with result 35 ('#') -> "dtmf"; ``(timeout)`` is sent both at the
         maximum length and after silence (Asterisk then trims the silence), so it is
@@ -390,8 +393,9 @@ class AgiChannel:
         started = time.monotonic()
         reply = await self._command(cmd, timeout=max_seconds + self._session.read_timeout)
         elapsed_ms = (time.monotonic() - started) * 1000
-        if reply.data == "writefile":
-            raise PbxError(f"Asterisk could not write recording {path}", details={"path": path})
+        if reply.data == "writefile":  # e.g. a full disk: the flow goes on, the ticket is flagged
+            self._log.warning("AGI %s: Asterisk could not write recording %s", self._session.id, path)
+            return Recording(path=path, fmt="wav", duration_ms=0, ended_by="write_failed")
         duration_ms = max(0, reply.endpos or 0) // 8
         code = reply.result_int
         if code == -1 or reply.data in ("hangup", "waitfor"):
@@ -434,6 +438,16 @@ class AgiChannel:
         await self._command(agi.set_variable("GW_ACTION", "queue"))
         await self._command(agi.set_variable("GW_QUEUE", queue))
         self._finished = "transferred to a queue"
+
+    async def remember(self, values: dict[str, str]) -> None:
+        """SET VARIABLE for each of the fail-safe's variables (``GW_IVR``, ``GW_CHOICE_*``): the
+        dialplan routes by them if this gateway is lost mid-call (see gateway.pbx.dialplan)."""
+        for name, value in values.items():
+            if not _REMEMBERED.fullmatch(name):
+                raise LocalProtocolError(f"not a fail-safe variable: {name!r}")
+            if name == "GW_CHOICE_QUEUE" and value and not _QUEUE.fullmatch(value):
+                raise LocalProtocolError(f"bad queue name {value!r}")
+            await self._command(agi.set_variable(name, value))
 
     async def hangup(self) -> None:
         """SET VARIABLE GW_ACTION hangup, then HANGUP; a channel already gone is fine."""

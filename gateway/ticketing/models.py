@@ -115,6 +115,8 @@ class Ticket(Base):
     menu_path: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON, default=list)
     recording_path: Mapped[str | None] = mapped_column(sa.String(512))
     recording_duration_ms: Mapped[int | None] = mapped_column(sa.Integer)
+    # Why the recording cannot be trusted (issue 12): "disk_low: ...", "empty: ...", "truncated: ...".
+    recording_problem: Mapped[str | None] = mapped_column(sa.String(200))
     queue: Mapped[str | None] = mapped_column(sa.String(64))
     overflow_queue: Mapped[str | None] = mapped_column(sa.String(64))
     overflow_reason: Mapped[str | None] = mapped_column(sa.String(32))

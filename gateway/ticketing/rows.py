@@ -68,6 +68,7 @@ def ticket_dict(ticket: Ticket, uniqueid: str) -> dict[str, Any]:
         "menu_path": list(ticket.menu_path or []),
         "recording_path": ticket.recording_path,
         "recording_duration_ms": ticket.recording_duration_ms,
+        "recording_problem": ticket.recording_problem,
         "queue": ticket.queue,
         "language": ticket.language,
         "transcript_status": ticket.transcript_status or "none",

@@ -225,6 +225,15 @@ class TicketStore(CallRecords):
 
         return await self._write(work)
 
+    async def set_recording_problem(self, uniqueid: str, problem: str) -> int:
+        """Flag the ticket's recording as missing or damaged (``problem`` says why; the last one wins)."""
+
+        def change(ticket: Ticket) -> dict:
+            ticket.recording_problem = problem[:200]
+            return {"problem": ticket.recording_problem}
+
+        return await self._update_ticket(uniqueid, "ticket.recording_problem", change, draft_only=False)
+
     async def set_emergency(self, uniqueid: str, words: list[str]) -> int:
         """Flag the ticket: the emergency guard heard ``words`` (kept in order, no duplicates)."""
 

@@ -37,7 +37,7 @@ def test_unshare_command_quotes_paths_with_spaces(tmp_path):
         "umask", "077", "&&",
         "mount", "-t", "proc", "proc", f"{root}/proc", "&&",
         "mount", "--bind", "/dev", f"{root}/dev", "&&",
-        "mount", "--bind", str(inst), f"{root}/srv/gw", "&&",
+        "mount", "--rbind", str(inst), f"{root}/srv/gw", "&&",
         "exec", "chroot", str(root), "asterisk", "-f", "-n", "-C", "/srv/gw/etc/asterisk.conf",
     ]
 

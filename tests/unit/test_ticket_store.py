@@ -15,7 +15,16 @@ from gateway.ticketing.desk_store import DeskStore
 from gateway.ticketing import migrate
 from gateway.ticketing.store import TicketStore
 
-HEAD_REVISION = sorted(p.name[:4] for p in (Path(migrate.__file__).parent / "migrations" / "versions").glob("0*.py"))[-1]
+def _head_revision() -> str:
+    """The one head of the migration chain (revision ids may be descriptive: ``0006_recording_problem``)."""
+    from alembic.script import ScriptDirectory
+
+    heads = ScriptDirectory(str(Path(migrate.__file__).parent / "migrations")).get_heads()
+    assert len(heads) == 1, f"the migrations have several heads: {heads}"
+    return heads[0]
+
+
+HEAD_REVISION = _head_revision()
 T0 = datetime(2025, 3, 1, 8, 30, tzinfo=timezone.utc)
 
 

@@ -95,6 +95,10 @@ export function renderInfo(entry) {
   const call = isObj(v.call) ? v.call : {};
   fact(dl, "接听坐席 Agent", call.agent).classList.add("number");
   fact(dl, "通话 Call", call.uniqueid || v.uniqueid).classList.add("code");
+  if (v.recording_problem) {
+    fact(dl, "录音 Recording", `录音异常，请向来电人核实诉求 Recording problem: ${str(v.recording_problem)}`)
+      .classList.add("recording-problem");
+  }
   if (v.overflow_queue) fact(dl, "溢出 Overflow", `${v.overflow_queue} (${str(v.overflow_reason)})`);
   if (v.status !== "draft") fact(dl, "处理 Decided", `${str(v.decided_by)} ${fmtTime(v.decided_at)}`);
 
