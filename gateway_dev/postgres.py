@@ -18,7 +18,7 @@ is left alone and never needed:
   removes the directory unless ``keep``.
 
     with PostgresServer() as pg:
-        url = pg.create_database("t1")   # postgresql+asyncpg://gateway:...@127.0.0.1:PORT/t1
+        url = pg.create_database("t1")   # postgresql+asyncpg://gateway:...@127.0.0.1:PORT/t1?ssl=disable
 
 ``python -m gateway_dev.postgres`` starts one and prints its URL until Ctrl-C.
 """
@@ -92,7 +92,10 @@ class PostgresServer:
     def url(self, database: str = "postgres", *, driver: str = "asyncpg") -> str:
         """A SQLAlchemy URL of ``database`` on this server (``driver`` may be '' for libpq)."""
         scheme = f"postgresql+{driver}" if driver else "postgresql"
-        return f"{scheme}://{SUPERUSER}:{self.password}@127.0.0.1:{self.port}/{database}"
+        # No TLS on loopback; saying so also spares asyncpg its look for ~/.postgresql/ key and
+        # certificate files on every connection (file I/O on the event loop).
+        ssl = "ssl=disable" if driver == "asyncpg" else "sslmode=disable"
+        return f"{scheme}://{SUPERUSER}:{self.password}@127.0.0.1:{self.port}/{database}?{ssl}"
 
     @property
     def running(self) -> bool:

@@ -12,7 +12,7 @@ from gateway_dev.postgres import PostgresServer
 def test_given_a_private_server_when_stopped_then_its_process_and_directory_are_gone():
     with PostgresServer() as pg:
         url = pg.create_database("harness_check")
-        assert url.startswith(f"postgresql+asyncpg://gateway:{pg.password}@127.0.0.1:{pg.port}/harness_check")
+        assert url.startswith(f"postgresql+asyncpg://gateway:{pg.password}@127.0.0.1:{pg.port}/harness_check?ssl=disable")
         assert pg.psql("SHOW fsync").strip() == "on"
         assert pg.psql("SELECT current_database()", "harness_check").strip() == "harness_check"
         pid, directory = pg.proc.pid, pg.dir
