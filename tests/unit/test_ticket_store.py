@@ -210,38 +210,90 @@ async def test_given_30_calls_when_ensure_ticket_concurrently_and_repeated_then_
     assert [a["action"] for a in created].count("ticket.draft_created") == 1
 
 
-async def test_given_two_drafts_racing_on_postgresql_when_both_saw_no_ticket_then_the_unique_call_id_keeps_one(
+async def _waiting_on_a_lock(store: TicketStore) -> bool:
+    import sqlalchemy as sa
+
+    async with store.read_session() as session:
+        return bool(await session.scalar(sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")))
+
+
+async def _first_writer_paused(store: TicketStore, monkeypatch, first, second):
+    """Run ``first`` until it holds its call (find_call returned), then ``second`` until it waits
+    for that call's lock in PostgreSQL, then let ``first`` commit: the moment is deterministic."""
+    from gateway.ticketing import call_records, store as store_module
+    from gateway_dev.eventually import aeventually
+
+    holding, go_on = asyncio.Event(), asyncio.Event()
+    real_find_call = store_module.find_call
+
+    async def find_call(session, uniqueid, **kw):
+        call = await real_find_call(session, uniqueid, **kw)
+        if not holding.is_set():
+            holding.set()
+            await go_on.wait()
+        return call
+
+    monkeypatch.setattr(store_module, "find_call", find_call)
+    monkeypatch.setattr(call_records, "find_call", find_call)
+    one = asyncio.ensure_future(first())
+    await holding.wait()
+    two = asyncio.ensure_future(second())
+    await aeventually(lambda: _waiting_on_a_lock(store), timeout=10, interval=0.02, what="the second writer waiting")
+    go_on.set()
+    return await one, await two
+
+
+async def test_given_a_hang_up_and_a_late_queue_event_racing_on_postgresql_then_the_call_stays_ended(
         store, monkeypatch):
-    """The moment is made deterministic: both writers read "no ticket yet" before either inserts.
-    On PostgreSQL the loser's INSERT waits on the unique ``tickets.call_id`` until the winner
-    commits, fails with an IntegrityError, and its retry finds and returns the winner's ticket.
-    (SQLite's writers queue on ``BEGIN IMMEDIATE`` and never both read first.)"""
+    """Without the call's row lock, READ COMMITTED let the queue event (read before the hang-up
+    committed) write ``queued`` over ``ended``: a call open for ever."""
     if store.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite serialises writers before they read")
-    from gateway.ticketing import store as store_module
+        pytest.skip("SQLite's writers take turns on the whole database")
+    await start(store, "race-q")
+    await _first_writer_paused(
+        store, monkeypatch,
+        lambda: store.finish_call("race-q", hangup_cause=16, hangup_cause_txt="Normal Clearing", ended_at=T0),
+        lambda: store.mark_queued("race-q", "q-general"))
+    call = await store.get_call("race-q")
+    assert (call["status"], call["queue"], call["hangup_cause"]) == ("ended", "q-general", 16)
 
+
+async def test_given_two_drafts_racing_on_postgresql_then_the_second_waits_and_finds_the_first(store, monkeypatch):
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's writers take turns on the whole database")
     await start(store, "race-1")
-    both_read = asyncio.Barrier(2)
-    real_ticket_of, first_reads = store_module.ticket_of, []
-
-    async def ticket_of(session, call):
-        found = await real_ticket_of(session, call)
-        if len(first_reads) < 2:
-            first_reads.append(found)
-            await both_read.wait()
-        return found
-
-    monkeypatch.setattr(store_module, "ticket_of", ticket_of)
-    ids = await asyncio.gather(ensure(store, "race-1", category="求助"), ensure(store, "race-1", queue="q-x"))
-
-    assert first_reads == [None, None]  # both really raced for the insert
+    ids = await _first_writer_paused(store, monkeypatch, lambda: ensure(store, "race-1", category="求助"),
+                                     lambda: ensure(store, "race-1", queue="q-x"))
     assert ids[0] == ids[1]
-    page = await store.list_tickets(limit=200)
-    assert page["total"] == 1
+    assert (await store.list_tickets(limit=200))["total"] == 1
     audit = [a["action"] for a in await store.list_audit("ticket", str(ids[0]))]
     assert audit.count("ticket.draft_created") == 1
     ticket = await store.get_ticket(ids[0])
-    assert ticket["category"] == "求助" and ticket["queue"] == "q-x"  # the loser's fields applied on retry
+    assert ticket["category"] == "求助" and ticket["queue"] == "q-x"  # the second writer's fields applied
+
+
+async def test_given_a_call_with_a_ticket_when_a_second_ticket_is_inserted_then_the_unique_call_id_refuses_it(store):
+    from sqlalchemy.exc import IntegrityError
+
+    from gateway.ticketing.models import Ticket
+    from gateway.ticketing.rows import find_call
+
+    await start(store, "dup-1")
+    ticket_id = await ensure(store, "dup-1", category="求助")
+    existing = await store.get_ticket(ticket_id)
+
+    async def second_draft(session):
+        call = await find_call(session, "dup-1")
+        session.add(Ticket(call_id=call.id, status="draft",
+                           caller_number=existing["caller_number"], dialled_number=existing["dialled_number"],
+                           line_number=existing["line_number"], line_name=existing["line_name"],
+                           merge_mode=existing["merge_mode"], confidential=False, menu_path=[]))
+        await session.flush()
+
+    with pytest.raises(IntegrityError):
+        await store.run_write(second_draft)
+    assert (await store.list_tickets(limit=200))["total"] == 1
 
 
 async def test_given_unknown_uniqueid_when_finish_call_then_false_and_nothing_stored(store):
