@@ -4,8 +4,11 @@ Theory of operation: every public method is one short transaction on its own
 session, so concurrent calls never share ORM state. On SQLite (WAL mode) each
 transaction starts with ``BEGIN IMMEDIATE``: writers queue on the database lock
 (``busy_timeout``) instead of failing when a read snapshot is upgraded to a
-write. On PostgreSQL the unique ``tickets.call_id`` is what stops a second
-draft for the same call; the loser catches the ``IntegrityError`` and re-reads.
+write. On PostgreSQL every write transaction locks its call's row first
+(``SELECT … FOR UPDATE``, :func:`gateway.ticketing.rows.find_call`), so writers of
+one call take turns and never overwrite what the other committed; the unique
+``tickets.call_id`` stays the backstop against a second draft (a loser catches
+the ``IntegrityError`` and re-reads).
 
 Readers return plain, JSON-ready dicts (datetimes as ISO 8601 strings,
 :mod:`gateway.ticketing.rows`) so no ORM object leaves the store. The calls'

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 from pathlib import Path
 from datetime import datetime, timedelta, timezone
@@ -16,7 +15,7 @@ from gateway.ticketing import migrate
 from gateway.ticketing.store import TicketStore
 
 def _head_revision() -> str:
-    """The one head of the migration chain (revision ids may be descriptive: ``0006_recording_problem``)."""
+    """The one head of the migration chain (revision ids may be descriptive: ``0007_recording_problem``)."""
     from alembic.script import ScriptDirectory
 
     heads = ScriptDirectory(str(Path(migrate.__file__).parent / "migrations")).get_heads()
@@ -26,24 +25,6 @@ def _head_revision() -> str:
 
 HEAD_REVISION = _head_revision()
 T0 = datetime(2025, 3, 1, 8, 30, tzinfo=timezone.utc)
-
-
-@pytest.fixture
-def database_url(tmp_path):
-    """SQLite by default; TEST_POSTGRES_URL (postgresql+asyncpg://…, a throw-away database) runs the
-    same tests on PostgreSQL: its schema is dropped and migrated afresh for every test."""
-    url = os.environ.get("TEST_POSTGRES_URL")
-    if url:
-        import sqlalchemy as sa
-
-        engine = sa.create_engine(migrate.sync_url(url))
-        with engine.begin() as conn:
-            conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-        engine.dispose()
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'state' / 'db' / 'gateway.db'}"
-    migrate.upgrade(url)
-    return url
 
 
 @pytest.fixture
@@ -103,9 +84,10 @@ def test_given_async_urls_when_sync_url_then_sync_drivers_are_used():
     assert migrate.sync_url("sqlite:////x/y.db").drivername == "sqlite"
 
 
-@pytest.mark.skipif(bool(os.environ.get("TEST_POSTGRES_URL")), reason="SQLite pragmas")
 async def test_given_open_store_when_ping_then_true_and_sqlite_pragmas_apply(store):
     assert await store.ping() is True
+    if store.engine.dialect.name != "sqlite":
+        return  # PostgreSQL: nothing to set per connection
     async with store._engine.connect() as conn:  # noqa: SLF001 - checking connection setup
         journal = (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar()
         fks = (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar()
@@ -125,17 +107,32 @@ async def test_given_unreachable_database_when_ping_then_false_not_raise(tmp_pat
 def test_given_migrated_database_when_compared_with_models_then_no_difference(database_url):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
-    from sqlalchemy import create_engine
 
     from gateway.ticketing.models import Base
 
-    engine = create_engine(migrate.sync_url(database_url))
-    try:
-        with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
-    finally:
-        engine.dispose()
+    diff = migrate.run_sync(database_url, lambda conn: compare_metadata(MigrationContext.configure(conn), Base.metadata))
     assert diff == []
+
+
+def _tables(conn) -> set[str]:
+    import sqlalchemy as sa
+
+    return set(sa.inspect(conn).get_table_names())
+
+
+def test_given_an_empty_database_when_upgraded_downgraded_and_upgraded_again_then_head_each_time(
+        empty_database_url):
+    url = empty_database_url
+    assert migrate.current(url) is None
+    migrate.upgrade(url)
+    assert migrate.current(url) == HEAD_REVISION
+    assert {"calls", "tickets", "audit_events", "config_versions", "users", "user_sessions"} <= migrate.run_sync(
+        url, _tables)
+    migrate.downgrade(url, "base")
+    assert migrate.current(url) is None
+    assert migrate.run_sync(url, _tables) <= {"alembic_version"}
+    migrate.upgrade(url)
+    assert migrate.current(url) == HEAD_REVISION
 
 
 async def test_given_call_steps_and_ticket_when_read_back_then_round_trip_is_json_ready(store):
@@ -220,6 +217,92 @@ async def test_given_30_calls_when_ensure_ticket_concurrently_and_repeated_then_
         assert (await store.get_call(uid))["ticket_id"] == ticket_id
     created = await store.list_audit("ticket", str(ids[0]))
     assert [a["action"] for a in created].count("ticket.draft_created") == 1
+
+
+async def _waiting_on_a_lock(store: TicketStore) -> bool:
+    import sqlalchemy as sa
+
+    async with store.read_session() as session:
+        return bool(await session.scalar(sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")))
+
+
+async def _first_writer_paused(store: TicketStore, monkeypatch, first, second):
+    """Run ``first`` until it holds its call (find_call returned), then ``second`` until it waits
+    for that call's lock in PostgreSQL, then let ``first`` commit: the moment is deterministic."""
+    from gateway.ticketing import call_records, store as store_module
+    from gateway_dev.eventually import aeventually
+
+    holding, go_on = asyncio.Event(), asyncio.Event()
+    real_find_call = store_module.find_call
+
+    async def find_call(session, uniqueid, **kw):
+        call = await real_find_call(session, uniqueid, **kw)
+        if not holding.is_set():
+            holding.set()
+            await go_on.wait()
+        return call
+
+    monkeypatch.setattr(store_module, "find_call", find_call)
+    monkeypatch.setattr(call_records, "find_call", find_call)
+    one = asyncio.ensure_future(first())
+    await holding.wait()
+    two = asyncio.ensure_future(second())
+    await aeventually(lambda: _waiting_on_a_lock(store), timeout=10, interval=0.02, what="the second writer waiting")
+    go_on.set()
+    return await one, await two
+
+
+async def test_given_a_hang_up_and_a_late_queue_event_racing_on_postgresql_then_the_call_stays_ended(
+        store, monkeypatch):
+    """Without the call's row lock, READ COMMITTED let the queue event (read before the hang-up
+    committed) write ``queued`` over ``ended``: a call open for ever."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's writers take turns on the whole database")
+    await start(store, "race-q")
+    await _first_writer_paused(
+        store, monkeypatch,
+        lambda: store.finish_call("race-q", hangup_cause=16, hangup_cause_txt="Normal Clearing", ended_at=T0),
+        lambda: store.mark_queued("race-q", "q-general"))
+    call = await store.get_call("race-q")
+    assert (call["status"], call["queue"], call["hangup_cause"]) == ("ended", "q-general", 16)
+
+
+async def test_given_two_drafts_racing_on_postgresql_then_the_second_waits_and_finds_the_first(store, monkeypatch):
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's writers take turns on the whole database")
+    await start(store, "race-1")
+    ids = await _first_writer_paused(store, monkeypatch, lambda: ensure(store, "race-1", category="求助"),
+                                     lambda: ensure(store, "race-1", queue="q-x"))
+    assert ids[0] == ids[1]
+    assert (await store.list_tickets(limit=200))["total"] == 1
+    audit = [a["action"] for a in await store.list_audit("ticket", str(ids[0]))]
+    assert audit.count("ticket.draft_created") == 1
+    ticket = await store.get_ticket(ids[0])
+    assert ticket["category"] == "求助" and ticket["queue"] == "q-x"  # the second writer's fields applied
+
+
+async def test_given_a_call_with_a_ticket_when_a_second_ticket_is_inserted_then_the_unique_call_id_refuses_it(store):
+    from sqlalchemy.exc import IntegrityError
+
+    from gateway.ticketing.models import Ticket
+    from gateway.ticketing.rows import find_call
+
+    await start(store, "dup-1")
+    ticket_id = await ensure(store, "dup-1", category="求助")
+    existing = await store.get_ticket(ticket_id)
+
+    async def second_draft(session):
+        call = await find_call(session, "dup-1")
+        session.add(Ticket(call_id=call.id, status="draft",
+                           caller_number=existing["caller_number"], dialled_number=existing["dialled_number"],
+                           line_number=existing["line_number"], line_name=existing["line_name"],
+                           merge_mode=existing["merge_mode"], confidential=False, menu_path=[]))
+        await session.flush()
+
+    with pytest.raises(IntegrityError):
+        await store.run_write(second_draft)
+    assert (await store.list_tickets(limit=200))["total"] == 1
 
 
 async def test_given_unknown_uniqueid_when_finish_call_then_false_and_nothing_stored(store):
@@ -351,3 +434,8 @@ async def test_given_a_pending_transcript_of_a_decided_ticket_when_recovered_the
     await store.set_transcript("u-11", {"text": "你好", "words": []}, recovered=True)
     ticket = await store.get_ticket(ticket_id)
     assert ticket["transcript_status"] == "done" and ticket["transcript"] == "你好"
+
+
+async def test_given_an_id_beyond_32_bits_when_read_then_not_found_on_both_databases(store):
+    with pytest.raises(NotFound):
+        await store.get_ticket(10**12 - 1)  # the largest id a path may carry (gateway.web.params)
