@@ -8,7 +8,7 @@ and stop through ``app.cleanup_ctx``. Running the application (``web.AppRunner``
 see ``gateway.cli``) starts the contexts in this order and stops them in reverse, also
 when a later one failed to start:
 
-    database (migrated)  →  AMI client  →  auth  →  hotlines (live version, Asterisk
+    database (migrated)  →  bus (gateway.bus)  →  AMI client  →  auth  →  hotlines (live version, Asterisk
     reloaded, scheduler)  →  speech (AudioSocket, models in the background)  →  desk
     →  calls (FastAGI)  →  api (tickets, /healthz, /metrics, event-loop lag)
 
@@ -26,6 +26,7 @@ from aiohttp import web
 
 from gateway.api import plugin as api
 from gateway.auth import plugin as auth
+from gateway.bus import make_bus
 from gateway.calls import plugin as calls
 from gateway.clock import AdjustableClock, Clock
 from gateway.deps import Deps
@@ -65,6 +66,17 @@ def _ami(deps: Deps):
     return ctx
 
 
+def _bus(deps: Deps):
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        await deps.bus.start()
+        try:
+            yield
+        finally:
+            await deps.bus.close()
+
+    return ctx
+
+
 def _ami_state(ami: AmiClient) -> str:
     return "connected" if ami.connected else f"disconnected: {ami.last_error}"
 
@@ -75,14 +87,17 @@ async def create_app(settings: Settings) -> web.Application:
     ami = AmiClient(host=s.ami_host, port=s.ami_port, username=s.ami_user, secret=s.ami_secret,
                     action_timeout=s.ami_action_timeout, ping_interval=s.ami_ping_interval)
     deps = Deps(settings=s, clock=AdjustableClock() if s.test_clock else Clock(),
-                store=await TicketStore.open(s.database_url), ami=ami)
+                store=await TicketStore.open(s.database_url), ami=ami,
+                bus=make_bus(s.database_url, s.instance_id or None))
     ami.subscribe(deps.ami_events.dispatch)  # one subscriber: record handlers, then notify handlers
     app = new_app(EdgePolicy(trusted_proxies=s.trusted_proxies, public_hosts=s.public_hosts, bind_host=s.http_host))
     app[DEPS] = deps
     app.cleanup_ctx.append(_database(deps))
+    app.cleanup_ctx.append(_bus(deps))
     app.cleanup_ctx.append(_ami(deps))
     deps.health.add("database", lambda: _ping(deps.store), ok=lambda value: value == "ok")
     deps.health.add("ami", lambda: _ami_state(ami), ok=lambda value: value == "connected")
+    deps.health.add("bus", deps.bus.state, ok=lambda value: value["connected"])
     for feature in FEATURES:
         feature.setup(app, deps)
     if s.test_clock:
@@ -109,6 +124,7 @@ def listening(app: web.Application, http_port: int) -> dict:
         "sip": f"127.0.0.1:{s.sip_port}",
         "database": _safe_url(s.database_url),
         "recordings": str(Path(s.recordings_dir)),
+        "instance": f"{app[DEPS].bus.instance_id} (bus: {app[DEPS].bus.backend})",
     }
 
 

@@ -127,6 +127,7 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()  # reverse proxies whose X-Forwarded-For/-Proto are believed
     public_hosts: tuple[str, ...] = ()  # Host names the pages are reached by, beyond loopback and http_host
     http_header_timeout: float = 10.0  # a client must send a request's headers within this (slow loris)
+    instance_id: str = ""  # this gateway among several on one database (the bus); "" = host name + random
     extra: dict = field(default_factory=dict, compare=False)
 
     # -- derived paths -------------------------------------------------
@@ -331,7 +332,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=_addresses(env, "GATEWAY_TRUSTED_PROXIES", "") if env.get("GATEWAY_TRUSTED_PROXIES") else (),
         public_hosts=_host_names(env, "GATEWAY_PUBLIC_HOSTS"),
         http_header_timeout=_float(env, "GATEWAY_HTTP_HEADER_TIMEOUT", 10.0),
+        instance_id=_instance_id(env, "GATEWAY_INSTANCE_ID"),
     )
+
+
+def _instance_id(env: Mapping[str, str], name: str) -> str:
+    """This instance's name on the bus (logs, /healthz): letters, digits, '.', '_', '-'."""
+    raw = (env.get(name) or "").strip()
+    if raw and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", raw):
+        raise SettingsError(f"{name}={raw!r}: use 1-64 letters, digits, '.', '_' or '-'")
+    return raw
 
 
 def _host_names(env: Mapping[str, str], name: str) -> tuple[str, ...]:

@@ -25,8 +25,8 @@ from gateway_dev.eventually import aeventually
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 HEALTH_KEYS = {"status", "database", "ami", "config_version", "config_version_id", "calls_in_ivr",
-               "fastagi_sessions", "last_reload", "speech", "voice", "desk"}
-BACKGROUND = {"config-scheduler", "ami-supervisor", "loop-lag-monitor"}
+               "fastagi_sessions", "last_reload", "speech", "voice", "desk", "bus"}
+BACKGROUND = {"config-scheduler", "ami-supervisor", "loop-lag-monitor", "bus-dispatch"}
 
 
 def _unused_port() -> int:
