@@ -293,13 +293,44 @@ def sqlite_path(database_url) -> Path | None:
     return Path(database)
 
 
+_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+
+
+def database_url_of(raw: str) -> str:
+    """``DATABASE_URL`` as the gateway's async drivers need it.
+
+    SQLite goes through aiosqlite and PostgreSQL through asyncpg: a URL without a driver
+    (``sqlite:///…``, ``postgresql://…``, ``postgres://…``) gets it; any other driver or
+    database is refused, naming what to write instead.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if raw.startswith("postgres://"):
+        raw = "postgresql://" + raw[len("postgres://"):]
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise SettingsError("DATABASE_URL is not a database URL (e.g. postgresql+asyncpg://user:password@host/db "
+                            "or sqlite+aiosqlite:////path/gateway.db)") from None
+    backend, driver = url.get_backend_name(), url.drivername
+    wanted = _ASYNC_DRIVERS.get(backend)
+    if wanted is None:
+        raise SettingsError(f"DATABASE_URL: {backend!r} is not supported (SQLite or PostgreSQL)")
+    if driver == backend:
+        return raw.replace(f"{backend}://", f"{wanted}://", 1)
+    if driver != wanted:
+        raise SettingsError(f"DATABASE_URL: driver {driver!r} is not supported; use {wanted}://")
+    return raw
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     state_dir = Path(env.get("GATEWAY_STATE_DIR") or "var").resolve()
     config_dir = Path(env.get("GATEWAY_CONFIG_DIR") or "config").resolve()
     xdg = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     cache_dir = Path(env.get("GATEWAY_CACHE_DIR") or (Path(xdg) / "gateway12345")).resolve()
-    database_url = env.get("DATABASE_URL") or f"sqlite+aiosqlite:///{state_dir / 'gateway.db'}"
+    database_url = database_url_of(env.get("DATABASE_URL") or f"sqlite+aiosqlite:///{state_dir / 'gateway.db'}")
     secret = env.get("GATEWAY_AMI_SECRET") or _read_secret(secret_file(state_dir))
     return Settings(
         state_dir=state_dir,

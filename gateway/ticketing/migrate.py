@@ -5,9 +5,14 @@ revision it is at. Both are blocking: call them from the CLI before the event
 loop starts, or through ``asyncio.to_thread`` from async code.
 
 Alembic runs on a synchronous engine, so an async URL is translated first
-(``sqlite+aiosqlite`` -> ``sqlite``, ``postgresql+asyncpg`` -> ``postgresql``).
+(``sqlite+aiosqlite`` -> ``sqlite``, ``postgresql+asyncpg`` -> ``postgresql+psycopg2``,
+asyncpg's ``ssl=`` query option -> libpq's ``sslmode=``). A synchronous driver, not asyncpg
+under ``asyncio.run``: migrations run in a worker thread beside the gateway's event loop,
+and a second loop there would be a loop that blocks. On PostgreSQL an upgrade is one
+transaction (its DDL is transactional).
 
     python -m gateway.ticketing.migrate upgrade [--database-url URL]
+    python -m gateway.ticketing.migrate downgrade REVISION [--database-url URL]
     python -m gateway.ticketing.migrate current [--database-url URL]
 """
 
@@ -17,6 +22,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, make_url
@@ -24,6 +30,7 @@ from sqlalchemy.engine import URL, make_url
 from gateway.settings import load_settings, sqlite_path
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+T = TypeVar("T")
 
 _SYNC_DRIVERS = {
     "sqlite+aiosqlite": "sqlite",
@@ -35,7 +42,13 @@ def sync_url(database_url: str | URL) -> URL:
     """The same database, addressed through a synchronous driver."""
     url = make_url(database_url)
     driver = _SYNC_DRIVERS.get(url.drivername)
-    return url.set(drivername=driver) if driver else url
+    if driver is None:
+        return url
+    if url.drivername == "postgresql+asyncpg" and "ssl" in url.query:
+        query = dict(url.query)
+        query.setdefault("sslmode", query.pop("ssl"))
+        url = url.set(query=query)
+    return url.set(drivername=driver)
 
 
 def ensure_sqlite_dir(database_url: str | URL) -> None:
@@ -55,6 +68,17 @@ def _alembic_config(database_url: str | URL):
     return config
 
 
+def run_sync(database_url: str | URL, work: Callable[..., T]) -> T:
+    """Call ``work(connection)`` with a synchronous connection to the database, in one
+    transaction committed when ``work`` returns (blocking, like the rest of this module)."""
+    engine = create_engine(sync_url(database_url))
+    try:
+        with engine.begin() as connection:
+            return work(connection)
+    finally:
+        engine.dispose()
+
+
 def _quiet_alembic() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -68,6 +92,14 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     command.upgrade(_alembic_config(database_url), revision)
 
 
+def downgrade(database_url: str, revision: str) -> None:
+    """Migrate the database back to ``revision`` (``base``: no tables at all)."""
+    from alembic import command
+
+    _quiet_alembic()
+    command.downgrade(_alembic_config(database_url), revision)
+
+
 def current(database_url: str) -> str | None:
     """The revision the database is at; None when it was never migrated."""
     from alembic.runtime.migration import MigrationContext
@@ -76,17 +108,13 @@ def current(database_url: str) -> str | None:
     path = sqlite_path(database_url)
     if path is not None and not path.exists():
         return None  # do not create an empty file just to look
-    engine = create_engine(sync_url(database_url))
-    try:
-        with engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
-    finally:
-        engine.dispose()
+    return run_sync(database_url, lambda conn: MigrationContext.configure(conn).get_current_revision())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gateway.ticketing.migrate")
-    parser.add_argument("action", choices=("upgrade", "current"))
+    parser.add_argument("action", choices=("upgrade", "downgrade", "current"))
+    parser.add_argument("revision", nargs="?", help="downgrade: the revision to go back to (or base)")
     parser.add_argument("--database-url", help="default: DATABASE_URL / the gateway settings")
     args = parser.parse_args(argv)
     url = args.database_url
@@ -94,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         url = load_settings().database_url
     if args.action == "upgrade":
         upgrade(url)
+    elif args.action == "downgrade":
+        if not args.revision:
+            parser.error("downgrade needs a revision (e.g. 0004, or base)")
+        downgrade(url, args.revision)
     print(current(url) or "(none)")
     return 0
 

@@ -20,24 +20,6 @@ T0 = datetime(2025, 3, 1, 8, 30, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def database_url(tmp_path):
-    """SQLite by default; TEST_POSTGRES_URL (postgresql+asyncpg://…, a throw-away database) runs the
-    same tests on PostgreSQL: its schema is dropped and migrated afresh for every test."""
-    url = os.environ.get("TEST_POSTGRES_URL")
-    if url:
-        import sqlalchemy as sa
-
-        engine = sa.create_engine(migrate.sync_url(url))
-        with engine.begin() as conn:
-            conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-        engine.dispose()
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'state' / 'db' / 'gateway.db'}"
-    migrate.upgrade(url)
-    return url
-
-
-@pytest.fixture
 async def store(database_url):
     store = await TicketStore.open(database_url)
     try:
@@ -94,9 +76,10 @@ def test_given_async_urls_when_sync_url_then_sync_drivers_are_used():
     assert migrate.sync_url("sqlite:////x/y.db").drivername == "sqlite"
 
 
-@pytest.mark.skipif(bool(os.environ.get("TEST_POSTGRES_URL")), reason="SQLite pragmas")
 async def test_given_open_store_when_ping_then_true_and_sqlite_pragmas_apply(store):
     assert await store.ping() is True
+    if store.engine.dialect.name != "sqlite":
+        return  # PostgreSQL: nothing to set per connection
     async with store._engine.connect() as conn:  # noqa: SLF001 - checking connection setup
         journal = (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar()
         fks = (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar()
@@ -116,17 +99,32 @@ async def test_given_unreachable_database_when_ping_then_false_not_raise(tmp_pat
 def test_given_migrated_database_when_compared_with_models_then_no_difference(database_url):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
-    from sqlalchemy import create_engine
 
     from gateway.ticketing.models import Base
 
-    engine = create_engine(migrate.sync_url(database_url))
-    try:
-        with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
-    finally:
-        engine.dispose()
+    diff = migrate.run_sync(database_url, lambda conn: compare_metadata(MigrationContext.configure(conn), Base.metadata))
     assert diff == []
+
+
+def _tables(conn) -> set[str]:
+    import sqlalchemy as sa
+
+    return set(sa.inspect(conn).get_table_names())
+
+
+def test_given_an_empty_database_when_upgraded_downgraded_and_upgraded_again_then_head_each_time(
+        empty_database_url):
+    url = empty_database_url
+    assert migrate.current(url) is None
+    migrate.upgrade(url)
+    assert migrate.current(url) == HEAD_REVISION
+    assert {"calls", "tickets", "audit_events", "config_versions", "users", "user_sessions"} <= migrate.run_sync(
+        url, _tables)
+    migrate.downgrade(url, "base")
+    assert migrate.current(url) is None
+    assert migrate.run_sync(url, _tables) <= {"alembic_version"}
+    migrate.upgrade(url)
+    assert migrate.current(url) == HEAD_REVISION
 
 
 async def test_given_call_steps_and_ticket_when_read_back_then_round_trip_is_json_ready(store):
@@ -211,6 +209,40 @@ async def test_given_30_calls_when_ensure_ticket_concurrently_and_repeated_then_
         assert (await store.get_call(uid))["ticket_id"] == ticket_id
     created = await store.list_audit("ticket", str(ids[0]))
     assert [a["action"] for a in created].count("ticket.draft_created") == 1
+
+
+async def test_given_two_drafts_racing_on_postgresql_when_both_saw_no_ticket_then_the_unique_call_id_keeps_one(
+        store, monkeypatch):
+    """The moment is made deterministic: both writers read "no ticket yet" before either inserts.
+    On PostgreSQL the loser's INSERT waits on the unique ``tickets.call_id`` until the winner
+    commits, fails with an IntegrityError, and its retry finds and returns the winner's ticket.
+    (SQLite's writers queue on ``BEGIN IMMEDIATE`` and never both read first.)"""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers before they read")
+    from gateway.ticketing import store as store_module
+
+    await start(store, "race-1")
+    both_read = asyncio.Barrier(2)
+    real_ticket_of, first_reads = store_module.ticket_of, []
+
+    async def ticket_of(session, call):
+        found = await real_ticket_of(session, call)
+        if len(first_reads) < 2:
+            first_reads.append(found)
+            await both_read.wait()
+        return found
+
+    monkeypatch.setattr(store_module, "ticket_of", ticket_of)
+    ids = await asyncio.gather(ensure(store, "race-1", category="求助"), ensure(store, "race-1", queue="q-x"))
+
+    assert first_reads == [None, None]  # both really raced for the insert
+    assert ids[0] == ids[1]
+    page = await store.list_tickets(limit=200)
+    assert page["total"] == 1
+    audit = [a["action"] for a in await store.list_audit("ticket", str(ids[0]))]
+    assert audit.count("ticket.draft_created") == 1
+    ticket = await store.get_ticket(ids[0])
+    assert ticket["category"] == "求助" and ticket["queue"] == "q-x"  # the loser's fields applied on retry
 
 
 async def test_given_unknown_uniqueid_when_finish_call_then_false_and_nothing_stored(store):
