@@ -127,6 +127,9 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()  # reverse proxies whose X-Forwarded-For/-Proto are believed
     public_hosts: tuple[str, ...] = ()  # Host names the pages are reached by, beyond loopback and http_host
     http_header_timeout: float = 10.0  # a client must send a request's headers within this (slow loris)
+    # FastAGI addresses the dialplan tries in order ("host:port"); () means agi_host:agi_port alone.
+    agi_peers: tuple[str, ...] = ()
+    recordings_min_free_mb: float = 50.0  # less free space than this: the caller is not recorded, ticket flagged
     instance_id: str = ""  # this gateway among several on one database (the bus); "" = host name + random
     extra: dict = field(default_factory=dict, compare=False)
 
@@ -161,6 +164,14 @@ class Settings:
         target = (self.instance_dir / rel).resolve()
         target.relative_to(self.instance_dir.resolve())  # refuses ../ escapes
         return target
+
+    @property
+    def agi_addresses(self) -> tuple[str, ...]:
+        """The FastAGI addresses (``host:port``) Asterisk tries in order (GATEWAY_AGI_PEERS)."""
+        if self.agi_peers:
+            return self.agi_peers
+        host = f"[{self.agi_host}]" if ":" in self.agi_host else self.agi_host
+        return (f"{host}:{self.agi_port}",)
 
     def with_(self, **changes) -> "Settings":
         return replace(self, **changes)
@@ -363,6 +374,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=_addresses(env, "GATEWAY_TRUSTED_PROXIES", "") if env.get("GATEWAY_TRUSTED_PROXIES") else (),
         public_hosts=_host_names(env, "GATEWAY_PUBLIC_HOSTS"),
         http_header_timeout=_float(env, "GATEWAY_HTTP_HEADER_TIMEOUT", 10.0),
+        agi_peers=_agi_peers(env, "GATEWAY_AGI_PEERS"),
+        recordings_min_free_mb=_non_negative(env, "GATEWAY_RECORDINGS_MIN_FREE_MB", 50.0),
         instance_id=_instance_id(env, "GATEWAY_INSTANCE_ID"),
     )
 
@@ -373,6 +386,35 @@ def _instance_id(env: Mapping[str, str], name: str) -> str:
     if raw and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", raw):
         raise SettingsError(f"{name}={raw!r}: use 1-64 letters, digits, '.', '_' or '-'")
     return raw
+
+
+def _agi_peers(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """``host:port,host:port``: the FastAGI servers in the order Asterisk tries them."""
+    out = []
+    for part in (env.get(name) or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        m = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?):([0-9]{1,5})", part)
+        if not m or not 1 <= int(m.group(3)) <= 65535:
+            raise SettingsError(f"{name}: {part!r} is not host:port")
+        if part in out:
+            raise SettingsError(f"{name}: {part!r} is listed twice")
+        out.append(part)
+    return tuple(out)
+
+
+def _non_negative(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise SettingsError(f"{name}={raw!r} must be zero or more")
+    return value
 
 
 def _host_names(env: Mapping[str, str], name: str) -> tuple[str, ...]:

@@ -83,6 +83,11 @@ class CallChannel(Protocol):
     async def hangup(self) -> None:
         """Hang up the call."""
 
+    async def remember(self, values: dict[str, str]) -> None:
+        """Optional: keep ``values`` (GW_IVR, GW_CHOICE_*) on the call for the PBX's fail-safe,
+        which routes by them when the gateway is lost mid-call. A channel without this method
+        (a dry run) has no fail-safe; the interpreter then skips it."""
+
     def can_listen(self, language: str) -> bool:
         """True when live speech recognition is available for ``language`` right now."""
 

@@ -158,6 +158,34 @@ def initial_vars(line: Line) -> dict:
 
 TYPEAHEAD_KEYS = "0123456789*#"
 
+# What the dialplan's fail-safe keeps of a call if the gateway is lost mid-call (channel
+# variables, set through ``CallChannel.remember``): GW_IVR=started once the flow runs (the
+# dialplan then sends the caller to the fail-safe rather than restarting the menu on another
+# gateway), GW_CHOICE_QUEUE (the queue the choices so far lead to), GW_CHOICE_CATEGORY and
+# GW_CHOICE_PATH (the menu keys so far, ``type_menu:4>confidential_menu:1``).
+CHOICE_PATH_MAX = 120
+
+
+def choice_queue(flow: Flow, variables: Mapping) -> str:
+    """The queue the caller's choices so far lead to ('' when none): the first variable set
+    among the ``queue_from`` of the flow's transfer that names the most of them."""
+    transfers = [n for n in flow.nodes.values() if isinstance(n, TransferNode) and n.queue_from]
+    for node in sorted(transfers, key=lambda n: -len(n.queue_from)):
+        for name in node.queue_from:
+            if variables.get(name):
+                return str(variables[name])
+    return ""
+
+
+def choice_path(path: list) -> str:
+    """The menu keys chosen so far, ``node:key`` joined by ``>`` (at most CHOICE_PATH_MAX characters)."""
+    steps = [f"{e['node']}:{e['key']}" for e in path if e.get("key") and e.get("label") is not None]
+    text = ">".join(steps)
+    while len(text) > CHOICE_PATH_MAX and steps:
+        steps.pop(0)
+        text = "...>" + ">".join(steps)
+    return text
+
 
 class Interpreter:
     def __init__(self, config: GatewayConfig, *, clock: Callable[[], datetime],
@@ -172,6 +200,7 @@ class Interpreter:
         state.vars["language"] = speech_language(flow) or ""
         visit = _Visit(self, flow, state, channel, observer)
         try:
+            await visit.remember()
             visit.current = "announcement"
             if state.line.mode == "retired" and state.line.announce:
                 key = await visit.play_ahead("announcement")
@@ -199,6 +228,23 @@ class _Visit:
         # Type-ahead: keys pressed during the prompts before a menu, oldest first; each menu
         # takes one (as Asterisk's Background() does). Dropped at a recording or a transfer.
         self.typeahead = ""
+        self.remembered: dict[str, str] = {}
+
+    async def remember(self) -> None:
+        """Tell the channel the caller's choices so far (what the fail-safe routes by), changes only."""
+        remember = getattr(self.channel, "remember", None)
+        if remember is None:  # a channel without a fail-safe (a dry run, a scripted test channel)
+            return
+        wanted = {
+            "GW_IVR": "started",
+            "GW_CHOICE_QUEUE": choice_queue(self.flow, self.state.vars),
+            "GW_CHOICE_CATEGORY": str(self.state.vars.get("category") or ""),
+            "GW_CHOICE_PATH": choice_path(self.state.path),
+        }
+        changed = {k: v for k, v in wanted.items() if self.remembered.get(k, "" if k != "GW_IVR" else None) != v}
+        if changed:
+            await remember(changed)
+            self.remembered.update(changed)
 
     async def record_step(self, entry: dict) -> None:
         self.state.path.append(entry)
@@ -275,6 +321,8 @@ class _Visit:
         elif key:
             entry["typeahead"] = key
         await self.record_step(entry)
+        if node.set:
+            await self.remember()
         return node.next
 
     async def _calendar(self, node: CalendarNode) -> str:
@@ -328,6 +376,7 @@ class _Visit:
                 if said and not (heard and heard.digit):
                     entry["via"] = "speech"
                 await self.record_step(entry)
+                await self.remember()
                 return option.next
             result = "no_input" if not keys and not said else "invalid"
             entry["result"] = result
@@ -430,6 +479,7 @@ class _Visit:
         self.flow = self.interp.config.flows[node.flow]
         self.state.vars["language"] = self.language or ""
         await self.record_step({"node": node.id, "flow": node.flow})
+        await self.remember()
         return self.flow.start
 
     async def _transfer(self, node: TransferNode) -> None:

@@ -287,6 +287,7 @@ _NAME = re.compile(r"[A-Za-z0-9._-]+")
 _QUEUE = re.compile(r"[A-Za-z0-9_-]+")
 _KEYS = re.compile(r"[0-9*#]*")
 MAX_LENGTH_SLACK_MS = 250
+_REMEMBERED = re.compile(r"GW_IVR|GW_CHOICE_[A-Z]+")
 
 
 def _pressed(result: str) -> str:
@@ -434,6 +435,16 @@ class AgiChannel:
         await self._command(agi.set_variable("GW_ACTION", "queue"))
         await self._command(agi.set_variable("GW_QUEUE", queue))
         self._finished = "transferred to a queue"
+
+    async def remember(self, values: dict[str, str]) -> None:
+        """SET VARIABLE for each of the fail-safe's variables (``GW_IVR``, ``GW_CHOICE_*``): the
+        dialplan routes by them if this gateway is lost mid-call (see gateway.pbx.dialplan)."""
+        for name, value in values.items():
+            if not _REMEMBERED.fullmatch(name):
+                raise LocalProtocolError(f"not a fail-safe variable: {name!r}")
+            if name == "GW_CHOICE_QUEUE" and value and not _QUEUE.fullmatch(value):
+                raise LocalProtocolError(f"bad queue name {value!r}")
+            await self._command(agi.set_variable(name, value))
 
     async def hangup(self) -> None:
         """SET VARIABLE GW_ACTION hangup, then HANGUP; a channel already gone is fine."""

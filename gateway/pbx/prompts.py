@@ -32,6 +32,9 @@ from gateway.ivr_flows.model import GatewayConfig
 
 log = logging.getLogger(__name__)
 _TONE = re.compile(r"^tone:(\d{2,5})Hz:(\d{2,5})ms$")
+# Played by the dialplan's fail-safe (gateway.pbx.dialplan) when the gateway is down or lost
+# mid-call: not part of any flow, so the gateway need not be up for a caller to hear it.
+FAILSAFE_NOTICE = ("failsafe-notice", "系统繁忙，正在为您转接人工服务，请稍候。")
 RENDER_VERSION = "3"  # bump to invalidate every cached prompt (3: Kokoro, telephony normalisation)
 
 
@@ -84,6 +87,8 @@ def catalogue(config: GatewayConfig) -> dict[str, PromptText]:
         key = broadcast_key(item.id)
         language = config.flows[config.primary.flow].language
         out[key] = PromptText(key, item.text, language)
+    key, text = FAILSAFE_NOTICE
+    out[key] = PromptText(key, text, config.flows[config.primary.flow].language)
     return out
 
 
