@@ -222,14 +222,20 @@ class LocalBus:
 
 
 
-def asyncpg_dsn(database_url: str) -> str:
-    """``postgresql+asyncpg://u:p@h:5432/db`` (SQLAlchemy's form) as asyncpg's ``postgresql://...``."""
+def asyncpg_dsn(database_url: str) -> tuple[str, dict]:
+    """``postgresql+asyncpg://u:p@h:5432/db?ssl=disable`` (SQLAlchemy's form) as asyncpg's DSN and
+    keyword arguments. ``ssl=disable`` becomes ``ssl=False``: given as a string, asyncpg 0.30
+    still looks for ~/.postgresql/ key files on every connection (file I/O on the event loop)."""
     from sqlalchemy.engine import make_url
 
     url = make_url(database_url)
     if url.get_backend_name() != "postgresql":
         raise BusError(f"the PostgreSQL bus needs a postgresql:// database URL, not {url.get_backend_name()}")
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+    kwargs = {}
+    if url.query.get("ssl") == "disable" or url.query.get("sslmode") == "disable":
+        url = url.difference_update_query(["ssl", "sslmode"])
+        kwargs["ssl"] = False
+    return url.set(drivername="postgresql").render_as_string(hide_password=False), kwargs
 
 
 class PgBus(LocalBus):
@@ -240,7 +246,7 @@ class PgBus(LocalBus):
     def __init__(self, database_url: str, instance_id: str | None = None, *, keepalive: float = KEEPALIVE,
                  backoff: tuple[float, float] = BACKOFF, connect=None) -> None:
         super().__init__(instance_id)
-        self.dsn = asyncpg_dsn(database_url)
+        self.dsn, self._connect_kwargs = asyncpg_dsn(database_url)
         self.keepalive = keepalive
         self.backoff = backoff
         self._connect = connect  # tests: a replacement for asyncpg.connect
@@ -336,7 +342,8 @@ class PgBus(LocalBus):
             import asyncpg
 
             connect = asyncpg.connect
-        conn = await asyncio.wait_for(connect(self.dsn, timeout=CONNECT_TIMEOUT), CONNECT_TIMEOUT + 1)
+        conn = await asyncio.wait_for(connect(self.dsn, timeout=CONNECT_TIMEOUT, **self._connect_kwargs),
+                                      CONNECT_TIMEOUT + 1)
         try:
             await conn.add_listener(PG_CHANNEL, self._on_notify)
             conn.add_termination_listener(self._on_termination)

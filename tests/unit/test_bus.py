@@ -36,7 +36,8 @@ def test_instance_ids_and_urls():
     assert check_instance_id("gw-a.1") == "gw-a.1"
     with pytest.raises(BusError):
         check_instance_id("a b")
-    assert asyncpg_dsn(PG_URL) == "postgresql://gw:pw@127.0.0.1:5433/gw"
+    assert asyncpg_dsn(PG_URL) == ("postgresql://gw:pw@127.0.0.1:5433/gw", {})
+    assert asyncpg_dsn(PG_URL + "?ssl=disable") == ("postgresql://gw:pw@127.0.0.1:5433/gw", {"ssl": False})
     with pytest.raises(BusError, match="postgresql"):
         asyncpg_dsn("sqlite+aiosqlite:///x.db")
     assert isinstance(make_bus("sqlite+aiosqlite:///x.db", "a"), LocalBus)
@@ -76,7 +77,7 @@ class FakeServer:
         self.lock_holder = None
         self.refuse = False
 
-    async def connect(self, dsn, timeout=None):
+    async def connect(self, dsn, timeout=None, **kwargs):
         if self.refuse:
             raise ConnectionRefusedError("refused")
         conn = FakeConn(self)
@@ -182,6 +183,40 @@ async def test_given_pg_connection_cut_when_back_then_messages_of_the_gap_sent_a
         await aeventually(lambda: resyncs == {"a": 1, "b": 1}, timeout=5)
         assert a.counters.reconnects == 1 and a.state()["backlog"] == 0
         await aeventually(lambda: b.leader or a.leader, timeout=5)
+    finally:
+        await a.close()
+        await b.close()
+
+
+@pytest.fixture()
+def pg_url(request):
+    if "postgresql" not in __import__("tests.dbfixtures", fromlist=["DATABASES"]).DATABASES:
+        pytest.skip("TEST_DATABASES leaves PostgreSQL out")
+    server = request.getfixturevalue("postgres_server")
+    return server.url("postgres")
+
+
+async def test_given_real_postgresql_when_two_buses_listen_then_each_gets_the_others_message_and_one_leads(pg_url):
+    a, b = PgBus(pg_url, "pg-a", keepalive=0.2), PgBus(pg_url, "pg-b", keepalive=0.2)
+    got = {"pg-a": [], "pg-b": []}
+    resyncs = []
+    for bus in (a, b):
+        bus.subscribe("desk.pop", lambda m, name=bus.instance_id: _append(got[name], (m.origin, m.data["uniqueid"])))
+    b.on_resync(lambda: _append(resyncs, "b"))
+    await a.start()
+    await b.start()
+    try:
+        assert a.connected and b.connected
+        a.publish("desk.pop", {"uniqueid": "1733.1", "agent": "8001"})
+        await aeventually(lambda: got["pg-b"] == [("pg-a", "1733.1")], timeout=10)
+        assert got["pg-a"] == [("pg-a", "1733.1")]  # its own: once, locally (the server's echo is dropped)
+        await aeventually(lambda: [a.leader, b.leader].count(True) == 1, timeout=10)
+        # the server ends B's session (as a restart or a network cut would): B listens again and resyncs
+        assert await a._conn.fetchval("SELECT pg_terminate_backend($1)", b._conn.get_server_pid())
+        await aeventually(lambda: b.counters.reconnects == 1 and b.connected, timeout=15)
+        await aeventually(lambda: resyncs == ["b"], timeout=10)
+        a.publish("desk.pop", {"uniqueid": "1733.2", "agent": "8001"})
+        await aeventually(lambda: got["pg-b"][-1] == ("pg-a", "1733.2"), timeout=10)
     finally:
         await a.close()
         await b.close()
