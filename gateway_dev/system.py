@@ -10,6 +10,7 @@ then removes the state directory unless told to keep it.
 from __future__ import annotations
 
 import concurrent.futures
+import copy
 import json
 import os
 import shutil
@@ -72,7 +73,8 @@ class System:
     """Sandbox + gateway in a private state dir; use as ``with System(...) as sysm:``."""
 
     def __init__(self, *, cache_dir: Path | None = None, keep: bool = False, log=None,
-                 prefix: str = "gw-bench-", log_level: str = "WARNING", test_clock: bool = False) -> None:
+                 prefix: str = "gw-bench-", log_level: str = "WARNING", test_clock: bool = False,
+                 gateways: int = 1, database_url: str | None = None, extra_env: dict | None = None) -> None:
         self.state = Path(tempfile.mkdtemp(prefix=prefix))
         self.config_dir = self.state / "config"
         shutil.copytree(ROOT / "config", self.config_dir)
@@ -93,6 +95,9 @@ class System:
         if cache_dir is not None:
             env["GATEWAY_CACHE_DIR"] = str(cache_dir)
         env.pop("DATABASE_URL", None)
+        if database_url:
+            env["DATABASE_URL"] = database_url
+        env.update(extra_env or {})
         self.env = env
         self.keep = keep
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -101,6 +106,45 @@ class System:
         self.sandbox_started = False
         self.last_stderr = ""  # progress lines of the last `gateway sandbox up`
         self._token: str | None = None
+        self.peers: list[System] = []
+        if gateways > 1:
+            self._add_peers(gateways - 1)
+
+    def _add_peers(self, count: int) -> None:
+        """More ``gateway serve`` instances beside this one (two gateways, one Asterisk).
+
+        They share the state directory (the Asterisk instance directory: rendered config,
+        prompts, recordings; the AMI secrets) and the database (``database_url``: PostgreSQL,
+        so the bus is ``LISTEN``/``NOTIFY``); each has its own instance id, HTTP, FastAGI and
+        AudioSocket ports and log file. Every instance's dialplan lists every FastAGI port
+        (``GATEWAY_AGI_PEERS``, this one first): Asterisk tries the next when one is down.
+        """
+        if "DATABASE_URL" not in self.env:
+            raise ValueError("several gateways share one database: give database_url (PostgreSQL)")
+        self.env["GATEWAY_INSTANCE_ID"] = "gw-a"
+        for n in range(count):
+            agi, http, audiosocket = free_ports(3)
+            peer = copy.copy(self)
+            peer.env = {**self.env, "GATEWAY_AGI_PORT": str(agi), "GATEWAY_HTTP_PORT": str(http),
+                        "GATEWAY_AUDIOSOCKET_PORT": str(audiosocket), "GATEWAY_INSTANCE_ID": f"gw-{chr(ord('b') + n)}"}
+            peer.gateway, peer._token, peer.peers, peer.sandbox_started = None, None, [], False
+            peer.log_path = self.state / f"gateway-{peer.env['GATEWAY_INSTANCE_ID']}.log"
+            self.peers.append(peer)
+        agi_peers = ",".join(f"127.0.0.1:{g.env['GATEWAY_AGI_PORT']}" for g in [self, *self.peers])
+        for gateway in (self, *self.peers):
+            gateway.env["GATEWAY_AGI_PEERS"] = agi_peers
+
+    @property
+    def gateways(self) -> list["System"]:
+        """Every gateway instance: this one first, then :attr:`peers` (each a view of the same system
+        with its own ports, ``http``, ``login``, ``start_gateway``, ``kill_gateway``)."""
+        return [self, *self.peers]
+
+    def kill_gateway(self) -> None:
+        """SIGKILL this gateway instance (a crash: no cleanup, its sockets close with it)."""
+        if self.gateway is not None and self.gateway.poll() is None:
+            self.gateway.kill()
+            self.gateway.wait()
 
     # -- handles ---------------------------------------------------------------------------
     @property
@@ -244,14 +288,18 @@ class System:
         self.gateway = None
 
     def up(self) -> dict:
-        """Sandbox up + gateway healthy; returns the timings in seconds."""
+        """Sandbox up + gateway healthy (every instance); returns the timings in seconds."""
         t_sandbox = self.sandbox_up()
         t_gateway = self.start_gateway()
+        for peer in self.peers:
+            t_gateway += peer.start_gateway()
         return {"sandbox_up_s": t_sandbox, "gateway_healthy_s": t_gateway, "total_s": t_sandbox + t_gateway}
 
     def down(self) -> None:
-        """Gateway SIGTERM, then sandbox down; safe to call more than once."""
+        """Gateways SIGTERM, then sandbox down; safe to call more than once."""
         try:
+            for peer in self.peers:
+                peer.stop_gateway()
             self.stop_gateway()
         finally:
             self.sandbox_down()
