@@ -169,8 +169,10 @@ class LocalBus:
     async def close(self) -> None:
         if self._dispatcher is not None:
             self._inbox.put_nowait(None)
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(self._dispatcher, 5)
+            try:
+                await asyncio.wait_for(self._dispatcher, 5)  # what was published before the stop
+            except (asyncio.CancelledError, TimeoutError):
+                log.warning("bus: a subscriber was still busy at stop; cancelled")
             self._dispatcher = None
 
     async def drain(self) -> None:

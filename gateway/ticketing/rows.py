@@ -106,8 +106,13 @@ def audit_dict(item: AuditEvent) -> dict[str, Any]:
     }
 
 
-async def find_call(session: AsyncSession, uniqueid: str, *, required: bool = True) -> Call | None:
+async def find_call(session: AsyncSession, uniqueid: str, *, required: bool = True, lock: bool = False) -> Call | None:
+    """``lock``: the row is locked until the transaction ends (PostgreSQL ``FOR UPDATE``; SQLite
+    writes one at a time anyway), so two gateway instances writing the same AMI event one after
+    the other see each other's result (one ``call.ended``, one overflow)."""
     stmt = sa.select(Call).where(Call.uniqueid == uniqueid)
+    if lock:
+        stmt = stmt.with_for_update()
     call = (await session.execute(stmt)).scalar_one_or_none()
     if call is None and required:
         raise NotFound(f"no call {uniqueid!r}", details={"uniqueid": uniqueid})

@@ -98,3 +98,27 @@ async def test_given_b_lost_the_bus_when_it_is_back_then_it_learns_a_calls_again
     await aeventually(lambda: [c["uniqueid"] for c in b.overview_live()["in_ivr"]] == ["u3"], timeout=5)
     event = await asyncio.wait_for(queue_b.get(), 5)
     assert event["type"] == "resync"
+
+
+async def test_given_two_instances_when_both_record_the_same_hangup_and_queue_then_the_call_has_them_once(
+        database_url):
+    """Both instances get every AMI event from their own connection and write it: the call's row
+    is locked while written, so the second writer sees the first's result."""
+    stores = [await TicketStore.open(database_url) for _ in range(2)]
+    try:
+        await _call(stores[0], "u-twice")
+        await stores[0].mark_queued("u-twice", "q-12366")
+        for _round in range(3):
+            await asyncio.gather(*(s.mark_queued("u-twice", "q-complaint") for s in stores),
+                                 *(s.mark_agent("u-twice", "8001") for s in stores))
+        await asyncio.gather(*(s.finish_call("u-twice", hangup_cause=16, hangup_cause_txt="Normal Clearing",
+                                             ended_at=NOW) for s in stores))
+        call = await stores[1].get_call("u-twice")
+        assert (call["status"], call["queue"], call["agent"]) == ("ended", "q-complaint", "8001")
+        ended = [e for e in await stores[1].list_audit("call", "u-twice") if e["action"] == "call.ended"]
+        overflowed = [e for e in await stores[1].list_audit("ticket", str(call["ticket_id"]))
+                      if e["action"] == "call.overflowed"]
+        assert len(ended) == 1 and len(overflowed) == 1
+    finally:
+        for store in stores:
+            await store.close()
