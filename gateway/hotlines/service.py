@@ -237,7 +237,7 @@ class HotlineAdmin:
         return result
 
     async def overview(self) -> dict:
-        config = self.config
+        config, version_id = self.config, self.version_id  # one version throughout (follow() may swap it meanwhile)
         tz = ZoneInfo(config.timezone)
         today = datetime.combine(self.clock().astimezone(tz).date(), time(0), tz)
         counts = await self.store.calls_per_line(today)
@@ -254,7 +254,7 @@ class HotlineAdmin:
                 "calls_7_days": week.get(line.number, {}).get("calls", 0),
                 "last_call_at": week.get(line.number, {}).get("last_call_at"),
             })
-        return {"version": self.version_id, "content_hash": config.version, "timezone": config.timezone,
+        return {"version": version_id, "content_hash": config.version, "timezone": config.timezone,
                 "lines": lines, "queues": sorted(config.queues), "schedules": sorted(config.schedules),
                 "broadcasts": [{"id": b.id, "text": b.text, "start": b.start.isoformat(), "end": b.end.isoformat(),
                                 "lines": list(b.lines)} for b in config.broadcasts]}

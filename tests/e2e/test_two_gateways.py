@@ -7,22 +7,26 @@ they talk through PostgreSQL ``LISTEN``/``NOTIFY`` (:mod:`gateway.bus`). In orde
    B's supervisor board shows that call in the IVR while A runs it (only the bus tells B);
 2. a configuration change applied on A is live on B;
 3. A is SIGKILLed while a call it took is with an agent (the moment is chosen by the test:
-   after the call left A's IVR), and new calls are placed at once: they reach B (FastAGI
+   after the call left A's IVR), and new calls are placed at once, simulated callers and
+   SIPp callers over real SIP (bench/sipp/uac_12345.xml) together: they reach B (FastAGI
    failover), and every call, the one in progress included, has its row, ended, and its
-   ticket.
+   ticket. (Calls inside A's IVR when it dies are the fail-safe dialplan's and
+   reconciliation's: tests of their own.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from gateway_dev.desk_socket import DeskSocket
 from gateway_dev.eventually import aeventually, eventually
 from gateway_dev.simcall import CallScript, place_call, sim_ami_client
-from gateway_dev.system import ROOT, System, say_zh
+from gateway_dev.system import ROOT, System, free_ports, say_zh
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -54,6 +58,35 @@ def two(tmp_path_factory):
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory):
     return say_zh("建议在小区门口增加一个公交站", tmp_path_factory.mktemp("two") / "caller.wav")
+
+
+SIPP = shutil.which("sipp")
+SIP_CALLS = 3
+
+
+def _start_sipp(system: System, speech: Path, tmp: Path) -> subprocess.Popen:
+    """SIPp callers of 12345 (key 1: 咨询, then the description), all placed at once."""
+    silence, speech_ulaw = tmp / "silence.ulaw", tmp / "speech.ulaw"
+    subprocess.run(["sox", "-D", "-n", "-r", "8000", "-c", "1", "-t", "ul", str(silence), "trim", "0", "1"],
+                   check=True, capture_output=True)
+    subprocess.run(["sox", str(speech), "-r", "8000", "-c", "1", "-t", "ul", str(speech_ulaw),
+                    "pad", "0", "6", "trim", "0", "6"], check=True, capture_output=True)
+    (sip_local,) = free_ports(1, udp=True)
+    (media_port,) = free_ports(1, udp=True, even=True)
+    cmd = [SIPP, f"127.0.0.1:{system.sip_port}", "-sf", str(ROOT / "bench" / "sipp" / "uac_12345.xml"),
+           "-s", "12345", "-i", "127.0.0.1", "-p", str(sip_local), "-mi", "127.0.0.1", "-mp", str(media_port),
+           "-key", "dtmf_pcap", "/usr/share/sip-tester/dtmf_2833_1.pcap",
+           "-key", "speech", f"{speech_ulaw},1,0", "-key", "silence", f"{silence},-1,0",
+           "-m", str(SIP_CALLS), "-l", str(SIP_CALLS), "-r", str(SIP_CALLS), "-rp", "1000",
+           "-trace_err", "-error_file", str(tmp / "errors.log"), "-timeout", "240s", "-nostdin"]
+    return subprocess.Popen(cmd, stdout=open(tmp / "sipp.out", "w"), stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, cwd=tmp, start_new_session=True)
+
+
+def _tickets(gateway) -> list[dict]:
+    status, body = gateway.http("/api/tickets?limit=200", token=gateway.token())
+    assert status == 200, body
+    return body["items"]
 
 
 def _metrics(gateway) -> dict:
@@ -118,9 +151,13 @@ def test_given_a_change_applied_on_a_when_b_is_asked_then_b_runs_the_new_version
     assert health_b["config_version_id"] == version["id"] and health_b["bus"]["connected"] is True
 
 
-def test_given_a_killed_with_a_call_at_an_agent_when_calls_come_then_b_takes_them_and_no_ticket_is_lost(two, speech):
+def test_given_a_killed_with_a_call_at_an_agent_when_calls_come_then_b_takes_them_and_no_ticket_is_lost(
+        two, speech, tmp_path):
+    if SIPP is None or shutil.which("sox") is None:
+        pytest.skip("sipp (sip-tester) and sox are needed: make test-tools")
     a, b = two.gateways
     started_b = _metrics(b)["calls_started"]
+    tickets_before = {t["id"] for t in _tickets(b)}
     held = CallScript(number="12345", caller="13700000010", digits="22", say=speech, uniqueid="two-held")
 
     def with_agent() -> bool:  # the call left A's IVR and an agent answered it
@@ -135,17 +172,31 @@ def test_given_a_killed_with_a_call_at_an_agent_when_calls_come_then_b_takes_the
             await aeventually(lambda: asyncio.to_thread(with_agent), timeout=90, interval=0.2,
                               what="the held call is with an agent")
             await asyncio.to_thread(a.kill_gateway)  # the moment: A dies with the call at the agent
+            sipp = _start_sipp(two, speech, tmp_path)
             later = [CallScript(number="12345", caller=f"1370000002{n}", digits="22", say=speech,
                                 uniqueid=f"two-after-{n}")
                      for n in range(3)]
-            results = await asyncio.gather(*(place_call(two.settings, s, ami=ami) for s in later))
-            return await first, results
+            try:
+                results = await asyncio.gather(*(place_call(two.settings, s, ami=ami) for s in later))
+                rc = await asyncio.to_thread(sipp.wait, 300)
+            finally:
+                if sipp.poll() is None:
+                    sipp.kill()
+                    sipp.wait()
+            return await first, results, rc
         finally:
             await ami.close()
 
-    held_result, after = asyncio.run(scenario())
+    held_result, after, sipp_rc = asyncio.run(scenario())
+    assert sipp_rc == 0, (tmp_path / "sipp.out").read_text()[-2000:]  # every SIP call completed
     assert a.gateway is None or a.gateway.poll() is not None
-    assert _metrics(b)["calls_started"] - started_b == 3  # the new calls ran on B
+    assert _metrics(b)["calls_started"] - started_b == 3 + SIP_CALLS  # the new calls ran on B
+    new = [t for t in _tickets(b) if t["id"] not in tickets_before]
+    sip_tickets = [t for t in new if t["caller_number"].startswith("1380")]
+    assert len(new) == 1 + 3 + SIP_CALLS and len(sip_tickets) == SIP_CALLS, new
+    for ticket in sip_tickets:
+        status, call = b.http(f"/api/calls/{ticket['uniqueid']}", token=b.token())
+        assert status == 200 and call["status"] == "ended" and call["ticket_id"] == ticket["id"], call
     for result in [held_result, *after]:
         status, call = b.http(f"/api/calls/{result['uniqueid']}", token=b.token())
         assert status == 200 and call["status"] == "ended" and call["ticket_id"], (result["uniqueid"], call)
