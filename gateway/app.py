@@ -8,8 +8,9 @@ and stop through ``app.cleanup_ctx``. Running the application (``web.AppRunner``
 see ``gateway.cli``) starts the contexts in this order and stops them in reverse, also
 when a later one failed to start:
 
-    database (migrated)  →  bus (gateway.bus)  →  AMI client  →  auth  →  hotlines (live version, Asterisk
-    reloaded, scheduler)  →  speech (AudioSocket, models in the background)  →  desk
+    database (migrated)  →  journal (the call path's writes, replayed)  →  bus (gateway.bus)
+    →  AMI client  →  auth  →  hotlines (live version, Asterisk reloaded, scheduler)  →  speech
+    (AudioSocket, models in the background)  →  desk
     →  calls (FastAGI)  →  api (tickets, /healthz, /metrics, event-loop lag)
 
 With ``GATEWAY_TEST_CLOCK=true`` the test-only routes of ``gateway_dev.test_routes`` are
@@ -36,6 +37,8 @@ from gateway.pbx.ami import AmiClient
 from gateway.settings import Settings
 from gateway.speech import plugin as speech
 from gateway.ticketing import migrate
+from gateway.ticketing.dbcheck import database_state
+from gateway.ticketing.journal import Journal
 from gateway.ticketing.store import TicketStore
 from gateway.web.app import new_app
 from gateway.web.edge import EdgePolicy
@@ -51,6 +54,17 @@ def _database(deps: Deps):
             yield
         finally:
             await deps.store.close()
+
+    return ctx
+
+
+def _journal(journal: Journal):
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        await journal.start()  # what is left from the last run is replayed while calls are taken
+        try:
+            yield
+        finally:
+            await journal.stop()
 
     return ctx
 
@@ -86,16 +100,20 @@ async def create_app(settings: Settings) -> web.Application:
     s = settings
     ami = AmiClient(host=s.ami_host, port=s.ami_port, username=s.ami_user, secret=s.ami_secret,
                     action_timeout=s.ami_action_timeout, ping_interval=s.ami_ping_interval)
-    deps = Deps(settings=s, clock=AdjustableClock() if s.test_clock else Clock(),
-                store=await TicketStore.open(s.database_url), ami=ami,
-                bus=make_bus(s.database_url, s.instance_id or None))
+    store = await TicketStore.open(s.database_url)
+    journal = Journal(store, s.journal_dir, max_bytes=int(s.journal_max_mb * 2**20), max_age=s.journal_max_age)
+    deps = Deps(settings=s, clock=AdjustableClock() if s.test_clock else Clock(), store=store, ami=ami,
+                journal=journal, bus=make_bus(s.database_url, s.instance_id or None))
     ami.subscribe(deps.ami_events.dispatch)  # one subscriber: record handlers, then notify handlers
     app = new_app(EdgePolicy(trusted_proxies=s.trusted_proxies, public_hosts=s.public_hosts, bind_host=s.http_host))
     app[DEPS] = deps
     app.cleanup_ctx.append(_database(deps))
+    app.cleanup_ctx.append(_journal(journal))
     app.cleanup_ctx.append(_bus(deps))
     app.cleanup_ctx.append(_ami(deps))
-    deps.health.add("database", lambda: _ping(deps.store), ok=lambda value: value == "ok")
+    deps.health.add("database", lambda: _ping(deps.store, s.database_url), ok=lambda value: value == "ok")
+    deps.health.add("journal", journal.stats, ok=journal.healthy)
+    deps.metrics.add("journal", journal.metrics)  # gateway_journal_backlog, _bytes, _oldest_s, ...
     deps.health.add("ami", lambda: _ami_state(ami), ok=lambda value: value == "connected")
     deps.health.add("bus", deps.bus.state, ok=lambda value: value["connected"])
     for feature in FEATURES:
@@ -107,8 +125,9 @@ async def create_app(settings: Settings) -> web.Application:
     return app
 
 
-async def _ping(store: TicketStore) -> str:
-    return "ok" if await store.ping() else "down"
+async def _ping(store: TicketStore, database_url: str) -> str:
+    """Whether the database takes a write now: ok, locked, read-only, slow or down."""
+    return await database_state(database_url, store.engine)
 
 
 def listening(app: web.Application, http_port: int) -> dict:

@@ -37,6 +37,7 @@ from gateway.clock import Clock
 from gateway.pbx.ami import AmiClient
 from gateway.pbx.ami_events import AmiEvent
 from gateway.settings import Settings
+from gateway.ticketing.journal import Journal
 from gateway.ticketing.store import TicketStore
 
 log = logging.getLogger(__name__)
@@ -130,4 +131,5 @@ class Deps:
     health: HealthSources = field(default_factory=HealthSources)
     metrics: MetricSources = field(default_factory=MetricSources)
     ami_events: AmiEvents = field(default_factory=AmiEvents)
+    journal: Journal | None = None  # the call path's writes (gateway.ticketing.journal); None: straight to the store
     bus: LocalBus = field(default_factory=LocalBus)  # notifications to the other instances (gateway.bus)

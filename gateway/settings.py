@@ -131,9 +131,17 @@ class Settings:
     agi_peers: tuple[str, ...] = ()
     recordings_min_free_mb: float = 50.0  # less free space than this: the caller is not recorded, ticket flagged
     instance_id: str = ""  # this gateway among several on one database (the bus); "" = host name + random
+    journal_max_mb: float = 64.0  # the call path's journal: backlog past which steps and transcripts are dropped
+    journal_max_age: float = 30.0  # seconds: an older write still not in the database makes /healthz degraded
     extra: dict = field(default_factory=dict, compare=False)
 
     # -- derived paths -------------------------------------------------
+    @property
+    def journal_dir(self) -> Path:
+        """The call path's journal of writes (:mod:`gateway.ticketing.journal`); one per gateway
+        instance (``GATEWAY_INSTANCE_ID``), since instances may share the state directory."""
+        return self.state_dir / (f"journal-{self.instance_id}" if self.instance_id else "journal")
+
     @property
     def instance_dir(self) -> Path:
         """The directory bind-mounted into the sandbox as ``/srv/gw``."""
@@ -377,6 +385,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         agi_peers=_agi_peers(env, "GATEWAY_AGI_PEERS"),
         recordings_min_free_mb=_non_negative(env, "GATEWAY_RECORDINGS_MIN_FREE_MB", 50.0),
         instance_id=_instance_id(env, "GATEWAY_INSTANCE_ID"),
+        journal_max_mb=_float(env, "GATEWAY_JOURNAL_MAX_MB", 64.0),
+        journal_max_age=_float(env, "GATEWAY_JOURNAL_MAX_AGE", 30.0),
     )
 
 

@@ -23,6 +23,7 @@ from gateway.ivr_flows.channel import Recording
 from gateway.pbx.ami_events import AgentConnect, AmiEvent, Hangup, QueueCallerAbandon, QueueCallerJoin, agent_id_of
 from gateway.pbx.fastagi import AgiChannel, FastAgiServer
 from gateway.speech.plugin import SPEECH
+from gateway.ticketing.journal import JournaledStore
 from gateway.ticketing.store import TicketStore
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,10 @@ def setup(app: web.Application, deps: Deps) -> None:
         """The recording as the gateway sees it on disk."""
         return str(s.local_path(f"{recording.path}.{recording.fmt}"))
 
+    # the call path's writes go through the journal: a locked or absent database costs no ticket
+    writes = JournaledStore(deps.journal) if deps.journal is not None else deps.store
     handler = CallHandler(
-        store=deps.store,
+        store=writes,
         config_source=lambda: admin.config,
         channel_factory=lambda session: AgiChannel(session, prompt_path, s.pbx_path(s.recordings_dir),
                                                    listener=speech.listener),
@@ -75,7 +78,7 @@ def setup(app: web.Application, deps: Deps) -> None:
                         read_timeout=s.agi_read_timeout)
     app[CALLS] = handler
     app[FASTAGI] = agi
-    deps.ami_events.add(CallEvents(deps.store, deps.clock), stage="record")
+    deps.ami_events.add(CallEvents(writes, deps.clock), stage="record")
     deps.health.add("calls_in_ivr", lambda: handler.active)
     deps.health.add("fastagi_sessions", lambda: agi.sessions)
     deps.metrics.extend(handler.metrics.snapshot)  # agi_round_trip, calls_started, calls_finished, ...

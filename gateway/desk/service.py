@@ -50,7 +50,7 @@ class DeskService:
     def __init__(self, *, store: TicketStore, users, recordings_dir: Path, suggester: Callable[..., dict] | None,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
                  monotonic: Callable[[], float] | None = None, timezone: str = "Asia/Shanghai",
-                 ami=None, transfers: Callable[[], dict] | None = None, bus=None) -> None:
+                 ami=None, transfers: Callable[[], dict] | None = None, journal=None, bus=None) -> None:
         import time
 
         self.store = store
@@ -78,6 +78,7 @@ class DeskService:
         self.ami = ami  # Redirect of a caller's channel (the emergency transfer)
         self.transfers = transfers or dict  # service -> EmergencyTransfer of the live configuration
         self._transferred: dict[str, str] = {}  # uniqueid -> service, for calls this process transferred
+        self.journal = journal  # the call path's journal (gateway.ticketing.journal): pops wait for its replay
 
     def use_timezone(self, name: str) -> None:
         """The hotline configuration's time zone (known once its live version is loaded)."""
@@ -90,9 +91,14 @@ class DeskService:
         if isinstance(event, AgentConnect):
             agent_id = agent_id_of(event.interface, event.member_name)
             if event.linkedid in self._transferred and event.uniqueid != event.linkedid:
-                await self.transferred_pop(event.linkedid, agent_id, event.queue)
+                pop, call = (lambda: self.transferred_pop(event.linkedid, agent_id, event.queue)), event.linkedid
             else:
-                await self.pop_everywhere(event.uniqueid, agent_id, event.queue)
+                pop, call = (lambda: self.pop_everywhere(event.uniqueid, agent_id, event.queue)), event.uniqueid
+            if self.journal is not None and self.journal.pending_for(call):
+                # the call's ticket or agent is not in the database yet: pop once the journal has written them
+                self.journal.when_applied(call, pop)
+            else:
+                await pop()
 
     async def pop_everywhere(self, uniqueid: str, agent_id: str, queue: str) -> int:
         """``agent_id`` answered ``uniqueid``: pop the desks connected here and tell the other

@@ -24,7 +24,7 @@ from gateway.settings import Settings
 from gateway_dev.eventually import aeventually
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
-HEALTH_KEYS = {"status", "database", "ami", "config_version", "config_version_id", "calls_in_ivr",
+HEALTH_KEYS = {"status", "database", "journal", "ami", "config_version", "config_version_id", "calls_in_ivr",
                "fastagi_sessions", "last_reload", "speech", "voice", "desk", "bus"}
 BACKGROUND = {"config-scheduler", "ami-supervisor", "loop-lag-monitor", "bus-dispatch"}
 
@@ -134,6 +134,7 @@ async def test_given_a_running_gateway_without_asterisk_when_a_supervisor_asks_h
         assert resp.status == 503 and set(report) == HEALTH_KEYS
         assert report["status"] == "degraded" and report["database"] == "ok"
         assert report["ami"].startswith("disconnected")
+        assert report["journal"]["backlog"] == 0 and report["journal"]["waiting_for_database"] is None
         assert report["config_version"] == app[HOTLINES].config.version
         assert report["desk"] == {"suggestions": "on", "connections": 0}
         assert report["speech"] == {"status": "off", "reason": "GATEWAY_SPEECH=off"}

@@ -304,3 +304,55 @@ async def test_given_a_decided_ticket_when_another_agent_reads_it_then_nothing_t
         assert view["transcript"] == "我家楼下餐馆油烟很大" and view["emergency_words"] == ["着火"]
         assert "spoken_withheld" not in view
         assert (await desk.check_hearing(ticket_id, allowed))["id"] == ticket_id
+
+
+async def test_given_the_ticket_still_in_the_journal_when_the_agent_answers_then_the_pop_comes_once_it_is_written(
+        world, tmp_path):
+    import functools
+
+    from sqlalchemy import exc as sa_exc
+
+    from gateway.ticketing.journal import Journal, JournaledStore
+
+    store, _, desk = world
+
+    class Locked:  # the database says "locked" until opened
+        def __init__(self) -> None:
+            self.locked = True
+
+        def __getattr__(self, name):
+            attr = getattr(store, name)
+
+            @functools.wraps(attr)  # the journal reads the store method's signature through it
+            async def call(*args, **kwargs):
+                if self.locked and name != "get_call":
+                    raise sa_exc.OperationalError("x", {}, Exception("database is locked"))
+                return await attr(*args, **kwargs)
+
+            return call
+
+    database = Locked()
+    journal = Journal(database, tmp_path / "journal", lookup_timeout=0.2)
+    await journal.start()
+    desk.journal = journal
+    try:
+        writes = JournaledStore(journal)
+        await writes.start_call(uniqueid="u9", channel="Local/x;1", caller_number="13800138000",
+                                dialled_number="12345", line_number="12345", line_name="12345市民服务热线",
+                                merge_mode="primary", department=None, flow_version="v1", started_at=NOW)
+        await writes.ensure_ticket("u9", category="投诉", channel_kind=None, confidential=False, handled_by=None,
+                                   queue="q-complaint", department=None)
+        await writes.mark_agent("u9", "8001")
+        await desk.on_ami_event(parse_event(_connect("u9", "8001")))
+        assert desk.hub.missed("a1", 0) == []  # no pop without its ticket
+
+        database.locked = False
+        for _ in range(500):
+            if desk.hub.missed("a1", 0):
+                break
+            await asyncio.sleep(0.02)
+        events = desk.hub.missed("a1", 0)
+        assert [e["type"] for e in events] == ["screen_pop"] and events[0]["ticket"]["category"] == "投诉"
+        assert events[0]["ticket"]["call"]["agent"] == "8001"
+    finally:
+        await journal.stop()
