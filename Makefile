@@ -39,6 +39,10 @@ test-tools:
 	@command -v chromium >/dev/null && command -v sipp >/dev/null && fc-list 2>/dev/null | grep -qi wenquanyi || { \
 	  echo "==> installing chromium, fonts-wqy-microhei and sip-tester (SIPp) for the tests"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-wqy-microhei sip-tester; }
+	@# PostgreSQL 15: the tests start private servers from its binaries (gateway_dev/postgres.py),
+	@# never the cluster Debian creates at install time.
+	@test -x /usr/lib/postgresql/15/bin/postgres || { echo "==> installing postgresql (15) for the tests"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
 
 # Unit tests first (some measure event-loop lag: they run alone), then the end-to-end files
 # on two workers, each with its own sandbox Asterisk and gateway on private ports (the

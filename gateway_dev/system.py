@@ -2,7 +2,8 @@
 
 Started with the project's own commands (``gateway sandbox up``, ``gateway serve``)
 in a private state directory with free ports, so a running demo (``make run``) is
-left alone. ``System`` is a context manager: leaving it (also on an exception or
+left alone. ``database="postgresql"`` puts the gateway on a private PostgreSQL server
+(:mod:`gateway_dev.postgres`, started by ``up`` and stopped by ``down``) instead of SQLite. ``System`` is a context manager: leaving it (also on an exception or
 Ctrl-C) stops the gateway (SIGTERM, then SIGKILL) and runs ``gateway sandbox down``,
 then removes the state directory unless told to keep it.
 """
@@ -74,7 +75,12 @@ class System:
 
     def __init__(self, *, cache_dir: Path | None = None, keep: bool = False, log=None,
                  prefix: str = "gw-bench-", log_level: str = "WARNING", test_clock: bool = False,
-                 gateways: int = 1, database_url: str | None = None, extra_env: dict | None = None) -> None:
+                 database: str = "sqlite", gateways: int = 1, database_url: str | None = None,
+                 extra_env: dict | None = None) -> None:
+        if database not in ("sqlite", "postgresql"):
+            raise ValueError(f"database must be sqlite or postgresql, not {database!r}")
+        self.database = database
+        self.postgres = None  # gateway_dev.postgres.PostgresServer once started
         self.state = Path(tempfile.mkdtemp(prefix=prefix))
         self.config_dir = self.state / "config"
         shutil.copytree(ROOT / "config", self.config_dir)
@@ -119,8 +125,8 @@ class System:
         AudioSocket ports and log file. Every instance's dialplan lists every FastAGI port
         (``GATEWAY_AGI_PEERS``, this one first): Asterisk tries the next when one is down.
         """
-        if "DATABASE_URL" not in self.env:
-            raise ValueError("several gateways share one database: give database_url (PostgreSQL)")
+        if "DATABASE_URL" not in self.env and self.database != "postgresql":
+            raise ValueError("several gateways share one database: database='postgresql' (or a database_url)")
         self.env["GATEWAY_INSTANCE_ID"] = "gw-a"
         for n in range(count):
             agi, http, audiosocket = free_ports(3)
@@ -128,6 +134,7 @@ class System:
             peer.env = {**self.env, "GATEWAY_AGI_PORT": str(agi), "GATEWAY_HTTP_PORT": str(http),
                         "GATEWAY_AUDIOSOCKET_PORT": str(audiosocket), "GATEWAY_INSTANCE_ID": f"gw-{chr(ord('b') + n)}"}
             peer.gateway, peer._token, peer.peers, peer.sandbox_started = None, None, [], False
+            peer.postgres = None  # the first instance starts and stops the database server
             peer.log_path = self.state / f"gateway-{peer.env['GATEWAY_INSTANCE_ID']}.log"
             self.peers.append(peer)
         agi_peers = ",".join(f"127.0.0.1:{g.env['GATEWAY_AGI_PORT']}" for g in [self, *self.peers])
@@ -287,22 +294,49 @@ class System:
                 self.gateway.wait()
         self.gateway = None
 
+    def start_database(self) -> float:
+        """With ``database="postgresql"``: a private server and database ``gateway`` for the
+        gateway and the CLI (``DATABASE_URL``); nothing to do for SQLite (a file in the state dir)."""
+        if self.database != "postgresql" or self.postgres is not None:
+            return 0.0
+        from gateway_dev.postgres import PostgresServer
+
+        started = time.monotonic()
+        # Its own directory: the state dir is root's 0700, which the postgres user cannot enter.
+        self.postgres = PostgresServer(prefix=f"{self.state.name}-pg-", keep=self.keep)
+        self.postgres.start()
+        self.env["DATABASE_URL"] = self.postgres.create_database("gateway")
+        return time.monotonic() - started
+
+    def stop_database(self) -> None:
+        if self.postgres is not None:
+            self.postgres.stop()
+            self.postgres = None
+
     def up(self) -> dict:
-        """Sandbox up + gateway healthy (every instance); returns the timings in seconds."""
+        """Database (PostgreSQL only) + sandbox up + gateway healthy (every instance); returns the
+        timings in seconds."""
+        t_database = self.start_database()
+        for peer in self.peers:  # the same database for every instance
+            peer.env["DATABASE_URL"] = self.env["DATABASE_URL"]
         t_sandbox = self.sandbox_up()
         t_gateway = self.start_gateway()
         for peer in self.peers:
             t_gateway += peer.start_gateway()
-        return {"sandbox_up_s": t_sandbox, "gateway_healthy_s": t_gateway, "total_s": t_sandbox + t_gateway}
+        return {"database_s": t_database, "sandbox_up_s": t_sandbox, "gateway_healthy_s": t_gateway,
+                "total_s": t_database + t_sandbox + t_gateway}
 
     def down(self) -> None:
-        """Gateways SIGTERM, then sandbox down; safe to call more than once."""
+        """Gateways SIGTERM, then sandbox down, then the database server; safe to call more than once."""
         try:
             for peer in self.peers:
                 peer.stop_gateway()
             self.stop_gateway()
         finally:
-            self.sandbox_down()
+            try:
+                self.sandbox_down()
+            finally:
+                self.stop_database()
 
     def __enter__(self) -> "System":
         return self

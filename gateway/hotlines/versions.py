@@ -32,13 +32,13 @@ class VersionStore:
     async def current(self) -> dict | None:
         """The live version: the latest applied one."""
         stmt = (sa.select(ConfigVersion).where(ConfigVersion.status == "applied")
-                .order_by(ConfigVersion.applied_at.desc(), ConfigVersion.id.desc()).limit(1))
+                .order_by(ConfigVersion.applied_at.desc().nulls_last(), ConfigVersion.id.desc()).limit(1))
         async with self.store.read_session() as session:
             row = (await session.execute(stmt)).scalar_one_or_none()
         return version_dict(row, with_files=True) if row else None
 
     async def get(self, version_id: int) -> dict:
-        if isinstance(version_id, bool) or not isinstance(version_id, int) or not 0 < version_id < 2**63:
+        if isinstance(version_id, bool) or not isinstance(version_id, int) or not 0 < version_id < 2**31:
             raise NotFound(f"no configuration version {version_id!r}", details={"version": str(version_id)})
         async with self.store.read_session() as session:
             row = await session.get(ConfigVersion, version_id)

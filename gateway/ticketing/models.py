@@ -60,6 +60,12 @@ class UtcDateTime(sa.types.TypeDecorator):
         return value.astimezone(timezone.utc)
 
 
+# Ids of the tables that grow with every call (calls, tickets, their audit trail, desk drafts):
+# 64-bit on PostgreSQL (BIGINT/BIGSERIAL: an audit row or more per call outlives 2**31), and
+# SQLite's INTEGER PRIMARY KEY (the 64-bit rowid) there. Migration 0006 widens older databases.
+RowId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
 class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -69,7 +75,7 @@ class Call(Base):
 
     __tablename__ = "calls"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
     uniqueid: Mapped[str] = mapped_column(sa.String(64), unique=True, index=True)
     channel: Mapped[str] = mapped_column(sa.String(128))
     caller_number: Mapped[str] = mapped_column(sa.String(32))
@@ -98,8 +104,8 @@ class Ticket(Base):
 
     __tablename__ = "tickets"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    call_id: Mapped[int] = mapped_column(sa.ForeignKey("calls.id"), unique=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
+    call_id: Mapped[int] = mapped_column(RowId, sa.ForeignKey("calls.id"), unique=True)
     status: Mapped[str] = mapped_column(sa.String(16), default="draft", index=True)
     caller_number: Mapped[str] = mapped_column(sa.String(32), index=True)
     caller_id_raw: Mapped[str | None] = mapped_column(sa.String(80))
@@ -137,7 +143,7 @@ class Ticket(Base):
     dispatch_mode: Mapped[str | None] = mapped_column(sa.String(16))
     units: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON)
     answer: Mapped[str | None] = mapped_column(sa.Text)
-    linked_ticket_id: Mapped[int | None] = mapped_column(sa.Integer)
+    linked_ticket_id: Mapped[int | None] = mapped_column(RowId)
     decided_by: Mapped[str | None] = mapped_column(sa.String(64))
     decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
@@ -155,7 +161,7 @@ class AuditEvent(Base):
     __tablename__ = "audit_events"
     __table_args__ = (sa.Index("ix_audit_events_object", "object_type", "object_id"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
     at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     actor: Mapped[str] = mapped_column(sa.String(32))
     action: Mapped[str] = mapped_column(sa.String(64))
@@ -197,8 +203,8 @@ class TicketDraft(Base):
     __tablename__ = "ticket_drafts"
     __table_args__ = (sa.UniqueConstraint("ticket_id", "username", name="uq_ticket_drafts_ticket_user"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    ticket_id: Mapped[int] = mapped_column(sa.ForeignKey("tickets.id"), index=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(RowId, sa.ForeignKey("tickets.id"), index=True)
     username: Mapped[str] = mapped_column(sa.String(64))
     data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)

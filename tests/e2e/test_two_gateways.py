@@ -32,14 +32,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")
-def two(tmp_path_factory):
-    from gateway_dev.postgres import PostgresError, PostgresServer
+def two():
+    from gateway_dev.postgres import BIN_DIR
 
-    try:
-        pg = PostgresServer(prefix="gw-pg-e2e-two-").start()
-    except PostgresError as exc:
-        pytest.skip(f"no PostgreSQL: {exc}")
-    sysm = System(prefix="gw-e2e-two-", log_level="INFO", gateways=2, database_url=pg.create_database("two"),
+    if not (BIN_DIR / "postgres").is_file():
+        pytest.skip(f"no PostgreSQL 15 in {BIN_DIR} (apt-get install -y postgresql)")
+    sysm = System(prefix="gw-e2e-two-", log_level="INFO", gateways=2, database="postgresql",
                   extra_env={"GATEWAY_SPEECH": "false"})
     try:
         sysm.up()
@@ -52,7 +50,6 @@ def two(tmp_path_factory):
             if gateway.log_path.exists():
                 shutil.copy(gateway.log_path, artifacts / f"e2e-two-{gateway.log_path.name}")
         shutil.rmtree(sysm.state, ignore_errors=True)
-        pg.stop()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.hotlines.service import HotlineAdmin
 from gateway.ivr_flows.validate import read_files
-from gateway.ticketing import migrate
 from gateway.ticketing.store import TicketStore
 from gateway.auth.users import UserStore
 from tests.unit.webapp import build_app, with_admin
@@ -24,9 +23,8 @@ NOW = datetime(2027, 2, 20, 10, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture()
-async def client(tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path}/t.db"
-    await asyncio.to_thread(migrate.upgrade, url)  # alembic's sync engine: off the event loop
+async def client(tmp_path, database_url):
+    url = database_url  # migrated: SQLite and PostgreSQL (tests/dbfixtures.py)
     store = await TicketStore.open(url)
     applied = []
 

@@ -15,7 +15,6 @@ from gateway.hotlines.keys import PromptDirs
 from gateway.hotlines.service import HotlineAdmin
 from gateway.ivr_flows.validate import read_files
 from gateway.pbx.prompts import PromptText
-from gateway.ticketing import migrate
 from gateway.ticketing.store import TicketStore
 from gateway.auth.users import UserStore
 from tests.unit.test_config_validation import CONFIG
@@ -26,9 +25,8 @@ DEFAULT_12315 = "您拨打的1 2 3 1 5已并入12345市民服务热线，现在�
 
 
 @pytest.fixture()
-async def world(tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path}/t.db"
-    await asyncio.to_thread(migrate.upgrade, url)
+async def world(tmp_path, database_url):
+    url = database_url  # migrated: SQLite and PostgreSQL (tests/dbfixtures.py)
     store = await TicketStore.open(url)
 
     async def applier(config, old):

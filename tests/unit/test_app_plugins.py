@@ -35,9 +35,9 @@ def _unused_port() -> int:
         return sock.getsockname()[1]
 
 
-def _settings(tmp_path: Path, **changes) -> Settings:
+def _settings(tmp_path: Path, database_url: str | None = None, **changes) -> Settings:
     return Settings(state_dir=tmp_path / "var", config_dir=CONFIG, cache_dir=tmp_path / "cache",
-                    database_url=f"sqlite+aiosqlite:///{tmp_path}/gw.db", http_port=0, agi_port=0,
+                    database_url=database_url or f"sqlite+aiosqlite:///{tmp_path}/gw.db", http_port=0, agi_port=0,
                     audiosocket_port=0, ami_port=_unused_port(), ami_secret="not-used", speech=False,
                     **changes)
 
@@ -125,8 +125,8 @@ async def test_given_a_running_gateway_when_a_supervisor_reads_metrics_then_prom
 
 
 async def test_given_a_running_gateway_without_asterisk_when_a_supervisor_asks_health_then_every_key_degraded(
-        tmp_path):
-    app = await create_app(_settings(tmp_path))
+        tmp_path, database_url):
+    app = await create_app(_settings(tmp_path, database_url))  # both databases: the app migrates at start
     async with TestClient(TestServer(app)) as client:
         sup = await _login(app, "lead", "supervisor")
         resp = await client.get("/healthz", headers=sup)

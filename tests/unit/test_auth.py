@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from datetime import datetime, timedelta, timezone
@@ -13,7 +12,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
-from gateway.ticketing import migrate
 from gateway.ticketing.models import AuditEvent, UserSession
 from gateway.ticketing.store import TicketStore
 from gateway.auth.brake import LoginBrake
@@ -80,9 +78,8 @@ class World:
 
 
 @pytest.fixture()
-async def world(tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path}/auth.db"
-    await asyncio.to_thread(migrate.upgrade, url)  # alembic's sync engine: off the event loop
+async def world(tmp_path, database_url):
+    url = database_url  # migrated: SQLite and PostgreSQL (tests/dbfixtures.py)
     store = await TicketStore.open(url)
     clock, mono = FakeClock(datetime(2027, 1, 1, 8, 0, tzinfo=timezone.utc)), FakeMonotonic()
     users = UserStore(store.engine, clock=clock, brake=LoginBrake(clock=mono))
@@ -194,7 +191,7 @@ async def test_given_a_login_body_of_the_wrong_shape_when_posted_then_400_naming
 
 async def test_given_a_disabled_user_when_logging_in_with_the_right_password_then_401(world, client):
     async with world.store.engine.begin() as conn:
-        await conn.execute(sa.text("UPDATE users SET disabled = 1 WHERE username = 'agent1'"))
+        await conn.execute(sa.text("UPDATE users SET disabled = true WHERE username = 'agent1'"))
     resp, _ = await _login(client, "agent1", AGENT_PW)
     assert resp.status == 401
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,7 +9,6 @@ import pytest
 
 from gateway.calls.handler import CallHandler, caller_id
 from gateway.ivr_flows.validate import load_config
-from gateway.ticketing import migrate
 from gateway.ticketing.store import TicketStore
 from tests.unit.scripted import ScriptedChannel
 
@@ -18,9 +16,8 @@ CONFIG = load_config(Path(__file__).resolve().parents[2] / "config")
 
 
 @pytest.fixture()
-async def store(tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path}/t.db"
-    await asyncio.to_thread(migrate.upgrade, url)  # alembic's sync engine: off the event loop
+async def store(tmp_path, database_url):
+    url = database_url  # migrated: SQLite and PostgreSQL (tests/dbfixtures.py)
     store = await TicketStore.open(url)
     yield store
     await store.close()

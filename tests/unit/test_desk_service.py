@@ -14,7 +14,6 @@ from gateway.desk.service import DeskService
 from gateway.errors import Conflict
 from gateway.ivr_flows.model import CATEGORIES
 from gateway.pbx.ami_events import parse_event
-from gateway.ticketing import migrate
 from gateway.desk.schemas import CloseBody, SubmitBody
 from gateway.web.schema import RequestInvalid, validate
 from gateway.ticketing.store import TicketStore
@@ -26,9 +25,8 @@ SUBMIT = {"category": "投诉", "urgency": "urgent", "place": "三里屯街道",
 
 
 @pytest.fixture()
-async def world(tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path}/t.db"
-    await asyncio.to_thread(migrate.upgrade, url)  # alembic's sync engine: off the event loop
+async def world(tmp_path, database_url):
+    url = database_url  # migrated: SQLite and PostgreSQL (tests/dbfixtures.py)
     store = await TicketStore.open(url)
     users = UserStore(store)
     for name, role, agent in (("a1", "agent", "8001"), ("a2", "agent", "8002"), ("boss", "supervisor", None)):

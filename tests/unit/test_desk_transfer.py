@@ -3,7 +3,6 @@ the service on a real, migrated SQLite database, with a recording stand-in for A
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,7 +15,6 @@ from gateway.errors import ConfigError, GatewayError, PbxError
 from gateway.ivr_flows.model import EmergencyTransfer
 from gateway.ivr_flows.validate import load_config
 from gateway.pbx import dialplan
-from gateway.ticketing import migrate
 from gateway.ticketing.store import TicketStore
 from gateway.auth.users import UserStore
 from tests.unit.webapp import build_app, with_desk
@@ -104,9 +102,8 @@ def test_given_transfers_when_rendered_then_the_dialplan_dials_or_queues_through
 
 # -- the service -------------------------------------------------------------------------------
 @pytest.fixture()
-async def world(tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path}/t.db"
-    await asyncio.to_thread(migrate.upgrade, url)
+async def world(tmp_path, database_url):
+    url = database_url  # migrated: SQLite and PostgreSQL (tests/dbfixtures.py)
     store = await TicketStore.open(url)
     ami = RecordingAmi()
     desk = DeskService(store=store, users=UserStore(store), recordings_dir=tmp_path / "rec", suggester=None,

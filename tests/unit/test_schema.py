@@ -4,7 +4,6 @@ same models and covers every route that takes a body."""
 
 from __future__ import annotations
 
-import asyncio
 
 import json
 import re
@@ -21,7 +20,6 @@ from gateway.hotlines import changes
 from gateway.hotlines.openapi import BODY_MODELS, openapi_document
 from gateway.hotlines.service import HotlineAdmin
 from gateway.ivr_flows.validate import read_files
-from gateway.ticketing import migrate
 from gateway.ticketing.store import TicketStore
 from gateway.auth.users import UserStore
 from gateway.web.problems import ERROR_ZH, error_body, split_bilingual
@@ -36,9 +34,8 @@ NO_BODY = {("POST", "/api/logout"), ("POST", "/metrics")}  # unsafe methods that
 
 
 @pytest.fixture()
-async def client(tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path}/t.db"
-    await asyncio.to_thread(migrate.upgrade, url)
+async def client(tmp_path, database_url):
+    url = database_url  # migrated: SQLite and PostgreSQL (tests/dbfixtures.py)
     store = await TicketStore.open(url)
     applied = []
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 from pathlib import Path
 from datetime import datetime, timedelta, timezone
@@ -374,3 +373,8 @@ async def test_given_a_pending_transcript_of_a_decided_ticket_when_recovered_the
     await store.set_transcript("u-11", {"text": "你好", "words": []}, recovered=True)
     ticket = await store.get_ticket(ticket_id)
     assert ticket["transcript_status"] == "done" and ticket["transcript"] == "你好"
+
+
+async def test_given_an_id_beyond_32_bits_when_read_then_not_found_on_both_databases(store):
+    with pytest.raises(NotFound):
+        await store.get_ticket(10**12 - 1)  # the largest id a path may carry (gateway.web.params)

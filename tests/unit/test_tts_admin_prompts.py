@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timezone
 
 import pytest
@@ -11,7 +10,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.hotlines.keys import PromptDirs
 from gateway.hotlines.service import HotlineAdmin
 from gateway.ivr_flows.validate import read_files
-from gateway.ticketing import migrate
 from gateway.ticketing.store import TicketStore
 from gateway.auth.users import UserStore
 from tests.unit.webapp import build_app, with_admin
@@ -32,9 +30,8 @@ def prompt_files(tmp_path):
 
 
 @pytest.fixture()
-async def client(tmp_path, prompt_files):
-    url = f"sqlite+aiosqlite:///{tmp_path}/t.db"
-    await asyncio.to_thread(migrate.upgrade, url)  # alembic's sync engine: off the event loop
+async def client(tmp_path, prompt_files, database_url):
+    url = database_url  # migrated: SQLite and PostgreSQL (tests/dbfixtures.py)
     store = await TicketStore.open(url)
 
     async def applier(config, old):

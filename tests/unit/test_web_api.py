@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timezone
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.ticketing import migrate
 from gateway.ticketing.store import TicketStore
 from gateway.auth.users import UserStore
 from tests.unit.webapp import build_app
 
 
 @pytest.fixture()
-async def client(tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path}/t.db"
-    await asyncio.to_thread(migrate.upgrade, url)  # alembic's sync engine: off the event loop
+async def client(tmp_path, database_url):
+    url = database_url  # migrated: SQLite and PostgreSQL (tests/dbfixtures.py)
     store = await TicketStore.open(url)
     await store.start_call(uniqueid="u-1", channel="Local/x;1", caller_number="13800138000", dialled_number="12315",
                            line_number="12315", line_name="消费者投诉举报热线", merge_mode="dual_number",

@@ -15,7 +15,6 @@ from aiohttp import ClientSession, WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.desk.service import DeskService
-from gateway.ticketing import migrate
 from gateway.ticketing.store import TicketStore
 from gateway.auth.errors import LastAdmin
 from gateway.auth.users import UserStore
@@ -31,9 +30,8 @@ class World:
 
 
 @pytest.fixture()
-async def world(tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path}/t.db"
-    await asyncio.to_thread(migrate.upgrade, url)  # alembic's sync engine: off the event loop
+async def world(tmp_path, database_url):
+    url = database_url  # migrated: SQLite and PostgreSQL (tests/dbfixtures.py)
     store = await TicketStore.open(url)
     users = UserStore(store)
     await users.create_user("sup", SUP_PW, "supervisor")
@@ -100,9 +98,8 @@ async def test_given_a_tls_proxy_when_logging_in_then_the_cookie_is_secure(clien
     assert policy.client("127.0.0.1", "198.51.100.7", "https", False) == ("198.51.100.7", True)
 
 
-async def test_given_a_trusted_proxy_when_logging_in_then_secure_cookie_and_the_clients_address_is_braked(tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path}/p.db"
-    await asyncio.to_thread(migrate.upgrade, url)  # alembic's sync engine: off the event loop
+async def test_given_a_trusted_proxy_when_logging_in_then_secure_cookie_and_the_clients_address_is_braked(tmp_path, database_url):
+    url = database_url  # migrated: SQLite and PostgreSQL (tests/dbfixtures.py)
     store = await TicketStore.open(url)
     users = UserStore(store)
     await users.create_user("sup", SUP_PW, "supervisor")
