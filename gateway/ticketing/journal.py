@@ -10,7 +10,7 @@ disk (appended and fsync'd). A background *replayer* then calls the same
 :class:`~gateway.ticketing.store.TicketStore` method with the same arguments, strictly
 in journal order, one record at a time.
 
-* **Files.** ``<state dir>/journal/seg-<first seq>.log`` segments of one record a line:
+* **Files** (:mod:`gateway.ticketing.journal_files`). ``<state dir>/journal/seg-<first seq>.log`` segments of one record a line:
   ``<crc32 as 8 hex digits> <JSON>\\n``; the JSON holds ``seq`` (global, increasing),
   ``op``, ``call``, ``args`` (datetimes as ``{"$dt": iso}``), ``at`` (wall time) and, for
   a step, ``n`` (its index in the call's menu path). ``applied`` holds the highest
@@ -55,28 +55,21 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import fcntl
 import inspect
-import json
 import logging
-import os
-import re
-import threading
 import time
-import zlib
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from sqlalchemy import exc as sa_exc
 
-from gateway.errors import CallExists, GatewayError, NotFound, TicketDecided
+from gateway.errors import CallExists, NotFound, TicketDecided
+from gateway.ticketing.journal_files import Files, JournalError, Record
+
+__all__ = ["Journal", "JournalError", "JournaledStore", "Record", "describe", "is_write", "unavailable"]
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "applied"
-SEGMENT = re.compile(r"seg-(\d{16})\.log")
 NON_ESSENTIAL = frozenset({"record_step", "set_transcript"})  # dropped first when the journal is over its bound
 WRITE_PREFIXES = ("start_", "record_", "ensure_", "set_", "mark_", "finish_", "flag_")  # store writes by name
 RECENT_CALLS = 20000  # call ids remembered for the replayed-session check and the step index
@@ -84,10 +77,6 @@ _BACKOFF = (0.2, 2.0)
 _CHECKPOINT_EVERY = 64  # records, or when the backlog is empty
 # PostgreSQL SQLSTATE classes/codes that mean "not now" rather than "never"
 _PG_TRANSIENT = ("08", "53", "57P", "40001", "40P01", "25006", "55P03")
-
-
-class JournalError(GatewayError):
-    """The journal could not take a write (its disk)."""
 
 
 def unavailable(exc: BaseException) -> bool:
@@ -120,160 +109,6 @@ def describe(exc: BaseException) -> str:
     return f"down ({type(getattr(exc, 'orig', None) or exc).__name__})"
 
 
-# -- records ------------------------------------------------------------------------------------
-def _default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return {"$dt": value.isoformat()}
-    if isinstance(value, (set, tuple)):
-        return list(value)
-    raise TypeError(f"journal cannot store a {type(value).__name__}")
-
-
-def _hook(obj: dict) -> Any:
-    if len(obj) == 1 and "$dt" in obj:
-        return datetime.fromisoformat(obj["$dt"])
-    return obj
-
-
-@dataclass
-class Record:
-    seq: int
-    op: str
-    call: str
-    args: dict
-    at: float  # wall time of the write
-    n: int | None = None  # a step's index in the call's menu path
-    size: int = 0
-    recovered: bool = field(default=False, compare=False)  # read back at start: maybe applied already
-
-    def encode(self) -> bytes:
-        body = {"seq": self.seq, "op": self.op, "call": self.call, "args": self.args, "at": self.at}
-        if self.n is not None:
-            body["n"] = self.n
-        payload = json.dumps(body, default=_default, ensure_ascii=False, separators=(",", ":")).encode()
-        line = b"%08x %s\n" % (zlib.crc32(payload), payload)
-        self.size = len(line)
-        return line
-
-    @classmethod
-    def decode(cls, line: bytes) -> Record:
-        """One line without its newline; ValueError if it is not a whole, intact record."""
-        crc, _, payload = line.partition(b" ")
-        if len(crc) != 8 or int(crc, 16) != zlib.crc32(payload):
-            raise ValueError("checksum mismatch")
-        body = json.loads(payload, object_hook=_hook)
-        return cls(seq=int(body["seq"]), op=str(body["op"]), call=str(body["call"]), args=dict(body["args"]),
-                   at=float(body["at"]), n=body.get("n"), size=len(line) + 1, recovered=True)
-
-
-# -- files (used from one thread at a time: the writer's, or start/stop) ---------------------
-class _Files:
-    def __init__(self, directory: Path, segment_bytes: int) -> None:
-        self.directory = directory
-        self.segment_bytes = segment_bytes
-        self.segments: list[tuple[int, Path]] = []  # (first seq, path), oldest first
-        self._file = None
-        self._size = 0
-        self._lock = threading.Lock()  # the writer's thread appends while the replayer's deletes
-        self._lock_file = None
-
-    def load(self) -> tuple[int, list[Record], list[str]]:
-        """The checkpoint, the records after it, warnings about what was skipped."""
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._lock_file = open(self.directory / "lock", "a")  # noqa: SIM115 - held while the journal runs
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock_file.close()
-            raise JournalError(f"another gateway process uses the journal {self.directory}: "
-                               "give each instance its own GATEWAY_STATE_DIR") from None
-        warnings: list[str] = []
-        applied = 0
-        checkpoint = self.directory / CHECKPOINT
-        if checkpoint.exists():
-            try:
-                applied = int(checkpoint.read_text().strip() or 0)
-            except ValueError:
-                warnings.append(f"checkpoint {checkpoint} unreadable: every record is replayed (idempotent)")
-        records: list[Record] = []
-        for path in sorted(self.directory.glob("seg-*.log")):
-            match = SEGMENT.fullmatch(path.name)
-            if not match:
-                continue
-            self.segments.append((int(match.group(1)), path))
-            data = path.read_bytes()
-            lines = data.split(b"\n")
-            tail = lines.pop()  # b"" when the file ends with a newline
-            if tail:
-                warnings.append(f"{path.name}: torn record at the end ({len(tail)} bytes) skipped")
-            for number, line in enumerate(lines, 1):
-                try:
-                    record = Record.decode(line)
-                except (ValueError, KeyError, TypeError) as exc:
-                    warnings.append(f"{path.name} line {number}: corrupt record skipped ({exc})")
-                    continue
-                if record.seq > applied:
-                    records.append(record)
-        records.sort(key=lambda r: r.seq)
-        return applied, records, warnings
-
-    def append(self, lines: list[bytes], first_seq: int) -> None:
-        with self._lock:
-            if self._file is None or self._size >= self.segment_bytes:
-                self._rotate(first_seq)
-            data = b"".join(lines)
-            self._file.write(data)
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._size += len(data)
-
-    def _rotate(self, first_seq: int) -> None:
-        if self._file is not None:
-            self._file.close()
-        path = self.directory / f"seg-{first_seq:016d}.log"
-        self._file = open(path, "ab")  # noqa: SIM115 - kept open for appends
-        os.chmod(path, 0o600)
-        self._size = path.stat().st_size
-        self.segments.append((first_seq, path))
-        _fsync_dir(self.directory)
-
-    def checkpoint(self, applied: int) -> None:
-        tmp = self.directory / f"{CHECKPOINT}.tmp"
-        with open(tmp, "w") as f:
-            f.write(f"{applied}\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.directory / CHECKPOINT)
-        _fsync_dir(self.directory)
-        # a segment is done when the next one starts at or below applied + 1; the open one never is
-        with self._lock:
-            keep = []
-            for i, (first, path) in enumerate(self.segments):
-                following = self.segments[i + 1][0] if i + 1 < len(self.segments) else None
-                if following is not None and following - 1 <= applied:
-                    with contextlib.suppress(FileNotFoundError):
-                        path.unlink()
-                else:
-                    keep.append((first, path))
-            self.segments = keep
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        if self._lock_file is not None:
-            self._lock_file.close()  # releases the flock
-            self._lock_file = None
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 # -- the journal --------------------------------------------------------------------------------
 class Journal:
     """The call path's writes: durable at once, in the database when it can take them."""
@@ -288,7 +123,7 @@ class Journal:
         self.lookup_timeout = lookup_timeout
         self.apply_timeout = apply_timeout
         self.clock = clock
-        self._files = _Files(self.directory, segment_bytes or max(4096, min(4 * 2**20, max_bytes // 8)))
+        self._files = Files(self.directory, segment_bytes or max(4096, min(4 * 2**20, max_bytes // 8)))
         self._next_seq = 1
         self._applied = 0
         self._checkpointed = 0
@@ -304,6 +139,7 @@ class Journal:
         self._wake_writer = asyncio.Event()
         self._wake_replayer = asyncio.Event()
         self._stopping = False
+        self._checkpointing: asyncio.Future | None = None
         self.applying = False
         self.database_error: str | None = None
         self.append_error: str | None = None
@@ -339,6 +175,8 @@ class Journal:
             self._replayer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._replayer
+        if self._checkpointing is not None:
+            await asyncio.gather(self._checkpointing, return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.to_thread(self._files.checkpoint, self._applied)
@@ -486,8 +324,10 @@ class Journal:
 
     async def _checkpoint(self) -> None:
         applied = self._applied
+        # shielded: a stop() cancelling the replayer waits for the file rather than leave a thread behind
+        self._checkpointing = asyncio.ensure_future(asyncio.to_thread(self._files.checkpoint, applied))
         try:
-            await asyncio.to_thread(self._files.checkpoint, applied)
+            await asyncio.shield(self._checkpointing)
             self._checkpointed = applied
         except OSError as exc:
             log.error("journal: cannot write its checkpoint: %s", exc)

@@ -298,3 +298,23 @@ async def test_given_a_running_journal_when_a_second_process_opens_its_directory
         await journal.stop()
     again = await started(store, tmp_path / "journal")  # free again once stopped
     await again.stop()
+
+
+async def test_given_a_journal_disk_that_refuses_when_a_call_writes_then_it_goes_to_the_database_directly(
+        store, tmp_path, caplog):
+    journal = await started(store, tmp_path / "journal")
+
+    def refuse(lines, first_seq):
+        raise OSError(28, "No space left on device")
+
+    journal._files.append = refuse
+    try:
+        writes = JournaledStore(journal)
+        await writes.start_call(**call_fields("1700000000.8"))
+        await writes.record_step("1700000000.8", {"node": "greeting"})
+        assert journal.stats()["append_error"] and not journal.healthy(journal.stats())
+    finally:
+        await journal.stop()
+    call = await store.get_call("1700000000.8")
+    assert [step["node"] for step in call["menu_path"]] == ["greeting"]
+    assert "written to the database directly" in caplog.text
