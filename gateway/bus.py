@@ -226,7 +226,7 @@ class LocalBus:
 
 def asyncpg_dsn(database_url: str) -> tuple[str, dict]:
     """``postgresql+asyncpg://u:p@h:5432/db?ssl=disable`` (SQLAlchemy's form) as asyncpg's DSN and
-    keyword arguments. ``ssl=disable`` becomes ``ssl=False``: given as a string, asyncpg 0.30
+    keyword arguments. ``ssl=disable`` becomes ``ssl=False``: given as a string, asyncpg (seen in 0.30)
     still looks for ~/.postgresql/ key files on every connection (file I/O on the event loop)."""
     from sqlalchemy.engine import make_url
 
