@@ -8,9 +8,9 @@ and stop through ``app.cleanup_ctx``. Running the application (``web.AppRunner``
 see ``gateway.cli``) starts the contexts in this order and stops them in reverse, also
 when a later one failed to start:
 
-    database (migrated)  →  journal (the call path's writes, replayed)  →  AMI client  →  auth
-    →  hotlines (live version, Asterisk reloaded, scheduler)  →  speech (AudioSocket, models
-    in the background)  →  desk
+    database (migrated)  →  journal (the call path's writes, replayed)  →  bus (gateway.bus)
+    →  AMI client  →  auth  →  hotlines (live version, Asterisk reloaded, scheduler)  →  speech
+    (AudioSocket, models in the background)  →  desk
     →  calls (FastAGI)  →  api (tickets, /healthz, /metrics, event-loop lag)
 
 With ``GATEWAY_TEST_CLOCK=true`` the test-only routes of ``gateway_dev.test_routes`` are
@@ -27,6 +27,7 @@ from aiohttp import web
 
 from gateway.api import plugin as api
 from gateway.auth import plugin as auth
+from gateway.bus import make_bus
 from gateway.calls import plugin as calls
 from gateway.clock import AdjustableClock, Clock
 from gateway.deps import Deps
@@ -81,6 +82,17 @@ def _ami(deps: Deps):
     return ctx
 
 
+def _bus(deps: Deps):
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        await deps.bus.start()
+        try:
+            yield
+        finally:
+            await deps.bus.close()
+
+    return ctx
+
+
 def _ami_state(ami: AmiClient) -> str:
     return "connected" if ami.connected else f"disconnected: {ami.last_error}"
 
@@ -96,12 +108,13 @@ async def create_app(settings: Settings) -> web.Application:
     store = await TicketStore.open(s.database_url)
     journal = Journal(store, s.journal_dir, max_bytes=int(s.journal_max_mb * 2**20), max_age=s.journal_max_age)
     deps = Deps(settings=s, clock=AdjustableClock() if s.test_clock else Clock(), store=store, ami=ami,
-                ami_nodes=ami_nodes, journal=journal)
+                ami_nodes=ami_nodes, journal=journal, bus=make_bus(s.database_url, s.instance_id or None))
     ami.subscribe(deps.ami_events.dispatch)  # one subscriber: record handlers, then notify handlers
     app = new_app(EdgePolicy(trusted_proxies=s.trusted_proxies, public_hosts=s.public_hosts, bind_host=s.http_host))
     app[DEPS] = deps
     app.cleanup_ctx.append(_database(deps))
     app.cleanup_ctx.append(_journal(journal))
+    app.cleanup_ctx.append(_bus(deps))
     app.cleanup_ctx.append(_ami(deps))
     deps.health.add("database", lambda: _ping(deps.store, s.database_url), ok=lambda value: value == "ok")
     deps.health.add("journal", journal.stats, ok=journal.healthy)
@@ -109,6 +122,7 @@ async def create_app(settings: Settings) -> web.Application:
     deps.health.add("ami", lambda: _ami_state(ami), ok=lambda value: value == "connected")
     if isinstance(ami, AmiPool):  # several nodes: each node's AMI, degraded while one is away
         deps.health.add("asterisk_nodes", ami.states, ok=lambda states: all(v == "connected" for v in states.values()))
+    deps.health.add("bus", deps.bus.state, ok=lambda value: value["connected"])
     for feature in FEATURES:
         feature.setup(app, deps)
     if s.test_clock:
@@ -137,6 +151,7 @@ def listening(app: web.Application, http_port: int) -> dict:
         "sip": f"127.0.0.1:{s.sip_port}",
         "database": _safe_url(s.database_url),
         "recordings": str(Path(s.recordings_dir)),
+        "instance": f"{app[DEPS].bus.instance_id} (bus: {app[DEPS].bus.backend})",
     }
 
 

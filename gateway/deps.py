@@ -17,6 +17,10 @@ and registers what it contributes to the shared views here:
 * :class:`AmiEvents`: one subscription to the AMI client, handlers awaited one after
   the other by stage: every ``record`` handler (the call's row: hang-up, queue, agent)
   before any ``notify`` handler (the desk's screen pop reads who answered).
+
+``deps.bus`` (:mod:`gateway.bus`) carries notifications of ids to every gateway instance
+on the same database (PostgreSQL ``LISTEN``/``NOTIFY``; in-process with SQLite): features
+``subscribe`` in ``setup`` and ``publish`` once running.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any, Awaitable, Callable
 
 from prometheus_client import CollectorRegistry
 
+from gateway.bus import LocalBus
 from gateway.clock import Clock
 from gateway.pbx.ami import AmiClient
 from gateway.pbx.ami_events import AmiEvent
@@ -127,6 +132,7 @@ class Deps:
     metrics: MetricSources = field(default_factory=MetricSources)
     ami_events: AmiEvents = field(default_factory=AmiEvents)
     journal: Journal | None = None  # the call path's writes (gateway.ticketing.journal); None: straight to the store
-    # Issue 12: every Asterisk node's own AMI client by node name (one entry with one node, then
+    # Every Asterisk node's own AMI client by node name (one entry with one node, then
     # it is ``ami`` itself; with several, ``ami`` is their gateway.pbx.ami_pool.AmiPool).
     ami_nodes: dict[str, AmiClient] = field(default_factory=dict)
+    bus: LocalBus = field(default_factory=LocalBus)  # notifications to the other instances (gateway.bus)

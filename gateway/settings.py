@@ -134,6 +134,7 @@ class Settings:
     # FastAGI addresses the dialplan tries in order ("host:port"); () means agi_host:agi_port alone.
     agi_peers: tuple[str, ...] = ()
     recordings_min_free_mb: float = 50.0  # less free space than this: the caller is not recorded, ticket flagged
+    instance_id: str = ""  # this gateway among several on one database (the bus); "" = host name + random
     extra: dict = field(default_factory=dict, compare=False)
     # Several Asterisk nodes (issue 12): GATEWAY_ASTERISK_NODES; empty = the one node above.
     asterisk_nodes: tuple["AsteriskNode", ...] = ()
@@ -144,8 +145,9 @@ class Settings:
     # -- derived paths -------------------------------------------------
     @property
     def journal_dir(self) -> Path:
-        """The call path's journal of writes (:mod:`gateway.ticketing.journal`)."""
-        return self.state_dir / "journal"
+        """The call path's journal of writes (:mod:`gateway.ticketing.journal`); one per gateway
+        instance (``GATEWAY_INSTANCE_ID``), since instances may share the state directory."""
+        return self.state_dir / (f"journal-{self.instance_id}" if self.instance_id else "journal")
 
     @property
     def instance_dir(self) -> Path:
@@ -450,7 +452,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sip_proxy=_sip_proxy(env, "GATEWAY_SIP_PROXY"),
         agi_peers=_agi_peers(env, "GATEWAY_AGI_PEERS"),
         recordings_min_free_mb=_non_negative(env, "GATEWAY_RECORDINGS_MIN_FREE_MB", 50.0),
+        instance_id=_instance_id(env, "GATEWAY_INSTANCE_ID"),
     )
+
+
+def _instance_id(env: Mapping[str, str], name: str) -> str:
+    """This instance's name on the bus (logs, /healthz): letters, digits, '.', '_', '-'."""
+    raw = (env.get(name) or "").strip()
+    if raw and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", raw):
+        raise SettingsError(f"{name}={raw!r}: use 1-64 letters, digits, '.', '_' or '-'")
+    return raw
 
 
 def _agi_peers(env: Mapping[str, str], name: str) -> tuple[str, ...]:

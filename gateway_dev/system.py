@@ -11,6 +11,7 @@ then removes the state directory unless told to keep it.
 from __future__ import annotations
 
 import concurrent.futures
+import copy
 import json
 import os
 import shutil
@@ -74,7 +75,8 @@ class System:
 
     def __init__(self, *, cache_dir: Path | None = None, keep: bool = False, log=None,
                  prefix: str = "gw-bench-", log_level: str = "WARNING", test_clock: bool = False,
-                 database: str = "sqlite") -> None:
+                 database: str = "sqlite", gateways: int = 1, database_url: str | None = None,
+                 extra_env: dict | None = None) -> None:
         if database not in ("sqlite", "postgresql"):
             raise ValueError(f"database must be sqlite or postgresql, not {database!r}")
         self.database = database
@@ -99,6 +101,9 @@ class System:
         if cache_dir is not None:
             env["GATEWAY_CACHE_DIR"] = str(cache_dir)
         env.pop("DATABASE_URL", None)
+        if database_url:
+            env["DATABASE_URL"] = database_url
+        env.update(extra_env or {})
         self.env = env
         self.keep = keep
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -107,6 +112,46 @@ class System:
         self.sandbox_started = False
         self.last_stderr = ""  # progress lines of the last `gateway sandbox up`
         self._token: str | None = None
+        self.peers: list[System] = []
+        if gateways > 1:
+            self._add_peers(gateways - 1)
+
+    def _add_peers(self, count: int) -> None:
+        """More ``gateway serve`` instances beside this one (two gateways, one Asterisk).
+
+        They share the state directory (the Asterisk instance directory: rendered config,
+        prompts, recordings; the AMI secrets) and the database (``database_url``: PostgreSQL,
+        so the bus is ``LISTEN``/``NOTIFY``); each has its own instance id, HTTP, FastAGI and
+        AudioSocket ports and log file. Every instance's dialplan lists every FastAGI port
+        (``GATEWAY_AGI_PEERS``, this one first): Asterisk tries the next when one is down.
+        """
+        if "DATABASE_URL" not in self.env and self.database != "postgresql":
+            raise ValueError("several gateways share one database: database='postgresql' (or a database_url)")
+        self.env["GATEWAY_INSTANCE_ID"] = "gw-a"
+        for n in range(count):
+            agi, http, audiosocket = free_ports(3)
+            peer = copy.copy(self)
+            peer.env = {**self.env, "GATEWAY_AGI_PORT": str(agi), "GATEWAY_HTTP_PORT": str(http),
+                        "GATEWAY_AUDIOSOCKET_PORT": str(audiosocket), "GATEWAY_INSTANCE_ID": f"gw-{chr(ord('b') + n)}"}
+            peer.gateway, peer._token, peer.peers, peer.sandbox_started = None, None, [], False
+            peer.postgres = None  # the first instance starts and stops the database server
+            peer.log_path = self.state / f"gateway-{peer.env['GATEWAY_INSTANCE_ID']}.log"
+            self.peers.append(peer)
+        agi_peers = ",".join(f"127.0.0.1:{g.env['GATEWAY_AGI_PORT']}" for g in [self, *self.peers])
+        for gateway in (self, *self.peers):
+            gateway.env["GATEWAY_AGI_PEERS"] = agi_peers
+
+    @property
+    def gateways(self) -> list["System"]:
+        """Every gateway instance: this one first, then :attr:`peers` (each a view of the same system
+        with its own ports, ``http``, ``login``, ``start_gateway``, ``kill_gateway``)."""
+        return [self, *self.peers]
+
+    def kill_gateway(self) -> None:
+        """SIGKILL this gateway instance (a crash: no cleanup, its sockets close with it)."""
+        if self.gateway is not None and self.gateway.poll() is None:
+            self.gateway.kill()
+            self.gateway.wait()
 
     # -- handles ---------------------------------------------------------------------------
     @property
@@ -269,16 +314,23 @@ class System:
             self.postgres = None
 
     def up(self) -> dict:
-        """Database (PostgreSQL only) + sandbox up + gateway healthy; returns the timings in seconds."""
+        """Database (PostgreSQL only) + sandbox up + gateway healthy (every instance); returns the
+        timings in seconds."""
         t_database = self.start_database()
+        for peer in self.peers:  # the same database for every instance
+            peer.env["DATABASE_URL"] = self.env["DATABASE_URL"]
         t_sandbox = self.sandbox_up()
         t_gateway = self.start_gateway()
+        for peer in self.peers:
+            t_gateway += peer.start_gateway()
         return {"database_s": t_database, "sandbox_up_s": t_sandbox, "gateway_healthy_s": t_gateway,
                 "total_s": t_database + t_sandbox + t_gateway}
 
     def down(self) -> None:
-        """Gateway SIGTERM, then sandbox down, then the database server; safe to call more than once."""
+        """Gateways SIGTERM, then sandbox down, then the database server; safe to call more than once."""
         try:
+            for peer in self.peers:
+                peer.stop_gateway()
             self.stop_gateway()
         finally:
             try:

@@ -53,5 +53,9 @@ class PopHub:
     def unsubscribe(self, username: str, queue: asyncio.Queue) -> None:
         self._queues.get(username, set()).discard(queue)
 
+    def users(self) -> list[str]:
+        """Users with a desk connected now."""
+        return [user for user, queues in self._queues.items() if queues]
+
     def connections(self) -> int:
         return sum(len(q) for q in self._queues.values())

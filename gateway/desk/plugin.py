@@ -49,7 +49,8 @@ def setup(app: web.Application, deps: Deps) -> None:
     desk = DeskService(store=deps.store, users=app[AUTH], recordings_dir=deps.settings.recordings_dir,
                        suggester=None, clock=deps.clock.now, ami=deps.ami,
                        transfers=lambda: admin.config.emergency_transfers,  # the live version's, at each use
-                       journal=deps.journal)
+                       journal=deps.journal,
+                       bus=deps.bus)  # pops, board and transfers shared with the other instances
     app[DESK] = desk
     add_desk_routes(app)
     suggestions = SuggestionState()

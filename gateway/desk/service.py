@@ -6,12 +6,27 @@ interface of the member who answered names the agent (``Local/8001@...`` ->
 as that user may see it, the suggestions, and what the user had typed already.
 Pops go out through :class:`gateway.desk.hub.PopHub`; what each viewer may see is
 decided by :mod:`gateway.desk.access`.
+
+Several gateway instances (one database, :mod:`gateway.bus`): every instance has its own
+AMI connection, so each receives the ``AgentConnect`` and records it (the writes are
+idempotent: the same agent, queue and first end again) and pops the desks connected to
+it. It also publishes ``desk.pop`` (call id, agent id, queue: ids only) so that an
+instance that missed the event (its AMI was down, or a pop made by reconciliation or
+after a journal replay) pops its desks too. Each instance pops a ``(call, agent, kind)``
+once (:data:`POP_MEMORY` recent pops remembered): the second copy, from AMI or from the
+bus, is dropped; a pop without a ticket may be followed by the ticket's pop once the
+ticket is in the database. The ``ticket.screen_pop`` audit line is written by the
+leader instance only (``bus.leader``), so once per pop. Emergency transfers made on one
+instance are told to the others (``board.transferred``), whose pops of the transferred
+caller then name the ticket. After a gap on the bus every connected desk is told to
+``resync`` (reload its inbox).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
@@ -27,13 +42,15 @@ from gateway.ticketing.store import TicketStore
 
 log = logging.getLogger(__name__)
 HISTORY_DAYS = 30
+POP_MEMORY = 5000  # recent (call, agent, kind) pops, so a pop from AMI and from the bus shows once
+POP = "desk.pop"
 
 
 class DeskService:
     def __init__(self, *, store: TicketStore, users, recordings_dir: Path, suggester: Callable[..., dict] | None,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
                  monotonic: Callable[[], float] | None = None, timezone: str = "Asia/Shanghai",
-                 ami=None, transfers: Callable[[], dict] | None = None, journal=None) -> None:
+                 ami=None, transfers: Callable[[], dict] | None = None, journal=None, bus=None) -> None:
         import time
 
         self.store = store
@@ -45,7 +62,17 @@ class DeskService:
         self.clock = clock
         self.monotonic = monotonic or time.monotonic
         self.hub = PopHub()
-        self.board = LiveBoard()
+        self.bus = bus  # gateway.bus: pops and transfers shared with the other instances (None: alone)
+        self._popped: OrderedDict[tuple, None] = OrderedDict()
+        if bus is None:
+            self.board = LiveBoard()
+        else:
+            from gateway.desk.board_sync import TRANSFERRED, SharedBoard
+
+            self.board = SharedBoard(bus, monotonic=self.monotonic)
+            bus.subscribe(POP, self._on_bus_pop)
+            bus.subscribe(TRANSFERRED, self._on_bus_transferred)
+            bus.on_resync(self._on_bus_resync)
         self.counters = {"pops": 0, "pops_without_ticket": 0, "submitted": 0, "answered": 0, "conflicts": 0,
                          "transfers": 0}
         self.ami = ami  # Redirect of a caller's channel (the emergency transfer)
@@ -66,12 +93,47 @@ class DeskService:
             if event.linkedid in self._transferred and event.uniqueid != event.linkedid:
                 pop, call = (lambda: self.transferred_pop(event.linkedid, agent_id, event.queue)), event.linkedid
             else:
-                pop, call = (lambda: self.screen_pop(event.uniqueid, agent_id, event.queue)), event.uniqueid
+                pop, call = (lambda: self.pop_everywhere(event.uniqueid, agent_id, event.queue)), event.uniqueid
             if self.journal is not None and self.journal.pending_for(call):
                 # the call's ticket or agent is not in the database yet: pop once the journal has written them
                 self.journal.when_applied(call, pop)
             else:
                 await pop()
+
+    async def pop_everywhere(self, uniqueid: str, agent_id: str, queue: str) -> int:
+        """``agent_id`` answered ``uniqueid``: pop the desks connected here and tell the other
+        instances (``desk.pop``). For AMI's ``AgentConnect`` and for whatever learns it otherwise
+        (reconciliation after a blind spell, a journal replay that wrote the ticket late)."""
+        delivered = await self.screen_pop(uniqueid, agent_id, queue, once=self.bus is not None)
+        if self.bus is not None and uniqueid and agent_id:
+            self.bus.publish(POP, {"uniqueid": uniqueid, "agent": agent_id, "queue": queue})
+        return delivered
+
+    async def _on_bus_pop(self, message) -> None:
+        """Another instance saw an agent answer."""
+        if message.mine:
+            return  # popped here already
+        data = message.data
+        await self.screen_pop(str(data.get("uniqueid") or ""), str(data.get("agent") or ""),
+                              str(data.get("queue") or ""), once=True)
+
+    async def _on_bus_transferred(self, message) -> None:
+        if not message.mine and message.data.get("uniqueid"):
+            self._transferred[str(message.data["uniqueid"])] = str(message.data.get("service") or "")
+
+    async def _on_bus_resync(self) -> None:
+        """Pops of the gap may be lost: every desk connected here reloads its inbox."""
+        for username in self.hub.users():
+            self.hub.publish(username, {"type": "resync", "reason": "notifications between gateways resumed"})
+
+    def _first_pop(self, key: tuple) -> bool:
+        if key in self._popped:
+            self._popped.move_to_end(key)
+            return False
+        self._popped[key] = None
+        while len(self._popped) > POP_MEMORY:
+            self._popped.popitem(last=False)
+        return True
 
     async def transferred_pop(self, uniqueid: str, agent_id: str, queue: str) -> None:
         """A caller the desk transferred reached an agent of the destination queue (through a Local
@@ -83,13 +145,17 @@ class DeskService:
                 "type": "transferred_call", "uniqueid": uniqueid, "queue": queue, "at": self.clock().isoformat(),
                 "service": self._transferred.get(uniqueid), "ticket_id": ticket["id"] if ticket else None})
 
-    async def screen_pop(self, uniqueid: str, agent_id: str, queue: str) -> int:
-        """Push the call's draft ticket to every user answering as ``agent_id``; how many got it."""
+    async def screen_pop(self, uniqueid: str, agent_id: str, queue: str, *, once: bool = False) -> int:
+        """Push the call's draft ticket to every user answering as ``agent_id``; how many got it.
+        With ``once``, nothing if this instance popped that call to that agent already (with a
+        ticket, or without one while there still is none)."""
         viewers = await self.users.users_for_agent(agent_id) if agent_id else []
-        if not viewers:
+        if not viewers or not uniqueid:
             return 0
         usernames = [viewer["username"] for viewer in viewers]
         ticket = await self.desk.ticket_of_call(uniqueid)
+        if once and not self._first_pop((uniqueid, agent_id, ticket is not None)):
+            return 0
         delivered = 0
         for viewer in viewers:
             username = viewer["username"]
@@ -104,6 +170,7 @@ class DeskService:
             delivered += 1
         if ticket is not None:
             self.counters["pops"] += 1
+        if ticket is not None and (self.bus is None or self.bus.leader):  # one audit line for all instances
             await self.desk.audit("desk", "ticket.screen_pop", ticket["id"],
                                   {"agent_id": agent_id, "users": usernames[:10]})
         return delivered

@@ -5,6 +5,13 @@ Start: the live version is loaded (version 1 seeded from ``config/`` on a new
 database), rendered for Asterisk, and Asterisk reloaded once AMI is up (it follows the
 live version, not only ``config/``); then the scheduler applies due changes every
 second. Stop: the scheduler ends.
+
+Several gateway instances on one database: a version applied on one instance (admin
+page, API, ``SIGHUP``, the scheduler) reloads Asterisk there, once, and is announced
+on the bus (``config.applied``, its id); every other instance loads it from the
+database for its next calls (``HotlineAdmin.follow``), and after a gap on the bus
+compares its version with the database's. Scheduled changes are applied by the bus's
+leader only, so a due change is applied once.
 """
 
 from __future__ import annotations
@@ -41,9 +48,14 @@ def voice_status() -> dict:
             "loaded": state["loaded"]}
 
 
-async def schedule_loop(admin: HotlineAdmin, tick: float = SCHEDULER_TICK) -> None:
+CONFIG_APPLIED = "config.applied"
+
+
+async def schedule_loop(admin: HotlineAdmin, tick: float = SCHEDULER_TICK, leader=lambda: True) -> None:
     while True:
         await asyncio.sleep(tick)
+        if not leader():  # another gateway instance applies due changes
+            continue
         try:
             await admin.run_due()
         except Exception:  # noqa: BLE001 - the scheduler must survive a bad tick
@@ -76,13 +88,28 @@ def setup(app: web.Application, deps: Deps) -> None:
     if len(asterisk.nodes) > 1:
         deps.health.add("config_nodes", lambda: dict(asterisk.last_apply))  # per node: reloaded, or down
     deps.health.add("voice", voice_status)  # issue 10: which engine speaks the Mandarin prompts, and why
+    bus = deps.bus
+
+    async def announce(version_id: int) -> None:
+        bus.publish(CONFIG_APPLIED, {"version_id": version_id})
+
+    async def follow(message) -> None:
+        if not message.mine:
+            await admin.follow(message.data.get("version_id"))
+
+    async def resync() -> None:
+        await admin.follow(None)
+
+    admin.on_applied.append(announce)
+    bus.subscribe(CONFIG_APPLIED, follow)
+    bus.on_resync(resync)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         config = await admin.bootstrap()
         await asyncio.to_thread(asterisk.render, config, None)
         if await deps.ami.wait_connected(AMI_WAIT):
             await asterisk.reload_asterisk()  # Asterisk follows the live version, not only config/
-        scheduler = asyncio.create_task(schedule_loop(admin), name="config-scheduler")
+        scheduler = asyncio.create_task(schedule_loop(admin, leader=lambda: bus.leader), name="config-scheduler")
         try:
             yield
         finally:

@@ -9,7 +9,9 @@ change raises and leaves configuration, dialplan and database as they were.
 Applying renders Asterisk's config and prompts and reloads Asterisk through AMI
 (``applier``); only when that succeeded is the version stored as applied and
 swapped in for the *next* call (a call in progress keeps the config object it
-started with). A change with a future ``effective_at`` is stored as scheduled;
+started with). Every version applied here is announced to the ``on_applied``
+callbacks (the bus tells the other gateway instances, which ``follow`` it: they load
+the version from the database; Asterisk was reloaded by the instance that applied). A change with a future ``effective_at`` is stored as scheduled;
 the scheduler applies its *operation* onto whatever is live at that time, so
 two changes made in between are not undone.
 
@@ -82,6 +84,7 @@ class HotlineAdmin:
         self.config: GatewayConfig | None = None
         self.version_id: int | None = None
         self._lock = asyncio.Lock()
+        self.on_applied: list[Callable[[int], Awaitable[None]]] = []  # version id, after it is live here
 
     # -- start --------------------------------------------------------------------------
     async def bootstrap(self) -> GatewayConfig:
@@ -169,7 +172,30 @@ class HotlineAdmin:
             created_at=now, applied_at=now, change=change, audit_action="config.applied")
         self.files, self.config, self.version_id = files, config, vid
         log.info("%s applied configuration v%s (%s): %s", user, vid, config.version, comment)
+        await self._announce(vid)
         return vid
+
+    async def _announce(self, version_id: int) -> None:
+        for callback in self.on_applied:
+            try:
+                await callback(version_id)
+            except Exception:  # noqa: BLE001 - the version is applied; telling others is best effort
+                log.exception("announcing configuration v%s failed", version_id)
+
+    async def follow(self, version_id: int | None = None) -> bool:
+        """Another instance applied a version (``version_id``, or None after a gap: ask the
+        database): take the live version from the database if it is not the one running here.
+        Asterisk is not reloaded (the applying instance did). True if the configuration changed."""
+        async with self._lock:
+            if version_id is not None and version_id == self.version_id:
+                return False
+            current = await self.versions.current()
+            if current is None or current["id"] == self.version_id:
+                return False
+            config = await asyncio.to_thread(config_from_files, current["files"], origin=f"version {current['id']}")
+            self.files, self.config, self.version_id = current["files"], config, current["id"]
+        log.info("following configuration v%s (%s) applied by another gateway", current["id"], config.version)
+        return True
 
     async def run_due(self) -> list[int]:
         """Apply every scheduled change whose time has come (called by the scheduler loop)."""
@@ -191,6 +217,7 @@ class HotlineAdmin:
                 self.files, self.config, self.version_id = files, config, version["id"]
                 applied.append(version["id"])
                 log.info("scheduled configuration v%s applied", version["id"])
+                await self._announce(version["id"])
         return applied
 
     # -- reading ------------------------------------------------------------------------
@@ -210,7 +237,7 @@ class HotlineAdmin:
         return result
 
     async def overview(self) -> dict:
-        config = self.config
+        config, version_id = self.config, self.version_id  # one version throughout (follow() may swap it meanwhile)
         tz = ZoneInfo(config.timezone)
         today = datetime.combine(self.clock().astimezone(tz).date(), time(0), tz)
         counts = await self.store.calls_per_line(today)
@@ -227,7 +254,7 @@ class HotlineAdmin:
                 "calls_7_days": week.get(line.number, {}).get("calls", 0),
                 "last_call_at": week.get(line.number, {}).get("last_call_at"),
             })
-        return {"version": self.version_id, "content_hash": config.version, "timezone": config.timezone,
+        return {"version": version_id, "content_hash": config.version, "timezone": config.timezone,
                 "lines": lines, "queues": sorted(config.queues), "schedules": sorted(config.schedules),
                 "broadcasts": [{"id": b.id, "text": b.text, "start": b.start.isoformat(), "end": b.end.isoformat(),
                                 "lines": list(b.lines)} for b in config.broadcasts]}

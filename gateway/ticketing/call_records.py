@@ -81,7 +81,7 @@ class CallRecords:
         """The call joined ``queue``; False if the call is unknown."""
 
         async def work(session: AsyncSession) -> bool:
-            call = await find_call(session, uniqueid, required=False)
+            call = await find_call(session, uniqueid, required=False, lock=True)
             if call is None:
                 return False
             previous, call.queue = call.queue, queue
@@ -107,7 +107,7 @@ class CallRecords:
         """An agent answered the call; False if the call is unknown."""
 
         async def work(session: AsyncSession) -> bool:
-            call = await find_call(session, uniqueid, required=False)
+            call = await find_call(session, uniqueid, required=False, lock=True)
             if call is None:
                 return False
             call.agent = agent
@@ -126,7 +126,7 @@ class CallRecords:
         """Mark the call ended; False if it never reached the IVR. The first finish wins."""
 
         async def work(session: AsyncSession) -> bool:
-            call = await find_call(session, uniqueid, required=False)
+            call = await find_call(session, uniqueid, required=False, lock=True)
             if call is None:
                 return False
             if call.status == "ended":

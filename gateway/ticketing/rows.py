@@ -107,12 +107,14 @@ def audit_dict(item: AuditEvent) -> dict[str, Any]:
     }
 
 
-async def find_call(session: AsyncSession, uniqueid: str, *, required: bool = True) -> Call | None:
-    """The call, locked for this (write) transaction: ``FOR UPDATE`` on PostgreSQL, so two
-    writers of one call (an AMI event and the IVR, or two gateway instances) take turns and
-    the second reads what the first committed; SQLite ignores it (its writers already take
-    turns on the whole database)."""
-    stmt = sa.select(Call).where(Call.uniqueid == uniqueid).with_for_update()
+async def find_call(session: AsyncSession, uniqueid: str, *, required: bool = True, lock: bool = True) -> Call | None:
+    """The call, locked for this (write) transaction by default: ``FOR UPDATE`` on PostgreSQL, so
+    two writers of one call (an AMI event and the IVR, or two gateway instances) take turns and
+    the second reads what the first committed (one ``call.ended``, one overflow); SQLite ignores
+    it (its writers already take turns on the whole database)."""
+    stmt = sa.select(Call).where(Call.uniqueid == uniqueid)
+    if lock:
+        stmt = stmt.with_for_update()
     call = (await session.execute(stmt)).scalar_one_or_none()
     if call is None and required:
         raise NotFound(f"no call {uniqueid!r}", details={"uniqueid": uniqueid})
