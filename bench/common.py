@@ -64,6 +64,24 @@ def proc_rss_fds(pid: int) -> tuple[int, int] | None:
     return (int(m.group(1)) if m else 0), fds
 
 
+def fd_kinds(pid: int) -> dict[str, int]:
+    """Open file descriptors of ``pid`` by kind: socket, pipe, anon_inode, file (by directory)."""
+    out: dict[str, int] = {}
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return out
+    for name in names:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue
+        kind = target.split(":", 1)[0] if ":" in target and not target.startswith("/") else \
+            os.path.dirname(target) or target
+        out[kind] = out.get(kind, 0) + 1
+    return dict(sorted(out.items()))
+
+
 def children(pid: int) -> list[int]:
     """Direct children of ``pid`` (e.g. the gateway's speech workers)."""
     out = []
@@ -418,6 +436,7 @@ def system_options(ap, agents: int) -> None:
     ap.add_argument("--agents", type=int, default=agents, help=f"simulated agents answering q-consult ({agents})")
     ap.add_argument("--no-speech", action="store_true", help="GATEWAY_SPEECH=off (no recogniser)")
     ap.add_argument("--keep-state", action="store_true", help="keep the temporary state dir")
+    ap.add_argument("--log-level", default="WARNING", help="the gateway's GATEWAY_LOG_LEVEL (WARNING)")
 
 
 def needs_root() -> bool:

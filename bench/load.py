@@ -13,15 +13,17 @@ through the site (Kamailio, two Asterisk nodes, two gateways).
    worst < 100 ms. The capacity is the largest N that passed; the ramp stops at the first failure
    (when the first batch fails, N is halved until one passes, down to --min).
    --capacity N skips the ramp.
-2. --topology site: 2 x capacity callers through Kamailio to two Asterisk nodes and two gateways
-   (needs the site harness; see bench/README.md). --topology single stops after the ramp.
+2. --topology site: --factor (2) x capacity callers at once through Kamailio to two Asterisk nodes
+   (gateway_dev.topology.NodesSystem) and, once a harness for them exists, two gateways; today
+   NodesSystem's one gateway (the report says so). --topology single stops after the ramp.
 
 Per batch: calls attempted/completed, type_key_read, tickets with their recording, queue reached
 as chosen, agent reached, loop lag p50/p99/worst, wall time, calls/s (completed / wall), CPU of
 gateway and Asterisk, the per-node split. A table on stdout, JSON under bench/results/.
 Exit codes: 0 all batches on path and within the lag goals; 2 OFF PATH (some call did not follow
 the intended path: its figures would describe a fallback); 3 the site harness is missing;
-4 the final run missed the loop-lag goals; 1 the bench itself failed; 130 interrupted.
+4 the site run, or even the smallest batch of the ramp, missed the loop-lag goals; 1 the bench
+itself failed; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (KEY_QUEUE, BenchRun, add_queue_agents, asterisk_pid, make_media, metrics, needs_root,
+from common import (KEY_QUEUE, BenchRun, add_queue_agents, asterisk_pid, count_values, make_media, metrics, needs_root,
                     path_problems, proc_cpu_seconds, reset_metrics, run_sipp, sigterm_as_interrupt, sipp_command,
                     sipp_figures, sipp_tmp, system_options, ticket_figures, ticket_total, tickets_since, wait_idle)
 from gateway_dev.system import System
@@ -70,17 +72,35 @@ def lag_ok(lag: dict | None) -> bool:
 
 
 # -- one node ----------------------------------------------------------------------------------
-def node_batch(sysm: System, n: int, media: dict, logs_dir: Path, label: str) -> dict:
-    """N simultaneous SIPp callers to the node's own SIP port."""
+def node_of(uniqueid: str) -> str:
+    """The Asterisk node that took a call: its ``systemname`` prefixes the uniqueid when a site has
+    several nodes ("pbx2-1764650000.12"); one node without a systemname is "node1"."""
+    head = uniqueid.split("-", 1)[0]
+    return "node1" if "-" not in uniqueid or head[:1].isdigit() else head
+
+
+def asterisk_pids(sysm: System) -> list[int | None]:
+    names = getattr(sysm, "names", None)
+    return [sysm.node_pid(name) for name in names] if names else [asterisk_pid(sysm)]
+
+
+def cpu_now(sysm: System) -> tuple[float | None, float | None]:
+    ast = [proc_cpu_seconds(pid) for pid in asterisk_pids(sysm)]
+    return proc_cpu_seconds(sysm.gateway.pid), (None if None in ast else sum(ast))
+
+
+def node_batch(sysm: System, n: int, media: dict, logs_dir: Path, label: str, target: str | None = None) -> dict:
+    """N simultaneous SIPp callers to ``target`` (default: the node's own SIP port)."""
     tmp = sipp_tmp(label)
-    cmd = sipp_command(f"127.0.0.1:{sysm.sip_port}", media, tmp, calls=n, limit=n, rate=n, timeout=SIPP_TIMEOUT)
+    cmd = sipp_command(target or f"127.0.0.1:{sysm.sip_port}", media, tmp, calls=n, limit=n, rate=n,
+                       timeout=SIPP_TIMEOUT)
     before = ticket_total(sysm)
     reset_metrics(sysm)
-    cpu0 = (proc_cpu_seconds(sysm.gateway.pid), proc_cpu_seconds(asterisk_pid(sysm)))
+    cpu0 = cpu_now(sysm)
     started = time.monotonic()
     rc, killed = run_sipp(cmd, tmp, SIPP_TIMEOUT + 60)
     wall = time.monotonic() - started
-    cpu1 = (proc_cpu_seconds(sysm.gateway.pid), proc_cpu_seconds(asterisk_pid(sysm)))
+    cpu1 = cpu_now(sysm)
     wait_idle(sysm, timeout=60, log=say)  # the last hang-ups recorded before reading
     m = metrics(sysm)
     out = {"label": label, "n": n, **sipp_figures(tmp, rc, killed, logs_dir, label, n)}
@@ -94,7 +114,7 @@ def node_batch(sysm: System, n: int, media: dict, logs_dir: Path, label: str) ->
         "loop_lag": m.get("event_loop_lag"),
         "cpu_s": {name: (round(b - a, 1) if a is not None and b is not None else None)
                   for name, a, b in zip(("gateway", "asterisk"), cpu0, cpu1)},
-        "nodes": {"node1": out["tickets"]},
+        "nodes": count_values(node_of(t["uniqueid"]) for t in tickets),
         "agi_set_variable": (m.get("agi_round_trip") or {}).get("SET VARIABLE"),
     })
     return out
@@ -132,16 +152,38 @@ def ramp(sysm: System, args, media: dict, logs_dir: Path, report: dict, save) ->
 
 # -- the site ----------------------------------------------------------------------------------
 def site_harness():
-    """The two-node, two-gateway topology behind Kamailio (branches i12-kamailio, i12-bus,
-    i12-postgres). What this bench needs from it: a context manager started with the project's
-    own commands, with the Kamailio SIP address (``sip_target``: "127.0.0.1:<port>"), the
-    gateways (each a System-like object with ``http``/``token``/``gateway.pid``) and a way to
-    tell which node handled a call."""
-    if importlib.util.find_spec("gateway_dev.site") is None:
+    """The site topology's harness: two Asterisk nodes behind Kamailio (gateway_dev.topology.NodesSystem,
+    branch i12-kamailio). Two gateway instances on PostgreSQL (branches i12-bus, i12-postgres) have
+    no harness yet: the site run uses NodesSystem's one gateway and says so."""
+    if importlib.util.find_spec("gateway_dev.topology") is None:
         raise NeedsSiteHarness(
-            "needs the site harness: gateway_dev.site (Kamailio + two Asterisk nodes + two gateways on "
-            "PostgreSQL) is not on this branch yet")
-    raise NeedsSiteHarness("gateway_dev.site exists but bench/load.py does not drive it yet")
+            "needs the site harness: gateway_dev.topology.NodesSystem (Kamailio + two Asterisk nodes, branch "
+            "i12-kamailio) is not on this branch; two gateways on PostgreSQL need a harness too (i12-bus)")
+    from gateway_dev.topology import NodesSystem
+
+    return NodesSystem
+
+
+def site_run(args, media: dict, run: BenchRun, n: int) -> dict:
+    """``n`` simultaneous callers through Kamailio to the site's nodes."""
+    nodes_system = site_harness()
+    with nodes_system(keep=args.keep_state, log=say, prefix="gw-bench-site-", log_level=args.log_level) as site:
+        run.report["site_config_check"] = prepare(site, args.agents, not args.no_speech)
+        say(f"site up (Kamailio udp:127.0.0.1:{site.proxy_port}, nodes {site.names}, one gateway) ...")
+        run.report["site_startup_s"] = {k: round(v, 1) for k, v in site.up().items()}
+        b = node_batch(site, n, media, run.logs_dir, f"site-{n}", target=f"127.0.0.1:{site.proxy_port}")
+        b["off_path"] = path_problems(f"site N={n}", b, n)
+        b["lag_ok"] = lag_ok(b["loop_lag"])
+        b["topology"] = f"Kamailio -> {len(site.names)} Asterisk nodes -> 1 gateway"
+        if b["off_path"] or not b["lag_ok"]:
+            run.keep_logs(site)
+            if site.kamailio.log_path.exists():
+                shutil.copy(site.kamailio.log_path, run.logs_dir / "kamailio.log")
+    lag = b["loop_lag"] or {}
+    say(f"site N={n}: completed {b['completed']}, key read {b['type_key_read']}, recorded "
+        f"{b['tickets_with_recording']}, {KEY_QUEUE} {b['queues'].get(KEY_QUEUE, 0)}, agent {b['reached_agent']}, "
+        f"nodes {b['nodes']}; loop lag p99 {lag.get('p99_ms')} ms, worst {lag.get('worst_ms')} ms")
+    return b
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -184,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cap", type=int, default=200, help="largest batch tried (200)")
     ap.add_argument("--min", type=int, default=5, help="smallest batch tried when halving (5)")
     ap.add_argument("--capacity", type=int, help="skip the ramp: one node's capacity is N")
+    ap.add_argument("--factor", type=int, default=2, help="site run: this many times the capacity (2)")
     system_options(ap, agents=40)
     args = ap.parse_args(argv)
     if needs_root():
@@ -202,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.capacity:
                 report["capacity"] = args.capacity
             else:
-                with System(keep=args.keep_state, log=say, prefix="gw-bench-load-") as sysm:
+                with System(keep=args.keep_state, log=say, prefix="gw-bench-load-", log_level=args.log_level) as sysm:
                     report["config_check"] = prepare(sysm, args.agents, not args.no_speech)
                     say(f"one node up (state {sysm.state}) ...")
                     report["startup_s"] = {k: round(v, 1) for k, v in sysm.up().items()}
@@ -214,7 +257,11 @@ def main(argv: list[str] | None = None) -> int:
                 # the batch's callers all called at once and for about its wall time: capacity / that
                 report["sustainable_cps"] = round(report["capacity"] / max(1.0, good[0]["wall_s"]), 2)
             if args.topology == "site":
-                site_harness()
+                if not report["capacity"]:
+                    raise RuntimeError("no capacity measured for one node: nothing to double")
+                report["site"] = site_run(args, media, run, args.factor * report["capacity"])
+                report["site_status"] = ("two Asterisk nodes behind Kamailio and ONE gateway: two gateway "
+                                         "instances (i12-bus) have no harness yet")
         except NeedsSiteHarness as exc:
             report["site_status"] = str(exc)
             run.rc = 3
@@ -229,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
         problems += report["ramp"][-1]["off_path"]  # even the smallest batch went off path
     run.fail("OFF PATH: these figures do not measure the intended call (key, speech, q-consult, agent):",
              problems, 2, "off_path")
+    site = report.get("site")
+    if site and not site.get("lag_ok"):
+        run.fail("LOOP LAG over the goal:", [f"site N={site['n']}: loop lag {site.get('loop_lag')} over p99 "
+                                             f"{LAG_P99_MS:g} ms / worst {LAG_WORST_MS:g} ms"], 4, "lag")
     if report.get("capacity") == 0 and report["ramp"]:
         run.fail("LOOP LAG over the goal:", [f"even {report['ramp'][-1]['n']} callers kept the gateway's loop lag "
                                               f"over p99 {LAG_P99_MS:g} ms / worst {LAG_WORST_MS:g} ms"], 4, "lag")

@@ -32,7 +32,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import (KEY_QUEUE, BenchRun, add_queue_agents, asterisk_pid, descendants, make_media, metrics,
+from common import (KEY_QUEUE, BenchRun, add_queue_agents, asterisk_pid, descendants, fd_kinds, make_media, metrics,
                     needs_root, path_problems, proc_name, proc_rss_fds, reset_metrics, run_sipp,
                     sigterm_as_interrupt, sipp_command, sipp_figures, sipp_tmp, system_options, ticket_figures,
                     ticket_total, tickets_since, wait_idle)
@@ -125,8 +125,9 @@ def growth(samples: list[tuple[float, int, int]], warmup: float) -> dict:
     return out
 
 
-def idle_fds(pids: dict[str, int]) -> dict[str, int | None]:
-    return {name: (got[1] if (got := proc_rss_fds(pid)) else None) for name, pid in pids.items()}
+def idle_fds(pids: dict[str, int]) -> dict[str, dict]:
+    return {name: {"count": got[1] if (got := proc_rss_fds(pid)) else None, "kinds": fd_kinds(pid)}
+            for name, pid in pids.items()}
 
 
 def run(args, sysm: System, media: dict, logs_dir: Path, report: dict, save) -> None:
@@ -163,7 +164,9 @@ def run(args, sysm: System, media: dict, logs_dir: Path, report: dict, save) -> 
     b["loop_lag"] = m.get("event_loop_lag")
     report["calls"] = b
     after_fds = idle_fds(pids)
-    report["idle_fds"] = {name: {"before": before_fds.get(name), "after": after_fds.get(name)} for name in pids}
+    report["idle_fds"] = {name: {"before": before_fds[name]["count"], "after": after_fds[name]["count"],
+                                 "kinds_before": before_fds[name]["kinds"], "kinds_after": after_fds[name]["kinds"]}
+                          for name in pids}
     report["growth"] = {name: growth(s, args.warmup) for name, s in sampler.samples.items()}
     report["samples"] = sampler.samples
     save()
@@ -237,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     with run_.guard():
         try:
             media = make_media(media_tmp)
-            with System(keep=args.keep_state, log=say, prefix="gw-bench-soak-") as sysm:
+            with System(keep=args.keep_state, log=say, prefix="gw-bench-soak-", log_level=args.log_level) as sysm:
                 if args.no_speech:
                     sysm.env["GATEWAY_SPEECH"] = "off"
                 report["config_check"] = add_queue_agents(
