@@ -36,10 +36,14 @@ run: setup
 
 # Browser tests drive Debian's Chromium (never a downloaded browser) with a CJK font.
 # SIPp (Debian's sip-tester) places real SIP calls in the tests (RTP bound to loopback).
+# Kamailio (bookworm's 5.6) spreads SIP calls over two sandbox Asterisk nodes (issue 12).
 test-tools:
 	@command -v chromium >/dev/null && command -v sipp >/dev/null && fc-list 2>/dev/null | grep -qi wenquanyi || { \
 	  echo "==> installing chromium, fonts-wqy-microhei and sip-tester (SIPp) for the tests"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-wqy-microhei sip-tester; }
+	@command -v kamailio >/dev/null && command -v kamcmd >/dev/null || { \
+	  echo "==> installing kamailio for the two-node tests"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q kamailio; }
 
 # Unit tests first (some measure event-loop lag: they run alone), then the end-to-end files
 # on two workers, each with its own sandbox Asterisk and gateway on private ports (the

@@ -32,6 +32,8 @@ from gateway.deps import Deps
 from gateway.desk import plugin as desk
 from gateway.hotlines import plugin as hotlines
 from gateway.pbx.ami import AmiClient
+from gateway.pbx.ami_pool import AmiPool
+from gateway.pbx.nodes import nodes_of
 from gateway.settings import Settings
 from gateway.speech import plugin as speech
 from gateway.ticketing import migrate
@@ -72,10 +74,12 @@ def _ami_state(ami: AmiClient) -> str:
 async def create_app(settings: Settings) -> web.Application:
     """The gateway as one aiohttp application; nothing runs until it is started (AppRunner)."""
     s = settings
-    ami = AmiClient(host=s.ami_host, port=s.ami_port, username=s.ami_user, secret=s.ami_secret,
-                    action_timeout=s.ami_action_timeout, ping_interval=s.ami_ping_interval)
+    ami_nodes = {node.name: AmiClient(host=node.ami_host, port=node.ami_port, username=s.ami_user, secret=s.ami_secret,
+                                      action_timeout=s.ami_action_timeout, ping_interval=s.ami_ping_interval)
+                 for node in nodes_of(s)}  # issue 12: one AMI client per Asterisk node
+    ami = next(iter(ami_nodes.values())) if len(ami_nodes) == 1 else AmiPool(ami_nodes)
     deps = Deps(settings=s, clock=AdjustableClock() if s.test_clock else Clock(),
-                store=await TicketStore.open(s.database_url), ami=ami)
+                store=await TicketStore.open(s.database_url), ami=ami, ami_nodes=ami_nodes)
     ami.subscribe(deps.ami_events.dispatch)  # one subscriber: record handlers, then notify handlers
     app = new_app(EdgePolicy(trusted_proxies=s.trusted_proxies, public_hosts=s.public_hosts, bind_host=s.http_host))
     app[DEPS] = deps
@@ -83,6 +87,8 @@ async def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_ami(deps))
     deps.health.add("database", lambda: _ping(deps.store), ok=lambda value: value == "ok")
     deps.health.add("ami", lambda: _ami_state(ami), ok=lambda value: value == "connected")
+    if isinstance(ami, AmiPool):  # several nodes: each node's AMI, degraded while one is away
+        deps.health.add("asterisk_nodes", ami.states, ok=lambda states: all(v == "connected" for v in states.values()))
     for feature in FEATURES:
         feature.setup(app, deps)
     if s.test_clock:
@@ -104,7 +110,8 @@ def listening(app: web.Application, http_port: int) -> dict:
         "fastagi": f"{s.agi_host}:{app[calls.FASTAGI].port}",
         "http": f"http://{s.http_host}:{http_port}",
         "admin": f"http://{s.http_host}:{http_port}/admin",
-        "ami": f"{s.ami_host}:{s.ami_port}",
+        "ami": ", ".join(f"{n.name} {n.ami_host}:{n.ami_port}" for n in nodes_of(s)) if s.asterisk_nodes
+        else f"{s.ami_host}:{s.ami_port}",
         "audiosocket": f"{s.audiosocket_host}:{audiosocket.port}" if audiosocket else "off",
         "sip": f"127.0.0.1:{s.sip_port}",
         "database": _safe_url(s.database_url),

@@ -59,11 +59,14 @@ def render(settings: Settings) -> None:
     from gateway.ivr_flows.validate import load_config
     from gateway.pbx import dialplan, prompts
 
+    from gateway.pbx.nodes import all_node_settings
+
     config = load_config(settings.config_dir)
-    dialplan.write_config(config, settings)
-    prompts.render_all(config, out_dir=settings.prompts_dir, cache_dir=settings.cache_dir,
-                       override_dir=settings.prompt_override_dir, progress=_progress)
-    _progress(f"Asterisk config for version {config.version} written to {settings.instance_dir / 'etc'}")
+    for _name, node in all_node_settings(settings):  # issue 12: every Asterisk node's own files
+        dialplan.write_config(config, node)
+        prompts.render_all(config, out_dir=node.prompts_dir, cache_dir=node.cache_dir,
+                           override_dir=node.prompt_override_dir, progress=_progress)
+        _progress(f"Asterisk config for version {config.version} written to {node.instance_dir / 'etc'}")
 
 
 def cmd_render(args) -> int:
@@ -149,6 +152,17 @@ def sandbox_up(settings: Settings) -> int:
     root = sandbox_root.ensure_root(settings.cache_dir, _progress)
     ensure_sim_ami_secret(settings.state_dir)  # the simulated caller's AMI user: development sandboxes only
     render(settings)
+    if settings.asterisk_nodes:  # issue 12: every node, all recording where the gateway looks
+        from gateway.pbx.nodes import all_node_settings
+
+        pid = 0
+        for name, node in all_node_settings(settings):
+            shared = settings.recordings_dir if node.instance_dir != settings.instance_dir else None
+            pid = sandbox.start(root=root, instance_dir=node.instance_dir, progress=_progress,
+                                shared_recordings=shared)
+            _progress(f"Asterisk node {name} running (pid {pid}); AMI {node.ami_host}:{node.ami_port}, "
+                      f"SIP 127.0.0.1:{node.sip_port}")
+        return pid
     pid = sandbox.start(root=root, instance_dir=settings.instance_dir, progress=_progress)
     _progress(f"Asterisk running (pid {pid}); AMI 127.0.0.1:{settings.ami_port}, SIP 127.0.0.1:{settings.sip_port}")
     return pid
@@ -161,6 +175,18 @@ def cmd_sandbox(args) -> int:
     root = sandbox_root.root_dir(settings.cache_dir)
     if args.action == "up":
         sandbox_up(settings)
+    elif settings.asterisk_nodes:  # issue 12: every node of GATEWAY_ASTERISK_NODES
+        from gateway.pbx.nodes import all_node_settings
+
+        report = {}
+        for name, node in all_node_settings(settings):
+            if args.action == "down":
+                stopped = sandbox.stop(instance_dir=node.instance_dir, root=root)
+                _progress(f"Asterisk node {name} " + ("stopped" if stopped else "was not running"))
+            else:
+                report[name] = sandbox.status(instance_dir=node.instance_dir, root=root)
+        if args.action == "status":
+            print(json.dumps(report, indent=2))
     elif args.action == "down":
         stopped = sandbox.stop(instance_dir=settings.instance_dir, root=root)
         _progress("Asterisk stopped" if stopped else "Asterisk was not running")
@@ -298,7 +324,10 @@ def cmd_run(args) -> int:
     try:
         asyncio.run(_serve(settings, with_sandbox=True))
     finally:
-        sandbox.stop(instance_dir=settings.instance_dir, root=sandbox.root_dir(settings.cache_dir))
+        from gateway.pbx.nodes import all_node_settings
+
+        for _name, node in all_node_settings(settings):  # every node of GATEWAY_ASTERISK_NODES (issue 12)
+            sandbox.stop(instance_dir=node.instance_dir, root=sandbox.root_dir(settings.cache_dir))
         _progress("Asterisk stopped; nothing left running")
     return 0
 

@@ -125,3 +125,6 @@ class Deps:
     health: HealthSources = field(default_factory=HealthSources)
     metrics: MetricSources = field(default_factory=MetricSources)
     ami_events: AmiEvents = field(default_factory=AmiEvents)
+    # Issue 12: every Asterisk node's own AMI client by node name (one entry with one node, then
+    # it is ``ami`` itself; with several, ``ami`` is their gateway.pbx.ami_pool.AmiPool).
+    ami_nodes: dict[str, AmiClient] = field(default_factory=dict)

@@ -128,12 +128,17 @@ class Settings:
     public_hosts: tuple[str, ...] = ()  # Host names the pages are reached by, beyond loopback and http_host
     http_header_timeout: float = 10.0  # a client must send a request's headers within this (slow loris)
     extra: dict = field(default_factory=dict, compare=False)
+    # Several Asterisk nodes (issue 12): GATEWAY_ASTERISK_NODES; empty = the one node above.
+    asterisk_nodes: tuple["AsteriskNode", ...] = ()
+    sip_proxy: tuple[str, int] | None = None  # GATEWAY_SIP_PROXY: the SIP proxy (Kamailio) the nodes accept calls from
+    pbx_instance_dir: Path | None = None  # one node's instance dir (see node_settings); default <state>/asterisk
+    pbx_node: str = ""  # one node's name: its Asterisk systemname (unique call ids across nodes)
 
     # -- derived paths -------------------------------------------------
     @property
     def instance_dir(self) -> Path:
         """The directory bind-mounted into the sandbox as ``/srv/gw``."""
-        return self.state_dir / "asterisk"
+        return self.pbx_instance_dir or self.state_dir / "asterisk"
 
     @property
     def recordings_dir(self) -> Path:
@@ -163,6 +168,61 @@ class Settings:
 
     def with_(self, **changes) -> "Settings":
         return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class AsteriskNode:
+    """One Asterisk node of GATEWAY_ASTERISK_NODES: its AMI, its SIP port and where its config goes."""
+
+    name: str
+    ami_host: str
+    ami_port: int
+    sip_port: int
+    instance_dir: Path | None = None  # default: <state>/asterisk for the first node, <state>/asterisk-<name> after
+
+
+def parse_asterisk_nodes(raw: str, state_dir: Path, name: str = "GATEWAY_ASTERISK_NODES") -> tuple[AsteriskNode, ...]:
+    """``pbx1=127.0.0.1:5038:5060,pbx2=127.0.0.1:5039:5061[:/instance/dir]`` (name=AMI host:AMI port:SIP port)."""
+    nodes: list[AsteriskNode] = []
+    for index, part in enumerate(p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        node_name, eq, rest = part.partition("=")
+        fields = rest.split(":", 3)
+        if not eq or len(fields) < 3 or not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", node_name):
+            raise SettingsError(f"{name}: {part!r} is not name=ami_host:ami_port:sip_port[:instance_dir] "
+                                "(name: letters, digits, '-', '_')")
+        host = _address({name: fields[0]}, name, "")
+        ports = [_port({name: value}, name, 0) for value in fields[1:3]]
+        if 0 in ports:
+            raise SettingsError(f"{name}: {part!r} needs non-zero ports")
+        if len(fields) == 4 and fields[3]:
+            directory = Path(fields[3]).resolve()
+        else:
+            directory = state_dir / ("asterisk" if index == 0 else f"asterisk-{node_name}")
+        nodes.append(AsteriskNode(node_name, host, ports[0], ports[1], directory))
+    for attr in ("name", "instance_dir"):
+        values = [getattr(n, attr) for n in nodes]
+        if len(set(values)) != len(values):
+            raise SettingsError(f"{name}: two nodes share a {attr.replace('_', ' ')}")
+    pairs = [(n.ami_host, n.ami_port) for n in nodes]
+    if len(set(pairs)) != len(pairs):
+        raise SettingsError(f"{name}: two nodes share an AMI address")
+    return tuple(nodes)
+
+
+def _sip_proxy(env: Mapping[str, str], name: str) -> tuple[str, int] | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    host, sep, port = raw.rpartition(":")
+    if not sep:
+        raise SettingsError(f"{name}={raw!r} is not host:port")
+    address = _address({name: host.strip("[]")}, name, "")
+    number = _port({name: port}, name, 0)
+    if number == 0:
+        raise SettingsError(f"{name}={raw!r} needs a non-zero port")
+    return address, number
 
 
 def secret_file(state_dir: Path) -> Path:
@@ -331,6 +391,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=_addresses(env, "GATEWAY_TRUSTED_PROXIES", "") if env.get("GATEWAY_TRUSTED_PROXIES") else (),
         public_hosts=_host_names(env, "GATEWAY_PUBLIC_HOSTS"),
         http_header_timeout=_float(env, "GATEWAY_HTTP_HEADER_TIMEOUT", 10.0),
+        asterisk_nodes=parse_asterisk_nodes(env.get("GATEWAY_ASTERISK_NODES") or "", state_dir),
+        sip_proxy=_sip_proxy(env, "GATEWAY_SIP_PROXY"),
     )
 
 

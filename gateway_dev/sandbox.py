@@ -35,14 +35,20 @@ _children: dict[int, subprocess.Popen] = {}  # sandboxes started by this process
 
 
 # -- commands -----------------------------------------------------------
-def unshare_command(root: Path, instance_dir: Path) -> list[str]:
+def unshare_command(root: Path, instance_dir: Path, shared_recordings: Path | None = None) -> list[str]:
     """Asterisk in its own mount namespace, with umask 077: the recordings, logs and astdb
-    it creates are 0600 and its directories 0700 (Asterisk itself never sets a umask)."""
+    it creates are 0600 and its directories 0700 (Asterisk itself never sets a umask).
+
+    ``shared_recordings`` (a second Asterisk node of the same gateway) is mounted over the
+    instance's ``recordings``: every node records where the gateway looks (issue 12)."""
     q = shlex.quote
+    shared = (f" && mount --bind {q(str(shared_recordings))} {q(f'{root}{PBX_INSTANCE_DIR}/recordings')}"
+              if shared_recordings is not None else "")
     script = ("umask 077"
               f" && mount -t proc proc {q(f'{root}/proc')}"
               f" && mount --bind /dev {q(f'{root}/dev')}"
               f" && mount --bind {q(str(instance_dir))} {q(f'{root}{PBX_INSTANCE_DIR}')}"
+              f"{shared}"
               f" && exec chroot {q(str(root))} asterisk -f -n -C {q(PBX_CONF)}")
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
 
@@ -141,7 +147,8 @@ def ensure_hosts_file(root: Path) -> None:
 
 
 def start(*, root: Path, instance_dir: Path, progress: Progress = stderr_progress,
-          ami_probe: Callable[[], bool] | None = None, timeout: float = 30) -> int:
+          ami_probe: Callable[[], bool] | None = None, timeout: float = 30,
+          shared_recordings: Path | None = None) -> int:
     require_root()
     root, instance_dir = Path(root), Path(instance_dir).resolve()
     if not read_marker(root):
@@ -162,7 +169,7 @@ def start(*, root: Path, instance_dir: Path, progress: Progress = stderr_progres
     with open(console, "ab") as out:
         out.write(f"=== sandbox start {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n".encode())
         offset = out.tell()  # error messages quote this run's output only
-        proc = subprocess.Popen(unshare_command(root, instance_dir), stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(unshare_command(root, instance_dir, shared_recordings), stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     _children[proc.pid] = proc
     (instance_dir / "run" / "sandbox.pid").write_text(f"{proc.pid}\n")

@@ -23,6 +23,8 @@ from gateway.hotlines.keys import HOTLINES, PROMPT_DIRS, PromptDirs
 from gateway.hotlines.reload import ConfigReloader
 from gateway.hotlines.service import HotlineAdmin
 from gateway.ivr_flows.validate import read_files
+from gateway.pbx.ami_pool import AmiPool
+from gateway.pbx.nodes import all_node_settings
 
 log = logging.getLogger(__name__)
 RELOADER = web.AppKey("hotline_reload", ConfigReloader)
@@ -48,9 +50,18 @@ async def schedule_loop(admin: HotlineAdmin, tick: float = SCHEDULER_TICK) -> No
             log.exception("scheduler tick failed")
 
 
+def _nodes(deps: Deps) -> dict | None:
+    """Each Asterisk node's settings and AMI client (issue 12); None for the single node of old."""
+    if not deps.settings.asterisk_nodes:
+        return None
+    return {name: (node_s, deps.ami_nodes[name]) for name, node_s in all_node_settings(deps.settings)}
+
+
 def setup(app: web.Application, deps: Deps) -> None:
     s = deps.settings
-    asterisk = AsteriskSync(s, deps.ami)
+    asterisk = AsteriskSync(s, deps.ami, _nodes(deps))
+    if isinstance(deps.ami, AmiPool):  # several nodes: a node back is reloaded if it missed a version
+        deps.ami.on_connected(asterisk.node_connected)
     admin = HotlineAdmin(store=deps.store, clock=deps.clock.now, applier=asterisk.apply,
                          initial_files=lambda: read_files(s.config_dir))
     reloader = ConfigReloader(admin, s.config_dir)
@@ -62,6 +73,8 @@ def setup(app: web.Application, deps: Deps) -> None:
     deps.health.add("config_version", lambda: admin.config.version if admin.config else None)
     deps.health.add("config_version_id", lambda: admin.version_id)
     deps.health.add("last_reload", lambda: reloader.last_reload)
+    if len(asterisk.nodes) > 1:
+        deps.health.add("config_nodes", lambda: dict(asterisk.last_apply))  # per node: reloaded, or down
     deps.health.add("voice", voice_status)  # issue 10: which engine speaks the Mandarin prompts, and why
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

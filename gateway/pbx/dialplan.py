@@ -122,7 +122,47 @@ max_contacts = 10
 type = identify
 endpoint = sipp
 match = 127.0.0.1
+""" + _proxy_endpoint(settings)
+
+
+def _proxy_endpoint(settings: Settings) -> str:
+    """The SIP proxy in front of the nodes (GATEWAY_SIP_PROXY, Kamailio): its calls enter [inbound].
+
+    Matched by its address and source port; the media still flows between the caller and the
+    node directly (the proxy only relays signalling, and record-routes itself)."""
+    if settings.sip_proxy is None:
+        return ""
+    host, port = settings.sip_proxy
+    match = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"""
+; The SIP proxy (Kamailio's dispatcher) that spreads calls over the Asterisk nodes.
+[proxy]
+type = endpoint
+transport = transport-udp
+media_address = {settings.sip_host}
+bind_rtp_to_media_address = yes
+context = inbound
+disallow = all
+allow = ulaw
+dtmf_mode = rfc4733
+rtp_symmetric = yes
+aors = proxy
+
+[proxy]
+type = aor
+max_contacts = 1
+
+[proxy]
+type = identify
+endpoint = proxy
+match = {match}
 """
+
+
+def _node_options(settings: Settings) -> str:
+    """asterisk.conf [options] of one node of several: its name makes its call ids unique
+    (``pbx2-1764650000.12``), so two nodes never hand the gateway the same uniqueid."""
+    return f"systemname = {settings.pbx_node}\n" if settings.pbx_node else ""
 
 
 def _extensions_conf(config: GatewayConfig, settings: Settings) -> str:
@@ -274,7 +314,7 @@ def render_files(config: GatewayConfig, settings: Settings, *,
                  keep_queues_of: GatewayConfig | None = None, sim_secret: str = "") -> dict[str, str]:
     """Every file of ``<instance>/etc``; the simulated caller's AMI user only with ``sim_secret``."""
     files = {
-        "asterisk.conf": _asterisk_conf(),
+        "asterisk.conf": _asterisk_conf() + _node_options(settings),
         "modules.conf": "[modules]\nautoload = no\n" + "".join(f"load => {m}.so\n" for m in MODULES),
         "logger.conf": "[general]\n[logfiles]\nconsole => notice,warning,error\nmessages.log => notice,warning,error\n",
         "manager.conf": _manager_conf(settings, sim_secret),
