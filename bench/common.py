@@ -28,6 +28,9 @@ KEY = "1"  # type menu: 咨询 -> queue q-consult
 KEY_QUEUE = "q-consult"
 SPEECH_TEXT = "小区门口的垃圾三天没有人清运，请尽快处理，谢谢。"
 SPEECH_SECONDS = 6.0
+# What bench/sipp/uac_12345.xml assumes (seconds after the 200 OK): see check_timeline.
+SCENARIO_KEY_AT = 16.0
+SCENARIO_TALK_AT = 32.5
 
 
 # -- numbers -----------------------------------------------------------------------------------
@@ -205,6 +208,46 @@ def add_queue_agents(sysm: System, queue: str, agents: list[str], note: str) -> 
     data["queues"][queue]["members"] = list(agents)
     path.write_text(f"# {note}\n" + changes.dump(data), encoding="utf-8")
     return sysm.cli("config", "check", str(sysm.config_dir)).stdout.strip()
+
+
+def wav_seconds(path: Path) -> float | None:
+    import wave
+
+    try:
+        with wave.open(str(path)) as w:
+            return w.getnframes() / float(w.getframerate())
+    except (OSError, wave.Error):
+        return None
+
+
+def check_timeline(sysm: System, log=print) -> dict:
+    """Does the SIPp caller's fixed timeline fit today's prompts? The key must fall inside the
+    type menu's prompt whether or not the emergency-key prompt plays before it (it does when no
+    live recogniser is free), well away from a prompt boundary: a key pressed between two AGI
+    commands is lost. The talking must cover the recording's start."""
+    p = sysm.settings.prompts_dir
+    d = {k: wav_seconds(p / f"main-{k}.wav") for k in
+         ("greeting", "emergency_notice", "korean_hint", "emergency_key", "type_menu", "confidential_menu",
+          "describe", "beep", "to_queue")}
+    if None in d.values():
+        return {"prompts_s": d, "warning": "a prompt is missing"}
+    type_start = d["greeting"] + d["emergency_notice"] + d["korean_hint"]
+    latest_start = type_start + d["emergency_key"]
+    type_prompt_end = type_start + d["type_menu"]
+    record_start = SCENARIO_KEY_AT + d["confidential_menu"] + 4 + d["describe"] + d["beep"]
+    out = {"prompts_s": {k: round(v, 2) for k, v in d.items()},
+           "type_menu_prompt_s": [round(type_start, 1), round(latest_start + d["type_menu"], 1)],
+           "record_starts_at_s": round(record_start, 1)}
+    if not (latest_start + 1 <= SCENARIO_KEY_AT <= type_prompt_end - 1):
+        out["warning"] = (f"the SIPp scenario presses its key at {SCENARIO_KEY_AT} s but the type menu's prompt "
+                          f"starts at {type_start:.1f} s ({latest_start:.1f} s after the emergency-key prompt) and "
+                          f"ends at {type_prompt_end:.1f} s: adjust bench/sipp/uac_12345.xml")
+    elif not (SCENARIO_TALK_AT <= record_start + 1 <= SCENARIO_TALK_AT + SPEECH_SECONDS):
+        out["warning"] = (f"the recording starts at ~{record_start:.1f} s but the scenario talks "
+                          f"{SCENARIO_TALK_AT}..{SCENARIO_TALK_AT + SPEECH_SECONDS} s")
+    if "warning" in out:
+        log("warning: " + out["warning"])
+    return out
 
 
 # -- SIPp callers ------------------------------------------------------------------------------

@@ -30,13 +30,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import wave
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from common import (KEY, SIPP, SPEECH_SECONDS, BenchRun, admin_token, asterisk_pid, call_records,  # noqa: E402
+from common import (KEY, SIPP, BenchRun, admin_token, asterisk_pid, call_records, check_timeline,  # noqa: E402
                     make_media, needs_root, path_problems, proc_cpu_seconds, run_sipp, sigterm_as_interrupt,
                     sipp_command, sipp_figures, sipp_tmp, ticket_figures, ticket_total, tickets_since)
 from common import count_values as _count  # noqa: E402
@@ -44,9 +43,6 @@ from common import wait_idle as _wait_idle  # noqa: E402
 from gateway_dev import sandbox_root  # noqa: E402
 from gateway_dev.system import System  # noqa: E402
 
-# What bench/sipp/uac_12345.xml assumes (seconds after the 200 OK).
-SCENARIO_KEY_AT = 12.0
-SCENARIO_TALK_AT = 28.5
 QUICK_VERBS = ("SET VARIABLE", "ANSWER", "GET VARIABLE", "VERBOSE", "EXEC", "HANGUP", "CHANNEL STATUS")
 
 
@@ -55,14 +51,6 @@ def say(msg: str) -> None:
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def wav_seconds(path: Path) -> float | None:
-    try:
-        with wave.open(str(path)) as w:
-            return w.getnframes() / float(w.getframerate())
-    except (OSError, wave.Error):
-        return None
-
-
 def wait_idle(sysm: System, timeout: float = 180) -> bool:
     return _wait_idle(sysm, timeout, log=say)
 
@@ -226,25 +214,7 @@ def _cpu(before: tuple, after: tuple) -> dict:
 
 
 def check_prompts(sysm: System) -> dict:
-    p = sysm.settings.prompts_dir
-    d = {k: wav_seconds(p / f"main-{k}.wav") for k in
-         ("greeting", "emergency_notice", "type_menu", "confidential_menu", "describe", "beep", "to_queue")}
-    if None in d.values():
-        return {"prompts_s": d, "warning": "a prompt is missing"}
-    type_start = d["greeting"] + d["emergency_notice"]
-    type_end = type_start + d["type_menu"] + 5  # GET DATA timeout 5 s
-    record_start = SCENARIO_KEY_AT + d["confidential_menu"] + 4 + d["describe"] + d["beep"]
-    out = {"prompts_s": {k: round(v, 2) for k, v in d.items()}, "type_menu_window_s": [round(type_start, 1),
-           round(type_end, 1)], "record_starts_at_s": round(record_start, 1)}
-    if not (type_start + 1 <= SCENARIO_KEY_AT <= type_end - 3):
-        out["warning"] = (f"the SIPp scenario presses its key at {SCENARIO_KEY_AT} s but the type menu runs "
-                          f"{type_start:.1f}..{type_end:.1f} s: adjust bench/sipp/uac_12345.xml")
-    elif not (SCENARIO_TALK_AT <= record_start + 1 <= SCENARIO_TALK_AT + SPEECH_SECONDS):
-        out["warning"] = (f"the recording starts at ~{record_start:.1f} s but the scenario talks "
-                          f"{SCENARIO_TALK_AT}..{SCENARIO_TALK_AT + SPEECH_SECONDS} s")
-    if "warning" in out:
-        say("warning: " + out["warning"])
-    return out
+    return check_timeline(sysm, say)
 
 
 def _fmt_rtt(rtt: dict, verb: str) -> str:

@@ -36,9 +36,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (KEY_QUEUE, BenchRun, add_queue_agents, asterisk_pid, count_values, make_media, metrics, needs_root,
-                    path_problems, proc_cpu_seconds, reset_metrics, run_sipp, sigterm_as_interrupt, sipp_command,
-                    sipp_figures, sipp_tmp, system_options, ticket_figures, ticket_total, tickets_since, wait_idle)
+from common import (KEY_QUEUE, BenchRun, add_queue_agents, asterisk_pid, check_timeline, count_values, make_media,
+                    metrics, needs_root, path_problems, proc_cpu_seconds, reset_metrics, run_sipp,
+                    sigterm_as_interrupt, sipp_command, sipp_figures, sipp_tmp, system_options, ticket_figures,
+                    ticket_total, tickets_since, wait_idle)
 from gateway_dev.system import System
 
 LAG_P99_MS = 20.0
@@ -249,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                     report["config_check"] = prepare(sysm, args.agents, not args.no_speech)
                     say(f"one node up (state {sysm.state}) ...")
                     report["startup_s"] = {k: round(v, 1) for k, v in sysm.up().items()}
+                    report["timeline"] = check_timeline(sysm, say)
                     report["capacity"] = ramp(sysm, args, media, run.logs_dir, report, run.save)
                     if any(b["off_path"] or not b["lag_ok"] for b in report["ramp"]):
                         run.keep_logs(sysm)
@@ -272,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     within = [b for b in report["ramp"] if b["n"] <= (report.get("capacity") or 0)]
     final = [report["site"]] if report.get("site") else []
     problems = [p for b in within + final for p in b.get("off_path", [])]
+    if (report.get("timeline") or {}).get("warning"):
+        problems.insert(0, report["timeline"]["warning"])
     if report.get("capacity") == 0 and report["ramp"]:
         problems += report["ramp"][-1]["off_path"]  # even the smallest batch went off path
     run.fail("OFF PATH: these figures do not measure the intended call (key, speech, q-consult, agent):",

@@ -32,10 +32,10 @@ import threading
 import time
 from pathlib import Path
 
-from common import (KEY_QUEUE, BenchRun, add_queue_agents, asterisk_pid, descendants, fd_kinds, make_media, metrics,
-                    needs_root, path_problems, proc_name, proc_rss_fds, reset_metrics, run_sipp,
-                    sigterm_as_interrupt, sipp_command, sipp_figures, sipp_tmp, system_options, ticket_figures,
-                    ticket_total, tickets_since, wait_idle)
+from common import (KEY_QUEUE, BenchRun, add_queue_agents, asterisk_pid, check_timeline, descendants, fd_kinds,
+                    make_media, metrics, needs_root, path_problems, proc_name, proc_rss_fds, reset_metrics,
+                    run_sipp, sigterm_as_interrupt, sipp_command, sipp_figures, sipp_tmp, system_options,
+                    ticket_figures, ticket_total, tickets_since, wait_idle)
 from gateway_dev.system import System
 
 GROWTH_GOAL_PCT_H = 5.0
@@ -176,6 +176,8 @@ def problems_of(report: dict) -> tuple[list[str], list[str]]:
     """(off-path reasons, growth/fd reasons)."""
     b = report.get("calls")
     off = path_problems("soak", b, b["placed"]) if b else []
+    if (report.get("timeline") or {}).get("warning"):
+        off.insert(0, report["timeline"]["warning"])
     if b and b["placed"] < b["n"]:
         off.append(f"soak: SIPp placed {b['placed']} of {b['n']} planned calls")
     grow = []
@@ -247,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                     sysm, KEY_QUEUE, [str(9001 + i) for i in range(args.agents)],
                     f"bench/soak.py: {args.agents} bench agents answer {KEY_QUEUE}")
                 report["startup_s"] = {k: round(v, 1) for k, v in sysm.up().items()}
+                report["timeline"] = check_timeline(sysm, say)
                 if not args.no_speech:
                     sysm.wait_speech_ready("zh", timeout=300)  # the workers' models loaded: not counted as growth
                 run(args, sysm, media, run_.logs_dir, report, run_.save)
