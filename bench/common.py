@@ -362,6 +362,8 @@ def ticket_figures(sysm: System, tickets: list[dict], key: str = KEY) -> dict:
         "tickets_with_recording": sum(1 for t in tickets if (t.get("recording_duration_ms") or 0) > 0),
         "type_key_read": sum(1 for t in tickets
                              if any(s.get("node") == "type_menu" and s.get("key") == key for s in t["menu_path"])),
+        "type_key_via": count_values(s.get("via", "keys") for t in tickets for s in t["menu_path"]
+                                     if s.get("node") == "type_menu" and s.get("key") == key),
         "queues": count_values(t.get("queue") or "-" for t in tickets),
         "paths": count_values(">".join(f"{s.get('node')}:{s.get('key', s.get('result', ''))}"
                                        for s in t["menu_path"]) for t in tickets),
