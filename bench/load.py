@@ -148,6 +148,7 @@ def ramp(sysm: System, args, media: dict, logs_dir: Path, report: dict, save) ->
             if failed:  # a smaller N after a failure: the limit lies between
                 break
             n += args.step
+            report["capacity_is_the_cap"] = n > args.cap  # every batch passed: the limit is higher
     return capacity
 
 
@@ -211,7 +212,8 @@ def print_report(report: dict) -> None:
     print("key = type menu read key 1; rec = tickets with the recording; queue = reached q-consult as chosen; "
           "agent = answered; lag ms from the gateway's /metrics (event_loop_lag, since the batch began); "
           "cps = completed calls / wall time of the batch.")
-    print(f"one node's capacity: {report.get('capacity')} simultaneous callers "
+    print(f"one node's capacity: {'at least ' if report.get('capacity_is_the_cap') else ''}"
+          f"{report.get('capacity')} simultaneous callers{' (the ramp reached --cap)' if report.get('capacity_is_the_cap') else ''} "
           f"(goal per batch: every call on path, loop lag p99 < {LAG_P99_MS:g} ms, worst < {LAG_WORST_MS:g} ms)")
     if report.get("sustainable_cps"):
         print(f"sustainable calls/s of one node ≈ capacity / call length: {report['sustainable_cps']}")
