@@ -212,8 +212,9 @@ def print_report(report: dict) -> None:
     print("key = type menu read key 1; rec = tickets with the recording; queue = reached q-consult as chosen; "
           "agent = answered; lag ms from the gateway's /metrics (event_loop_lag, since the batch began); "
           "cps = completed calls / wall time of the batch.")
-    print(f"one node's capacity: {'at least ' if report.get('capacity_is_the_cap') else ''}"
-          f"{report.get('capacity')} simultaneous callers{' (the ramp reached --cap)' if report.get('capacity_is_the_cap') else ''} "
+    capped = report.get("capacity_is_the_cap")
+    print(f"one node's capacity: {'at least ' if capped else ''}{report.get('capacity')} simultaneous callers"
+          f"{' (every batch passed up to --cap)' if capped else ''} "
           f"(goal per batch: every call on path, loop lag p99 < {LAG_P99_MS:g} ms, worst < {LAG_WORST_MS:g} ms)")
     if report.get("sustainable_cps"):
         print(f"sustainable calls/s of one node ≈ capacity / call length: {report['sustainable_cps']}")
