@@ -252,7 +252,7 @@ def print_report(report: dict) -> None:
                       f"{statistics.median(r['gateway_healthy_s'] for r in runs):.2f} s")
     if report.get("prompt_check"):
         pc = report["prompt_check"]
-        print(f"IVR timeline: type menu {pc.get('type_menu_window_s')} s after answer, recording from "
+        print(f"IVR timeline: type menu prompt from {pc.get('type_menu_prompt_s')} s after answer, recording from "
               f"~{pc.get('record_starts_at_s')} s" + (f"  WARNING: {pc['warning']}" if pc.get("warning") else ""))
     batches = report.get("batches", [])
     if not batches:
