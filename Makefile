@@ -5,13 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: setup run test test-tools test-unit test-e2e bench clean-state stop help
+.PHONY: setup run test test-tools test-unit test-e2e bench bench-load clean-state stop help
 
 help:
 	@echo "make run    set everything up, start Asterisk (sandbox) and the gateway; Ctrl-C stops both"
 	@echo "make test   set everything up and run the whole test suite (end-to-end included)"
 	@echo "make setup  everything but starting (idempotent)"
 	@echo "make bench  the figures (bench/); slow"
+	@echo "make bench-load  load (one node's capacity) and a 30-minute soak (bench/load.py, bench/soak.py)"
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
@@ -66,3 +67,7 @@ bench: setup
 	$(BIN)/python bench/apply.py
 	$(BIN)/python bench/speech.py
 	$(BIN)/python bench/desk.py
+
+bench-load: setup
+	$(BIN)/python bench/load.py
+	$(BIN)/python bench/soak.py

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import aiohttp
 
-from gateway.hotlines import changes
+from common import add_queue_agents
 from gateway_dev.simcall import CallScript, place_call, sim_ami_client
 from gateway_dev.system import GATEWAY, ROOT, System, say_zh
 
@@ -135,16 +135,7 @@ def fmt(s: dict) -> str:
 # -- setting up --------------------------------------------------------------------------------
 def private_config(sysm: System) -> str:
     """20 bench agents, and q-help answered by them only; checked with `gateway config check`."""
-    path = sysm.config_dir / "hotlines.yaml"
-    data = changes.parse(path.read_text(encoding="utf-8"))  # round trip: its comments stay
-    known = {str(a["id"]) for a in data["agents"]}
-    data["agents"] += [{"id": a, "name": f"压测坐席{a}"} for a in AGENTS if a not in known]
-    if BENCH_QUEUE not in data["queues"]:
-        raise RuntimeError(f"config/hotlines.yaml has no queue {BENCH_QUEUE}: bench/desk.py needs updating")
-    data["queues"][BENCH_QUEUE]["members"] = list(AGENTS)
-    path.write_text("# bench/desk.py: 20 bench agents answer q-help\n"
-                    + changes.dump(data), encoding="utf-8")
-    return sysm.cli("config", "check", str(sysm.config_dir)).stdout.strip()
+    return add_queue_agents(sysm, BENCH_QUEUE, AGENTS, "bench/desk.py: 20 bench agents answer q-help")
 
 
 async def add_users(sysm: System, users: dict[str, str]) -> None:

@@ -21,38 +21,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
-import json
 import os
 import platform
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import wave
-from datetime import datetime, timezone
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from gateway_dev import sandbox, sandbox_root  # noqa: E402
-from gateway_dev.system import ROOT, System, free_ports  # noqa: E402
+from common import (KEY, SIPP, BenchRun, admin_token, asterisk_pid, call_records, check_timeline,  # noqa: E402
+                    make_media, needs_root, path_problems, proc_cpu_seconds, run_sipp, sigterm_as_interrupt,
+                    sipp_command, sipp_figures, sipp_tmp, ticket_figures, ticket_total, tickets_since)
+from common import count_values as _count  # noqa: E402
+from common import wait_idle as _wait_idle  # noqa: E402
+from gateway_dev import sandbox_root  # noqa: E402
+from gateway_dev.system import System  # noqa: E402
 
-RESULTS = BENCH / "results"
-SCENARIO = BENCH / "sipp" / "uac_12345.xml"
-SIPP = shutil.which("sipp") or "/usr/bin/sipp"
-DTMF_DIR = Path("/usr/share/sip-tester")
-KEY = "1"  # type menu: 咨询 -> queue q-consult (agents 8001, 8002)
-SPEECH_TEXT = "小区门口的垃圾三天没有人清运，请尽快处理，谢谢。"
-SPEECH_SECONDS = 6.0
-# What bench/sipp/uac_12345.xml assumes (seconds after the 200 OK).
-SCENARIO_KEY_AT = 12.0
-SCENARIO_TALK_AT = 28.5
 QUICK_VERBS = ("SET VARIABLE", "ANSWER", "GET VARIABLE", "VERBOSE", "EXEC", "HANGUP", "CHANNEL STATUS")
 
 
@@ -60,102 +50,9 @@ def say(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def _sigterm(signum, frame):  # turn SIGTERM into the same clean teardown as Ctrl-C
-    raise KeyboardInterrupt
-
-
 # -- helpers -----------------------------------------------------------------------------------
-def wav_seconds(path: Path) -> float | None:
-    try:
-        with wave.open(str(path)) as w:
-            return w.getnframes() / float(w.getframerate())
-    except (OSError, wave.Error):
-        return None
-
-
-def proc_cpu_seconds(pid: int | None) -> float | None:
-    """utime + stime of ``pid`` (and its reaped children), in seconds."""
-    if not pid:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    # fields[0] is the state (field 3); utime, stime, cutime, cstime are fields 14..17
-    return sum(int(x) for x in fields[11:15]) / ticks
-
-
-def asterisk_pid(sysm: System) -> int | None:
-    return sandbox.running_pid(sysm.settings.instance_dir)
-
-
-def active_channels(sysm: System) -> int | None:
-    pid = asterisk_pid(sysm)
-    if pid is None:
-        return None
-    try:
-        out = sandbox.asterisk_rx(pid=pid, root=sandbox_root.root_dir(sysm.settings.cache_dir),
-                                  command="core show channels count", timeout=10)
-    except Exception:  # noqa: BLE001 - a busy Asterisk may not answer in time
-        return None
-    m = re.search(r"(\d+) active channel", out)
-    return int(m.group(1)) if m else None
-
-
 def wait_idle(sysm: System, timeout: float = 180) -> bool:
-    """Until no call is in the IVR and Asterisk has no channel (bounded)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            status, health = sysm.http("/healthz", timeout=5, token=sysm.token())
-        except OSError:
-            health = {}
-        if health.get("calls_in_ivr", 1) == 0 and health.get("fastagi_sessions", 1) == 0 \
-                and active_channels(sysm) == 0:
-            return True
-        time.sleep(1)
-    say("warning: the system did not become idle before the next batch")
-    return False
-
-
-_ADMIN_TOKENS: dict[int, str] = {}
-
-
-def admin_token(sysm: System) -> str:
-    """An admin's session token: resetting the gateway's counters (POST /metrics?reset=1) needs one."""
-    if id(sysm) not in _ADMIN_TOKENS:
-        _ADMIN_TOKENS[id(sysm)] = sysm.login("bench-admin", "bench-admin-password-1", "admin")
-    return _ADMIN_TOKENS[id(sysm)]
-
-
-def ticket_total(sysm: System) -> int:
-    status, body = sysm.http("/api/tickets?limit=1", token=sysm.token())
-    return int(body.get("total", 0)) if status == 200 else -1
-
-
-def tickets_since(sysm: System, previous_total: int) -> list[dict]:
-    """The tickets written after the total was ``previous_total`` (newest first, paged by 200)."""
-    wanted = ticket_total(sysm) - previous_total
-    items: list[dict] = []
-    offset = 0
-    while len(items) < wanted:
-        status, body = sysm.http(f"/api/tickets?limit=200&offset={offset}", token=sysm.token())
-        page = body.get("items", []) if status == 200 else []
-        if not page:
-            break
-        items += page
-        offset += len(page)
-    return items[:max(0, wanted)]
-
-
-def call_records(sysm: System, uniqueids: list[str]) -> list[dict]:
-    out = []
-    for uid in uniqueids:
-        status, body = sysm.http(f"/api/calls/{uid}", token=sysm.token())
-        if status == 200:
-            out.append(body)
-    return out
+    return _wait_idle(sysm, timeout, log=say)
 
 
 def agi_summary(metrics: dict) -> dict:
@@ -258,108 +155,23 @@ def run_local(sysm: System, n: int, speech: Path, timeout: float) -> dict:
 
 
 # -- 2b. SIP calls from SIPp --------------------------------------------------------------------
-def make_media(tmp: Path) -> dict:
-    """1 s of silence (looped) and 6 s of speech as raw G.711 u-law for SIPp's rtp_stream; the speech as wav."""
-    silence, speech_ulaw, speech_wav = tmp / "silence.ulaw", tmp / "speech.ulaw", tmp / "speech.wav"
-    subprocess.run(["sox", "-D", "-n", "-r", "8000", "-c", "1", "-t", "ul", str(silence), "trim", "0", "1"],
-                   check=True, capture_output=True)
-    subprocess.run(["espeak-ng", "-v", "cmn", "-w", str(speech_wav), SPEECH_TEXT], check=True, capture_output=True)
-    speech6 = tmp / "speech6.wav"  # the same 6 s for both kinds of caller
-    subprocess.run(["sox", str(speech_wav), "-r", "8000", "-c", "1", "-b", "16", str(speech6),
-                    "pad", "0", str(SPEECH_SECONDS), "trim", "0", str(SPEECH_SECONDS)], check=True,
-                   capture_output=True)
-    subprocess.run(["sox", str(speech6), "-t", "ul", str(speech_ulaw)], check=True, capture_output=True)
-    return {"silence": silence, "speech_ulaw": speech_ulaw, "speech_wav": speech6}
-
-
-def _read_stat(path: Path) -> dict:
-    try:
-        with open(path, newline="") as fh:
-            rows = list(csv.reader(fh, delimiter=";"))
-    except OSError:
-        return {}
-    if len(rows) < 2:
-        return {}
-    return dict(zip(rows[0], rows[-1]))
-
-
 def run_sip(sysm: System, n: int, media: dict, logs_dir: Path) -> dict:
-    tmp = Path(tempfile.mkdtemp(prefix=f"gw-bench-sipp-{n}-"))
-    (sip_local,) = free_ports(1, udp=True)
-    (media_port,) = free_ports(1, udp=True, even=True)
+    tmp = sipp_tmp(str(n))
     global_timeout = 420  # every call ends by itself in ~65 s plus the queue wait; BYE awaited <= 300 s
-    cmd = [
-        SIPP, f"127.0.0.1:{sysm.sip_port}", "-sf", str(SCENARIO), "-s", "12345",
-        "-i", "127.0.0.1", "-p", str(sip_local), "-mi", "127.0.0.1", "-mp", str(media_port),
-        "-key", "dtmf_pcap", str(DTMF_DIR / f"dtmf_2833_{KEY}.pcap"),
-        "-key", "speech", f"{media['speech_ulaw']},1,0",
-        "-key", "silence", f"{media['silence']},-1,0",
-        "-m", str(n), "-l", str(n), "-r", str(n), "-rp", "1000",
-        "-trace_stat", "-stf", str(tmp / "stat.csv"), "-fd", "5",
-        "-trace_err", "-error_file", str(tmp / "errors.log"),
-        "-trace_screen", "-screen_file", str(tmp / "screen.log"),
-        "-timeout", f"{global_timeout}s", "-nostdin",
-    ]
+    cmd = sipp_command(f"127.0.0.1:{sysm.sip_port}", media, tmp, calls=n, limit=n, rate=n, timeout=global_timeout)
     before = ticket_total(sysm)
     sysm.http("/metrics?reset=1", method="POST", token=admin_token(sysm))
     cpu0 = (proc_cpu_seconds(sysm.gateway.pid), proc_cpu_seconds(asterisk_pid(sysm)))
     started = time.monotonic()
-    timed_out = False
-    with open(tmp / "sipp.out", "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=tmp, start_new_session=True)
-        try:
-            rc = proc.wait(global_timeout + 60)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            proc.terminate()
-            try:
-                rc = proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                rc = proc.wait()
-        finally:
-            if proc.poll() is None:  # Ctrl-C while waiting: do not leave SIPp running
-                proc.kill()
-                proc.wait()
+    rc, timed_out = run_sipp(cmd, tmp, global_timeout + 60)
     wall = time.monotonic() - started
     cpu1 = (proc_cpu_seconds(sysm.gateway.pid), proc_cpu_seconds(asterisk_pid(sysm)))
     wait_idle(sysm, timeout=60)  # let the gateway record the last hang-ups before reading
     metrics = sysm.http("/metrics?format=json", token=sysm.token())[1]
-    stat = _read_stat(tmp / "stat.csv")
-    new_tickets = tickets_since(sysm, before)
-    records = call_records(sysm, [t["uniqueid"] for t in new_tickets])
-    failed_reasons = {k.replace("(C)", ""): int(v) for k, v in stat.items()
-                      if k.startswith("Failed") and k.endswith("(C)") and v.isdigit() and int(v)}
-    errors_text = (tmp / "errors.log").read_text(errors="replace") if (tmp / "errors.log").exists() else ""
-    completed = int(stat.get("SuccessfulCall(C)", 0) or 0)
-    if completed < n or rc not in (0,):
-        dest = logs_dir / f"sip-{n}"
-        dest.mkdir(parents=True, exist_ok=True)
-        for name in ("sipp.out", "errors.log", "screen.log", "stat.csv"):
-            if (tmp / name).exists():
-                shutil.copy(tmp / name, dest / name)
-    shutil.rmtree(tmp, ignore_errors=True)
-    return {
-        "kind": "sip", "n": n,
-        "placed": int(stat.get("OutgoingCall(C)", 0) or 0),
-        "completed": completed,
-        "failed": int(stat.get("FailedCall(C)", 0) or 0),
-        "failed_reasons": failed_reasons,
-        "reached_agent": sum(1 for c in records if c.get("agent")),
-        "tickets": len(new_tickets),
-        "tickets_with_recording": sum(1 for t in new_tickets if (t.get("recording_duration_ms") or 0) > 0),
-        "type_key_read": sum(1 for t in new_tickets
-                             if any(s.get("node") == "type_menu" and s.get("key") == KEY for s in t["menu_path"])),
-        "wall_s": round(wall, 1),
-        "sipp_rc": rc, "sipp_killed": timed_out,
-        "sipp_errors_head": errors_text[:1500],
-        "paths": _count(">".join(f"{s.get('node')}:{s.get('key', s.get('result', ''))}"
-                                 for s in t["menu_path"]) for t in new_tickets),
-        "hangup_causes": _count(f"{c.get('hangup_cause')} {c.get('hangup_cause_txt')}" for c in records),
-        "cpu_s": _cpu(cpu0, cpu1),
-        "metrics": metrics,
-    }
+    figures = sipp_figures(tmp, rc, timed_out, logs_dir, f"sip-{n}", n)
+    figures.update(ticket_figures(sysm, tickets_since(sysm, before)))
+    return {"kind": "sip", "n": n, **figures, "wall_s": round(wall, 1), "cpu_s": _cpu(cpu0, cpu1),
+            "metrics": metrics}
 
 
 # -- did the calls go the intended way? ----------------------------------------------------------
@@ -372,8 +184,8 @@ def off_path(report: dict) -> list[str]:
         problems.append(report["prompt_check"]["warning"])
     for b in report.get("batches", []):
         name = f"{b.get('kind')} N={b.get('n')}"
-        if "error" in b:
-            problems.append(f"{name}: {b['error']}")
+        if b.get("kind") == "sip" or "error" in b:
+            problems += path_problems(name, b, b.get("n", 0), queue=None)
             continue
         n = b["n"]
         for what, got in (("completed", b["completed"]), ("reached an agent", b["reached_agent"]),
@@ -381,21 +193,13 @@ def off_path(report: dict) -> list[str]:
                                                                b["tickets_with_recording"])):
             if got < n:
                 problems.append(f"{name}: {got} of {n} calls {what}")
-        key_read = b["type_key_read"] if b["kind"] == "sip" else sum(
-            count for path, count in b["paths"].items() if f"type_menu:{KEY}>" in path)
+        key_read = sum(count for path, count in b["paths"].items() if f"type_menu:{KEY}>" in path)
         if key_read < n:
             problems.append(f"{name}: the type menu read key {KEY} on {key_read} of {n} calls")
     return problems
 
 
 # -- reporting ----------------------------------------------------------------------------------
-def _count(values) -> dict:
-    out: dict = {}
-    for v in values:
-        out[v] = out.get(v, 0) + 1
-    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
-
-
 def _spread(values: list[float]) -> dict | None:
     if not values:
         return None
@@ -410,25 +214,7 @@ def _cpu(before: tuple, after: tuple) -> dict:
 
 
 def check_prompts(sysm: System) -> dict:
-    p = sysm.settings.prompts_dir
-    d = {k: wav_seconds(p / f"main-{k}.wav") for k in
-         ("greeting", "emergency_notice", "type_menu", "confidential_menu", "describe", "beep", "to_queue")}
-    if None in d.values():
-        return {"prompts_s": d, "warning": "a prompt is missing"}
-    type_start = d["greeting"] + d["emergency_notice"]
-    type_end = type_start + d["type_menu"] + 5  # GET DATA timeout 5 s
-    record_start = SCENARIO_KEY_AT + d["confidential_menu"] + 4 + d["describe"] + d["beep"]
-    out = {"prompts_s": {k: round(v, 2) for k, v in d.items()}, "type_menu_window_s": [round(type_start, 1),
-           round(type_end, 1)], "record_starts_at_s": round(record_start, 1)}
-    if not (type_start + 1 <= SCENARIO_KEY_AT <= type_end - 3):
-        out["warning"] = (f"the SIPp scenario presses its key at {SCENARIO_KEY_AT} s but the type menu runs "
-                          f"{type_start:.1f}..{type_end:.1f} s: adjust bench/sipp/uac_12345.xml")
-    elif not (SCENARIO_TALK_AT <= record_start + 1 <= SCENARIO_TALK_AT + SPEECH_SECONDS):
-        out["warning"] = (f"the recording starts at ~{record_start:.1f} s but the scenario talks "
-                          f"{SCENARIO_TALK_AT}..{SCENARIO_TALK_AT + SPEECH_SECONDS} s")
-    if "warning" in out:
-        say("warning: " + out["warning"])
-    return out
+    return check_timeline(sysm, say)
 
 
 def _fmt_rtt(rtt: dict, verb: str) -> str:
@@ -466,7 +252,7 @@ def print_report(report: dict) -> None:
                       f"{statistics.median(r['gateway_healthy_s'] for r in runs):.2f} s")
     if report.get("prompt_check"):
         pc = report["prompt_check"]
-        print(f"IVR timeline: type menu {pc.get('type_menu_window_s')} s after answer, recording from "
+        print(f"IVR timeline: type menu prompt from {pc.get('type_menu_prompt_s')} s after answer, recording from "
               f"~{pc.get('record_starts_at_s')} s" + (f"  WARNING: {pc['warning']}" if pc.get("warning") else ""))
     batches = report.get("batches", [])
     if not batches:
@@ -522,32 +308,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-start", action="store_true", help="skip the start-up figures")
     ap.add_argument("--keep-state", action="store_true", help="keep the temporary state dir (logs, database)")
     args = ap.parse_args(argv)
-    if os.geteuid() != 0:
-        print("the sandbox needs root (debootstrap, unshare, chroot)", file=sys.stderr)
+    if needs_root():
         return 2
     sizes = [10] if args.quick else [int(x) for x in args.sizes.split(",") if x.strip()]
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     skip_cold = args.skip_cold or args.quick
     warm_runs = 1 if args.quick else args.warm_runs
-    signal.signal(signal.SIGTERM, _sigterm)
+    sigterm_as_interrupt()
 
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out_path = RESULTS / f"foundation-{stamp}{'-quick' if args.quick else ''}.json"
-    logs_dir = RESULTS / f"foundation-{stamp}-logs"
-    report: dict = {
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "args": vars(args), "sizes": sizes, "kinds": kinds,
+    run = BenchRun("foundation", args, say, suffix="-quick" if args.quick else "")
+    report, save, logs_dir = run.report, run.save, run.logs_dir
+    report.update({
+        "sizes": sizes, "kinds": kinds,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "load_before": "loadavg " + Path("/proc/loadavg").read_text().split(" ", 3)[:3].__str__()},
         "sipp": subprocess.run([SIPP, "-v"], capture_output=True, text=True).stdout.strip().splitlines()[-1:],
-    }
+    })
 
-    def save() -> None:
-        out_path.write_text(json.dumps(report, ensure_ascii=False, indent=2, default=str))
-
-    rc = 0
-    try:
+    with run.guard():
         if not args.no_start:
             report["start"] = bench_start(warm_runs, skip_cold=skip_cold)
             save()
@@ -582,40 +360,13 @@ def main(argv: list[str] | None = None) -> int:
                                 f"tickets {b['tickets']}, wall {b['wall_s']} s"))
                             save()
                     if any("error" in b or b["completed"] < b["n"] for b in report["batches"]):
-                        logs_dir.mkdir(parents=True, exist_ok=True)
-                        if sysm.console_log.exists():
-                            shutil.copy(sysm.console_log, logs_dir / "asterisk.console.log")
-                        if sysm.log_path.exists():
-                            shutil.copy(sysm.log_path, logs_dir / "gateway.log")
+                        run.keep_logs(sysm)
             finally:
                 shutil.rmtree(media_tmp, ignore_errors=True)
-    except KeyboardInterrupt:
-        say("interrupted: everything started here has been stopped")
-        report["interrupted"] = True
-        rc = 130
-    except Exception as exc:  # noqa: BLE001 - everything is torn down by now; report what we have
-        import traceback
-
-        traceback.print_exc()
-        report["error"] = f"{type(exc).__name__}: {exc}"
-        say(f"failed: {report['error'][:2000]}")
-        rc = 1
-    finally:
-        report["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        save()
     print_report(report)
-    if report.get("error"):
-        print(f"\nFAILED: {report['error'][:500]}")
-    problems = off_path(report)
-    if problems:
-        print("\nOFF PATH: these figures do not measure the intended call (key, speech, agent):")
-        for problem in problems:
-            print(f"  - {problem}")
-        report["off_path"] = problems
-        save()
-        rc = rc or 2
-    print(f"\nJSON: {out_path.relative_to(ROOT)}")
-    return rc
+    run.fail("OFF PATH: these figures do not measure the intended call (key, speech, agent):",
+             off_path(report), 2, "off_path")
+    return run.finish()
 
 
 if __name__ == "__main__":

@@ -119,6 +119,7 @@ async def test_given_a_running_gateway_when_a_supervisor_reads_metrics_then_prom
         assert {"agi_round_trip", "calls_started", "calls_finished", "sessions_refused", "fastagi",
                 "audiosocket", "speech", "desk"} <= set(body)
         assert body["desk"]["pops"] == 0 and body["speech"]["status"] == "off"
+        assert body["event_loop_lag"]["count"] >= 1 and body["event_loop_lag"]["worst_ms"] >= 0
         resp = await client.get("/metrics", headers={**sup, "Accept": "application/json"})
         assert (await resp.json())["fastagi"]["accepted"] == 0
         assert (await client.get("/metrics?format=xml", headers=sup)).status == 400
