@@ -58,16 +58,23 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return port
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _number(env: Mapping[str, str], name: str) -> float | None:
+    """The variable as a float, None when unset; an error naming it when it is no number."""
     raw = env.get(name)
     if raw is None or raw == "":
-        return default
+        return None
     try:
-        value = float(raw)
+        return float(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a number") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _number(env, name)
+    if value is None:
+        return default
     if value <= 0:
-        raise SettingsError(f"{name}={raw!r} must be positive")
+        raise SettingsError(f"{name}={env[name]!r} must be positive")
     return value
 
 
@@ -481,15 +488,11 @@ def _agi_peers(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 
 
 def _non_negative(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
+    value = _number(env, name)
+    if value is None:
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
     if not value >= 0 or value == float("inf"):
-        raise SettingsError(f"{name}={raw!r} must be zero or more")
+        raise SettingsError(f"{name}={env[name]!r} must be zero or more")
     return value
 
 

@@ -103,27 +103,7 @@ protocol = udp
 bind = {hostport}
 
 ; RTP binds to media_address (res_pjsip_sdp_rtp), not to every interface.
-[sipp]
-type = endpoint
-transport = transport-udp
-media_address = {host}
-bind_rtp_to_media_address = yes
-context = inbound
-disallow = all
-allow = ulaw
-dtmf_mode = rfc4733
-rtp_symmetric = yes
-aors = sipp
-
-[sipp]
-type = aor
-max_contacts = 10
-
-[sipp]
-type = identify
-endpoint = sipp
-match = 127.0.0.1
-""" + _proxy_endpoint(settings)
+""" + _inbound_endpoint("sipp", settings.sip_host, max_contacts=10, match="127.0.0.1") + _proxy_endpoint(settings)
 
 
 def _proxy_endpoint(settings: Settings) -> str:
@@ -137,25 +117,30 @@ def _proxy_endpoint(settings: Settings) -> str:
     match = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return f"""
 ; The SIP proxy (Kamailio's dispatcher) that spreads calls over the Asterisk nodes.
-[proxy]
+""" + _inbound_endpoint("proxy", settings.sip_host, max_contacts=1, match=match)
+
+
+def _inbound_endpoint(name: str, media_host: str, *, max_contacts: int, match: str) -> str:
+    """A PJSIP endpoint, aor and identify whose calls enter [inbound] (u-law, RFC 4733 keys)."""
+    return f"""[{name}]
 type = endpoint
 transport = transport-udp
-media_address = {settings.sip_host}
+media_address = {media_host}
 bind_rtp_to_media_address = yes
 context = inbound
 disallow = all
 allow = ulaw
 dtmf_mode = rfc4733
 rtp_symmetric = yes
-aors = proxy
+aors = {name}
 
-[proxy]
+[{name}]
 type = aor
-max_contacts = 1
+max_contacts = {max_contacts}
 
-[proxy]
+[{name}]
 type = identify
-endpoint = proxy
+endpoint = {name}
 match = {match}
 """
 
