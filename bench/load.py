@@ -239,6 +239,12 @@ def site_run(args, media: dict, run: BenchRun, n: int) -> dict:
         say(f"site up (Kamailio udp:127.0.0.1:{site.proxy_port}, nodes {site.names}, gateways "
             f"{[g.env.get('GATEWAY_INSTANCE_ID') for g in site.gateways]}, PostgreSQL) ...")
         run.report["site_startup_s"] = {k: round(v, 1) for k, v in site.up().items()}
+        if not args.no_speech:  # each gateway's recogniser loads its models before the batch, not during it
+            started = time.monotonic()
+            for gateway in site.gateways:
+                gateway.wait_speech_ready("zh", timeout=300)
+            run.report["site_startup_s"]["speech_ready_s"] = round(time.monotonic() - started, 1)
+        wait_site_idle(site)
         b = node_batch(site, n, media, run.logs_dir, f"site-{n}", target=f"127.0.0.1:{site.proxy_port}")
         b["off_path"] = path_problems(f"site N={n}", b, n) + site_problems(f"site N={n}", b)
         b["lag_ok"] = all(lag_ok(lag) for lag in b["loop_lag_by_gateway"].values())
