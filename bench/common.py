@@ -353,10 +353,11 @@ def sipp_figures(tmp: Path, rc: int, timed_out: bool, logs_dir: Path, label: str
     }
 
 
-def ticket_figures(sysm: System, tickets: list[dict], key: str = KEY) -> dict:
-    """What the calls' tickets and call records say about the path each call took."""
+def ticket_figures(sysm: System, tickets: list[dict], key: str = KEY, *, instances: bool = False) -> dict:
+    """What the calls' tickets and call records say about the path each call took (``instances``:
+    also ``call_instances``, each call's gateway instance, for a split over several gateways)."""
     records = call_records(sysm, [t["uniqueid"] for t in tickets])
-    return {
+    out = {
         "reached_agent": sum(1 for c in records if c.get("agent")),
         "tickets": len(tickets),
         "tickets_with_recording": sum(1 for t in tickets if (t.get("recording_duration_ms") or 0) > 0),
@@ -369,6 +370,9 @@ def ticket_figures(sysm: System, tickets: list[dict], key: str = KEY) -> dict:
                                        for s in t["menu_path"]) for t in tickets),
         "hangup_causes": count_values(f"{c.get('hangup_cause')} {c.get('hangup_cause_txt')}" for c in records),
     }
+    if instances:
+        out["call_instances"] = {c["uniqueid"]: c.get("instance") for c in records}  # the gateway that ran the IVR
+    return out
 
 
 def path_problems(name: str, b: dict, n: int, *, queue: str | None = KEY_QUEUE, key: str = KEY) -> list[str]:

@@ -14,12 +14,14 @@ through the site (Kamailio, two Asterisk nodes, two gateways).
    (when the first batch fails, N is halved until one passes, down to --min).
    --capacity N skips the ramp.
 2. --topology site: --factor (2) x capacity callers at once through Kamailio to two Asterisk nodes
-   (gateway_dev.topology.NodesSystem) and, once a harness for them exists, two gateways; today
-   NodesSystem's one gateway (the report says so). --topology single stops after the ramp.
+   and two gateways gw-a, gw-b on PostgreSQL (gateway_dev.topology.SiteSystem); node pbx1 tries
+   gw-a first, pbx2 gw-b first. On path also means every call's IVR ran on its node's first
+   gateway (calls.instance) and each gateway ran some. The loop lag is each gateway's own.
+   --topology single stops after the ramp.
 
 Per batch: calls attempted/completed, type_key_read, tickets with their recording, queue reached
 as chosen, agent reached, loop lag p50/p99/worst, wall time, calls/s (completed / wall), CPU of
-gateway and Asterisk, the per-node split. A table on stdout, JSON under bench/results/.
+gateway(s) and Asterisk, the per-node and per-gateway split, the load average. A table on stdout, JSON under bench/results/.
 Exit codes: 0 all batches on path and within the lag goals; 2 OFF PATH (some call did not follow
 the intended path: its figures would describe a fallback); 3 the site harness is missing;
 4 the site run, or even the smallest batch of the ramp, missed the loop-lag goals; 1 the bench
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import shutil
 import sys
 import tempfile
@@ -85,9 +88,37 @@ def asterisk_pids(sysm: System) -> list[int | None]:
     return [sysm.node_pid(name) for name in names] if names else [asterisk_pid(sysm)]
 
 
+def gateways_of(sysm: System) -> list[System]:
+    return list(getattr(sysm, "gateways", [sysm]))
+
+
 def cpu_now(sysm: System) -> tuple[float | None, float | None]:
     ast = [proc_cpu_seconds(pid) for pid in asterisk_pids(sysm)]
-    return proc_cpu_seconds(sysm.gateway.pid), (None if None in ast else sum(ast))
+    gws = [proc_cpu_seconds(g.gateway.pid) for g in gateways_of(sysm)]
+    return (None if None in gws else sum(gws)), (None if None in ast else sum(ast))
+
+
+def worst_lag(lags: list[dict | None]) -> dict | None:
+    """The worst of several gateways' loop lags, figure by figure (None when one gateway has none)."""
+    if not lags or any(not lag for lag in lags):
+        return None
+    keys = [k for k in lags[0] if all(isinstance(lag.get(k), (int, float)) for lag in lags)]
+    return {k: max(lag[k] for lag in lags) for k in keys}
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def wait_site_idle(sysm: System) -> None:
+    """Every gateway without an IVR session (the first's wait_idle also checks its Asterisk)."""
+    wait_idle(sysm, timeout=60, log=say)
+    for gateway in gateways_of(sysm)[1:]:
+        for _ in range(60):
+            status, health = gateway.http("/healthz", timeout=5, token=gateway.token())
+            if health.get("calls_in_ivr", 1) == 0 and health.get("fastagi_sessions", 1) == 0:
+                break
+            time.sleep(1)
 
 
 def node_batch(sysm: System, n: int, media: dict, logs_dir: Path, label: str, target: str | None = None) -> dict:
@@ -96,26 +127,39 @@ def node_batch(sysm: System, n: int, media: dict, logs_dir: Path, label: str, ta
     cmd = sipp_command(target or f"127.0.0.1:{sysm.sip_port}", media, tmp, calls=n, limit=n, rate=n,
                        timeout=SIPP_TIMEOUT)
     before = ticket_total(sysm)
-    reset_metrics(sysm)
+    gateways = gateways_of(sysm)
+    for gateway in gateways:
+        reset_metrics(gateway)
+    load0 = load_average()
     cpu0 = cpu_now(sysm)
     started = time.monotonic()
     rc, killed = run_sipp(cmd, tmp, SIPP_TIMEOUT + 60)
     wall = time.monotonic() - started
     cpu1 = cpu_now(sysm)
-    wait_idle(sysm, timeout=60, log=say)  # the last hang-ups recorded before reading
-    m = metrics(sysm)
+    load1 = load_average()
+    wait_site_idle(sysm)  # the last hang-ups recorded before reading
+    each = {g.env.get("GATEWAY_INSTANCE_ID") or "gateway": metrics(g) for g in gateways}
+    m = next(iter(each.values()))
     out = {"label": label, "n": n, **sipp_figures(tmp, rc, killed, logs_dir, label, n)}
     tickets = tickets_since(sysm, before)
-    out.update(ticket_figures(sysm, tickets))
+    out.update(ticket_figures(sysm, tickets, instances=True))
+    instance_of = out.pop("call_instances", {})
     out["transcripts"] = {s: sum(1 for t in tickets if t.get("transcript_status") == s)
                           for s in sorted({t.get("transcript_status") for t in tickets})}
     out.update({
         "wall_s": round(wall, 1),
         "calls_per_s": round(out["completed"] / wall, 2) if wall else None,
-        "loop_lag": m.get("event_loop_lag"),
+        "loop_lag": m.get("event_loop_lag") if len(each) == 1 else worst_lag(
+            [g.get("event_loop_lag") for g in each.values()]),
+        "loop_lag_by_gateway": {name: g.get("event_loop_lag") for name, g in each.items()},
+        "calls_started_by_gateway": {name: g.get("calls_started") for name, g in each.items()},
+        "load_average": {"before": load0, "after": load1},
         "cpu_s": {name: (round(b - a, 1) if a is not None and b is not None else None)
                   for name, a, b in zip(("gateway", "asterisk"), cpu0, cpu1)},
         "nodes": count_values(node_of(t["uniqueid"]) for t in tickets),
+        "gateways": count_values(instance_of.get(t["uniqueid"]) or "-" for t in tickets),
+        "node_gateway": count_values(f"{node_of(t['uniqueid'])}>{instance_of.get(t['uniqueid']) or '-'}"
+                                     for t in tickets),
         "agi_set_variable": (m.get("agi_round_trip") or {}).get("SET VARIABLE"),
     })
     return out
@@ -154,16 +198,37 @@ def ramp(sysm: System, args, media: dict, logs_dir: Path, report: dict, save) ->
 
 # -- the site ----------------------------------------------------------------------------------
 def site_harness():
-    """The site topology's harness: two Asterisk nodes behind Kamailio (gateway_dev.topology.NodesSystem,
-    branch i12-kamailio). Two gateway instances on PostgreSQL (branches i12-bus, i12-postgres) have
-    no harness yet: the site run uses NodesSystem's one gateway and says so."""
+    """The site topology's harness: Kamailio, two Asterisk nodes, two gateways on PostgreSQL
+    (gateway_dev.topology.SiteSystem)."""
     if importlib.util.find_spec("gateway_dev.topology") is None:
-        raise NeedsSiteHarness(
-            "needs the site harness: gateway_dev.topology.NodesSystem (Kamailio + two Asterisk nodes, branch "
-            "i12-kamailio) is not on this branch; two gateways on PostgreSQL need a harness too (i12-bus)")
-    from gateway_dev.topology import NodesSystem
+        raise NeedsSiteHarness("needs the site harness: gateway_dev.topology.SiteSystem is not on this branch")
+    from gateway_dev import topology
 
-    return NodesSystem
+    if not hasattr(topology, "SiteSystem"):
+        raise NeedsSiteHarness("needs the site harness: gateway_dev.topology.SiteSystem (two gateways)")
+    return topology.SiteSystem
+
+
+# The way a call is meant to go through the site: each node's first FastAGI peer runs its IVR.
+INTENDED_GATEWAY = {"pbx1": "gw-a", "pbx2": "gw-b"}
+
+
+def site_problems(name: str, b: dict) -> list[str]:
+    """Calls whose IVR did not run on their node's first gateway, or a gateway that ran none."""
+    if "error" in b:
+        return []
+    problems = []
+    astray = {pair: count for pair, count in b.get("node_gateway", {}).items()
+              if INTENDED_GATEWAY.get(pair.split(">", 1)[0]) != pair.split(">", 1)[1]}
+    if astray:
+        problems.append(f"{name}: calls not on their node's first gateway (node>gateway: count): {astray}")
+    for gateway in INTENDED_GATEWAY.values():
+        if not b.get("gateways", {}).get(gateway):
+            problems.append(f"{name}: gateway {gateway} ran no call ({b.get('gateways')})")
+    for node in INTENDED_GATEWAY:
+        if not b.get("nodes", {}).get(node):
+            problems.append(f"{name}: node {node} took no call ({b.get('nodes')})")
+    return problems
 
 
 def site_run(args, media: dict, run: BenchRun, n: int) -> dict:
@@ -171,20 +236,32 @@ def site_run(args, media: dict, run: BenchRun, n: int) -> dict:
     nodes_system = site_harness()
     with nodes_system(keep=args.keep_state, log=say, prefix="gw-bench-site-", log_level=args.log_level) as site:
         run.report["site_config_check"] = prepare(site, args.agents, not args.no_speech)
-        say(f"site up (Kamailio udp:127.0.0.1:{site.proxy_port}, nodes {site.names}, one gateway) ...")
+        say(f"site up (Kamailio udp:127.0.0.1:{site.proxy_port}, nodes {site.names}, gateways "
+            f"{[g.env.get('GATEWAY_INSTANCE_ID') for g in site.gateways]}, PostgreSQL) ...")
         run.report["site_startup_s"] = {k: round(v, 1) for k, v in site.up().items()}
+        if not args.no_speech:  # each gateway's recogniser loads its models before the batch, not during it
+            started = time.monotonic()
+            for gateway in site.gateways:
+                gateway.wait_speech_ready("zh", timeout=300)
+            run.report["site_startup_s"]["speech_ready_s"] = round(time.monotonic() - started, 1)
+        wait_site_idle(site)
         b = node_batch(site, n, media, run.logs_dir, f"site-{n}", target=f"127.0.0.1:{site.proxy_port}")
-        b["off_path"] = path_problems(f"site N={n}", b, n)
-        b["lag_ok"] = lag_ok(b["loop_lag"])
-        b["topology"] = f"Kamailio -> {len(site.names)} Asterisk nodes -> 1 gateway"
+        b["off_path"] = path_problems(f"site N={n}", b, n) + site_problems(f"site N={n}", b)
+        b["lag_ok"] = all(lag_ok(lag) for lag in b["loop_lag_by_gateway"].values())
+        b["topology"] = (f"Kamailio -> {len(site.names)} Asterisk nodes -> {len(site.gateways)} gateways "
+                         f"(PostgreSQL)")
         if b["off_path"] or not b["lag_ok"]:
             run.keep_logs(site)
+            for peer in site.peers:
+                if peer.log_path.exists():
+                    shutil.copy(peer.log_path, run.logs_dir / peer.log_path.name)
             if site.kamailio.log_path.exists():
                 shutil.copy(site.kamailio.log_path, run.logs_dir / "kamailio.log")
     lag = b["loop_lag"] or {}
     say(f"site N={n}: completed {b['completed']}, key read {b['type_key_read']}, recorded "
         f"{b['tickets_with_recording']}, {KEY_QUEUE} {b['queues'].get(KEY_QUEUE, 0)}, agent {b['reached_agent']}, "
-        f"nodes {b['nodes']}; loop lag p99 {lag.get('p99_ms')} ms, worst {lag.get('worst_ms')} ms")
+        f"nodes {b['nodes']}, gateways {b['gateways']}, node>gateway {b['node_gateway']}; loop lag (worst gateway) "
+        f"p99 {lag.get('p99_ms')} ms, worst {lag.get('worst_ms')} ms; load average {b['load_average']}")
     return b
 
 
@@ -197,7 +274,8 @@ def row(b: dict) -> str:
             f"{b['tickets_with_recording']:>4} {b['queues'].get(KEY_QUEUE, 0):>5} {b['reached_agent']:>5} "
             f"{lag.get('p50_ms')!s:>6} {lag.get('p99_ms')!s:>7} {lag.get('worst_ms')!s:>7} {b['wall_s']:>6} "
             f"{b['calls_per_s']!s:>5} {b['cpu_s'].get('gateway')!s:>6}/{b['cpu_s'].get('asterisk')!s:<6} "
-            f"{' '.join(f'{k}={v}' for k, v in b['nodes'].items())}")
+            f"{' '.join(f'{k}={v}' for k, v in b['nodes'].items())}"
+            + (f" | {' '.join(f'{k}={v}' for k, v in b['gateways'].items())}" if len(b.get("gateways", {})) > 1 else ""))
 
 
 def print_report(report: dict) -> None:
@@ -218,6 +296,13 @@ def print_report(report: dict) -> None:
           f"(goal per batch: every call on path, loop lag p99 < {LAG_P99_MS:g} ms, worst < {LAG_WORST_MS:g} ms)")
     if report.get("sustainable_cps"):
         print(f"sustainable calls/s of one node ≈ capacity / call length: {report['sustainable_cps']}")
+    site = report.get("site") or {}
+    for name, lag in (site.get("loop_lag_by_gateway") or {}).items():
+        lag = lag or {}
+        print(f"site gateway {name}: calls {site.get('gateways', {}).get(name, 0)}, loop lag p50/p99/worst "
+              f"{lag.get('p50_ms')} / {lag.get('p99_ms')} / {lag.get('worst_ms')} ms")
+    if site.get("node_gateway"):
+        print(f"site node>gateway: {site['node_gateway']}; load average before/after {site.get('load_average')}")
     if report.get("site_status"):
         print(f"site: {report['site_status']}")
 
@@ -265,8 +350,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not report["capacity"]:
                     raise RuntimeError("no capacity measured for one node: nothing to double")
                 report["site"] = site_run(args, media, run, args.factor * report["capacity"])
-                report["site_status"] = ("two Asterisk nodes behind Kamailio and ONE gateway: two gateway "
-                                         "instances (i12-bus) have no harness yet")
+                report["site_status"] = "Kamailio, two Asterisk nodes, two gateways (gw-a, gw-b) on PostgreSQL"
         except NeedsSiteHarness as exc:
             report["site_status"] = str(exc)
             run.rc = 3

@@ -143,8 +143,10 @@ class CallHandler:
         guard_words: Callable[[], dict] | None = None,
         board=None,
         recordings: RecordingGuard | None = None,
+        instance: str | None = None,
     ) -> None:
         self.recordings = recordings
+        self.instance = instance  # this gateway's instance id, written on the call's row
         self.board = board  # the supervisor's live board (gateway.desk.live.LiveBoard), if any
         self.guard_words = guard_words or dict
         self.metrics = metrics or Metrics()
@@ -173,6 +175,7 @@ class CallHandler:
                 uniqueid=env.uniqueid, channel=env.channel[:128], caller_number=caller, dialled_number=dialled,
                 line_number=line.number, line_name=line.name, merge_mode=line.mode, department=line.department,
                 flow_version=config.version, started_at=self.clock(), caller_id_raw=caller_raw,
+                **({"instance": self.instance} if self.instance else {}),
             )
         except CallExists:
             # Asterisk runs the IVR once per channel: this is a replay or a forged peer. Send

@@ -80,6 +80,7 @@ def setup(app: web.Application, deps: Deps) -> None:
         clock=deps.clock.now,
         guard_words=speech.guard_words,
         board=desk.board,
+        instance=deps.bus.instance_id,  # the call's row names the instance that ran its IVR
     )
     agi = FastAgiServer(handler, host=s.agi_host, port=s.agi_port, allowed_peers=s.pbx_peers,
                         read_timeout=s.agi_read_timeout)

@@ -35,6 +35,7 @@ class CallRecords:
         flow_version: str | None,
         started_at: datetime,
         caller_id_raw: str | None = None,
+        instance: str | None = None,
     ) -> None:
         """Record a call entering the IVR; :class:`CallExists` if that uniqueid is already known.
 
@@ -60,6 +61,7 @@ class CallRecords:
                     menu_path=[],
                     status="in_ivr",
                     started_at=started_at,
+                    instance=instance,
                 )
             )
 

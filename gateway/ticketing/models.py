@@ -95,6 +95,8 @@ class Call(Base):
     hangup_cause_txt: Mapped[str | None] = mapped_column(sa.String(128))
     started_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # The gateway instance (GATEWAY_INSTANCE_ID, the bus's name for it) whose FastAGI ran the IVR.
+    instance: Mapped[str | None] = mapped_column(sa.String(64))
 
     ticket: Mapped[Ticket | None] = relationship(back_populates="call", uselist=False)
 

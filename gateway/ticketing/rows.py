@@ -42,6 +42,7 @@ def call_dict(call: Call, ticket_id: int | None) -> dict[str, Any]:
         "started_at": iso(call.started_at),
         "ended_at": iso(call.ended_at),
         "ticket_id": ticket_id,
+        "instance": call.instance,
     }
 
 

@@ -298,3 +298,43 @@ async def test_given_a_node_refusing_the_reload_then_the_previous_version_goes_b
     assert rendered == [CONFIG, previous]
     assert a.reloads() == 2  # the new version, then the previous one again
 
+
+
+# -- two gateways: each node tries a different gateway first (the site topology) ---------------
+def _site_env(tmp_path: Path, agi_port: str, instance: str) -> dict:
+    return _env(tmp_path, GATEWAY_ASTERISK_NODES="pbx1=127.0.0.1:5038:5060,pbx2=127.0.0.1:5039:5061",
+                GATEWAY_SIP_PROXY="127.0.0.1:5070", GATEWAY_AGI_PORT=agi_port, GATEWAY_INSTANCE_ID=instance,
+                GATEWAY_AGI_PEERS="127.0.0.1:4573,127.0.0.1:4574")
+
+
+def _agi_order(extensions_conf: str) -> list[str]:
+    return [line.split("agi://", 1)[1].split("/", 1)[0] for line in extensions_conf.splitlines()
+            if "AGI(agi://" in line]
+
+
+def test_given_two_nodes_and_two_gateways_then_each_node_tries_a_different_gateway_first(tmp_path):
+    s = load_settings(_site_env(tmp_path, "4573", "gw-a"))
+    (n1, s1), (n2, s2) = all_node_settings(s)
+    assert s1.agi_addresses == ("127.0.0.1:4573", "127.0.0.1:4574")
+    assert s2.agi_addresses == ("127.0.0.1:4574", "127.0.0.1:4573")
+    files1 = dialplan.render_files(CONFIG, s1)
+    files2 = dialplan.render_files(CONFIG, s2)
+    assert _agi_order(files1["extensions.conf"]) == ["127.0.0.1:4573", "127.0.0.1:4574"]
+    assert _agi_order(files2["extensions.conf"]) == ["127.0.0.1:4574", "127.0.0.1:4573"]
+
+
+def test_given_two_gateways_then_both_render_identical_files_for_every_node(tmp_path):
+    """Both instances render and reload the nodes at start: they must not fight over the files."""
+    a = load_settings(_site_env(tmp_path, "4573", "gw-a"))
+    b = load_settings(_site_env(tmp_path, "4574", "gw-b"))
+    for (name_a, node_a), (name_b, node_b) in zip(all_node_settings(a), all_node_settings(b), strict=True):
+        assert name_a == name_b
+        assert dialplan.render_files(CONFIG, node_a) == dialplan.render_files(CONFIG, node_b), name_a
+
+
+def test_given_more_nodes_than_gateways_then_the_rotation_wraps():
+    from gateway.pbx.nodes import rotated_peers
+
+    peers = ("a:1", "b:2")
+    assert [rotated_peers(peers, i) for i in range(3)] == [("a:1", "b:2"), ("b:2", "a:1"), ("a:1", "b:2")]
+    assert rotated_peers((), 5) == ()

@@ -81,3 +81,13 @@ async def test_given_a_replayed_session_when_the_call_id_exists_then_refused_and
     assert handler.metrics.sessions_refused == 1 and replay.played == [] and not replay.hung_up
     assert await store.get_ticket(before["id"]) == before
     assert (await store.get_call("u-5"))["caller_number"] == "13800138000"
+
+
+async def test_given_an_instance_id_when_a_call_is_handled_then_the_call_names_the_instance(store):
+    """Two gateways share the calls (issue 12): the call's row says which one ran its IVR."""
+    handler = CallHandler(store=store, config_source=lambda: CONFIG, channel_factory=lambda s: ScriptedChannel(["4", "1"]),
+                          recording_path=lambda rec: f"/var/rec/{Path(rec.path).name}.{rec.fmt}", instance="gw-b")
+    await handler(_session("u-inst", "12315", "13800138000"))
+    await _handler(store, ScriptedChannel(["4", "1"]))(_session("u-noinst", "12315", "13800138000"))
+    assert (await store.get_call("u-inst"))["instance"] == "gw-b"
+    assert (await store.get_call("u-noinst"))["instance"] is None
