@@ -505,10 +505,12 @@ class _Visit:
         active = [b for b in self.interp.config.broadcasts if b.active(self.state.line.number, now)]
         heard = []
         for item in active:
+            self.typeahead += await self.take_keys()
             if self.typeahead:
                 break  # the caller has answered the menu already
             self.typeahead += await self.channel.play(broadcast_key(item.id), keys=TYPEAHEAD_KEYS)
             heard.append(item.id)
+        self.watch_keys()
         entry = {"node": node.id, "broadcasts": [b.id for b in active]}
         if len(heard) < len(active):
             entry["skipped"] = "typeahead"

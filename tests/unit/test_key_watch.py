@@ -49,7 +49,7 @@ class PbxSession:
             self._key = asyncio.get_running_loop().create_future()
             self.reading.set()
             try:
-                key = await asyncio.wait_for(asyncio.shield(self._key), 0.1 if "WAIT" in line else 5.0)
+                key = await asyncio.wait_for(asyncio.shield(self._key), 0.1)
             except asyncio.TimeoutError:
                 key = ""
             finally:
