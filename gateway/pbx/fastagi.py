@@ -391,7 +391,7 @@ class AgiChannel:
         while not stop.is_set():
             try:
                 reply = await self._session.command(agi.wait_for_digit(WATCH_SLICE_MS), timeout=30.0)
-            except GatewayError:  # hung up or the session broke: the flow's next command says so
+            except Exception:  # noqa: BLE001 - hung up, or the session broke or closed: the flow's next command says so
                 return
             code = reply.result_int
             if code is None or code < 0:
