@@ -46,6 +46,9 @@ class CallScript:
     hash_after_say: bool = False  # press '#' right after saying the description
     early: str = ""  # keys pressed ~1 s into the first prompt (type-ahead), before any menu
     ears: bool = False  # record what the caller hears (MixMonitor on the caller's side): result["ears"]
+    # (prompt name, keys): press keys as soon as that prompt has finished playing (AMI AGIExecEnd
+    # of its STREAM FILE), i.e. while the gateway moves on to the next menu; not counted in digits
+    keys_after_prompt: tuple = ()
 
 
 @dataclass
@@ -59,6 +62,7 @@ class _Progress:
     options_said: int = 0
     step: str = ""  # the listening step announced by GW_STEP
     early_sent: bool = False
+    after_sent: bool = False
     heard: list = field(default_factory=list)  # prompts the IVR played to this caller
     queue: str | None = None  # the first Asterisk queue the call joined, seen on AMI
     queues: list = field(default_factory=list)  # every queue joined, with the time since the call began
@@ -177,6 +181,15 @@ async def _run(settings: Settings, script: CallScript, ami: AmiClient) -> dict:
                 if script.hash_after_say:
                     spawn(act({"Action": "PlayDTMF", "Channel": prog.caller_channel, "Digit": "#",
                                "Duration": "120"}, 0.4 + say_seconds + 0.3))
+        elif name == "AGIExecEnd" and euid == uid and prog.caller_channel and script.keys_after_prompt:
+            command = h.get("Command", "").split()
+            prompt, keys = script.keys_after_prompt
+            if (command[:2] == ["STREAM", "FILE"] and len(command) > 2 and not prog.after_sent
+                    and command[2].rsplit("/", 1)[-1] == prompt):
+                prog.after_sent = True
+                for i, digit in enumerate(keys):
+                    spawn(act({"Action": "PlayDTMF", "Channel": prog.caller_channel, "Digit": digit,
+                               "Duration": "120"}, 0.1 + 0.4 * i))
         elif name == "QueueCallerJoin" and euid == uid:
             prog.queue = prog.queue or h.get("Queue")
             prog.queues.append({"queue": h.get("Queue"), "at_s": round(time.monotonic() - started, 2)})

@@ -4,13 +4,20 @@
     PUT /api/test/clock   {"now": "2027-01-01T09:00:00+08:00"} sets the gateway's clock
                           (calendars, scheduled changes); {"now": null} puts it back [admin]
     PUT /api/test/speech  {"suspended": true|false} makes the recogniser unavailable and back [admin]
+                          optional "max_streams": n (admission control's limit, 0 = every stream taken)
+                          and "open_delay_s": x (each stream request first waits x s, then is
+                          answered: the time a loaded gateway spends before it can listen or fall
+                          back; 0 = none), so a test can press a key in that gap on purpose
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from typing import Optional
 
 from aiohttp import web
+from pydantic import Field
 
 from gateway.auth.http import require_role
 from gateway.clock import AdjustableClock
@@ -28,9 +35,12 @@ class ClockBody(Body):
 
 
 class SpeechBody(Body):
-    """Suspend the recogniser (true) or let it work again (false)."""
+    """Suspend the recogniser (true) or let it work again (false); optionally set
+    admission control's ``max_streams`` and a delay before each stream request is answered."""
 
     suspended: bool
+    max_streams: Optional[int] = Field(default=None, ge=0, le=1000)
+    open_delay_s: Optional[float] = Field(default=None, ge=0, le=30)
 
 
 @require_role("admin")
@@ -51,8 +61,23 @@ async def set_speech(request: web.Request) -> web.Response:
     if speech.engine is None:
         raise web.HTTPConflict(text="speech is off")
     body = await parse(request, SpeechBody)
-    speech.engine.suspended = body.suspended
+    engine = speech.engine
+    engine.suspended = body.suspended
+    if body.max_streams is not None:
+        engine.config = dataclasses.replace(engine.config, max_streams=body.max_streams)
+    if body.open_delay_s is not None:
+        engine.__dict__.pop("open_stream", None)  # the class's own again
+        if body.open_delay_s > 0:
+            engine.open_stream = _delayed(engine.open_stream, body.open_delay_s)
     return web.json_response(speech.stats())
+
+
+def _delayed(open_stream, seconds: float):
+    async def delayed_open_stream(language, **kwargs):
+        await asyncio.sleep(seconds)
+        return await open_stream(language, **kwargs)
+
+    return delayed_open_stream
 
 
 def setup(app: web.Application, deps: Deps) -> None:

@@ -14,6 +14,17 @@ before the caller is recorded or handed to an agent (the draft ticket must
 exist before Asterisk is told to go on), and ``recorded`` once the recording
 exists. Hang-ups surface as :class:`ChannelHangup` from the channel and end
 the walk; what was persisted up to then stays.
+
+No key is lost between a prompt and the menu that reads it. The PBX drops keys that
+arrive while it waits for the gateway's next command (Asterisk's AGI idle loop reads and
+frees them), and between a prompt and its menu the gateway does real work: it saves the
+menu path, asks the recogniser for a stream at a speech menu, falls back to keys when none
+is free. So the interpreter asks the channel to *watch* for keys (``watch_keys``: after
+every prompt played ahead of a menu, and while a menu's answer is being saved) and the
+next menu first *takes* what was caught (``take_keys``), before it listens or reads keys,
+and again when a speech menu falls back to keys. A caught key is type-ahead: the menu's
+answer, exactly as a key pressed during the prompt. A channel without these methods (a
+dry run) simply has no watch.
 """
 
 from __future__ import annotations
@@ -297,11 +308,25 @@ class _Visit:
         Returns the key pressed during it, '' for none, or None when it was not played
         because the caller had already answered (an interruptible prompt after type-ahead).
         """
+        self.typeahead += await self.take_keys()
         if self.typeahead and interruptible:
+            self.watch_keys()
             return None
         key = await self.channel.play(self.key(prompt_id), keys=TYPEAHEAD_KEYS, interruptible=interruptible)
         self.typeahead += key
+        self.watch_keys()  # and after it, until the menu reads keys
         return key
+
+    def watch_keys(self) -> None:
+        """Keys pressed from now until the next menu are its answer (the channel's key watch)."""
+        watch = getattr(self.channel, "watch_keys", None)  # optional: a dry run has none
+        if watch is not None:
+            watch(TYPEAHEAD_KEYS)
+
+    async def take_keys(self) -> str:
+        """The keys the channel caught between commands since watch_keys (ends the watch)."""
+        take = getattr(self.channel, "take_keys", None)
+        return await take() if take is not None else ""
 
     async def node(self, node) -> str | None:
         handler = {
@@ -343,14 +368,17 @@ class _Visit:
         speech = node.speech and self.can_listen()
         for attempt in range(node.retries + 1):
             said, heard, ahead = "", None, False
-            if self.typeahead:  # pressed during the prompts before this menu
-                keys, self.typeahead, ahead = self.typeahead[0], self.typeahead[1:], True
-            elif speech:
+            self.typeahead += await self.take_keys()
+            if not self.typeahead and speech:
                 try:
                     heard = await self._listen_menu(node, prompt, emergency_key)
                 except SpeechUnavailable as exc:
                     log.info("call %s: speech menu %s falls back to keys: %s", self.state.uniqueid, node.id, exc)
                     speech = False
+                    # a key pressed while the stream was being sought is the answer
+                    self.typeahead += await self.take_keys()
+            if heard is None and self.typeahead:  # pressed during the prompts before this menu
+                keys, self.typeahead, ahead = self.typeahead[0], self.typeahead[1:], True
             if ahead:
                 pass
             elif heard is not None:
@@ -379,11 +407,13 @@ class _Visit:
                 entry.update(label=option.label, result=result)
                 if said and not (heard and heard.digit):
                     entry["via"] = "speech"
+                self.watch_keys()  # a key for the next menu may come while this one is saved
                 await self.record_step(entry)
                 await self.remember()
                 return option.next
             result = "no_input" if not keys and not said else "invalid"
             entry["result"] = result
+            self.watch_keys()
             await self.record_step(entry)
             retry_prompt = node.no_input_prompt if result == "no_input" and node.no_input_prompt else node.invalid_prompt
             if attempt < node.retries and retry_prompt:
@@ -405,6 +435,7 @@ class _Visit:
         )
 
     async def _record(self, node: RecordNode) -> str | None:
+        await self.take_keys()
         self.typeahead = ""  # keys are not a description
         await self.observer.ticket_point(self.state)
         may_record = getattr(self.observer, "may_record", None)  # optional: free space for recordings
@@ -474,10 +505,12 @@ class _Visit:
         active = [b for b in self.interp.config.broadcasts if b.active(self.state.line.number, now)]
         heard = []
         for item in active:
+            self.typeahead += await self.take_keys()
             if self.typeahead:
                 break  # the caller has answered the menu already
             self.typeahead += await self.channel.play(broadcast_key(item.id), keys=TYPEAHEAD_KEYS)
             heard.append(item.id)
+        self.watch_keys()
         entry = {"node": node.id, "broadcasts": [b.id for b in active]}
         if len(heard) < len(active):
             entry["skipped"] = "typeahead"

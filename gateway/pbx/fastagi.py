@@ -287,6 +287,8 @@ _NAME = re.compile(r"[A-Za-z0-9._-]+")
 _QUEUE = re.compile(r"[A-Za-z0-9_-]+")
 _KEYS = re.compile(r"[0-9*#]*")
 MAX_LENGTH_SLACK_MS = 250
+WATCH_SLICE_MS = 100  # one WAIT FOR DIGIT of the key watch; the longest a command waits for it to step aside
+MAX_CAUGHT = 8  # keys the watch keeps for the flow (type-ahead across menus), the rest are ignored
 _REMEMBERED = re.compile(r"GW_IVR|GW_CHOICE_[A-Z]+")
 
 
@@ -327,11 +329,75 @@ class AgiChannel:
         self._play_timeout = play_timeout
         self._log = logger or logging.getLogger(__name__)
         self._finished: str | None = None
+        # The key watch (see watch_keys): the keys it listens for ('' = off), its task, and
+        # the keys it caught that the flow has not taken yet.
+        self._watch_keys = ""
+        self._watch: tuple[asyncio.Task, asyncio.Event] | None = None
+        self._caught = ""
 
     async def _command(self, cmd: bytes, *, timeout: float | None = None) -> AgiReply:
         if self._finished:
             raise ChannelHangup(f"call already {self._finished}")
-        return await self._session.command(cmd, timeout=timeout)
+        if self._watch is None:
+            return await self._session.command(cmd, timeout=timeout)
+        await self._pause_watch()  # one AGI command at a time: the watch steps aside ...
+        try:
+            return await self._session.command(cmd, timeout=timeout)
+        finally:
+            self._resume_watch()  # ... and listens again after a command that reads no keys
+
+    # -- keys between commands ---------------------------------------------------------
+    #
+    # Asterisk reads the channel while an AGI session waits for its next command and frees
+    # every frame it reads there, DTMF included (res_agi's run_agi idle loop: ast_read then
+    # ast_frfree). A key that ends (RFC 4733 end / DTMF_END) while the gateway is between two
+    # commands -- writing the menu path to the database, asking a speech worker for a
+    # recogniser stream, starting EXEC AudioSocket -- is gone. So between a prompt and the
+    # menu that reads its answer the flow turns on the *key watch*: WAIT FOR DIGIT in short
+    # slices, one after another, until the flow's next command; keys caught are kept for
+    # take_keys(). A command that reads no keys (SET VARIABLE, a plain prompt) pauses the
+    # watch for its length; one that reads keys (a menu, a recording, a listening step, a
+    # transfer) ends it. What is left is one AGI round trip between slices.
+
+    def watch_keys(self, keys: str) -> None:
+        """Listen for ``keys`` while the flow works between commands (until take_keys())."""
+        self._watch_keys = keys
+        self._resume_watch()
+
+    async def take_keys(self) -> str:
+        """End the key watch; return the keys it caught (oldest first) and forget them."""
+        await self._stop_watching()
+        keys, self._caught = self._caught, ""
+        return keys
+
+    async def _stop_watching(self) -> None:
+        self._watch_keys = ""
+        await self._pause_watch()
+
+    def _resume_watch(self) -> None:
+        if not self._watch_keys or self._watch is not None or self._finished or self._session.hung_up:
+            return
+        stop = asyncio.Event()
+        self._watch = (asyncio.ensure_future(self._watch_loop(self._watch_keys, stop)), stop)
+
+    async def _pause_watch(self) -> None:
+        if self._watch is None:
+            return
+        (task, stop), self._watch = self._watch, None
+        stop.set()
+        await asyncio.gather(task, return_exceptions=True)  # at most one slice (WATCH_SLICE_MS)
+
+    async def _watch_loop(self, keys: str, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                reply = await self._session.command(agi.wait_for_digit(WATCH_SLICE_MS), timeout=30.0)
+            except Exception:  # noqa: BLE001 - hung up, or the session broke or closed: the flow's next command says so
+                return
+            code = reply.result_int
+            if code is None or code < 0:
+                return
+            if code > 0 and chr(code) in keys and len(self._caught) < MAX_CAUGHT:
+                self._caught += chr(code)
 
     async def _failed(self, what: str) -> None:
         """A result=-1: a hangup raises ChannelHangup, anything else is only logged."""
@@ -343,6 +409,8 @@ class AgiChannel:
         """STREAM FILE; with ``keys`` a key pressed stops it (result = the key's ASCII code) and is
         returned; a prompt that is not ``interruptible`` then resumes at ``endpos`` to its end."""
         path = self._prompt_path(prompt_id)
+        if keys:
+            await self._stop_watching()  # this prompt reads the keys itself
         reply = await self._command(agi.stream_file(path, keys), timeout=self._play_timeout)
         if reply.result == "-1":
             await self._failed(f"play {prompt_id!r}")
@@ -359,6 +427,7 @@ class AgiChannel:
     async def collect_digits(self, prompt_id: str, *, max_digits: int, timeout: float) -> str:
         """GET DATA; a timeout returns the keys typed so far (maybe '')."""
         path = self._prompt_path(prompt_id)
+        await self._stop_watching()
         cmd = agi.get_data(path, max(1, int(timeout * 1000)), max_digits)
         reply = await self._command(cmd, timeout=timeout + 120.0)
         if reply.result == "-1":
@@ -384,6 +453,7 @@ class AgiChannel:
         """
         if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
             raise LocalProtocolError(f"bad recording name {name!r}")
+        await self._stop_watching()
         if beep_prompt_id:
             await self.play(beep_prompt_id)
         path = posixpath.join(self._recording_dir, name)
@@ -423,7 +493,24 @@ class AgiChannel:
             raise LocalProtocolError(f"bad recording name {name!r}")
         if self._finished:
             raise ChannelHangup(f"call already {self._finished}")
-        return await self._listener.listen(self._session, name, **kwargs)
+        if name is not None:  # a description: '#' ends it; nothing to catch before it starts
+            await self._stop_watching()
+            return await self._listener.listen(self._session, name, **kwargs)
+        # A menu: keep listening for its keys while the recogniser stream opens (a worker
+        # round trip); the listener asks for them just before EXEC AudioSocket, whose own
+        # DTMF frames then carry any later key. If no stream can be had, the watch stops and
+        # what it caught stays for take_keys(): the flow's key fallback takes it.
+        self.watch_keys(kwargs.get("end_keys") or "")
+        try:
+            return await self._listener.listen(self._session, name, keys_first=self._first_caught, **kwargs)
+        finally:
+            await self._stop_watching()
+
+    async def _first_caught(self) -> str:
+        """For the listener: end the watch; the first key it caught (the rest stay caught)."""
+        await self._stop_watching()
+        key, self._caught = self._caught[:1], self._caught[1:]
+        return key
 
     async def transfer_to_queue(
         self, queue: str, *, wait_seconds: int | None = None, overflow_queue: str | None = None
@@ -432,6 +519,7 @@ class AgiChannel:
         for name in (queue, overflow_queue):
             if name is not None and (not isinstance(name, str) or not _QUEUE.fullmatch(name)):
                 raise LocalProtocolError(f"bad queue name {name!r}")
+        await self._stop_watching()
         if overflow_queue:
             await self._command(agi.set_variable("GW_QUEUE_WAIT", str(int(wait_seconds or 30))))
             await self._command(agi.set_variable("GW_OVERFLOW_QUEUE", overflow_queue))
@@ -451,6 +539,7 @@ class AgiChannel:
 
     async def hangup(self) -> None:
         """SET VARIABLE GW_ACTION hangup, then HANGUP; a channel already gone is fine."""
+        await self._stop_watching()
         try:
             await self._command(agi.set_variable("GW_ACTION", "hangup"))
             await self._command(agi.hangup())

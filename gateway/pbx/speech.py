@@ -21,6 +21,16 @@ socket is open:
   emergency keyword in a partial result, trailing silence after speech, the maximum
   length, no speech at all within ``no_input_seconds``, or the caller hanging up.
 
+Keys are never dropped at the start of a menu: Asterisk discards any frame, DTMF included,
+that arrives while the AGI session waits for its next command, and opening the recogniser
+stream (a worker round trip) happens before ``EXEC AudioSocket``. So for a menu the
+channel (``AgiChannel.listen``) keeps a key watch (``WAIT FOR DIGIT`` slices) running while
+the stream opens and passes ``keys_first``: just before the EXEC the listener asks it for
+a key caught meanwhile and, if there is one, cancels the stream and returns that key as
+the answer. Once AudioSocket runs it forwards the caller's keys as DTMF frames. When no
+stream can be opened (``max_streams`` reached, no worker) the watch's keys stay with the
+channel and the flow's key fallback takes them (``take_keys``).
+
 Then the gateway closes the socket (Asterisk's EXEC returns and the flow goes on),
 finishes the recogniser stream and returns a :class:`Heard`. If recognition fails
 midway (a worker died) the audio is still recorded and the transcript is marked
@@ -37,7 +47,7 @@ import time
 import uuid
 import wave
 from pathlib import Path
-from typing import Callable
+from typing import Awaitable, Callable
 
 from gateway.asr.engine import EngineUnavailable, SpeechEngine
 from gateway.asr.guard import find_emergency
@@ -125,6 +135,7 @@ class Listener:
         silence_seconds: float,
         no_input_seconds: float,
         end_keys: str,
+        keys_first: Callable[[], Awaitable[str]] | None = None,
     ) -> Heard:
         uid = getattr(getattr(session, "env", None), "uniqueid", "?")
         kind = "listen-describe" if name else "listen-menu"
@@ -150,6 +161,13 @@ class Listener:
             raise SpeechUnavailable(str(exc)) from exc
         step.stream = stream
         prompts = await self._prompt_pcm(prompt_ids)
+        if keys_first is not None:
+            # the channel listened for keys while the stream opened (no AGI command reads
+            # keys meanwhile): a key pressed then is the caller's answer, no need to listen
+            key = await keys_first()
+            if key:
+                await _quietly(stream.cancel())
+                return Heard(ended_by="dtmf", digit=key)
         call_uuid = str(uuid.uuid4())
         socket = self.audiosocket.expect(call_uuid)
         exec_task: asyncio.Task | None = None

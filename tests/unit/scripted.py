@@ -15,7 +15,16 @@ class ScriptedChannel:
     """
 
     def __init__(self, keys=(), *, hangup_on_prompt: str | None = None, record_end: str = "silence",
-                 languages=(), heard=(), ahead=None) -> None:
+                 languages=(), heard=(), ahead=None, gaps=None) -> None:
+        # Keys pressed while no command reads keys (the PBX drops them unless the channel's key
+        # watch is on, as AgiChannel's is from watch_keys() until take_keys()): a prompt id
+        # suffix -> key pressed just after that prompt ended; "listen" -> key pressed while a
+        # speech menu seeks a recogniser stream (AgiChannel.listen watches for its end_keys).
+        self.gaps = dict(gaps or {})
+        self.watching = ""
+        self.caught = ""
+        self.lost: list[str] = []
+        self._between = ""  # a gap key pressed after the last command, not yet caught or lost
         self.ahead = dict(ahead or {})  # prompt id suffix -> key pressed while it plays (type-ahead)
         self.interrupted: list[str] = []  # prompts a type-ahead key cut short
         self.languages = set(languages)  # recogniser languages live right now
@@ -29,7 +38,32 @@ class ScriptedChannel:
         self.hung_up = False
         self.recordings: list[str] = []
 
+    def _next_command(self) -> None:
+        """A command starts: a key pressed before it is caught by a watch, else lost."""
+        if self._between:
+            if self._between in self.watching:
+                self.caught += self._between
+            else:
+                self.lost.append(self._between)
+            self._between = ""
+
+    def _gap_after(self, prompt_id: str) -> None:
+        for suffix, key in list(self.gaps.items()):
+            if suffix != "listen" and prompt_id.endswith(suffix):
+                del self.gaps[suffix]
+                self._between = key
+
+    def watch_keys(self, keys: str) -> None:
+        self.watching = keys
+        self._next_command()
+
+    async def take_keys(self) -> str:
+        self._next_command()
+        self.watching, keys, self.caught = "", self.caught, ""
+        return keys
+
     def _prompt(self, prompt_id: str) -> None:
+        self._next_command()
         if self.hung_up:
             raise ChannelHangup("already hung up")
         self.played.append(prompt_id)
@@ -45,10 +79,12 @@ class ScriptedChannel:
                 if interruptible:
                     self.interrupted.append(prompt_id)
                 return key if key in keys else ""
+        self._gap_after(prompt_id)
         return ""
 
     async def collect_digits(self, prompt_id: str, *, max_digits: int, timeout: float) -> str:
         self._prompt(prompt_id)
+        self.watching = ""  # a menu reads keys itself: the watch ends
         key = self.keys.pop(0) if self.keys else ""
         if key == "HANGUP":
             self.hung_up = True
@@ -56,6 +92,8 @@ class ScriptedChannel:
         return key
 
     async def record(self, name, *, max_seconds, silence_seconds, beep_prompt_id) -> Recording:
+        self._next_command()
+        self.watching = ""
         if beep_prompt_id:
             self._prompt(beep_prompt_id)
         self.recordings.append(name)
@@ -68,11 +106,18 @@ class ScriptedChannel:
 
     async def listen(self, name, *, language, prompt_ids, grammar, guard_words, max_seconds, silence_seconds,
                      no_input_seconds, end_keys) -> Heard:
+        self._next_command()
         if self.hung_up:
             raise ChannelHangup("already hung up")
         item = self.heard.pop(0) if self.heard else Heard(ended_by="no_input")
+        if name is None and "listen" in self.gaps:  # pressed while the stream is sought: watched
+            self.caught += self.gaps.pop("listen")
+        self.watching = ""
         if isinstance(item, Exception):
-            raise item
+            raise item  # no stream: what the watch caught stays for take_keys()
+        if name is None and self.caught:  # a stream opened: the caught key answers the menu
+            key, self.caught = self.caught[0], self.caught[1:]
+            item = Heard(ended_by="dtmf", digit=key)
         for prompt_id in prompt_ids:
             self.played.append(prompt_id)
         self.listens.append({"name": name, "language": language, "grammar": grammar, "guard": tuple(guard_words),
@@ -82,6 +127,8 @@ class ScriptedChannel:
         return item
 
     async def transfer_to_queue(self, queue: str, *, wait_seconds=None, overflow_queue=None) -> None:
+        self._next_command()
+        self.watching = ""
         self.transferred = queue
         self.overflow = (overflow_queue, wait_seconds)
 

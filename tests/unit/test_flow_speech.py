@@ -129,6 +129,36 @@ async def test_given_a_worker_crash_mid_description_when_the_recording_exists_th
     assert observer.pending == [("ko", "worker died")] and observer.recordings == [REC]
 
 
+async def test_given_no_free_recogniser_stream_when_the_key_comes_while_one_is_sought_then_it_is_the_answer():
+    """Issue 12 (the soak's lost keys): the caller presses 1 as the type menu starts, while the
+    gateway asks for a recogniser stream and, all taken, falls back to keys. No command reads
+    keys then; the channel's watch catches the key and the menu takes it."""
+    full = SpeechUnavailable("speech: 3 live streams already (max_streams 3)")
+    channel = ScriptedChannel([], languages={"zh"}, heard=[full, full], gaps={"listen": "1"})
+    state, observer = await walk(channel)
+    menu = next(s for s in observer.steps if s["node"] == "type_menu")
+    assert (menu["key"], menu["result"], menu.get("via")) == ("1", "ok", "typeahead")
+    assert state.vars["category"] == "咨询" and channel.transferred == "q-consult"
+    assert channel.lost == [] and "main-type_menu" not in channel.played  # answered: no menu prompt
+
+
+async def test_given_a_free_stream_when_the_key_comes_while_it_opens_then_it_is_the_answer():
+    channel = ScriptedChannel([], languages={"zh"}, heard=[said("never heard"), SpeechUnavailable("busy")],
+                              gaps={"listen": "4"})
+    state, observer = await walk(channel)
+    assert state.vars["category"] == "投诉" and channel.transferred == "q-complaint" and channel.lost == []
+
+
+async def test_given_the_prompt_before_a_menu_when_the_key_comes_right_after_it_then_the_menu_takes_it():
+    """Between the Korean hint and the type menu the gateway saves the path (and tries speech):
+    a key pressed then is type-ahead for the menu, not dropped."""
+    channel = ScriptedChannel([], gaps={"korean_hint": "2"})
+    state, observer = await walk(channel)
+    menu = next(s for s in observer.steps if s["node"] == "type_menu")
+    assert (menu["key"], menu.get("via")) == ("2", "typeahead") and channel.transferred == "q-suggest"
+    assert channel.lost == []
+
+
 def test_given_option_words_when_matching_text_then_only_one_clear_option_wins():
     options = CONFIG.flows["ko"].nodes["type_menu"].options
     assert match_option("신고 요", options) == "3"
