@@ -106,6 +106,11 @@ def worst_lag(lags: list[dict | None]) -> dict | None:
     return {k: max(lag[k] for lag in lags) for k in keys}
 
 
+def dev_env() -> dict:
+    """GATEWAY_LOOP_DEBUG=true in the bench's environment reaches the gateway (slow callbacks logged)."""
+    return {"GATEWAY_LOOP_DEBUG": os.environ["GATEWAY_LOOP_DEBUG"]} if os.environ.get("GATEWAY_LOOP_DEBUG") else {}
+
+
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -334,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.capacity:
                 report["capacity"] = args.capacity
             else:
-                with System(keep=args.keep_state, log=say, prefix="gw-bench-load-", log_level=args.log_level) as sysm:
+                with System(keep=args.keep_state, log=say, prefix="gw-bench-load-", log_level=args.log_level,
+                            extra_env=dev_env()) as sysm:
                     report["config_check"] = prepare(sysm, args.agents, not args.no_speech)
                     say(f"one node up (state {sysm.state}) ...")
                     report["startup_s"] = {k: round(v, 1) for k, v in sysm.up().items()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -209,6 +210,10 @@ async def _serve(settings: Settings, *, with_sandbox: bool) -> None:
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    if settings.loop_debug:  # dev only: which callbacks hold the loop (asyncio logs each one over 20 ms)
+        loop.set_debug(True)
+        loop.slow_callback_duration = 0.02
+        logging.getLogger("asyncio").setLevel(logging.WARNING)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     app = await create_app(settings)

@@ -148,6 +148,7 @@ class Settings:
     sip_proxy: tuple[str, int] | None = None  # GATEWAY_SIP_PROXY: the SIP proxy (Kamailio) the nodes accept calls from
     pbx_instance_dir: Path | None = None  # one node's instance dir (see node_settings); default <state>/asterisk
     pbx_node: str = ""  # one node's name: its Asterisk systemname (unique call ids across nodes)
+    loop_debug: bool = False  # GATEWAY_LOOP_DEBUG (dev only): asyncio debug mode, callbacks over 20 ms logged
 
     # -- derived paths -------------------------------------------------
     @property
@@ -460,6 +461,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         agi_peers=_agi_peers(env, "GATEWAY_AGI_PEERS"),
         recordings_min_free_mb=_non_negative(env, "GATEWAY_RECORDINGS_MIN_FREE_MB", 50.0),
         instance_id=_instance_id(env, "GATEWAY_INSTANCE_ID"),
+        loop_debug=_bool(env, "GATEWAY_LOOP_DEBUG", False),
     )
 
 

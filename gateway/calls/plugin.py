@@ -9,6 +9,7 @@ pop on ``AgentConnect`` finds the agent already on the call's row.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import AsyncIterator
 
@@ -70,11 +71,13 @@ def setup(app: web.Application, deps: Deps) -> None:
     # the call path's writes go through the journal: a locked or absent database costs no ticket
     writes = JournaledStore(deps.journal) if deps.journal is not None else deps.store
     recordings = RecordingGuard(s.recordings_dir, min_free_mb=s.recordings_min_free_mb)
+    # resolved on disk once at start (in a thread), not per call on the loop (issue 12's loop lag)
+    pbx_dirs: dict[str, str] = {}
     handler = CallHandler(
         recordings=recordings,
         store=writes,
         config_source=lambda: admin.config,
-        channel_factory=lambda session: AgiChannel(session, prompt_path, s.pbx_path(s.recordings_dir),
+        channel_factory=lambda session: AgiChannel(session, prompt_path, pbx_dirs["recordings"],
                                                    listener=speech.listener),
         recording_path=recording_path,
         clock=deps.clock.now,
@@ -112,6 +115,7 @@ def setup(app: web.Application, deps: Deps) -> None:
     deps.metrics.add("reconcile", lambda: _reconcile_totals(reconcilers))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        pbx_dirs["recordings"] = await asyncio.to_thread(s.pbx_path, s.recordings_dir)
         await agi.start()
         for reconciler in reconcilers:
             await reconciler.start()

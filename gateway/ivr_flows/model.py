@@ -10,6 +10,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Union
 
 MERGE_MODES = ("primary", "retired", "dual_number", "sub_centre")
@@ -225,9 +226,11 @@ class GatewayConfig:
     broadcasts: tuple = ()
     emergency_transfers: dict = field(default_factory=dict)  # service ("120") -> EmergencyTransfer
 
-    @property
+    @cached_property
     def version(self) -> str:
-        """A short content hash: the same configuration always has the same version."""
+        """A short content hash: the same configuration always has the same version. Computed
+        once per configuration (it serialises all of it; every call start reads it, issue 12's
+        loop lag); the configuration is never changed in place, a new one is a new object."""
         blob = json.dumps(asdict(self), sort_keys=True, ensure_ascii=False,
                           default=lambda v: v.isoformat() if isinstance(v, datetime) else sorted(v))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
