@@ -18,7 +18,7 @@ from gateway.auth.passwords import (MAX_PASSWORD, check_password_policy, dummy_h
 from gateway.ticketing.models import AuditEvent, User, UserSession
 from gateway.ticketing.store import TicketStore
 
-ROLES = ("agent", "supervisor", "admin")
+ROLES = ("agent", "supervisor", "admin", "unit")
 USERNAME = re.compile(r"^[a-z][a-z0-9_.-]{1,31}$")
 MAX_TOKEN = 200
 

@@ -20,8 +20,9 @@ reconnection. The pool looks like one client to the features:
   whether the site is whole.
 * ``reload_module``/``queue_reload`` reload every connected node (config applies go through
   :class:`gateway.hotlines.asterisk.AsteriskSync`, which reports per node).
-* :meth:`on_connected` callbacks run each time a node (re)connects: the config apply uses
-  it to reload a node that was away when a version was applied.
+* :meth:`on_connected` callbacks run each time a node (re)connects (through that node's own
+  ``AmiClient.on_connected`` hook, no polling): the config apply uses it to reload a node that
+  was away when a version was applied.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from gateway.pbx.ami import AmiClient, RawSubscriber, Subscriber
 
 log = logging.getLogger(__name__)
 ConnectedHook = Callable[[str, AmiClient], Awaitable[None]]
-WATCH_INTERVAL = 0.2  # how often the pool looks for a node that (re)connected
 
 
 class AmiPool:
@@ -45,10 +45,9 @@ class AmiPool:
         self.clients = dict(clients)
         self._owner: dict[str, str] = {}  # Uniqueid -> node name, while the channel is up
         self._hooks: list[ConnectedHook] = []
-        self._seen_connects = {name: 0 for name in self.clients}
-        self._watch: asyncio.Task | None = None
         for name, client in self.clients.items():
             client.subscribe_raw(self._tracker(name))
+            client.on_connected(self._node_connected(name, client))
 
     # -- what the features use (AmiClient's interface) ---------------------------------------
     @property
@@ -83,8 +82,6 @@ class AmiPool:
     async def start(self) -> None:
         for client in self.clients.values():
             await client.start()
-        if self._watch is None:
-            self._watch = asyncio.create_task(self._watch_connects(), name="ami-pool-watch")
 
     async def wait_connected(self, timeout: float) -> bool:
         """True once any node is connected (within ``timeout``)."""
@@ -99,10 +96,6 @@ class AmiPool:
                 w.cancel()
 
     async def close(self) -> None:
-        watch, self._watch = self._watch, None
-        if watch is not None:
-            watch.cancel()
-            await asyncio.gather(watch, return_exceptions=True)
         await asyncio.gather(*(c.close() for c in self.clients.values()))
 
     async def action(self, fields: dict, *, timeout: float | None = None, as_list: bool = False):
@@ -167,14 +160,12 @@ class AmiPool:
 
         return track
 
-    async def _watch_connects(self) -> None:
-        while True:
-            for name, client in self.clients.items():
-                if client.connected and client.connects != self._seen_connects[name]:
-                    self._seen_connects[name] = client.connects
-                    for hook in self._hooks:
-                        try:
-                            await hook(name, client)
-                        except Exception:  # noqa: BLE001 - one failing hook must not stop the watch
-                            log.exception("on-connected hook for node %s failed", name)
-            await asyncio.sleep(WATCH_INTERVAL)
+    def _node_connected(self, name: str, client: AmiClient) -> Callable[[], Awaitable[None]]:
+        async def run_hooks() -> None:  # the client runs this in a task of its own after each login
+            for hook in self._hooks:
+                try:
+                    await hook(name, client)
+                except Exception:  # noqa: BLE001 - one failing hook must not stop the others
+                    log.exception("on-connected hook for node %s failed", name)
+
+        return run_hooks

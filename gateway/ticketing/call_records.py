@@ -291,6 +291,12 @@ class CallRecords:
             row = (await session.execute(stmt)).one_or_none()
             return None if row is None else call_dict(row[0], row[1])
 
+    async def call_exists(self, uniqueid: str) -> bool:
+        """Whether a row for ``uniqueid`` exists (an index lookup, no row loaded)."""
+        async with self.read_session() as session:
+            stmt = sa.select(Call.id).where(Call.uniqueid == uniqueid).limit(1)
+            return (await session.scalar(stmt)) is not None
+
     async def count_calls(self) -> int:
         async with self.read_session() as session:
             return int(await session.scalar(sa.select(sa.func.count(Call.id))) or 0)

@@ -369,9 +369,9 @@ class Journal:
         if call in self._recent:
             return True
         self._remember(call)  # reserved: a second session racing this one is refused
-        lookup = asyncio.ensure_future(self.store.get_call(call))
+        lookup = asyncio.ensure_future(self.store.call_exists(call))
         try:
-            return await asyncio.wait_for(asyncio.shield(lookup), self.lookup_timeout) is not None
+            return bool(await asyncio.wait_for(asyncio.shield(lookup), self.lookup_timeout))
         except Exception as exc:  # noqa: BLE001 - the database not answering must not stop the call
             lookup.add_done_callback(lambda t: t.cancelled() or t.exception())
             log.warning("call %s: the database did not say in time whether the call is known (%s); "

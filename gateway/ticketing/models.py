@@ -23,6 +23,20 @@ URGENCIES = ("normal", "urgent", "emergency")
 TRANSCRIPT_STATUSES = ("none", "live", "done", "pending", "failed")
 MERGE_MODES = ("primary", "retired", "dual_number", "sub_centre")
 CATEGORIES = ("咨询", "建议", "举报", "投诉", "求助")
+# After the agent submits a ticket for dispatch (issue 13): where it stands with the units.
+#   dispatched  sent to its unit(s), not yet accepted by all
+#   accepted    every unit accepted; work under way
+#   review      back at the hotline: a unit objected (派单异议), or the 回访 found it unsolved
+#               or the caller unsatisfied (review_reason says which); a supervisor re-dispatches
+#               (-> dispatched), or closes it (-> closed)
+#   handled     every unit replied 办结; the follow-up (回访) is due
+#   closed      follow-up done (or not possible), or a supervisor closed it
+HANDLING_STAGES = ("dispatched", "accepted", "review", "handled", "closed")
+# One unit's part of a dispatched ticket.
+DISPATCH_STATUSES = ("sent", "accepted", "objected", "handled", "withdrawn")
+# What happened to a ticket after intake, in order (ticket_events.kind).
+TICKET_EVENT_KINDS = ("dispatched", "accepted", "objected", "note", "handled", "redispatched", "closed",
+                      "reminder", "overdue", "followup", "review", "sms")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_name)s",
@@ -108,6 +122,8 @@ class Ticket(Base):
 
     id: Mapped[int] = mapped_column(RowId, primary_key=True)
     call_id: Mapped[int] = mapped_column(RowId, sa.ForeignKey("calls.id"), unique=True)
+    # What the caller hears and keys (gateway/ticketing/ticket_no.py); never the id.
+    ticket_no: Mapped[str | None] = mapped_column(sa.String(16), unique=True)
     status: Mapped[str] = mapped_column(sa.String(16), default="draft", index=True)
     caller_number: Mapped[str] = mapped_column(sa.String(32), index=True)
     caller_id_raw: Mapped[str | None] = mapped_column(sa.String(80))
@@ -150,6 +166,13 @@ class Ticket(Base):
     linked_ticket_id: Mapped[int | None] = mapped_column(RowId)
     decided_by: Mapped[str | None] = mapped_column(sa.String(64))
     decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # After dispatch (issue 13): HANDLING_STAGES; the deadline by urgency and type; why it is
+    # under review; when every unit replied 办结; whether the caller refused a 回访 at intake.
+    handling: Mapped[str | None] = mapped_column(sa.String(16), index=True)
+    due_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+    review_reason: Mapped[str | None] = mapped_column(sa.String(32))
+    handled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+    followup_opt_out: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
     version_id: Mapped[int] = mapped_column(sa.Integer)
@@ -157,6 +180,47 @@ class Ticket(Base):
     call: Mapped[Call] = relationship(back_populates="ticket")
 
     __mapper_args__ = {"version_id_col": version_id}
+
+
+class Dispatch(Base):
+    """One handling unit's part of a submitted ticket (a 双派 ticket has two)."""
+
+    __tablename__ = "dispatches"
+    __table_args__ = (sa.Index("ix_dispatches_unit_status", "unit_id", "status"),)
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(RowId, sa.ForeignKey("tickets.id"), index=True)
+    unit_id: Mapped[str] = mapped_column(sa.String(64))  # a catalogue id (config/catalogue.yaml)
+    unit_name: Mapped[str] = mapped_column(sa.String(128))
+    status: Mapped[str] = mapped_column(sa.String(16), default="sent")  # DISPATCH_STATUSES
+    due_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+    accepted_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    handled_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    result: Mapped[str | None] = mapped_column(sa.Text)  # the 办结 reply
+    objection: Mapped[str | None] = mapped_column(sa.Text)  # why the unit says it is not theirs
+    reminded_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class TicketEvent(Base):
+    """What happened to a ticket after intake (dispatch, a unit's note or reply, review...).
+
+    ``public`` marks what the caller may hear by phone (progress): a unit's notes and replies,
+    never internal remarks. ``text`` never holds the caller's number.
+    """
+
+    __tablename__ = "ticket_events"
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(RowId, sa.ForeignKey("tickets.id"), index=True)
+    dispatch_id: Mapped[int | None] = mapped_column(RowId, sa.ForeignKey("dispatches.id"))
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    actor: Mapped[str] = mapped_column(sa.String(64))
+    kind: Mapped[str] = mapped_column(sa.String(16))  # TICKET_EVENT_KINDS
+    unit_id: Mapped[str | None] = mapped_column(sa.String(64))
+    text: Mapped[str | None] = mapped_column(sa.Text)
+    public: Mapped[bool] = mapped_column(sa.Boolean, default=False)
 
 
 class AuditEvent(Base):
@@ -222,6 +286,7 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(sa.String(255))
     role: Mapped[str] = mapped_column(sa.String(16))
     agent_id: Mapped[str | None] = mapped_column(sa.String(32))  # queue member (agents in hotlines.yaml)
+    unit_id: Mapped[str | None] = mapped_column(sa.String(64))  # role "unit": a catalogue unit id
     disabled: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 

@@ -49,6 +49,7 @@ def call_dict(call: Call, ticket_id: int | None) -> dict[str, Any]:
 def ticket_dict(ticket: Ticket, uniqueid: str) -> dict[str, Any]:
     return {
         "id": ticket.id,
+        "ticket_no": ticket.ticket_no,
         "call_id": ticket.call_id,
         "uniqueid": uniqueid,
         "status": ticket.status,
@@ -90,6 +91,11 @@ def ticket_dict(ticket: Ticket, uniqueid: str) -> dict[str, Any]:
         "linked_ticket_id": ticket.linked_ticket_id,
         "decided_by": ticket.decided_by,
         "decided_at": iso(ticket.decided_at),
+        "handling": ticket.handling,
+        "due_at": iso(ticket.due_at),
+        "review_reason": ticket.review_reason,
+        "handled_at": iso(ticket.handled_at),
+        "followup_opt_out": bool(ticket.followup_opt_out),
         "created_at": iso(ticket.created_at),
         "updated_at": iso(ticket.updated_at),
         "version_id": ticket.version_id,
