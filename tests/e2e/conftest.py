@@ -4,9 +4,12 @@ The configuration is a private copy of ``config/`` that tests may change."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,23 +18,47 @@ from gateway_dev.system import ROOT, System
 ARTIFACTS = ROOT / "test-artifacts"
 
 
+def keep_logs(logs: Iterable[tuple[Path, str]]) -> None:
+    """Copy each existing ``(log file, name)`` into test-artifacts/ (CI keeps that folder)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    for path, name in logs:
+        if path.exists():
+            shutil.copy(path, ARTIFACTS / name)
+
+
+@contextlib.contextmanager
+def running(sysm: Any, *, logs: Callable[[Any], Iterable[tuple[Path, str]]] = lambda s: (),
+            start: Callable[[Any], Any] = lambda s: s.up(), stop: Callable[[Any], Any] = lambda s: s.down(),
+            ) -> Iterator[Any]:
+    """A test system (System, NodesSystem, SiteSystem) from ``start`` to ``stop``, whatever happens:
+    then its logs kept (``logs(sysm)``, read after the stop) and its state dir removed."""
+    try:
+        start(sysm)
+        yield sysm
+    finally:
+        try:
+            stop(sysm)
+        finally:
+            keep_logs(logs(sysm))
+            shutil.rmtree(sysm.state, ignore_errors=True)
+
+
+def skip_unless(**needs: object) -> None:
+    """Skip the module's tests, naming every missing need (``name=truthy if present``)."""
+    missing = [name for name, present in needs.items() if not present]
+    if missing:
+        pytest.skip("missing: " + ", ".join(missing))
+
+
 @pytest.fixture(scope="session")
 def system():
     # One system per pytest-xdist worker (gw0, gw1...): private state dir and ports each.
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     suffix = f"-{worker}" if worker else ""
     sysm = System(prefix=f"gw-e2e{suffix}-", log_level="INFO", test_clock=True)
-    try:
-        sysm.up()
+    with running(sysm, logs=lambda s: [(s.log_path, f"e2e-gateway{suffix}.log"),
+                                       (s.console_log, f"e2e-asterisk{suffix}.console.log")]):
         yield sysm
-    finally:
-        sysm.down()
-        ARTIFACTS.mkdir(exist_ok=True)
-        if sysm.log_path.exists():
-            shutil.copy(sysm.log_path, ARTIFACTS / f"e2e-gateway{suffix}.log")
-        if sysm.console_log.exists():
-            shutil.copy(sysm.console_log, ARTIFACTS / f"e2e-asterisk{suffix}.console.log")
-        shutil.rmtree(sysm.state, ignore_errors=True)
 
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's; never a downloaded browser

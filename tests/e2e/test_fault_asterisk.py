@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -22,8 +21,9 @@ from gateway.calls.reconcile import CAUSE_CRASH, MIN_RECORDING_BYTES
 from gateway_dev.eventually import aeventually
 from gateway_dev.sandbox import running_pid
 from gateway_dev.simcall import CallScript, place_call, sim_ami_client
-from gateway_dev.system import ROOT, System, desk_events
+from gateway_dev.system import System, desk_events
 from gateway_dev.tcp_proxy import TcpProxy
+from tests.e2e.conftest import running
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -35,27 +35,25 @@ AGENT_OF_KEY = {"2": "8002", "3": "8003", "6": "8001"}  # q-suggest, q-report, q
 def sysm():
     system = System(prefix="gw-e2e-fault-asterisk-", log_level="INFO")
     system.env["GATEWAY_SPEECH"] = "off"
-    proxy = None
-    try:
-        system.sandbox_up()
-        port = int(system.env["GATEWAY_AMI_PORT"])
-        proxy = TcpProxy((PROXY_HOST, port), ("127.0.0.1", port)).start()
-        system.env["GATEWAY_AMI_HOST"] = PROXY_HOST  # for `gateway serve` only
+    system.proxy = None
+
+    def start(s) -> None:
+        s.sandbox_up()
+        port = int(s.env["GATEWAY_AMI_PORT"])
+        s.proxy = TcpProxy((PROXY_HOST, port), ("127.0.0.1", port)).start()
+        s.env["GATEWAY_AMI_HOST"] = PROXY_HOST  # for `gateway serve` only
         try:
-            system.start_gateway()
+            s.start_gateway()
         finally:
-            system.env.pop("GATEWAY_AMI_HOST")  # the CLI and the simulated callers go direct
-        system.proxy = proxy
+            s.env.pop("GATEWAY_AMI_HOST")  # the CLI and the simulated callers go direct
+
+    def stop(s) -> None:
+        if s.proxy is not None:
+            s.proxy.close()
+        s.down()
+
+    with running(system, start=start, stop=stop, logs=lambda s: [(s.log_path, "e2e-fault-asterisk-gateway.log")]):
         yield system
-    finally:
-        if proxy is not None:
-            proxy.close()
-        system.down()
-        artifacts = ROOT / "test-artifacts"
-        artifacts.mkdir(exist_ok=True)
-        if system.log_path.exists():
-            shutil.copy(system.log_path, artifacts / "e2e-fault-asterisk-gateway.log")
-        shutil.rmtree(system.state, ignore_errors=True)
 
 
 async def _http(sysm, path, token=None):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 import signal
 import sqlite3
 import wave
@@ -33,6 +32,7 @@ from gateway.pbx.prompts import FAILSAFE_NOTICE
 from gateway_dev.eventually import aeventually, eventually
 from gateway_dev.simcall import CallScript, place_call, sim_ami_client
 from gateway_dev.system import System, free_ports
+from tests.e2e.conftest import running
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -53,14 +53,9 @@ def system():
     menu = text.index("  confidential_menu:\n    type: menu")
     text = text[:menu] + text[menu:].replace("timeout: 4", "timeout: 60", 1)
     flow.write_text(text, encoding="utf-8")
-    try:
-        sysm.up()
+    with running(sysm, logs=lambda s: [(s.log_path, "e2e-failsafe-gateway.log"),
+                                       (s.console_log, "e2e-failsafe-asterisk.console.log")]):
         yield sysm
-    finally:
-        sysm.down()
-        if sysm.console_log.exists():
-            print(sysm.console_log.read_text(errors="replace")[-4000:])
-        shutil.rmtree(sysm.state, ignore_errors=True)
 
 
 def _steps(system: System, uniqueid: str) -> list[dict]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ import pytest
 from gateway_dev.desk_socket import DeskSocket
 from gateway_dev.simcall import CallScript, place_call
 from gateway_dev.system import System, say_zh
-from tests.e2e.conftest import ARTIFACTS
+from tests.e2e.conftest import running
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -26,15 +25,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 @pytest.fixture(scope="module")
 def pg_system():
     sysm = System(prefix="gw-e2e-pg-", log_level="INFO", database="postgresql")
-    try:
-        sysm.up()
+    with running(sysm, logs=lambda s: [(s.log_path, "e2e-postgres-gateway.log")]):
         yield sysm
-    finally:
-        sysm.down()
-        ARTIFACTS.mkdir(exist_ok=True)
-        if sysm.log_path.exists():
-            shutil.copy(sysm.log_path, ARTIFACTS / "e2e-postgres-gateway.log")
-        shutil.rmtree(sysm.state, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -10,15 +10,12 @@ With gw-a SIGKILLed, pbx1's next calls fail over to gw-b.
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-from gateway_dev.kamailio import KAMAILIO
 from gateway_dev.postgres import BIN_DIR
-from gateway_dev.system import ROOT
 from gateway_dev.topology import SiteSystem
-from tests.e2e.test_two_nodes import DTMF, SIPP, SOX, _node, _sipp_calls, media  # noqa: F401 - media: fixture
+from tests.e2e.conftest import running, skip_unless
+from tests.e2e.test_two_nodes import SIP_TOOLS, _node, _sipp_calls, media  # noqa: F401 - media: fixture
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -27,26 +24,13 @@ FIRST_CHOICE = {"pbx1": "gw-a", "pbx2": "gw-b"}
 
 @pytest.fixture(scope="module")
 def site():
-    missing = [what for what, ok in (("sipp (apt-get install sip-tester)", SIPP), ("sox", SOX),
-                                     ("kamailio (apt-get install kamailio)", shutil.which(KAMAILIO)),
-                                     ("PostgreSQL 15 (apt-get install postgresql)", (BIN_DIR / "postgres").is_file()),
-                                     ("SIPp's DTMF captures", DTMF.exists())) if not ok]
-    if missing:
-        pytest.skip("missing: " + ", ".join(missing))
+    skip_unless(**SIP_TOOLS, **{"PostgreSQL 15 (apt-get install postgresql)": (BIN_DIR / "postgres").is_file()})
     site = SiteSystem(prefix="gw-e2e-site-", log_level="INFO")
     for gateway in site.gateways:
         gateway.env["GATEWAY_SPEECH"] = "off"  # keys and recordings: the recogniser is not tested here
-    try:
-        print(f"site up: {site.up()}")
+    with running(site, start=lambda s: print(f"site up: {s.up()}"),
+                 logs=lambda s: [(g.log_path, f"e2e-site-{g.log_path.name}") for g in s.gateways]):
         yield site
-    finally:
-        site.down()
-        artifacts = ROOT / "test-artifacts"
-        artifacts.mkdir(exist_ok=True)
-        for gateway in site.gateways:
-            if gateway.log_path.exists():
-                shutil.copy(gateway.log_path, artifacts / f"e2e-site-{gateway.log_path.name}")
-        shutil.rmtree(site.state, ignore_errors=True)
 
 
 def _call(gateway, uniqueid: str) -> dict:

@@ -27,6 +27,7 @@ from gateway_dev.desk_socket import DeskSocket
 from gateway_dev.eventually import aeventually, eventually
 from gateway_dev.simcall import CallScript, place_call, sim_ami_client
 from gateway_dev.system import ROOT, System, free_ports, say_zh
+from tests.e2e.conftest import running
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -39,17 +40,8 @@ def two():
         pytest.skip(f"no PostgreSQL 15 in {BIN_DIR} (apt-get install -y postgresql)")
     sysm = System(prefix="gw-e2e-two-", log_level="INFO", gateways=2, database="postgresql",
                   extra_env={"GATEWAY_SPEECH": "false"})
-    try:
-        sysm.up()
+    with running(sysm, logs=lambda s: [(g.log_path, f"e2e-two-{g.log_path.name}") for g in s.gateways]):
         yield sysm
-    finally:
-        sysm.down()
-        artifacts = ROOT / "test-artifacts"
-        artifacts.mkdir(exist_ok=True)
-        for gateway in sysm.gateways:
-            if gateway.log_path.exists():
-                shutil.copy(gateway.log_path, artifacts / f"e2e-two-{gateway.log_path.name}")
-        shutil.rmtree(sysm.state, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

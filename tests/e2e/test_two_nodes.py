@@ -26,6 +26,7 @@ from gateway_dev.eventually import eventually
 from gateway_dev.kamailio import KAMAILIO
 from gateway_dev.system import ROOT, free_ports
 from gateway_dev.topology import NodesSystem
+from tests.e2e.conftest import running, skip_unless
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -33,30 +34,19 @@ SIPP = shutil.which("sipp")
 SOX = shutil.which("sox")
 SCENARIO = ROOT / "bench" / "sipp" / "uac_12345.xml"
 DTMF = Path("/usr/share/sip-tester/dtmf_2833_1.pcap")  # "1": consultation, in the type menu
+SIP_TOOLS = {"sipp (apt-get install sip-tester)": SIPP, "sox": SOX,
+             "kamailio (apt-get install kamailio)": shutil.which(KAMAILIO), "SIPp's DTMF captures": DTMF.exists()}
 
 
 @pytest.fixture(scope="module")
 def topo():
-    missing = [what for what, ok in (("sipp (apt-get install sip-tester)", SIPP), ("sox", SOX),
-                                     ("kamailio (apt-get install kamailio)", shutil.which(KAMAILIO)),
-                                     ("SIPp's DTMF captures", DTMF.exists())) if not ok]
-    if missing:
-        pytest.skip("missing: " + ", ".join(missing))
+    skip_unless(**SIP_TOOLS)
     topo = NodesSystem(prefix="gw-e2e-nodes-", log_level="INFO", test_clock=True)
     topo.env["GATEWAY_SPEECH"] = "off"  # keys and recordings only: the recogniser is not what is tested here
-    try:
-        timings = topo.up()
-        print(f"two nodes up: {timings}")
+    with running(topo, start=lambda t: print(f"two nodes up: {t.up()}"),
+                 logs=lambda t: [(t.log_path, "e2e-two-nodes-gateway.log"),
+                                 (t.kamailio.log_path, "e2e-two-nodes-kamailio.log")]):
         yield topo
-    finally:
-        topo.down()
-        artifacts = ROOT / "test-artifacts"
-        artifacts.mkdir(exist_ok=True)
-        for src, name in ((topo.log_path, "e2e-two-nodes-gateway.log"),
-                          (topo.kamailio.log_path, "e2e-two-nodes-kamailio.log")):
-            if src.exists():
-                shutil.copy(src, artifacts / name)
-        shutil.rmtree(topo.state, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
