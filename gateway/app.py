@@ -40,13 +40,14 @@ from gateway.settings import Settings
 from gateway.speech import plugin as speech
 from gateway.ticketing import migrate
 from gateway.ticketing.dbcheck import database_state
-from gateway.ticketing.journal import Journal
+from gateway.ticketing.journal import Journal, OrphanJournals
 from gateway.ticketing.store import TicketStore
 from gateway.web.app import new_app
 from gateway.web.edge import EdgePolicy
 
 DEPS = web.AppKey("deps", Deps)
 FEATURES = (auth, hotlines, speech, desk, calls, api)  # each needs only those before it
+JOURNAL_LOCK_WAIT = 30.0  # seconds the own journal waits for a sibling that is replaying it
 
 
 def _database(deps: Deps):
@@ -60,12 +61,14 @@ def _database(deps: Deps):
     return ctx
 
 
-def _journal(journal: Journal):
+def _journal(journal: Journal, orphans: OrphanJournals):
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         await journal.start()  # what is left from the last run is replayed while calls are taken
+        await orphans.start()  # and what stopped siblings left, if they share this state dir
         try:
             yield
         finally:
+            await orphans.stop()
             await journal.stop()
 
     return ctx
@@ -106,19 +109,23 @@ async def create_app(settings: Settings) -> web.Application:
                  for node in nodes_of(s)}  # one AMI client per Asterisk node
     ami = next(iter(ami_nodes.values())) if len(ami_nodes) == 1 else AmiPool(ami_nodes)
     store = await TicketStore.open(s.database_url)
-    journal = Journal(store, s.journal_dir, max_bytes=int(s.journal_max_mb * 2**20), max_age=s.journal_max_age)
+    # lock_wait: a sibling instance may be replaying this journal (OrphanJournals) as we start
+    journal = Journal(store, s.journal_dir, max_bytes=int(s.journal_max_mb * 2**20), max_age=s.journal_max_age,
+                      lock_wait=JOURNAL_LOCK_WAIT)
+    orphans = OrphanJournals(store, s.journal_dir, interval=s.journal_adopt_interval)
     deps = Deps(settings=s, clock=AdjustableClock() if s.test_clock else Clock(), store=store, ami=ami,
                 ami_nodes=ami_nodes, journal=journal, bus=make_bus(s.database_url, s.instance_id or None))
     ami.subscribe(deps.ami_events.dispatch)  # one subscriber: record handlers, then notify handlers
     app = new_app(EdgePolicy(trusted_proxies=s.trusted_proxies, public_hosts=s.public_hosts, bind_host=s.http_host))
     app[DEPS] = deps
     app.cleanup_ctx.append(_database(deps))
-    app.cleanup_ctx.append(_journal(journal))
+    app.cleanup_ctx.append(_journal(journal, orphans))
     app.cleanup_ctx.append(_bus(deps))
     app.cleanup_ctx.append(_ami(deps))
     deps.health.add("database", lambda: _ping(deps.store, s.database_url), ok=lambda value: value == "ok")
     deps.health.add("journal", journal.stats, ok=journal.healthy)
     deps.metrics.add("journal", journal.metrics)  # gateway_journal_backlog, _bytes, _oldest_s, ...
+    deps.metrics.add("journal_orphans", lambda: dict(orphans.counters))  # sweeps, adopted, replayed
     deps.health.add("ami", lambda: _ami_state(ami), ok=lambda value: value == "connected")
     if isinstance(ami, AmiPool):  # several nodes: each node's AMI, degraded while one is away
         deps.health.add("asterisk_nodes", ami.states, ok=lambda states: all(v == "connected" for v in states.values()))

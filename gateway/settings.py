@@ -136,6 +136,7 @@ class Settings:
     http_header_timeout: float = 10.0  # a client must send a request's headers within this (slow loris)
     journal_max_mb: float = 64.0  # the call path's journal: backlog past which steps and transcripts are dropped
     journal_max_age: float = 30.0  # seconds: an older write still not in the database makes /healthz degraded
+    journal_adopt_interval: float = 30.0  # seconds between looks for a stopped sibling instance's journal to replay
     ami_probe_interval: float = 0.25  # an unreachable Asterisk is probed (TCP connect) this often
     reconcile_interval: float = 60.0  # reconciliation with Asterisk runs this often (and on every AMI login)
     # FastAGI addresses the dialplan tries in order ("host:port"); () means agi_host:agi_port alone.
@@ -454,6 +455,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         http_header_timeout=_float(env, "GATEWAY_HTTP_HEADER_TIMEOUT", 10.0),
         journal_max_mb=_float(env, "GATEWAY_JOURNAL_MAX_MB", 64.0),
         journal_max_age=_float(env, "GATEWAY_JOURNAL_MAX_AGE", 30.0),
+        journal_adopt_interval=_float(env, "GATEWAY_JOURNAL_ADOPT_INTERVAL", 30.0),
         ami_probe_interval=_float(env, "GATEWAY_AMI_PROBE_INTERVAL", 0.25),
         reconcile_interval=_float(env, "GATEWAY_RECONCILE_INTERVAL", 60.0),
         asterisk_nodes=parse_asterisk_nodes(env.get("GATEWAY_ASTERISK_NODES") or "", state_dir),

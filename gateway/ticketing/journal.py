@@ -48,6 +48,13 @@ in journal order, one record at a time.
 * **Readers** (the desk, the API) see the rows once replayed. :meth:`Journal.when_applied`
   runs a callback once everything journaled so far for a call is in the database: the
   desk's screen pop waits for the call's ticket and agent that way.
+* **Orphans** (:class:`OrphanJournals`). Gateway instances sharing a state dir keep
+  their journals side by side (``journal-<instance>/``). A gateway killed for good would
+  leave its unapplied writes there until it runs again; every instance therefore looks at
+  its siblings periodically, and a journal whose lock nobody holds and that still has
+  records is replayed by it (the same :class:`Journal`, started on that directory, stopped
+  once drained or when the database refuses). A restarted owner waits for the lock
+  (``lock_wait``) instead of refusing to start, then finds its journal drained.
 """
 
 from __future__ import annotations
@@ -115,7 +122,7 @@ class Journal:
 
     def __init__(self, store, directory: Path, *, max_bytes: int = 64 * 2**20, segment_bytes: int | None = None,
                  max_age: float = 30.0, lookup_timeout: float = 0.5, apply_timeout: float = 30.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, lock_wait: float = 0.0) -> None:
         self.store = store
         self.directory = Path(directory)
         self.max_bytes = max_bytes
@@ -123,7 +130,8 @@ class Journal:
         self.lookup_timeout = lookup_timeout
         self.apply_timeout = apply_timeout
         self.clock = clock
-        self._files = Files(self.directory, segment_bytes or max(4096, min(4 * 2**20, max_bytes // 8)))
+        self._files = Files(self.directory, segment_bytes or max(4096, min(4 * 2**20, max_bytes // 8)),
+                            lock_wait=lock_wait)
         self._next_seq = 1
         self._applied = 0
         self._checkpointed = 0
@@ -397,6 +405,80 @@ class Journal:
 
     def metrics(self) -> dict:
         return {k: v for k, v in self.stats().items() if isinstance(v, (int, float))}
+
+
+class OrphanJournals:
+    """Replays the journals of sibling instances that are not running (see *Orphans* above).
+
+    ``own`` is this gateway's journal directory; its siblings are the ``journal`` and
+    ``journal-*`` directories beside it. One :meth:`sweep` replays each orphan for at most
+    ``budget`` seconds (the rest waits for the next sweep, or for its owner).
+    """
+
+    def __init__(self, store, own: Path, *, interval: float = 30.0, budget: float = 20.0) -> None:
+        self.store = store
+        self.own = Path(own)
+        self.interval = interval
+        self.budget = budget
+        self.counters = {"sweeps": 0, "adopted": 0, "replayed": 0}
+        self._task: asyncio.Task | None = None
+
+    def _siblings(self) -> list[Path]:
+        parent = self.own.parent
+        if not parent.is_dir():
+            return []
+        return sorted(p for p in parent.iterdir()
+                      if p.is_dir() and p != self.own and (p.name == "journal" or p.name.startswith("journal-"))
+                      and any(p.glob("seg-*.log")))
+
+    async def sweep(self) -> int:
+        """Replay every orphan found now; the number of records replayed."""
+        self.counters["sweeps"] += 1
+        replayed = 0
+        for directory in await asyncio.to_thread(self._siblings):
+            journal = Journal(self.store, directory)
+            try:
+                await journal.start()
+            except JournalError:
+                continue  # its owner runs (or another instance adopts it right now)
+            try:
+                backlog = journal.stats()["backlog"]
+                if not backlog:
+                    continue
+                log.warning("journal %s: its gateway is not running; replaying its %d writes", directory, backlog)
+                self.counters["adopted"] += 1
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + self.budget
+                while journal.stats()["backlog"] and journal.database_error is None and loop.time() < deadline:
+                    await asyncio.sleep(0.05)
+                left = journal.stats()["backlog"]
+                replayed += backlog - left
+                if left:
+                    log.warning("journal %s: %d writes left for later (%s)", directory, left,
+                                journal.database_error or "time budget used")
+            finally:
+                await journal.stop()
+        self.counters["replayed"] += replayed
+        return replayed
+
+    async def start(self) -> None:
+        if self.interval > 0 and self._task is None:
+            self._task = asyncio.create_task(self._run(), name="journal-orphans")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:  # noqa: BLE001 - a failed sweep is logged; the next one tries again
+                log.exception("journal: looking for orphan journals failed")
+            await asyncio.sleep(self.interval)
 
 
 def is_write(name: str) -> bool:

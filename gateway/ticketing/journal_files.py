@@ -14,6 +14,7 @@ import json
 import os
 import re
 import threading
+import time
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -77,9 +78,10 @@ class Record:
 
 
 class Files:
-    def __init__(self, directory: Path, segment_bytes: int) -> None:
+    def __init__(self, directory: Path, segment_bytes: int, *, lock_wait: float = 0.0) -> None:
         self.directory = directory
         self.segment_bytes = segment_bytes
+        self.lock_wait = lock_wait  # seconds to wait for the lock (a sibling replaying this orphan)
         self.segments: list[tuple[int, Path]] = []  # (first seq, path), oldest first
         self._file = None
         self._size = 0
@@ -91,12 +93,19 @@ class Files:
         """The checkpoint, the records after it, warnings about what was skipped."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock_file = open(self.directory / "lock", "a")  # noqa: SIM115 - held while the journal runs
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock_file.close()
-            raise JournalError(f"another gateway process uses the journal {self.directory}: "
-                               "give each instance its own GATEWAY_STATE_DIR") from None
+        deadline = time.monotonic() + self.lock_wait
+        while True:
+            try:
+                fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.1)  # in a thread: a sibling instance may be replaying this journal
+                    continue
+                self._lock_file.close()
+                self._lock_file = None
+                raise JournalError(f"another gateway process uses the journal {self.directory}: "
+                                   "give each instance its own GATEWAY_INSTANCE_ID") from None
         warnings: list[str] = []
         applied = 0
         checkpoint = self.directory / CHECKPOINT

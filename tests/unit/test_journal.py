@@ -17,7 +17,8 @@ from sqlalchemy import exc as sa_exc
 from gateway.errors import CallExists
 from gateway.ticketing import migrate
 from gateway.ticketing.dbcheck import database_state
-from gateway.ticketing.journal import Journal, JournaledStore, Record, unavailable
+from gateway.ticketing.journal import Journal, JournaledStore, OrphanJournals, Record, unavailable
+from gateway.ticketing.journal_files import JournalError
 from gateway.ticketing.store import TicketStore
 
 T0 = datetime(2025, 3, 1, 8, 30, tzinfo=timezone.utc)
@@ -318,3 +319,59 @@ async def test_given_a_journal_disk_that_refuses_when_a_call_writes_then_it_goes
     call = await store.get_call("1700000000.8")
     assert [step["node"] for step in call["menu_path"]] == ["greeting"]
     assert "written to the database directly" in caplog.text
+
+
+# -- orphans: a stopped sibling instance's journal ---------------------------------------------
+async def test_given_a_stopped_siblings_journal_with_writes_when_swept_then_they_reach_the_database(
+        store, tmp_path):
+    flaky = Flaky(store)
+    flaky.down = True
+    dead = await started(flaky, tmp_path / "var" / "journal-gw-a")
+    await a_call(JournaledStore(dead), "1700000000.31")
+    await dead.stop()  # gw-a is gone for good; its writes wait in var/journal-gw-a
+    assert await store.get_call("1700000000.31") is None
+
+    orphans = OrphanJournals(store, tmp_path / "var" / "journal-gw-b", interval=60)
+    assert await orphans.sweep() == 8  # the call, 3 steps, ticket, queue, agent, end
+    call = await store.get_call("1700000000.31")
+    assert call["status"] == "ended" and len(call["menu_path"]) == 3 and call["ticket_id"] is not None
+    assert orphans.counters["adopted"] == 1
+    assert await orphans.sweep() == 0  # drained: nothing twice
+
+    # the owner comes back: it starts (its lock is free again) and finds nothing left to replay
+    back = await started(store, tmp_path / "var" / "journal-gw-a")
+    try:
+        assert back.stats()["backlog"] == 0
+        assert back.counters["recovered"] == 0
+    finally:
+        await back.stop()
+
+
+async def test_given_a_running_siblings_journal_when_swept_then_it_is_left_to_its_owner(store, tmp_path):
+    flaky = Flaky(store)
+    flaky.down = True
+    alive = await started(flaky, tmp_path / "var" / "journal-gw-a")
+    try:
+        await a_call(JournaledStore(alive), "1700000000.32")
+        orphans = OrphanJournals(store, tmp_path / "var" / "journal-gw-b", interval=60)
+        assert await orphans.sweep() == 0
+        assert orphans.counters["adopted"] == 0
+        assert await store.get_call("1700000000.32") is None
+    finally:
+        flaky.down = False
+        await until(lambda: alive.stats()["backlog"] == 0)
+        await alive.stop()
+
+
+async def test_given_an_orphan_being_replayed_when_its_owner_starts_then_it_waits_for_the_lock(store, tmp_path):
+    directory = tmp_path / "var" / "journal-gw-a"
+    adopter = await started(store, directory)  # as OrphanJournals holds it while replaying
+    with pytest.raises(JournalError, match="another gateway process"):
+        await started(store, directory)  # without lock_wait: refused at once
+    owner = Journal(store, directory, lock_wait=5.0)
+    starting = asyncio.ensure_future(owner.start())
+    await asyncio.sleep(0.3)  # pacing only: whether it waited is what the next line checks
+    assert not starting.done()
+    await adopter.stop()
+    await asyncio.wait_for(starting, 5.0)  # the lock is free: the owner runs
+    await owner.stop()
