@@ -181,9 +181,27 @@ TYPEAHEAD_KEYS = "0123456789*#"
 CHOICE_PATH_MAX = 120
 
 
+def emergency_queue(flow: Flow) -> str:
+    """The queue the flow's emergency node leads to when the caller does nothing ('' if none)."""
+    guard = flow.emergency
+    node = flow.nodes.get(guard.node) if guard is not None else None
+    if not isinstance(node, MenuNode):
+        return ""
+    default = node.options.get(node.default) if node.default else None
+    for target in (getattr(default, "next", None), node.on_failure):
+        transfer = flow.nodes.get(target) if target else None
+        if isinstance(transfer, TransferNode):
+            return transfer.default_queue
+    return ""
+
+
 def choice_queue(flow: Flow, variables: Mapping) -> str:
-    """The queue the caller's choices so far lead to ('' when none): the first variable set
-    among the ``queue_from`` of the flow's transfer that names the most of them."""
+    """The queue the caller's choices so far lead to ('' when none): after the emergency guard
+    fired, the emergency queue (a gateway lost then must not send an emergency to the category's
+    queue); else the first variable set among the ``queue_from`` of the flow's transfer that
+    names the most of them."""
+    if variables.get("emergency") and (queue := emergency_queue(flow)):
+        return queue
     transfers = [n for n in flow.nodes.values() if isinstance(n, TransferNode) and n.queue_from]
     for node in sorted(transfers, key=lambda n: -len(n.queue_from)):
         for name in node.queue_from:
@@ -287,6 +305,7 @@ class _Visit:
         await self.observer.ticket_point(self.state)
         await self.observer.emergency(self.state, list(words))
         await self.record_step({"node": "emergency_guard", "via": via, "words": list(words)})
+        await self.remember()  # the fail-safe now routes to the emergency queue
         return self.flow.emergency.node
 
     async def offer_emergency_key(self) -> None:

@@ -187,3 +187,10 @@ async def test_given_an_agi_channel_when_it_remembers_then_set_variable_per_valu
     for bad in ({"GW_ACTION": "queue"}, {"GW_CHOICE_QUEUE": "q x"}):
         with pytest.raises(LocalProtocolError):
             await channel.remember(bad)
+
+
+async def test_given_the_emergency_key_when_the_gateway_is_lost_then_the_failsafe_routes_to_the_emergency_queue():
+    channel = RememberingChannel(["4", "0", "HANGUP"])  # complaint, then 0 (emergency) in the next menu
+    state = await _walk("12345", channel)
+    assert any(step["node"] == "emergency_guard" for step in state.path), state.path
+    assert _current(channel)["GW_CHOICE_QUEUE"] == "q-emergency"
