@@ -192,13 +192,11 @@ class Outbound:
         clients = getattr(self.ami, "clients", None)
         if not clients:  # one AmiClient
             return (self._nodes[0] if self._nodes else None), (self.ami if self.ami.connected else None)
-        names = list(clients)
-        start = next(self._turn)
-        for i in range(len(names)):
-            name = names[(start + i) % len(names)]
-            if clients[name].connected:
-                return name, clients[name]
-        return None, None
+        connected = [name for name, client in clients.items() if client.connected]
+        if not connected:
+            return None, None
+        name = connected[next(self._turn) % len(connected)]
+        return name, clients[name]
 
     async def dial(self, number: str, *, purpose: str, ref: str, timeout_s: float = 30.0,
                    caller_id: str = "12345", variables: dict[str, str] | None = None) -> OutboundResult:
