@@ -13,8 +13,11 @@ How a feature places a call and runs it (the callback, the 回访 follow-up)::
         # later, e.g. in a background task:
         result = await outbound.dial(number, purpose="followup", ref=ticket_no, timeout_s=30)
 
-``dial`` returns once the citizen answered (or not); the handler then runs on the FastAGI
-session Asterisk opens from ``[gw-outbound]`` (``session.env.uniqueid == result.uniqueid``).
+``dial`` returns once the citizen answered (or not); the handler runs on the FastAGI session
+Asterisk opens from ``[gw-outbound]`` (``session.env.uniqueid == result.uniqueid``). Asterisk
+starts that session as it reports the answer, so the handler may start *before* ``dial``
+returns: find what the call is about from ``ref`` (kept in the database before dialling),
+not from state set after ``dial`` returns.
 ``channel`` is an :class:`gateway.pbx.fastagi.AgiChannel` (prompts, keys, speech, recording,
 ``transfer_to_queue`` (the channel variable ``QUEUE_PRIO`` may be set by ``dial(variables=)``),
 ``hangup``). When the handler returns without either, the call is hung up. An unknown purpose

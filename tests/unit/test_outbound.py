@@ -204,6 +204,26 @@ async def test_given_ami_trouble_when_dialled_then_failed_with_the_reason_and_a_
     assert rows.calls[1][1]["ended_at"] is not None and not outbound.is_ours(result.uniqueid)
 
 
+async def test_given_the_ami_link_lost_while_it_rings_when_dialled_then_failed_at_once(tmp_path):
+    node = FakeNode(silent=True)
+    outbound = Outbound(_settings(tmp_path), node, clock=Clock(), recorder=Rows())
+    asyncio.get_running_loop().call_later(0.1, setattr, node, "connected", False)
+    result = await asyncio.wait_for(outbound.dial("13800138000", purpose="callback", ref="r", timeout_s=30), 5)
+    assert result.outcome == "failed" and "AMI connection lost" in result.reason
+
+
+async def test_given_a_dial_cancelled_while_it_rings_then_the_row_says_so(tmp_path):
+    rows = Rows()
+    outbound = Outbound(_settings(tmp_path), FakeNode(silent=True), clock=Clock(), recorder=rows)
+    task = asyncio.ensure_future(outbound.dial("13800138000", purpose="callback", ref="r", timeout_s=30))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert rows.calls[-1][1]["outcome"] == "failed" and rows.calls[-1][1]["reason"] == "dial() was cancelled"
+    assert outbound.counts["failed"] == 1 and outbound.stats()["live"] == 0
+
+
 async def test_given_no_outbound_dial_setting_when_dialled_then_failed_without_asking_asterisk(tmp_path):
     node = FakeNode()
     outbound = Outbound(_settings(tmp_path).with_(outbound_dial=""), node, clock=Clock(), recorder=Rows())
