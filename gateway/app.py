@@ -42,11 +42,12 @@ from gateway.ticketing import migrate
 from gateway.ticketing.dbcheck import database_state
 from gateway.ticketing.journal import Journal
 from gateway.ticketing.store import TicketStore
+from gateway.units import plugin as units
 from gateway.web.app import new_app
 from gateway.web.edge import EdgePolicy
 
 DEPS = web.AppKey("deps", Deps)
-FEATURES = (auth, hotlines, speech, desk, calls, api)  # each needs only those before it
+FEATURES = (auth, hotlines, speech, desk, units, calls, api)  # each needs only those before it
 
 
 def _database(deps: Deps):

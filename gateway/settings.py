@@ -149,6 +149,8 @@ class Settings:
     pbx_instance_dir: Path | None = None  # one node's instance dir (see node_settings); default <state>/asterisk
     pbx_node: str = ""  # one node's name: its Asterisk systemname (unique call ids across nodes)
     loop_debug: bool = False  # GATEWAY_LOOP_DEBUG (dev only): asyncio debug mode, callbacks over 20 ms logged
+    unit_job_interval: float = 30.0  # GATEWAY_UNIT_JOB_INTERVAL: seconds between deadline reminders/webhook runs
+    unit_hooks_file: Path | None = None  # GATEWAY_UNIT_HOOKS: units' webhooks (default <config_dir>/unit_hooks.yaml)
 
     # -- derived paths -------------------------------------------------
     @property
@@ -462,6 +464,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         recordings_min_free_mb=_non_negative(env, "GATEWAY_RECORDINGS_MIN_FREE_MB", 50.0),
         instance_id=_instance_id(env, "GATEWAY_INSTANCE_ID"),
         loop_debug=_bool(env, "GATEWAY_LOOP_DEBUG", False),
+        unit_job_interval=_float(env, "GATEWAY_UNIT_JOB_INTERVAL", 30.0),
+        unit_hooks_file=Path(env["GATEWAY_UNIT_HOOKS"]).resolve() if env.get("GATEWAY_UNIT_HOOKS")
+        else config_dir / "unit_hooks.yaml",
     )
 
 
