@@ -71,7 +71,7 @@ def parse_hooks(text: str, units: dict, file: str = "unit_hooks.yaml") -> dict[s
     for unit_id, spec in m.items():
         path = ("hooks", unit_id)
         if unit_id not in units:
-            src.problem(path, f"unknown unit {unit_id!r} (not in catalogue.yaml)")
+            src.problem(path, f"unknown unit {unit_id!r}")
             continue
         h = r.mapping(spec, path, required=("url", "secret"))
         if not h or "url" not in h or "secret" not in h:
