@@ -279,3 +279,36 @@ def test_given_a_bad_hooks_file_when_parsed_then_each_problem_names_the_field():
     assert all(p.line for p in caught.value.problems)
     ok = parse_hooks("hooks:\n  water: {url: 'https://w.example/h', secret: '0123456789abcdef'}\n", UNITS)
     assert SECRET not in repr(ok) and "0123456789abcdef" not in repr(ok["water"])
+
+
+def test_given_a_unit_id_when_checked_against_the_catalogue_then_unknown_ones_are_named_with_hints():
+    from pathlib import Path
+
+    from gateway.units.service import check_unit_id
+
+    config = Path(__file__).resolve().parents[2] / "config"
+    assert check_unit_id(config, "water") is None
+    problem = check_unit_id(config, "watr")
+    assert "unknown unit 'watr'" in problem and "water" in problem and "未知的承办单位" in problem
+    assert "--unit" in check_unit_id(config, None)
+
+
+async def test_given_a_unit_role_when_created_without_a_unit_then_refused_and_with_one_then_in_the_session(
+        database_url):
+    from gateway.auth.errors import ValidationError
+
+    store = await TicketStore.open(database_url)
+    try:
+        users = UserStore(store)
+        with pytest.raises(ValidationError, match="needs a unit id"):
+            await users.create_user("w1", "w1-password-123", "unit")
+        with pytest.raises(ValidationError):
+            await users.create_user("a9", "a9-password-123", "agent", unit_id="water")
+        uid = await users.create_user("w1", "w1-password-123", "unit", unit_id="water")
+        token = await users.api_token("w1", days=30)
+        me = await users.session_user(token)
+        assert me["id"] == uid and me["unit_id"] == "water" and me["role"] == "unit"
+        with pytest.raises(ValidationError):
+            await users.api_token("w1", days=0)
+    finally:
+        await store.close()
