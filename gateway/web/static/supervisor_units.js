@@ -79,25 +79,26 @@ async function decide(form, t, action) {
       {version_id: t.version_id, reason, ...(action === "redispatch" ? {units} : {})});
     showStatus("ok", `工单 ${str(t.ticket_no)}：${{redispatch: "已改派 re-dispatched", reject: "已驳回异议 objection rejected",
       close: "已关闭 closed"}[action]}`);
-    poll();
+    poll({force: true});
   } catch (err) {
     if (err.status === 400 && problemsOf(err.data).length) {
       showErrors(form, problemsOf(err.data).map((p) => ({field: p.field, message: `${str(p.message_zh)} ${str(p.message)}`})));
     } else {
       showErrors(form, [{message: err.message}]);
-      if (err.status === 409) poll();
+      if (err.status === 409) poll({force: true});
     }
   }
 }
 
-function renderReview(data) {
+function renderReview(data, force) {
   state.units = arr(data.units).filter(isObj);
   const items = arr(data.items).filter(isObj);
   const box = $("#review");
   const focused = document.activeElement && box.contains(document.activeElement);
-  if (focused) return;  // not while the supervisor is typing in it
+  if (focused && !force) return;  // not while the supervisor is typing in it
   box.replaceChildren(...items.map(reviewItem));
   $("#review-empty").hidden = items.length > 0;
+  if (focused) $("#review-section").focus();  // the decided item is gone: focus stays in the section
 }
 
 function renderOverdue(data) {
@@ -118,11 +119,11 @@ function renderOverdue(data) {
   }
 }
 
-async function poll() {
+async function poll({force = false} = {}) {
   clearTimeout(state.timer);
   try {
     const [review, overdue] = await Promise.all([api("GET", "/api/supervisor/review"), api("GET", "/api/supervisor/overdue")]);
-    renderReview(review);
+    renderReview(review, force);
     renderOverdue(overdue);
     document.body.dataset.unitsReady = "true";
   } catch (err) {
