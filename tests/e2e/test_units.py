@@ -308,12 +308,12 @@ def test_given_a_submitted_ticket_when_units_object_accept_and_reply_then_review
                 if size == "768":
                     _shot(page, "unit-768")
                     continue
-                page.get_by_role("button", name=re.compile("办结")).click()  # empty: the error summary
+                page.get_by_role("button", name=re.compile("Reply handled")).click()  # empty: the error summary
                 expect(page.locator("#error-summary")).to_be_focused()
                 expect(page.locator("#reply-result")).to_have_attribute("aria-invalid", "true")
                 _shot(page, "unit-error-1366")
                 page.fill("#reply-result", "已抢修主管线，今日 18 时恢复供水")
-                page.get_by_role("button", name=re.compile("办结")).click()
+                page.get_by_role("button", name=re.compile("Reply handled")).click()
                 expect(page.locator("#status")).to_contain_text("已办结")
                 expect(page.locator("#facts")).to_contain_text("今日 18 时恢复供水")
                 _shot(page, "unit-1366")
