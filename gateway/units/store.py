@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
@@ -393,7 +394,7 @@ class UnitStore:
                 return 0  # another instance (or a reply) got there first
             d = await session.get(Dispatch, dispatch_id)
             t = await session.get(Ticket, d.ticket_id)
-            local = d.due_at.isoformat(timespec="minutes")
+            local = d.due_at.astimezone(ZoneInfo(self.calendar().timezone)).strftime("%Y-%m-%d %H:%M")
             text = (f"已超过办理时限（{local}）/ past its deadline ({local})" if kind == "overdue"
                     else f"即将到期（{local}）/ due soon ({local})")
             self._event(session, t, kind, "system", now, d=d, text=text)
