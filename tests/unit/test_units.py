@@ -312,3 +312,18 @@ async def test_given_a_unit_role_when_created_without_a_unit_then_refused_and_wi
             await users.api_token("w1", days=0)
     finally:
         await store.close()
+
+
+async def test_given_two_replies_at_once_when_both_race_then_one_wins_and_one_handled_event(world):
+    import asyncio
+
+    store, desk, units, *_ = world
+    tid = await _submitted(store, desk, body={**SUBMIT, "dispatch_mode": "direct", "units": [{"id": "water", "name": "x"}]})
+    water = (await _mine(units, "water"))[0]["id"]
+    await units.store.unit_action(water, "water", "accept", "w1", NOW)
+    results = await asyncio.gather(
+        units.store.unit_action(water, "water", "handle", "w1", NOW, text="第一次"),
+        units.store.unit_action(water, "water", "handle", "w2", NOW, text="第二次"), return_exceptions=True)
+    assert sorted(type(r).__name__ for r in results) == ["ForbiddenTransition", "dict"], results
+    handled = [e for e in await units.store.events(tid) if e["kind"] == "handled"]
+    assert len(handled) == 1 and handled[0]["text"] in ("第一次", "第二次")
