@@ -42,12 +42,13 @@ from gateway.ticketing import migrate
 from gateway.ticketing.dbcheck import database_state
 from gateway.ticketing.journal import Journal, OrphanJournals
 from gateway.ticketing.store import TicketStore
+from gateway.units import plugin as units
 from gateway.web.app import new_app
 from gateway.web.edge import EdgePolicy
 
 DEPS = web.AppKey("deps", Deps)
-FEATURES = (auth, hotlines, speech, desk, calls, api)  # each needs only those before it
 JOURNAL_LOCK_WAIT = 30.0  # seconds the own journal waits for a sibling that is replaying it
+FEATURES = (auth, hotlines, speech, desk, units, calls, api)  # each needs only those before it
 
 
 def _database(deps: Deps):

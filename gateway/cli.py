@@ -401,7 +401,8 @@ async def _users(action, args) -> int:
         users = UserStore(store)
         if action == "list":
             for user in await users.list_users():
-                agent = f"agent {user['agent_id']}" if user.get("agent_id") else ""
+                agent = (f"agent {user['agent_id']}" if user.get("agent_id")
+                         else f"unit {user['unit_id']}" if user.get("unit_id") else "")
                 print(f"{user['username']:20} {user['role']:10} {agent:12} {'disabled' if user['disabled'] else ''}")
             return 0
         if action in ("disable", "enable"):
@@ -428,8 +429,20 @@ async def _users(action, args) -> int:
             import secrets
 
             password, generated = secrets.token_urlsafe(15), True
+        if action == "token":
+            print(await users.api_token(args.name, days=args.days))
+            print(f"API token of {args.name} (valid {args.days:g} days): send it as 'Authorization: Bearer <token>'",
+                  file=sys.stderr)
+            return 0
+        if action == "add" and (args.role == "unit" or args.unit):
+            from gateway.units.service import check_unit_id
+
+            problem = check_unit_id(settings.config_dir, args.unit)
+            if problem:
+                print(problem, file=sys.stderr)
+                return 2
         if action == "add":
-            await users.create_user(args.name, password, args.role, agent_id=args.agent)
+            await users.create_user(args.name, password, args.role, agent_id=args.agent, unit_id=args.unit)
             print(f"user {args.name} ({args.role}) created" + (f", answers as agent {args.agent}" if args.agent else ""))
         else:
             await users.set_password(args.name, password)
@@ -496,8 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
     usub = p.add_subparsers(dest="user_command", required=True)
     u = usub.add_parser("add", help="create a user (prints a generated password unless --password-stdin)")
     u.add_argument("name")
-    u.add_argument("--role", required=True, choices=("agent", "supervisor", "admin"))
+    u.add_argument("--role", required=True, choices=("agent", "supervisor", "admin", "unit"))
     u.add_argument("--agent", help="the queue member this user answers as (an agent id of hotlines.yaml, e.g. 8001)")
+    u.add_argument("--unit", help="role unit: the handling unit (a unit id of catalogue.yaml, e.g. water)")
     u.add_argument("--password-stdin", action="store_true")
     u.set_defaults(func=cmd_user)
     u = usub.add_parser("passwd", help="set a user's password")
@@ -517,6 +531,10 @@ def build_parser() -> argparse.ArgumentParser:
     u = usub.add_parser("delete", help="delete a user, their sessions and unsaved drafts")
     u.add_argument("name")
     u.add_argument("--yes", action="store_true", help="yes, delete (cannot be undone)")
+    u.set_defaults(func=cmd_user, password_stdin=False)
+    u = usub.add_parser("token", help="print a long-lived API token for a unit account's own system")
+    u.add_argument("name")
+    u.add_argument("--days", type=float, default=365.0)
     u.set_defaults(func=cmd_user, password_stdin=False)
     u = usub.add_parser("list", help="list users")
     u.set_defaults(func=cmd_user)

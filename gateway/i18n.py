@@ -172,6 +172,11 @@ TEMPLATES: tuple[tuple[str, str], ...] = (
     ("{value} is not a date YYYY-MM-DD", "{value} 不是日期 YYYY-MM-DD"),
     ("no knowledge files (*.yaml)", "没有知识库文件（*.yaml）"),
     ("duplicate entry id {entry} (also in {file})", "条目 id 重复：{entry}（另见 {file}）"),
+    # -- deadlines.yaml and unit_hooks.yaml (gateway.units) ---------------------------------------
+    ("give either hours or working_days", "请给出 hours（小时）或 working_days（工作日）之一"),
+    ("expected a whole number of working days", "工作日数应为整数"),
+    ("{value} is not an http(s) URL", "{value} 不是 http(s) 网址"),
+    ("the secret must be at least 16 printable characters", "密钥至少需要 16 个可打印字符"),
     # -- last, as it would take the more specific ones above -----------------------------------
     ("unknown {what} {value}", "未知的{what} {value}"),
 )

@@ -154,6 +154,8 @@ class Settings:
     # with {number} (``PJSIP/{number}@trunk``); "" = no outbound calls (the development sandbox's
     # default is its simulated citizen, ``Local/{number}@gw-citizen-sim``).
     outbound_dial: str = ""
+    unit_job_interval: float = 30.0  # GATEWAY_UNIT_JOB_INTERVAL: seconds between deadline reminders/webhook runs
+    unit_hooks_file: Path | None = None  # GATEWAY_UNIT_HOOKS: units' webhooks (default <config_dir>/unit_hooks.yaml)
 
     # -- derived paths -------------------------------------------------
     @property
@@ -469,6 +471,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         instance_id=_instance_id(env, "GATEWAY_INSTANCE_ID"),
         loop_debug=_bool(env, "GATEWAY_LOOP_DEBUG", False),
         outbound_dial=_outbound_dial(env, "GATEWAY_OUTBOUND_DIAL", state_dir),
+        unit_job_interval=_float(env, "GATEWAY_UNIT_JOB_INTERVAL", 30.0),
+        unit_hooks_file=Path(env["GATEWAY_UNIT_HOOKS"]).resolve() if env.get("GATEWAY_UNIT_HOOKS")
+        else config_dir / "unit_hooks.yaml",
     )
 
 

@@ -26,7 +26,7 @@ from gateway.web.schemas_auth import LoginBody
 COOKIE = "gw_session"
 CSRF_HEADER = "X-CSRF-Token"
 DEFAULT_NEXT = "/admin"
-ROLE_HOME = {"agent": "/desk", "supervisor": "/supervisor", "admin": "/admin"}
+ROLE_HOME = {"agent": "/desk", "supervisor": "/supervisor", "admin": "/admin", "unit": "/unit"}
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 CSRF_EXEMPT = frozenset({"/api/login"})  # creates the session; guarded by its Origin check instead

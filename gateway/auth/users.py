@@ -25,7 +25,7 @@ MAX_TOKEN = 200
 
 def _user_dict(user: User) -> dict[str, Any]:
     return {"id": user.id, "username": user.username, "role": user.role, "disabled": bool(user.disabled),
-            "agent_id": user.agent_id,
+            "agent_id": user.agent_id, "unit_id": user.unit_id,
             "created_at": user.created_at.isoformat() if user.created_at else None}
 
 
@@ -77,24 +77,27 @@ class UserStore:
             return await asyncio.to_thread(verify_password, password, stored)
 
     async def create_user(self, username: str, password: str, role: str, *, actor: str = "cli",
-                          agent_id: str | None = None) -> int:
+                          agent_id: str | None = None, unit_id: str | None = None) -> int:
         if not isinstance(username, str) or not USERNAME.match(username):
             raise ValidationError("a username is 2-32 of a-z, 0-9, _ . - and starts with a letter",
                                   details={"field": "username"})
         if role not in ROLES:
             raise ValidationError(f"role must be one of {', '.join(ROLES)}", details={"field": "role"})
         _check_agent_id(agent_id)
+        if (role == "unit") != (unit_id is not None):
+            raise ValidationError("a unit account needs a unit id (--unit), and only a unit account has one",
+                                  details={"field": "unit_id"})
         password_hash = await self._hash(check_password_policy(password))
 
         async def work(session) -> int:
             if (await session.execute(sa.select(User.id).where(User.username == username))).first():
                 raise UserExists(f"user {username} exists already", details={"username": username})
             user = User(username=username, password_hash=password_hash, role=role, disabled=False,
-                        agent_id=agent_id)
+                        agent_id=agent_id, unit_id=unit_id)
             session.add(user)
             await session.flush()
             session.add(AuditEvent(actor=actor, action="user.created", object_type="user", object_id=username,
-                                   details={"role": role}))
+                                   details={"role": role, **({"unit_id": unit_id} if unit_id else {})}))
             return user.id
 
         return await self._db.run_write(work)
@@ -163,6 +166,19 @@ class UserStore:
 
         await self._db.run_write(work)
 
+    async def api_token(self, username: str, *, days: float, actor: str = "cli") -> str:
+        """A long-lived session token for a unit's own system (``Authorization: Bearer``); audited."""
+        if not 0 < days <= 3660:
+            raise ValidationError("days must be between 0 and 3660", details={"field": "days"})
+        async with self._db.read_session() as session:
+            user = await _user_named(session, username)
+            user_id, role, disabled = user.id, user.role, user.disabled
+        if role != "unit" or disabled:
+            raise ValidationError("API tokens are for enabled unit accounts", details={"field": "username"})
+        token, _csrf = await self.create_session(user_id, ttl=timedelta(days=days))
+        await self.audit(actor, "user.api_token", username, {"days": days})
+        return token
+
     async def users_for_agent(self, agent_id: str) -> list[dict[str, Any]]:
         """The enabled users answering as queue member ``agent_id`` (who gets its screen pops)."""
         async with self._db.read_session() as session:
@@ -205,15 +221,17 @@ class UserStore:
         await self.audit(username, "auth.login", username, details)
         return {"id": user.id, "username": user.username, "role": user.role}
 
-    async def create_session(self, user_id: int) -> tuple[str, str]:
-        """A new session: ``(token, csrf_token)``; only the token's SHA-256 is stored."""
+    async def create_session(self, user_id: int, *, ttl: timedelta | None = None) -> tuple[str, str]:
+        """A new session: ``(token, csrf_token)``; only the token's SHA-256 is stored. ``ttl``: an
+        API token's lifetime (a unit's own system sends it as ``Authorization: Bearer``)."""
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         now = self.clock()
+        ttl = ttl or self.session_ttl
 
         async def work(session) -> None:
             await session.execute(sa.delete(UserSession).where(UserSession.expires_at <= now))
             session.add(UserSession(token_hash=token_digest(token), user_id=user_id, csrf_token=csrf, created_at=now,
-                                    expires_at=now + self.session_ttl))
+                                    expires_at=now + ttl))
 
         await self._db.run_write(work)
         return token, csrf
@@ -233,7 +251,8 @@ class UserStore:
             await self.delete_session(token)
             return None
         return {"id": user.id, "username": user.username, "role": user.role, "csrf_token": sess.csrf_token,
-                "expires_at": sess.expires_at.isoformat(), "agent_id": user.agent_id}
+                "expires_at": sess.expires_at.isoformat(), "agent_id": user.agent_id,
+                "unit_id": user.unit_id}
 
     async def delete_session(self, token: str) -> None:
         async def work(session) -> None:
@@ -274,4 +293,4 @@ def _check_agent_id(agent_id: str | None) -> None:
 
 def user_payload(user: dict[str, Any]) -> dict[str, Any]:
     """What the API shows of a logged-in user."""
-    return {k: user[k] for k in ("id", "username", "role", "expires_at", "agent_id") if k in user}
+    return {k: user[k] for k in ("id", "username", "role", "expires_at", "agent_id", "unit_id") if k in user}

@@ -83,7 +83,9 @@ class DeskService:
     def use_timezone(self, name: str) -> None:
         """The hotline configuration's time zone (known once its live version is loaded)."""
         self.timezone = name
+        on_submitted = self.desk.on_submitted  # the units feature's dispatch stays
         self.desk = DeskStore(self.store, timezone=name)
+        self.desk.on_submitted = on_submitted
 
     # -- events ------------------------------------------------------------------------
     async def on_ami_event(self, event: AmiEvent) -> None:

@@ -19,8 +19,10 @@ from gateway.web.problems import Error
 from gateway.web.schema import body_ref, components
 from gateway.web.schemas_auth import BODIES as AUTH_BODIES
 from gateway.web.schemas_auth import LoginBody
+from gateway.units.openapi import unit_paths
+from gateway.units.schemas import BODIES as UNIT_BODIES
 
-BODY_MODELS = {**DESK_BODIES, **ADMIN_BODIES, **AUTH_BODIES}  # (method, path) -> model of the request body
+BODY_MODELS = {**DESK_BODIES, **ADMIN_BODIES, **AUTH_BODIES, **UNIT_BODIES}  # (method, path) -> model of the request body
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -109,6 +111,7 @@ def openapi_document() -> dict:
             "/healthz": {"get": {"summary": "database and AMI state", "responses": {
                 "200": _resp("healthy"), "503": _resp("degraded")}}},
             **desk_paths(),
+            **unit_paths(),
             "/api/admin/overview": {"get": _op("lines, modes, today's calls per line, broadcasts", ok="200",
                                                ok_schema={"type": "object"})},
             "/api/admin/versions": {"get": _op("the version history, newest first", ok="200",

@@ -43,6 +43,9 @@ class DeskStore:
     def __init__(self, store: TicketStore, *, timezone: str = "Asia/Shanghai") -> None:
         self.store = store
         self.tz = ZoneInfo(timezone)  # times in messages for people are local
+        # async (session, ticket, actor, now): the units feature's dispatch, inside the submit's
+        # transaction (gateway.units.store.UnitStore.dispatch_submitted); None: no dispatch rows
+        self.on_submitted = None
 
     async def ticket_of_call(self, uniqueid: str) -> dict | None:
         async with self.store.read_session() as session:
@@ -123,6 +126,8 @@ class DeskStore:
             ticket.decided_by = actor[:64]
             ticket.decided_at = now
             await session.execute(sa.delete(TicketDraft).where(TicketDraft.ticket_id == ticket_id))
+            if outcome == "submitted" and self.on_submitted is not None:
+                await self.on_submitted(session, ticket, actor, now)
             session.add(AuditEvent(actor=actor[:32], action=f"ticket.{outcome}", object_type="ticket",
                                    object_id=str(ticket_id),
                                    details={k: v for k, v in fields.items() if k in (

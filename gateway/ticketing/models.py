@@ -36,7 +36,7 @@ HANDLING_STAGES = ("dispatched", "accepted", "review", "handled", "closed")
 DISPATCH_STATUSES = ("sent", "accepted", "objected", "handled", "withdrawn")
 # What happened to a ticket after intake, in order (ticket_events.kind).
 TICKET_EVENT_KINDS = ("dispatched", "accepted", "objected", "note", "handled", "redispatched", "closed",
-                      "reminder", "overdue", "followup", "review", "sms")
+                      "reminder", "overdue", "followup", "review", "sms", "withdrawn", "rejected")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_name)s",
@@ -199,8 +199,36 @@ class Dispatch(Base):
     result: Mapped[str | None] = mapped_column(sa.Text)  # the 办结 reply
     objection: Mapped[str | None] = mapped_column(sa.Text)  # why the unit says it is not theirs
     reminded_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # When the "overdue" notice (at the deadline) went out; reminded_at is the one before it
+    # (migration 0010_units). Both are claimed with a compare-and-set: once across instances.
+    overdue_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class UnitHookDelivery(Base):
+    """One event for a unit's own system (its webhook): dispatched, reminder, overdue, withdrawn.
+
+    Written in the transaction that made the event, delivered (HMAC-signed JSON) by the units
+    feature's periodic job, retried with backoff; ``delivered_at`` or ``failed_at`` ends it.
+    Never holds a confidential caller's number (the payload is built from ids and texts).
+    """
+
+    __tablename__ = "unit_hook_deliveries"
+    __table_args__ = (sa.Index("ix_unit_hook_deliveries_pending", "delivered_at", "next_at"),)
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
+    unit_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    event: Mapped[str] = mapped_column(sa.String(16))
+    ticket_id: Mapped[int] = mapped_column(RowId)
+    payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    next_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    failed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    last_error: Mapped[str | None] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class TicketEvent(Base):

@@ -36,6 +36,7 @@ ERROR_ZH: dict[str, str] = {
     "invalid-request": "请求内容不符合要求",
     "not-found": "未找到",
     "conflict": "与当前数据冲突（可能已被他人修改），请刷新后再试",
+    "unknown-unit": "不是职责目录中的承办单位",
     "call-exists": "该来电已有记录",
     "ticket-decided": "该工单已处理",
     "invalid-config": "配置有误，未做任何修改",

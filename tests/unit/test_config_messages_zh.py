@@ -17,6 +17,8 @@ from gateway.desk.knowledge import load_knowledge, parse_knowledge
 from gateway.errors import ConfigError
 from gateway.ivr_flows import yamlsrc
 from gateway.ivr_flows.validate import config_from_files, read_files
+from gateway.units.deadlines import parse_deadlines
+from gateway.units.hooks import parse_hooks
 from tests.unit.test_yaml_hostile import BOMBS
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
@@ -271,6 +273,14 @@ YAML = [
     *BOMBS.values(),
 ]
 
+DEADLINES = [  # config/deadlines.yaml (gateway.units.deadlines)
+    "urgency: {normal: {hours: 2, working_days: 1}, urgent: {working_days: 1.5}, emergency: {hours: 0}}\n"
+    "categories: {咨讯: {hours: 1}}\nremind_at: 2\nreminder: 1\n",
+    "urgency: {urgent: {hours: 2}}\n",
+]
+HOOKS = ("hooks:\n  water: {url: 'ftp://x', secret: short}\n  nowhere: {url: 'https://a.b', secret: 'x'}\n"
+         "  water2: []\n")
+
 
 def _raised(call, *args) -> list:
     try:
@@ -303,6 +313,9 @@ def _corpus(tmp_path: Path) -> list[yamlsrc.ConfigProblem]:
     out += _raised(load_knowledge, tmp_path / "empty")
     for text in YAML:
         out += yamlsrc.parse(text, "x.yaml").problems
+    for text in DEADLINES:
+        out += _raised(parse_deadlines, text)
+    out += _raised(parse_hooks, HOOKS, {"water": "市自来水集团"})
     (tmp_path / "latin1.yaml").write_bytes("a: \xe9\n".encode("latin-1"))
     out += yamlsrc.read(tmp_path / "latin1.yaml").problems
     return out

@@ -9,7 +9,19 @@ export const TRANSCRIPT_STATUS_NAMES = {none: "无转写 no transcript", pending
   failed: "转写失败 failed"};
 export const UNIT_KIND_NAMES = {street: "街道", township: "乡镇", district: "区政府", city_department: "市级部门",
   police: "公安", enterprise: "企事业"};
-export const ROLE_NAMES = {agent: "话务员", supervisor: "班长", admin: "管理员"};
+export const ROLE_NAMES = {agent: "话务员", supervisor: "班长", admin: "管理员", unit: "承办单位"};
+// After dispatch (the unit page /unit and the supervisor's review and 督办 sections).
+export const HANDLING_NAMES = {dispatched: "已派发", accepted: "办理中", review: "待审核", handled: "已办结",
+  closed: "已关闭"};
+export const DISPATCH_STATUS_NAMES = {sent: "待签收", accepted: "已签收", objected: "已提异议", handled: "已办结",
+  withdrawn: "已撤回"};
+export const UNIT_LIST_NAMES = {new: "待签收 new", accepted: "办理中 accepted", overdue: "已超期 overdue",
+  handled: "已办结 handled", objected: "异议中 objected", all: "全部 all"};
+export const EVENT_KIND_NAMES = {dispatched: "派单", accepted: "签收", objected: "派单异议", note: "进展",
+  handled: "办结", redispatched: "改派", closed: "关闭", reminder: "到期提醒", overdue: "超期", followup: "回访",
+  review: "审核", sms: "短信", withdrawn: "撤回", rejected: "驳回异议"};
+export const REVIEW_REASON_NAMES = {objection: "派单异议", no_unit: "无承办单位", unsolved: "回访未解决",
+  unsatisfied: "回访不满意"};
 
 /** "整体并入 retired" for a known key, the key itself otherwise. */
 export function label(names, key) { return names[key] ? `${names[key]} ${key}` : String(key ?? ""); }
