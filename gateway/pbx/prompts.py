@@ -28,10 +28,11 @@ from gateway.tts import espeak
 from gateway.tts.errors import TtsError
 from gateway.errors import GatewayError
 from gateway.ivr_flows.engine import broadcast_key, prompt_key
-from gateway.ivr_flows.model import GatewayConfig
+from gateway.ivr_flows.model import DIGIT_PAUSE, DIGIT_TEXTS, GatewayConfig, SayTicketNode
 
 log = logging.getLogger(__name__)
 _TONE = re.compile(r"^tone:(\d{2,5})Hz:(\d{2,5})ms$")
+_SILENCE = re.compile(r"^silence:(\d{2,4})ms$")  # a pause (the ticket number's groups)
 # Played by the dialplan's fail-safe (gateway.pbx.dialplan) when the gateway is down or lost
 # mid-call: not part of any flow, so the gateway need not be up for a caller to hear it.
 FAILSAFE_NOTICE = ("failsafe-notice", "系统繁忙，正在为您转接人工服务，请稍候。")
@@ -47,10 +48,11 @@ class PromptText:
     key: str
     text: str
     language: str
+    trim: bool = False  # cut the voice's leading/trailing silence (digits read one by one)
 
     @property
     def is_tone(self) -> bool:
-        return bool(_TONE.match(self.text))
+        return bool(_TONE.match(self.text) or _SILENCE.match(self.text))
 
     @property
     def spoken(self) -> str:
@@ -62,7 +64,7 @@ class PromptText:
         return ("sox", "tone") if self.is_tone else tts.engine_for(self.language)
 
     def digest_for(self, engine: str, voice: str) -> str:
-        blob = f"{RENDER_VERSION}\0{engine}\0{voice}\0{self.spoken}".encode("utf-8")
+        blob = f"{RENDER_VERSION}\0{engine}\0{voice}\0{self.spoken}{chr(0) + 'trim' if self.trim else ''}".encode("utf-8")
         return hashlib.sha256(blob).hexdigest()[:20]
 
     @property
@@ -89,6 +91,22 @@ def catalogue(config: GatewayConfig) -> dict[str, PromptText]:
         out[key] = PromptText(key, item.text, language)
     key, text = FAILSAFE_NOTICE
     out[key] = PromptText(key, text, config.flows[config.primary.flow].language)
+    out.update(digit_prompts(config))
+    return out
+
+
+def digit_prompts(config: GatewayConfig) -> dict[str, PromptText]:
+    """The digits a ``say_ticket`` node reads (``<flow>-digit-0``..``9``, ``<flow>-digit-pause``),
+    rendered once at apply in the flow's voice and played one after the other at call time."""
+    out: dict[str, PromptText] = {}
+    for flow in config.flows.values():
+        if not any(isinstance(n, SayTicketNode) for n in flow.nodes.values()) or flow.language not in DIGIT_TEXTS:
+            continue
+        for digit, text in enumerate(DIGIT_TEXTS[flow.language]):
+            key = f"{flow.id}-digit-{digit}"
+            out[key] = PromptText(key, text, flow.language, trim=True)
+        key = f"{flow.id}-digit-pause"
+        out[key] = PromptText(key, DIGIT_PAUSE, flow.language)
     return out
 
 
@@ -107,6 +125,27 @@ def synthesize(prompt: PromptText, target: Path) -> dict:
     :meth:`PromptText.voice` when the neural voice failed to load just now.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
+    pause = _SILENCE.match(prompt.text)
+    if pause:
+        with tempfile.TemporaryDirectory(prefix=".gw-prompt-", dir=target.parent) as tmp:
+            out = Path(tmp) / "out.wav"
+            _run(["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(out), "trim", "0.0",
+                  f"{int(pause.group(1)) / 1000:.3f}"])
+            os.replace(out, target)
+        return {"engine": "sox", "voice": "tone", "seconds": int(pause.group(1)) / 1000}
+    if prompt.trim:
+        said = _synthesize_voice(prompt, target)
+        with tempfile.TemporaryDirectory(prefix=".gw-prompt-", dir=target.parent) as tmp:
+            out = Path(tmp) / "out.wav"
+            # 40 ms kept at each end: no clipped consonant, no long gaps between digits
+            _run(["sox", str(target), str(out), "silence", "1", "0.02", "1%", "reverse", "silence", "1", "0.02",
+                  "1%", "reverse", "pad", "0.04", "0.04"])
+            os.replace(out, target)
+        return said
+    return _synthesize_voice(prompt, target)
+
+
+def _synthesize_voice(prompt: PromptText, target: Path) -> dict:
     tone = _TONE.match(prompt.text)
     if tone:
         with tempfile.TemporaryDirectory(prefix=".gw-prompt-", dir=target.parent) as tmp:
