@@ -37,6 +37,7 @@ from gateway.pbx.ami import AmiClient
 from gateway.pbx.ami_pool import AmiPool
 from gateway.pbx.nodes import nodes_of
 from gateway.settings import Settings
+from gateway.sms import plugin as sms
 from gateway.speech import plugin as speech
 from gateway.ticketing import migrate
 from gateway.ticketing.dbcheck import database_state
@@ -46,7 +47,7 @@ from gateway.web.app import new_app
 from gateway.web.edge import EdgePolicy
 
 DEPS = web.AppKey("deps", Deps)
-FEATURES = (auth, hotlines, speech, desk, calls, api)  # each needs only those before it
+FEATURES = (auth, hotlines, speech, desk, calls, api, sms)  # each needs only those before it
 
 
 def _database(deps: Deps):

@@ -149,6 +149,13 @@ class Settings:
     pbx_instance_dir: Path | None = None  # one node's instance dir (see node_settings); default <state>/asterisk
     pbx_node: str = ""  # one node's name: its Asterisk systemname (unique call ids across nodes)
     loop_debug: bool = False  # GATEWAY_LOOP_DEBUG (dev only): asyncio debug mode, callbacks over 20 ms logged
+    # SMS with the ticket number (issue 13, gateway/sms/): no sender configured = the outbox only records
+    sms_webhook_url: str = ""  # GATEWAY_SMS_WEBHOOK_URL: POST JSON here (http:// or https://)
+    sms_webhook_secret: str = field(default="", repr=False)  # GATEWAY_SMS_WEBHOOK_SECRET: HMAC-SHA256 signature
+    sms_webhook_timeout: float = 10.0  # GATEWAY_SMS_WEBHOOK_TIMEOUT (s)
+    sms_max_attempts: int = 6  # GATEWAY_SMS_MAX_ATTEMPTS: then the text is dead
+    sms_retry_seconds: float = 30.0  # GATEWAY_SMS_RETRY_SECONDS: first backoff, doubling (at most 30 min)
+    sms_poll_seconds: float = 2.0  # GATEWAY_SMS_POLL_SECONDS: the sender looks for due texts this often
 
     # -- derived paths -------------------------------------------------
     @property
@@ -462,7 +469,39 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         recordings_min_free_mb=_non_negative(env, "GATEWAY_RECORDINGS_MIN_FREE_MB", 50.0),
         instance_id=_instance_id(env, "GATEWAY_INSTANCE_ID"),
         loop_debug=_bool(env, "GATEWAY_LOOP_DEBUG", False),
+        sms_webhook_url=_webhook_url(env, "GATEWAY_SMS_WEBHOOK_URL"),
+        sms_webhook_secret=env.get("GATEWAY_SMS_WEBHOOK_SECRET") or "",
+        sms_webhook_timeout=_float(env, "GATEWAY_SMS_WEBHOOK_TIMEOUT", 10.0),
+        sms_max_attempts=_count(env, "GATEWAY_SMS_MAX_ATTEMPTS", 6),
+        sms_retry_seconds=_float(env, "GATEWAY_SMS_RETRY_SECONDS", 30.0),
+        sms_poll_seconds=_float(env, "GATEWAY_SMS_POLL_SECONDS", 2.0),
     )
+
+
+def _webhook_url(env: Mapping[str, str], name: str) -> str:
+    """An http(s) URL with a host, or '' when unset."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return ""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"{name}={raw!r} is not an http:// or https:// URL with a host")
+    return raw
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    if not 1 <= value <= 100:
+        raise SettingsError(f"{name}={raw!r} is out of range 1..100")
+    return value
 
 
 def _instance_id(env: Mapping[str, str], name: str) -> str:

@@ -53,7 +53,9 @@ async def queue(session: AsyncSession, *, ticket: Ticket | None, to_number: str,
 
 
 def row_dict(row: SmsOutbox, *, ticket_no: str | None = None, masked: bool = True) -> dict[str, Any]:
-    return {
+    """A text as JSON; ``masked`` (every view but the sender's): the number masked, no body."""
+    out = {} if masked else {"body": row.body}
+    return out | {
         "id": row.id, "ticket_id": row.ticket_id, "ticket_no": ticket_no,
         "to_number": mask_number(row.to_number) if masked else row.to_number,
         "kind": row.kind, "status": row.status, "attempts": row.attempts,
@@ -68,8 +70,9 @@ class Outbox:
     """The outbox over the ticket store's database (its transactions: ``run_write``/``read_session``)."""
 
     def __init__(self, store, *, lease_seconds: float = 120.0, max_attempts: int = 6,
-                 clock=_now) -> None:
+                 retry_seconds: float = BACKOFF[0], clock=_now) -> None:
         self.store = store
+        self.retry_seconds = retry_seconds
         self.lease = timedelta(seconds=lease_seconds)
         self.max_attempts = max_attempts
         self.clock = clock
@@ -126,12 +129,12 @@ class Outbox:
                 row.status = "dead"
             else:
                 row.status = "failed"
-                row.next_at = now + timedelta(seconds=backoff_seconds(row.attempts))
+                row.next_at = now + timedelta(seconds=backoff_seconds(row.attempts, first=self.retry_seconds))
             return row.status
 
         return await self.store.run_write(work)
 
-    async def retry(self, sms_id: int) -> dict[str, Any]:
+    async def retry(self, sms_id: int, *, actor: str = "supervisor") -> dict[str, Any]:
         """A supervisor's retry of a failed or dead text: due now, attempts counted afresh."""
         from gateway.errors import NotFound
 
@@ -146,7 +149,7 @@ class Outbox:
                 row.status, row.next_at, row.attempts = "pending", now, 0
             from gateway.ticketing.models import AuditEvent
 
-            session.add(AuditEvent(actor="supervisor", action="sms.retry", object_type="sms",
+            session.add(AuditEvent(actor=actor[:32], action="sms.retry", object_type="sms",
                                    object_id=str(row.id), details={"before": before, "ticket_id": row.ticket_id}))
             return row_dict(row)
 

@@ -20,6 +20,7 @@ from gateway.ticketing.models import Ticket
 from gateway.ticketing.ticket_no import is_ticket_no, new_ticket_no
 
 DRAWS = 20  # a fresh number is taken on the first draw but for one in a million per ticket of the day
+ZoneInfo("Asia/Shanghai")  # loaded once here (a file read), not on the event loop; ZoneInfo caches it
 
 
 def local_day(when: datetime | None, tz: str) -> date:
