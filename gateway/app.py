@@ -31,6 +31,7 @@ from gateway.bus import make_bus
 from gateway.calls import plugin as calls
 from gateway.clock import AdjustableClock, Clock
 from gateway.deps import Deps
+from gateway.desk import announce
 from gateway.desk import plugin as desk
 from gateway.hotlines import plugin as hotlines
 from gateway.pbx.ami import AmiClient
@@ -47,7 +48,7 @@ from gateway.web.app import new_app
 from gateway.web.edge import EdgePolicy
 
 DEPS = web.AppKey("deps", Deps)
-FEATURES = (auth, hotlines, speech, desk, calls, api, sms)  # each needs only those before it
+FEATURES = (auth, hotlines, speech, desk, calls, api, sms, announce)  # each needs only those before it
 
 
 def _database(deps: Deps):
