@@ -48,7 +48,6 @@ class PromptText:
     key: str
     text: str
     language: str
-    trim: bool = False  # cut the voice's leading/trailing silence (digits read one by one)
 
     @property
     def is_tone(self) -> bool:
@@ -64,7 +63,7 @@ class PromptText:
         return ("sox", "tone") if self.is_tone else tts.engine_for(self.language)
 
     def digest_for(self, engine: str, voice: str) -> str:
-        blob = f"{RENDER_VERSION}\0{engine}\0{voice}\0{self.spoken}{chr(0) + 'trim' if self.trim else ''}".encode("utf-8")
+        blob = f"{RENDER_VERSION}\0{engine}\0{voice}\0{self.spoken}".encode("utf-8")
         return hashlib.sha256(blob).hexdigest()[:20]
 
     @property
@@ -104,7 +103,9 @@ def digit_prompts(config: GatewayConfig) -> dict[str, PromptText]:
             continue
         for digit, text in enumerate(DIGIT_TEXTS[flow.language]):
             key = f"{flow.id}-digit-{digit}"
-            out[key] = PromptText(key, text, flow.language, trim=True)
+            # as the voice says them, with its own short silences: trimmed digits run together and
+            # the recogniser (and a listener) loses some of them (measured, bench/ticket_no.py)
+            out[key] = PromptText(key, text, flow.language)
         key = f"{flow.id}-digit-pause"
         out[key] = PromptText(key, DIGIT_PAUSE, flow.language)
     return out
@@ -133,15 +134,6 @@ def synthesize(prompt: PromptText, target: Path) -> dict:
                   f"{int(pause.group(1)) / 1000:.3f}"])
             os.replace(out, target)
         return {"engine": "sox", "voice": "tone", "seconds": int(pause.group(1)) / 1000}
-    if prompt.trim:
-        said = _synthesize_voice(prompt, target)
-        with tempfile.TemporaryDirectory(prefix=".gw-prompt-", dir=target.parent) as tmp:
-            out = Path(tmp) / "out.wav"
-            # 40 ms kept at each end: no clipped consonant, no long gaps between digits
-            _run(["sox", str(target), str(out), "silence", "1", "0.02", "1%", "reverse", "silence", "1", "0.02",
-                  "1%", "reverse", "pad", "0.04", "0.04"])
-            os.replace(out, target)
-        return said
     return _synthesize_voice(prompt, target)
 
 

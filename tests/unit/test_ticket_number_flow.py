@@ -118,7 +118,6 @@ async def test_given_no_number_drawn_when_a_dry_run_walks_the_flow_then_the_node
 def test_given_the_flows_then_digit_prompts_exist_once_per_flow_in_its_voice():
     prompts = catalogue(CONFIG)
     assert [prompts[f"main-digit-{d}"].text for d in range(10)] == list("零幺二三四五六七八九")
-    assert all(prompts[f"main-digit-{d}"].trim for d in range(10))
     assert prompts["main-digit-pause"].is_tone and prompts["main-digit-pause"].voice() == ("sox", "tone")
     assert prompts["ko-digit-1"].language == "ko" and prompts["ko-digit-1"].text == "일"
 
