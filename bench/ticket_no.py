@@ -3,7 +3,7 @@
 The number is played as a call plays it: the flow's intro prompt ("您的诉求已记录，工单号是"),
 then the per-digit prompts rendered at apply (gateway.pbx.prompts.digit_prompts: the Kokoro
 voice, one file per digit, 75 ms of silence added at each end) joined 4-3-4 with the flow's
-pause prompt before each group. N random numbers
+pause prompt between the groups. N random numbers
 (gateway.ticketing.ticket_no.new_ticket_no, a fixed seed) are built, sent through the
 telephone channel (G.711 µ-law round trip) and transcribed by the gateway's Mandarin
 recogniser (config/speech.yaml zh: Whisper base). Per number: the digits heard
@@ -61,8 +61,9 @@ def render_prompts(folder: Path) -> dict[str, bytes]:
 def spoken(number: str, pcm: dict[str, bytes], gap: float) -> bytes:
     silence = bytes(int(gap * 16000)) if gap > 0 else b""
     parts = [pcm["main-ticket_no"]]
-    for group in spoken_groups(number):
-        parts.append(pcm["main-digit-pause"])
+    for n, group in enumerate(spoken_groups(number)):
+        if n:
+            parts.append(pcm["main-digit-pause"])
         parts.append(silence.join(pcm[f"main-digit-{d}"] for d in group))
     return b"".join(parts)
 

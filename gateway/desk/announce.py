@@ -43,10 +43,11 @@ class NoTicketNumber(Conflict):
 
 
 def playlist(ticket_no: str, prompt_path: Callable[[str], str], flow: str = FLOW) -> str:
-    """The files Playback plays, joined by ``&``: intro, then the digits 4-3-4, a pause before each group."""
+    """The files Playback plays, joined by ``&``: intro, then the digits 4-3-4 with pauses."""
     keys = [f"{flow}-ticket_no"]
-    for group in spoken_groups(ticket_no):
-        keys.append(f"{flow}-digit-pause")
+    for n, group in enumerate(spoken_groups(ticket_no)):
+        if n:
+            keys.append(f"{flow}-digit-pause")
         keys += [f"{flow}-digit-{d}" for d in group]
     return "&".join(prompt_path(k) for k in keys)
 

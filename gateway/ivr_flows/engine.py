@@ -570,8 +570,9 @@ class _Visit:
         said = 0
         for attempt in range(node.repeats + 1):
             await self.play_prompt(node.prompt)
-            for group in spoken_groups(number):
-                await self.play_prompt("digit-pause")
+            for n, group in enumerate(spoken_groups(number)):
+                if n:  # no pause after the intro: the recogniser then hears words, not digits (bench)
+                    await self.play_prompt("digit-pause")
                 for digit in group:
                     await self.play_prompt(f"digit-{digit}")
             said += 1

@@ -130,7 +130,7 @@ class SayTicketNode:
 # How each digit is said when a number is read digit by digit, by flow voice (1 is 幺 in Mandarin,
 # as in phone numbers; Korean reads Sino-Korean digits, 0 as 공 as on the phone).
 DIGIT_TEXTS = {"cmn": "零幺二三四五六七八九", "ko": "공일이삼사오육칠팔구"}
-DIGIT_PAUSE = "silence:350ms"  # after the intro and between the 4-3-4 groups
+DIGIT_PAUSE = "silence:350ms"  # between the 4-3-4 groups
 DIGIT_PAD_MS = 75  # silence around each digit (150 ms between two digits)
 
 

@@ -205,10 +205,14 @@ def _extensions_conf(config: GatewayConfig, settings: Settings) -> str:
         ]
     out += announce_context()
     out += [
-        "; Simulated agents: queue members that answer by themselves.",
+        "; Simulated agents: queue members that answer by themselves. While they talk their line",
+        "; carries audio (silence), as a phone's RTP does: audio mixed into a call (the desk's",
+        "; ticket number, [gw-announce]) rides on the frames that flow to the caller.",
         "[gw-agents]",
         "exten => _XX.,1,Answer()",
-        " same => n,Wait(${GW_AGENT_TALK})",
+        " same => n,Set(GW_AGENT_END=$[${EPOCH} + ${GW_AGENT_TALK}])",
+        f" same => n(talk),Playback({PBX_INSTANCE_DIR}/prompts/sim/silence-1s)",
+        " same => n,GotoIf($[${EPOCH} < ${GW_AGENT_END}]?talk)",
         " same => n,Hangup()",
         "",
         "; Simulated caller (`gateway call`): the ;2 half of a Local channel waits while",

@@ -218,6 +218,9 @@ def render_all(
     if not silence.is_file():
         silence.parent.mkdir(parents=True, exist_ok=True)
         _run(["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(silence), "trim", "0.0", "10.0"])
+    second = out_dir / "sim" / "silence-1s.wav"  # a simulated agent's line while it talks (media flows)
+    if not second.is_file():
+        _run(["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(second), "trim", "0.0", "1.0"])
     known = {f"{k}.wav" for k in prompts}
     for stale in out_dir.glob("*.wav"):
         if stale.name not in known:

@@ -66,7 +66,7 @@ async def test_given_a_caller_who_described_when_transferred_then_the_number_is_
     assert _readings(channel.played) == [NUMBER]
     spoken = _spoken(channel.played)
     digits_and_pauses = [p.removeprefix("main-digit-") for p in spoken[1:-1]]
-    assert "".join(d if d != "pause" else " " for d in digits_and_pauses) == f" {NUMBER[:4]} {NUMBER[4:7]} {NUMBER[7:]}"
+    assert "".join(d if d != "pause" else " " for d in digits_and_pauses) == f"{NUMBER[:4]} {NUMBER[4:7]} {NUMBER[7:]}"
     assert spoken[-1] == "main-ticket_repeat"  # then the transfer prompt
     assert observer.told == [{"ticket_no": NUMBER, "sms": None}]
     step = next(s for s in observer.steps if s["node"] == "tell_number")
