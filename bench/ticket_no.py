@@ -2,14 +2,14 @@
 
 The number is played as a call plays it: the flow's intro prompt ("您的诉求已记录，工单号是"),
 then the per-digit prompts rendered at apply (gateway.pbx.prompts.digit_prompts: the Kokoro
-voice, one file per digit, 75 ms of silence added at each end) joined 4-3-4 with the flow's
-pause prompt between the groups. N random numbers
+voice, one file per digit) joined 4-3-4: the flow's gap prompt (150 ms) between two digits,
+its pause prompt (350 ms) between the groups. N random numbers
 (gateway.ticketing.ticket_no.new_ticket_no, a fixed seed) are built, sent through the
 telephone channel (G.711 µ-law round trip) and transcribed by the gateway's Mandarin
 recogniser (config/speech.yaml zh: Whisper base). Per number: the digits heard
 (gateway_dev.heard.heard_digits) against the number: CER = edit distance / 11; also the
-share of numbers heard exactly. ``--gap S`` adds S seconds of silence between the digits of a
-group (to compare pacings). The end-to-end check on a real call is tests/e2e/test_ticket_number.py.
+share of numbers heard exactly. ``--gap S`` puts S seconds of silence between the digits of a
+group instead of the gap prompt (to compare pacings). The end-to-end check on a real call is tests/e2e/test_ticket_number.py.
 
 Run: .venv/bin/python bench/ticket_no.py [--n 20] [--gap 0] [--seed 13]
 Writes bench/results/ticket_no.json.
@@ -48,7 +48,7 @@ RESULTS = ROOT / "bench" / "results"
 def render_prompts(folder: Path) -> dict[str, bytes]:
     """The main flow's intro, digits and pause as the apply renders them (PCM, 8 kHz)."""
     prompts = catalogue(load_config(ROOT / "config"))
-    keys = ["main-ticket_no", "main-digit-pause"] + [f"main-digit-{d}" for d in range(10)]
+    keys = ["main-ticket_no", "main-digit-pause", "main-digit-gap"] + [f"main-digit-{d}" for d in range(10)]
     out = {}
     for key in keys:
         p: PromptText = prompts[key]
@@ -58,13 +58,14 @@ def render_prompts(folder: Path) -> dict[str, bytes]:
     return out
 
 
-def spoken(number: str, pcm: dict[str, bytes], gap: float) -> bytes:
-    silence = bytes(int(gap * 16000)) if gap > 0 else b""
+def spoken(number: str, pcm: dict[str, bytes], gap_s: float) -> bytes:
+    silence = bytes(int(gap_s * 16000)) if gap_s > 0 else b""
     parts = [pcm["main-ticket_no"]]
     for n, group in enumerate(spoken_groups(number)):
         if n:
             parts.append(pcm["main-digit-pause"])
-        parts.append(silence.join(pcm[f"main-digit-{d}"] for d in group))
+        gap = silence if gap_s > 0 else pcm["main-digit-gap"]
+        parts.append(gap.join(pcm[f"main-digit-{d}"] for d in group))
     return b"".join(parts)
 
 

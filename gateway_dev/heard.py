@@ -26,16 +26,32 @@ def heard_digits(text: str) -> str:
     return "".join(out)
 
 
-def number_cer(number: str, digits: str) -> float:
-    """Edit distance of ``number`` to its best-matching window of ``digits`` (±2 long), over its length."""
-    if not digits:
-        return 1.0
+def _best_window(number: str, digits: str) -> tuple[int, int, int]:
+    """(distance, start, end) of the window of ``digits`` (±2 long) closest to ``number``."""
     n = len(number)
-    best = n
+    best = (n, 0, 0)
     for width in range(max(1, n - 2), n + 3):
         for start in range(0, max(1, len(digits) - width + 1)):
-            best = min(best, edit_distance(number, digits[start:start + width]))
-    return best / n
+            window = digits[start:start + width]
+            if "x" in window:
+                continue
+            best = min(best, (edit_distance(number, window), start, start + width))
+    return best
+
+
+def number_cer(number: str, digits: str) -> float:
+    """Edit distance of ``number`` to its best-matching window of ``digits`` (±2 long), over its length."""
+    return _best_window(number, digits)[0] / len(number) if digits else 1.0
+
+
+def readings_cer(number: str, digits: str, times: int) -> list[float]:
+    """The CER of each of ``times`` separate readings of ``number`` in ``digits``, best first."""
+    out = []
+    for _ in range(times):
+        distance, start, end = _best_window(number, digits)
+        out.append(distance / len(number))
+        digits = digits[:start] + "x" * (end - start) + digits[end:]
+    return out
 
 
 def occurrences(number: str, digits: str) -> int:

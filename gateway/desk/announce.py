@@ -48,7 +48,8 @@ def playlist(ticket_no: str, prompt_path: Callable[[str], str], flow: str = FLOW
     for n, group in enumerate(spoken_groups(ticket_no)):
         if n:
             keys.append(f"{flow}-digit-pause")
-        keys += [f"{flow}-digit-{d}" for d in group]
+        for i, digit in enumerate(group):
+            keys += [f"{flow}-digit-gap"] * bool(i) + [f"{flow}-digit-{digit}"]
     return "&".join(prompt_path(k) for k in keys)
 
 

@@ -573,7 +573,9 @@ class _Visit:
             for n, group in enumerate(spoken_groups(number)):
                 if n:  # no pause after the intro: the recogniser then hears words, not digits (bench)
                     await self.play_prompt("digit-pause")
-                for digit in group:
+                for i, digit in enumerate(group):
+                    if i:
+                        await self.play_prompt("digit-gap")
                     await self.play_prompt(f"digit-{digit}")
             said += 1
             if attempt == node.repeats or not node.repeat_prompt:

@@ -131,7 +131,7 @@ class SayTicketNode:
 # as in phone numbers; Korean reads Sino-Korean digits, 0 as 공 as on the phone).
 DIGIT_TEXTS = {"cmn": "零幺二三四五六七八九", "ko": "공일이삼사오육칠팔구"}
 DIGIT_PAUSE = "silence:350ms"  # between the 4-3-4 groups
-DIGIT_PAD_MS = 75  # silence around each digit (150 ms between two digits)
+DIGIT_GAP = "silence:150ms"  # between two digits of a group (bench/ticket_no.py: CER 0.27 without, 0.13 with)
 
 
 Node = Union[PlayNode, MenuNode, RecordNode, TransferNode, CalendarNode, HangupNode, BroadcastNode, GotoFlowNode,

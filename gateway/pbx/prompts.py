@@ -28,7 +28,7 @@ from gateway.tts import espeak
 from gateway.tts.errors import TtsError
 from gateway.errors import GatewayError
 from gateway.ivr_flows.engine import broadcast_key, prompt_key
-from gateway.ivr_flows.model import DIGIT_PAD_MS, DIGIT_PAUSE, DIGIT_TEXTS, GatewayConfig, SayTicketNode
+from gateway.ivr_flows.model import DIGIT_GAP, DIGIT_PAUSE, DIGIT_TEXTS, GatewayConfig, SayTicketNode
 
 log = logging.getLogger(__name__)
 _TONE = re.compile(r"^tone:(\d{2,5})Hz:(\d{2,5})ms$")
@@ -48,7 +48,6 @@ class PromptText:
     key: str
     text: str
     language: str
-    pad_ms: int = 0  # silence added at each end (digits read one by one: bench/ticket_no.py)
 
     @property
     def is_tone(self) -> bool:
@@ -64,8 +63,7 @@ class PromptText:
         return ("sox", "tone") if self.is_tone else tts.engine_for(self.language)
 
     def digest_for(self, engine: str, voice: str) -> str:
-        padded = f"\0pad{self.pad_ms}" if self.pad_ms else ""
-        blob = f"{RENDER_VERSION}\0{engine}\0{voice}\0{self.spoken}{padded}".encode("utf-8")
+        blob = f"{RENDER_VERSION}\0{engine}\0{voice}\0{self.spoken}".encode("utf-8")
         return hashlib.sha256(blob).hexdigest()[:20]
 
     @property
@@ -105,11 +103,13 @@ def digit_prompts(config: GatewayConfig) -> dict[str, PromptText]:
             continue
         for digit, text in enumerate(DIGIT_TEXTS[flow.language]):
             key = f"{flow.id}-digit-{digit}"
-            # as the voice says them plus 75 ms each side: trimmed or tight digits run together
-            # and the recogniser (a listener too) loses some of them (measured, bench/ticket_no.py)
-            out[key] = PromptText(key, text, flow.language, pad_ms=DIGIT_PAD_MS)
+            # as the voice says them (its own short silences kept: trimmed digits run together and
+            # the recogniser loses some), joined with digit-gap / digit-pause (bench/ticket_no.py)
+            out[key] = PromptText(key, text, flow.language)
         key = f"{flow.id}-digit-pause"
         out[key] = PromptText(key, DIGIT_PAUSE, flow.language)
+        key = f"{flow.id}-digit-gap"
+        out[key] = PromptText(key, DIGIT_GAP, flow.language)
     return out
 
 
@@ -136,14 +136,7 @@ def synthesize(prompt: PromptText, target: Path) -> dict:
                   f"{int(pause.group(1)) / 1000:.3f}"])
             os.replace(out, target)
         return {"engine": "sox", "voice": "tone", "seconds": int(pause.group(1)) / 1000}
-    said = _synthesize_voice(prompt, target)
-    if prompt.pad_ms:
-        with tempfile.TemporaryDirectory(prefix=".gw-prompt-", dir=target.parent) as tmp:
-            out = Path(tmp) / "out.wav"
-            pad = f"{prompt.pad_ms / 1000:.3f}"
-            _run(["sox", str(target), str(out), "pad", pad, pad])
-            os.replace(out, target)
-    return said
+    return _synthesize_voice(prompt, target)
 
 
 def _synthesize_voice(prompt: PromptText, target: Path) -> dict:

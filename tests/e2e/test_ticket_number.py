@@ -26,7 +26,7 @@ import pytest
 from aiohttp import web
 
 from gateway_dev.eventually import aeventually, eventually
-from gateway_dev.heard import heard_digits, number_cer, occurrences
+from gateway_dev.heard import heard_digits, number_cer, readings_cer
 from gateway_dev.simcall import CallScript, place_call, sim_ami_client
 from gateway_dev.system import System, say_zh
 
@@ -135,11 +135,13 @@ def test_given_a_caller_who_presses_star_then_the_number_heard_twice_is_the_tick
     step = next(s for s in result["menu_path"] if s["node"] == "tell_number")
     assert step["times"] == 2
     digits = heard_digits(text)
-    # what a Mandarin listener heard: the recogniser's digits, the number twice
-    assert number_cer(number, digits) <= 2 / 11, (number, text)
     print(f"ticket {number}; heard digits {digits}; transcript {text}; "
           f"queue reached after {result['queues'][0]['at_s']} s")
-    assert occurrences(number, digits) >= 1, (number, digits, text)
+    # What a Mandarin listener heard: the recogniser's digits hold the number twice. Whisper base
+    # drops or swaps a digit of a number read digit by digit now and then (bench/ticket_no.py:
+    # mean CER ~0.13, a doubled digit "11" heard once, the first digit after "是" lost), so each
+    # reading may differ by at most two digits; the number itself comes from the database.
+    assert max(readings_cer(number, digits, 2)) <= 2 / 11, (number, digits, text)
 
 
 def test_given_a_mobile_caller_then_the_sms_with_the_number_reaches_the_sink(system, sink, told):
@@ -173,7 +175,6 @@ def test_given_a_caller_with_an_agent_when_the_desk_reads_the_number_then_heard_
             connect = await aeventually(lambda: next((e for e in events if e.get("Event") == "AgentConnect"
                                                       and e.get("Uniqueid") == uid), None),
                                         timeout=180, what="the agent connected")
-            await sim.action({"Action": "Setvar", "Variable": "GW_AGENT_TALK", "Value": "1"})
             ticket_id = await aeventually(lambda: _call_ticket(system, uid), timeout=30, what="the call's ticket")
             status, body = await asyncio.to_thread(system.http, f"/api/desk/tickets/{ticket_id}/announce-number",
                                                    method="POST", token=system.token())
@@ -188,6 +189,7 @@ def test_given_a_caller_with_an_agent_when_the_desk_reads_the_number_then_heard_
             await sim.action({"Action": "Hangup", "Channel": uid})
             result = await call
         finally:
+            await sim.action({"Action": "Setvar", "Variable": "GW_AGENT_TALK", "Value": "1"})
             if not call.done():
                 call.cancel()
             await sim.close()
@@ -199,7 +201,7 @@ def test_given_a_caller_with_an_agent_when_the_desk_reads_the_number_then_heard_
     text = _transcribe(system, result["ears"], start_s=agent_at)
     digits = heard_digits(text)
     print(f"desk read {number}; heard after the agent connected: {text}")
-    assert number_cer(number, digits) <= 2 / 11, (number, text)
+    assert number_cer(number, digits) <= 2 / 11, (number, text)  # as above: at most two digits astray
     status, audit = system.http(f"/api/tickets/{ticket_id}/audit", token=system.token())
     assert any(a["action"] == "ticket.number_announced" for a in audit["items"]), audit
     # the call is over now: a clear refusal

@@ -49,7 +49,7 @@ def _readings(played: list[str]) -> list[str]:
         if prompt == "main-ticket_no":
             current = ""
             out.append(current)
-        elif prompt.startswith("main-digit-") and prompt != "main-digit-pause":
+        elif prompt.startswith("main-digit-") and prompt not in ("main-digit-pause", "main-digit-gap"):
             out[-1] += prompt.rsplit("-", 1)[1]
     return out
 
@@ -65,7 +65,8 @@ async def test_given_a_caller_who_described_when_transferred_then_the_number_is_
     assert state.outcome == "queued" and channel.transferred == "q-complaint"
     assert _readings(channel.played) == [NUMBER]
     spoken = _spoken(channel.played)
-    digits_and_pauses = [p.removeprefix("main-digit-") for p in spoken[1:-1]]
+    digits_and_pauses = [p.removeprefix("main-digit-") for p in spoken[1:-1] if p != "main-digit-gap"]
+    assert spoken[1:-1].count("main-digit-gap") == 3 + 2 + 3
     assert "".join(d if d != "pause" else " " for d in digits_and_pauses) == f"{NUMBER[:4]} {NUMBER[4:7]} {NUMBER[7:]}"
     assert spoken[-1] == "main-ticket_repeat"  # then the transfer prompt
     assert observer.told == [{"ticket_no": NUMBER, "sms": None}]
@@ -118,7 +119,7 @@ async def test_given_no_number_drawn_when_a_dry_run_walks_the_flow_then_the_node
 def test_given_the_flows_then_digit_prompts_exist_once_per_flow_in_its_voice():
     prompts = catalogue(CONFIG)
     assert [prompts[f"main-digit-{d}"].text for d in range(10)] == list("零幺二三四五六七八九")
-    assert all(prompts[f"main-digit-{d}"].pad_ms == 75 for d in range(10))
+    assert prompts["main-digit-gap"].is_tone and prompts["main-digit-gap"].text == "silence:150ms"
     assert prompts["main-digit-pause"].is_tone and prompts["main-digit-pause"].voice() == ("sox", "tone")
     assert prompts["ko-digit-1"].language == "ko" and prompts["ko-digit-1"].text == "일"
 
