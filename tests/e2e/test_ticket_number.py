@@ -158,7 +158,8 @@ def told(system, description):
     readings = []
     for n, at in enumerate(intros):
         end = next(e for e in ends if e > at)
-        clip = _clip(result["ears"], at - 0.5, end + 0.3, f"reading{n}")
+        # generous margins (the recording's clock is not the AMI's): the prompts around hold no digit
+        clip = _clip(result["ears"], at - 1.0, end + 2.5, f"reading{n}")
         readings.append(json.loads(system.cli("transcribe", clip, "--lang", "zh", "--json", timeout=300).stdout)
                         .get("text", ""))
     return result, readings
