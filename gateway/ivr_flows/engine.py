@@ -567,16 +567,20 @@ class _Visit:
         told = getattr(self.observer, "ticket_told", None)  # optional: the SMS with the number
         if told is not None:
             await told(self.state)
+        reading = [node.prompt]
+        for n, group in enumerate(spoken_groups(number)):
+            if n:  # no pause after the intro: the recogniser then hears words, not digits (bench)
+                reading.append("digit-pause")
+            for i, digit in enumerate(group):
+                reading += ["digit-gap"] * bool(i) + [f"digit-{digit}"]
+        sequence = getattr(self.channel, "play_sequence", None)  # optional: one command, exact pacing
         said = 0
         for attempt in range(node.repeats + 1):
-            await self.play_prompt(node.prompt)
-            for n, group in enumerate(spoken_groups(number)):
-                if n:  # no pause after the intro: the recogniser then hears words, not digits (bench)
-                    await self.play_prompt("digit-pause")
-                for i, digit in enumerate(group):
-                    if i:
-                        await self.play_prompt("digit-gap")
-                    await self.play_prompt(f"digit-{digit}")
+            if sequence is not None:
+                await sequence([self.key(p) for p in reading])
+            else:
+                for prompt in reading:
+                    await self.play_prompt(prompt)
             said += 1
             if attempt == node.repeats or not node.repeat_prompt:
                 break

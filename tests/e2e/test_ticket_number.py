@@ -140,6 +140,8 @@ def told(system, description):
             command = h.get("Command", "")
             if h.get("Event") == "AGIExecStart" and h.get("Uniqueid") == uid and command.startswith(("STREAM", "GET")):
                 plays.append((time.monotonic() - started, command.split()[2].rsplit("/", 1)[-1]))
+            elif h.get("Event") == "AGIExecStart" and h.get("Uniqueid") == uid and command.startswith("EXEC Playback"):
+                plays.append((time.monotonic() - started, "number"))  # the intro and the digits, one command
 
         watcher.subscribe_raw(on_event)
         await aeventually(lambda: watcher.connected, timeout=10, what="AMI")
@@ -153,7 +155,7 @@ def told(system, description):
 
     result, plays = asyncio.run(run())
     eventually(lambda: _closed(result["ears"]), timeout=20, retry_on=(OSError, EOFError, wave.Error), what="ears")
-    intros = [at for at, prompt in plays if prompt == "main-ticket_no"]
+    intros = [at for at, prompt in plays if prompt == "number"]
     ends = [at for at, prompt in plays if prompt in ("main-ticket_repeat", "main-to_queue")]
     readings = []
     for n, at in enumerate(intros):
@@ -170,7 +172,6 @@ def test_given_a_caller_who_presses_star_then_the_number_heard_twice_is_the_tick
     ticket = _ticket(system, result["ticket_id"])
     number = ticket["ticket_no"]
     assert re.fullmatch(r"[0-9]{11}", number or ""), ticket
-    assert result["heard"].count("main-ticket_no") == 2  # read, * pressed, read again
     assert result["queue"] == "q-complaint" and result["agent"], result
     step = next(s for s in result["menu_path"] if s["node"] == "tell_number")
     assert step["times"] == 2

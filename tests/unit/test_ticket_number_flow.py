@@ -144,3 +144,27 @@ def test_given_a_bad_say_ticket_node_then_refused_with_its_field(tmp_path, chang
         load_config(config)
     problems = caught.value.problems
     assert any(p.field == field and message in p.message for p in problems), problems
+
+
+class SequenceChannel(ScriptedChannel):
+    """A channel that plays a list of prompts as one sound (as AgiChannel's EXEC Playback does)."""
+
+    def __init__(self, keys) -> None:
+        super().__init__(keys)
+        self.sequences: list[list[str]] = []
+
+    async def play_sequence(self, prompt_ids):
+        self._prompt("sequence")
+        self.sequences.append(list(prompt_ids))
+
+
+async def test_given_a_channel_that_plays_sequences_then_each_reading_is_one_command_with_the_pacing():
+    channel = SequenceChannel(["4", "2", "*", ""])
+    observer = NumberingObserver()
+    state = CallState(uniqueid="u1", line=CONFIG.lines["12345"], caller="13800138000", dialled="12345")
+    await Interpreter(CONFIG, clock=lambda: WEEKDAY_OPEN).run(state, channel, observer)
+    assert len(channel.sequences) == 2 and channel.sequences[0] == channel.sequences[1]
+    reading = channel.sequences[0]
+    assert reading[0] == "main-ticket_no" and len(reading) == 1 + 11 + 8 + 2
+    assert "".join(p.removeprefix("main-digit-") for p in reading[1:] if p.removeprefix("main-digit-").isdigit()) \
+        == NUMBER
