@@ -31,12 +31,14 @@ from gateway.bus import make_bus
 from gateway.calls import plugin as calls
 from gateway.clock import AdjustableClock, Clock
 from gateway.deps import Deps
+from gateway.desk import announce
 from gateway.desk import plugin as desk
 from gateway.hotlines import plugin as hotlines
 from gateway.pbx.ami import AmiClient
 from gateway.pbx.ami_pool import AmiPool
 from gateway.pbx.nodes import nodes_of
 from gateway.settings import Settings
+from gateway.sms import plugin as sms
 from gateway.speech import plugin as speech
 from gateway.ticketing import migrate
 from gateway.ticketing.dbcheck import database_state
@@ -48,7 +50,7 @@ from gateway.web.edge import EdgePolicy
 
 DEPS = web.AppKey("deps", Deps)
 JOURNAL_LOCK_WAIT = 30.0  # seconds the own journal waits for a sibling that is replaying it
-FEATURES = (auth, hotlines, speech, desk, units, calls, api)  # each needs only those before it
+FEATURES = (auth, hotlines, speech, desk, units, calls, api, sms, announce)  # each needs only those before it
 
 
 def _database(deps: Deps):

@@ -156,6 +156,13 @@ class Settings:
     outbound_dial: str = ""
     unit_job_interval: float = 30.0  # GATEWAY_UNIT_JOB_INTERVAL: seconds between deadline reminders/webhook runs
     unit_hooks_file: Path | None = None  # GATEWAY_UNIT_HOOKS: units' webhooks (default <config_dir>/unit_hooks.yaml)
+    # SMS with the ticket number (issue 13, gateway/sms/): no sender configured = the outbox only records
+    sms_webhook_url: str = ""  # GATEWAY_SMS_WEBHOOK_URL: POST JSON here (http:// or https://)
+    sms_webhook_secret: str = field(default="", repr=False)  # GATEWAY_SMS_WEBHOOK_SECRET: HMAC-SHA256 signature
+    sms_webhook_timeout: float = 10.0  # GATEWAY_SMS_WEBHOOK_TIMEOUT (s)
+    sms_max_attempts: int = 6  # GATEWAY_SMS_MAX_ATTEMPTS: then the text is dead
+    sms_retry_seconds: float = 30.0  # GATEWAY_SMS_RETRY_SECONDS: first backoff, doubling (at most 30 min)
+    sms_poll_seconds: float = 2.0  # GATEWAY_SMS_POLL_SECONDS: the sender looks for due texts this often
 
     # -- derived paths -------------------------------------------------
     @property
@@ -474,6 +481,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         unit_job_interval=_float(env, "GATEWAY_UNIT_JOB_INTERVAL", 30.0),
         unit_hooks_file=Path(env["GATEWAY_UNIT_HOOKS"]).resolve() if env.get("GATEWAY_UNIT_HOOKS")
         else config_dir / "unit_hooks.yaml",
+        sms_webhook_url=_webhook_url(env, "GATEWAY_SMS_WEBHOOK_URL"),
+        sms_webhook_secret=env.get("GATEWAY_SMS_WEBHOOK_SECRET") or "",
+        sms_webhook_timeout=_float(env, "GATEWAY_SMS_WEBHOOK_TIMEOUT", 10.0),
+        sms_max_attempts=_count(env, "GATEWAY_SMS_MAX_ATTEMPTS", 6),
+        sms_retry_seconds=_float(env, "GATEWAY_SMS_RETRY_SECONDS", 30.0),
+        sms_poll_seconds=_float(env, "GATEWAY_SMS_POLL_SECONDS", 2.0),
     )
 
 
@@ -494,6 +507,32 @@ def _outbound_dial(env: Mapping[str, str], name: str, state_dir: Path) -> str:
             or "/" not in value.split("{number}")[0]:
         raise SettingsError(f"{name}={raw!r}: use a channel with {{number}} once, e.g. PJSIP/{{number}}@trunk "
                             "(letters, digits and / @ . _ : + = & - only)")
+    return value
+
+
+def _webhook_url(env: Mapping[str, str], name: str) -> str:
+    """An http(s) URL with a host, or '' when unset."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return ""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"{name}={raw!r} is not an http:// or https:// URL with a host")
+    return raw
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    if not 1 <= value <= 100:
+        raise SettingsError(f"{name}={raw!r} is out of range 1..100")
     return value
 
 

@@ -9,10 +9,11 @@ recording's path on the ticket.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +24,10 @@ from gateway.ivr_flows.model import GatewayConfig
 from gateway.masking import mask_number
 from gateway.calls.metrics import Metrics
 from gateway.calls.recordings import RecordingGuard
+from gateway.ticketing import numbering
+from gateway.ticketing.numbering import local_day
 from gateway.ticketing.store import TicketStore
+from gateway.ticketing.ticket_no import new_ticket_no
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +72,10 @@ class StoreObserver:
     """
 
     def __init__(self, store: TicketStore, *, recording_path: Callable[[Recording], str],
-                 recordings: RecordingGuard | None = None) -> None:
+                 recordings: RecordingGuard | None = None, today: Callable[[], date] | None = None,
+                 lookup_timeout: float = 0.5) -> None:
+        self.today = today or (lambda: local_day(None, "Asia/Shanghai"))  # the centre's date
+        self.lookup_timeout = lookup_timeout  # asking the database whether a drawn number is free
         self.store = store
         self.recording_path = recording_path
         self.recordings = recordings  # free space before, the file after (None: unchecked)
@@ -78,6 +85,8 @@ class StoreObserver:
 
     async def ticket_point(self, state: CallState) -> None:
         v = state.vars
+        if not v.get("ticket_no"):
+            v["ticket_no"] = await self._draw_ticket_no(state.uniqueid)
         await self._ivr_write(
             state, self.store.ensure_ticket,
             category=v.get("category") or None,
@@ -87,7 +96,35 @@ class StoreObserver:
             queue=state.queue,
             department=v.get("department") or None,
             language=v.get("language") or None,
+            ticket_no=v["ticket_no"],
         )
+
+    async def _draw_ticket_no(self, uniqueid: str) -> str:
+        """A number for the call's ticket, free in the database if it answers in time.
+
+        Drawn here, not in the database: the caller hears it even while the database is
+        down (the journal stores it with the ticket; a number taken meanwhile is replaced at
+        replay and the caller texted, :mod:`gateway.ticketing.numbering`).
+        """
+        number = new_ticket_no(self.today())
+        for _ in range(numbering.DRAWS):
+            lookup = asyncio.ensure_future(self.store.ticket_no_taken(number))
+            try:
+                if not await asyncio.wait_for(asyncio.shield(lookup), self.lookup_timeout):
+                    return number
+            except Exception as exc:  # noqa: BLE001 - the database not answering must not stop the call
+                lookup.add_done_callback(lambda t: t.cancelled() or t.exception())
+                log.warning("call %s: could not check the ticket number in time (%s); checked when stored",
+                            uniqueid, type(exc).__name__)
+                return number
+            log.info("call %s: ticket number drawn is taken; drawing again", uniqueid)
+            number = new_ticket_no(self.today())
+        return number
+
+    async def ticket_told(self, state: CallState) -> None:
+        """The caller is about to hear the number: audit it, queue the SMS (journaled)."""
+        sms = state.vars.get("sms")
+        await self._ivr_write(state, self.store.record_ticket_told, sms=sms if isinstance(sms, bool) else None)
 
     async def recorded(self, state: CallState, recording: Recording) -> None:
         path = self.recording_path(recording)
@@ -191,7 +228,8 @@ class CallHandler:
         self.metrics.calls_started += 1
         try:
             await Interpreter(config, clock=self.clock, guard_words=self.guard_words()).run(state, channel, StoreObserver(
-                self.store, recording_path=self.recording_path, recordings=self.recordings))
+                self.store, recording_path=self.recording_path, recordings=self.recordings,
+                today=lambda: local_day(self.clock(), config.timezone)))
         except ChannelHangup:
             pass
         finally:

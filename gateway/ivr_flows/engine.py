@@ -49,8 +49,10 @@ from gateway.ivr_flows.model import (
     MenuNode,
     PlayNode,
     RecordNode,
+    SayTicketNode,
     TransferNode,
 )
+from gateway.ticketing.ticket_no import is_ticket_no, spoken_groups
 
 log = logging.getLogger(__name__)
 MAX_STEPS = 200  # a flow that loops forever is a configuration bug; stop it
@@ -357,6 +359,7 @@ class _Visit:
             HangupNode: self._hangup,
             BroadcastNode: self._broadcast,
             GotoFlowNode: self._goto_flow,
+            SayTicketNode: self._say_ticket,
         }[type(node)]
         return await handler(node)
 
@@ -565,6 +568,46 @@ class _Visit:
             await self.channel.transfer_to_queue(queue)
         self.state.outcome = "queued"
         return None
+
+    async def _say_ticket(self, node: SayTicketNode) -> str:
+        """Read the ticket number digit by digit (4-3-4), offer the repeat key (issue 13).
+
+        The ticket (and its number) exists before the first digit: a caller who hangs up
+        meanwhile keeps it. The observer's optional ``ticket_told`` is told first (the SMS).
+        """
+        await self.take_keys()
+        self.typeahead = ""
+        if not is_ticket_no(str(self.state.vars.get("ticket_no") or "")):
+            await self.observer.ticket_point(self.state)  # draws the number (a real call's observer)
+        number = str(self.state.vars.get("ticket_no") or "")
+        if not is_ticket_no(number):  # a dry run, a scripted test: no ticket number to say
+            await self.record_step({"node": node.id, "result": "no_number"})
+            return node.next
+        told = getattr(self.observer, "ticket_told", None)  # optional: the SMS with the number
+        if told is not None:
+            await told(self.state)
+        reading = [node.prompt]
+        for n, group in enumerate(spoken_groups(number)):
+            if n:  # no pause after the intro: the recogniser then hears words, not digits (bench)
+                reading.append("digit-pause")
+            for i, digit in enumerate(group):
+                reading += ["digit-gap"] * bool(i) + [f"digit-{digit}"]
+        sequence = getattr(self.channel, "play_sequence", None)  # optional: one command, exact pacing
+        said = 0
+        for attempt in range(node.repeats + 1):
+            if sequence is not None:
+                await sequence([self.key(p) for p in reading])
+            else:
+                for prompt in reading:
+                    await self.play_prompt(prompt)
+            said += 1
+            if attempt == node.repeats or not node.repeat_prompt:
+                break
+            key = await self.channel.collect_digits(self.key(node.repeat_prompt), max_digits=1, timeout=node.timeout)
+            if key != node.repeat_key:
+                break
+        await self.record_step({"node": node.id, "times": said})
+        return node.next
 
     async def _hangup(self, node: HangupNode) -> None:
         if node.prompt:

@@ -23,8 +23,10 @@ from gateway.ivr_flows.model import (
     MenuOption,
     PlayNode,
     RecordNode,
+    SayTicketNode,
     TransferNode,
 )
+from gateway.ivr_flows.model import DIGIT_TEXTS
 
 _KEY = re.compile(r"^[0-9*#]$")
 AFTER_HOURS = ("central", "hangup")
@@ -79,6 +81,10 @@ def check_flow(src: yamlsrc.Source, r: Reader) -> Flow | None:
             if isinstance(node, MenuNode) and guard.key in node.options:
                 src.problem(("nodes", nid, "options", guard.key),
                             f"key {guard.key!r} is the flow's emergency key (emergency.key)")
+    for nid, node in nodes.items():
+        if isinstance(node, SayTicketNode) and language and language not in DIGIT_TEXTS:
+            src.problem(("nodes", nid, "type"),
+                        f"say_ticket reads digits in {', '.join(sorted(DIGIT_TEXTS))} only, not {language!r}")
     if fid is None or start is None or language is None:
         return None
     return Flow(id=fid, language=language, start=start, prompts=texts, nodes=nodes, speech=speech,
@@ -102,7 +108,7 @@ def _guard(raw: Any, r: Reader, texts: dict, raw_nodes: dict) -> EmergencyGuard 
 
 
 def _targets(node) -> list:
-    if isinstance(node, (PlayNode, RecordNode, BroadcastNode)):
+    if isinstance(node, (PlayNode, RecordNode, BroadcastNode, SayTicketNode)):
         return [(("next",), node.next)]
     if isinstance(node, MenuNode):
         out = [(("on_failure",), node.on_failure)]
@@ -139,7 +145,7 @@ def _node(nid: str, raw: Any, path: tuple, r: Reader, texts: dict):
         r.src.problem(path, f"expected a mapping, got {kind_of(raw)}")
         return None
     kind = r.choice(raw.get("type"), path + ("type",),
-                    ("play", "menu", "record", "transfer", "calendar", "hangup", "broadcast", "flow"))
+                    ("play", "menu", "record", "transfer", "calendar", "hangup", "broadcast", "flow", "say_ticket"))
     if kind is None:
         return None
     fields = {
@@ -153,6 +159,7 @@ def _node(nid: str, raw: Any, path: tuple, r: Reader, texts: dict):
         "hangup": (("type",), ("prompt",)),
         "broadcast": (("type", "next"), ()),
         "flow": (("type", "flow"), ()),
+        "say_ticket": (("type", "prompt", "next"), ("repeat_prompt", "repeat_key", "repeats", "timeout")),
     }[kind]
     if r.mapping(raw, path, required=fields[0], optional=fields[1]) is None:
         return None
@@ -186,6 +193,8 @@ def _node(nid: str, raw: Any, path: tuple, r: Reader, texts: dict):
         return HangupNode(nid, p("prompt", True))
     if kind == "broadcast":
         return BroadcastNode(nid, str(raw["next"]))
+    if kind == "say_ticket":
+        return _say_ticket(nid, raw, path, r, p)
     options = {}
     raw_opts = raw["options"]
     if not isinstance(raw_opts, dict) or not raw_opts:
@@ -216,6 +225,17 @@ def _node(nid: str, raw: Any, path: tuple, r: Reader, texts: dict):
         int(retries if retries is not None else 2), p("invalid_prompt", True), p("no_input_prompt", True),
         None if default is None else str(default),
         _flag(r, raw.get("speech", False), path + ("speech",)),
+    )
+
+
+def _say_ticket(nid: str, raw: dict, path: tuple, r: Reader, p) -> SayTicketNode:
+    key = r.text(str(raw.get("repeat_key", "*")), path + ("repeat_key",), pattern=_KEY,
+                 what="phone key (0-9, * or #)") or "*"
+    repeats = r.number(raw.get("repeats", 2), path + ("repeats",), low=0, high=5)
+    return SayTicketNode(
+        nid, p("prompt"), str(raw["next"]), p("repeat_prompt", True), key,
+        int(repeats if repeats is not None else 2),
+        r.number(raw.get("timeout", 3), path + ("timeout",), low=1, high=15) or 3,
     )
 
 

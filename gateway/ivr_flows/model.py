@@ -107,7 +107,35 @@ class GotoFlowNode:
     flow: str
 
 
-Node = Union[PlayNode, MenuNode, RecordNode, TransferNode, CalendarNode, HangupNode, BroadcastNode, GotoFlowNode]
+@dataclass(frozen=True)
+class SayTicketNode:
+    """Reads the call's ticket number to the caller (issue 13), then goes on to ``next``.
+
+    ``prompt`` introduces it ("您的工单号是"); the digits follow one by one in groups of 4-3-4
+    with short pauses (prompts ``digit-0``..``digit-9`` and ``digit-pause`` of the flow,
+    rendered once at apply in the flow's voice: :data:`DIGIT_TEXTS`); then ``repeat_prompt``
+    offers ``repeat_key``: pressed within ``timeout`` seconds, the number is read again, at
+    most ``repeats`` times. A call without a ticket number (a dry run) skips the node.
+    """
+
+    id: str
+    prompt: str
+    next: str
+    repeat_prompt: str | None = None
+    repeat_key: str = "*"
+    repeats: int = 2
+    timeout: float = 3.0
+
+
+# How each digit is said when a number is read digit by digit, by flow voice (1 is 幺 in Mandarin,
+# as in phone numbers; Korean reads Sino-Korean digits, 0 as 공 as on the phone).
+DIGIT_TEXTS = {"cmn": "零幺二三四五六七八九", "ko": "공일이삼사오육칠팔구"}
+DIGIT_PAUSE = "silence:350ms"  # between the 4-3-4 groups
+DIGIT_GAP = "silence:150ms"  # between two digits of a group (bench/ticket_no.py: CER 0.27 without, 0.13 with)
+
+
+Node = Union[PlayNode, MenuNode, RecordNode, TransferNode, CalendarNode, HangupNode, BroadcastNode, GotoFlowNode,
+             SayTicketNode]
 
 SPEECH_LANGUAGES = {"cmn": "zh", "yue": "yue", "ko": "ko", "en": "en"}  # prompt voice -> recogniser language
 

@@ -25,6 +25,7 @@ MODULES = (
     "bridge_builtin_features", "bridge_native_rtp", "format_wav", "format_pcm", "format_sln", "codec_ulaw",
     "codec_alaw", "codec_resample", "res_manager_devicestate",
     "func_cdr", "res_cdrel_custom", "cdr_custom",  # CDRs for the gateway's reconciliation
+    "app_chanspy",  # the desk reads the ticket number into a live call (whisper; [gw-announce])
 )
 
 STUBS = ("acl", "cel", "ccss", "features", "udptl", "stasis", "queuerules", "musiconhold", "pjproject",
@@ -59,9 +60,14 @@ maxcalls = 2000
 # AgentComplete (agent); actions Ping and QueueReload (no class needed) and
 # Reload Module=pbx_config (system or config: system, since config would also allow
 # UpdateConfig of any file, manager.conf included); Redirect (call: the desk's emergency
-# transfer moves the caller's channel to gw-emergency-transfer); Originate (originate: the
-# gateway's own calls to citizens, gateway.pbx.outbound, whose OriginateResponse is class call).
-# No `command`.
+# transfer moves the caller's channel to gw-emergency-transfer); Getvar (call); Originate
+# (originate, issue 13): the gateway's own calls to citizens (gateway.pbx.outbound: callback,
+# 回访; their OriginateResponse is class call), and the desk's "向来电人播报工单号" originates a Local channel into
+# [gw-announce] whose one half ChanSpy-whispers into the caller's channel what the other half
+# plays: Asterisk 22's AMI has no "play to a channel" action, and a Redirect would take the
+# caller out of the agent's bridge. Originate into an application is limited by Asterisk to
+# users that also hold `system` for System/Exec-like applications; the gateway only ever
+# originates Local/spy@gw-announce into this context. No `command`.
 GATEWAY_AMI_READ = ("call", "agent")
 GATEWAY_AMI_WRITE = ("system", "call", "originate")
 # The simulated caller (development sandbox only): Originate (originate); PlayDTMF, Setvar,
@@ -199,11 +205,16 @@ def _extensions_conf(config: GatewayConfig, settings: Settings) -> str:
             " same => n,Hangup()",
             "",
         ]
+    out += announce_context()
     out += [
-        "; Simulated agents: queue members that answer by themselves.",
+        "; Simulated agents: queue members that answer by themselves. While they talk their line",
+        "; carries audio (silence), as a phone's RTP does: audio mixed into a call (the desk's",
+        "; ticket number, [gw-announce]) rides on the frames that flow to the caller.",
         "[gw-agents]",
         "exten => _XX.,1,Answer()",
-        " same => n,Wait(${GW_AGENT_TALK})",
+        " same => n,Set(GW_AGENT_END=$[${EPOCH} + ${GW_AGENT_TALK}])",
+        f" same => n(talk),Playback({PBX_INSTANCE_DIR}/prompts/sim/silence-1s)",
+        " same => n,GotoIf($[${EPOCH} < ${GW_AGENT_END}]?talk)",
         " same => n,Hangup()",
         "",
         "; Simulated caller (`gateway call`): the ;2 half of a Local channel waits while",
@@ -225,6 +236,24 @@ def _extensions_conf(config: GatewayConfig, settings: Settings) -> str:
         *_citizen_sim(),
     ]
     return "\n".join(out) + "\n"
+
+
+def announce_context() -> list[str]:
+    """The desk's "read the ticket number to the caller" (gateway/desk/announce.py)."""
+    return [
+        "; The ticket number read into a live call (the desk's button): the gateway originates",
+        "; Local/spy@gw-announce; ;2 whispers into the caller's channel (ChanSpy w: only the caller",
+        "; hears it, q: no beep, E: ends with that channel, S: ends if it is already gone) what",
+        "; ;1 plays (GW_ANNOUNCE: the prompts, & between them). The agent's bridge is untouched.",
+        "[gw-announce]",
+        "exten => spy,1,ChanSpy(${GW_ANNOUNCE_TARGET},qwES)",
+        " same => n,Hangup()",
+        "exten => play,1,Wait(0.6)",
+        " same => n,Playback(${GW_ANNOUNCE})",
+        " same => n,Wait(0.3)",
+        " same => n,Hangup()",
+        "",
+    ]
 
 
 FAILSAFE_NOTICE_KEY = "failsafe-notice"  # the prompt (gateway.pbx.prompts) the fail-safe plays

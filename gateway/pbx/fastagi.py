@@ -429,6 +429,16 @@ class AgiChannel:
                 await self._failed(f"play {prompt_id!r} to its end")
         return key
 
+    async def play_sequence(self, prompt_ids: list[str]) -> None:
+        """Several prompts as one sound (``EXEC Playback a&b&c``): no AGI round trip between them,
+        so the pacing is the files' own (a ticket number read digit by digit, issue 13). Keys are
+        not read meanwhile."""
+        await self._stop_watching()
+        paths = "&".join(self._prompt_path(p) for p in prompt_ids)
+        reply = await self._command(agi.exec_("Playback", paths), timeout=self._play_timeout)
+        if reply.result == "-1":
+            await self._failed(f"play {len(prompt_ids)} prompts")
+
     async def collect_digits(self, prompt_id: str, *, max_digits: int, timeout: float) -> str:
         """GET DATA; a timeout returns the keys typed so far (maybe '')."""
         path = self._prompt_path(prompt_id)

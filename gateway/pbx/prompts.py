@@ -28,10 +28,11 @@ from gateway.tts import espeak
 from gateway.tts.errors import TtsError
 from gateway.errors import GatewayError
 from gateway.ivr_flows.engine import broadcast_key, prompt_key
-from gateway.ivr_flows.model import GatewayConfig
+from gateway.ivr_flows.model import DIGIT_GAP, DIGIT_PAUSE, DIGIT_TEXTS, GatewayConfig, SayTicketNode
 
 log = logging.getLogger(__name__)
 _TONE = re.compile(r"^tone:(\d{2,5})Hz:(\d{2,5})ms$")
+_SILENCE = re.compile(r"^silence:(\d{2,4})ms$")  # a pause (the ticket number's groups)
 # Played by the dialplan's fail-safe (gateway.pbx.dialplan) when the gateway is down or lost
 # mid-call: not part of any flow, so the gateway need not be up for a caller to hear it.
 FAILSAFE_NOTICE = ("failsafe-notice", "系统繁忙，正在为您转接人工服务，请稍候。")
@@ -50,7 +51,7 @@ class PromptText:
 
     @property
     def is_tone(self) -> bool:
-        return bool(_TONE.match(self.text))
+        return bool(_TONE.match(self.text) or _SILENCE.match(self.text))
 
     @property
     def spoken(self) -> str:
@@ -89,6 +90,26 @@ def catalogue(config: GatewayConfig) -> dict[str, PromptText]:
         out[key] = PromptText(key, item.text, language)
     key, text = FAILSAFE_NOTICE
     out[key] = PromptText(key, text, config.flows[config.primary.flow].language)
+    out.update(digit_prompts(config))
+    return out
+
+
+def digit_prompts(config: GatewayConfig) -> dict[str, PromptText]:
+    """The digits a ``say_ticket`` node reads (``<flow>-digit-0``..``9``, ``<flow>-digit-pause``),
+    rendered once at apply in the flow's voice and played one after the other at call time."""
+    out: dict[str, PromptText] = {}
+    for flow in config.flows.values():
+        if not any(isinstance(n, SayTicketNode) for n in flow.nodes.values()) or flow.language not in DIGIT_TEXTS:
+            continue
+        for digit, text in enumerate(DIGIT_TEXTS[flow.language]):
+            key = f"{flow.id}-digit-{digit}"
+            # as the voice says them (its own short silences kept: trimmed digits run together and
+            # the recogniser loses some), joined with digit-gap / digit-pause (bench/ticket_no.py)
+            out[key] = PromptText(key, text, flow.language)
+        key = f"{flow.id}-digit-pause"
+        out[key] = PromptText(key, DIGIT_PAUSE, flow.language)
+        key = f"{flow.id}-digit-gap"
+        out[key] = PromptText(key, DIGIT_GAP, flow.language)
     return out
 
 
@@ -107,6 +128,18 @@ def synthesize(prompt: PromptText, target: Path) -> dict:
     :meth:`PromptText.voice` when the neural voice failed to load just now.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
+    pause = _SILENCE.match(prompt.text)
+    if pause:
+        with tempfile.TemporaryDirectory(prefix=".gw-prompt-", dir=target.parent) as tmp:
+            out = Path(tmp) / "out.wav"
+            _run(["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(out), "trim", "0.0",
+                  f"{int(pause.group(1)) / 1000:.3f}"])
+            os.replace(out, target)
+        return {"engine": "sox", "voice": "tone", "seconds": int(pause.group(1)) / 1000}
+    return _synthesize_voice(prompt, target)
+
+
+def _synthesize_voice(prompt: PromptText, target: Path) -> dict:
     tone = _TONE.match(prompt.text)
     if tone:
         with tempfile.TemporaryDirectory(prefix=".gw-prompt-", dir=target.parent) as tmp:
@@ -178,6 +211,9 @@ def render_all(
     if not silence.is_file():
         silence.parent.mkdir(parents=True, exist_ok=True)
         _run(["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(silence), "trim", "0.0", "10.0"])
+    second = out_dir / "sim" / "silence-1s.wav"  # a simulated agent's line while it talks (media flows)
+    if not second.is_file():
+        _run(["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(second), "trim", "0.0", "1.0"])
     known = {f"{k}.wav" for k in prompts}
     for stale in out_dir.glob("*.wav"):
         if stale.name not in known:

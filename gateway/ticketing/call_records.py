@@ -262,10 +262,15 @@ class CallRecords:
                             dialled_number=dialled_number, line_number=line_number, line_name=line_name,
                             merge_mode=merge_mode, department=department, confidential=False, menu_path=path,
                             queue=queue)
+            from gateway.ticketing import numbering  # the ticket number (issue 13): none was spoken
+
+            ticket.ticket_no = await numbering.free_number(
+                session, numbering.local_day(started_at, getattr(self, "timezone", "Asia/Shanghai")))
             session.add(ticket)
             await session.flush()
             session.add(AuditEvent(actor="reconcile", action="ticket.draft_created", object_type="ticket",
-                                   object_id=str(ticket.id), details={"uniqueid": uniqueid, **note}))
+                                   object_id=str(ticket.id),
+                                   details={"uniqueid": uniqueid, **note, "ticket_no": ticket.ticket_no}))
             return ticket.id
 
         return await self.run_write(work)

@@ -355,3 +355,33 @@ class OutboundCall(Base):
     started_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
     answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+# The SMS outbox (issue 13): texts to callers, sent by gateway/sms/ with retries.
+SMS_STATUSES = ("pending", "sending", "sent", "failed", "dead")
+SMS_KINDS = ("ticket_no", "renumbered")
+
+
+class SmsOutbox(Base):
+    """One text message to a caller: written with the ticket, sent later by the SMS worker.
+
+    ``pending`` waits for ``next_at``; ``sending`` is claimed by one gateway instance
+    (``sender`` names it; a claim older than the lease is taken back); ``failed`` waits for
+    a retry after a failed attempt; ``sent`` and ``dead`` (``attempts`` used up, or refused
+    for good) are final. ``to_number`` is the caller's number: masked wherever it is shown.
+    """
+
+    __tablename__ = "sms_outbox"
+    __table_args__ = (sa.Index("ix_sms_outbox_status_next_at", "status", "next_at"),)
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(RowId, sa.ForeignKey("tickets.id"), index=True)
+    to_number: Mapped[str] = mapped_column(sa.String(32))
+    kind: Mapped[str] = mapped_column(sa.String(16))  # SMS_KINDS
+    body: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")  # SMS_STATUSES
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    next_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(sa.String(255))
+    sender: Mapped[str | None] = mapped_column(sa.String(64))
+    provider_ref: Mapped[str | None] = mapped_column(sa.String(128))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

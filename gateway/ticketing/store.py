@@ -31,6 +31,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from gateway.errors import NotFound, TicketDecided
 from gateway.ticketing.call_records import CallRecords
+from gateway.ticketing import numbering
 from gateway.ticketing.migrate import ensure_sqlite_dir
 from gateway.ticketing.models import AuditEvent, Call, Ticket
 from gateway.ticketing.rows import audit_dict, find_call, ticket_dict, ticket_of
@@ -62,8 +63,10 @@ def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
 
-class TicketStore(CallRecords):
+class TicketStore(CallRecords, numbering.NumberWrites):
     """Calls, draft tickets and their audit trail in one SQL database."""
+
+    timezone = "Asia/Shanghai"  # the centre's (hotlines.yaml), for ticket numbers' dates
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -132,11 +135,14 @@ class TicketStore(CallRecords):
         queue: str | None,
         department: str | None,
         language: str | None = None,
+        ticket_no: str | None = None,
     ) -> int:
         """Create the call's draft ticket, or update its fields given as not None.
 
         The IVR only ever changes a draft (:class:`TicketDecided` otherwise), and it can
         raise confidentiality but never lower it: a caller who asked for 保密 keeps it.
+        ``ticket_no`` (drawn on the call path, maybe spoken already) is stored at creation;
+        taken meanwhile by another ticket, a fresh one replaces it (:mod:`numbering`).
         """
         given = {
             "language": language,
@@ -153,7 +159,7 @@ class TicketStore(CallRecords):
             call = await find_call(session, uniqueid)
             ticket = await ticket_of(session, call)
             if ticket is None:
-                return await self._create_ticket(session, call, given)
+                return await self._create_ticket(session, call, given, ticket_no=ticket_no, tz=self.timezone)
             _check_draft(ticket, uniqueid)
             if ticket.confidential:
                 given.pop("confidential", None)
@@ -167,7 +173,8 @@ class TicketStore(CallRecords):
         return await self._write(work)
 
     @staticmethod
-    async def _create_ticket(session: AsyncSession, call: Call, given: dict[str, Any]) -> int:
+    async def _create_ticket(session: AsyncSession, call: Call, given: dict[str, Any], *,
+                             ticket_no: str | None = None, tz: str = "Asia/Shanghai") -> int:
         ticket = Ticket(
             call_id=call.id,
             status="draft",
@@ -184,6 +191,7 @@ class TicketStore(CallRecords):
         )
         for name, value in given.items():
             setattr(ticket, name, value)
+        ticket.ticket_no, renumbered = await numbering.assign(session, ticket_no, numbering.local_day(call.started_at, tz))
         session.add(ticket)
         await session.flush()  # IntegrityError here if another task won the race
         details = {
@@ -194,7 +202,9 @@ class TicketStore(CallRecords):
             "handled_by": ticket.handled_by,
             "confidential": ticket.confidential,
         }
-        session.add(_audit("ivr", "ticket.draft_created", ticket.id, details))
+        session.add(_audit("ivr", "ticket.draft_created", ticket.id, {**details, "ticket_no": ticket.ticket_no}))
+        if renumbered:
+            await numbering.renumbered(session, ticket, heard=ticket_no)
         return ticket.id
 
     async def set_recording(self, uniqueid: str, *, path: str, duration_ms: int) -> None:

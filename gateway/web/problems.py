@@ -76,6 +76,8 @@ ERROR_ZH: dict[str, str] = {
     "tts-error": "语音合成出错",
     "tts-model": "语音合成模型出错",
     "bad-outbound-call": "外呼的号码、用途或参数有误，未拨出",
+    "sms-sender": "短信发送通道配置有误",
+    "no-ticket-number": "该工单没有工单号",
 }
 GENERIC_ZH = "请求未能完成"
 

@@ -26,7 +26,7 @@ from gateway_dev.eventually import aeventually
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 HEALTH_KEYS = {"status", "database", "journal", "ami", "config_version", "config_version_id", "calls_in_ivr",
                "fastagi_sessions", "last_reload", "speech", "voice", "desk", "reconcile", "recordings", "bus",
-               "units"}
+               "units", "sms"}
 BACKGROUND = {"config-scheduler", "ami-supervisor", "loop-lag-monitor", "reconcile-asterisk", "bus-dispatch",
               "units-job"}
 
@@ -141,6 +141,8 @@ async def test_given_a_running_gateway_without_asterisk_when_a_supervisor_asks_h
         assert report["config_version"] == app[HOTLINES].config.version
         assert report["desk"] == {"suggestions": "on", "connections": 0}
         assert report["speech"] == {"status": "off", "reason": "GATEWAY_SPEECH=off"}
+        assert report["sms"]["sender"] == "none" and report["sms"]["backlog"] == 0 and "GATEWAY_SMS_WEBHOOK_URL" in \
+            report["sms"]["note"]  # no sender: the outbox records, health says so
         assert await (await client.get("/healthz")).json() == {"status": "degraded"}  # anonymous: up or down
 
 

@@ -113,7 +113,7 @@ def test_given_hours_that_never_open_when_loaded_then_refused(config_dir):
 def test_given_a_flow_with_a_dangling_node_when_loaded_then_refused(config_dir):
     _break(config_dir, "    next: to_queue\n", "    next: to_nowhere\n", file="flows/main.yaml")
     (problem,) = _problems(config_dir)
-    assert problem.file.endswith("main.yaml") and problem.field == "nodes.describe.next"
+    assert problem.file.endswith("main.yaml") and problem.field == "nodes.tell_number.next"
     assert "unknown node 'to_nowhere'" in problem.message
 
 

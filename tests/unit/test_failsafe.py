@@ -140,7 +140,7 @@ async def test_given_a_caller_when_they_choose_then_the_channel_keeps_queue_cate
     assert channel.remembered[0] == {"GW_IVR": "started"}  # before anything is played
     kept = _current(channel)
     assert kept["GW_CHOICE_QUEUE"] == "q-complaint" and kept["GW_CHOICE_CATEGORY"] == "投诉"
-    assert kept["GW_CHOICE_PATH"] == "type_menu:4>confidential_menu:1"
+    assert kept["GW_CHOICE_PATH"] == "type_menu:4>confidential_menu:1>sms_consent:2"
     sent = [name for values in channel.remembered for name in values]
     assert sent.count("GW_CHOICE_QUEUE") == 1  # only changes are sent
 

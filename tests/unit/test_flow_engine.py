@@ -42,7 +42,7 @@ async def test_given_12345_when_caller_picks_a_request_type_then_it_is_recorded_
     assert channel.recordings == ["u1"] and observer.recordings[0].duration_ms == 2300
     assert [s["node"] for s in observer.steps] == [
         "hours", "greeting", "emergency_notice", "korean_hint", "hot_topics", "type_menu", "confidential_menu",
-        "describe", "to_queue"]
+        "describe", "tell_number", "to_queue"]
     assert observer.ticket_points[0]["category"] == category  # the ticket exists before the recording
 
 

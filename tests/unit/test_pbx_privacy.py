@@ -66,6 +66,7 @@ def test_given_a_production_install_when_rendered_then_the_gateway_user_has_exac
     assert user["read"].split(",") == ["call", "agent"]  # Hangup; queue and agent events
     # Reload Module=pbx_config (Ping, QueueReload need none); Redirect (the desk's emergency transfer);
     # Originate (the gateway's own calls to citizens: callback, 回访; gateway.pbx.outbound)
+    # Originate (issue 13: the desk reads the ticket number into a live call via [gw-announce])
     assert user["write"].split(",") == ["system", "call", "originate"]
     assert user["secret"] == "s3cret"
     assert user["permit"] == "127.0.0.1/255.255.255.255" and user["deny"] == "0.0.0.0/0.0.0.0"

@@ -30,3 +30,11 @@ export function label(names, key) { return names[key] ? `${names[key]} ${key}` :
 export const CATEGORY_EN = {咨询: "consultation", 建议: "suggestion", 举报: "report", 投诉: "complaint", 求助: "help"};
 export const UNIT_KIND_EN = {street: "street", township: "township", district: "district",
   city_department: "city dept.", police: "police", enterprise: "enterprise"};
+
+// Ticket numbers and texts to callers (issue 13).
+export const TICKET_NO_LABEL = "工单号 Ticket No.";
+export const ANNOUNCE_NUMBER_LABEL = "向来电人播报工单号 Read to caller";
+export const SMS_STATUS_NAMES = {pending: "待发送", sending: "发送中", sent: "已发送", failed: "发送失败待重试", dead: "已放弃"};
+export const SMS_KIND_NAMES = {ticket_no: "工单号", renumbered: "工单号更正"};
+/** 0512 345 6789: a ticket number as it is read out (4-3-4). */
+export function groupedTicketNo(no) { const s = String(no ?? ""); return s.length === 11 ? `${s.slice(0, 4)} ${s.slice(4, 7)} ${s.slice(7)}` : s; }

@@ -7,6 +7,7 @@ import {article, badge, unitNames} from "./util.js";
 import {renderSuggestions} from "./suggestions.js";
 import {fillForm, wireForm} from "./form.js";
 import {renderTransfer} from "./transfer.js";
+import {renderTicketNo} from "./ticketno.js";
 
 export function renderDetail(entry) {
   const detail = $("#detail");
@@ -80,6 +81,7 @@ export function renderInfo(entry) {
 
   const dl = $("dl.facts", node);
   dl.replaceChildren();
+  renderTicketNo(dl, entry);
   const caller = v.caller_number ? str(v.caller_number)
     : v.caller_id_raw ? `无效号码 not a valid number: ${str(v.caller_id_raw)}` : "未知 unknown";
   fact(dl, "来电号码 Caller", caller, [v.caller_number_masked ? badge("已遮蔽 masked", "masked") : null,
