@@ -28,6 +28,7 @@ from aiohttp import web
 from gateway.api import plugin as api
 from gateway.auth import plugin as auth
 from gateway.bus import make_bus
+from gateway.callback import plugin as callback
 from gateway.calls import plugin as calls
 from gateway.clock import AdjustableClock, Clock
 from gateway.deps import Deps
@@ -46,7 +47,7 @@ from gateway.web.app import new_app
 from gateway.web.edge import EdgePolicy
 
 DEPS = web.AppKey("deps", Deps)
-FEATURES = (auth, hotlines, speech, desk, calls, api)  # each needs only those before it
+FEATURES = (auth, hotlines, speech, desk, calls, callback, api)  # each needs only those before it
 
 
 def _database(deps: Deps):

@@ -179,8 +179,17 @@ class CallbackStore:
                                 expect=("dialling",), details={"outcome": outcome}, **values)
 
     async def agent_answered(self, callback_id: int, *, agent: str, now: datetime) -> dict | None:
-        return await self._move(callback_id, "done", actor="callback", action="callback.done", now=now,
-                                expect=("dialling", "connected"), details={"agent": agent}, agent=agent)
+        """An agent took the called-back citizen: done, and the original call is that agent's (the
+        desk's inbox, the number and the recording follow the call's agent)."""
+        out = await self._move(callback_id, "done", actor="callback", action="callback.done", now=now,
+                               expect=("dialling", "connected"), details={"agent": agent}, agent=agent)
+        if out is not None:
+            async def work(session: AsyncSession) -> None:
+                await session.execute(sa.update(Call).where(Call.uniqueid == out["call_uniqueid"])
+                                      .values(agent=agent).execution_options(synchronize_session=False))
+
+            await self.store.run_write(work)
+        return out
 
     async def left_unanswered(self, callback_id: int, *, policy: RetryPolicy, now: datetime) -> dict | None:
         """The citizen answered but hung up in the queue before an agent took the call."""
