@@ -149,6 +149,10 @@ class Settings:
     pbx_instance_dir: Path | None = None  # one node's instance dir (see node_settings); default <state>/asterisk
     pbx_node: str = ""  # one node's name: its Asterisk systemname (unique call ids across nodes)
     loop_debug: bool = False  # GATEWAY_LOOP_DEBUG (dev only): asyncio debug mode, callbacks over 20 ms logged
+    # GATEWAY_OUTBOUND_DIAL: the channel the gateway's own calls to citizens go out on, a template
+    # with {number} (``PJSIP/{number}@trunk``); "" = no outbound calls (the development sandbox's
+    # default is its simulated citizen, ``Local/{number}@gw-citizen-sim``).
+    outbound_dial: str = ""
     # A callback instead of waiting (issue 13, gateway.callback): GATEWAY_CALLBACK_*
     callback_over_seconds: float = 60.0  # offer a callback when the expected wait is longer (a flow may override)
     callback_attempts: int = 3  # calls per callback, the first included
@@ -470,8 +474,29 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         recordings_min_free_mb=_non_negative(env, "GATEWAY_RECORDINGS_MIN_FREE_MB", 50.0),
         instance_id=_instance_id(env, "GATEWAY_INSTANCE_ID"),
         loop_debug=_bool(env, "GATEWAY_LOOP_DEBUG", False),
+        outbound_dial=_outbound_dial(env, "GATEWAY_OUTBOUND_DIAL", state_dir),
         **_callback_settings(env),
     )
+
+
+SANDBOX_OUTBOUND_DIAL = "Local/{number}@gw-citizen-sim"  # the development sandbox's simulated citizen
+_DIAL_PART = r"[A-Za-z0-9/@._:+=&-]*"
+
+
+def _outbound_dial(env: Mapping[str, str], name: str, state_dir: Path) -> str:
+    """The outbound channel template: ``{number}`` exactly once, channel characters around it.
+
+    Unset: the sandbox's simulated citizen where the development sandbox lives (its simulated
+    caller's secret exists), else "" (the gateway places no calls)."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return SANDBOX_OUTBOUND_DIAL if read_sim_ami_secret(state_dir) else ""
+    value = raw.strip()
+    if value.count("{number}") != 1 or not re.fullmatch(_DIAL_PART + r"\{number\}" + _DIAL_PART, value) \
+            or "/" not in value.split("{number}")[0]:
+        raise SettingsError(f"{name}={raw!r}: use a channel with {{number}} once, e.g. PJSIP/{{number}}@trunk "
+                            "(letters, digits and / @ . _ : + = & - only)")
+    return value
 
 
 def _callback_settings(env: Mapping[str, str]) -> dict:

@@ -1,7 +1,7 @@
 """A callback instead of waiting (issue 13, virtual hold): the callbacks table.
 
 Revision ID: callback
-Revises: 0009
+Revises: outbound
 Create Date: 2026-12-02
 """
 
@@ -19,7 +19,7 @@ def UtcDateTime() -> sa.DateTime:  # noqa: N802 - reads like the models' column 
 
 
 revision = "callback"
-down_revision = "0009"
+down_revision = "outbound"  # the lead re-chains: written as "0009", after outbound once merged
 branch_labels = None
 depends_on = None
 
