@@ -62,6 +62,7 @@ def setup(app: web.Application, deps: Deps) -> None:
     deps.ami.subscribe_raw(service.on_raw)  # a member free: maybe a callback's turn
     deps.ami_events.add(service.on_ami_event, stage="record")  # before the desk's pop reads the call's agent
     desk.callback_of = service.store.by_outbound
+    desk.callback_of_ticket = service.store.of_ticket
     desk.overview_parts.append(service.overview)
     deps.metrics.add("callbacks", service.stats)
     app.router.add_get("/api/supervisor/callbacks", list_callbacks)

@@ -81,6 +81,7 @@ class DeskService:
         self.journal = journal  # the call path's journal (gateway.ticketing.journal): pops wait for its replay
         # A callback's call (gateway.callback): its outbound uniqueid -> the callback (ticket_id...), or None.
         self.callback_of: Callable[[str], Awaitable[dict | None]] | None = None
+        self.callback_of_ticket: Callable[[int], Awaitable[dict | None]] | None = None  # its latest callback
         self.overview_parts: list[Callable[[], Awaitable[dict]]] = []  # more of the supervisor's overview
 
     def use_timezone(self, name: str) -> None:
@@ -195,6 +196,10 @@ class DeskService:
         check_lock(ticket, viewer, call.get("agent"))
         out = ticket_view(ticket, viewer, call_agent=call.get("agent"))
         out["call"] = {"uniqueid": call.get("uniqueid"), "agent": call.get("agent"), "status": call.get("status")}
+        if self.callback_of_ticket is not None:  # a callback (virtual hold): the desk labels it 回拨
+            callback = await self.callback_of_ticket(ticket_id)
+            out["callback"] = None if callback is None else {
+                k: callback[k] for k in ("id", "status", "attempts", "requested_at", "outbound_uniqueid")}
         if out.get("spoken_withheld"):  # suggestions quote the transcript: not for this viewer
             out["suggestions"] = {"available": False, "reason": "not your call"}
         else:

@@ -10,6 +10,10 @@ export const TRANSCRIPT_STATUS_NAMES = {none: "无转写 no transcript", pending
 export const UNIT_KIND_NAMES = {street: "街道", township: "乡镇", district: "区政府", city_department: "市级部门",
   police: "公安", enterprise: "企事业"};
 export const ROLE_NAMES = {agent: "话务员", supervisor: "班长", admin: "管理员"};
+// A callback instead of waiting (virtual hold): its statuses, and the desk's label of a called-back caller.
+export const CALLBACK_STATUS_NAMES = {waiting: "等待回拨", dialling: "正在回拨", connected: "已接通排队",
+  no_answer: "无人接听", failed: "回拨失败", cancelled: "已取消", done: "已转人工"};
+export const CALLBACK_LABEL = "回拨 callback";
 
 /** "整体并入 retired" for a known key, the key itself otherwise. */
 export function label(names, key) { return names[key] ? `${names[key]} ${key}` : String(key ?? ""); }
