@@ -80,6 +80,7 @@ class CallbackService:
         # seconds from the "member free" event that triggered a check to the Originate: the bench reads it
         self.placed_after: list[float] = []
         self._freed_at: dict[str, float] = {}
+        self._waiting: dict[str, int] = {}  # queue -> callbacks waiting, at the last check
 
     # -- the IVR's side ------------------------------------------------------------------------
     async def queue_snapshot(self, queue: str) -> QueueSnapshot | None:
@@ -102,11 +103,9 @@ class CallbackService:
         snapshot = await self.queue_snapshot(queue)
         if snapshot is None:
             return None
-        try:
-            ahead = sum(r["status"] == "waiting" for r in await self.store.open(queue=queue))
-        except Exception as exc:  # noqa: BLE001 - no database: no offer (the place could not be kept)
-            log.warning("callback: open callbacks unreadable (%s): no offer", type(exc).__name__)
-            return None
+        # the callbacks keeping a place in this queue, as of the dispatcher's last look (no database
+        # read on the call path)
+        ahead = self._waiting.get(queue, 0)
         estimate = expected_wait(snapshot, callbacks_ahead=ahead, default_talk_s=self.talk_seconds)
         self.counters["offers_estimated"] += 1
         return estimate.seconds, self.over_seconds
@@ -118,6 +117,7 @@ class CallbackService:
         except Exception as exc:  # noqa: BLE001 - the caller then waits in the queue
             raise GatewayError(f"callback not kept: {type(exc).__name__}") from exc
         self.counters["requested"] += 1
+        self._waiting[queue] = self._waiting.get(queue, 0) + 1
         log.info("callback %s: call %s keeps its place in %s, number %s (%s)", row["id"], state.uniqueid, queue,
                  mask_number(number), source)
         self.kick()
@@ -196,12 +196,14 @@ class CallbackService:
     async def check(self) -> int:
         """Place every callback whose turn it is; how many were claimed here."""
         self.counters["checks"] += 1
-        if self.outbound is None:
-            return 0
         rows = await self.store.open()
         by_queue: dict[str, list[dict]] = {}
         for row in rows:
             by_queue.setdefault(row["queue"], []).append(row)
+        if self.outbound is None:
+            self._waiting = {q: sum(r["status"] == "waiting" for r in items) for q, items in by_queue.items()}
+            return 0
+        self._waiting = {q: sum(r["status"] == "waiting" for r in items) for q, items in by_queue.items()}
         claimed = 0
         now = self.clock()
         for queue, items in by_queue.items():
