@@ -125,6 +125,10 @@ class CallbackStore:
             if result.rowcount != 1:
                 return None
             row = await session.get(Callback, callback_id, populate_existing=True)
+            if row.ticket_id is None:  # the IVR's ticket was still in the journal when the place was kept
+                row.ticket_id = (await session.execute(
+                    sa.select(Ticket.id).join(Call, Ticket.call_id == Call.id)
+                    .where(Call.uniqueid == row.call_uniqueid))).scalar_one_or_none()
             return callback_dict(row, masked=False)
 
         return await self.store.run_write(work)

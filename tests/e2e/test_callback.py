@@ -13,10 +13,15 @@ callback is retried once (GATEWAY_CALLBACK_ATTEMPTS=2) and ends ``no_answer``.
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import shutil
+import wave
+from pathlib import Path
 
 import pytest
 
+from gateway.asr.zh_text import cer
 from gateway_dev.desk_socket import DeskSocket
 from gateway_dev.eventually import aeventually, eventually
 from gateway_dev.simcall import CallScript, answer_call, place_call, set_citizen, sim_ami_client
@@ -24,6 +29,7 @@ from gateway_dev.system import ROOT, System
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 QUEUE_KEYS = "32"  # 举报 -> q-report (agent 8003 only), not confidential
+NOTICE = "您好这里是12345市民服务热线现在为您接通人工服务"
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +116,7 @@ def test_given_a_long_wait_when_the_caller_takes_the_offer_then_called_back_afte
         await asyncio.to_thread(system.stop_gateway)  # the place is kept in the database only
         await asyncio.to_thread(system.start_gateway)
         ready = asyncio.Event()
-        citizen = asyncio.create_task(answer_call(system.settings, number, CallScript(number=number),
+        citizen = asyncio.create_task(answer_call(system.settings, number, CallScript(number=number, ears=True),
                                                   ready=ready, timeout=120))
         await asyncio.wait_for(ready.wait(), 30)
         base = f"http://127.0.0.1:{system.http_port}"
@@ -132,6 +138,25 @@ def test_given_a_long_wait_when_the_caller_takes_the_offer_then_called_back_afte
     actions = [a["action"] for a in audit["items"]]
     assert {"callback.requested", "callback.connected", "callback.done"} <= set(actions), actions
     assert number not in str(audit)  # the number stays off the audit trail
+    heard = _heard(system, called["ears"])  # what the citizen heard, by the Mandarin recogniser
+    assert _window_cer(heard) <= 0.35, heard
+
+
+def _heard(system, ears: str) -> str:
+    def closed() -> bool:
+        with wave.open(ears) as w:
+            return w.getnframes() > 0 and 44 + 2 * w.getnframes() == Path(ears).stat().st_size
+
+    eventually(closed, timeout=20, retry_on=(OSError, EOFError, wave.Error), what=f"{ears} closed")
+    proc = system.cli("transcribe", ears, "--lang", "zh", "--json", timeout=300)
+    text = re.sub(r"[，。、,.\s]", "", json.loads(proc.stdout).get("text", ""))
+    return text.replace("幺二三四五", "12345").replace("一二三四五", "12345")
+
+
+def _window_cer(heard: str) -> float:
+    n = len(NOTICE)
+    windows = [heard[i:i + w] for w in (n - 2, n, n + 2) for i in range(max(1, len(heard) - w + 1))]
+    return min(cer(NOTICE, window) for window in windows) if heard else 1.0
 
 
 def test_given_a_citizen_who_does_not_answer_then_retried_then_no_answer(system, tokens):
