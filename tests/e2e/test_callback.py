@@ -50,10 +50,10 @@ def system():
 
 @pytest.fixture(scope="module")
 def tokens(system) -> dict:
-    system.cli("user", "add", "cb-agent", "--role", "agent", "--agent", "8003", "--password-stdin",
-               check=False, timeout=60)
-    return {"lead": system.login("cb-lead", "cb-lead-pw-12345", "supervisor"),
-            "agent": system.login("cb-agent", "cb-agent-pw-12345", "agent")}
+    out = {"lead": system.login("cb-lead", "cb-lead-pw-12345", "supervisor"),
+           "agent": system.login("cb-agent", "cb-agent-pw-12345", "agent")}
+    system.cli("user", "agent", "cb-agent", "8003", timeout=60)  # agent 8003 answers on this desk
+    return out
 
 
 def _callbacks(system, token) -> list[dict]:
@@ -113,6 +113,7 @@ def test_given_a_long_wait_when_the_caller_takes_the_offer_then_called_back_afte
         heard = await _ask_callback(system, number)
         pending = [c for c in _callbacks(system, tokens["lead"]) if c["call_uniqueid"] == heard["uniqueid"]]
         assert pending and pending[0]["status"] == "waiting" and pending[0]["number"] == "139****0201"
+        await asyncio.to_thread(_supervisor_sees, system, pending[0])  # in a thread: Playwright's sync API
         await asyncio.to_thread(system.stop_gateway)  # the place is kept in the database only
         await asyncio.to_thread(system.start_gateway)
         ready = asyncio.Event()
@@ -140,6 +141,40 @@ def test_given_a_long_wait_when_the_caller_takes_the_offer_then_called_back_afte
     assert number not in str(audit)  # the number stays off the audit trail
     heard = _heard(system, called["ears"])  # what the citizen heard, by the Mandarin recogniser
     assert _window_cer(heard) <= 0.35, heard
+
+
+def _supervisor_sees(system, callback: dict) -> None:
+    """The supervisor board lists the waiting callback (masked number, cancel button) at 1366 and 768 px."""
+    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        return
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(base_url=f"http://127.0.0.1:{system.http_port}", locale="zh-CN",
+                                          viewport={"width": 1366, "height": 768})
+            context.add_cookies([{"name": "gw_session", "value": system.login("cb-lead", "cb-lead-pw-12345",
+                                                                               "supervisor"),
+                                  "url": f"http://127.0.0.1:{system.http_port}"}])
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto("/supervisor")
+            row = page.locator(f'#callbacks tr[data-callback-id="{callback["id"]}"]')
+            sync_api.expect(row).to_contain_text("139****0201", timeout=20_000)
+            sync_api.expect(row).to_contain_text("等待回拨")
+            sync_api.expect(row.get_by_role("button", name=re.compile("取消回拨"))).to_be_visible()
+            artifacts = Path(__file__).resolve().parents[2] / "test-artifacts"
+            artifacts.mkdir(exist_ok=True)
+            for width in (1366, 768):
+                page.set_viewport_size({"width": width, "height": 1024})
+                sync_api.expect(row).to_be_visible()
+                page.screenshot(path=str(artifacts / f"callback-supervisor-{width}.png"), full_page=True)
+            assert not errors, errors
+        finally:
+            browser.close()
 
 
 def _heard(system, ears: str) -> str:
@@ -180,4 +215,4 @@ def test_given_a_citizen_who_does_not_answer_then_retried_then_no_answer(system,
     assert actions.count("callback.waiting") == 1 and "callback.no_answer" in actions, actions
     status, body = system.http(f"/api/supervisor/callbacks/{final['id']}/cancel", method="POST",
                                token=tokens["lead"])
-    assert status == 409 and body["error_id"] == "callback-not-open", body
+    assert status == 409 and body["error"] == "callback-not-open", body
