@@ -74,6 +74,7 @@ ERROR_ZH: dict[str, str] = {
     "speech-model-refused": "语音模型被拒绝",
     "tts-error": "语音合成出错",
     "tts-model": "语音合成模型出错",
+    "bad-outbound-call": "外呼的号码、用途或参数有误，未拨出",
     "callback-not-open": "该回拨已结束或已取消，无法再更改",
 }
 GENERIC_ZH = "请求未能完成"
