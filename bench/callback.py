@@ -189,6 +189,7 @@ def main() -> None:
     started = time.monotonic()
     env = {"GATEWAY_SPEECH": "false", "GATEWAY_CALLBACK_OVER_SECONDS": "1"}
     with System(prefix="gw-bench-callback-", keep=args.keep_state, extra_env=env) as sysm:
+        say(f"system up: {sysm.up()}")
         out = asyncio.run(run(args, sysm))
     out["bench_s"] = round(time.monotonic() - started, 1)
     args.output.parent.mkdir(parents=True, exist_ok=True)

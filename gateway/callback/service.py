@@ -40,6 +40,7 @@ from gateway.pbx.ami_events import AgentConnect, AmiEvent, Hangup, agent_id_of
 log = logging.getLogger(__name__)
 PURPOSE = "callback"
 # AMI events after which a member of the queue may be free (or about to be).
+RECHECK_AFTER_S = (0.3, 1.0)  # after a "member free" event: checks again, the member's state settling
 FREEING_EVENTS = {"QueueMemberStatus", "QueueMemberPause", "AgentComplete", "QueueCallerLeave",
                   "QueueMemberAdded", "QueueCallerAbandon"}
 
@@ -81,6 +82,7 @@ class CallbackService:
         self.placed_after: list[float] = []
         self._freed_at: dict[str, float] = {}
         self._waiting: dict[str, int] = {}  # queue -> callbacks waiting, at the last check
+        self._event_locks: dict[str, asyncio.Lock] = {}  # outbound uniqueid -> its events, in order
 
     # -- the IVR's side ------------------------------------------------------------------------
     async def queue_snapshot(self, queue: str) -> QueueSnapshot | None:
@@ -138,12 +140,29 @@ class CallbackService:
         if name == "QueueMemberPause" and str(headers.get("Paused", "")) != "0":
             return
         self.kick(str(headers.get("Queue", "")) or None)
+        # Asterisk's member state settles over a few events (device state, InCall, AgentComplete):
+        # a QueueStatus read at once may still show the member busy, so look again shortly after.
+        loop = asyncio.get_running_loop()
+        for delay in RECHECK_AFTER_S:
+            loop.call_later(delay, self._wake.set)
 
     async def on_ami_event(self, event: AmiEvent) -> None:
         """AgentConnect of a callback's call: done; its Hangup before that: an unanswered attempt."""
         uid = event.uniqueid
         if not isinstance(event, (AgentConnect, Hangup)) or "out-" not in uid:
             return
+        # AMI events are handled in tasks of their own: one call's AgentConnect and the Hangup right
+        # after it must be taken in the order they came (FIFO lock per call), or the hang-up could
+        # count as "left the queue unanswered" before the agent was noted.
+        lock = self._event_locks.setdefault(uid, asyncio.Lock())
+        try:
+            async with lock:
+                await self._call_event(event, uid)
+        finally:
+            if isinstance(event, Hangup) and not lock.locked():
+                self._event_locks.pop(uid, None)
+
+    async def _call_event(self, event: AmiEvent, uid: str) -> None:
         callback_id = self._ours.get(uid)
         if callback_id is None:
             row = await self.store.by_outbound(uid)

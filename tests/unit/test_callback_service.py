@@ -12,7 +12,7 @@ import pytest
 from gateway.callback.policy import RetryPolicy
 from gateway.callback.service import CallbackService
 from gateway.callback.store import CallbackStore
-from gateway.pbx.ami_events import AgentConnect
+from gateway.pbx.ami_events import AgentConnect, Hangup
 from gateway.ticketing.store import TicketStore
 from tests.unit.test_ticket_store import T0, ensure, start
 
@@ -95,8 +95,12 @@ async def test_given_busy_agent_when_estimated_then_long_and_place_kept_then_pla
                                "variables": {"QUEUE_PRIO": "10"}}]
     row = (await svc.store.open())[0]
     assert row["status"] == "connected" and row["outbound_uniqueid"] == "out-1" and row["ticket_id"] == ticket_id
-    await svc.on_ami_event(AgentConnect("AgentConnect", "out-1", "Local/x", "q-report", "坐席三",
-                                        "Local/8003@gw-agents/n", 3, "agent-leg"))
+    # AMI events run as tasks of their own; the agent's AgentConnect and a hang-up just after it
+    # must not be taken as "hung up in the queue before an agent answered"
+    connect = asyncio.ensure_future(svc.on_ami_event(AgentConnect(
+        "AgentConnect", "out-1", "Local/x", "q-report", "坐席三", "Local/8003@gw-agents/n", 3, "agent-leg")))
+    hangup = asyncio.ensure_future(svc.on_ami_event(Hangup("Hangup", "out-1", "Local/x", 16, "Normal Clearing")))
+    await asyncio.gather(connect, hangup)
     done = await svc.store.get(row["id"])
     assert done["status"] == "done" and done["agent"] == "8003"
     assert (await store.get_call("u-b"))["agent"] == "8003"  # the original call is the agent's now
