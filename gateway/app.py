@@ -28,6 +28,7 @@ from aiohttp import web
 from gateway.api import plugin as api
 from gateway.auth import plugin as auth
 from gateway.bus import make_bus
+from gateway.callback import plugin as callback
 from gateway.calls import plugin as calls
 from gateway.clock import AdjustableClock, Clock
 from gateway.deps import Deps
@@ -50,7 +51,7 @@ from gateway.web.edge import EdgePolicy
 
 DEPS = web.AppKey("deps", Deps)
 JOURNAL_LOCK_WAIT = 30.0  # seconds the own journal waits for a sibling that is replaying it
-FEATURES = (auth, hotlines, speech, desk, units, calls, api, sms, announce)  # each needs only those before it
+FEATURES = (auth, hotlines, speech, desk, units, calls, callback, api, sms, announce)  # each needs only those before it
 
 
 def _database(deps: Deps):

@@ -163,6 +163,14 @@ class Settings:
     sms_max_attempts: int = 6  # GATEWAY_SMS_MAX_ATTEMPTS: then the text is dead
     sms_retry_seconds: float = 30.0  # GATEWAY_SMS_RETRY_SECONDS: first backoff, doubling (at most 30 min)
     sms_poll_seconds: float = 2.0  # GATEWAY_SMS_POLL_SECONDS: the sender looks for due texts this often
+    # A callback instead of waiting (issue 13, gateway.callback): GATEWAY_CALLBACK_*
+    callback_over_seconds: float = 60.0  # offer a callback when the expected wait is longer (a flow may override)
+    callback_attempts: int = 3  # calls per callback, the first included
+    callback_retry_seconds: float = 120.0  # between an unanswered attempt and the next
+    callback_ring_seconds: float = 30.0  # how long the citizen's phone rings per attempt
+    callback_priority: int = 10  # QUEUE_PRIO of the called-back citizen in the queue (others have 0)
+    callback_talk_seconds: float = 180.0  # handling time the estimate assumes while a queue has no history
+    callback_check_seconds: float = 5.0  # the dispatcher also looks at open callbacks this often
 
     # -- derived paths -------------------------------------------------
     @property
@@ -487,6 +495,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sms_max_attempts=_count(env, "GATEWAY_SMS_MAX_ATTEMPTS", 6),
         sms_retry_seconds=_float(env, "GATEWAY_SMS_RETRY_SECONDS", 30.0),
         sms_poll_seconds=_float(env, "GATEWAY_SMS_POLL_SECONDS", 2.0),
+        **_callback_settings(env),
     )
 
 
@@ -534,6 +543,29 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     if not 1 <= value <= 100:
         raise SettingsError(f"{name}={raw!r} is out of range 1..100")
     return value
+def _callback_settings(env: Mapping[str, str]) -> dict:
+    """GATEWAY_CALLBACK_*: the virtual hold's limits (gateway.callback)."""
+    attempts = _non_negative(env, "GATEWAY_CALLBACK_ATTEMPTS", 3)
+    if attempts != int(attempts) or not 1 <= attempts <= 10:
+        raise SettingsError(f"GATEWAY_CALLBACK_ATTEMPTS={env.get('GATEWAY_CALLBACK_ATTEMPTS')!r} must be a whole "
+                            "number from 1 to 10")
+    priority = _non_negative(env, "GATEWAY_CALLBACK_PRIORITY", 10)
+    if priority != int(priority) or not 1 <= priority <= 1000:
+        raise SettingsError(f"GATEWAY_CALLBACK_PRIORITY={env.get('GATEWAY_CALLBACK_PRIORITY')!r} must be a whole "
+                            "number from 1 to 1000")
+    ring = _float(env, "GATEWAY_CALLBACK_RING_SECONDS", 30.0)
+    if not 5 <= ring <= 120:
+        raise SettingsError(f"GATEWAY_CALLBACK_RING_SECONDS={env.get('GATEWAY_CALLBACK_RING_SECONDS')!r} must be "
+                            "5 to 120 seconds")
+    return {
+        "callback_over_seconds": _non_negative(env, "GATEWAY_CALLBACK_OVER_SECONDS", 60.0),
+        "callback_attempts": int(attempts),
+        "callback_retry_seconds": _non_negative(env, "GATEWAY_CALLBACK_RETRY_SECONDS", 120.0),
+        "callback_ring_seconds": ring,
+        "callback_priority": int(priority),
+        "callback_talk_seconds": _float(env, "GATEWAY_CALLBACK_TALK_SECONDS", 180.0),
+        "callback_check_seconds": _float(env, "GATEWAY_CALLBACK_CHECK_SECONDS", 5.0),
+    }
 
 
 def _instance_id(env: Mapping[str, str], name: str) -> str:

@@ -17,7 +17,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from gateway.errors import CallExists, ChannelHangup, TicketDecided
+from gateway.errors import CallExists, ChannelHangup, GatewayError, TicketDecided
 from gateway.ivr_flows.channel import Recording
 from gateway.ivr_flows.engine import CallState, Interpreter
 from gateway.ivr_flows.model import GatewayConfig
@@ -73,12 +73,22 @@ class StoreObserver:
 
     def __init__(self, store: TicketStore, *, recording_path: Callable[[Recording], str],
                  recordings: RecordingGuard | None = None, today: Callable[[], date] | None = None,
-                 lookup_timeout: float = 0.5) -> None:
+                 lookup_timeout: float = 0.5, callbacks=None) -> None:
         self.today = today or (lambda: local_day(None, "Asia/Shanghai"))  # the centre's date
         self.lookup_timeout = lookup_timeout  # asking the database whether a drawn number is free
         self.store = store
         self.recording_path = recording_path
         self.recordings = recordings  # free space before, the file after (None: unchecked)
+        self.callbacks = callbacks  # gateway.callback.service.CallbackService (None: no callback offer)
+
+    async def expected_wait(self, state: CallState, queue: str):
+        """The queue's expected wait and the default limit for a callback offer (None: no offer)."""
+        return await self.callbacks.expected_wait(state, queue) if self.callbacks is not None else None
+
+    async def callback_requested(self, state: CallState, queue: str, number: str, source: str) -> None:
+        if self.callbacks is None:
+            raise GatewayError("callbacks are not available")
+        await self.callbacks.callback_requested(state, queue, number, source)
 
     async def step(self, state: CallState, entry: dict) -> None:
         await self.store.record_step(state.uniqueid, entry)
@@ -183,6 +193,7 @@ class CallHandler:
         instance: str | None = None,
     ) -> None:
         self.recordings = recordings
+        self.callbacks = None  # gateway.callback (virtual hold) sets its service here when set up
         self.instance = instance  # this gateway's instance id, written on the call's row
         self.board = board  # the supervisor's live board (gateway.desk.live.LiveBoard), if any
         self.guard_words = guard_words or dict
@@ -229,7 +240,7 @@ class CallHandler:
         try:
             await Interpreter(config, clock=self.clock, guard_words=self.guard_words()).run(state, channel, StoreObserver(
                 self.store, recording_path=self.recording_path, recordings=self.recordings,
-                today=lambda: local_day(self.clock(), config.timezone)))
+                today=lambda: local_day(self.clock(), config.timezone), callbacks=self.callbacks))
         except ChannelHangup:
             pass
         finally:

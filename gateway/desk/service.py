@@ -29,7 +29,7 @@ import logging
 from collections import OrderedDict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Awaitable, Callable
 
 from gateway.desk.access import (AlreadyTransferred, CallEnded, UnknownService, check_hearing, check_lock,
                                  check_transfer, ticket_view)
@@ -79,6 +79,10 @@ class DeskService:
         self.transfers = transfers or dict  # service -> EmergencyTransfer of the live configuration
         self._transferred: dict[str, str] = {}  # uniqueid -> service, for calls this process transferred
         self.journal = journal  # the call path's journal (gateway.ticketing.journal): pops wait for its replay
+        # A callback's call (gateway.callback): its outbound uniqueid -> the callback (ticket_id...), or None.
+        self.callback_of: Callable[[str], Awaitable[dict | None]] | None = None
+        self.callback_of_ticket: Callable[[int], Awaitable[dict | None]] | None = None  # its latest callback
+        self.overview_parts: list[Callable[[], Awaitable[dict]]] = []  # more of the supervisor's overview
 
     def use_timezone(self, name: str) -> None:
         """The hotline configuration's time zone (known once its live version is loaded)."""
@@ -156,6 +160,12 @@ class DeskService:
             return 0
         usernames = [viewer["username"] for viewer in viewers]
         ticket = await self.desk.ticket_of_call(uniqueid)
+        callback = None
+        if ticket is None and self.callback_of is not None:
+            # the gateway called the citizen back: the original call's ticket is the ticket
+            callback = await self.callback_of(uniqueid)
+            if callback is not None and callback.get("ticket_id"):
+                ticket = await self.store.get_ticket(callback["ticket_id"])
         if once and not self._first_pop((uniqueid, agent_id, ticket is not None)):
             return 0
         delivered = 0
@@ -168,13 +178,17 @@ class DeskService:
             else:
                 event = {"type": "screen_pop", "uniqueid": uniqueid, "queue": queue, "at": self.clock().isoformat(),
                          "ticket": await self.view(ticket["id"], viewer, ticket=ticket, audit=False)}
+                if callback is not None:
+                    event["callback"] = {"id": callback["id"], "requested_at": callback["requested_at"],
+                                         "attempts": callback["attempts"], "call_uniqueid": callback["call_uniqueid"]}
             self.hub.publish(username, event)
             delivered += 1
         if ticket is not None:
             self.counters["pops"] += 1
         if ticket is not None and (self.bus is None or self.bus.leader):  # one audit line for all instances
             await self.desk.audit("desk", "ticket.screen_pop", ticket["id"],
-                                  {"agent_id": agent_id, "users": usernames[:10]})
+                                  {"agent_id": agent_id, "users": usernames[:10],
+                                   **({"callback_id": callback["id"]} if callback is not None else {})})
         return delivered
 
     # -- reading -----------------------------------------------------------------------
@@ -184,6 +198,10 @@ class DeskService:
         check_lock(ticket, viewer, call.get("agent"))
         out = ticket_view(ticket, viewer, call_agent=call.get("agent"))
         out["call"] = {"uniqueid": call.get("uniqueid"), "agent": call.get("agent"), "status": call.get("status")}
+        if self.callback_of_ticket is not None:  # a callback (virtual hold): the desk labels it 回拨
+            callback = await self.callback_of_ticket(ticket_id)
+            out["callback"] = None if callback is None else {
+                k: callback[k] for k in ("id", "status", "attempts", "requested_at", "outbound_uniqueid")}
         if out.get("spoken_withheld"):  # suggestions quote the transcript: not for this viewer
             out["suggestions"] = {"available": False, "reason": "not your call"}
         else:
@@ -316,4 +334,6 @@ class DeskService:
         out = self.overview_live()
         out["today"] = await self.desk.today_counts(today_since)
         out["desks_connected"] = self.hub.connections()
+        for part in self.overview_parts:
+            out.update(await part())
         return out

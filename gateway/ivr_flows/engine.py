@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Mapping, Protocol
 
+from gateway.callback.estimate import spoken_minutes
+from gateway.callback.policy import BadCallbackNumber, callback_number
 from gateway.errors import ChannelHangup, GatewayError
 from gateway.ivr_flows.calendar import is_open
 from gateway.ivr_flows.channel import CallChannel, Heard, Recording, SpeechUnavailable
@@ -41,6 +43,7 @@ from gateway.ivr_flows.model import (
     SPEECH_LANGUAGES,
     BroadcastNode,
     CalendarNode,
+    CallbackOffer,
     Flow,
     GatewayConfig,
     GotoFlowNode,
@@ -106,6 +109,13 @@ class FlowObserver(Protocol):
     # Optional (the interpreter calls it when present): False when the caller cannot be recorded
     # now (no room for the recording); the record step is then skipped and the flow goes on.
     # async def may_record(self, state: CallState) -> bool: ...
+
+    # Optional, for a transfer's callback offer (virtual hold; without them no offer is made):
+    # async def expected_wait(self, state, queue) -> tuple[float | None, float] | None:
+    #     (expected seconds, None when nobody staffs the queue; the default limit in seconds),
+    #     or None when the wait cannot be known now (no offer then).
+    # async def callback_requested(self, state, queue, number, source) -> None:
+    #     keep the caller's place; raises GatewayError if it cannot (the caller then waits).
 
 
 class NullObserver:
@@ -556,6 +566,8 @@ class _Visit:
             overflow = next((q for q in candidates[1:] if q != queue), None)
         self.state.queue = queue
         await self.observer.ticket_point(self.state)
+        if node.callback is not None and overflow is None and await self._callback(node, queue):
+            return None
         if node.prompt:
             await self.play_prompt(node.prompt)
         step = {"node": node.id, "queue": queue}
@@ -608,6 +620,90 @@ class _Visit:
                 break
         await self.record_step({"node": node.id, "times": said})
         return node.next
+    # -- a callback instead of waiting (virtual hold) -----------------------------------------
+    async def _callback(self, node: TransferNode, queue: str) -> bool:
+        """Offer a callback when the queue's wait is long. True once the caller's place is kept
+        and the call was hung up; False to go on into the queue (no offer, declined, nothing
+        pressed, no usable number): the caller is never lost."""
+        offer: CallbackOffer = node.callback
+        estimate = getattr(self.observer, "expected_wait", None)
+        requested = getattr(self.observer, "callback_requested", None)
+        if estimate is None or requested is None:
+            return False
+        figures = await estimate(self.state, queue)
+        if figures is None:
+            return False
+        seconds, default_limit = figures
+        limit = offer.over_seconds if offer.over_seconds is not None else default_limit
+        if seconds is not None and seconds <= limit:
+            return False
+        await self.take_keys()
+        self.typeahead = ""
+        minutes = spoken_minutes(seconds)
+        prompt = f"{self.key(offer.offer)}-{minutes}" if minutes is not None else self.key(offer.offer_long)
+        key = await self.channel.collect_digits(prompt, max_digits=1, timeout=offer.timeout)
+        entry = {"node": node.id, "callback_offer": minutes if minutes is not None else "long", "key": key}
+        if key != "1":
+            await self.record_step({**entry, "result": "keep_waiting"})
+            return False
+        number, source = await self._callback_number(offer)
+        if not number:
+            await self.record_step({**entry, "result": "no_number"})
+            return False
+        try:
+            await requested(self.state, queue, number, source)
+        except GatewayError as exc:
+            log.warning("call %s: callback could not be kept (%s); the caller waits", self.state.uniqueid, exc)
+            await self.record_step({**entry, "result": "not_kept"})
+            return False
+        await self.record_step({**entry, "result": "callback", "number_source": source})
+        await self.play_prompt(offer.accepted)
+        self.state.outcome = "callback"
+        await self.channel.hangup()
+        return True
+
+    async def _callback_number(self, offer: CallbackOffer) -> tuple[str, str]:
+        """``(number, source)``: the calling number confirmed, or a keyed one ('' if none)."""
+        try:
+            number, source = callback_number(self.state.caller), "caller_id"
+        except BadCallbackNumber:
+            number, source = "", "keyed"
+        for _ in range(3):
+            if not number:
+                number = await self._key_number(offer)
+                source = "keyed"
+                if not number:
+                    return "", source
+            answer = await self._confirm(offer, number)
+            if answer == "1":
+                return number, source
+            if answer != "2":
+                return "", source  # nothing pressed: the caller keeps waiting in the queue
+            number = ""
+        return "", source
+
+    async def _confirm(self, offer: CallbackOffer, number: str) -> str:
+        """"回拨号码为 <digits>，确认请按1，使用其他号码请按2": the caller's key ('' for none)."""
+        head = self.key(offer.confirm)
+        for part in [f"{head}-a"] + [f"{self.flow.id}-digit-{d}" for d in number]:
+            key = await self.channel.play(part, keys="12")
+            if key:
+                return key
+        return await self.channel.collect_digits(f"{head}-b", max_digits=1, timeout=offer.timeout)
+
+    async def _key_number(self, offer: CallbackOffer) -> str:
+        prompt = self.key(offer.enter)
+        for attempt in range(2):
+            keyed = (await self.channel.collect_digits(prompt, max_digits=12, timeout=offer.timeout + 3)).rstrip("#")
+            if not keyed:
+                return ""
+            try:
+                return callback_number(keyed)
+            except BadCallbackNumber as exc:
+                await self.record_step({"node": "callback_number", "result": "invalid", "reason": exc.message})
+                if attempt == 0:
+                    await self.play_prompt(offer.invalid)
+        return ""
 
     async def _hangup(self, node: HangupNode) -> None:
         if node.prompt:

@@ -15,6 +15,7 @@ from gateway.ivr_flows.fields import ID, Reader, kind_of
 from gateway.ivr_flows.model import (
     BroadcastNode,
     CalendarNode,
+    CallbackOffer,
     EmergencyGuard,
     Flow,
     GotoFlowNode,
@@ -154,7 +155,7 @@ def _node(nid: str, raw: Any, path: tuple, r: Reader, texts: dict):
                  ("timeout", "retries", "invalid_prompt", "no_input_prompt", "default", "speech")),
         "record": (("type", "prompt", "next"), ("beep_prompt", "max_seconds", "silence_seconds", "speech",
                                                 "no_input_seconds", "no_input_prompt")),
-        "transfer": (("type", "default_queue"), ("queue_from", "prompt")),
+        "transfer": (("type", "default_queue"), ("queue_from", "prompt", "callback")),
         "calendar": (("type", "open", "closed"), ()),
         "hangup": (("type",), ("prompt",)),
         "broadcast": (("type", "next"), ()),
@@ -185,7 +186,8 @@ def _node(nid: str, raw: Any, path: tuple, r: Reader, texts: dict):
         if not isinstance(qf, list) or not all(isinstance(x, str) for x in qf):
             r.src.problem(path + ("queue_from",), "expected a list of variable names")
             qf = []
-        return TransferNode(nid, str(raw["default_queue"]), tuple(qf), p("prompt", True))
+        offer = _callback_offer(r, raw["callback"], path + ("callback",), texts) if "callback" in raw else None
+        return TransferNode(nid, str(raw["default_queue"]), tuple(qf), p("prompt", True), offer)
     if kind == "calendar":
         closed = r.mapping(raw["closed"], path + ("closed",), required=AFTER_HOURS) or {}
         return CalendarNode(nid, str(raw["open"]), {k: str(v) for k, v in closed.items() if k in AFTER_HOURS})
@@ -237,6 +239,37 @@ def _say_ticket(nid: str, raw: dict, path: tuple, r: Reader, p) -> SayTicketNode
         int(repeats if repeats is not None else 2),
         r.number(raw.get("timeout", 3), path + ("timeout",), low=1, high=15) or 3,
     )
+# Placeholders a callback prompt must hold (and no other prompt of the offer may).
+CALLBACK_PLACEHOLDERS = {"offer": "{minutes}", "confirm": "{number}"}
+
+
+def _callback_offer(r: Reader, raw: Any, path: tuple, texts: dict) -> CallbackOffer | None:
+    """``callback: {over_seconds: 60, timeout: 5, offer: <prompt>, ...}`` on a transfer node."""
+    if raw is True or raw == {}:
+        raw = {}
+    names = tuple(CallbackOffer().prompt_ids())
+    if r.mapping(raw, path, optional=("over_seconds", "timeout") + names) is None:
+        return None
+    over = None
+    if raw.get("over_seconds") is not None:
+        over = r.number(raw.get("over_seconds"), path + ("over_seconds",), low=0, high=3600)
+    timeout = r.number(raw.get("timeout", 5), path + ("timeout",), low=1, high=30) or 5
+    chosen = {}
+    for name in names:
+        value = raw.get(name, getattr(CallbackOffer, name))
+        pid = _prompt(r, value, path + (name,), texts)  # "unknown prompt" (a default id too) if absent
+        if pid is None or pid not in texts:
+            continue
+        chosen[name] = pid
+        holder = CALLBACK_PLACEHOLDERS.get(name)
+        text = texts[pid]
+        if holder and holder not in text:
+            r.src.problem(path + (name,), f"prompt {pid!r} must contain {holder} (where it is said)")
+        elif not holder and "{" in text:
+            r.src.problem(path + (name,), f"prompt {pid!r} may not contain a {{placeholder}}")
+    if len(chosen) != len(names):
+        return None
+    return CallbackOffer(over_seconds=over, timeout=timeout, **chosen)
 
 
 def _flag(r: Reader, value: Any, path: tuple) -> bool:

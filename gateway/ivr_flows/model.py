@@ -71,11 +71,38 @@ class RecordNode:
 
 
 @dataclass(frozen=True)
+class CallbackOffer:
+    """A transfer's offer of a callback instead of waiting (virtual hold), when the queue's
+    expected wait is over ``over_seconds`` (None: the gateway's GATEWAY_CALLBACK_OVER_SECONDS).
+
+    Prompt ids of the flow: ``offer`` holds ``{minutes}`` (rendered once per step of
+    gateway.callback.estimate.MINUTE_STEPS), ``offer_long`` is said beyond the last step or
+    when nobody staffs the queue, ``confirm`` holds ``{number}`` (the number is read digit by
+    digit between its two halves).
+    """
+
+    over_seconds: float | None = None
+    timeout: float = 5.0
+    offer: str = "callback_offer"
+    offer_long: str = "callback_offer_long"
+    confirm: str = "callback_confirm"
+    enter: str = "callback_enter"
+    invalid: str = "callback_invalid"
+    accepted: str = "callback_accepted"
+    notice: str = "callback_notice"  # played to the citizen who answers the callback
+
+    def prompt_ids(self) -> dict:
+        return {"offer": self.offer, "offer_long": self.offer_long, "confirm": self.confirm, "enter": self.enter,
+                "invalid": self.invalid, "accepted": self.accepted, "notice": self.notice}
+
+
+@dataclass(frozen=True)
 class TransferNode:
     id: str
     default_queue: str
     queue_from: tuple = ()  # variable names tried in order; first non-empty wins
     prompt: str | None = None
+    callback: CallbackOffer | None = None  # offer a callback when the wait is long
 
 
 @dataclass(frozen=True)

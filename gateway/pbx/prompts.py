@@ -77,7 +77,9 @@ def catalogue(config: GatewayConfig) -> dict[str, PromptText]:
     for flow in config.flows.values():
         for pid, text in flow.prompts.items():
             key = f"{flow.id}-{pid}"
-            out[key] = PromptText(key, text, flow.prompt_languages.get(pid, flow.language))
+            language = flow.prompt_languages.get(pid, flow.language)
+            for variant, said in prompt_variants(key, text, flow.id).items():
+                out[variant] = PromptText(variant, said, language)
         for line in config.lines.values():
             if line.flow != flow.id:
                 continue
@@ -111,6 +113,28 @@ def digit_prompts(config: GatewayConfig) -> dict[str, PromptText]:
         key = f"{flow.id}-digit-gap"
         out[key] = PromptText(key, DIGIT_GAP, flow.language)
     return out
+
+
+# Digits as read in a phone number (1 is 幺), for prompts that say a number ({number}).
+PHONE_DIGITS = {"0": "零", "1": "幺", "2": "二", "3": "三", "4": "四", "5": "五", "6": "六", "7": "七",
+                "8": "八", "9": "九"}
+
+
+def prompt_variants(key: str, text: str, flow_id: str) -> dict[str, str]:
+    """The catalogue entries of one flow prompt: itself, or for a callback prompt with a
+    placeholder its renderings: ``{minutes}`` -> ``<key>-<N>`` per step of
+    :data:`gateway.callback.estimate.MINUTE_STEPS`; ``{number}`` -> ``<key>-a`` and ``<key>-b``
+    (the text before and after it) and ``<flow>-digit-0`` … ``-9`` (the number said between)."""
+    from gateway.callback.estimate import MINUTE_STEPS
+
+    if "{minutes}" in text:
+        return {f"{key}-{n}": text.replace("{minutes}", str(n)) for n in MINUTE_STEPS}
+    if "{number}" in text:
+        head, _, tail = text.partition("{number}")
+        out = {f"{key}-a": head.strip() or "，", f"{key}-b": tail.strip().lstrip("，,") or "，"}
+        out.update({f"{flow_id}-digit-{d}": word for d, word in PHONE_DIGITS.items()})
+        return out
+    return {key: text}
 
 
 def _run(cmd: list[str]) -> None:

@@ -385,3 +385,34 @@ class SmsOutbox(Base):
     provider_ref: Mapped[str | None] = mapped_column(sa.String(128))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+# A callback instead of waiting (issue 13, virtual hold): gateway.callback.policy has the moves.
+CALLBACK_STATUSES = ("waiting", "dialling", "connected", "no_answer", "failed", "cancelled", "done")
+
+
+class Callback(Base):
+    """A caller's place in a queue, kept while they hung up; the gateway calls them back.
+
+    The ticket stays the original call's ticket. ``claimed_by`` names the gateway instance
+    that placed the current attempt (one row claim: two instances never both call).
+    """
+
+    __tablename__ = "callbacks"
+    __table_args__ = (sa.Index("ix_callbacks_status_queue", "status", "queue"),)
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(RowId, sa.ForeignKey("tickets.id"), index=True)
+    call_uniqueid: Mapped[str] = mapped_column(sa.String(64), unique=True)  # the original call
+    queue: Mapped[str] = mapped_column(sa.String(64))
+    number: Mapped[str] = mapped_column(sa.String(32))  # the number to call (never in logs unmasked)
+    number_source: Mapped[str] = mapped_column(sa.String(16))  # caller_id or keyed
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime())  # the place kept in the queue
+    status: Mapped[str] = mapped_column(sa.String(16), default="waiting")  # CALLBACK_STATUSES
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    next_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    last_result: Mapped[str | None] = mapped_column(sa.String(200))
+    agent: Mapped[str | None] = mapped_column(sa.String(128))
+    outbound_uniqueid: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    claimed_by: Mapped[str | None] = mapped_column(sa.String(64))
+    claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)

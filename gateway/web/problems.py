@@ -78,6 +78,7 @@ ERROR_ZH: dict[str, str] = {
     "bad-outbound-call": "外呼的号码、用途或参数有误，未拨出",
     "sms-sender": "短信发送通道配置有误",
     "no-ticket-number": "该工单没有工单号",
+    "callback-not-open": "该回拨已结束或已取消，无法再更改",
 }
 GENERIC_ZH = "请求未能完成"
 

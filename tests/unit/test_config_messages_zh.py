@@ -130,6 +130,7 @@ emergency: {node: missing, key_prompt: hello}
 description: x
 prompts:
   hello: 你好
+  braces: "号码{number}，第{n}"
   empty: ""
   other: {text: 안녕, language: ko}
   broken: {text: x}
@@ -157,6 +158,7 @@ nodes:
     type: transfer
     default_queue: q-general
     queue_from: category_queue
+    callback: {offer: hello, enter: braces, over_seconds: -1}
   d:
     type: calendar
     open: a

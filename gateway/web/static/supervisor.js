@@ -2,6 +2,7 @@
 // tables; waiting and talking times count up between polls. An ES module over common.js,
 // served as /static/supervisor.js (CSP script-src 'self').
 import {$, $$, arr, clockText, duration, el, isObj, makeApi, num, showStatus, str} from "./common.js";
+import {CALLBACK_STATUS_NAMES, label} from "./labels.js";
 
 const POLL_MS = 2000;
 const MAX_BACKOFF_MS = 10000;
@@ -107,6 +108,38 @@ function renderLive(data) {
   $("#queues-empty").hidden = queues.some(([, q]) => isObj(q) && num(q.waiting) > 0);
 }
 
+// Callbacks: callers who chose to be called back keep their place; a supervisor may cancel one.
+function renderCallbacks(data) {
+  const body = $("#callbacks tbody");
+  body.replaceChildren(...arr(data.callbacks).filter(isObj).map((c) => {
+    const tr = el("tr", null, {"data-callback-id": str(c.id), "data-status": str(c.status)});
+    const action = el("td");
+    if (c.status === "waiting" || c.status === "dialling") {
+      const button = el("button", "取消 Cancel", {type: "button", class: "secondary",
+        "aria-label": `取消回拨 cancel callback ${str(c.id)}`});
+      button.addEventListener("click", () => cancelCallback(c.id, button));
+      action.append(button);
+    }
+    tr.append(el("td", str(c.queue)), el("td", str(c.number) || "—", {class: "number"}), timer(c.waiting_s),
+      el("td", num(c.attempts), {class: "num"}), el("td", label(CALLBACK_STATUS_NAMES, c.status)),
+      el("td", c.ticket_id ? `#${c.ticket_id}` : "—"), action);
+    return tr;
+  }));
+  if (!body.children.length) body.append(emptyRow(7, "无待回拨 no callbacks waiting"));
+}
+
+async function cancelCallback(id, button) {
+  button.disabled = true;
+  try {
+    await api("POST", `/api/supervisor/callbacks/${encodeURIComponent(id)}/cancel`);
+    showStatus("ok", `回拨 #${id} 已取消 callback cancelled`);
+  } catch (err) {
+    showStatus("error", `无法取消回拨 cannot cancel callback #${id}: ${err.message}`);
+    button.disabled = false;
+  }
+  poll();
+}
+
 async function poll() {
   clearTimeout(state.timer);
   if (state.leaving) return;
@@ -117,6 +150,7 @@ async function poll() {
     state.failures = 0;
     renderToday(data);
     renderLive(data);
+    renderCallbacks(data);
     setConn("open", "实时 live");
     $("#updated").textContent = `更新于 updated ${clockText(new Date())}`;
     if ($("#status").className === "error") showStatus("", "");

@@ -1,6 +1,6 @@
 // One ticket in the detail pane: facts, what the caller said, the menu path, banners.
 import {$, $$, arr, el, fmtTime, isObj, str} from "../common.js";
-import {DISPATCH_MODE_NAMES, MERGE_MODE_NAMES, TICKET_STATUS_NAMES, TRANSCRIPT_STATUS_NAMES} from "../labels.js";
+import {CALLBACK_LABEL, DISPATCH_MODE_NAMES, MERGE_MODE_NAMES, TICKET_STATUS_NAMES, TRANSCRIPT_STATUS_NAMES} from "../labels.js";
 import {state} from "./state.js";
 import {clock} from "./session.js";
 import {article, badge, unitNames} from "./util.js";
@@ -75,6 +75,7 @@ export function renderInfo(entry) {
   badges.replaceChildren(badge(TICKET_STATUS_NAMES[v.status] || v.status, "status-" + v.status));
   if (v.confidential) badges.append(badge("保密 confidential", "confidential"));
   if (v.emergency) badges.append(badge("紧急 emergency", "emergency"));
+  if (isObj(v.callback)) badges.append(badge(CALLBACK_LABEL, "callback"));
   if (v.language && v.language !== "cmn" && v.language !== "zh") badges.append(badge(`语言 ${v.language}`));
 
   renderBanner(entry);

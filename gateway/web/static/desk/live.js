@@ -8,6 +8,7 @@ import {announce, api, notice, toLogin} from "./session.js";
 import {addTicket, openEntries, selectTicket} from "./list.js";
 import {refreshTicket} from "./form.js";
 import {chime} from "./chime.js";
+import {CALLBACK_LABEL} from "../labels.js";
 
 function setConn(kind, text) {
   const c = $("#conn");
@@ -89,7 +90,8 @@ async function onPop(msg, replay) {
   if (takeOver) selectTicket(view.id);
   if (known) return;
   const emergency = Boolean(view.emergency);
-  const what = `工单 #${view.id} ${str(view.line_number)} ${str(view.line_name)}`.trim();
+  // A citizen the gateway called back (virtual hold): the original call's ticket, said as such.
+  const what = `${isObj(msg.callback) ? CALLBACK_LABEL + "：" : ""}工单 #${view.id} ${str(view.line_number)} ${str(view.line_name)}`.trim();
   notice(`弹屏 screen pop：工单 #${view.id}（${str(view.line_number)}，${str(msg.queue)}）`);
   chime(emergency);
   const n = openEntries().findIndex((e) => e.id === view.id) + 1;

@@ -1,0 +1,218 @@
+"""End to end, a callback instead of waiting (virtual hold) on the real sandbox Asterisk.
+
+The only agent of queue q-report (8003) is made busy by caller A (the simulated agent talks as
+long as the Asterisk global GW_AGENT_TALK says, read when it answers), so the next caller's
+expected wait is long: caller B hears the offer, presses 1, confirms the calling number, hears
+"好的，轮到您时我们会回拨" and is hung up. The gateway is restarted while B's callback waits;
+then the test ends A's call (the moment an agent frees up is the test's): the gateway calls B
+back, the simulated citizen answers, hears the notice and reaches agent 8003, whose desk pop
+is B's original ticket flagged as a callback. Then a citizen who does not answer: the
+callback is retried once (GATEWAY_CALLBACK_ATTEMPTS=2) and ends ``no_answer``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import wave
+from pathlib import Path
+
+import pytest
+
+from gateway.asr.zh_text import cer
+from gateway_dev.desk_socket import DeskSocket
+from gateway_dev.eventually import aeventually, eventually
+from gateway_dev.simcall import CallScript, answer_call, place_call, set_citizen, sim_ami_client
+from gateway_dev.system import ROOT, System
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
+QUEUE_KEYS = "32"  # 举报 -> q-report (agent 8003 only), not confidential
+NOTICE = "您好这里是12345市民服务热线现在为您接通人工服务"
+
+
+@pytest.fixture(scope="module")
+def system():
+    sysm = System(prefix="gw-e2e-callback-", log_level="INFO", test_clock=True, extra_env={
+        "GATEWAY_SPEECH": "false", "GATEWAY_CALLBACK_OVER_SECONDS": "1", "GATEWAY_CALLBACK_ATTEMPTS": "2", "GATEWAY_CALLBACK_RETRY_SECONDS": "1",
+        "GATEWAY_CALLBACK_RING_SECONDS": "5", "GATEWAY_CALLBACK_CHECK_SECONDS": "1"})
+    try:
+        sysm.up()
+        yield sysm
+    finally:
+        sysm.down()
+        (ROOT / "test-artifacts").mkdir(exist_ok=True)
+        if sysm.log_path.exists():
+            shutil.copy(sysm.log_path, ROOT / "test-artifacts" / "e2e-callback-gateway.log")
+        shutil.rmtree(sysm.state, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def tokens(system) -> dict:
+    out = {"lead": system.login("cb-lead", "cb-lead-pw-12345", "supervisor"),
+           "agent": system.login("cb-agent", "cb-agent-pw-12345", "agent")}
+    system.cli("user", "agent", "cb-agent", "8003", timeout=60)  # agent 8003 answers on this desk
+    return out
+
+
+def _callbacks(system, token) -> list[dict]:
+    status, body = system.http("/api/supervisor/callbacks", token=token)
+    assert status == 200, body
+    return body["items"]
+
+
+async def _setvar(system, name: str, value: str) -> None:
+    ami = sim_ami_client(system.settings)
+    await ami.start()
+    try:
+        await ami.wait_connected(10)
+        await ami.action({"Action": "Setvar", "Variable": name, "Value": value})
+    finally:
+        await ami.close()
+
+
+async def _hangup(system, uniqueid: str) -> None:
+    ami = sim_ami_client(system.settings)
+    await ami.start()
+    try:
+        await ami.wait_connected(10)
+        await ami.action({"Action": "Hangup", "Channel": uniqueid})
+    finally:
+        await ami.close()
+
+
+async def _busy_agent(system, uid: str, caller: str) -> asyncio.Task:
+    """Caller ``uid`` talks to agent 8003 until the test hangs it up."""
+    await _setvar(system, "GW_AGENT_TALK", "600")
+    task = asyncio.create_task(place_call(system.settings, CallScript(
+        number="12345", caller=caller, digits=QUEUE_KEYS, uniqueid=uid, timeout=300)))
+
+    def talking():
+        status, body = system.http("/api/supervisor/overview", token=system.token())
+        return any(c["uniqueid"] == uid for c in body.get("talking", []))
+
+    await aeventually(lambda: asyncio.to_thread(talking), timeout=60, what=f"{uid} talking to agent 8003")
+    await _setvar(system, "GW_AGENT_TALK", "2")  # the next call 8003 takes is short
+    return task
+
+
+async def _ask_callback(system, caller: str) -> dict:
+    heard = await place_call(system.settings, CallScript(number="12345", caller=caller, digits=QUEUE_KEYS + "11"))
+    assert any(p.startswith("main-callback_offer") for p in heard["heard"]), heard["heard"]
+    assert [p for p in heard["heard"] if "-digit-" in p] == [f"main-digit-{d}" for d in caller]
+    assert heard["heard"][-1] == "main-callback_accepted" and heard["queue"] is None, heard
+    return heard
+
+
+def test_given_a_long_wait_when_the_caller_takes_the_offer_then_called_back_after_a_restart(system, tokens):
+    number = "13900000201"
+
+    async def scenario():
+        first = await _busy_agent(system, "sim-cb-first", "13800000001")
+        heard = await _ask_callback(system, number)
+        pending = [c for c in _callbacks(system, tokens["lead"]) if c["call_uniqueid"] == heard["uniqueid"]]
+        assert pending and pending[0]["status"] == "waiting" and pending[0]["number"] == "139****0201"
+        await asyncio.to_thread(_supervisor_sees, system, pending[0])  # in a thread: Playwright's sync API
+        await asyncio.to_thread(system.stop_gateway)  # the place is kept in the database only
+        await asyncio.to_thread(system.start_gateway)
+        ready = asyncio.Event()
+        citizen = asyncio.create_task(answer_call(system.settings, number, CallScript(number=number, ears=True),
+                                                  ready=ready, timeout=120))
+        await asyncio.wait_for(ready.wait(), 30)
+        base = f"http://127.0.0.1:{system.http_port}"
+        async with DeskSocket(base, system.login("cb-agent", "cb-agent-pw-12345", "agent")) as desk:
+            await _hangup(system, "sim-cb-first")  # agent 8003 frees up now
+            await first
+            pop = await desk.next("screen_pop", timeout=60)
+        return heard, pending[0], pop, await citizen
+
+    heard, callback, pop, called = asyncio.run(scenario())
+    assert "main-callback_notice" in called["heard"] and called["queue"] == "q-report", called
+    assert called["agent"], called  # the citizen reached the agent
+    assert pop["callback"]["id"] == callback["id"] and pop["uniqueid"] == called["uniqueid"]
+    assert pop["ticket"]["id"] == callback["ticket_id"]  # the original call's ticket
+    done = eventually(lambda: next(c for c in _callbacks(system, tokens["lead"]) if c["id"] == callback["id"]
+                                   and c["status"] == "done"), timeout=20, what="callback done")
+    assert done["agent"] == "8003" and done["attempts"] == 1
+    status, audit = system.http(f"/api/tickets/{callback['ticket_id']}/audit", token=tokens["lead"])
+    actions = [a["action"] for a in audit["items"]]
+    assert {"callback.requested", "callback.connected", "callback.done"} <= set(actions), actions
+    assert number not in str(audit)  # the number stays off the audit trail
+    heard = _heard(system, called["ears"])  # what the citizen heard, by the Mandarin recogniser
+    assert _window_cer(heard) <= 0.35, heard
+
+
+def _supervisor_sees(system, callback: dict) -> None:
+    """The supervisor board lists the waiting callback (masked number, cancel button) at 1366 and 768 px."""
+    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        return
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(base_url=f"http://127.0.0.1:{system.http_port}", locale="zh-CN",
+                                          viewport={"width": 1366, "height": 768})
+            context.add_cookies([{"name": "gw_session", "value": system.login("cb-lead", "cb-lead-pw-12345",
+                                                                               "supervisor"),
+                                  "url": f"http://127.0.0.1:{system.http_port}"}])
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto("/supervisor")
+            row = page.locator(f'#callbacks tr[data-callback-id="{callback["id"]}"]')
+            sync_api.expect(row).to_contain_text("139****0201", timeout=20_000)
+            sync_api.expect(row).to_contain_text("等待回拨")
+            sync_api.expect(row.get_by_role("button", name=re.compile("取消回拨"))).to_be_visible()
+            artifacts = Path(__file__).resolve().parents[2] / "test-artifacts"
+            artifacts.mkdir(exist_ok=True)
+            for width in (1366, 768):
+                page.set_viewport_size({"width": width, "height": 1024})
+                sync_api.expect(row).to_be_visible()
+                page.screenshot(path=str(artifacts / f"callback-supervisor-{width}.png"), full_page=True)
+            assert not errors, errors
+        finally:
+            browser.close()
+
+
+def _heard(system, ears: str) -> str:
+    def closed() -> bool:
+        with wave.open(ears) as w:
+            return w.getnframes() > 0 and 44 + 2 * w.getnframes() == Path(ears).stat().st_size
+
+    eventually(closed, timeout=20, retry_on=(OSError, EOFError, wave.Error), what=f"{ears} closed")
+    proc = system.cli("transcribe", ears, "--lang", "zh", "--json", timeout=300)
+    text = re.sub(r"[，。、,.\s]", "", json.loads(proc.stdout).get("text", ""))
+    return text.replace("幺二三四五", "12345").replace("一二三四五", "12345")
+
+
+def _window_cer(heard: str) -> float:
+    n = len(NOTICE)
+    windows = [heard[i:i + w] for w in (n - 2, n, n + 2) for i in range(max(1, len(heard) - w + 1))]
+    return min(cer(NOTICE, window) for window in windows) if heard else 1.0
+
+
+def test_given_a_citizen_who_does_not_answer_then_retried_then_no_answer(system, tokens):
+    number = "13900000202"
+
+    async def scenario():
+        first = await _busy_agent(system, "sim-cb-second", "13800000002")
+        heard = await _ask_callback(system, number)
+        await set_citizen(system.settings, number, "noanswer")
+        await _hangup(system, "sim-cb-second")
+        await first
+        return heard
+
+    heard = asyncio.run(scenario())
+    final = eventually(lambda: next(c for c in _callbacks(system, tokens["lead"])
+                                    if c["call_uniqueid"] == heard["uniqueid"] and c["status"] == "no_answer"),
+                       timeout=60, what="the callback given up after its retry")
+    assert final["attempts"] == 2 and final["last_result"].startswith("no_answer"), final
+    status, audit = system.http(f"/api/tickets/{final['ticket_id']}/audit", token=tokens["lead"])
+    actions = [a["action"] for a in audit["items"]]
+    assert actions.count("callback.waiting") == 1 and "callback.no_answer" in actions, actions
+    status, body = system.http(f"/api/supervisor/callbacks/{final['id']}/cancel", method="POST",
+                               token=tokens["lead"])
+    assert status == 409 and body["error"] == "callback-not-open", body
