@@ -93,6 +93,7 @@ TEMPLATES: tuple[tuple[str, str], ...] = (
     ("expected a non-empty mapping of nodes", "应为非空的节点映射"),
     ("unknown node {node}", "未知的节点 {node}"),
     ("unknown prompt {prompt}", "未知的提示音 {prompt}"),
+    ("unknown field {field} in the text (known: {known})", "文字中有未知的字段 {field}（可用：{known}）"),
     ("{node} is not a valid node id", "{node} 不是有效的节点 id"),
     ("a key prompt needs emergency.key", "按键提示音需要设置 emergency.key"),
     ("key {key} is the flow's emergency key (emergency.key)", "按键 {key} 已是本流程的紧急键（emergency.key）"),

@@ -129,6 +129,7 @@ description: x
 prompts:
   hello: 你好
   empty: ""
+  dated: "您于{day}反映的问题"
   other: {text: 안녕, language: ko}
   broken: {text: x}
 nodes:
