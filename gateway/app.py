@@ -32,6 +32,7 @@ from gateway.calls import plugin as calls
 from gateway.clock import AdjustableClock, Clock
 from gateway.deps import Deps
 from gateway.desk import plugin as desk
+from gateway.followup import plugin as followup
 from gateway.hotlines import plugin as hotlines
 from gateway.pbx.ami import AmiClient
 from gateway.pbx.ami_pool import AmiPool
@@ -46,7 +47,7 @@ from gateway.web.app import new_app
 from gateway.web.edge import EdgePolicy
 
 DEPS = web.AppKey("deps", Deps)
-FEATURES = (auth, hotlines, speech, desk, calls, api)  # each needs only those before it
+FEATURES = (auth, hotlines, speech, desk, calls, api, followup)  # each needs only those before it
 
 
 def _database(deps: Deps):

@@ -390,6 +390,12 @@ class FollowupStore:
                  "ticket": followup_dict(Followup(ticket_id=t.id, status="scheduled", attempts=0), t)["ticket"]}
                 for t in rows]
 
+    async def audit(self, actor: str, action: str, ticket_id: int, details: dict | None = None) -> None:
+        async def work(session) -> None:
+            session.add(_audit(actor, action, ticket_id, details or {}))
+
+        await self.store.run_write(work)
+
     async def counts(self) -> dict:
         async with self.store.read_session() as session:
             rows = (await session.execute(sa.select(Followup.status, sa.func.count(Followup.id))

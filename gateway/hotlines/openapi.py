@@ -11,6 +11,10 @@ import functools
 
 from gateway import __version__
 from gateway.desk.openapi import DESK_SCHEMAS, desk_paths
+from gateway.desk.openapi import _op as _desk_op
+from gateway.desk.openapi import _TICKET_ID
+from gateway.followup.http import BODIES as FOLLOWUP_BODIES
+from gateway.followup.http import followup_paths
 from gateway.desk.schemas import BODIES as DESK_BODIES
 from gateway.hotlines.schemas import BODIES as ADMIN_BODIES
 from gateway.hotlines.schemas import (ChangeBody, CommentBody, CreateLineBody, DryRunBody, ImportBody,
@@ -20,7 +24,7 @@ from gateway.web.schema import body_ref, components
 from gateway.web.schemas_auth import BODIES as AUTH_BODIES
 from gateway.web.schemas_auth import LoginBody
 
-BODY_MODELS = {**DESK_BODIES, **ADMIN_BODIES, **AUTH_BODIES}  # (method, path) -> model of the request body
+BODY_MODELS = {**DESK_BODIES, **ADMIN_BODIES, **AUTH_BODIES, **FOLLOWUP_BODIES}  # (method, path) -> model of the request body
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -109,6 +113,7 @@ def openapi_document() -> dict:
             "/healthz": {"get": {"summary": "database and AMI state", "responses": {
                 "200": _resp("healthy"), "503": _resp("degraded")}}},
             **desk_paths(),
+            **followup_paths(_desk_op, _TICKET_ID),
             "/api/admin/overview": {"get": _op("lines, modes, today's calls per line, broadcasts", ok="200",
                                                ok_schema={"type": "object"})},
             "/api/admin/versions": {"get": _op("the version history, newest first", ok="200",

@@ -74,6 +74,11 @@ ERROR_ZH: dict[str, str] = {
     "speech-model-refused": "语音模型被拒绝",
     "tts-error": "语音合成出错",
     "tts-model": "语音合成模型出错",
+    "followup-done": "该工单已回访过，不重复回访",
+    "followup-calling": "该工单正在回访通话中，请稍后再试",
+    "followup-conflict": "回访状态不允许此操作",
+    "not-handled": "工单尚未办结，不能回访",
+    "bad-followup-answer": "回访结果的取值有误",
 }
 GENERIC_ZH = "请求未能完成"
 
