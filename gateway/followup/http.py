@@ -5,6 +5,8 @@ Routes (all behind a login; roles in brackets)::
     GET  /api/followups?status=open|done|all     follow-ups with their ticket [agent|supervisor|admin]
                                                  open: due, being called, unreachable, and handled tickets
                                                  the scheduler has not reached; agents see numbers masked
+    GET  /followups                              the follow-up page [agent|supervisor|admin]
+    GET  /api/followups/review                   tickets put on review by a follow-up [supervisor|admin]
     GET  /api/followups/{ticket_id}              one ticket's follow-up, the number whole (the agent is
                                                  about to phone the citizen; audited: followup.opened)
     POST /api/followups/{ticket_id}/answers      {"solved", "satisfaction", "comment"}: recorded as via=desk
@@ -22,6 +24,7 @@ routes (purpose ``followup-agent``) without changing this API.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, Optional
 
 from aiohttp import web
@@ -36,6 +39,7 @@ from gateway.web.params import int_param, ticket_id
 from gateway.web.schema import Body, parse, text
 
 FOLLOWUP = web.AppKey("followup", FollowupService)
+STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 DESK_ROLES = ("agent", "supervisor", "admin")
 OPEN = ("scheduled", "calling", "unreachable")
 STATUS_SETS = {"open": OPEN, "done": ("done", "refused"), "all": ("scheduled", "calling", "unreachable", "done",
@@ -74,6 +78,18 @@ async def list_followups(request: web.Request) -> web.Response:
                               "counts": await service.store.counts()})
 
 
+@require_role("supervisor", "admin")
+async def review_list(request: web.Request) -> web.Response:
+    """The review list's follow-up part: tickets whose citizen said 未解决 or 不满意."""
+    items = await request.app[FOLLOWUP].store.review_list(limit=int_param(request, "limit", 100, 1, 200))
+    return web.json_response({"items": items})
+
+
+@require_role(*DESK_ROLES, page=True)
+async def followups_page(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(STATIC / "followups.html")
+
+
 @require_role(*DESK_ROLES)
 async def get_followup(request: web.Request) -> web.Response:
     tid = ticket_id(request)
@@ -103,7 +119,9 @@ async def post_answers(request: web.Request) -> web.Response:
 
 def add_followup_routes(app: web.Application) -> None:
     r = app.router
+    r.add_get("/followups", followups_page)
     r.add_get("/api/followups", list_followups)
+    r.add_get("/api/followups/review", review_list)
     r.add_get("/api/followups/{ticket_id}", get_followup)
     r.add_post("/api/followups/{ticket_id}/answers", post_answers)
 
@@ -117,6 +135,9 @@ def followup_paths(op, ticket_param: list) -> dict:
                                      "handled and not yet scheduled), done (done, refused) or all; agents see "
                                      "numbers masked", params=[{"name": n, "in": "query", "schema": {"type": "string"}}
                                                                for n in ("status", "limit")])},
+        "/api/followups/review": {"get": op("the review list's follow-up part: tickets whose citizen answered "
+                                            "未解决 (unsolved) or 不满意 (unsatisfied), with the answers (supervisor, admin)",
+                                            params=[{"name": "limit", "in": "query", "schema": {"type": "string"}}])},
         "/api/followups/{ticket_id}": {"get": op("one ticket's follow-up with the citizen's number (audited)",
                                                  params=ticket_param)},
         "/api/followups/{ticket_id}/answers": {"post": op(

@@ -396,6 +396,15 @@ class FollowupStore:
 
         await self.store.run_write(work)
 
+    async def review_list(self, *, limit: int = 100) -> list[dict]:
+        """Tickets the follow-up put on the review list (未解决 or 不满意), newest answers first."""
+        stmt = (sa.select(Followup, Ticket).join(Ticket, Ticket.id == Followup.ticket_id)
+                .where(Ticket.handling == "review", Ticket.review_reason.in_(("unsolved", "unsatisfied")))
+                .order_by(Followup.answered_at.desc(), Followup.id.desc()).limit(limit))
+        async with self.store.read_session() as session:
+            rows = (await session.execute(stmt)).all()
+        return [followup_dict(f, t) for f, t in rows]
+
     async def counts(self) -> dict:
         async with self.store.read_session() as session:
             rows = (await session.execute(sa.select(Followup.status, sa.func.count(Followup.id))

@@ -18,3 +18,10 @@ export function label(names, key) { return names[key] ? `${names[key]} ${key}` :
 export const CATEGORY_EN = {咨询: "consultation", 建议: "suggestion", 举报: "report", 投诉: "complaint", 求助: "help"};
 export const UNIT_KIND_EN = {street: "street", township: "township", district: "district",
   city_department: "city dept.", police: "police", enterprise: "enterprise"};
+
+// The follow-up (回访, issue 13): the row's status, the citizen's answers, why a ticket is under review.
+export const FOLLOWUP_STATUS_NAMES = {pending: "待安排", scheduled: "待回访", calling: "回访中", done: "已回访",
+  unreachable: "未接通", refused: "拒绝回访", cancelled: "已取消"};
+export const SOLVED_NAMES = {yes: "已解决", no: "未解决"};
+export const SATISFACTION_NAMES = {satisfied: "满意", basic: "基本满意", unsatisfied: "不满意"};
+export const REVIEW_REASON_NAMES = {unsolved: "回访未解决", unsatisfied: "回访不满意", objection: "派单异议"};
