@@ -159,6 +159,10 @@ class Settings:
     followup_max_calls: int = 4  # follow-up calls one gateway instance runs at once
     followup_tick: float = 5.0  # seconds between the scheduler's rounds
     followup_caller_id: str = "12345"  # the number the citizen sees
+    # GATEWAY_OUTBOUND_DIAL: the channel the gateway's own calls to citizens go out on, a template
+    # with {number} (``PJSIP/{number}@trunk``); "" = no outbound calls (the development sandbox's
+    # default is its simulated citizen, ``Local/{number}@gw-citizen-sim``).
+    outbound_dial: str = ""
 
     # -- derived paths -------------------------------------------------
     @property
@@ -472,6 +476,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         recordings_min_free_mb=_non_negative(env, "GATEWAY_RECORDINGS_MIN_FREE_MB", 50.0),
         instance_id=_instance_id(env, "GATEWAY_INSTANCE_ID"),
         loop_debug=_bool(env, "GATEWAY_LOOP_DEBUG", False),
+        outbound_dial=_outbound_dial(env, "GATEWAY_OUTBOUND_DIAL", state_dir),
         **_followup(env),
     )
 
@@ -500,6 +505,26 @@ def _followup(env: Mapping[str, str]) -> dict:
         else:
             out[key] = int(raw)
     return out
+
+
+SANDBOX_OUTBOUND_DIAL = "Local/{number}@gw-citizen-sim"  # the development sandbox's simulated citizen
+_DIAL_PART = r"[A-Za-z0-9/@._:+=&-]*"
+
+
+def _outbound_dial(env: Mapping[str, str], name: str, state_dir: Path) -> str:
+    """The outbound channel template: ``{number}`` exactly once, channel characters around it.
+
+    Unset: the sandbox's simulated citizen where the development sandbox lives (its simulated
+    caller's secret exists), else "" (the gateway places no calls)."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return SANDBOX_OUTBOUND_DIAL if read_sim_ami_secret(state_dir) else ""
+    value = raw.strip()
+    if value.count("{number}") != 1 or not re.fullmatch(_DIAL_PART + r"\{number\}" + _DIAL_PART, value) \
+            or "/" not in value.split("{number}")[0]:
+        raise SettingsError(f"{name}={raw!r}: use a channel with {{number}} once, e.g. PJSIP/{{number}}@trunk "
+                            "(letters, digits and / @ . _ : + = & - only)")
+    return value
 
 
 def _instance_id(env: Mapping[str, str], name: str) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -107,31 +108,58 @@ async def _wait_connected(settings: Settings, ami: AmiClient) -> None:
                            f"({ami.last_error}); is the sandbox up? (`gateway sandbox up`)")
 
 
-async def _run(settings: Settings, script: CallScript, ami: AmiClient) -> dict:
-    uid = script.uniqueid or f"sim-{uuid.uuid4().hex[:16]}"
-    prog = _Progress(uniqueid=uid, caller_uid=f"{uid}-c")
-    say_pbx, say_seconds = None, 0.0
-    if script.say is not None:
-        say_pbx, say_seconds = await _prepare(settings, Path(script.say), f"{uid}")
-    options_pbx = [await _prepare(settings, Path(f), f"{uid}-o{i}") for i, f in enumerate(script.say_options)]
-    loop = asyncio.get_running_loop()
-    tasks: set[asyncio.Task] = set()
+class _Driver:
+    """Drives one simulated person on one call: the caller of ``place_call`` or the citizen of
+    ``answer_call``. It listens to the AMI events of the gateway's side of the call
+    (``prog.uniqueid``: the channel that runs the IVR or the outbound route) and acts on its own
+    side (``prog.caller_uid``: the ``;2`` half of the Local channel). ``prog.uniqueid`` may be
+    unknown at first (the gateway chooses it for its own calls): ``match`` then binds it from the
+    ``Newchannel`` of our side."""
 
-    async def act(fields: dict, delay: float = 0.0) -> None:
+    def __init__(self, settings: Settings, script: CallScript, ami: AmiClient, prog: _Progress, *,
+                 match=None) -> None:
+        self.settings, self.script, self.ami, self.prog = settings, script, ami, prog
+        self.match = match  # match(headers) -> the gateway side's uniqueid, for an unbound prog
+        self.tasks: set[asyncio.Task] = set()
+        self.say_pbx: str | None = None
+        self.say_seconds = 0.0
+        self.options_pbx: list[tuple[str, float]] = []
+        self.started = time.monotonic()
+
+    async def prepare(self, name: str) -> None:
+        script = self.script
+        if script.say is not None:
+            self.say_pbx, self.say_seconds = await _prepare(self.settings, Path(script.say), name)
+        self.options_pbx = [await _prepare(self.settings, Path(f), f"{name}-o{i}")
+                            for i, f in enumerate(script.say_options)]
+
+    async def act(self, fields: dict, delay: float = 0.0) -> None:
         if delay:
             await asyncio.sleep(delay)
         try:
-            await ami.action(fields)
+            await self.ami.action(fields)
         except GatewayError:
             pass  # the caller's channel may already be gone
 
-    def spawn(coro) -> None:
-        task = loop.create_task(coro)
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+    def spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
-    def on_event(h: dict) -> None:
+    def _key(self, digit: str, delay: float) -> None:
+        self.spawn(self.act({"Action": "PlayDTMF", "Channel": self.prog.caller_channel, "Digit": digit,
+                             "Duration": "120"}, delay))
+
+    def on_event(self, h: dict) -> None:
+        prog, script, act, spawn = self.prog, self.script, self.act, self.spawn
         name, euid = h.get("Event"), h.get("Uniqueid")
+        if not prog.uniqueid:
+            bound = self.match(h) if self.match is not None else None
+            if not bound:
+                return
+            prog.uniqueid, prog.caller_uid = bound, f"{bound}-c"
+            self.started = time.monotonic()
+        uid = prog.uniqueid
         if name == "Newchannel" and euid == prog.caller_uid:
             prog.caller_channel = h.get("Channel")
         elif name == "AGIExecStart" and euid == uid and prog.caller_channel:
@@ -143,8 +171,7 @@ async def _run(settings: Settings, script: CallScript, ami: AmiClient) -> dict:
                 if script.early and not prog.early_sent:
                     prog.early_sent = True
                     for i, digit in enumerate(script.early):
-                        spawn(act({"Action": "PlayDTMF", "Channel": prog.caller_channel, "Digit": digit,
-                                   "Duration": "120"}, 1.0 + 0.4 * i))
+                        self._key(digit, 1.0 + 0.4 * i)
             if command.startswith("SET VARIABLE GW_STEP "):
                 prog.step, _, keys = command.split(" ", 3)[-1].strip('"').partition("/")
                 prog.heard.extend(k for k in keys.split("+") if k)
@@ -157,30 +184,27 @@ async def _run(settings: Settings, script: CallScript, ami: AmiClient) -> dict:
                     if len(prog.pressed) < len(script.digits):
                         entry = script.digits[len(prog.pressed)]
                         prog.pressed += entry
-                        if entry == "s" and prog.options_said < len(options_pbx):
-                            path, _seconds = options_pbx[prog.options_said]
+                        if entry == "s" and prog.options_said < len(self.options_pbx):
+                            path, _seconds = self.options_pbx[prog.options_said]
                             prog.options_said += 1
                             spawn(_say(act, prog.caller_channel, path))
                         elif entry != "s":
-                            spawn(act({"Action": "PlayDTMF", "Channel": prog.caller_channel, "Digit": entry,
-                                       "Duration": "120"}, script.key_delay))
-                elif command.startswith("EXEC") and prog.options_said < len(options_pbx):
-                    path, _seconds = options_pbx[prog.options_said]
+                            self._key(entry, script.key_delay)
+                elif command.startswith("EXEC") and prog.options_said < len(self.options_pbx):
+                    path, _seconds = self.options_pbx[prog.options_said]
                     prog.options_said += 1
                     spawn(_say(act, prog.caller_channel, path))
                 elif len(prog.pressed) < len(script.digits):
                     digit = script.digits[len(prog.pressed)]
                     prog.pressed += digit
-                    spawn(act({"Action": "PlayDTMF", "Channel": prog.caller_channel, "Digit": digit,
-                               "Duration": "120"}, script.key_delay))
+                    self._key(digit, script.key_delay)
             elif (command.startswith("RECORD FILE") or (command.startswith("EXEC AudioSocket")
                                                           and prog.step == "listen-describe")) \
-                    and say_pbx and not prog.said:
+                    and self.say_pbx and not prog.said:
                 prog.said = True
-                spawn(_say(act, prog.caller_channel, say_pbx))
+                spawn(_say(act, prog.caller_channel, self.say_pbx))
                 if script.hash_after_say:
-                    spawn(act({"Action": "PlayDTMF", "Channel": prog.caller_channel, "Digit": "#",
-                               "Duration": "120"}, 0.4 + say_seconds + 0.3))
+                    self._key("#", 0.4 + self.say_seconds + 0.3)
         elif name == "AGIExecEnd" and euid == uid and prog.caller_channel and script.keys_after_prompt:
             command = h.get("Command", "").split()
             prompt, keys = script.keys_after_prompt
@@ -188,11 +212,10 @@ async def _run(settings: Settings, script: CallScript, ami: AmiClient) -> dict:
                     and command[2].rsplit("/", 1)[-1] == prompt):
                 prog.after_sent = True
                 for i, digit in enumerate(keys):
-                    spawn(act({"Action": "PlayDTMF", "Channel": prog.caller_channel, "Digit": digit,
-                               "Duration": "120"}, 0.1 + 0.4 * i))
+                    self._key(digit, 0.1 + 0.4 * i)
         elif name == "QueueCallerJoin" and euid == uid:
             prog.queue = prog.queue or h.get("Queue")
-            prog.queues.append({"queue": h.get("Queue"), "at_s": round(time.monotonic() - started, 2)})
+            prog.queues.append({"queue": h.get("Queue"), "at_s": round(time.monotonic() - self.started, 2)})
         elif name == "AgentConnect" and euid == uid:
             prog.agent = h.get("MemberName") or h.get("Interface")
         elif name == "Hangup" and euid == uid:
@@ -200,8 +223,40 @@ async def _run(settings: Settings, script: CallScript, ami: AmiClient) -> dict:
             prog.hangup_txt = h.get("Cause-txt", "")
             prog.done.set()
 
-    started = time.monotonic()
-    ami.subscribe_raw(on_event)
+    async def wait(self, timeout: float, what: str) -> None:
+        """Until the gateway's side hangs up; then (or on a timeout) our side is hung up, tasks end."""
+        try:
+            await asyncio.wait_for(self.prog.done.wait(), timeout)
+        except asyncio.TimeoutError:
+            raise SimCallError(f"{what} did not end within {timeout:.0f} s") from None
+        finally:
+            if self.prog.caller_channel and not self.prog.done.is_set():
+                await self.act({"Action": "Hangup", "Channel": self.prog.caller_channel})
+            for task in list(self.tasks):
+                task.cancel()
+            self.ami.unsubscribe_raw(self.on_event)
+
+    def result(self) -> dict:
+        prog = self.prog
+        return {
+            "uniqueid": prog.uniqueid,
+            "hangup_cause": prog.hangup_cause,
+            "hangup_cause_txt": prog.hangup_txt,
+            "duration_s": round(time.monotonic() - self.started, 2),
+            "heard": prog.heard,
+            "pressed": prog.pressed,
+            "queue": prog.queue,
+            "queues": prog.queues,
+            "agent": prog.agent,
+        }
+
+
+async def _run(settings: Settings, script: CallScript, ami: AmiClient) -> dict:
+    uid = script.uniqueid or f"sim-{uuid.uuid4().hex[:16]}"
+    prog = _Progress(uniqueid=uid, caller_uid=f"{uid}-c")
+    driver = _Driver(settings, script, ami, prog)
+    await driver.prepare(uid)
+    ami.subscribe_raw(driver.on_event)
     originate = {
         "Action": "Originate", "Channel": "Local/s@gw-caller-sim/n", "Context": "inbound",
         "Exten": script.number, "Priority": "1", "CallerID": f"<{script.caller}>", "ChannelId": uid,
@@ -210,39 +265,142 @@ async def _run(settings: Settings, script: CallScript, ami: AmiClient) -> dict:
     ears = settings.instance_dir / "prompts" / "sim" / f"ears-{uid}.wav" if script.ears else None
     if ears is not None:
         originate["Variable"] = f"GW_EARS={settings.pbx_path(ears)}"  # the Local channel's ;2 half inherits it
-    await ami.action(originate)
     try:
-        await asyncio.wait_for(prog.done.wait(), script.timeout)
-    except asyncio.TimeoutError:
-        raise SimCallError(f"call {uid} did not end within {script.timeout:.0f} s") from None
-    finally:
-        if prog.caller_channel and not prog.done.is_set():
-            await act({"Action": "Hangup", "Channel": prog.caller_channel})
-        for task in list(tasks):
-            task.cancel()
-        ami.unsubscribe_raw(on_event)
-    duration = time.monotonic() - started
+        await ami.action(originate)
+    except BaseException:
+        ami.unsubscribe_raw(driver.on_event)
+        raise
+    await driver.wait(script.timeout, f"call {uid}")
     call, ticket = await _fetch_call(settings, uid)
+    heard = driver.result()
     return {
         "uniqueid": uid,
         "number": script.number,
         "menu_path": (call or {}).get("menu_path", []),
         "path": ">".join(_fmt(step) for step in (call or {}).get("menu_path", [])),
-        "hangup_cause": prog.hangup_cause,
-        "hangup_cause_txt": prog.hangup_txt,
+        "hangup_cause": heard["hangup_cause"],
+        "hangup_cause_txt": heard["hangup_cause_txt"],
         "ticket_id": (call or {}).get("ticket_id"),
         "transcript": (ticket or {}).get("transcript"),
         "transcript_status": (ticket or {}).get("transcript_status"),
         "emergency": (ticket or {}).get("emergency"),
         "emergency_words": (ticket or {}).get("emergency_words"),
         "call_status": (call or {}).get("status"),
-        "duration_s": round(duration, 2),
-        "heard": prog.heard,
-        "queue": prog.queue,
-        "queues": prog.queues,
-        "agent": prog.agent,
+        "duration_s": heard["duration_s"],
+        "heard": heard["heard"],
+        "queue": heard["queue"],
+        "queues": heard["queues"],
+        "agent": heard["agent"],
         **({"ears": str(ears)} if ears is not None else {}),
     }
+
+
+CITIZEN_MODES = ("answer", "noanswer", "busy")
+CITIZEN_CONTEXT = "gw-citizen-sim"
+
+
+def _digits(number: str) -> str:
+    digits = "".join(ch for ch in number if ch.isdigit())
+    if not digits or not re.fullmatch(r"\+?[0-9]{3,20}", number):
+        raise SimCallError(f"not a number for the simulated citizen: {number!r}")
+    return digits
+
+
+async def set_citizen(settings: Settings, number: str, mode: str, *, ami: AmiClient | None = None,
+                      ears: str = "") -> None:
+    """What the simulated citizen at ``number`` does when the gateway calls: ``answer``, ``noanswer``
+    (rings for a minute, never answers) or ``busy`` (an Asterisk global, GW_CITIZEN_<digits>);
+    ``ears``: a PBX path where the citizen's side records what it hears ("" = none)."""
+    if mode not in CITIZEN_MODES:
+        raise SimCallError(f"citizen mode must be one of {CITIZEN_MODES}, not {mode!r}")
+    digits = _digits(number)
+    own = ami is None
+    if own:
+        ami = sim_ami_client(settings)
+        await ami.start()
+    try:
+        await _wait_connected(settings, ami)
+        await ami.action({"Action": "Setvar", "Variable": f"GW_CITIZEN_{digits}", "Value": mode})
+        await ami.action({"Action": "Setvar", "Variable": f"GW_CITIZEN_EARS_{digits}", "Value": ears})
+    finally:
+        if own:
+            await ami.close()
+
+
+async def answer_call(settings: Settings, number: str, script: CallScript | None = None, *,
+                      ami: AmiClient | None = None, timeout: float = 120.0, mode: str = "answer",
+                      ready: asyncio.Event | None = None) -> dict:
+    """Be the citizen at ``number`` for the gateway's next call to it (gateway.pbx.outbound).
+
+    Sets the number's ``mode`` (:func:`set_citizen`), waits for the call (the ``Newchannel`` of
+    the ``;2`` half of ``Local/<number>@gw-citizen-sim``, whose Uniqueid is ``<uid>-c``), then
+    drives the citizen exactly as :func:`place_call` drives a caller (``script``: keys per menu,
+    speech, ``ears``, ``hangup_at_menu`` ...; its ``number`` is not used) until the gateway's side
+    hangs up. ``ready`` is set once the citizen listens: place the call after that. Returns what
+    place_call returns for the person (``heard``, ``pressed``, ``hangup_cause``, ``ears``) plus
+    ``uniqueid`` (the gateway's side of the call) and ``outbound_call`` (its outbound_calls row).
+    """
+    script = script or CallScript(number=number)
+    digits = _digits(number)
+    own = ami is None
+    if own:
+        ami = sim_ami_client(settings)
+        await ami.start()
+    try:
+        await _wait_connected(settings, ami)
+        name = f"cit-{uuid.uuid4().hex[:12]}"
+        ears = settings.instance_dir / "prompts" / "sim" / f"ears-{name}.wav" if script.ears else None
+        prog = _Progress(uniqueid="", caller_uid="")
+        prefix = f"Local/{number}@{CITIZEN_CONTEXT}-"
+
+        def match(h: dict) -> str | None:
+            uid, channel = h.get("Uniqueid") or "", h.get("Channel") or ""
+            if (h.get("Event") == "Newchannel" and channel.startswith(prefix) and channel.endswith(";2")
+                    and uid.endswith("-c")):
+                return uid[:-2]
+            return None
+
+        driver = _Driver(settings, script, ami, prog, match=match)
+        await driver.prepare(name)
+        ami.subscribe_raw(driver.on_event)
+        try:
+            await set_citizen(settings, number, mode, ami=ami, ears=settings.pbx_path(ears) if ears else "")
+        except BaseException:
+            ami.unsubscribe_raw(driver.on_event)
+            raise
+        if ready is not None:
+            ready.set()
+        try:
+            await driver.wait(timeout, f"the gateway's call to the citizen {digits[:3]}…")
+        finally:
+            if ears is not None:
+                await driver.act({"Action": "Setvar", "Variable": f"GW_CITIZEN_EARS_{digits}", "Value": ""})
+        row = await _fetch_outbound(settings, prog.uniqueid)
+        return {**driver.result(), "number": number, "outbound_call": row,
+                **({"ears": str(ears)} if ears is not None else {})}
+    finally:
+        if own:
+            await ami.close()
+
+
+async def _fetch_outbound(settings: Settings, uid: str, deadline: float = 5.0) -> dict | None:
+    """The gateway's outbound_calls row of ``uid``, once it has ended (or what it is after ``deadline``)."""
+    from gateway.calls.outbound import OutboundCalls
+    from gateway.ticketing.store import TicketStore
+
+    store = await TicketStore.open(settings.database_url)
+    try:
+        rows = OutboundCalls(store)
+        end = time.monotonic() + deadline
+        row = None
+        while time.monotonic() < end:
+            row = await rows.get(uid)
+            if row and row.get("ended_at"):
+                break
+            await asyncio.sleep(0.2)
+        return row
+    finally:
+        await store.close()
 
 
 async def _prepare(settings: Settings, source: Path, name: str) -> tuple[str, float]:

@@ -20,12 +20,18 @@ from aiohttp import web
 from pydantic import Field
 
 from gateway.auth.http import require_role
+from gateway.calls.outbound import OutboundCalls
+from gateway.calls.plugin import OUTBOUND, OUTBOUND_ROUTES
 from gateway.clock import AdjustableClock
 from gateway.deps import Deps
 from gateway.speech.plugin import SPEECH
 from gateway.web.schema import AwareTime, Body, parse
 
 TEST_CLOCK = web.AppKey("test_clock", AdjustableClock)
+TEST_KEYS = web.AppKey("test_outbound_keys", dict)
+DEPS_STORE = web.AppKey("test_store", object)
+TEST_PURPOSE = "test-key"
+TEST_PROMPT = "main-greeting"  # a prompt every configuration renders (the main flow's greeting)
 
 
 class ClockBody(Body):
@@ -72,6 +78,40 @@ async def set_speech(request: web.Request) -> web.Response:
     return web.json_response(speech.stats())
 
 
+class OutboundBody(Body):
+    """A call the gateway places (test-only purposes)."""
+
+    number: str = Field(min_length=3, max_length=21)
+    purpose: str = Field(default=TEST_PURPOSE, max_length=32)
+    ref: str = Field(default="", max_length=64)
+    timeout_s: float = Field(default=20.0, ge=1, le=120)
+
+
+@require_role("admin")
+async def place_outbound(request: web.Request) -> web.Response:
+    body = await parse(request, OutboundBody)
+    result = await request.app[OUTBOUND].dial(body.number, purpose=body.purpose, ref=body.ref,
+                                               timeout_s=body.timeout_s)
+    return web.json_response(dataclasses.asdict(result))
+
+
+@require_role("admin")
+async def outbound_of(request: web.Request) -> web.Response:
+    ref = request.match_info["ref"]
+    rows = await OutboundCalls(request.app[DEPS_STORE]).list(ref=ref)
+    return web.json_response({"keys": request.app[TEST_KEYS].get(ref, []), "calls": rows})
+
+
+def _test_key_route(keys: dict):
+    async def run(session, channel, ref: str) -> None:
+        """The test-only purpose: the greeting, one key (5 s), kept for GET /api/test/outbound/{ref}."""
+        key = await channel.collect_digits(TEST_PROMPT, max_digits=1, timeout=5.0)
+        keys.setdefault(ref, []).append({"key": key, "uniqueid": session.env.uniqueid})
+        await channel.hangup()
+
+    return run
+
+
 def _delayed(open_stream, seconds: float):
     async def delayed_open_stream(language, **kwargs):
         await asyncio.sleep(seconds)
@@ -86,3 +126,8 @@ def setup(app: web.Application, deps: Deps) -> None:
     app[TEST_CLOCK] = deps.clock
     app.router.add_put("/api/test/clock", set_clock)
     app.router.add_put("/api/test/speech", set_speech)
+    app[TEST_KEYS] = {}
+    app[DEPS_STORE] = deps.store
+    app[OUTBOUND_ROUTES].register(TEST_PURPOSE, _test_key_route(app[TEST_KEYS]))
+    app.router.add_post("/api/test/outbound", place_outbound)
+    app.router.add_get("/api/test/outbound/{ref}", outbound_of)

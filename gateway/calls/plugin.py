@@ -16,6 +16,7 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from gateway.calls.handler import CallHandler
+from gateway.calls.outbound import OutboundCalls, OutboundRoutes, OutboundSessions
 from gateway.calls.reconcile import Reconciler
 from gateway.calls.recordings import RecordingGuard
 from gateway.clock import Clock
@@ -27,6 +28,7 @@ from gateway.pbx.ami_events import AgentConnect, AmiEvent, Hangup, QueueCallerAb
 from gateway.pbx.dialplan import cdr_path
 from gateway.pbx.fastagi import AgiChannel, FastAgiServer
 from gateway.pbx.nodes import node_settings, nodes_of
+from gateway.pbx.outbound import Outbound
 from gateway.speech.plugin import SPEECH
 from gateway.ticketing.journal import JournaledStore
 from gateway.ticketing.store import TicketStore
@@ -35,6 +37,11 @@ log = logging.getLogger(__name__)
 CALLS = web.AppKey("calls", CallHandler)
 FASTAGI = web.AppKey("fastagi", FastAgiServer)
 RECONCILER = web.AppKey("reconciler", Reconciler)
+# The gateway's own calls to citizens (gateway.calls.outbound explains how to use them): features set
+# up after this one register a purpose with app[OUTBOUND_ROUTES].register(purpose, handler) and
+# place calls with await app[OUTBOUND].dial(number, purpose=..., ref=...).
+OUTBOUND = web.AppKey("outbound", Outbound)
+OUTBOUND_ROUTES = web.AppKey("outbound_routes", OutboundRoutes)
 
 
 class CallEvents:
@@ -85,16 +92,23 @@ def setup(app: web.Application, deps: Deps) -> None:
         board=desk.board,
         instance=deps.bus.instance_id,  # the call's row names the instance that ran its IVR
     )
-    agi = FastAgiServer(handler, host=s.agi_host, port=s.agi_port, allowed_peers=s.pbx_peers,
+    routes = OutboundRoutes()
+    outbound = Outbound(s, deps.ami, clock=deps.clock.now, recorder=OutboundCalls(deps.store))
+    sessions = OutboundSessions(handler, routes, channel_factory=handler.channel_factory)
+    agi = FastAgiServer(sessions, host=s.agi_host, port=s.agi_port, allowed_peers=s.pbx_peers,
                         read_timeout=s.agi_read_timeout)
     app[CALLS] = handler
     app[FASTAGI] = agi
+    app[OUTBOUND] = outbound
+    app[OUTBOUND_ROUTES] = routes
     deps.ami_events.add(CallEvents(writes, deps.clock), stage="record")
+    deps.ami_events.add(_outbound_hangups(outbound), stage="record")
     deps.health.add("calls_in_ivr", lambda: handler.active)
     deps.health.add("fastagi_sessions", lambda: agi.sessions)
     deps.health.add("recordings", recordings.health, ok=recordings.healthy)  # free_mb, problems_recent
     deps.metrics.extend(handler.metrics.snapshot)  # agi_round_trip, calls_started, calls_finished, ...
     deps.metrics.add("fastagi", agi.counters)
+    deps.metrics.add("outbound", lambda: {**outbound.stats(), **routes.counters()})
     deps.metrics.on_reset(handler.metrics.reset)
     # Reconciliation with Asterisk, one per node: on every AMI login (start, reconnects) and periodically.
     several = len(deps.ami_nodes) > 1
@@ -127,6 +141,14 @@ def setup(app: web.Application, deps: Deps) -> None:
             await agi.stop()
 
     app.cleanup_ctx.append(lifecycle)
+
+
+def _outbound_hangups(outbound: Outbound):
+    async def on_event(event: AmiEvent) -> None:
+        if isinstance(event, Hangup) and outbound.is_ours(event.uniqueid):
+            await outbound.hung_up(event.uniqueid)
+
+    return on_event
 
 
 def _reconcile_totals(reconcilers: list[Reconciler]) -> dict:

@@ -59,9 +59,11 @@ maxcalls = 2000
 # AgentComplete (agent); actions Ping and QueueReload (no class needed) and
 # Reload Module=pbx_config (system or config: system, since config would also allow
 # UpdateConfig of any file, manager.conf included); Redirect (call: the desk's emergency
-# transfer moves the caller's channel to gw-emergency-transfer). No `command`, no `originate`.
+# transfer moves the caller's channel to gw-emergency-transfer); Originate (originate: the
+# gateway's own calls to citizens, gateway.pbx.outbound, whose OriginateResponse is class call).
+# No `command`.
 GATEWAY_AMI_READ = ("call", "agent")
-GATEWAY_AMI_WRITE = ("system", "call")
+GATEWAY_AMI_WRITE = ("system", "call", "originate")
 # The simulated caller (development sandbox only): Originate (originate); PlayDTMF, Setvar,
 # Redirect, Hangup (call); events Newchannel/Hangup (call), AGIExecStart (agi), queue ones (agent).
 SIM_AMI_READ = ("call", "agent", "agi")
@@ -186,6 +188,7 @@ def _extensions_conf(config: GatewayConfig, settings: Settings) -> str:
         " same => n(done),Hangup()",
         "",
     ]
+    out += _outbound(settings)
     out += _emergency_transfers(config)
     for number, line in config.lines.items():
         out += [
@@ -219,6 +222,7 @@ def _extensions_conf(config: GatewayConfig, settings: Settings) -> str:
         "exten => s,1,Playback(${GW_SAY})",
         " same => n,Goto(gw-caller-sim,s,wait)",
         "",
+        *_citizen_sim(),
     ]
     return "\n".join(out) + "\n"
 
@@ -227,7 +231,7 @@ FAILSAFE_NOTICE_KEY = "failsafe-notice"  # the prompt (gateway.pbx.prompts) the 
 FAILSAFE_USERFIELD = "failsafe\\;queue=${GW_QUEUE}\\;path=${GW_CHOICE_PATH}\\;agi=${AGISTATUS}"
 
 
-def _agi_attempts(addresses: tuple[str, ...]) -> list[str]:
+def _agi_attempts(addresses: tuple[str, ...], script: str = "ivr", args: str = "${ARG1}") -> list[str]:
     """FastAGI failover: each address in turn while the IVR has not started.
 
     ``AGISTATUS=FAILURE`` with ``GW_IVR`` unset means this gateway was not reached (connection
@@ -239,7 +243,7 @@ def _agi_attempts(addresses: tuple[str, ...]) -> list[str]:
     """
     out = []
     for n, address in enumerate(addresses, 1):
-        out += [f" same => n(agi{n}),AGI(agi://{address}/ivr,${{ARG1}})",
+        out += [f" same => n(agi{n}),AGI(agi://{address}/{script},{args})",
                 ' same => n,GotoIf($["${GW_ACTION}" = "queue"]?queue)',
                 ' same => n,GotoIf($["${GW_ACTION}" = "hangup"]?done)']
         if n < len(addresses):
@@ -250,7 +254,7 @@ def _agi_attempts(addresses: tuple[str, ...]) -> list[str]:
     return out
 
 
-def _failsafe() -> list[str]:
+def _failsafe(userfield: str = FAILSAFE_USERFIELD) -> list[str]:
     """The fail-safe: the gateway is down or failed mid-call (no GW_ACTION after the last AGI).
 
     The caller hears a short notice (prompt ``failsafe-notice``), then waits with music on hold
@@ -269,10 +273,74 @@ def _failsafe() -> list[str]:
         "; then the queue of the caller's choices so far (GW_CHOICE_QUEUE) or the fallback queue.",
         ' same => n(failsafe),Set(GW_QUEUE=${IF($["${GW_CHOICE_QUEUE}" = ""]?${GW_FALLBACK_QUEUE}:${GW_CHOICE_QUEUE})})',
         " same => n,Set(GW_FAILSAFE=1)",
-        f" same => n,Set(CDR(userfield)={FAILSAFE_USERFIELD})",
+        f" same => n,Set(CDR(userfield)={userfield})",
         " same => n,Log(WARNING,gateway fail-safe: call ${UNIQUEID} AGISTATUS=${AGISTATUS} "
         "ivr=${GW_IVR} path=${GW_CHOICE_PATH} -> ${GW_QUEUE})",
         f" same => n,Playback({PBX_INSTANCE_DIR}/prompts/{FAILSAFE_NOTICE_KEY})",
+    ]
+
+
+OUTBOUND_CONTEXT = "gw-outbound"
+OUTBOUND_USERFIELD = "outbound\\;purpose=${GW_PURPOSE}\\;ref=${GW_REF}"
+OUTBOUND_FAILSAFE_PURPOSES = ("callback",)  # no gateway: these still reach a person (the citizen asked)
+
+
+def _outbound(settings: Settings) -> list[str]:
+    """``[gw-outbound]``: the answered side of a call the gateway placed (gateway.pbx.outbound).
+
+    The gateway's FastAGI runs it by purpose (``AGI(agi://<gateway>/outbound,<purpose>,<ref>)``,
+    with the same failover over GATEWAY_AGI_PEERS as ``[gw-ivr]``), then ``GW_ACTION`` says what
+    next: ``queue`` (``GW_QUEUE``; a callback may carry ``QUEUE_PRIO``) or ``hangup``. With no
+    gateway reachable a callback (the citizen asked to be called: they must reach a person) hears
+    the fail-safe notice and waits in the fallback queue; any other purpose hangs up (its
+    caller retries later). ``CDR(userfield)`` starts with ``outbound``, so reconciliation never
+    takes it for an inbound call: ``outbound;purpose=<p>;ref=<r>`` (``;failsafe=1;queue=<q>;
+    agi=<AGISTATUS>`` added when the fail-safe took it).
+    """
+    purposes = " | ".join(f'"${{GW_PURPOSE}}" = "{p}"' for p in OUTBOUND_FAILSAFE_PURPOSES)
+    return [
+        "; Calls the gateway places (AMI Originate into here once answered): its FastAGI decides by purpose.",
+        f"[{OUTBOUND_CONTEXT}]",
+        f"exten => s,1,Set(CDR(userfield)={OUTBOUND_USERFIELD})",
+        *_agi_attempts(settings.agi_addresses, "outbound", "${GW_PURPOSE},${GW_REF}"),
+        " same => n,Log(WARNING,outbound call ${UNIQUEID} (${GW_PURPOSE}): no gateway took it (AGISTATUS=${AGISTATUS}))",
+        f' same => n(failsafe),GotoIf($[{purposes}]?:done)',
+        *(line.replace(" same => n(failsafe),", " same => n,") for line in _failsafe(
+            f"{OUTBOUND_USERFIELD}\\;failsafe=1\\;queue=${{GW_QUEUE}}\\;agi=${{AGISTATUS}}")[2:]),
+        " same => n(queue),Queue(${GW_QUEUE},,,,${GW_QUEUE_WAIT})",
+        " same => n(done),Hangup()",
+        "",
+    ]
+
+
+def _citizen_sim() -> list[str]:
+    """``[gw-citizen-sim]``: the simulated citizen the gateway calls in the development sandbox.
+
+    ``Local/<number>@gw-citizen-sim``: what happens is set per number by the test, as a global
+    variable (AMI ``Setvar`` without a channel, gateway_dev.simcall.set_citizen):
+    ``GW_CITIZEN_<digits>`` = ``answer`` (default: answers, then listens as [gw-caller-sim] does),
+    ``noanswer`` (rings, never answers) or ``busy``; ``GW_CITIZEN_EARS_<digits>`` = a file to
+    record what the citizen hears (MixMonitor, like the simulated caller's GW_EARS).
+    """
+    return [
+        "; Simulated citizen (sandbox): the gateway's outbound calls land here; GW_CITIZEN_<number> decides.",
+        "[gw-citizen-sim]",
+        "exten => _X.,1,Set(GW_CIT=${FILTER(0-9,${EXTEN})})",
+        " same => n,Set(GW_MODE=${GW_CITIZEN_${GW_CIT}})",
+        ' same => n,GotoIf($["${GW_MODE}" = "busy"]?busy)',
+        ' same => n,GotoIf($["${GW_MODE}" = "noanswer"]?noanswer)',
+        " same => n,Set(GW_EARS=${GW_CITIZEN_EARS_${GW_CIT}})",
+        ' same => n,ExecIf($["${GW_EARS}" != ""]?MixMonitor(${GW_EARS}))',
+        " same => n,Answer()",
+        " same => n,Set(GW_SIM_END=$[${EPOCH} + 600])",
+        " same => n,Goto(gw-caller-sim,s,wait)",
+        " same => n(busy),Busy(10)",
+        " same => n,Hangup()",
+        " same => n(noanswer),Ringing()",
+        " same => n,Wait(60)",
+        " same => n,Hangup()",
+        "exten => _+X.,1,Goto(${EXTEN:1},1)",
+        "",
     ]
 
 

@@ -335,6 +335,11 @@ class AgiChannel:
         self._watch: tuple[asyncio.Task, asyncio.Event] | None = None
         self._caught = ""
 
+    @property
+    def finished(self) -> str | None:
+        """Why the call left the gateway (transferred to a queue, hung up), or None while it is here."""
+        return self._finished
+
     async def _command(self, cmd: bytes, *, timeout: float | None = None) -> AgiReply:
         if self._finished:
             raise ChannelHangup(f"call already {self._finished}")

@@ -340,3 +340,27 @@ class Followup(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+
+OUTBOUND_OUTCOMES = ("answered", "no_answer", "busy", "failed")
+
+
+class OutboundCall(Base):
+    """One call the gateway placed to a citizen (gateway.pbx.outbound): every attempt leaves a row.
+
+    ``outcome`` is None while the call rings; ``ended_at`` is set when an unanswered attempt
+    ends, or by the AMI Hangup of an answered one. ``ref`` is the purpose's own id (a callback,
+    a ticket number), never a phone number."""
+
+    __tablename__ = "outbound_calls"
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
+    uniqueid: Mapped[str] = mapped_column(sa.String(80), unique=True, index=True)
+    purpose: Mapped[str] = mapped_column(sa.String(32))
+    ref: Mapped[str] = mapped_column(sa.String(64), index=True)
+    number: Mapped[str] = mapped_column(sa.String(32))
+    node: Mapped[str | None] = mapped_column(sa.String(64))
+    outcome: Mapped[str | None] = mapped_column(sa.String(16))  # OUTBOUND_OUTCOMES
+    reason: Mapped[str | None] = mapped_column(sa.String(200))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

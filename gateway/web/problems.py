@@ -79,6 +79,7 @@ ERROR_ZH: dict[str, str] = {
     "followup-conflict": "回访状态不允许此操作",
     "not-handled": "工单尚未办结，不能回访",
     "bad-followup-answer": "回访结果的取值有误",
+    "bad-outbound-call": "外呼的号码、用途或参数有误，未拨出",
 }
 GENERIC_ZH = "请求未能完成"
 

@@ -1,7 +1,7 @@
 """The follow-up call (回访, issue 13): one row per handled ticket, its attempts and answers.
 
 Revision ID: followup
-Revises: 0009
+Revises: outbound
 Create Date: 2026-12-02
 """
 
@@ -19,7 +19,7 @@ def UtcDateTime() -> sa.DateTime:  # noqa: N802 - reads like the models' column 
 
 
 revision = "followup"
-down_revision = "0009"
+down_revision = "outbound"  # chained after the merged outbound branch (was "0009"; the lead re-chains)
 branch_labels = None
 depends_on = None
 
