@@ -23,14 +23,10 @@ from gateway.hotlines.keys import HOTLINES
 
 
 def _outbound(app: web.Application):
-    """The outbound calls (dialler, routes) when that feature is set up, else (None, None)."""
-    try:
-        from gateway.pbx import outbound as out  # noqa: PLC0415 - optional feature
-    except ImportError:
-        return None, None
-    dialler = next((app[k] for k in (getattr(out, "OUTBOUND", None),) if k is not None and k in app), None)
-    routes = next((app[k] for k in (getattr(out, "OUTBOUND_ROUTES", None),) if k is not None and k in app), None)
-    return dialler, routes
+    """The gateway's outbound calls (dialler, routes): set up by the calls feature."""
+    from gateway.calls.plugin import OUTBOUND, OUTBOUND_ROUTES  # noqa: PLC0415
+
+    return (app[OUTBOUND] if OUTBOUND in app else None), (app[OUTBOUND_ROUTES] if OUTBOUND_ROUTES in app else None)
 
 
 def setup(app: web.Application, deps: Deps) -> None:

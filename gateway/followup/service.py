@@ -302,13 +302,15 @@ def _when(value) -> datetime:
 
 
 def _uniqueid_of(session, channel) -> str | None:
+    env = getattr(session, "env", None)
+    if isinstance(getattr(env, "uniqueid", None), str) and env.uniqueid:
+        return env.uniqueid  # gateway.pbx.agi's environment: the id dial() chose
     for obj in (session, channel):
         for name in ("uniqueid", "id"):
             value = getattr(obj, name, None)
             if isinstance(value, str) and value:
                 return value
-    env = getattr(session, "env", None) or {}
-    return env.get("agi_uniqueid") if isinstance(env, dict) else None
+    return None
 
 
 async def _hangup(channel) -> None:
