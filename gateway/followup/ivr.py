@@ -67,10 +67,12 @@ class LivePrompts:
     def __init__(self, *, prompts_dir: Path, cache_dir: Path) -> None:
         self.prompts_dir = Path(prompts_dir)
         self.cache_dir = Path(cache_dir)
+        self._lock = asyncio.Lock()  # one rendering at a time: the voice is one model, the same text once
 
     async def ensure(self, text: str, language: str) -> str:
         """The prompt key (``live/<digest>``) of ``text``, rendered now unless it already was."""
-        return await asyncio.to_thread(self._ensure, text, language)
+        async with self._lock:
+            return await asyncio.to_thread(self._ensure, text, language)
 
     def _ensure(self, text: str, language: str) -> str:
         from gateway.pbx.prompts import PromptText, synthesize
@@ -88,9 +90,14 @@ class LivePrompts:
                     cache = cache.parent / f"{prompt.digest_for(said['engine'], said['voice'])}.wav"
                     os.replace(fresh, cache)
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp_target = target.with_suffix(".tmp")
-            shutil.copyfile(cache, tmp_target)
-            os.replace(tmp_target, target)
+            fd, tmp_name = tempfile.mkstemp(prefix=".live-", suffix=".tmp", dir=target.parent)
+            os.close(fd)
+            try:
+                shutil.copyfile(cache, tmp_name)
+                os.replace(tmp_name, target)  # atomic: another instance may write the same file
+            finally:
+                if os.path.exists(tmp_name):
+                    os.unlink(tmp_name)
         return f"{LIVE_DIR}/{digest}"
 
     async def for_ticket(self, config: GatewayConfig, *, called_at: datetime) -> dict[str, str]:

@@ -176,7 +176,13 @@ class FollowupService:
         loop = asyncio.get_running_loop()
         settled = self._sessions.setdefault(fid, loop.create_future())
         try:
-            self._aliases[fid] = await self.prompts.for_ticket(config, called_at=_when(ticket["created_at"]))
+            try:
+                self._aliases[fid] = await self.prompts.for_ticket(config, called_at=_when(ticket["created_at"]))
+            except Exception as exc:  # noqa: BLE001 - no greeting to play: an unanswered attempt, retried
+                log.error("follow-up %s: its greeting could not be rendered: %s", fid, exc)
+                self.counters["failed"] += 1
+                await self._unanswered(row, "prompt_failed", uniqueid=None)
+                return
             self.counters["calls"] += 1
             log.info("follow-up %s of ticket %s: calling %s (attempt %s)", fid, row["ticket_id"],
                      mask_number(number), row["attempts"])

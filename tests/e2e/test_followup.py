@@ -32,7 +32,7 @@ from gateway_dev.handled import mark_handled
 from gateway_dev.simcall import CallScript, answer_call, place_calls, set_citizen
 from gateway_dev.system import ROOT, System, say_zh
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 ARTIFACTS = ROOT / "test-artifacts"
 SOLVED, UNSOLVED, SILENT = "13900000201", "13900000202", "13900000203"
@@ -149,10 +149,10 @@ def world(system, boss, tmp_path_factory):
         ready = [asyncio.Event(), asyncio.Event()]
         solved = asyncio.create_task(answer_call(
             system.settings, SOLVED, CallScript(number=SOLVED, digits="11", say=comment, hash_after_say=True,
-                                                ears=True, key_delay=0.5), ready=ready[0], timeout=150))
+                                                ears=True, key_delay=0.5), ready=ready[0], timeout=300))
         unsolved = asyncio.create_task(answer_call(
             system.settings, UNSOLVED, CallScript(number=UNSOLVED, digits="23", key_delay=0.5), ready=ready[1],
-            timeout=150))
+            timeout=300))
         await set_citizen(system.settings, SILENT, "noanswer")
         await asyncio.wait_for(asyncio.gather(*(r.wait() for r in ready)), 30)
         for ticket_id in tickets.values():  # every unit replied 办结: the follow-ups are due now
