@@ -84,3 +84,30 @@ def test_given_no_followup_flow_then_flow_missing():
              if k != "flows/followup.yaml"}
     with pytest.raises(FlowMissing):
         followup_flow(config_from_files(files))
+
+
+async def test_given_three_calls_of_one_day_when_their_greeting_is_rendered_at_once_then_one_file_once(
+        tmp_path, monkeypatch):
+    import asyncio
+
+    from gateway.followup.ivr import LivePrompts
+    from gateway.pbx import prompts
+
+    rendered = []
+
+    def fake_synthesize(prompt, target):
+        rendered.append(prompt.text)
+        target.write_bytes(b"RIFF-fake")
+        return {"engine": "kokoro", "voice": "zf_xiaobei", "seconds": 1.0}
+
+    monkeypatch.setattr(prompts, "synthesize", fake_synthesize)
+    live = LivePrompts(prompts_dir=tmp_path / "prompts", cache_dir=tmp_path / "cache")
+    when = datetime(2027, 9, 28, 2, 0, tzinfo=timezone.utc)
+    keys = await asyncio.gather(*(live.for_ticket(CONFIG, called_at=when) for _ in range(3)))
+    assert keys[0] == keys[1] == keys[2] and set(keys[0]) == {"followup-intro"}
+    assert rendered == ["您好，这里是12345市民服务热线，对您于9月28日反映的问题进行回访。"]
+    live_key = keys[0]["followup-intro"]
+    made = await asyncio.to_thread((tmp_path / "prompts" / f"{live_key}.wav").read_bytes)
+    assert live_key.startswith("live/") and made == b"RIFF-fake"
+    names = await asyncio.to_thread(lambda: [p.name for p in (tmp_path / "prompts" / "live").iterdir()])
+    assert names == [f"{live_key[5:]}.wav"]  # no .tmp left
