@@ -46,7 +46,8 @@ def setup(app: web.Application, deps: Deps) -> None:
                               settings=FollowupSettings.of(s),
                               prompts=LivePrompts(prompts_dir=s.prompts_dir, cache_dir=s.cache_dir),
                               instance=deps.bus.instance_id, leader=lambda: deps.bus.leader, dialler=dialler,
-                              recording_path=recording_path, transcriber=transcriber)
+                              recording_path=recording_path, transcriber=transcriber,
+                              single_instance=deps.bus.backend == "local")
     if routes is not None:
         routes.register(PURPOSE, service.on_session)
     app[FOLLOWUP] = service

@@ -81,7 +81,7 @@ class FollowupService:
                  settings: FollowupSettings, prompts: LivePrompts, instance: str,
                  leader: Callable[[], bool] = lambda: True, dialler: Dialler | None = None,
                  recording_path: Callable[[Recording], str] = lambda r: f"{r.path}.{r.fmt}",
-                 transcriber: Callable[[], Any] = lambda: None) -> None:
+                 transcriber: Callable[[], Any] = lambda: None, single_instance: bool = False) -> None:
         self.store = store
         self.config = config
         self.clock = clock
@@ -92,6 +92,7 @@ class FollowupService:
         self.dialler = dialler
         self.recording_path = recording_path
         self.transcriber = transcriber  # () -> a SpeechEngine (transcribe_file) or None
+        self.single_instance = single_instance  # no other instance: every row "calling" at start is stale
         self.active: dict[int, asyncio.Task] = {}  # follow-up id -> its dialling task
         self._sessions: dict[int, asyncio.Future] = {}  # follow-up id -> settled by its session here
         self._aliases: dict[int, dict] = {}
@@ -139,9 +140,11 @@ class FollowupService:
         schedule = self.schedule(config)
         now = self.clock()
         done = {"released": 0, "created": 0, "claimed": 0}
-        stale = await self.store.release_stale(
-            now=now, older_than=timedelta(seconds=CALL_LIMIT + self.settings.ring_seconds + 60),
-            instance=None if self._started else self.instance)
+        older = timedelta(seconds=CALL_LIMIT + self.settings.ring_seconds + 60)
+        if not self._started and self.single_instance:
+            older = timedelta(0)  # one instance, just started: nobody is on any call of ours
+        stale = await self.store.release_stale(now=now, older_than=older,
+                                               instance=None if self._started else self.instance)
         self._started = True
         for row in stale:
             if row["id"] in self.active:

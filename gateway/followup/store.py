@@ -228,7 +228,7 @@ class FollowupStore:
     async def release_stale(self, *, now: datetime, older_than: timedelta, instance: str | None = None) -> list[dict]:
         """Rows left ``calling`` by an instance that stopped (claimed longer ago than ``older_than``,
         or by ``instance`` itself at its start): the caller is told nothing; they are retried."""
-        cond = Followup.claimed_at < now - older_than
+        cond = Followup.claimed_at <= now - older_than
         if instance is not None:
             cond = sa.or_(cond, Followup.claimed_by == instance[:64])
 

@@ -82,13 +82,13 @@ async def handled_ticket(store: TicketStore, uid: str, **kw) -> int:
     return tid
 
 
-def service(store, clock, script, **settings) -> tuple[FollowupService, FakeDialler]:
+def service(store, clock, script, single_instance=False, **settings) -> tuple[FollowupService, FakeDialler]:
     ref: list = []
     dialler = FakeDialler(ref, script)
     s = FollowupSettings(policy=policy.RetryPolicy(delay=timedelta(0), attempts=2, interval=timedelta(minutes=30)),
                          **settings)
     svc = FollowupService(store=FollowupStore(store), config=lambda: CONFIG, clock=clock, settings=s,
-                          prompts=FakePrompts(), instance="gw-test", dialler=dialler)
+                          prompts=FakePrompts(), instance="gw-test", dialler=dialler, single_instance=single_instance)
     ref.append(svc)
     return svc, dialler
 
@@ -192,3 +192,15 @@ async def test_given_a_row_left_calling_by_a_previous_run_when_restarted_then_se
     await settle(svc)
     row = await fs.of_ticket(tid)
     assert row["last_outcome"] == "lost" and row["status"] == "scheduled" and dialler.calls == []
+
+
+async def test_given_one_instance_restarted_with_a_new_id_then_rows_left_calling_are_settled_at_once(world):
+    clock = Clock()
+    tid = await handled_ticket(world, "u1")
+    fs = FollowupStore(world)
+    await fs.create(tid, next_at=T0, now=T0)
+    await fs.claim_due("gw-old-process", now=T0, limit=1)
+    svc, dialler = service(world, clock, [], single_instance=True)
+    await svc.run_once()
+    row = await fs.of_ticket(tid)
+    assert (row["status"], row["last_outcome"]) == ("scheduled", "lost")
