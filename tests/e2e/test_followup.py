@@ -22,6 +22,7 @@ import shutil
 import wave
 from datetime import datetime, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -151,8 +152,8 @@ def world(system, boss, tmp_path_factory):
             system.settings, SOLVED, CallScript(number=SOLVED, digits="11", say=comment, hash_after_say=True,
                                                 ears=True, key_delay=0.5), ready=ready[0], timeout=300))
         unsolved = asyncio.create_task(answer_call(
-            system.settings, UNSOLVED, CallScript(number=UNSOLVED, digits="23", key_delay=0.5), ready=ready[1],
-            timeout=300))
+            system.settings, UNSOLVED, CallScript(number=UNSOLVED, digits="23", ears=True, key_delay=8.0),
+            ready=ready[1], timeout=300))  # keys once each question was heard whole (its ears: the menus)
         await set_citizen(system.settings, SILENT, "noanswer")
         await asyncio.wait_for(asyncio.gather(*(r.wait() for r in ready)), 30)
         for ticket_id in tickets.values():  # every unit replied 办结: the follow-ups are due now
@@ -182,13 +183,20 @@ def test_given_a_handled_ticket_when_the_citizen_presses_1_1_and_comments_then_a
     assert ("followup", "回访：已解决，满意", True) in _events(system, tid)
 
 
-def test_given_the_follow_up_call_then_the_citizen_heard_its_day_and_questions_in_mandarin(system, world):
-    _, heard, _ = world
-    assert heard["heard"][:2] and "followup-solved_menu" in heard["heard"], heard["heard"]
-    said = _heard(system, heard["ears"])
+def test_given_the_follow_up_call_then_the_citizen_heard_its_day_and_questions_in_mandarin(system, boss, world):
+    tickets, heard, heard_menus = world
+    assert "followup-solved_menu" in heard["heard"] and "followup-satisfaction_menu" in heard["heard"], heard
+    said = _heard(system, heard["ears"])  # the greeting: the 12345 line and the day the citizen called
+    created = datetime.fromisoformat(_ticket(system, boss, tickets[SOLVED])["created_at"]).astimezone(
+        ZoneInfo("Asia/Shanghai"))
+    assert f"{created.month}月{created.day}日" in said, said
     assert _best_cer("市民服务热线", said) <= 0.35, said
     assert _best_cer("反映的问题进行回访", said) <= 0.35, said
-    assert "基本满意" in said or _best_cer("基本满意", said) <= 0.25, said
+    menus = _heard(system, heard_menus["ears"])  # the questions, heard whole before each key
+    assert _best_cer("问题已解决请按", menus) <= 0.35, menus
+    assert _best_cer("未解决请按", menus) <= 0.35, menus
+    assert _best_cer("基本满意请按", menus) <= 0.35, menus
+    assert _best_cer("不满意请按", menus) <= 0.35, menus
 
 
 def test_given_a_second_banjie_of_the_same_ticket_then_nobody_is_called_again(system, boss, world):
