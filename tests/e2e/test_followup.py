@@ -254,13 +254,20 @@ def chromium():
             browser.close()
 
 
+@pytest.fixture(scope="module")
+def unreachable(system, boss, world) -> int:
+    """The silent citizen's ticket once its follow-up is unreachable (waited before the browser starts:
+    Playwright's sync API runs an event loop in this thread)."""
+    tid = world[0][SILENT]
+    eventually(lambda: _followup(system, boss, tid)["status"] == "unreachable", timeout=90, what="unreachable")
+    return tid
+
+
 def test_given_an_unreachable_follow_up_when_an_agent_phones_and_records_then_done_by_desk_at_1366_and_768(
-        system, boss, world, chromium):
+        system, boss, unreachable, chromium):
     from playwright.sync_api import expect
 
-    tickets, _, _ = world
-    tid = tickets[SILENT]
-    eventually(lambda: _followup(system, boss, tid)["status"] == "unreachable", timeout=90, what="unreachable")
+    tid = unreachable
     system.login("fu-agent", PASSWORD, "agent")
     ARTIFACTS.mkdir(exist_ok=True)
     context = chromium.new_context(viewport={"width": 1366, "height": 768},
