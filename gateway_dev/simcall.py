@@ -11,6 +11,12 @@ are answered the same way: at a speech menu the caller says the next of
 ``say_options`` (or presses the next key), at a description it says ``say``
 and, with ``hash_after_say``, presses ``#`` as soon as it has finished.
 The result (menu path, hang-up cause, ticket) is read back from the gateway.
+
+The same driver plays the *citizen* the gateway calls (:func:`answer_call`): the gateway's
+``Originate`` of ``Local/<number>@gw-citizen-sim`` (gateway.pbx.outbound) is found by the
+``Newchannel`` of its ``;2`` half (Uniqueid ``<gateway's uid>-c``), and from then on the
+citizen answers the gateway's prompts and menus as a caller answers the IVR.
+:func:`set_citizen` sets whether a number answers, rings out or is busy.
 """
 
 from __future__ import annotations

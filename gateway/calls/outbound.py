@@ -13,8 +13,11 @@ How a feature places a call and runs it (the callback, the 回访 follow-up)::
         # later, e.g. in a background task:
         result = await outbound.dial(number, purpose="followup", ref=ticket_no, timeout_s=30)
 
-``dial`` returns once the citizen answered (or not); the handler then runs on the FastAGI
-session Asterisk opens from ``[gw-outbound]`` (``session.env.uniqueid == result.uniqueid``).
+``dial`` returns once the citizen answered (or not); the handler runs on the FastAGI session
+Asterisk opens from ``[gw-outbound]`` (``session.env.uniqueid == result.uniqueid``). Asterisk
+starts that session as it reports the answer, so the handler may start *before* ``dial``
+returns: find what the call is about from ``ref`` (kept in the database before dialling),
+not from state set after ``dial`` returns.
 ``channel`` is an :class:`gateway.pbx.fastagi.AgiChannel` (prompts, keys, speech, recording,
 ``transfer_to_queue`` (the channel variable ``QUEUE_PRIO`` may be set by ``dial(variables=)``),
 ``hangup``). When the handler returns without either, the call is hung up. An unknown purpose
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Awaitable, Callable
 
 import sqlalchemy as sa
@@ -156,6 +159,31 @@ class OutboundCalls:
 
         await self.store.run_write(work)
 
+    async def close_from_cdr(self, records: list[dict]) -> int:
+        """Rows still open (no end, or no outcome: the gateway stopped while dialling) completed from
+        Asterisk's CDRs (:func:`cdr_endings`); returns how many rows changed."""
+        endings = cdr_endings(records)
+        if not endings:
+            return 0
+
+        async def work(session: AsyncSession) -> int:
+            rows = (await session.execute(sa.select(OutboundCall).where(
+                OutboundCall.uniqueid.in_(list(endings)),
+                sa.or_(OutboundCall.ended_at.is_(None), OutboundCall.outcome.is_(None))))).scalars().all()
+            for row in rows:
+                seen = endings[row.uniqueid]
+                if row.outcome is None:
+                    row.outcome = seen["outcome"] or "failed"
+                    row.reason = "from Asterisk's CDR (the gateway did not see the answer)"
+                    row.answered_at = row.answered_at or seen["answered_at"]
+                row.ended_at = row.ended_at or seen["ended_at"]
+            return len(rows)
+
+        changed = await self.store.run_write(work)
+        if changed:
+            log.warning("outbound: %d call row(s) completed from Asterisk's CDRs", changed)
+        return changed
+
     async def get(self, uniqueid: str) -> dict | None:
         async with self.store.read_session() as session:
             row = (await session.execute(sa.select(OutboundCall).where(OutboundCall.uniqueid == uniqueid))).scalar()
@@ -169,6 +197,48 @@ class OutboundCalls:
             query = query.where(OutboundCall.purpose == purpose)
         async with self.store.read_session() as session:
             return [_row(r) for r in (await session.execute(query)).scalars()]
+
+
+CDR_OUTCOME = {"ANSWERED": "answered", "NO ANSWER": "no_answer", "BUSY": "busy", "FAILED": "failed",
+               "CONGESTION": "failed"}
+
+
+_OUR_ID = re.compile(r"(?:[A-Za-z0-9_.-]+-)?out-[a-z]{16}")  # gateway.pbx.outbound.new_uniqueid
+
+
+def is_outbound_cdr(rec: dict) -> bool:
+    """A CDR of a call the gateway placed: its userfield (``[gw-outbound]`` ran), or our channel id
+    (an attempt that was never answered never ran the dialplan)."""
+    return (str(rec.get("userfield") or "").startswith("outbound")
+            or bool(_OUR_ID.fullmatch(str(rec.get("uniqueid") or ""))))
+
+
+def cdr_endings(records: list[dict]) -> dict[str, dict]:
+    """What the CDRs of outbound calls (``userfield`` ``outbound;...``) say, by uniqueid: ``ended_at``,
+    ``answered_at`` and ``outcome`` (from the disposition); for rows a restart or an AMI outage
+    left open. Records without an end are skipped."""
+    out: dict[str, dict] = {}
+    for rec in records:
+        uid = str(rec.get("uniqueid") or "")
+        end, answer = _epoch(rec.get("end")), _epoch(rec.get("answer"))
+        if not uid or end is None:
+            continue
+        known = out.setdefault(uid, {"ended_at": end, "answered_at": answer, "outcome": None})
+        known["ended_at"] = max(known["ended_at"], end)
+        if answer is not None:
+            known["answered_at"] = min(known["answered_at"] or answer, answer)
+        disposition = str(rec.get("disposition") or "").upper()
+        if disposition in CDR_OUTCOME and known["outcome"] != "answered":
+            known["outcome"] = CDR_OUTCOME[disposition]
+    return out
+
+
+def _epoch(value) -> datetime | None:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return datetime.fromtimestamp(seconds, timezone.utc) if seconds > 0 else None
 
 
 def _row(row: OutboundCall) -> dict:

@@ -93,7 +93,8 @@ def setup(app: web.Application, deps: Deps) -> None:
         instance=deps.bus.instance_id,  # the call's row names the instance that ran its IVR
     )
     routes = OutboundRoutes()
-    outbound = Outbound(s, deps.ami, clock=deps.clock.now, recorder=OutboundCalls(deps.store))
+    outbound_rows = OutboundCalls(deps.store)
+    outbound = Outbound(s, deps.ami, clock=deps.clock.now, recorder=outbound_rows)
     sessions = OutboundSessions(handler, routes, channel_factory=handler.channel_factory)
     agi = FastAgiServer(sessions, host=s.agi_host, port=s.agi_port, allowed_peers=s.pbx_peers,
                         read_timeout=s.agi_read_timeout)
@@ -120,7 +121,8 @@ def setup(app: web.Application, deps: Deps) -> None:
             ami=client, store=deps.store, node=node.name, cdr_path=cdr_path(node_settings(s, node)),
             recordings_dir=s.recordings_dir, clock=deps.clock.now, dispatch=deps.ami_events.dispatch,
             lines=lambda number: admin.config.lines.get(number), interval=s.reconcile_interval,
-            owns=(lambda uid, prefix=f"{node.name}-": uid.startswith(prefix)) if several else None, pending=pending)
+            owns=(lambda uid, prefix=f"{node.name}-": uid.startswith(prefix)) if several else None, pending=pending,
+            outbound=outbound_rows.close_from_cdr)
         reconciler.attach()
         reconcilers.append(reconciler)
     app[RECONCILER] = reconcilers[0]

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from gateway.calls.handler import caller_id
+from gateway.calls.outbound import is_outbound_cdr
 from gateway.errors import GatewayError
 from gateway.pbx.ami_events import AgentConnect, AmiEvent, Hangup, agent_id_of
 
@@ -324,8 +325,12 @@ class Reconciler:
                  dispatch: Callable[[AmiEvent], Awaitable[None]] | None = None,
                  lines: Callable[[str], Any] | None = None, lookback: timedelta = timedelta(hours=24),
                  interval: float = 60.0, owns: Callable[[str], bool] | None = None,
-                 pending: Callable[[str], bool] | None = None) -> None:
+                 pending: Callable[[str], bool] | None = None,
+                 outbound: Callable[[list[dict]], Awaitable[int]] | None = None) -> None:
         self.ami, self.store, self.node = ami, store, node
+        # The CDRs of the gateway's own calls (userfield "outbound;..."), as they are read: they
+        # close the outbound_calls rows a restart or an AMI outage left open (gateway.calls.outbound).
+        self.outbound = outbound
         # With several nodes a call belongs to the node whose systemname prefixes its id; a
         # call whose writes still wait in the journal is left alone until they are applied.
         self.owns = owns or (lambda uniqueid: True)
@@ -414,8 +419,10 @@ class Reconciler:
         status = dict(await self.ami.action({"Action": "CoreStatus"}))
         channels = live_channels(list(await self.ami.action({"Action": "CoreShowChannels"}, as_list=True,
                                                             timeout=max(self.ami.action_timeout, 10.0))))
-        for rec in await asyncio.to_thread(self.cdr.read_new):
+        records = await asyncio.to_thread(self.cdr.read_new)
+        for rec in records:
             self.cdrs.setdefault(str(rec["uniqueid"]), CdrCall(str(rec["uniqueid"]))).add(rec)
+        outbound = [rec for rec in records if is_outbound_cdr(rec)]
         self._prune(now)
         started_at = asterisk_started_at(status)
         startup = f"{status.get('CoreStartupDate')} {status.get('CoreStartupTime')}"
@@ -428,6 +435,8 @@ class Reconciler:
                                        suspects=self._suspects, now=now, ami_up_for=up_for)
         counts = {"checked": len(calls), "live": len(channels), "closed": 0, "crashed": 0, "lost": 0,
                   "completed": 0, "created": 0, "recordings": 0, "pops": 0}
+        if self.outbound is not None:
+            counts["outbound"] = await self.outbound(outbound) if outbound else 0
         known = {c["uniqueid"] for c in calls}
         by_uid = {c["uniqueid"]: c for c in calls}
         for r in repairs:

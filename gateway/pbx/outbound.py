@@ -48,6 +48,7 @@ OUTCOMES = ("answered", "no_answer", "busy", "failed")
 CONTEXT = "gw-outbound"
 ANSWER_MARGIN_S = 10.0  # waited beyond timeout_s for Asterisk's OriginateResponse
 MAX_TIMEOUT_S = 600.0
+LINK_CHECK_S = 0.5  # while waiting for the answer, the AMI link is checked this often
 
 _NUMBER = re.compile(r"\+?[0-9]{3,20}")
 _PURPOSE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -222,7 +223,14 @@ class Outbound:
                                       timeout_s=timeout_s, caller_id=caller_id)
             self._live[uid] = purpose
             log.info("outbound %s (%s, ref %s) to %s via %s", uid, purpose, ref, masked, node)
-            outcome, reason = await self._originate(client, fields, timeout_s + ANSWER_MARGIN_S)
+            try:
+                outcome, reason = await self._originate(client, fields, timeout_s + ANSWER_MARGIN_S)
+            except asyncio.CancelledError:  # the caller gave up: the row still says how it ended
+                self._live.pop(uid, None)
+                self.counts["failed"] += 1
+                await asyncio.shield(self._record("finished", uid, outcome="failed", reason="dial() was cancelled",
+                                                  answered_at=None, ended_at=self.clock()))
+                raise
             if outcome != "answered":
                 self._live.pop(uid, None)
         now = self.clock()
@@ -249,10 +257,15 @@ class Outbound:
         client.subscribe_raw(on_raw)  # before sending: the answer may come at once
         try:
             await client.action(fields)  # "Originate successfully queued" (or refused: PbxError)
-            event = await asyncio.wait_for(asyncio.shield(answer), wait_s)
-            return outcome_of(event)
-        except asyncio.TimeoutError:
-            return "failed", f"no OriginateResponse within {wait_s:g} s"
+            deadline = loop.time() + wait_s
+            while not answer.done():
+                left = deadline - loop.time()
+                if left <= 0:
+                    return "failed", f"no OriginateResponse within {wait_s:g} s"
+                if not client.connected:  # the answer would never reach us on this link
+                    return "failed", "AMI connection lost while the call was placed (it may still ring)"
+                await asyncio.wait({answer}, timeout=min(left, LINK_CHECK_S))
+            return outcome_of(answer.result())
         except PbxError as exc:  # refused, AMI lost, no answer to the action
             return "failed", mask_text(str(exc))[:200]
         finally:

@@ -80,3 +80,27 @@ def test_given_a_busy_citizen_when_called_then_busy_and_a_row(system, admin):
     assert result["outcome"] == "busy" and result["reason"] == "5", result
     row = _row(system, admin, ref, result["uniqueid"])
     assert row["outcome"] == "busy" and row["answered_at"] is None and row["ended_at"] is not None
+
+
+def test_given_a_purpose_nobody_registered_when_the_call_is_answered_then_hung_up_politely_and_recorded(
+        system, admin):
+    number, ref = "13900000104", "e2e-unknown"
+
+    async def scenario():
+        ready = asyncio.Event()
+        citizen = asyncio.create_task(answer_call(system.settings, number, ready=ready, timeout=60))
+        await asyncio.wait_for(ready.wait(), 30)
+        status, result = await asyncio.to_thread(
+            system.http, "/api/test/outbound", method="POST", token=admin, timeout=50,
+            body={"number": number, "ref": ref, "timeout_s": 20, "purpose": "nobody-knows"})
+        return status, result, await citizen
+
+    status, result, heard = asyncio.run(scenario())
+    assert status == 200 and result["outcome"] == "answered", result
+    assert heard["uniqueid"] == result["uniqueid"] and heard["heard"] == []  # hung up without a word
+    row = eventually(lambda: (r := _row(system, admin, ref, result["uniqueid"]))["ended_at"] and r, timeout=20,
+                     what="the row of the call nobody took")
+    assert row["purpose"] == "nobody-knows" and row["outcome"] == "answered"
+    status, metrics = system.http("/metrics?format=json", token=admin)
+    assert status == 200 and metrics["outbound"]["unknown_purpose"] >= 1 and metrics["outbound"]["answered"] >= 2
+    assert metrics["outbound"]["busy"] >= 1 and metrics["outbound"]["no_answer"] >= 1

@@ -204,6 +204,26 @@ async def test_given_ami_trouble_when_dialled_then_failed_with_the_reason_and_a_
     assert rows.calls[1][1]["ended_at"] is not None and not outbound.is_ours(result.uniqueid)
 
 
+async def test_given_the_ami_link_lost_while_it_rings_when_dialled_then_failed_at_once(tmp_path):
+    node = FakeNode(silent=True)
+    outbound = Outbound(_settings(tmp_path), node, clock=Clock(), recorder=Rows())
+    asyncio.get_running_loop().call_later(0.1, setattr, node, "connected", False)
+    result = await asyncio.wait_for(outbound.dial("13800138000", purpose="callback", ref="r", timeout_s=30), 5)
+    assert result.outcome == "failed" and "AMI connection lost" in result.reason
+
+
+async def test_given_a_dial_cancelled_while_it_rings_then_the_row_says_so(tmp_path):
+    rows = Rows()
+    outbound = Outbound(_settings(tmp_path), FakeNode(silent=True), clock=Clock(), recorder=rows)
+    task = asyncio.ensure_future(outbound.dial("13800138000", purpose="callback", ref="r", timeout_s=30))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert rows.calls[-1][1]["outcome"] == "failed" and rows.calls[-1][1]["reason"] == "dial() was cancelled"
+    assert outbound.counts["failed"] == 1 and outbound.stats()["live"] == 0
+
+
 async def test_given_no_outbound_dial_setting_when_dialled_then_failed_without_asking_asterisk(tmp_path):
     node = FakeNode()
     outbound = Outbound(_settings(tmp_path).with_(outbound_dial=""), node, clock=Clock(), recorder=Rows())
@@ -403,3 +423,85 @@ def test_given_the_sandbox_when_rendered_then_the_simulated_citizen_answers_ring
 
 def test_given_the_gateway_ami_user_when_rendered_then_it_may_originate():
     assert "originate" in dialplan.GATEWAY_AMI_WRITE and "call" in dialplan.GATEWAY_AMI_READ
+
+
+# -- rows left open, completed from Asterisk's CDRs (reconciliation) ----------------------------------------
+ANSWERED_CDR = {"uniqueid": "out-ogzarlvoyrjedckq", "channel": "Local/13900000401@gw-citizen-sim-00000000;1",
+                "dcontext": "gw-outbound", "start": 1796199229.86, "answer": 1796199229.87, "end": 1796199230.36,
+                "disposition": "ANSWERED", "userfield": "outbound;purpose=test-key;ref=a"}
+BUSY_CDR = {"uniqueid": "pbx2-out-mfuunfdbvjgxegnx", "channel": "Local/13900000402@gw-citizen-sim-00000001;1",
+            "dcontext": "gw-citizen-sim", "start": 1796199232.47, "answer": 0.0, "end": 1796199232.48,
+            "disposition": "BUSY", "userfield": ""}
+CITIZEN_HALF = {**ANSWERED_CDR, "uniqueid": "out-ogzarlvoyrjedckq-c", "userfield": ""}
+INBOUND = {"uniqueid": "1796199229.12", "dcontext": "did-12345", "end": 1796199230.0, "disposition": "ANSWERED",
+           "userfield": "failsafe;queue=q-general"}
+
+
+def test_given_cdrs_when_filtered_then_only_the_gateways_own_calls_and_their_endings():
+    from gateway.calls.outbound import cdr_endings, is_outbound_cdr
+
+    records = [ANSWERED_CDR, BUSY_CDR, CITIZEN_HALF, INBOUND]
+    assert [r["uniqueid"] for r in records if is_outbound_cdr(r)] == [ANSWERED_CDR["uniqueid"], BUSY_CDR["uniqueid"]]
+    endings = cdr_endings([r for r in records if is_outbound_cdr(r)] + [{**BUSY_CDR, "end": 0}])
+    answered, busy = endings[ANSWERED_CDR["uniqueid"]], endings[BUSY_CDR["uniqueid"]]
+    assert answered["outcome"] == "answered" and answered["answered_at"].timestamp() == pytest.approx(1796199229.87)
+    assert busy == {"ended_at": datetime.fromtimestamp(1796199232.48, timezone.utc), "answered_at": None,
+                    "outcome": "busy"}
+
+
+async def test_given_rows_left_open_when_their_cdrs_are_read_then_completed_once(database_url):
+    store = await TicketStore.open(database_url)
+    try:
+        rows = OutboundCalls(store)
+        # a restart: one call answered (its Hangup never seen), one dialled when the gateway died
+        await rows.started(uniqueid=ANSWERED_CDR["uniqueid"], purpose="test-key", ref="a", number="13900000401",
+                           node="asterisk", started_at=T0)
+        await rows.finished(ANSWERED_CDR["uniqueid"], outcome="answered", reason="4", answered_at=T0, ended_at=None)
+        await rows.started(uniqueid=BUSY_CDR["uniqueid"], purpose="callback", ref="b", number="13900000402",
+                           node="pbx2", started_at=T0)
+        assert await rows.close_from_cdr([ANSWERED_CDR, BUSY_CDR]) == 2
+        answered, busy = await rows.get(ANSWERED_CDR["uniqueid"]), await rows.get(BUSY_CDR["uniqueid"])
+        assert answered["outcome"] == "answered" and answered["reason"] == "4" and answered["ended_at"]
+        assert answered["answered_at"] == T0.isoformat()  # what the gateway saw stays
+        assert busy["outcome"] == "busy" and "CDR" in busy["reason"] and busy["ended_at"] and not busy["answered_at"]
+        assert await rows.close_from_cdr([ANSWERED_CDR, BUSY_CDR]) == 0  # nothing left open
+    finally:
+        await store.close()
+
+
+async def test_given_a_cdr_file_when_reconciled_then_outbound_records_go_to_the_hook_and_no_call_is_created(
+        tmp_path):
+    import json
+
+    from gateway.calls.reconcile import Reconciler
+    from gateway.ticketing import migrate
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
+    await asyncio.to_thread(migrate.upgrade, url)
+    cdr_file = tmp_path / "cdr.json"
+    await asyncio.to_thread(cdr_file.write_text, "".join(json.dumps(r) + "\n" for r in
+                                                           (ANSWERED_CDR, BUSY_CDR, CITIZEN_HALF)))
+
+    class Ami:
+        action_timeout, connected, connected_at = 5.0, True, None
+
+        async def action(self, fields, *, timeout=None, as_list=False):
+            if fields["Action"] == "CoreStatus":
+                return {"Response": "Success", "CoreStartupDate": "2026-12-01", "CoreStartupTime": "08:00:00"}
+            return [{"Response": "Success"}, {"Event": "CoreShowChannelsComplete"}]
+
+    seen = []
+
+    async def hook(records):
+        seen.append([r["uniqueid"] for r in records])
+        return len(records)
+
+    store = await TicketStore.open(url)
+    try:
+        rec = Reconciler(ami=Ami(), store=store, node="asterisk", cdr_path=cdr_file, interval=0, outbound=hook,
+                         clock=lambda: datetime.fromtimestamp(1796199300, timezone.utc))
+        first, second = await rec.run("test"), await rec.run("test")
+        assert seen == [[ANSWERED_CDR["uniqueid"], BUSY_CDR["uniqueid"]]]  # each record once
+        assert first["outbound"] == 2 and second["outbound"] == 0 and first["created"] == 0
+    finally:
+        await store.close()
