@@ -269,6 +269,8 @@ class FollowupService:
 
     async def store_result(self, row: dict, result: IvrResult, uniqueid: str | None) -> dict:
         now = self.clock()
+        log.info("follow-up %s of ticket %s: %s (solved %s, satisfaction %s, comment %s)", row["id"],
+                 row["ticket_id"], result.outcome, result.solved, result.satisfaction, result.comment_status)
         if result.outcome == "answered":
             self.counters["answered"] += 1
             answers = Answers(result.solved, result.satisfaction, comment_path=result.comment_path,
