@@ -23,8 +23,8 @@ _FALSE = {"0", "false", "no", "off"}
 # Where the PBX sees the instance directory inside the sandbox root.
 PBX_INSTANCE_DIR = "/srv/gw"
 
-# The simulated caller's own AMI user (``gateway call``, the tests, the benchmarks): it may
-# originate calls, the gateway's user may not. Rendered only where its secret exists.
+# The simulated caller's own AMI user (``gateway call``, the tests, the benchmarks): it also reads
+# AGI events (what the caller hears). Rendered only where its secret exists.
 SIM_AMI_USER = "gateway-sim"
 
 # Everything under the state directory is private: the database and its WAL, recordings,

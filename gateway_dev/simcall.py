@@ -99,7 +99,7 @@ async def place_calls(settings: Settings, scripts: list[CallScript]) -> list[dic
 
 
 def sim_ami_client(settings: Settings, **options) -> AmiClient:
-    """An AMI client logged in as the simulated caller (its own user: the gateway's may not originate)."""
+    """An AMI client logged in as the simulated caller (its own user, which also reads AGI events)."""
     if not settings.sim_ami_secret:
         raise SimCallError(f"no AMI user for the simulated caller in {settings.state_dir} "
                            "(start the development sandbox: `gateway sandbox up` or `gateway run`)")

@@ -163,9 +163,9 @@ class System:
     def settings(self) -> Settings:
         """The system's settings as its callers use them: AMI as the simulated caller.
 
-        The gateway's own AMI user may not originate calls, so an AMI client that a test or
-        a benchmark builds from these settings logs in as the simulated caller's user
-        (rendered for this development sandbox by ``gateway sandbox up``).
+        A test or a benchmark places calls and listens to AGI events as the simulated caller,
+        so an AMI client built from these settings logs in as its user (rendered for this
+        development sandbox by ``gateway sandbox up``), not as the gateway's.
         """
         s = load_settings(self.env)
         return s.with_(ami_user=s.sim_ami_user, ami_secret=s.sim_ami_secret) if s.sim_ami_secret else s

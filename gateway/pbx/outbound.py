@@ -240,7 +240,7 @@ class Outbound:
                            ended_at=None if outcome == "answered" else now)
         level = logging.INFO if outcome in ("answered", "no_answer", "busy") else logging.WARNING
         log.log(level, "outbound %s (%s, ref %s) to %s: %s (%s)", uid, purpose, ref, masked, outcome,
-                REASON_TEXT.get(reason, reason))
+                f"Reason {reason}: {REASON_TEXT[reason]}" if reason in REASON_TEXT else reason)
         return OutboundResult(outcome=outcome, uniqueid=uid, node=node, reason=reason)
 
     async def _originate(self, client, fields: dict, wait_s: float) -> tuple[str, str]:

@@ -64,13 +64,14 @@ def test_given_a_production_install_when_rendered_then_the_gateway_user_has_exac
     assert set(manager) == {"general", "gateway"}  # no simulated caller without its secret
     user = manager["gateway"]
     assert user["read"].split(",") == ["call", "agent"]  # Hangup; queue and agent events
-    # Reload Module=pbx_config (Ping, QueueReload need none); Redirect (the desk's emergency transfer)
-    assert user["write"].split(",") == ["system", "call"]
+    # Reload Module=pbx_config (Ping, QueueReload need none); Redirect (the desk's emergency transfer);
+    # Originate (the gateway's own calls to citizens: callback, 回访; gateway.pbx.outbound)
+    assert user["write"].split(",") == ["system", "call", "originate"]
     assert user["secret"] == "s3cret"
     assert user["permit"] == "127.0.0.1/255.255.255.255" and user["deny"] == "0.0.0.0/0.0.0.0"
 
 
-def test_given_a_development_sandbox_when_rendered_then_only_the_simulated_caller_may_originate(tmp_path):
+def test_given_a_development_sandbox_when_rendered_then_the_simulated_caller_has_its_own_user(tmp_path):
     settings = load_settings(_env(tmp_path))
     manager = _sections(dialplan.render_files(CONFIG, settings, sim_secret="sim-s3cret")["manager.conf"])
 
@@ -80,7 +81,8 @@ def test_given_a_development_sandbox_when_rendered_then_only_the_simulated_calle
     assert sim["read"].split(",") == ["call", "agent", "agi"]  # + AGIExecStart: what the caller hears
     for user in (gateway, sim):
         assert not {"command", "all", "config"} & set(user["write"].split(","))
-    assert "originate" not in gateway["write"].split(",")
+    assert gateway["write"].split(",") == ["system", "call", "originate"]  # as in production
+    assert "agi" not in gateway["read"].split(",")  # only the simulated caller listens to AGI events
 
 
 def test_given_the_sim_secret_in_the_state_dir_when_written_then_the_sim_user_is_rendered(tmp_path):
