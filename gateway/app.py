@@ -34,6 +34,7 @@ from gateway.clock import AdjustableClock, Clock
 from gateway.deps import Deps
 from gateway.desk import announce
 from gateway.desk import plugin as desk
+from gateway.followup import plugin as followup
 from gateway.hotlines import plugin as hotlines
 from gateway.pbx.ami import AmiClient
 from gateway.pbx.ami_pool import AmiPool
@@ -51,7 +52,7 @@ from gateway.web.edge import EdgePolicy
 
 DEPS = web.AppKey("deps", Deps)
 JOURNAL_LOCK_WAIT = 30.0  # seconds the own journal waits for a sibling that is replaying it
-FEATURES = (auth, hotlines, speech, desk, units, calls, callback, api, sms, announce)  # each needs only those before it
+FEATURES = (auth, hotlines, speech, desk, units, calls, callback, api, sms, announce, followup)  # each needs only those before it
 
 
 def _database(deps: Deps):

@@ -95,6 +95,7 @@ TEMPLATES: tuple[tuple[str, str], ...] = (
     ("unknown prompt {prompt}", "未知的提示音 {prompt}"),
     ("prompt {prompt} must contain {holder} (where it is said)", "提示音 {prompt} 必须包含 {holder}（朗读它的位置）"),
     ("prompt {prompt} may not contain a {{placeholder}}", "提示音 {prompt} 不能包含 {{占位符}}"),
+    ("unknown field {field} in the text (known: {known})", "文字中有未知的字段 {field}（可用：{known}）"),
     ("{node} is not a valid node id", "{node} 不是有效的节点 id"),
     ("a key prompt needs emergency.key", "按键提示音需要设置 emergency.key"),
     ("key {key} is the flow's emergency key (emergency.key)", "按键 {key} 已是本流程的紧急键（emergency.key）"),

@@ -150,6 +150,16 @@ class Settings:
     pbx_instance_dir: Path | None = None  # one node's instance dir (see node_settings); default <state>/asterisk
     pbx_node: str = ""  # one node's name: its Asterisk systemname (unique call ids across nodes)
     loop_debug: bool = False  # GATEWAY_LOOP_DEBUG (dev only): asyncio debug mode, callbacks over 20 ms logged
+    # The follow-up call (回访, issue 13; gateway.followup): GATEWAY_FOLLOWUP_*.
+    followup: bool = True  # the scheduler places follow-up calls (the desk's manual follow-up works either way)
+    followup_hours: str = "followup"  # the calling window: a schedule of hotlines.yaml (holidays, 调休)
+    followup_delay: float = 3600.0  # seconds after 办结 before the first call
+    followup_attempts: int = 3  # calls at most; unanswered after the last: unreachable
+    followup_retry_interval: float = 7200.0  # seconds between an unanswered call and the next
+    followup_ring_seconds: float = 30.0  # how long the citizen's phone rings
+    followup_max_calls: int = 4  # follow-up calls one gateway instance runs at once
+    followup_tick: float = 5.0  # seconds between the scheduler's rounds
+    followup_caller_id: str = "12345"  # the number the citizen sees
     # GATEWAY_OUTBOUND_DIAL: the channel the gateway's own calls to citizens go out on, a template
     # with {number} (``PJSIP/{number}@trunk``); "" = no outbound calls (the development sandbox's
     # default is its simulated citizen, ``Local/{number}@gw-citizen-sim``).
@@ -496,7 +506,34 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sms_retry_seconds=_float(env, "GATEWAY_SMS_RETRY_SECONDS", 30.0),
         sms_poll_seconds=_float(env, "GATEWAY_SMS_POLL_SECONDS", 2.0),
         **_callback_settings(env),
+        **_followup(env),
     )
+
+
+def _followup(env: Mapping[str, str]) -> dict:
+    """GATEWAY_FOLLOWUP_*: the follow-up call's window, delay, retries and load (gateway.followup)."""
+    hours = (env.get("GATEWAY_FOLLOWUP_HOURS") or "followup").strip()
+    if not re.fullmatch(r"[a-z][a-z0-9_-]{0,47}", hours):
+        raise SettingsError(f"GATEWAY_FOLLOWUP_HOURS={hours!r}: name a schedule of hotlines.yaml (e.g. followup, always)")
+    caller_id = (env.get("GATEWAY_FOLLOWUP_CALLER_ID") or "12345").strip()
+    if not re.fullmatch(r"\+?[0-9]{3,20}", caller_id):
+        raise SettingsError(f"GATEWAY_FOLLOWUP_CALLER_ID={caller_id!r} is not a phone number (3-20 digits)")
+    out = {"followup": _bool(env, "GATEWAY_FOLLOWUP", True), "followup_hours": hours,
+           "followup_caller_id": caller_id,
+           "followup_delay": _non_negative(env, "GATEWAY_FOLLOWUP_DELAY", 3600.0),
+           "followup_retry_interval": _non_negative(env, "GATEWAY_FOLLOWUP_RETRY_INTERVAL", 7200.0),
+           "followup_ring_seconds": _float(env, "GATEWAY_FOLLOWUP_RING_SECONDS", 30.0),
+           "followup_tick": _float(env, "GATEWAY_FOLLOWUP_TICK", 5.0)}
+    for name, key, default, high in (("GATEWAY_FOLLOWUP_ATTEMPTS", "followup_attempts", 3, 10),
+                                     ("GATEWAY_FOLLOWUP_MAX_CALLS", "followup_max_calls", 4, 200)):
+        raw = (env.get(name) or "").strip()
+        if not raw:
+            out[key] = default
+        elif not raw.isdigit() or not 1 <= int(raw) <= high:
+            raise SettingsError(f"{name}={raw!r} must be a whole number from 1 to {high}")
+        else:
+            out[key] = int(raw)
+    return out
 
 
 SANDBOX_OUTBOUND_DIAL = "Local/{number}@gw-citizen-sim"  # the development sandbox's simulated citizen

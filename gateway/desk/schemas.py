@@ -46,11 +46,13 @@ class Decision(Body):
     dispatch_mode: Optional[DispatchMode] = Field(None, description="直派 / 双派 (submit only)")
     units: Optional[Annotated[list[Unit], Field(max_length=5)]] = None
     answer: Optional[text(4000, strip=True)] = Field(None, description="the answer given on the call (close only)")
+    followup_opt_out: Optional[bool] = Field(None, description="不需要回访: the caller refused the follow-up call")
 
     def fields(self) -> dict:
         """The fields the store keeps (blank text as none)."""
         return {"category": self.category, "urgency": self.urgency or "normal", "place": self.place or None,
-                "summary": self.summary or None, "linked_ticket_id": self.linked_ticket_id}
+                "summary": self.summary or None, "linked_ticket_id": self.linked_ticket_id,
+                "followup_opt_out": self.followup_opt_out}
 
 
 class SubmitBody(Decision):

@@ -11,6 +11,10 @@ import functools
 
 from gateway import __version__
 from gateway.desk.openapi import DESK_SCHEMAS, desk_paths
+from gateway.desk.openapi import _op as _desk_op
+from gateway.desk.openapi import _TICKET_ID
+from gateway.followup.http import BODIES as FOLLOWUP_BODIES
+from gateway.followup.http import followup_paths
 from gateway.desk.schemas import BODIES as DESK_BODIES
 from gateway.hotlines.schemas import BODIES as ADMIN_BODIES
 from gateway.hotlines.schemas import (ChangeBody, CommentBody, CreateLineBody, DryRunBody, ImportBody,
@@ -22,7 +26,7 @@ from gateway.web.schemas_auth import LoginBody
 from gateway.units.openapi import unit_paths
 from gateway.units.schemas import BODIES as UNIT_BODIES
 
-BODY_MODELS = {**DESK_BODIES, **ADMIN_BODIES, **AUTH_BODIES, **UNIT_BODIES}  # (method, path) -> model of the request body
+BODY_MODELS = {**DESK_BODIES, **ADMIN_BODIES, **AUTH_BODIES, **UNIT_BODIES, **FOLLOWUP_BODIES}  # (method, path) -> model of the request body
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -112,6 +116,7 @@ def openapi_document() -> dict:
                 "200": _resp("healthy"), "503": _resp("degraded")}}},
             **desk_paths(),
             **unit_paths(),
+            **followup_paths(_desk_op, _TICKET_ID),
             "/api/admin/overview": {"get": _op("lines, modes, today's calls per line, broadcasts", ok="200",
                                                ok_schema={"type": "object"})},
             "/api/admin/versions": {"get": _op("the version history, newest first", ok="200",

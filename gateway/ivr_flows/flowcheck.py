@@ -33,6 +33,14 @@ _KEY = re.compile(r"^[0-9*#]$")
 AFTER_HOURS = ("central", "hangup")
 _LANG = re.compile(r"^[a-z]{2,3}$")
 VOICES = ("cmn", "yue", "ko", "en")  # espeak-ng voices the prompts can be rendered in
+# A prompt text may name a per-call value in braces ({date}: the day the citizen called, the
+# follow-up flow); such a template is rendered per call (gateway.followup.ivr), not at apply.
+PROMPT_FIELDS = ("date",)
+TEMPLATE_FIELD = re.compile(r"\{([^{}]*)\}")
+
+
+def is_template(text: str) -> bool:
+    return bool(TEMPLATE_FIELD.search(text or ""))
 
 
 def check_flow(src: yamlsrc.Source, r: Reader) -> Flow | None:
@@ -54,6 +62,10 @@ def check_flow(src: yamlsrc.Source, r: Reader) -> Flow | None:
                 voices[k] = voice
         else:
             texts[k] = r.text(v, ("prompts", k))
+        for name in TEMPLATE_FIELD.findall(texts.get(k) or ""):
+            if name not in PROMPT_FIELDS:
+                r.src.problem(("prompts", k), f"unknown field {{{name}}} in the text (known: "
+                              + ", ".join(f"{{{f}}}" for f in PROMPT_FIELDS) + ")")
     speech = None
     if top.get("speech") is not None:
         speech = r.text(top.get("speech"), ("speech",), pattern=_LANG, what="speech language (e.g. zh, ko)")

@@ -28,6 +28,7 @@ from gateway.tts import espeak
 from gateway.tts.errors import TtsError
 from gateway.errors import GatewayError
 from gateway.ivr_flows.engine import broadcast_key, prompt_key
+from gateway.ivr_flows.flowcheck import is_template
 from gateway.ivr_flows.model import DIGIT_GAP, DIGIT_PAUSE, DIGIT_TEXTS, GatewayConfig, SayTicketNode
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,8 @@ def catalogue(config: GatewayConfig) -> dict[str, PromptText]:
     out: dict[str, PromptText] = {}
     for flow in config.flows.values():
         for pid, text in flow.prompts.items():
+            if is_template(text):
+                continue  # a per-call text ({date}...): rendered for each call (gateway.followup.ivr)
             key = f"{flow.id}-{pid}"
             language = flow.prompt_languages.get(pid, flow.language)
             for variant, said in prompt_variants(key, text, flow.id).items():

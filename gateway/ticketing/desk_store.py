@@ -131,7 +131,8 @@ class DeskStore:
             session.add(AuditEvent(actor=actor[:32], action=f"ticket.{outcome}", object_type="ticket",
                                    object_id=str(ticket_id),
                                    details={k: v for k, v in fields.items() if k in (
-                                       "category", "urgency", "dispatch_mode", "units", "linked_ticket_id")}))
+                                       "category", "urgency", "dispatch_mode", "units", "linked_ticket_id",
+                                       "followup_opt_out")}))
             return ticket.id
 
         await self.store.run_write(work)

@@ -332,6 +332,43 @@ class UserSession(Base):
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+# The 回访 (issue 13): one follow-up per ticket ("不层层回访"), by the IVR or an agent.
+#   scheduled    waiting for next_at (inside the calling window)
+#   calling      claimed by a gateway instance (claimed_by), the call is being placed or runs
+#   done         answers recorded (solved, satisfaction, maybe a comment)
+#   unreachable  the last attempt went unanswered (busy, no answer, failed, no answer to a question)
+#   refused      the caller does not want a follow-up (at intake, or key 9 during the call)
+#   cancelled    the ticket left "handled" before the call (e.g. re-dispatched)
+FOLLOWUP_STATUSES = ("scheduled", "calling", "done", "unreachable", "refused", "cancelled")
+FOLLOWUP_SOLVED = ("yes", "no")
+FOLLOWUP_SATISFACTION = ("satisfied", "basic", "unsatisfied")
+
+
+class Followup(Base):
+    """The follow-up (回访) of one handled ticket: when it is due, its attempts and its answers."""
+
+    __tablename__ = "followups"
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(RowId, sa.ForeignKey("tickets.id"), unique=True)
+    status: Mapped[str] = mapped_column(sa.String(16), default="scheduled", index=True)
+    next_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    last_outcome: Mapped[str | None] = mapped_column(sa.String(32))  # answered, no_answer, busy, failed, no_input
+    via: Mapped[str | None] = mapped_column(sa.String(8))  # ivr, desk
+    solved: Mapped[str | None] = mapped_column(sa.String(8))  # FOLLOWUP_SOLVED
+    satisfaction: Mapped[str | None] = mapped_column(sa.String(16))  # FOLLOWUP_SATISFACTION
+    comment_path: Mapped[str | None] = mapped_column(sa.String(512))
+    comment_transcript: Mapped[str | None] = mapped_column(sa.Text)
+    comment_status: Mapped[str | None] = mapped_column(sa.String(16))  # TRANSCRIPT_STATUSES
+    answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    agent: Mapped[str | None] = mapped_column(sa.String(64))  # the desk user who recorded the answers
+    uniqueid: Mapped[str | None] = mapped_column(sa.String(64))  # the last outbound call's id
+    claimed_by: Mapped[str | None] = mapped_column(sa.String(64))  # the instance placing the call
+    claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+
 OUTBOUND_OUTCOMES = ("answered", "no_answer", "busy", "failed")
 
 

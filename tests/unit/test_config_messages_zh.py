@@ -132,6 +132,7 @@ prompts:
   hello: 你好
   braces: "号码{number}，第{n}"
   empty: ""
+  dated: "您于{day}反映的问题"
   other: {text: 안녕, language: ko}
   broken: {text: x}
 nodes:

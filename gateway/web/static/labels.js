@@ -43,3 +43,9 @@ export const SMS_STATUS_NAMES = {pending: "待发送", sending: "发送中", sen
 export const SMS_KIND_NAMES = {ticket_no: "工单号", renumbered: "工单号更正"};
 /** 0512 345 6789: a ticket number as it is read out (4-3-4). */
 export function groupedTicketNo(no) { const s = String(no ?? ""); return s.length === 11 ? `${s.slice(0, 4)} ${s.slice(4, 7)} ${s.slice(7)}` : s; }
+// The follow-up (回访, issue 13): the row's status, the citizen's answers, why a ticket is under review.
+export const FOLLOWUP_STATUS_NAMES = {pending: "待安排", scheduled: "待回访", calling: "回访中", done: "已回访",
+  unreachable: "未接通", refused: "拒绝回访", cancelled: "已取消"};
+export const SOLVED_NAMES = {yes: "已解决", no: "未解决"};
+export const SATISFACTION_NAMES = {satisfied: "满意", basic: "基本满意", unsatisfied: "不满意"};
+export const REVIEW_REASON_NAMES = {unsolved: "回访未解决", unsatisfied: "回访不满意", objection: "派单异议"};

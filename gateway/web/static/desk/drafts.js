@@ -13,6 +13,7 @@ function sanitize(data) {  // a draft from storage or the server: only known fie
     else if (typeof data[k] === "number" && k === "linked_ticket_id") out[k] = String(data[k]);
   }
   if (Array.isArray(data.units)) out.units = cleanUnits(data.units);
+  if (typeof data.followup_opt_out === "boolean") out.followup_opt_out = data.followup_opt_out;
   if (typeof data.saved_at === "number") out.saved_at = data.saved_at;
   return out;
 }
@@ -36,6 +37,7 @@ export function prefill(view) {
     dispatch_mode: view.dispatch_mode || (firstUnits && DISPATCH_MODE_NAMES[firstUnits.mode] ? firstUnits.mode : "direct"),
     linked_ticket_id: view.linked_ticket_id ? String(view.linked_ticket_id) : "",
     answer: view.answer || (!decided && firstAnswer ? firstAnswer.answer : ""),
+    followup_opt_out: view.followup_opt_out === true,
   };
 }
 export function startingForm(view) {

@@ -6,7 +6,8 @@ import {api, notice} from "./session.js";
 import {article, isLocked, unitNames} from "./util.js";
 import {markTaken, persist, prefill} from "./drafts.js";
 
-const FIELDS = ["category", "urgency", "place", "summary", "units", "dispatch_mode", "linked_ticket_id", "answer"];
+const FIELDS = ["category", "urgency", "place", "summary", "units", "dispatch_mode", "linked_ticket_id", "answer",
+  "followup_opt_out"];
 
 function unitRow(unit) {
   const row = $("#t-unit").content.firstElementChild.cloneNode(true);
@@ -26,6 +27,7 @@ export function fillForm(form, data) {
   form.elements.namedItem("summary").value = str(data.summary);
   form.elements.namedItem("linked_ticket_id").value = str(data.linked_ticket_id);
   form.elements.namedItem("answer").value = str(data.answer);
+  form.elements.namedItem("followup_opt_out").checked = data.followup_opt_out === true;
   for (const r of $$('input[name="dispatch_mode"]', form)) r.checked = r.value === (data.dispatch_mode || "direct");
   $(".units", form).replaceChildren(...arr(data.units).map(unitRow));
 }
@@ -41,6 +43,7 @@ function readForm(form) {
     dispatch_mode: mode ? mode.value : "direct",
     linked_ticket_id: form.elements.namedItem("linked_ticket_id").value,
     answer: form.elements.namedItem("answer").value,
+    followup_opt_out: form.elements.namedItem("followup_opt_out").checked,
   };
 }
 export function wireForm(form, entry) {
@@ -146,6 +149,7 @@ function decisionBody(entry, action) {
   const f = entry.form;
   const body = {version_id: entry.view.version_id, category: f.category || null, urgency: f.urgency || "normal",
     place: str(f.place), summary: str(f.summary), linked_ticket_id: linkedValue(f.linked_ticket_id)};
+  if (f.followup_opt_out === true) body.followup_opt_out = true;  // 不需要回访
   if (action === "submit") {
     body.dispatch_mode = f.dispatch_mode || "direct";
     body.units = arr(f.units).filter((u) => str(u.name).trim() || u.kind)

@@ -1,0 +1,314 @@
+"""End to end, the follow-up call (回访, issue 13) on the real sandbox: tickets made by real calls,
+set to 办结 (handled) the way the units part does it (gateway_dev.handled, until that part is
+merged), then the gateway calls the simulated citizens through its outbound calls:
+
+* a citizen who presses 1 (solved) and 1 (satisfied) and says a comment: the answers and the
+  comment's transcript (Whisper, live) on the follow-up, the ticket closed, its audit and its
+  public event; what the citizen heard is transcribed too (the prompts are understood); a second
+  办结 of the same ticket calls nobody again;
+* a confidential caller who presses 2 (unsolved): the ticket on the review list;
+* a citizen who never answers: retried, then unreachable (short retry settings);
+* the desk's manual follow-up of that unreachable ticket in a real browser, at 1366 and 768 px.
+
+One System for the file (short settings: any hour, no delay, 2 attempts 2 s apart, 1 s rounds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import wave
+from datetime import datetime, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+
+from gateway.asr.zh_text import cer
+from gateway_dev.eventually import eventually
+from gateway_dev.handled import mark_handled
+from gateway_dev.simcall import CallScript, answer_call, place_calls, set_citizen
+from gateway_dev.system import ROOT, System, say_zh
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+ARTIFACTS = ROOT / "test-artifacts"
+SOLVED, UNSOLVED, SILENT = "13900000201", "13900000202", "13900000203"
+COMMENT = "路面已经修好了，谢谢你们"
+PASSWORD = "followup browser password 12345"
+ENV = {"GATEWAY_FOLLOWUP_HOURS": "always", "GATEWAY_FOLLOWUP_DELAY": "0", "GATEWAY_FOLLOWUP_ATTEMPTS": "2",
+       "GATEWAY_FOLLOWUP_RETRY_INTERVAL": "2", "GATEWAY_FOLLOWUP_RING_SECONDS": "4", "GATEWAY_FOLLOWUP_TICK": "1"}
+
+
+@pytest.fixture(scope="module")
+def system():
+    sysm = System(prefix="gw-e2e-followup-", log_level="INFO", extra_env=ENV)
+    try:
+        sysm.up()
+        yield sysm
+    finally:
+        sysm.down()
+        ARTIFACTS.mkdir(exist_ok=True)
+        if sysm.log_path.exists():
+            shutil.copy(sysm.log_path, ARTIFACTS / "e2e-followup-gateway.log")
+        shutil.rmtree(sysm.state, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def boss(system) -> str:
+    return system.login("fu-boss", PASSWORD, "supervisor")
+
+
+def _db(system, work):
+    from gateway.ticketing.store import TicketStore
+
+    async def run():
+        store = await TicketStore.open(system.gateway_settings.database_url)
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def _handled(system, ticket_id: int) -> None:
+    _db(system, lambda store: mark_handled(store, ticket_id, now=datetime.now(timezone.utc), text="已办结"))
+
+
+def _followup(system, token: str, ticket_id: int) -> dict:
+    status, body = system.http(f"/api/followups/{ticket_id}", token=token)
+    assert status == 200, body
+    return body
+
+
+def _ticket(system, token: str, ticket_id: int) -> dict:
+    status, body = system.http(f"/api/tickets/{ticket_id}", token=token)
+    assert status == 200, body
+    return body
+
+
+def _outbound_calls(system, number: str) -> list:
+    from gateway.ticketing.models import OutboundCall
+
+    async def work(store):
+        async with store.read_session() as session:
+            return list((await session.execute(sa.select(OutboundCall.uniqueid, OutboundCall.outcome).where(
+                OutboundCall.number == number, OutboundCall.purpose == "followup"))).all())
+
+    return _db(system, work)
+
+
+def _events(system, ticket_id: int) -> list:
+    from gateway.ticketing.models import TicketEvent
+
+    async def work(store):
+        async with store.read_session() as session:
+            return list((await session.execute(sa.select(TicketEvent.kind, TicketEvent.text, TicketEvent.public)
+                                                .where(TicketEvent.ticket_id == ticket_id))).all())
+
+    return _db(system, work)
+
+
+def _heard(system, ears: str) -> str:
+    def closed() -> bool:
+        path = Path(ears)
+        if not path.is_file():
+            return False
+        with wave.open(str(path)) as w:
+            return w.getnframes() > 0 and 44 + 2 * w.getnframes() == path.stat().st_size
+
+    eventually(closed, timeout=20, retry_on=(OSError, EOFError, wave.Error), what=f"{ears} closed")
+    proc = system.cli("transcribe", ears, "--lang", "zh", "--json", timeout=300)
+    return re.sub(r"[，。、,.\s]", "", json.loads(proc.stdout).get("text", ""))
+
+
+def _best_cer(expected: str, heard: str) -> float:
+    n = len(expected)
+    windows = [heard[i:i + w] for w in (n - 1, n, n + 1) for i in range(max(1, len(heard) - w + 1))]
+    return min(cer(expected, window) for window in windows) if heard else 1.0
+
+
+@pytest.fixture(scope="module")
+def world(system, boss, tmp_path_factory):
+    """Three tickets by real calls (one confidential), handled at once; the citizens meanwhile."""
+    folder = tmp_path_factory.mktemp("followup-voices")
+    description = say_zh("小区门口的路面坏了很久，下雨天全是积水", folder / "describe.wav")
+    comment = say_zh(COMMENT, folder / "comment.wav")
+    system.wait_speech_ready("zh")
+    scripts = [CallScript(number="12345", caller=SOLVED, digits="42", say=description, hash_after_say=True),
+               CallScript(number="12345", caller=UNSOLVED, digits="41", say=description, hash_after_say=True),
+               CallScript(number="12345", caller=SILENT, digits="42", say=description, hash_after_say=True)]
+    calls = asyncio.run(place_calls(system.settings, scripts))
+    tickets = {c: r["ticket_id"] for c, r in zip((SOLVED, UNSOLVED, SILENT), calls)}
+    assert all(tickets.values()), calls
+
+    async def citizens():
+        ready = [asyncio.Event(), asyncio.Event()]
+        solved = asyncio.create_task(answer_call(
+            system.settings, SOLVED, CallScript(number=SOLVED, digits="11", say=comment, hash_after_say=True,
+                                                ears=True, key_delay=0.5), ready=ready[0], timeout=300))
+        unsolved = asyncio.create_task(answer_call(
+            system.settings, UNSOLVED, CallScript(number=UNSOLVED, digits="23", ears=True, key_delay=8.0),
+            ready=ready[1], timeout=300))  # keys once each question was heard whole (its ears: the menus)
+        await set_citizen(system.settings, SILENT, "noanswer")
+        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in ready)), 30)
+        for ticket_id in tickets.values():  # every unit replied 办结: the follow-ups are due now
+            await asyncio.to_thread(_handled, system, ticket_id)
+        return await solved, await unsolved
+
+    heard_solved, heard_unsolved = asyncio.run(citizens())
+    return tickets, heard_solved, heard_unsolved
+
+
+def test_given_a_handled_ticket_when_the_citizen_presses_1_1_and_comments_then_answers_on_ticket_and_closed(
+        system, boss, world):
+    tickets, heard, _ = world
+    tid = tickets[SOLVED]
+    row = eventually(lambda: (f := _followup(system, boss, tid))["status"] == "done" and f, timeout=60,
+                     what="the follow-up's answers stored")
+    assert (row["solved"], row["satisfaction"], row["via"], row["attempts"]) == ("yes", "satisfied", "ivr", 1), row
+    assert row["uniqueid"] == heard["uniqueid"] and heard["pressed"] == "11", heard
+    assert row["comment_status"] == "done" and _best_cer(COMMENT.replace("，", ""),
+                                                         row["comment_transcript"] or "") <= 0.4, row
+    assert Path(row["comment_path"]).is_file()
+    ticket = _ticket(system, boss, tid)
+    assert (ticket["handling"], ticket["review_reason"]) == ("closed", None), ticket
+    status, audit = system.http(f"/api/tickets/{tid}/audit", token=boss)
+    followup = [a for a in audit["items"] if a["action"] == "ticket.followup"]
+    assert len(followup) == 1 and followup[0]["details"]["solved"] == "yes" and followup[0]["details"]["comment"]
+    assert ("followup", "回访：已解决，满意", True) in _events(system, tid)
+
+
+def test_given_the_follow_up_call_then_the_citizen_heard_its_day_and_questions_in_mandarin(system, boss, world):
+    tickets, heard, heard_menus = world
+    assert "followup-solved_menu" in heard["heard"] and "followup-satisfaction_menu" in heard["heard"], heard
+    said = _heard(system, heard["ears"])  # the greeting: the 12345 line and the day the citizen called
+    created = datetime.fromisoformat(_ticket(system, boss, tickets[SOLVED])["created_at"]).astimezone(
+        ZoneInfo("Asia/Shanghai"))
+    assert f"{created.month}月{created.day}日" in said, said
+    assert _best_cer("市民服务热线", said) <= 0.35, said
+    assert _best_cer("反映的问题进行回访", said) <= 0.35, said
+    menus = _heard(system, heard_menus["ears"])  # the questions, heard whole before each key
+    assert _best_cer("问题已解决请按", menus) <= 0.35, menus
+    assert _best_cer("未解决请按", menus) <= 0.35, menus
+    assert _best_cer("基本满意请按", menus) <= 0.35, menus
+    assert _best_cer("不满意请按", menus) <= 0.35, menus
+
+
+def test_given_a_second_banjie_of_the_same_ticket_then_nobody_is_called_again(system, boss, world):
+    tickets, _, _ = world
+    tid = tickets[SOLVED]
+    eventually(lambda: _followup(system, boss, tid)["status"] == "done", timeout=60, what="first follow-up done")
+    before = _outbound_calls(system, SOLVED)
+    assert len(before) == 1, before
+    _handled(system, tid)  # a second 办结 (e.g. a unit replying again)
+    status, metrics = system.http("/metrics?format=json", token=boss)
+    rounds = metrics["followup"]["rounds"]
+    eventually(lambda: system.http("/metrics?format=json", token=boss)[1]["followup"]["rounds"] >= rounds + 3,
+               timeout=30, what="three more scheduler rounds")
+    assert _outbound_calls(system, SOLVED) == before
+    assert _followup(system, boss, tid)["attempts"] == 1
+
+
+def test_given_a_confidential_caller_who_presses_2_then_the_ticket_is_on_the_review_list(system, boss, world):
+    tickets, _, heard = world
+    tid = tickets[UNSOLVED]
+    assert _ticket(system, boss, tid)["confidential"] is True  # still called: the hotline knows the number
+    row = eventually(lambda: (f := _followup(system, boss, tid))["status"] == "done" and f, timeout=60,
+                     what="the unsolved follow-up stored")
+    assert (row["solved"], row["satisfaction"]) == ("no", "unsatisfied") and heard["pressed"] == "23"
+    ticket = _ticket(system, boss, tid)
+    assert (ticket["handling"], ticket["review_reason"]) == ("review", "unsolved")
+    status, review = system.http("/api/followups/review", token=boss)
+    assert status == 200 and tid in [i["ticket_id"] for i in review["items"]]
+
+
+def test_given_a_citizen_who_never_answers_then_retried_then_unreachable(system, boss, world):
+    tickets, _, _ = world
+    tid = tickets[SILENT]
+    row = eventually(lambda: (f := _followup(system, boss, tid))["status"] == "unreachable" and f, timeout=90,
+                     what="two unanswered attempts")
+    assert row["attempts"] == 2 and row["last_outcome"] == "no_answer", row
+    assert [o for _, o in _outbound_calls(system, SILENT)] == ["no_answer", "no_answer"]
+    assert _ticket(system, boss, tid)["handling"] == "closed"
+
+
+# -- the desk's manual follow-up in a browser ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download)")
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("no /usr/bin/chromium")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium",
+                                    args=["--no-sandbox", "--headless=new", "--disable-gpu"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def unreachable(system, boss, world) -> int:
+    """The silent citizen's ticket once its follow-up is unreachable (waited before the browser starts:
+    Playwright's sync API runs an event loop in this thread)."""
+    tid = world[0][SILENT]
+    eventually(lambda: _followup(system, boss, tid)["status"] == "unreachable", timeout=90, what="unreachable")
+    return tid
+
+
+def test_given_an_unreachable_follow_up_when_an_agent_phones_and_records_then_done_by_desk_at_1366_and_768(
+        system, boss, unreachable, chromium):
+    from playwright.sync_api import expect
+
+    tid = unreachable
+    system.login("fu-agent", PASSWORD, "agent")
+    ARTIFACTS.mkdir(exist_ok=True)
+    context = chromium.new_context(viewport={"width": 1366, "height": 768},
+                                   base_url=f"http://127.0.0.1:{system.http_port}", locale="zh-CN",
+                                   timezone_id="Asia/Shanghai")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto("/followups")
+    page.fill("#username", "fu-agent")
+    page.fill("#password", PASSWORD)
+    page.get_by_role("button", name=re.compile("登录")).click()
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    row = page.locator(f'#fu-table tr[data-ticket-id="{tid}"]')
+    expect(row).to_have_attribute("data-status", "unreachable")
+    expect(row).to_contain_text("139****0203")  # masked in the list for agents
+    row.get_by_role("button").click()
+    expect(page.locator("#fu-number")).to_have_text(SILENT)  # whole once opened (audited)
+    page.get_by_role("button", name=re.compile("保存回访结果")).click()  # nothing chosen yet
+    summary = page.locator("#fu-errors")
+    expect(summary).to_be_visible()
+    expect(summary.locator("a")).to_have_count(2)
+    expect(summary).to_be_focused()
+    page.screenshot(path=str(ARTIFACTS / "followup-1-errors-1366.png"), full_page=True)
+    summary.locator("a").first.click()
+    page.keyboard.press("Space")  # the first radio of 是否解决, reached from the summary: 已解决
+    page.get_by_label(re.compile("^ ?满意 satisfied")).check()
+    page.fill("#f-comment", "坐席回访：已修好")
+    page.get_by_role("button", name=re.compile("保存回访结果")).click()
+    expect(page.locator("#status")).to_contain_text("已保存回访结果")
+    row_api = _followup(system, boss, tid)
+    assert (row_api["status"], row_api["via"], row_api["agent"]) == ("done", "desk", "fu-agent"), row_api
+    assert (row_api["solved"], row_api["satisfaction"]) == ("yes", "satisfied")
+    status, again = system.http(f"/api/followups/{tid}/answers", method="POST", token=boss,
+                                body={"solved": "no", "satisfaction": "unsatisfied"})
+    assert status == 409 and again["error"] == "followup-done"
+    page.set_viewport_size({"width": 768, "height": 1024})
+    page.select_option("#fu-filter", "done")
+    expect(page.locator(f'#fu-table tr[data-ticket-id="{tid}"]')).to_have_attribute("data-status", "done")
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    page.screenshot(path=str(ARTIFACTS / "followup-2-done-768.png"), full_page=True)
+    assert overflow <= 0, f"the page scrolls sideways by {overflow} px at 768 px"
+    assert errors == []
+    context.close()
