@@ -149,6 +149,13 @@ class Settings:
     pbx_instance_dir: Path | None = None  # one node's instance dir (see node_settings); default <state>/asterisk
     pbx_node: str = ""  # one node's name: its Asterisk systemname (unique call ids across nodes)
     loop_debug: bool = False  # GATEWAY_LOOP_DEBUG (dev only): asyncio debug mode, callbacks over 20 ms logged
+    # Progress by phone (issue 13): open tickets offered by caller ID if filed within this many days;
+    # wrong ticket numbers one calling number may key per hour before it is sent to an agent; how
+    # long a caller waits for a live text (unit, reply) to be synthesised; the live audio cache.
+    progress_lookback_days: float = 90.0
+    progress_wrong_per_hour: int = 10
+    progress_speech_timeout: float = 8.0
+    progress_cache_mb: float = 50.0
 
     # -- derived paths -------------------------------------------------
     @property
@@ -462,7 +469,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         recordings_min_free_mb=_non_negative(env, "GATEWAY_RECORDINGS_MIN_FREE_MB", 50.0),
         instance_id=_instance_id(env, "GATEWAY_INSTANCE_ID"),
         loop_debug=_bool(env, "GATEWAY_LOOP_DEBUG", False),
+        progress_lookback_days=_float(env, "GATEWAY_PROGRESS_LOOKBACK_DAYS", 90.0),
+        progress_wrong_per_hour=_whole(env, "GATEWAY_PROGRESS_WRONG_PER_HOUR", 10),
+        progress_speech_timeout=_float(env, "GATEWAY_PROGRESS_SPEECH_TIMEOUT", 8.0),
+        progress_cache_mb=_float(env, "GATEWAY_PROGRESS_CACHE_MB", 50.0),
     )
+
+
+def _whole(env: Mapping[str, str], name: str, default: int) -> int:
+    """A positive whole number (a count)."""
+    value = _number(env, name)
+    if value is None:
+        return default
+    if not (value >= 1 and value < 1e9 and value == int(value)):  # NaN and inf fail here too
+        raise SettingsError(f"{name}={env[name]!r} must be a whole number of 1 or more")
+    return int(value)
 
 
 def _instance_id(env: Mapping[str, str], name: str) -> str:

@@ -144,7 +144,9 @@ class CallHandler:
         board=None,
         recordings: RecordingGuard | None = None,
         instance: str | None = None,
+        progress=None,
     ) -> None:
+        self.progress = progress  # progress by phone (gateway.progress.service.ProgressService), if any
         self.recordings = recordings
         self.instance = instance  # this gateway's instance id, written on the call's row
         self.board = board  # the supervisor's live board (gateway.desk.live.LiveBoard), if any
@@ -190,7 +192,8 @@ class CallHandler:
         self.active += 1
         self.metrics.calls_started += 1
         try:
-            await Interpreter(config, clock=self.clock, guard_words=self.guard_words()).run(state, channel, StoreObserver(
+            await Interpreter(config, clock=self.clock, guard_words=self.guard_words(),
+                              progress=self.progress).run(state, channel, StoreObserver(
                 self.store, recording_path=self.recording_path, recordings=self.recordings))
         except ChannelHangup:
             pass

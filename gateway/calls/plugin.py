@@ -27,6 +27,7 @@ from gateway.pbx.ami_events import AgentConnect, AmiEvent, Hangup, QueueCallerAb
 from gateway.pbx.dialplan import cdr_path
 from gateway.pbx.fastagi import AgiChannel, FastAgiServer
 from gateway.pbx.nodes import node_settings, nodes_of
+from gateway.progress import plugin as progress_plugin
 from gateway.speech.plugin import SPEECH
 from gateway.ticketing.journal import JournaledStore
 from gateway.ticketing.store import TicketStore
@@ -84,6 +85,7 @@ def setup(app: web.Application, deps: Deps) -> None:
         guard_words=speech.guard_words,
         board=desk.board,
         instance=deps.bus.instance_id,  # the call's row names the instance that ran its IVR
+        progress=progress_plugin.build(app, deps, lambda: admin.config),  # progress by phone (issue 13)
     )
     agi = FastAgiServer(handler, host=s.agi_host, port=s.agi_port, allowed_peers=s.pbx_peers,
                         read_timeout=s.agi_read_timeout)

@@ -1,0 +1,38 @@
+"""Progress by phone's wiring: the :class:`ProgressService` the calls feature hands its
+interpreter (see :func:`gateway.calls.plugin.setup`), the live voice's lifecycle and counters."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator, Callable
+
+from aiohttp import web
+
+from gateway.deps import Deps
+from gateway.ivr_flows.model import GatewayConfig, ProgressNode
+from gateway.progress.lookup import ProgressLookup
+from gateway.progress.service import ProgressService
+from gateway.progress.voice import LIVE_DIR, LiveVoice
+
+
+def build(app: web.Application, deps: Deps, config: Callable[[], GatewayConfig]) -> ProgressService:
+    s = deps.settings
+    voice = LiveVoice(s.prompts_dir / LIVE_DIR, timeout=s.progress_speech_timeout,
+                      max_bytes=int(s.progress_cache_mb * (1 << 20)))
+    service = ProgressService(ProgressLookup(deps.store), voice, clock=deps.clock.now,
+                              lookback_days=s.progress_lookback_days, wrong_per_hour=s.progress_wrong_per_hour)
+    deps.metrics.add("progress", lambda: {**service.counts, **voice.stats})
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        warm = None
+        if any(isinstance(n, ProgressNode) for f in config().flows.values() for n in f.nodes.values()):
+            warm = asyncio.ensure_future(voice.warm_up())  # the first caller waits for a render, not a load
+        try:
+            yield
+        finally:
+            if warm is not None and not warm.done():
+                warm.cancel()
+            voice.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return service
