@@ -109,6 +109,7 @@ class GotoFlowNode:
 
 # The prompts a progress node plays (role -> prompt id of its flow); every role is required.
 PROGRESS_ROLES = (
+    "searching",         # 正在为您查询，请稍候: while the offer of open tickets is synthesised
     "ask_number",        # 请输入11位工单号，以井号键结束
     "wrong_number",      # 工单号有误，请重新输入
     "too_many",          # too many wrong numbers (this call or this number): before the agent node

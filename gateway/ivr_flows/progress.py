@@ -13,7 +13,7 @@ a well-formed number that names no ticket is just as wrong. ``attempts`` wrong n
 one call, or too many from the same calling number across calls (the desk's hourly limit),
 and the caller goes to the agent node. A found ticket is told as its status (a fixed prompt,
 :func:`stage`) followed by the handling unit(s) and the latest public reply, synthesised
-live (:func:`details_text`) while the status plays; then 1 repeats, 2 asks about another
+live (:func:`details_texts`, unit and reply apart) while the status plays; then 1 repeats, 2 asks about another
 ticket, 0 reaches an agent, and anything else ends the call politely.
 
 Privacy, all decided here (pure): a ticket is offered by caller ID only to the number that
@@ -89,8 +89,10 @@ class ProgressDesk(Protocol):
         """True when this calling number keyed too many wrong numbers lately (this call's
         ``wrong_now`` included); logs it, masked."""
 
+    speech_timeout: float  # seconds a caller may wait in silence for a live text
+
     async def say(self, text: str) -> str:
-        """Start speaking ``text``: returns the prompt id Asterisk plays; raises :class:`SpeechFailed`."""
+        """``text`` spoken: the prompt id Asterisk plays; raises :class:`SpeechFailed`."""
 
 
 def stage(view: TicketView) -> str:
@@ -148,16 +150,23 @@ def _reply(text: str) -> str:
     return cut[: end + 1] if end >= MAX_REPLY_CHARS // 2 else cut + "……"
 
 
-def details_text(view: TicketView) -> str:
-    """The live part: ``承办单位：…。最新答复：…。`` ('' when there is neither)."""
-    out = ""
+def details_texts(view: TicketView) -> list[str]:
+    """The live part, one sentence per piece so the caller hears the unit while the reply is
+    still being synthesised: ``["承办单位：…。", "最新答复：…。"]`` (either may be missing)."""
+    if view.status != "submitted":
+        return []  # a draft or a ticket answered on the call: nothing from a unit
+    out = []
     units = [" ".join(_CONTROL.sub(" ", u).split())[:60] for u in view.units if u and u.strip()]
-    if units and view.status == "submitted":
-        out += "承办单位：" + "、".join(dict.fromkeys(units)) + "。"
-    if view.reply and view.reply.strip() and view.status == "submitted":
+    if units:
+        out.append("承办单位：" + "、".join(dict.fromkeys(units)) + "。")
+    if view.reply and view.reply.strip():
         reply = _reply(view.reply)
-        out += "最新答复：" + reply + ("" if reply.endswith(("。", "！", "？", "……")) else "。")
+        out.append("最新答复：" + reply + ("" if reply.endswith(("。", "！", "？", "……")) else "。"))
     return out
+
+
+def details_text(view: TicketView) -> str:
+    return "".join(details_texts(view))
 
 
 def keyed_number(keys: str) -> str:
@@ -222,7 +231,15 @@ class _Walk:
 
     async def choose(self, listed: list[TicketView]) -> tuple[TicketView | None, str | None]:
         """Offer the open tickets: (the chosen one, or None to key a number; or the next node)."""
-        offer = await self.desk.say(offer_text(listed, self.zone))
+        speaking = asyncio.ensure_future(self.desk.say(offer_text(listed, self.zone)))
+        try:
+            await self.channel.play(self.prompt("searching"))  # 正在为您查询: no silence while it is synthesised
+            offer = await asyncio.wait_for(asyncio.shield(speaking), self.desk.speech_timeout)
+        except asyncio.TimeoutError:
+            raise SpeechFailed(f"the offer took longer than {self.desk.speech_timeout:g} s") from None
+        finally:
+            if not speaking.done():
+                speaking.cancel()
         shown = listed[:MAX_OFFERED]
         for _attempt in range(2):
             key = await self.channel.collect_digits(offer, max_digits=1, timeout=self.node.timeout)
@@ -263,12 +280,12 @@ class _Walk:
 
     async def tell(self, view: TicketView, via: str) -> str | None:
         """Speak one ticket; returns OTHER to ask about another, else the next node (None: hung up)."""
-        text = details_text(view)
+        texts = details_texts(view)
         role = stage(view)
         await self.step(result="found", ticket_id=view.id, via=via, status=role.removeprefix("status_"))
         labels = {AGAIN: "重听", OTHER: "查询其他工单", AGENT: "转人工服务"}
         for _round in range(3):
-            await self.speak(role, text)
+            await self.speak(role, texts)
             key = await self.channel.collect_digits(self.prompt("after"), max_digits=1, timeout=6)
             await self.step(key=key, **({"label": labels[key]} if key in labels else {"result": "end"}))
             if key == AGENT:
@@ -283,16 +300,26 @@ class _Walk:
         await self.channel.hangup()
         return None
 
-    async def speak(self, role: str, text: str) -> None:
-        """The status prompt, while the details are synthesised; then the details (SpeechFailed: not)."""
-        speaking = asyncio.ensure_future(self.desk.say(text)) if text else None
+    async def speak(self, role: str, texts: list[str]) -> None:
+        """The status prompt while the details are synthesised, then each piece as it is ready.
+
+        The caller never waits in silence longer than the desk's ``speech_timeout`` for a piece
+        (SpeechFailed then); a piece still rendering goes on into the voice's cache."""
+        pieces = [asyncio.ensure_future(self.desk.say(text)) for text in texts]
         try:
             await self.channel.play(self.prompt(role))
-            if speaking is not None:
-                await self.channel.play(await speaking)
+            for piece in pieces:
+                try:
+                    audio = await asyncio.wait_for(asyncio.shield(piece), self.desk.speech_timeout)
+                except asyncio.TimeoutError:
+                    raise SpeechFailed(f"a live text took longer than {self.desk.speech_timeout:g} s") from None
+                await self.channel.play(audio)
         finally:
-            if speaking is not None and not speaking.done():
-                speaking.cancel()  # the caller hung up meanwhile (the voice still caches the audio)
+            for piece in pieces:
+                if not piece.done():
+                    piece.cancel()  # hung up or failed meanwhile (the voice still caches the audio)
+                elif not piece.cancelled():
+                    piece.exception()  # retrieved: a later piece's failure is no stray warning
 
 
 def _why(exc: BadTicketNumber) -> str:

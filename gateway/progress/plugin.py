@@ -17,10 +17,13 @@ from gateway.progress.voice import LIVE_DIR, LiveVoice
 
 def build(app: web.Application, deps: Deps, config: Callable[[], GatewayConfig]) -> ProgressService:
     s = deps.settings
-    voice = LiveVoice(s.prompts_dir / LIVE_DIR, timeout=s.progress_speech_timeout,
+    # the caller's wait is bounded by the walk (speech_timeout); the voice's own cap only ends a
+    # render that hangs, so a slow one still lands in the cache for the next caller
+    voice = LiveVoice(s.prompts_dir / LIVE_DIR, timeout=max(120.0, 4 * s.progress_speech_timeout),
                       max_bytes=int(s.progress_cache_mb * (1 << 20)))
     service = ProgressService(ProgressLookup(deps.store), voice, clock=deps.clock.now,
-                              lookback_days=s.progress_lookback_days, wrong_per_hour=s.progress_wrong_per_hour)
+                              lookback_days=s.progress_lookback_days, wrong_per_hour=s.progress_wrong_per_hour,
+                              speech_timeout=s.progress_speech_timeout)
     deps.metrics.add("progress", lambda: {**service.counts, **voice.stats})
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

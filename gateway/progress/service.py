@@ -20,7 +20,8 @@ GUESS_WINDOW = timedelta(hours=1)
 
 class ProgressService:
     def __init__(self, lookup: ProgressLookup, voice: LiveVoice, *, clock: Callable[[], datetime],
-                 lookback_days: float = 90, wrong_per_hour: int = 10) -> None:
+                 lookback_days: float = 90, wrong_per_hour: int = 10, speech_timeout: float = 8.0) -> None:
+        self.speech_timeout = speech_timeout  # a caller's longest silence waiting for a live text
         self.lookup = lookup
         self.voice = voice
         self.clock = clock

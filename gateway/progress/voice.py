@@ -44,7 +44,7 @@ def digest_of(spoken: str, engine: str, voice: str) -> str:
 
 class LiveVoice:
     def __init__(self, folder: Path, *, language: str = "cmn", timeout: float = 8.0, max_bytes: int = 50 << 20,
-                 max_age: float = 7 * 86400, max_pending: int = 4,
+                 max_age: float = 7 * 86400, max_pending: int = 8,
                  render: Callable[[str, Path], dict] | None = None) -> None:
         self.folder = Path(folder)
         self.language = language
@@ -115,12 +115,11 @@ class LiveVoice:
         prune(path.parent, max_bytes=self.max_bytes, max_age=self.max_age, keep=path)
 
     async def warm_up(self) -> None:
-        """Load the voice on its thread (a first caller then waits for a render, not a model load)."""
+        """Load the voice and its text front end (jieba, G2P) on its thread by saying a word:
+        the first caller then waits for a render, not for a model load."""
         def load() -> None:
-            if tts.is_mandarin(self.language):
-                from gateway.tts import engine
-
-                engine.voice()
+            with tempfile.TemporaryDirectory(prefix="gw-live-warm-") as tmp:
+                self._render("您好。", Path(tmp) / "warm.wav")
 
         try:
             await asyncio.get_running_loop().run_in_executor(self._executor, load)

@@ -44,7 +44,10 @@ def view(id_=7, **kw) -> TicketView:
 
 
 class FakeDesk:
-    def __init__(self, listed=(), tickets=None, *, fail_say=False, limited_after=None) -> None:
+    speech_timeout = 0.5
+
+    def __init__(self, listed=(), tickets=None, *, fail_say=False, limited_after=None, slow=()) -> None:
+        self.slow = slow  # texts (starting so) the voice takes too long for
         self.listed, self.tickets = list(listed), dict(tickets or {})
         self.fail_say, self.limited_after = fail_say, limited_after
         self.said: list[str] = []
@@ -62,7 +65,9 @@ class FakeDesk:
 
     async def say(self, text):
         if self.fail_say:
-            raise SpeechFailed("too slow")
+            raise SpeechFailed("the voice failed")
+        if text.startswith(self.slow or "\0"):
+            await asyncio.sleep(5)
         self.said.append(text)
         return f"live/{len(self.said)}"
 
@@ -83,9 +88,9 @@ async def test_given_a_caller_with_open_tickets_when_they_pick_one_then_status_u
     state, channel, observer, steps = await walk(["1", ""], desk)
 
     assert desk.said[0].startswith("您有2件诉求正在办理。查询3月1日的投诉请按1，查询2月26日的诉求请按2")
-    assert desk.said[1] == "承办单位：市住建委。最新答复：已安排人员现场核查。"
-    assert channel.played[-5:] == ["live/1", "main-progress_status_in_progress", "live/2", "main-progress_after",
-                                   "main-progress_goodbye"]
+    assert desk.said[1:] == ["承办单位：市住建委。", "最新答复：已安排人员现场核查。"]  # the unit first, apart
+    assert channel.played[-7:] == ["main-progress_searching", "live/1", "main-progress_status_in_progress", "live/2",
+                                   "live/3", "main-progress_after", "main-progress_goodbye"]
     assert channel.hung_up and state.outcome == "hangup"
     assert steps[0] == {"node": "progress", "result": "found", "ticket_id": 7, "via": "list", "status": "in_progress"}
     assert observer.ticket_points == []  # a pure query creates no ticket
@@ -132,6 +137,14 @@ async def test_given_the_voice_fails_then_the_notice_and_an_agent_never_silence(
     assert steps[-1] == {"node": "progress", "result": "to_agent", "reason": "speech", "wrong_numbers": 0}
     assert "main-progress_unavailable" in channel.played and channel.transferred == "q-general"
     assert observer.ticket_points  # the agent gets a draft, as every caller an agent takes
+
+
+async def test_given_a_reply_too_slow_to_synthesise_then_the_unit_is_heard_then_the_notice_and_an_agent():
+    desk = FakeDesk(listed=[view(7)], slow="最新答复")
+    _state, channel, _obs, steps = await walk(["1"], desk)
+    assert channel.played[-4:] == ["main-progress_status_in_progress", "live/2", "main-progress_unavailable",
+                                   "main-to_agent"]
+    assert steps[-1]["reason"] == "speech" and channel.transferred == "q-general"
 
 
 async def test_given_the_number_guessed_too_often_lately_then_an_agent_before_any_entry():
