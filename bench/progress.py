@@ -3,7 +3,9 @@
 The live voice (gateway.progress.voice.LiveVoice, the project's Kokoro voice on its own
 thread, telephony normalisation, disk cache) speaks typical details: the voice's load time
 (once per gateway, done at start), each text's first-time latency (rendered now) and its
-cached latency (a hit: the file is touched and played), and the audio's length. Every
+cached latency (a hit: the file is touched and played), and the audio's length, for the
+pieces a call asks for one after the other (承办单位：…。 then 最新答复：…。), with the
+machine's load average (a shared machine: compare runs at similar load). Every
 rendered file is put through the project's Mandarin recogniser (`gateway transcribe`,
 Whisper base): exit 1 when what was spoken is not what was asked (CER over --max-cer) or a
 text was not spoken within the gateway's timeout (GATEWAY_PROGRESS_SPEECH_TIMEOUT, 8 s).
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -29,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gateway.asr.zh_text import cer  # noqa: E402
-from gateway.ivr_flows.progress import TicketView, details_text  # noqa: E402
+from gateway.ivr_flows.progress import TicketView, details_texts  # noqa: E402
 from gateway.progress.voice import LiveVoice  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 
@@ -66,31 +69,33 @@ async def main() -> int:
             await voice.warm_up()
             load_s = time.monotonic() - started
             for units, reply in REPLIES:
-                text = details_text(TicketView(id=1, filed_at=None, caller_number="", status="submitted",
-                                               handling="accepted", units=units, reply=reply))
-                started = time.monotonic()
-                key = await voice.say(text)
-                first = time.monotonic() - started
-                cached = []
-                for _ in range(args.cached_rounds):
+                pieces = details_texts(TicketView(id=1, filed_at=None, caller_number="", status="submitted",
+                                                  handling="accepted", units=units, reply=reply))
+                for text in pieces:  # the unit, then the reply: what a call asks the voice for
                     started = time.monotonic()
-                    assert await voice.say(text) == key
-                    cached.append(time.monotonic() - started)
-                path = voice.path_of(key)
-                said = heard(path)
-                score = cer(text, said)
-                row = {"text": text, "chars": len(text), "audio_s": round(seconds_of(path), 2),
-                       "first_s": round(first, 2), "cached_ms_p50": round(statistics.median(cached) * 1000, 2),
-                       "cached_ms_max": round(max(cached) * 1000, 2), "heard": said, "cer": round(score, 3)}
-                rows.append(row)
-                print(json.dumps(row, ensure_ascii=False), flush=True)
-                if score > args.max_cer:
-                    failures.append(f"spoken text not what was asked (CER {score:.2f}): {said!r}")
-                if first > timeout:
-                    failures.append(f"first-time synthesis {first:.1f} s is over the gateway's timeout {timeout:g} s")
+                    key = await voice.say(text)
+                    first = time.monotonic() - started
+                    cached = []
+                    for _ in range(args.cached_rounds):
+                        started = time.monotonic()
+                        assert await voice.say(text) == key
+                        cached.append(time.monotonic() - started)
+                    path = voice.path_of(key)
+                    said = heard(path)
+                    score = cer(text, said)
+                    row = {"text": text, "chars": len(text), "audio_s": round(seconds_of(path), 2),
+                           "first_s": round(first, 2), "cached_ms_p50": round(statistics.median(cached) * 1000, 2),
+                           "cached_ms_max": round(max(cached) * 1000, 2), "heard": said, "cer": round(score, 3),
+                           "load_avg_1m": round(os.getloadavg()[0], 1)}
+                    rows.append(row)
+                    print(json.dumps(row, ensure_ascii=False), flush=True)
+                    if score > args.max_cer:
+                        failures.append(f"spoken text not what was asked (CER {score:.2f}): {said!r}")
+                    if first > timeout:
+                        failures.append(f"first-time synthesis {first:.1f} s is over the gateway's timeout {timeout:g} s")
         finally:
             voice.close()
-    summary = {"voice_load_s": round(load_s, 2), "timeout_s": timeout, "texts": rows,
+    summary = {"voice_load_s": round(load_s, 2), "timeout_s": timeout, "texts": rows, "cpus": os.cpu_count(),
                "first_s_mean": round(statistics.mean(r["first_s"] for r in rows), 2),
                "rtf_mean": round(statistics.mean(r["first_s"] / r["audio_s"] for r in rows), 2),
                "cer_mean": round(statistics.mean(r["cer"] for r in rows), 3), "failures": failures}

@@ -85,7 +85,7 @@ def setup(app: web.Application, deps: Deps) -> None:
         guard_words=speech.guard_words,
         board=desk.board,
         instance=deps.bus.instance_id,  # the call's row names the instance that ran its IVR
-        progress=progress_plugin.build(app, deps, lambda: admin.config),  # progress by phone (issue 13)
+        progress=progress_plugin.build(app, deps),  # progress by phone (issue 13)
     )
     agi = FastAgiServer(handler, host=s.agi_host, port=s.agi_port, allowed_peers=s.pbx_peers,
                         read_timeout=s.agi_read_timeout)

@@ -79,6 +79,9 @@ class TicketView:
 class ProgressDesk(Protocol):
     """The gateway's side of the progress node (gateway.progress.service.ProgressService)."""
 
+    def prepare(self) -> None:
+        """A caller entered the node: get the voice ready (without waiting for it)."""
+
     async def open_tickets(self, caller: str) -> list[TicketView]:
         """The caller's tickets that :func:`listable` allows, newest first."""
 
@@ -205,6 +208,7 @@ class _Walk:
         self.visit.typeahead = ""  # a menu key pressed ahead is no ticket number
         if self.desk is None:  # no database behind this flow (a dry run)
             return await self.to_agent("unavailable", "no_desk")
+        self.desk.prepare()
         try:
             return await self.walk()
         except ProgressUnavailable as exc:  # never silence: the notice, then a person

@@ -3,19 +3,17 @@ interpreter (see :func:`gateway.calls.plugin.setup`), the live voice's lifecycle
 
 from __future__ import annotations
 
-import asyncio
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator
 
 from aiohttp import web
 
 from gateway.deps import Deps
-from gateway.ivr_flows.model import GatewayConfig, ProgressNode
 from gateway.progress.lookup import ProgressLookup
 from gateway.progress.service import ProgressService
 from gateway.progress.voice import LIVE_DIR, LiveVoice
 
 
-def build(app: web.Application, deps: Deps, config: Callable[[], GatewayConfig]) -> ProgressService:
+def build(app: web.Application, deps: Deps) -> ProgressService:
     s = deps.settings
     # the caller's wait is bounded by the walk (speech_timeout); the voice's own cap only ends a
     # render that hangs, so a slow one still lands in the cache for the next caller
@@ -27,14 +25,9 @@ def build(app: web.Application, deps: Deps, config: Callable[[], GatewayConfig])
     deps.metrics.add("progress", lambda: {**service.counts, **voice.stats})
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        warm = None
-        if any(isinstance(n, ProgressNode) for f in config().flows.values() for n in f.nodes.values()):
-            warm = asyncio.ensure_future(voice.warm_up())  # the first caller waits for a render, not a load
         try:
             yield
         finally:
-            if warm is not None and not warm.done():
-                warm.cancel()
             voice.close()
 
     app.cleanup_ctx.append(lifecycle)

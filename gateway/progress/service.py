@@ -29,6 +29,9 @@ class ProgressService:
         self.wrong_per_hour = wrong_per_hour
         self.counts = {"queries": 0, "limited": 0}
 
+    def prepare(self) -> None:
+        self.voice.prepare()
+
     async def open_tickets(self, caller: str) -> list[TicketView]:
         if not caller:
             return []

@@ -55,6 +55,7 @@ class LiveVoice:
         self._render = render or (lambda text, path: tts.render_wav(text, path, language=language))
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-voice")
         self._pending = 0
+        self._warm = None  # the warm-up job, once started
         self.stats = {"hits": 0, "rendered": 0, "failed": 0, "too_slow": 0, "busy": 0, "last_render_s": None}
 
     def key_of(self, text: str) -> tuple[str, str]:
@@ -114,17 +115,25 @@ class LiveVoice:
         self.stats["last_render_s"] = round(time.monotonic() - started, 2)
         prune(path.parent, max_bytes=self.max_bytes, max_age=self.max_age, keep=path)
 
-    async def warm_up(self) -> None:
-        """Load the voice and its text front end (jieba, G2P) on its thread by saying a word:
-        the first caller then waits for a render, not for a model load."""
-        def load() -> None:
-            with tempfile.TemporaryDirectory(prefix="gw-live-warm-") as tmp:
-                self._render("您好。", Path(tmp) / "warm.wav")
+    def prepare(self) -> None:
+        """Load the voice and its text front end (jieba, G2P) on the voice's thread by saying a
+        word, once, without waiting: called when a caller enters the progress node, so the voice
+        loads while they listen and key (a gateway nobody asks loads no model)."""
+        if self._warm is None:
+            self._warm = asyncio.get_running_loop().run_in_executor(self._executor, self._warm_up)
+            self._warm.add_done_callback(lambda job: job.cancelled() or job.exception())
 
+    async def warm_up(self) -> None:
+        """:meth:`prepare`, waited for (the benchmark times it)."""
+        self.prepare()
         try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, load)
+            await asyncio.shield(self._warm)
         except Exception as exc:  # noqa: BLE001 - the fallback prompt covers it at call time
             log.warning("live voice could not load: %s", exc)
+
+    def _warm_up(self) -> None:
+        with tempfile.TemporaryDirectory(prefix="gw-live-warm-") as tmp:
+            self._render("您好。", Path(tmp) / "warm.wav")
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

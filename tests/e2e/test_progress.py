@@ -30,7 +30,7 @@ from gateway_dev.simcall import CallScript, place_call, place_calls
 from gateway_dev.system import System
 from gateway_dev.tickets import advance_ticket
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 FILER, STRANGER, GUESSER = "13900000081", "13900000082", "13900000083"
 UNIT = "朝阳区住房和城乡建设委员会"
@@ -42,7 +42,9 @@ TICKET_NO = new_ticket_no(datetime.now(ZoneInfo("Asia/Shanghai")).date())
 def system():
     sysm = System(prefix="gw-e2e-progress-", log_level="INFO")
     sysm.env["GATEWAY_SPEECH"] = "off"  # keys only: menus are GET DATA (the recogniser is the test's ears)
-    sysm.env["GATEWAY_PROGRESS_SPEECH_TIMEOUT"] = "40"  # a shared, noisy machine: the voice may be slow
+    # What is spoken is under test here, not how fast: a shared, noisy machine may take a minute
+    # for a first render (bench/progress.py measures it; the unit tests cover the timeout)
+    sysm.env["GATEWAY_PROGRESS_SPEECH_TIMEOUT"] = "150"
     try:
         sysm.up()
         yield sysm
@@ -68,10 +70,13 @@ def calls(system):
         slip = TICKET_NO[:-1] + str((int(TICKET_NO[-1]) + 3) % 10)  # caught by the check digit
         unknown = new_ticket_no(date(2026, 2, 2))  # well formed, no such ticket
         keyed, guessed = await place_calls(system.settings, [
-            CallScript(number="12345", caller=STRANGER, digits="7", numbers=(TICKET_NO + "#",), ears=True),
-            CallScript(number="12345", caller=GUESSER, digits="7", numbers=(slip + "#", unknown + "#", "0101#")),
+            CallScript(number="12345", caller=STRANGER, digits="7", numbers=(TICKET_NO + "#",), ears=True,
+                       timeout=400),
+            CallScript(number="12345", caller=GUESSER, digits="7", numbers=(slip + "#", unknown + "#", "0101#"),
+                       timeout=300),
         ])
-        listed = await place_call(system.settings, CallScript(number="12345", caller=FILER, digits="71"))
+        listed = await place_call(system.settings, CallScript(number="12345", caller=FILER, digits="71",
+                                                                       timeout=400))
         return filed, keyed, guessed, listed
 
     return asyncio.run(run())

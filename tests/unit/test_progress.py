@@ -53,6 +53,9 @@ class FakeDesk:
         self.said: list[str] = []
         self.asked: list[str] = []
 
+    def prepare(self):
+        self.prepared = True
+
     async def open_tickets(self, caller):
         return self.listed if caller == CALLER else []
 
@@ -314,6 +317,18 @@ async def test_given_a_slow_voice_then_speech_failed_in_time_and_the_audio_cache
         voice.close()
 
 
+async def test_given_a_caller_entering_the_node_then_the_voice_loads_once_in_the_background(tmp_path):
+    calls: list = []
+    voice = LiveVoice(tmp_path / "live", render=_fake_render(calls, delay=0.2))
+    try:
+        voice.prepare()
+        voice.prepare()  # a second caller: no second load
+        await voice.warm_up()
+        assert calls == ["您好。"] and not await asyncio.to_thread(lambda: list((tmp_path / "live").glob("*.wav")))
+    finally:
+        voice.close()
+
+
 def test_given_a_full_or_old_cache_then_the_oldest_and_least_recently_used_go(tmp_path):
     now = time.time()
     for n, age in enumerate([10, 20, 30, 9 * 86400]):
@@ -323,3 +338,23 @@ def test_given_a_full_or_old_cache_then_the_oldest_and_least_recently_used_go(tm
     removed = prune(tmp_path, max_bytes=2000, max_age=7 * 86400, now=now)
     assert sorted(p.name for p in removed) == ["f2.wav", "f3.wav"]  # too old, then the least recently used
     assert sorted(p.name for p in tmp_path.glob("*.wav")) == ["f0.wav", "f1.wav"]
+
+
+# -- settings -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,value", [
+    ("GATEWAY_PROGRESS_WRONG_PER_HOUR", "2.5"), ("GATEWAY_PROGRESS_WRONG_PER_HOUR", "0"),
+    ("GATEWAY_PROGRESS_WRONG_PER_HOUR", "inf"), ("GATEWAY_PROGRESS_WRONG_PER_HOUR", "nan"),
+    ("GATEWAY_PROGRESS_LOOKBACK_DAYS", "-1"), ("GATEWAY_PROGRESS_SPEECH_TIMEOUT", "soon"),
+    ("GATEWAY_PROGRESS_CACHE_MB", "0"),
+])
+def test_given_a_bad_progress_setting_then_start_is_refused_naming_it(tmp_path, name, value):
+    from gateway.errors import SettingsError
+    from gateway.settings import load_settings
+
+    env = {"GATEWAY_STATE_DIR": str(tmp_path), "GATEWAY_AMI_SECRET": "x", name: value}
+    with pytest.raises(SettingsError, match=name):
+        load_settings(env)
+    good = load_settings({"GATEWAY_STATE_DIR": str(tmp_path), "GATEWAY_AMI_SECRET": "x",
+                          "GATEWAY_PROGRESS_WRONG_PER_HOUR": "4", "GATEWAY_PROGRESS_SPEECH_TIMEOUT": "12"})
+    assert good.progress_wrong_per_hour == 4 and good.progress_speech_timeout == 12.0
