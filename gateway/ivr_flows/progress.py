@@ -261,7 +261,9 @@ class _Walk:
         while True:
             if await self.desk.too_many_guesses(self.state.caller, self.state.uniqueid, self.wrong):
                 return None, await self.to_agent("too_many", "number_limit")
-            keys = await self.channel.collect_digits(self.prompt(role), max_digits=TICKET_NO_LENGTH,
+            # Room for one key more than a number has: the caller's closing '#' ends the entry (and
+            # is not left over to end the next one at once); 12 digits are simply a wrong length.
+            keys = await self.channel.collect_digits(self.prompt(role), max_digits=TICKET_NO_LENGTH + 1,
                                                      timeout=self.node.timeout)
             self.tries += 1
             view, reason = None, "no_input"
