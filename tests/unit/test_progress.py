@@ -237,7 +237,7 @@ async def _ticket(store, uid, caller, **advance) -> int:
     return tid
 
 
-async def test_given_tickets_in_the_database_then_the_lookup_offers_finds_and_counts(database_url):
+async def test_given_tickets_in_the_database_then_the_lookup_offers_finds_and_counts(database_url, caplog):
     store = await TicketStore.open(database_url)
     try:
         mine = await _ticket(store, "a1", CALLER, ticket_no=GOOD, handling="accepted", units=("朝阳区住建委",),
@@ -258,6 +258,7 @@ async def test_given_tickets_in_the_database_then_the_lookup_offers_finds_and_co
         assert found.id == mine and await service.find(new_ticket_no(date(2027, 1, 1))) is None
         assert await service.too_many_guesses(CALLER, "now", 0) is False  # 2 before
         assert await service.too_many_guesses(CALLER, "now", 1) is True  # 2 + 1 = the limit
+        assert "138****8000" in caplog.text and CALLER not in caplog.text  # logged, masked
         assert await service.too_many_guesses(CALLER, "g1", 1) is False  # a call does not count itself twice
     finally:
         await store.close()
