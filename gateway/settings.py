@@ -181,6 +181,13 @@ class Settings:
     callback_priority: int = 10  # QUEUE_PRIO of the called-back citizen in the queue (others have 0)
     callback_talk_seconds: float = 180.0  # handling time the estimate assumes while a queue has no history
     callback_check_seconds: float = 5.0  # the dispatcher also looks at open callbacks this often
+    # Progress by phone (issue 13): open tickets offered by caller ID if filed within this many days;
+    # wrong ticket numbers one calling number may key per hour before it is sent to an agent; how
+    # long a caller waits for a live text (unit, reply) to be synthesised; the live audio cache.
+    progress_lookback_days: float = 90.0
+    progress_wrong_per_hour: int = 10
+    progress_speech_timeout: float = 8.0
+    progress_cache_mb: float = 50.0
 
     # -- derived paths -------------------------------------------------
     @property
@@ -506,6 +513,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sms_retry_seconds=_float(env, "GATEWAY_SMS_RETRY_SECONDS", 30.0),
         sms_poll_seconds=_float(env, "GATEWAY_SMS_POLL_SECONDS", 2.0),
         **_callback_settings(env),
+        progress_lookback_days=_float(env, "GATEWAY_PROGRESS_LOOKBACK_DAYS", 90.0),
+        progress_wrong_per_hour=_whole(env, "GATEWAY_PROGRESS_WRONG_PER_HOUR", 10),
+        progress_speech_timeout=_float(env, "GATEWAY_PROGRESS_SPEECH_TIMEOUT", 8.0),
+        progress_cache_mb=_float(env, "GATEWAY_PROGRESS_CACHE_MB", 50.0),
         **_followup(env),
     )
 
@@ -580,6 +591,8 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     if not 1 <= value <= 100:
         raise SettingsError(f"{name}={raw!r} is out of range 1..100")
     return value
+
+
 def _callback_settings(env: Mapping[str, str]) -> dict:
     """GATEWAY_CALLBACK_*: the virtual hold's limits (gateway.callback)."""
     attempts = _non_negative(env, "GATEWAY_CALLBACK_ATTEMPTS", 3)
@@ -603,6 +616,16 @@ def _callback_settings(env: Mapping[str, str]) -> dict:
         "callback_talk_seconds": _float(env, "GATEWAY_CALLBACK_TALK_SECONDS", 180.0),
         "callback_check_seconds": _float(env, "GATEWAY_CALLBACK_CHECK_SECONDS", 5.0),
     }
+
+
+def _whole(env: Mapping[str, str], name: str, default: int) -> int:
+    """A positive whole number (a count)."""
+    value = _number(env, name)
+    if value is None:
+        return default
+    if not (value >= 1 and value < 1e9 and value == int(value)):  # NaN and inf fail here too
+        raise SettingsError(f"{name}={env[name]!r} must be a whole number of 1 or more")
+    return int(value)
 
 
 def _instance_id(env: Mapping[str, str], name: str) -> str:

@@ -56,6 +56,9 @@ class CallScript:
     # (prompt name, keys): press keys as soon as that prompt has finished playing (AMI AGIExecEnd
     # of its STREAM FILE), i.e. while the gateway moves on to the next menu; not counted in digits
     keys_after_prompt: tuple = ()
+    # Keys typed at each entry of several digits (a GET DATA of more than one key: a ticket
+    # number), in order, e.g. ("05011234567#",); an entry with none left gets no key (no input)
+    numbers: tuple = ()
 
 
 @dataclass
@@ -69,6 +72,7 @@ class _Progress:
     options_said: int = 0
     step: str = ""  # the listening step announced by GW_STEP
     early_sent: bool = False
+    numbers_typed: int = 0
     after_sent: bool = False
     heard: list = field(default_factory=list)  # prompts the IVR played to this caller
     queue: str | None = None  # the first Asterisk queue the call joined, seen on AMI
@@ -181,7 +185,15 @@ class _Driver:
             if command.startswith("SET VARIABLE GW_STEP "):
                 prog.step, _, keys = command.split(" ", 3)[-1].strip('"').partition("/")
                 prog.heard.extend(k for k in keys.split("+") if k)
-            if command.startswith("GET DATA") or (command.startswith("EXEC AudioSocket")
+            words = command.split()
+            if command.startswith("GET DATA") and len(words) > 4 and words[4].isdigit() and int(words[4]) > 1:
+                if prog.numbers_typed < len(script.numbers):  # a number entry: not a menu of the digits
+                    number = script.numbers[prog.numbers_typed]
+                    prog.numbers_typed += 1
+                    for i, digit in enumerate(number):
+                        spawn(act({"Action": "PlayDTMF", "Channel": prog.caller_channel, "Digit": digit,
+                                   "Duration": "120"}, script.key_delay + 0.35 * i))
+            elif command.startswith("GET DATA") or (command.startswith("EXEC AudioSocket")
                                                    and prog.step == "listen-menu"):
                 prog.menus += 1
                 if script.hangup_at_menu == prog.menus:

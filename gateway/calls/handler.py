@@ -191,7 +191,9 @@ class CallHandler:
         board=None,
         recordings: RecordingGuard | None = None,
         instance: str | None = None,
+        progress=None,
     ) -> None:
+        self.progress = progress  # progress by phone (gateway.progress.service.ProgressService), if any
         self.recordings = recordings
         self.callbacks = None  # gateway.callback (virtual hold) sets its service here when set up
         self.instance = instance  # this gateway's instance id, written on the call's row
@@ -238,7 +240,8 @@ class CallHandler:
         self.active += 1
         self.metrics.calls_started += 1
         try:
-            await Interpreter(config, clock=self.clock, guard_words=self.guard_words()).run(state, channel, StoreObserver(
+            await Interpreter(config, clock=self.clock, guard_words=self.guard_words(),
+                              progress=self.progress).run(state, channel, StoreObserver(
                 self.store, recording_path=self.recording_path, recordings=self.recordings,
                 today=lambda: local_day(self.clock(), config.timezone), callbacks=self.callbacks))
         except ChannelHangup:

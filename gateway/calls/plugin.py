@@ -29,6 +29,7 @@ from gateway.pbx.dialplan import cdr_path
 from gateway.pbx.fastagi import AgiChannel, FastAgiServer
 from gateway.pbx.nodes import node_settings, nodes_of
 from gateway.pbx.outbound import Outbound
+from gateway.progress import plugin as progress_plugin
 from gateway.speech.plugin import SPEECH
 from gateway.ticketing.journal import JournaledStore
 from gateway.ticketing.store import TicketStore
@@ -91,6 +92,7 @@ def setup(app: web.Application, deps: Deps) -> None:
         guard_words=speech.guard_words,
         board=desk.board,
         instance=deps.bus.instance_id,  # the call's row names the instance that ran its IVR
+        progress=progress_plugin.build(app, deps),  # progress by phone (issue 13)
     )
     routes = OutboundRoutes()
     outbound_rows = OutboundCalls(deps.store)

@@ -51,11 +51,13 @@ from gateway.ivr_flows.model import (
     Line,
     MenuNode,
     PlayNode,
+    ProgressNode,
     RecordNode,
     SayTicketNode,
     TransferNode,
 )
 from gateway.ticketing.ticket_no import is_ticket_no, spoken_groups
+from gateway.ivr_flows.progress import ProgressDesk, run_progress
 
 log = logging.getLogger(__name__)
 MAX_STEPS = 200  # a flow that loops forever is a configuration bug; stop it
@@ -234,10 +236,11 @@ def choice_path(path: list) -> str:
 
 class Interpreter:
     def __init__(self, config: GatewayConfig, *, clock: Callable[[], datetime],
-                 guard_words: Mapping[str, tuple] | None = None) -> None:
+                 guard_words: Mapping[str, tuple] | None = None, progress: ProgressDesk | None = None) -> None:
         self.config = config
         self.clock = clock
         self.guard_words = dict(guard_words or {})  # recogniser language -> emergency keywords
+        self.progress = progress  # progress by phone's database and live voice (None: such nodes go to an agent)
 
     async def run(self, state: CallState, channel: CallChannel, observer: FlowObserver) -> CallState:
         flow = self.config.flows[state.line.flow]
@@ -370,6 +373,7 @@ class _Visit:
             BroadcastNode: self._broadcast,
             GotoFlowNode: self._goto_flow,
             SayTicketNode: self._say_ticket,
+            ProgressNode: self._progress,
         }[type(node)]
         return await handler(node)
 
@@ -555,6 +559,9 @@ class _Visit:
         await self.record_step({"node": node.id, "flow": node.flow})
         await self.remember()
         return self.flow.start
+
+    async def _progress(self, node: ProgressNode) -> str | None:
+        return await run_progress(self, node)  # gateway.ivr_flows.progress
 
     async def _transfer(self, node: TransferNode) -> None:
         candidates = [self.state.vars[v] for v in node.queue_from if self.state.vars.get(v)] + [node.default_queue]

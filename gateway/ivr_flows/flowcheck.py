@@ -22,7 +22,9 @@ from gateway.ivr_flows.model import (
     HangupNode,
     MenuNode,
     MenuOption,
+    PROGRESS_ROLES,
     PlayNode,
+    ProgressNode,
     RecordNode,
     SayTicketNode,
     TransferNode,
@@ -88,6 +90,13 @@ def check_flow(src: yamlsrc.Source, r: Reader) -> Flow | None:
         for field_, target in _targets(node):
             if target not in raw_nodes:
                 src.problem(("nodes", nid, *field_), f"unknown node {target!r}")
+    for nid, node in nodes.items():
+        if not isinstance(node, ProgressNode):
+            continue
+        if language and language != "cmn":  # the unit names and replies are spoken live in Mandarin
+            src.problem(("nodes", nid, "type"), "a progress node speaks Mandarin live: the flow's language must be cmn")
+        if node.agent in nodes and not isinstance(nodes[node.agent], TransferNode):
+            src.problem(("nodes", nid, "agent"), f"{node.agent!r} is not a transfer node")
     guard = _guard(top.get("emergency"), r, texts, raw_nodes) if "emergency" in top else None
     if guard is not None and guard.key:
         for nid, node in nodes.items():
@@ -129,6 +138,8 @@ def _targets(node) -> list:
         return out
     if isinstance(node, CalendarNode):
         return [(("open",), node.open)] + [(("closed", k), v) for k, v in node.closed.items()]
+    if isinstance(node, ProgressNode):
+        return [(("agent",), node.agent)]
     return []
 
 
@@ -158,7 +169,7 @@ def _node(nid: str, raw: Any, path: tuple, r: Reader, texts: dict):
         r.src.problem(path, f"expected a mapping, got {kind_of(raw)}")
         return None
     kind = r.choice(raw.get("type"), path + ("type",),
-                    ("play", "menu", "record", "transfer", "calendar", "hangup", "broadcast", "flow", "say_ticket"))
+                    ("play", "menu", "record", "transfer", "calendar", "hangup", "broadcast", "flow", "say_ticket", "progress"))
     if kind is None:
         return None
     fields = {
@@ -173,6 +184,7 @@ def _node(nid: str, raw: Any, path: tuple, r: Reader, texts: dict):
         "broadcast": (("type", "next"), ()),
         "flow": (("type", "flow"), ()),
         "say_ticket": (("type", "prompt", "next"), ("repeat_prompt", "repeat_key", "repeats", "timeout")),
+        "progress": (("type", "agent", "prompts"), ("attempts", "timeout")),
     }[kind]
     if r.mapping(raw, path, required=fields[0], optional=fields[1]) is None:
         return None
@@ -209,6 +221,8 @@ def _node(nid: str, raw: Any, path: tuple, r: Reader, texts: dict):
         return BroadcastNode(nid, str(raw["next"]))
     if kind == "say_ticket":
         return _say_ticket(nid, raw, path, r, p)
+    if kind == "progress":
+        return _progress(nid, raw, path, r, texts)
     options = {}
     raw_opts = raw["options"]
     if not isinstance(raw_opts, dict) or not raw_opts:
@@ -282,6 +296,18 @@ def _callback_offer(r: Reader, raw: Any, path: tuple, texts: dict) -> CallbackOf
     if len(chosen) != len(names):
         return None
     return CallbackOffer(over_seconds=over, timeout=timeout, **chosen)
+
+
+def _progress(nid: str, raw: dict, path: tuple, r: Reader, texts: dict) -> ProgressNode:
+    """A ``type: progress`` node: every role in PROGRESS_ROLES names a prompt of the flow."""
+    roles = r.mapping(raw["prompts"], path + ("prompts",), required=PROGRESS_ROLES) or {}
+    prompts = {}
+    for role in PROGRESS_ROLES:
+        if role in roles:
+            prompts[role] = _prompt(r, roles[role], path + ("prompts", role), texts) or ""
+    attempts = r.number(raw.get("attempts", 3), path + ("attempts",), low=1, high=5)
+    return ProgressNode(nid, str(raw["agent"]), prompts, int(attempts if attempts is not None else 3),
+                        r.number(raw.get("timeout", 8), path + ("timeout",), low=2, high=30) or 8)
 
 
 def _flag(r: Reader, value: Any, path: tuple) -> bool:

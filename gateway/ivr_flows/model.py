@@ -161,8 +161,41 @@ DIGIT_PAUSE = "silence:350ms"  # between the 4-3-4 groups
 DIGIT_GAP = "silence:150ms"  # between two digits of a group (bench/ticket_no.py: CER 0.27 without, 0.13 with)
 
 
+# The prompts a progress node plays (role -> prompt id of its flow); every role is required.
+PROGRESS_ROLES = (
+    "searching",         # 正在为您查询，请稍候: while the offer of open tickets is synthesised
+    "ask_number",        # 请输入11位工单号，以井号键结束
+    "wrong_number",      # 工单号有误，请重新输入
+    "too_many",          # too many wrong numbers (this call or this number): before the agent node
+    "unavailable",       # the details cannot be spoken (synthesis failed or too slow): before the agent node
+    "after",             # 重听请按1，查询其他工单请按2，转人工服务请按0
+    "goodbye",           # nothing (or another key) after the details: then the call is hung up
+    "status_draft",      # the ticket is still being registered (not yet submitted by the agent)
+    "status_received",   # 受理: submitted, not yet dispatched
+    "status_dispatched",  # 已派单
+    "status_in_progress",  # 办理中 (accepted; also under review at the hotline)
+    "status_handled",    # 已办结
+    "status_followed_up",  # 已回访
+    "status_answered",   # answered on the call (no dispatch)
+)
+
+
+@dataclass(frozen=True)
+class ProgressNode:
+    """Progress by phone (issue 13): the caller picks one of the calling number's open tickets
+    or keys a ticket number, and hears its status, handling unit(s) and latest public reply
+    (see :mod:`gateway.ivr_flows.progress`). ``agent`` is the node (a transfer) for key 0, too
+    many wrong numbers, and details that cannot be spoken."""
+
+    id: str
+    agent: str
+    prompts: dict  # role (PROGRESS_ROLES) -> prompt id
+    attempts: int = 3  # wrong numbers in one call before the agent
+    timeout: float = 8.0  # seconds to key the number (after the prompt, between keys)
+
+
 Node = Union[PlayNode, MenuNode, RecordNode, TransferNode, CalendarNode, HangupNode, BroadcastNode, GotoFlowNode,
-             SayTicketNode]
+             SayTicketNode, ProgressNode]
 
 SPEECH_LANGUAGES = {"cmn": "zh", "yue": "yue", "ko": "ko", "en": "en"}  # prompt voice -> recogniser language
 

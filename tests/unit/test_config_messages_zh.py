@@ -181,6 +181,20 @@ nodes:
   i:
     type: wait
 """,
+    """\
+id: progress
+language: ko
+start: a
+prompts: {hello: 안녕}
+nodes:
+  a:
+    type: progress
+    agent: b
+    prompts: {ask_number: hello}
+    attempts: 9
+  b:
+    type: hangup
+""",
     "id: x\nlanguage: cmn\nstart: a\nprompts: {}\nnodes: {}\n",
     """\
 id: guarded

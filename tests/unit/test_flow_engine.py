@@ -59,7 +59,7 @@ async def test_given_the_confidentiality_menu_when_no_key_then_not_confidential_
 
 
 async def test_given_a_menu_when_keys_are_invalid_three_times_then_an_agent_takes_the_call():
-    channel = ScriptedChannel(["8", "*", "7"])
+    channel = ScriptedChannel(["8", "*", "8"])
     state, observer = await walk("12345", channel)
 
     assert channel.transferred == "q-general" and channel.recordings == []
@@ -78,7 +78,7 @@ async def test_given_a_menu_when_caller_presses_nothing_then_it_repeats_twice_th
 
 
 async def test_given_one_wrong_key_when_the_retry_is_right_then_the_flow_continues():
-    state, observer = await walk("12345", ScriptedChannel(["7", "3", "1"]))
+    state, observer = await walk("12345", ScriptedChannel(["8", "3", "1"]))
     assert state.vars["category"] == "举报" and state.queue == "q-report"
 
 
