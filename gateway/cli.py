@@ -214,9 +214,20 @@ async def _serve(settings: Settings, *, with_sandbox: bool) -> None:
         loop.set_debug(True)
         loop.slow_callback_duration = 0.02
         logging.getLogger("asyncio").setLevel(logging.WARNING)
+    from gateway.allocator import MallocTrimmer
+
+    trimmer = MallocTrimmer(settings.malloc_trim_interval)  # freed heap pages back to the system (allocator.py)
+    memdebug = None
+    if settings.memory_debug:  # dev only: what grows (tracemalloc + gc reports every interval and on SIGUSR2)
+        from gateway.memdebug import MemoryDebug
+
+        memdebug = MemoryDebug(settings.memory_debug_interval, frames=settings.memory_debug_frames,
+                               trimmer=trimmer)
+        memdebug.start()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     app = await create_app(settings)
+    trimmer.start()
     # keepalive_timeout is also the deadline for a request's headers: aiohttp closes a
     # connection that has not completed a request (first, or next one) within it.
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=settings.http_header_timeout)
@@ -257,6 +268,9 @@ async def _serve(settings: Settings, *, with_sandbox: bool) -> None:
         for task in reloads:
             task.cancel()
         await runner.cleanup()  # every feature that started stops, in reverse order
+        if memdebug is not None:
+            await memdebug.stop()
+        await trimmer.stop()
 
 
 async def _demo_admin(settings: Settings, users) -> str:

@@ -150,6 +150,10 @@ class Settings:
     pbx_instance_dir: Path | None = None  # one node's instance dir (see node_settings); default <state>/asterisk
     pbx_node: str = ""  # one node's name: its Asterisk systemname (unique call ids across nodes)
     loop_debug: bool = False  # GATEWAY_LOOP_DEBUG (dev only): asyncio debug mode, callbacks over 20 ms logged
+    memory_debug: bool = False  # GATEWAY_MEMORY_DEBUG (dev only): tracemalloc + gc reports (gateway/memdebug.py)
+    memory_debug_interval: float = 60.0  # GATEWAY_MEMORY_DEBUG_INTERVAL: seconds between those reports
+    memory_debug_frames: int = 4  # GATEWAY_MEMORY_DEBUG_FRAMES: tracemalloc frames per site; 0 = no tracemalloc
+    malloc_trim_interval: float = 60.0  # GATEWAY_MALLOC_TRIM_INTERVAL: glibc malloc_trim(0) this often (0 = never)
 
     # -- derived paths -------------------------------------------------
     @property
@@ -464,7 +468,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         recordings_min_free_mb=_non_negative(env, "GATEWAY_RECORDINGS_MIN_FREE_MB", 50.0),
         instance_id=_instance_id(env, "GATEWAY_INSTANCE_ID"),
         loop_debug=_bool(env, "GATEWAY_LOOP_DEBUG", False),
+        memory_debug=_bool(env, "GATEWAY_MEMORY_DEBUG", False),
+        memory_debug_interval=_float(env, "GATEWAY_MEMORY_DEBUG_INTERVAL", 60.0),
+        memory_debug_frames=_frames(env, "GATEWAY_MEMORY_DEBUG_FRAMES", 4),
+        malloc_trim_interval=_non_negative(env, "GATEWAY_MALLOC_TRIM_INTERVAL", 60.0),
     )
+
+
+def _frames(env: Mapping[str, str], name: str, default: int) -> int:
+    """tracemalloc's frames per allocation site: 0 (no tracemalloc) to 25."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) > 25:
+        raise SettingsError(f"{name}={raw!r}: use a whole number from 0 (no tracemalloc) to 25")
+    return int(raw)
 
 
 def _instance_id(env: Mapping[str, str], name: str) -> str:

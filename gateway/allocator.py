@@ -1,0 +1,89 @@
+"""Give glibc's freed heap memory back to the system now and then (``malloc_trim``).
+
+The gateway frees most of what a call allocates (AGI lines, AMI events, audio frames, database
+rows), but glibc keeps freed chunks in its arenas (one per thread that allocated: the event loop,
+the ``asyncio.to_thread`` workers, one thread per aiosqlite connection) and returns a page only
+when the free space sits at the top of a heap. Measured under steady SIP load (bench/soak.py,
+bench/README.md), the traced Python memory stayed flat while the arenas' free space, and with it
+the RSS, kept growing. ``malloc_trim(0)`` releases every whole free page of every arena
+(``madvise(MADV_DONTNEED)``), so the RSS follows what is really in use.
+
+It runs in a worker thread (it walks the arenas' free lists under their locks: milliseconds),
+every GATEWAY_MALLOC_TRIM_INTERVAL seconds (0 = never). Without glibc (musl, macOS) it does
+nothing. MALLOC_ARENA_MAX=2 in the gateway's environment (set before it starts: see README)
+bounds the number of arenas as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import time
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+
+def _load_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(None)  # the symbols already loaded: libc's, without ldconfig
+    except OSError:
+        return None
+    fn = getattr(libc, "malloc_trim", None)
+    if fn is None:
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+    return fn
+
+
+class MallocTrimmer:
+    """Calls ``malloc_trim(0)`` every ``interval`` seconds in a worker thread; start()/stop()."""
+
+    def __init__(self, interval: float, *, trim: Callable[[int], int] | None | bool = True) -> None:
+        self.interval = interval
+        self._trim = _load_trim() if trim is True else (trim or None)
+        self._task: asyncio.Task | None = None
+        self.runs = 0
+        self.released = 0  # runs where glibc said it gave memory back
+        self.last_ms: float | None = None
+
+    @property
+    def available(self) -> bool:
+        return self._trim is not None
+
+    def start(self) -> None:
+        if self.interval > 0 and self._trim is not None and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._every(), name="malloc-trim")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def trim_once(self) -> bool:
+        """One ``malloc_trim(0)`` off the event loop; True when memory was given back."""
+        if self._trim is None:
+            return False
+        t0 = time.perf_counter()
+        got = await asyncio.to_thread(self._trim, 0)
+        self.last_ms = round((time.perf_counter() - t0) * 1000, 1)
+        self.runs += 1
+        self.released += bool(got)
+        return bool(got)
+
+    async def _every(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.trim_once()
+            except Exception:  # noqa: BLE001 - never takes the gateway down
+                log.exception("malloc_trim failed")
+
+    def stats(self) -> dict:
+        return {"interval_s": self.interval, "available": self.available, "runs": self.runs,
+                "released": self.released, "last_ms": self.last_ms}

@@ -1,0 +1,186 @@
+"""Issue 12 (soak): the gateway's memory under steady load.
+
+GATEWAY_MEMORY_DEBUG (tracemalloc + gc reports, development only) and the periodic
+``malloc_trim`` (gateway/allocator.py) that bounds the RSS glibc keeps after frees."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from gateway.allocator import MallocTrimmer
+from gateway.memdebug import MemoryDebug, mallinfo, object_counts, thread_summary, vm_status
+from gateway.settings import load_settings
+
+CONFIG = Path(__file__).resolve().parents[2] / "config"
+
+
+def _base(tmp_path) -> dict:
+    return {"GATEWAY_STATE_DIR": str(tmp_path / "var"), "GATEWAY_CONFIG_DIR": str(CONFIG)}
+
+
+def test_given_the_memory_settings_when_parsed_then_debug_is_off_and_trim_on_by_default(tmp_path):
+    s = load_settings(_base(tmp_path))
+    assert (s.memory_debug, s.memory_debug_interval, s.malloc_trim_interval) == (False, 60.0, 60.0)
+    s = load_settings({**_base(tmp_path), "GATEWAY_MEMORY_DEBUG": "true", "GATEWAY_MEMORY_DEBUG_INTERVAL": "15",
+                       "GATEWAY_MALLOC_TRIM_INTERVAL": "0"})
+    assert (s.memory_debug, s.memory_debug_interval, s.malloc_trim_interval) == (True, 15.0, 0.0)
+    for name, bad in (("GATEWAY_MEMORY_DEBUG", "sometimes"), ("GATEWAY_MEMORY_DEBUG_INTERVAL", "0"),
+                      ("GATEWAY_MALLOC_TRIM_INTERVAL", "-1"), ("GATEWAY_MALLOC_TRIM_INTERVAL", "often")):
+        with pytest.raises(Exception, match=name):
+            load_settings({**_base(tmp_path), name: bad})
+
+
+class Grower:
+    """A type of our own, so the gc count by type shows it."""
+
+
+async def test_given_memory_debug_when_objects_are_kept_then_the_report_names_their_site_and_type(caplog):
+    debug = MemoryDebug(3600, frames=3)
+    kept: list = []
+    debug.start()
+    try:
+        assert tracemalloc.is_tracing()
+        kept.extend(Grower() for _ in range(5000))
+        kept.extend(bytearray(2000) for _ in range(500))  # ~1 MB from one line
+        with caplog.at_level(logging.WARNING, logger="gateway.memdebug"):
+            text = await debug.report()
+    finally:
+        await debug.stop()
+    assert not tracemalloc.is_tracing()
+    assert text in caplog.text
+    growth = text.split("growth sites", 1)[1].split("gc objects", 1)[0]
+    first_site = growth.splitlines()[1]
+    assert "test_memory.py" in first_site and float(first_site.split()[0]) > 900  # kB, the bytearrays' line
+    grower_line = next(line for line in text.splitlines() if line.endswith(f"{__name__}.Grower"))
+    assert grower_line.split()[1] == "+5000"  # gc objects by type: the change since the previous report
+    assert "VmRSS" in text and "MB" in text and "python threads:" in text
+    assert len(kept) == 5500
+
+
+async def test_given_memory_debug_when_sigusr2_arrives_then_a_report_is_logged(caplog):
+    import os
+    import signal
+
+    debug = MemoryDebug(3600, frames=1)
+    debug.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="gateway.memdebug"):
+            os.kill(os.getpid(), signal.SIGUSR2)
+            for _ in range(200):
+                if debug.reports:
+                    break
+                await asyncio.sleep(0.05)
+            async with debug._lock:  # the report in flight has been logged
+                pass
+            await asyncio.sleep(0)
+    finally:
+        await debug.stop()
+    assert debug.reports == 1
+    assert "memory report 1" in caplog.text
+
+
+def test_given_this_process_when_read_then_the_helpers_report_real_figures():
+    vm = vm_status()
+    assert vm["VmRSS"] > 0 and vm["Threads"] >= 1
+    mi = mallinfo()
+    if mi is not None:  # glibc
+        assert mi["in_use_kb"] > 0
+    counts = object_counts()
+    assert counts["dict"] > 0
+    assert "MainThread" in thread_summary()
+
+
+async def test_given_the_trimmer_when_started_then_it_trims_off_the_loop_every_interval():
+    import threading
+
+    calls: list[tuple[int, str]] = []
+    loop_thread = threading.current_thread().name
+
+    def fake_trim(pad: int) -> int:
+        calls.append((pad, threading.current_thread().name))
+        return 1
+
+    trimmer = MallocTrimmer(0.01, trim=fake_trim)
+    trimmer.start()
+    try:
+        for _ in range(400):
+            if trimmer.runs >= 2:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await trimmer.stop()
+    assert trimmer.runs >= 2 and trimmer.released == trimmer.runs
+    assert all(pad == 0 and name != loop_thread for pad, name in calls)
+    assert trimmer.stats()["available"] is True
+
+
+async def test_given_interval_zero_or_no_glibc_when_started_then_nothing_runs():
+    off = MallocTrimmer(0, trim=lambda pad: 1)
+    off.start()
+    assert off._task is None
+    missing = MallocTrimmer(1, trim=None)
+    missing.start()
+    assert missing._task is None and await missing.trim_once() is False and not missing.available
+
+
+async def test_given_glibc_when_trimmed_then_the_real_malloc_trim_runs():
+    trimmer = MallocTrimmer(60)
+    if not trimmer.available:
+        pytest.skip("no glibc malloc_trim here")
+    junk = [bytearray(4096) for _ in range(20000)]  # ~80 MB in small chunks, freed below
+    del junk
+    await trimmer.trim_once()
+    assert trimmer.runs == 1 and trimmer.last_ms is not None
+
+
+async def test_given_an_sqlite_file_when_bursts_of_sessions_come_then_no_connection_is_opened_twice(tmp_path):
+    """Each aiosqlite connection is a thread: the pool keeps its connections instead of opening
+    and closing overflow ones per burst (thread + SQLite connection churn)."""
+    import threading
+
+    import sqlalchemy as sa
+
+    from gateway.ticketing.store import SQLITE_POOL_SIZE, TicketStore
+
+    store = await TicketStore.open(f"sqlite+aiosqlite:///{tmp_path}/pool.db")
+    gate = asyncio.Event()
+
+    async def one() -> None:
+        async with store._reader.connect() as connection:
+            await connection.execute(sa.text("SELECT 1"))
+            await gate.wait()  # every session of the burst holds its connection at once
+
+    def worker_threads() -> set[str]:
+        return {t.name for t in threading.enumerate() if "connection_worker" in t.name}
+
+    before = worker_threads()
+    started: set[str] = set()
+    try:
+        for _ in range(3):
+            gate.clear()
+            burst = [asyncio.ensure_future(one()) for _ in range(SQLITE_POOL_SIZE)]
+            for _ in range(500):
+                if store._engine.pool.checkedout() == SQLITE_POOL_SIZE:
+                    break
+                await asyncio.sleep(0.01)
+            assert store._engine.pool.checkedout() == SQLITE_POOL_SIZE
+            started |= worker_threads() - before
+            gate.set()
+            await asyncio.gather(*burst)
+    finally:
+        await store.close()
+    assert len(started) == SQLITE_POOL_SIZE  # three bursts, the same connections (threads) each time
+
+
+def test_given_other_databases_when_pooled_then_sqlalchemy_defaults_stay():
+    from gateway.ticketing.store import _pool_options
+
+    assert _pool_options("sqlite+aiosqlite:////var/lib/x.db") == {"pool_size": 15, "max_overflow": 0}
+    assert _pool_options("sqlite+aiosqlite://") == {}
+    assert _pool_options("sqlite+aiosqlite:///:memory:") == {}
+    assert _pool_options("postgresql+asyncpg://u:p@localhost/db") == {}
