@@ -223,7 +223,6 @@ async def _serve(settings: Settings, *, with_sandbox: bool) -> None:
 
         memdebug = MemoryDebug(settings.memory_debug_interval, frames=settings.memory_debug_frames,
                                trimmer=trimmer)
-        memdebug.start()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     app = await create_app(settings)
@@ -246,6 +245,8 @@ async def _serve(settings: Settings, *, with_sandbox: bool) -> None:
         except OSError as exc:  # a port in use, an address not here: say so, stop what started
             raise GatewayError(f"the gateway cannot start: {exc}") from exc
         http_port = runner.addresses[0][1] if runner.addresses else settings.http_port
+        if memdebug is not None:  # traced from here: what the start allocated (models, tables) is no growth
+            memdebug.start()
         loop.add_signal_handler(signal.SIGHUP, reload)
         config, users = app[HOTLINES].config, app[AUTH]
         connected = await app[DEPS].ami.wait_connected(10)
