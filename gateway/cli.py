@@ -208,14 +208,17 @@ async def _serve(settings: Settings, *, with_sandbox: bool) -> None:
     from gateway.hotlines.plugin import RELOADER
     from gateway.speech.plugin import SPEECH
 
+    from gateway.allocator import MallocTrimmer, limit_arenas
+
+    # before any thread allocates: few glibc arenas, so freed memory is reused (allocator.py)
+    logging.getLogger("gateway.allocator").info("memory: %s; malloc_trim every %g s", limit_arenas(
+        settings.malloc_arena_max), settings.malloc_trim_interval)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     if settings.loop_debug:  # dev only: which callbacks hold the loop (asyncio logs each one over 20 ms)
         loop.set_debug(True)
         loop.slow_callback_duration = 0.02
         logging.getLogger("asyncio").setLevel(logging.WARNING)
-    from gateway.allocator import MallocTrimmer
-
     trimmer = MallocTrimmer(settings.malloc_trim_interval)  # freed heap pages back to the system (allocator.py)
     memdebug = None
     if settings.memory_debug:  # dev only: what grows (tracemalloc + gc reports every interval and on SIGUSR2)

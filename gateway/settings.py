@@ -154,6 +154,7 @@ class Settings:
     memory_debug_interval: float = 60.0  # GATEWAY_MEMORY_DEBUG_INTERVAL: seconds between those reports
     memory_debug_frames: int = 4  # GATEWAY_MEMORY_DEBUG_FRAMES: tracemalloc frames per site; 0 = no tracemalloc
     malloc_trim_interval: float = 60.0  # GATEWAY_MALLOC_TRIM_INTERVAL: glibc malloc_trim(0) this often (0 = never)
+    malloc_arena_max: int = 2  # GATEWAY_MALLOC_ARENA_MAX: glibc malloc arenas at most (0 = glibc's default)
 
     # -- derived paths -------------------------------------------------
     @property
@@ -470,18 +471,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         loop_debug=_bool(env, "GATEWAY_LOOP_DEBUG", False),
         memory_debug=_bool(env, "GATEWAY_MEMORY_DEBUG", False),
         memory_debug_interval=_float(env, "GATEWAY_MEMORY_DEBUG_INTERVAL", 60.0),
-        memory_debug_frames=_frames(env, "GATEWAY_MEMORY_DEBUG_FRAMES", 4),
+        memory_debug_frames=_whole(env, "GATEWAY_MEMORY_DEBUG_FRAMES", 4, 0, 25, "0 = no tracemalloc"),
         malloc_trim_interval=_non_negative(env, "GATEWAY_MALLOC_TRIM_INTERVAL", 60.0),
+        malloc_arena_max=_whole(env, "GATEWAY_MALLOC_ARENA_MAX", 2, 0, 64, "0 (glibc's default)"),
     )
 
 
-def _frames(env: Mapping[str, str], name: str, default: int) -> int:
-    """tracemalloc's frames per allocation site: 0 (no tracemalloc) to 25."""
+def _whole(env: Mapping[str, str], name: str, default: int, low: int, high: int, zero: str) -> int:
+    """A whole number from ``low`` to ``high`` (``zero`` says what 0 means)."""
     raw = (env.get(name) or "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) > 25:
-        raise SettingsError(f"{name}={raw!r}: use a whole number from 0 (no tracemalloc) to 25")
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise SettingsError(f"{name}={raw!r}: use a whole number from {low} to {high}; {zero}")
     return int(raw)
 
 

@@ -184,3 +184,37 @@ def test_given_other_databases_when_pooled_then_sqlalchemy_defaults_stay():
     assert _pool_options("sqlite+aiosqlite://") == {}
     assert _pool_options("sqlite+aiosqlite:///:memory:") == {}
     assert _pool_options("postgresql+asyncpg://u:p@localhost/db") == {}
+
+
+def test_given_the_arena_limit_when_applied_then_mallopt_gets_it_unless_the_environment_has_one():
+    from gateway.allocator import M_ARENA_MAX, limit_arenas
+
+    calls: list[tuple[int, int]] = []
+
+    def mallopt(param: int, value: int) -> int:
+        calls.append((param, value))
+        return 1
+
+    assert limit_arenas(2, {}, mallopt=mallopt) == "at most 2 malloc arenas"
+    assert calls == [(M_ARENA_MAX, 2)]
+    assert "environment" in limit_arenas(2, {"MALLOC_ARENA_MAX": "4"}, mallopt=mallopt)
+    assert "default" in limit_arenas(0, {}, mallopt=mallopt)
+    assert "no glibc" in limit_arenas(2, {}, mallopt=None)
+    assert calls == [(M_ARENA_MAX, 2)]  # nothing more was set
+
+
+def test_given_the_arena_setting_when_parsed_then_it_is_a_bounded_whole_number(tmp_path):
+    assert load_settings(_base(tmp_path)).malloc_arena_max == 2
+    assert load_settings({**_base(tmp_path), "GATEWAY_MALLOC_ARENA_MAX": "0"}).malloc_arena_max == 0
+    for bad in ("-1", "two", "65", "1.5"):
+        with pytest.raises(Exception, match="GATEWAY_MALLOC_ARENA_MAX"):
+            load_settings({**_base(tmp_path), "GATEWAY_MALLOC_ARENA_MAX": bad})
+    with pytest.raises(Exception, match="GATEWAY_MEMORY_DEBUG_FRAMES"):
+        load_settings({**_base(tmp_path), "GATEWAY_MEMORY_DEBUG_FRAMES": "30"})
+
+
+def test_given_glibc_when_the_arenas_are_limited_then_mallopt_accepts_it():
+    from gateway.allocator import limit_arenas
+
+    done = limit_arenas(8, {})  # this test process: 8 is glibc's own cap on 1 core
+    assert done in ("at most 8 malloc arenas", "no glibc mallopt: arenas not limited")
