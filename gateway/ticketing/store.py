@@ -42,21 +42,6 @@ T = TypeVar("T")
 MAX_PAGE = 200
 _ATTEMPTS = 3
 _READ_ONLY = "gateway_read_only"  # execution option: transaction will not write
-# SQLite via aiosqlite runs each connection in a thread of its own. SQLAlchemy's default pool keeps 5
-# and opens up to 10 more ("overflow") that it closes as soon as they are returned: under steady
-# load that is a new thread and a new SQLite connection (page cache, statements) every few calls,
-# allocated in and freed back to glibc's per-thread arenas, whose RSS grew without end in the soak
-# (bench/README.md, 2026-12-02). The same 15 connections, kept open, cost no churn.
-SQLITE_POOL_SIZE = 15
-
-
-def _pool_options(database_url: str) -> dict[str, Any]:
-    """A fixed pool for an SQLite file (no overflow connections opened and closed per burst)."""
-    url = sa.engine.make_url(database_url)
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
-            and not url.database.startswith("file::memory:"):
-        return {"pool_size": SQLITE_POOL_SIZE, "max_overflow": 0}
-    return {}
 
 
 def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
@@ -90,7 +75,7 @@ class TicketStore(CallRecords):
     async def open(cls, database_url: str) -> TicketStore:
         """Connect to an already migrated database (see ``migrate.upgrade``)."""
         await asyncio.to_thread(ensure_sqlite_dir, database_url)  # mkdir: off the event loop
-        engine = create_async_engine(database_url, **_pool_options(database_url))
+        engine = create_async_engine(database_url)
         if engine.dialect.name == "sqlite":
             _install_sqlite_pragmas(engine)
         return cls(engine)

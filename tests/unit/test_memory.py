@@ -138,54 +138,6 @@ async def test_given_glibc_when_trimmed_then_the_real_malloc_trim_runs():
     assert trimmer.runs == 1 and trimmer.last_ms is not None
 
 
-async def test_given_an_sqlite_file_when_bursts_of_sessions_come_then_no_connection_is_opened_twice(tmp_path):
-    """Each aiosqlite connection is a thread: the pool keeps its connections instead of opening
-    and closing overflow ones per burst (thread + SQLite connection churn)."""
-    import threading
-
-    import sqlalchemy as sa
-
-    from gateway.ticketing.store import SQLITE_POOL_SIZE, TicketStore
-
-    store = await TicketStore.open(f"sqlite+aiosqlite:///{tmp_path}/pool.db")
-    gate = asyncio.Event()
-
-    async def one() -> None:
-        async with store._reader.connect() as connection:
-            await connection.execute(sa.text("SELECT 1"))
-            await gate.wait()  # every session of the burst holds its connection at once
-
-    def worker_threads() -> set[str]:
-        return {t.name for t in threading.enumerate() if "connection_worker" in t.name}
-
-    before = worker_threads()
-    started: set[str] = set()
-    try:
-        for _ in range(3):
-            gate.clear()
-            burst = [asyncio.ensure_future(one()) for _ in range(SQLITE_POOL_SIZE)]
-            for _ in range(500):
-                if store._engine.pool.checkedout() == SQLITE_POOL_SIZE:
-                    break
-                await asyncio.sleep(0.01)
-            assert store._engine.pool.checkedout() == SQLITE_POOL_SIZE
-            started |= worker_threads() - before
-            gate.set()
-            await asyncio.gather(*burst)
-    finally:
-        await store.close()
-    assert len(started) == SQLITE_POOL_SIZE  # three bursts, the same connections (threads) each time
-
-
-def test_given_other_databases_when_pooled_then_sqlalchemy_defaults_stay():
-    from gateway.ticketing.store import _pool_options
-
-    assert _pool_options("sqlite+aiosqlite:////var/lib/x.db") == {"pool_size": 15, "max_overflow": 0}
-    assert _pool_options("sqlite+aiosqlite://") == {}
-    assert _pool_options("sqlite+aiosqlite:///:memory:") == {}
-    assert _pool_options("postgresql+asyncpg://u:p@localhost/db") == {}
-
-
 def test_given_the_arena_limit_when_applied_then_mallopt_gets_it_unless_the_environment_has_one():
     from gateway.allocator import M_ARENA_MAX, limit_arenas
 
