@@ -172,6 +172,7 @@ class MemoryDebug:
     def _report(self) -> str:
         tracing = self.frames > 0 and tracemalloc.is_tracing()
         snap = tracemalloc.take_snapshot().filter_traces(self._filters()) if tracing else None
+        unreachable = gc.collect()  # count the live objects only (cycles not yet collected are no growth)
         counts = object_counts()
         prev, self._prev = self._prev, snap
         prev_counts, self._prev_counts = self._prev_counts, counts
@@ -204,5 +205,6 @@ class MemoryDebug:
         for name, n in counts.most_common(self.top):
             lines.append(f"  {n:9d} {n - prev_counts.get(name, 0):+8d} {name}")
         growing = sorted(((n - prev_counts.get(name, 0), name) for name, n in counts.items()), reverse=True)
-        lines.append("gc objects that grew most: " + ", ".join(f"{name} {d:+d}" for d, name in growing[: self.top] if d > 0))
+        lines.append(f"gc objects that grew most (after a full collection that freed {unreachable}): "
+                     + ", ".join(f"{name} {d:+d} (now {counts[name]})" for d, name in growing[: self.top] if d > 0))
         return "\n".join(lines)
