@@ -198,7 +198,7 @@ class MemoryDebug:
             lines.append(f"top {len(grew)} growth sites since the previous report "
                          f"(total {sum(s.size_diff for s in stats) / 1024:+.0f} kB):")
             for s in grew:
-                frames = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in s.traceback)
+                frames = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in reversed(s.traceback))  # allocation site first
                 lines.append(f"  {s.size_diff / 1024:+9.1f} kB {s.count_diff:+7d} blocks "
                              f"(now {s.size / 1024:.1f} kB in {s.count}) {frames}")
         lines.append(f"gc objects by type (top {self.top}, change since the previous report):")
