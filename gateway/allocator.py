@@ -40,8 +40,6 @@ def _load_trim() -> Callable[[int], int] | None:
 
 
 M_ARENA_MAX = -8  # glibc <malloc.h>
-M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 128 * 1024  # glibc's initial value, kept fixed
 
 
 def limit_arenas(limit: int, environ: dict | None = None, *, mallopt: Callable[[int, int], int] | None | bool = True
@@ -66,13 +64,7 @@ def limit_arenas(limit: int, environ: dict | None = None, *, mallopt: Callable[[
         return "no glibc mallopt: arenas not limited"
     if hasattr(mallopt, "argtypes"):
         mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    done = f"at most {limit} malloc arenas" if mallopt(M_ARENA_MAX, limit) == 1 else "mallopt(M_ARENA_MAX) refused"
-    # glibc raises its mmap threshold each time an mmapped block is freed (up to 32 MB): the audio
-    # buffers of each listening step (~0.7 MB, grown by realloc) then come from the heap and leave
-    # holes there. A fixed threshold keeps every block over 128 KiB in mmap, returned when freed.
-    if not env.get("MALLOC_MMAP_THRESHOLD_") and mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1:
-        done += f", blocks over {MMAP_THRESHOLD // 1024} KiB mmapped"
-    return done
+    return f"at most {limit} malloc arenas" if mallopt(M_ARENA_MAX, limit) == 1 else "mallopt(M_ARENA_MAX) refused"
 
 
 class MallocTrimmer:
