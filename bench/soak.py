@@ -245,8 +245,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=120.0, help="seconds left out of the growth fit (120)")
     ap.add_argument("--warmup-calls", type=int, help="callers at once before the idle baseline (default: "
                     "--concurrency; 0: none): pools and caches fill before the fds are counted")
+    ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                    help="an environment variable for the gateway (repeatable), e.g. GATEWAY_MEMORY_DEBUG=true")
     system_options(ap, agents=20)
     args = ap.parse_args(argv)
+    extra_env = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"--env {item!r}: use KEY=VALUE", file=sys.stderr)
+            return 1
+        extra_env[key] = value
     if needs_root():
         return 1
     if args.minutes <= 0 or args.concurrency < 1 or args.interval <= 0 or args.agents < 1 \
@@ -270,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             with System(keep=args.keep_state, log=say, prefix="gw-bench-soak-", log_level=args.log_level) as sysm:
                 if args.no_speech:
                     sysm.env["GATEWAY_SPEECH"] = "off"
+                sysm.env.update(extra_env)
                 report["config_check"] = add_queue_agents(
                     sysm, KEY_QUEUE, [str(9001 + i) for i in range(args.agents)],
                     f"bench/soak.py: {args.agents} bench agents answer {KEY_QUEUE}")

@@ -208,15 +208,28 @@ async def _serve(settings: Settings, *, with_sandbox: bool) -> None:
     from gateway.hotlines.plugin import RELOADER
     from gateway.speech.plugin import SPEECH
 
+    from gateway.allocator import MallocTrimmer, limit_arenas
+
+    # before any thread allocates: few glibc arenas, so freed memory is reused (allocator.py)
+    logging.getLogger("gateway.allocator").info("memory: %s; malloc_trim every %g s", limit_arenas(
+        settings.malloc_arena_max), settings.malloc_trim_interval)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     if settings.loop_debug:  # dev only: which callbacks hold the loop (asyncio logs each one over 20 ms)
         loop.set_debug(True)
         loop.slow_callback_duration = 0.02
         logging.getLogger("asyncio").setLevel(logging.WARNING)
+    trimmer = MallocTrimmer(settings.malloc_trim_interval)  # freed heap pages back to the system (allocator.py)
+    memdebug = None
+    if settings.memory_debug:  # dev only: what grows (tracemalloc + gc reports every interval and on SIGUSR2)
+        from gateway.memdebug import MemoryDebug
+
+        memdebug = MemoryDebug(settings.memory_debug_interval, frames=settings.memory_debug_frames,
+                               trimmer=trimmer)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     app = await create_app(settings)
+    trimmer.start()
     # keepalive_timeout is also the deadline for a request's headers: aiohttp closes a
     # connection that has not completed a request (first, or next one) within it.
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=settings.http_header_timeout)
@@ -235,6 +248,8 @@ async def _serve(settings: Settings, *, with_sandbox: bool) -> None:
         except OSError as exc:  # a port in use, an address not here: say so, stop what started
             raise GatewayError(f"the gateway cannot start: {exc}") from exc
         http_port = runner.addresses[0][1] if runner.addresses else settings.http_port
+        if memdebug is not None:  # traced from here: what the start allocated (models, tables) is no growth
+            memdebug.start()
         loop.add_signal_handler(signal.SIGHUP, reload)
         config, users = app[HOTLINES].config, app[AUTH]
         connected = await app[DEPS].ami.wait_connected(10)
@@ -257,6 +272,9 @@ async def _serve(settings: Settings, *, with_sandbox: bool) -> None:
         for task in reloads:
             task.cancel()
         await runner.cleanup()  # every feature that started stops, in reverse order
+        if memdebug is not None:
+            await memdebug.stop()
+        await trimmer.stop()
 
 
 async def _demo_admin(settings: Settings, users) -> str:

@@ -188,6 +188,11 @@ class Settings:
     progress_wrong_per_hour: int = 10
     progress_speech_timeout: float = 8.0
     progress_cache_mb: float = 50.0
+    memory_debug: bool = False  # GATEWAY_MEMORY_DEBUG (dev only): tracemalloc + gc reports (gateway/memdebug.py)
+    memory_debug_interval: float = 60.0  # GATEWAY_MEMORY_DEBUG_INTERVAL: seconds between those reports
+    memory_debug_frames: int = 4  # GATEWAY_MEMORY_DEBUG_FRAMES: tracemalloc frames per site; 0 = no tracemalloc
+    malloc_trim_interval: float = 60.0  # GATEWAY_MALLOC_TRIM_INTERVAL: glibc malloc_trim(0) this often (0 = never)
+    malloc_arena_max: int = 2  # GATEWAY_MALLOC_ARENA_MAX: glibc malloc arenas at most (0 = glibc's default)
 
     # -- derived paths -------------------------------------------------
     @property
@@ -518,6 +523,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         progress_speech_timeout=_float(env, "GATEWAY_PROGRESS_SPEECH_TIMEOUT", 8.0),
         progress_cache_mb=_float(env, "GATEWAY_PROGRESS_CACHE_MB", 50.0),
         **_followup(env),
+        memory_debug=_bool(env, "GATEWAY_MEMORY_DEBUG", False),
+        memory_debug_interval=_float(env, "GATEWAY_MEMORY_DEBUG_INTERVAL", 60.0),
+        memory_debug_frames=_whole_in(env, "GATEWAY_MEMORY_DEBUG_FRAMES", 4, 0, 25, "0 = no tracemalloc"),
+        malloc_trim_interval=_non_negative(env, "GATEWAY_MALLOC_TRIM_INTERVAL", 60.0),
+        malloc_arena_max=_whole_in(env, "GATEWAY_MALLOC_ARENA_MAX", 2, 0, 64, "0 (glibc's default)"),
     )
 
 
@@ -626,6 +636,16 @@ def _whole(env: Mapping[str, str], name: str, default: int) -> int:
     if not (value >= 1 and value < 1e9 and value == int(value)):  # NaN and inf fail here too
         raise SettingsError(f"{name}={env[name]!r} must be a whole number of 1 or more")
     return int(value)
+
+
+def _whole_in(env: Mapping[str, str], name: str, default: int, low: int, high: int, zero: str) -> int:
+    """A whole number from ``low`` to ``high`` (``zero`` says what 0 means)."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise SettingsError(f"{name}={raw!r}: use a whole number from {low} to {high}; {zero}")
+    return int(raw)
 
 
 def _instance_id(env: Mapping[str, str], name: str) -> str:

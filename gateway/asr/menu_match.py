@@ -35,6 +35,14 @@ def syllables(text: str) -> tuple[str, ...]:
     return tuple(lazy_pinyin(han, style=Style.NORMAL, errors="ignore")) if han else ()
 
 
+def preload() -> None:
+    """Import pypinyin and its dictionaries now (blocking: call it in a thread at start). Loaded
+    lazily by the first caller who says a menu choice, they cost the event loop a second or more
+    and the process ~50 MB in one step under load (tracemalloc: pypinyin/phrases_dict.py,
+    pinyin_dict.py; bench/README.md, 2026-12-02)."""
+    syllables("咨询")
+
+
 _INITIAL_GROUPS = ({"z", "zh"}, {"c", "ch"}, {"s", "sh"}, {"l", "n"}, {"f", "h"}, {"j", "q", "x"}, {"r", "l"})
 _FINAL_GROUPS = ({"ao", "ou"}, {"an", "ang"}, {"en", "eng"}, {"in", "ing"}, {"ian", "iang"}, {"uan", "uang"},
                  {"u", "v"}, {"o", "uo"}, {"e", "ei"}, {"ui", "uei"}, {"un", "uen"}, {"iu", "iou"})

@@ -3,10 +3,12 @@ application; its state in ``/healthz`` (``speech``) and ``/metrics`` (``audiosoc
 
 from __future__ import annotations
 
+import asyncio
 from typing import AsyncIterator
 
 from aiohttp import web
 
+from gateway.asr.menu_match import preload
 from gateway.deps import Deps
 from gateway.speech.service import Speech
 
@@ -22,6 +24,8 @@ def setup(app: web.Application, deps: Deps) -> None:
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         try:
+            if deps.settings.speech:  # the spoken-menu matcher's pinyin tables: at start, not in a call
+                await asyncio.to_thread(preload)
             await speech.start()
             yield
         finally:

@@ -235,3 +235,32 @@ def test_given_cdrs_of_several_contexts_when_merged_then_only_hotline_calls_have
     cdr = CdrCall("u1")
     cdr.add({"uniqueid": "u1", "start": 10.0, "end": 20.0, **record})
     assert cdr.line == line
+
+
+@pytest.fixture
+def settle_disk(tmp_path):
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    before = now - timedelta(minutes=10)
+    cdr_file = tmp_path / "cdr.json"
+    cdr_file.write_text(
+        _cdr("done", before, before + timedelta(minutes=1))
+        + _cdr("agentleg", before, before + timedelta(minutes=1), dcontext="gw-agents", dst="8001")
+        + _cdr("open", before, before + timedelta(minutes=2))
+        + _cdr("fresh", now - timedelta(seconds=2), now - timedelta(seconds=1)))  # within the grace period
+    return now, before, cdr_file
+
+
+async def test_given_cdrs_of_settled_and_unsettled_channels_when_reconciled_then_only_the_unsettled_are_kept(
+        store, settle_disk):
+    """The CDR map is bounded by what is still to reconcile, not by the 24 h look-back."""
+    now, before, cdr_file = settle_disk
+    await _start(store, "done", before)
+    await store.finish_call("done", ended_at=before + timedelta(minutes=1), hangup_cause=16,
+                            hangup_cause_txt="normal")
+    await _start(store, "open", before)  # open in the database, its CDR closes it
+    rec = Reconciler(ami=FakeAmi(now - timedelta(hours=1), []), store=store, node="n1", cdr_path=cdr_file,
+                     recordings_dir=None, dispatch=None, interval=0)
+    first = await rec.run("test")
+    assert first["closed"] == 1  # "open" closed by its CDR, then forgotten
+    assert set(rec.cdrs) == {"fresh"}
+    assert (await store.get_call("open"))["status"] == "ended"
