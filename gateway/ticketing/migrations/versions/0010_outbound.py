@@ -1,6 +1,6 @@
 """Calls the gateway places to citizens (issue 13): one row per attempt.
 
-Revision ID: outbound
+Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-02
 """
@@ -18,7 +18,7 @@ def UtcDateTime() -> sa.DateTime:  # noqa: N802 - reads like the models' column 
     return sa.DateTime(timezone=True)
 
 
-revision = "outbound"
+revision = "0010"
 down_revision = "0009"
 branch_labels = None
 depends_on = None

@@ -1,7 +1,7 @@
 """A callback instead of waiting (issue 13, virtual hold): the callbacks table.
 
-Revision ID: callback
-Revises: outbound
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-02
 """
 
@@ -18,8 +18,8 @@ def UtcDateTime() -> sa.DateTime:  # noqa: N802 - reads like the models' column 
     return sa.DateTime(timezone=True)
 
 
-revision = "callback"
-down_revision = "outbound"  # the lead re-chains: written as "0009", after outbound once merged
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

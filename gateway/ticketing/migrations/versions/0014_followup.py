@@ -1,7 +1,7 @@
 """The follow-up call (回访, issue 13): one row per handled ticket, its attempts and answers.
 
-Revision ID: followup
-Revises: outbound
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-02
 """
 
@@ -18,8 +18,8 @@ def UtcDateTime() -> sa.DateTime:  # noqa: N802 - reads like the models' column 
     return sa.DateTime(timezone=True)
 
 
-revision = "followup"
-down_revision = "outbound"  # chained after the merged outbound branch (was "0009"; the lead re-chains)
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 

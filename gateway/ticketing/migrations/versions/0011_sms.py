@@ -1,7 +1,7 @@
 """The SMS outbox (issue 13): texts with the ticket number to callers on a mobile.
 
-Revision ID: sms
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-02
 """
 
@@ -18,8 +18,8 @@ def UtcDateTime() -> sa.DateTime:  # noqa: N802 - reads like the models' column 
     return sa.DateTime(timezone=True)
 
 
-revision = "sms"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

@@ -1,8 +1,8 @@
 """The handling units' side (issue 13, units part): the overdue notice's claim on a dispatch,
 and the outbox of events for units' own systems (webhooks).
 
-Revision ID: units
-Revises: 0009
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-02
 """
 
@@ -18,8 +18,8 @@ def UtcDateTime() -> sa.DateTime:  # noqa: N802 - reads like the models' column 
     return sa.DateTime(timezone=True)
 
 
-revision = "units"
-down_revision = "0009"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
