@@ -37,12 +37,16 @@ _LANG = re.compile(r"^[a-z]{2,3}$")
 VOICES = ("cmn", "yue", "ko", "en")  # espeak-ng voices the prompts can be rendered in
 # A prompt text may name a per-call value in braces ({date}: the day the citizen called, the
 # follow-up flow); such a template is rendered per call (gateway.followup.ivr), not at apply.
-PROMPT_FIELDS = ("date",)
+# {date}: filled per call (the 回访's greeting, gateway.followup.ivr); {minutes} and {number}:
+# the callback offer's, rendered at apply as one prompt per value (gateway.pbx.prompts.prompt_variants).
+PER_CALL_FIELDS = ("date",)
+PROMPT_FIELDS = PER_CALL_FIELDS + ("minutes", "number")
 TEMPLATE_FIELD = re.compile(r"\{([^{}]*)\}")
 
 
 def is_template(text: str) -> bool:
-    return bool(TEMPLATE_FIELD.search(text or ""))
+    """Whether the text has a field filled per call (not rendered at apply)."""
+    return any(name in PER_CALL_FIELDS for name in TEMPLATE_FIELD.findall(text or ""))
 
 
 def check_flow(src: yamlsrc.Source, r: Reader) -> Flow | None:
