@@ -54,9 +54,11 @@ async def test_given_memory_debug_when_objects_are_kept_then_the_report_names_th
     assert not tracemalloc.is_tracing()
     assert text in caplog.text
     growth = text.split("growth sites", 1)[1].split("gc objects", 1)[0]
-    first_site = growth.splitlines()[1]
-    assert float(first_site.split()[0]) > 900  # kB, the bytearrays' line
-    assert first_site.split(") ", 1)[1].startswith("test_memory.py:")  # the allocation site first
+    # the bytearrays' line among the top sites (after a long test session other sites may grow
+    # or shrink as much in the same window: its rank is not asserted), named by its allocation site
+    sites = [line for line in growth.splitlines()[1:] if ") " in line]
+    ours = [line for line in sites if line.split(") ", 1)[1].startswith("test_memory.py:")]
+    assert any(float(line.split()[0]) > 900 for line in ours), growth
     grower_line = next(line for line in text.splitlines() if line.endswith(f"{__name__}.Grower"))
     assert grower_line.split()[1] == "+5000"  # gc objects by type: the change since the previous report
     assert "VmRSS" in text and "MB" in text and "python threads:" in text
