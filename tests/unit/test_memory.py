@@ -59,8 +59,11 @@ async def test_given_memory_debug_when_objects_are_kept_then_the_report_names_th
     sites = [line for line in growth.splitlines()[1:] if ") " in line]
     ours = [line for line in sites if line.split(") ", 1)[1].startswith("test_memory.py:")]
     assert any(float(line.split()[0]) > 900 for line in ours), growth
-    grower_line = next(line for line in text.splitlines() if line.endswith(f"{__name__}.Grower"))
-    assert grower_line.split()[1] == "+5000"  # gc objects by type: the change since the previous report
+    # gc objects by type: the change since the previous report, in the table of the most numerous
+    # types (alone) or in the line of the types that grew most (after a long session, when sets and
+    # cells of other tests outnumber 5000 Growers)
+    table = [line for line in text.splitlines() if line.endswith(f"{__name__}.Grower")]
+    assert (table and table[0].split()[1] == "+5000") or f"{__name__}.Grower +5000 " in text, text
     assert "VmRSS" in text and "MB" in text and "python threads:" in text
     assert len(kept) == 5500
 
