@@ -22,7 +22,6 @@ export const EVENT_KIND_NAMES = {dispatched: "派单", accepted: "签收", objec
   review: "审核", sms: "短信", withdrawn: "撤回", rejected: "驳回异议"};
 export const REVIEW_REASON_NAMES = {objection: "派单异议", no_unit: "无承办单位", unsolved: "回访未解决",
   unsatisfied: "回访不满意"};
-export const ROLE_NAMES = {agent: "话务员", supervisor: "班长", admin: "管理员"};
 // A callback instead of waiting (virtual hold): its statuses, and the desk's label of a called-back caller.
 export const CALLBACK_STATUS_NAMES = {waiting: "等待回拨", dialling: "正在回拨", connected: "已接通排队",
   no_answer: "无人接听", failed: "回拨失败", cancelled: "已取消", done: "已转人工"};
@@ -48,4 +47,3 @@ export const FOLLOWUP_STATUS_NAMES = {pending: "待安排", scheduled: "待回�
   unreachable: "未接通", refused: "拒绝回访", cancelled: "已取消"};
 export const SOLVED_NAMES = {yes: "已解决", no: "未解决"};
 export const SATISFACTION_NAMES = {satisfied: "满意", basic: "基本满意", unsatisfied: "不满意"};
-export const REVIEW_REASON_NAMES = {unsolved: "回访未解决", unsatisfied: "回访不满意", objection: "派单异议"};
