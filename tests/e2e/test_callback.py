@@ -28,7 +28,7 @@ from gateway_dev.simcall import CallScript, answer_call, place_call, set_citizen
 from gateway_dev.system import ROOT, System
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
-QUEUE_KEYS = "32"  # 举报 -> q-report (agent 8003 only), not confidential
+QUEUE_KEYS = "32#"  # 举报 -> q-report (agent 8003 only), not confidential; # = no repeat of the ticket number
 NOTICE = "您好这里是12345市民服务热线现在为您接通人工服务"
 
 
