@@ -139,3 +139,13 @@ class MenuMatcher:
         top, word = scored[0]
         second = scored[1][0] if len(scored) > 1 else 0.0
         return Match(word, top, top >= self.sure and top - second >= self.margin, second)
+
+
+def sounds_like(text: str, words: Iterable[str], *, at_least: float = 0.9) -> list[str]:
+    """The Chinese ``words`` that ``text`` holds in toneless pinyin (score >= ``at_least``).
+
+    For the emergency guard at a menu: a recogniser writes a short 着火了 as 找火了 (same
+    syllables, another tone), which no substring finds. Menus only: the emergency node asks
+    the caller to confirm with a key, so a homophone costs one key press, a miss a fire."""
+    matcher = MenuMatcher(())
+    return [w for w in dict.fromkeys(words) if syllables(w) and matcher.score(text, w) >= at_least]

@@ -156,8 +156,12 @@ def match_option(text: str, options: dict) -> str | None:
 
 
 def menu_grammar(options: dict, guard_words) -> list:
-    """The recogniser's runtime grammar at a speech menu: option words, emergency words, [unk]."""
-    words = [w for option in options.values() for w in option.words] + list(guard_words)
+    """The recogniser's runtime grammar at a speech menu: emergency words, option words, [unk].
+
+    Emergency words first: Whisper reads the list as the preceding text, and with them after a
+    longer option list it wrote a caller's 着火了 as 找火了 (no guard); first, both 着火了 and
+    投诉 come out right (tests/e2e/test_mandarin.py). Vosk's grammar ignores the order."""
+    words = list(guard_words) + [w for option in options.values() for w in option.words]
     return list(dict.fromkeys(words)) + ["[unk]"]
 
 

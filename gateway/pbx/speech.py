@@ -51,7 +51,7 @@ from typing import Awaitable, Callable
 
 from gateway.asr.engine import EngineUnavailable, SpeechEngine
 from gateway.asr.guard import find_emergency
-from gateway.asr.menu_match import MenuMatcher
+from gateway.asr.menu_match import MenuMatcher, sounds_like
 from gateway.errors import ChannelHangup, GatewayError
 from gateway.ivr_flows.channel import Heard, Recording, SpeechUnavailable
 from gateway.pbx import agi
@@ -148,7 +148,7 @@ class Listener:
             # menu's text is matched to its options tolerantly afterwards.
             if grammar is not None:
                 step.menu_words = [w for w in grammar if w != "[unk]" and w not in guard_words]
-                grammar = (step.menu_words + list(guard_words)) or None
+                grammar = (list(guard_words) + step.menu_words) or None  # see menu_grammar: guard first
             else:
                 grammar = list(guard_words) or None
         elif grammar is not None and self.menu_fillers.get(language):
@@ -343,6 +343,11 @@ class _Step:
             text = " ".join(w for w in str(transcript.get("text", "")).split() if w != "[unk]")
             if self.how != "emergency" and self.guard_words:
                 self.emergency_words = find_emergency(text, self.guard_words)
+                if not self.emergency_words and name is None and self.menu_words:
+                    self.emergency_words = sounds_like(text, self.guard_words)
+                    if self.emergency_words:
+                        log.warning("call %s: a menu answer sounds like an emergency word (%s)", self.uid,
+                                    ", ".join(self.emergency_words))
                 if self.emergency_words and name is None and self.how == "speech_end":
                     # a menu: the step ended on the pause before the final text came (a
                     # recogniser that decodes per utterance); the guard still takes the call

@@ -164,4 +164,5 @@ def test_given_option_words_when_matching_text_then_only_one_clear_option_wins()
     assert match_option("신고 요", options) == "3"
     assert match_option("상담 신고", options) is None  # ambiguous: ask again
     assert match_option("[unk]", options) is None and match_option("", options) is None
-    assert menu_grammar(options, ("화재",))[-2:] == ["화재", "[unk]"]
+    grammar = menu_grammar(options, ("화재",))
+    assert grammar[0] == "화재" and grammar[-1] == "[unk]" and "민원" in grammar  # the guard's words lead

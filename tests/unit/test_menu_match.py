@@ -46,3 +46,22 @@ def test_alignment_is_free_at_both_ends_and_costs_partial_syllables():
     assert best_alignment(("tou", "su"), ("wo", "yao", "tou", "su", "le")) == 0
     assert 0 < best_alignment(("tou", "su"), ("tou", "shu")) < 0.5
     assert best_alignment((), ("a",)) == float("inf")
+
+
+GUARD = ["着火", "火灾", "煤气", "燃气泄漏", "漏气", "受伤", "流血", "打人", "杀人", "抢劫", "车祸", "交通事故", "救命", "화재"]
+
+
+@pytest.mark.parametrize("said, words", [
+    ("找火了。", ["着火"]), ("着火了", ["着火"]), ("救名啊", ["救命"]), ("有人在打人", ["打人"]),
+])
+def test_given_a_menu_answer_that_sounds_like_an_emergency_word_then_the_guard_hears_it(said, words):
+    from gateway.asr.menu_match import sounds_like
+
+    assert sounds_like(said, GUARD) == words
+
+
+@pytest.mark.parametrize("said", ["投诉", "我要咨询", "企业服务", "查询进度", "韩语", "", "화재 아님"])
+def test_given_an_option_word_then_no_emergency_word_sounds_in_it(said):
+    from gateway.asr.menu_match import sounds_like
+
+    assert sounds_like(said, [w for w in GUARD if w != "화재"]) == []
