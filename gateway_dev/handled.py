@@ -1,8 +1,10 @@
-"""Test helper: put a ticket where the units part leaves it after every unit replied 办结.
+"""Bench and unit-test helper: put a ticket where the unit API leaves it after every unit replied 办结.
 
-The contract of issue 13 (units part): ``handling="handled"``, ``handled_at`` = now and a public
-``TicketEvent(kind="handled", text=the reply)``. Until that part is merged, tests and benches
-make that state through the store directly with this function. Development harness only.
+The state the units part writes: ``handling="handled"``, ``handled_at`` = now and a public
+``TicketEvent(kind="handled", text=the reply)``. ``bench/followup.py`` hands hundreds of tickets
+to the follow-up scheduler at once with it (the scheduler's rate is what it measures); the
+end-to-end tests go through the desk and unit APIs instead (tests/e2e/test_followup.py).
+Development harness only.
 """
 
 from __future__ import annotations

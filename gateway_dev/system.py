@@ -212,9 +212,11 @@ class System:
             return status, json.loads(payload or b"{}")
         return status, {"text": payload.decode("utf-8", "replace")}
 
-    def login(self, username: str, password: str, role: str) -> str:
-        """Create the user (if new) with the project's CLI and return a session token (for Bearer)."""
-        subprocess.run(GATEWAY + ["user", "add", username, "--role", role, "--password-stdin"], env=self.env,
+    def login(self, username: str, password: str, role: str, *, unit: str | None = None) -> str:
+        """Create the user (if new) with the project's CLI and return a session token (for Bearer);
+        ``unit``: the catalogue id of a ``unit`` account."""
+        subprocess.run(GATEWAY + ["user", "add", username, "--role", role, "--password-stdin"]
+                       + (["--unit", unit] if unit else []), env=self.env,
                        cwd=ROOT, input=password + "\n", capture_output=True, text=True, timeout=60)
         url = f"http://127.0.0.1:{self.http_port}/api/login"
         req = urllib.request.Request(url, data=json.dumps({"username": username, "password": password}).encode(),

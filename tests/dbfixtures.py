@@ -65,3 +65,15 @@ def empty_database_url(request, tmp_path) -> Iterator[str]:
         yield from _postgres_database(request, template="template0")
     else:
         yield f"sqlite+aiosqlite:///{tmp_path / 'state' / 'db' / 'gateway.db'}"
+
+
+@pytest.fixture
+async def store(database_url):
+    """A :class:`TicketStore` on the migrated ``database_url`` (both databases), closed after."""
+    from gateway.ticketing.store import TicketStore
+
+    store = await TicketStore.open(database_url)
+    try:
+        yield store
+    finally:
+        await store.close()

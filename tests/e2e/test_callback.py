@@ -6,8 +6,9 @@ expected wait is long: caller B hears the offer, presses 1, confirms the calling
 "好的，轮到您时我们会回拨" and is hung up. The gateway is restarted while B's callback waits;
 then the test ends A's call (the moment an agent frees up is the test's): the gateway calls B
 back, the simulated citizen answers, hears the notice and reaches agent 8003, whose desk pop
-is B's original ticket flagged as a callback. Then a citizen who does not answer: the
-callback is retried once (GATEWAY_CALLBACK_ATTEMPTS=2) and ends ``no_answer``.
+is B's original ticket flagged as a callback. Caller C took the offer after B and never
+answers: once 8003 is free again, C's callback is retried once (GATEWAY_CALLBACK_ATTEMPTS=2)
+and ends ``no_answer``. One scenario for both (one busy agent, one restart).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from gateway_dev.simcall import CallScript, answer_call, place_call, set_citizen
 from gateway_dev.system import ROOT, System
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
+ANSWERS, SILENT = "13900000201", "13900000202"  # the citizen who answers the callback, the one who never does
 QUEUE_KEYS = "32#"  # 举报 -> q-report (agent 8003 only), not confidential; # = no repeat of the ticket number
 NOTICE = "您好这里是12345市民服务热线现在为您接通人工服务"
 
@@ -105,19 +107,22 @@ async def _ask_callback(system, caller: str) -> dict:
     return heard
 
 
-def test_given_a_long_wait_when_the_caller_takes_the_offer_then_called_back_after_a_restart(system, tokens):
-    number = "13900000201"
-
+@pytest.fixture(scope="module")
+def called_back(system, tokens):
+    """Agent 8003 busy; B (answers) then C (never answers) take the offer; the gateway restarts
+    while both wait; 8003 frees up: B is called back and reaches 8003, then C's callback rings out."""
     async def scenario():
         first = await _busy_agent(system, "sim-cb-first", "13800000001")
-        heard = await _ask_callback(system, number)
+        heard = await _ask_callback(system, ANSWERS)
         pending = [c for c in _callbacks(system, tokens["lead"]) if c["call_uniqueid"] == heard["uniqueid"]]
         assert pending and pending[0]["status"] == "waiting" and pending[0]["number"] == "139****0201"
+        await set_citizen(system.settings, SILENT, "noanswer")
+        silent = await _ask_callback(system, SILENT)  # after B's: called back second
         await asyncio.to_thread(_supervisor_sees, system, pending[0])  # in a thread: Playwright's sync API
-        await asyncio.to_thread(system.stop_gateway)  # the place is kept in the database only
+        await asyncio.to_thread(system.stop_gateway)  # the places are kept in the database only
         await asyncio.to_thread(system.start_gateway)
         ready = asyncio.Event()
-        citizen = asyncio.create_task(answer_call(system.settings, number, CallScript(number=number, ears=True),
+        citizen = asyncio.create_task(answer_call(system.settings, ANSWERS, CallScript(number=ANSWERS, ears=True),
                                                   ready=ready, timeout=120))
         await asyncio.wait_for(ready.wait(), 30)
         base = f"http://127.0.0.1:{system.http_port}"
@@ -125,9 +130,14 @@ def test_given_a_long_wait_when_the_caller_takes_the_offer_then_called_back_afte
             await _hangup(system, "sim-cb-first")  # agent 8003 frees up now
             await first
             pop = await desk.next("screen_pop", timeout=60)
-        return heard, pending[0], pop, await citizen
+        return heard, pending[0], pop, await citizen, silent
 
-    heard, callback, pop, called = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_given_a_long_wait_when_the_caller_takes_the_offer_then_called_back_after_a_restart(
+        system, tokens, called_back):
+    heard, callback, pop, called, _ = called_back
     assert "main-callback_notice" in called["heard"] and called["queue"] == "q-report", called
     assert called["agent"], called  # the citizen reached the agent
     assert pop["callback"]["id"] == callback["id"] and pop["uniqueid"] == called["uniqueid"]
@@ -138,7 +148,7 @@ def test_given_a_long_wait_when_the_caller_takes_the_offer_then_called_back_afte
     status, audit = system.http(f"/api/tickets/{callback['ticket_id']}/audit", token=tokens["lead"])
     actions = [a["action"] for a in audit["items"]]
     assert {"callback.requested", "callback.connected", "callback.done"} <= set(actions), actions
-    assert number not in str(audit)  # the number stays off the audit trail
+    assert ANSWERS not in str(audit)  # the number stays off the audit trail
     heard = _heard(system, called["ears"])  # what the citizen heard, by the Mandarin recogniser
     assert _window_cer(heard) <= 0.35, heard
 
@@ -194,18 +204,8 @@ def _window_cer(heard: str) -> float:
     return min(cer(NOTICE, window) for window in windows) if heard else 1.0
 
 
-def test_given_a_citizen_who_does_not_answer_then_retried_then_no_answer(system, tokens):
-    number = "13900000202"
-
-    async def scenario():
-        first = await _busy_agent(system, "sim-cb-second", "13800000002")
-        heard = await _ask_callback(system, number)
-        await set_citizen(system.settings, number, "noanswer")
-        await _hangup(system, "sim-cb-second")
-        await first
-        return heard
-
-    heard = asyncio.run(scenario())
+def test_given_a_citizen_who_does_not_answer_then_retried_then_no_answer(system, tokens, called_back):
+    heard = called_back[4]
     final = eventually(lambda: next(c for c in _callbacks(system, tokens["lead"])
                                     if c["call_uniqueid"] == heard["uniqueid"] and c["status"] == "no_answer"),
                        timeout=60, what="the callback given up after its retry")

@@ -1,6 +1,7 @@
-"""End to end, the follow-up call (回访, issue 13) on the real sandbox: tickets made by real calls,
-set to 办结 (handled) the way the units part does it (gateway_dev.handled, until that part is
-merged), then the gateway calls the simulated citizens through its outbound calls:
+"""End to end, the follow-up call (回访, issue 13) on the real sandbox, the whole chain: tickets made
+by real calls, submitted from the desk API with a dispatch to the water company, accepted and
+replied 办结 by the company's own account over the unit API; then the gateway calls the simulated
+citizens through its outbound calls:
 
 * a citizen who presses 1 (solved) and 1 (satisfied) and says a comment: the answers and the
   comment's transcript (Whisper, live) on the follow-up, the ticket closed, its audit and its
@@ -9,6 +10,7 @@ merged), then the gateway calls the simulated citizens through its outbound call
 * a confidential caller who presses 2 (unsolved): the ticket on the review list;
 * a citizen who never answers: retried, then unreachable (short retry settings);
 * the desk's manual follow-up of that unreachable ticket in a real browser, at 1366 and 768 px.
+* the citizen then asks progress by phone (option 7, the number keyed) and hears 已办结，并已完成回访.
 
 One System for the file (short settings: any hour, no delay, 2 attempts 2 s apart, 1 s rounds).
 """
@@ -20,7 +22,7 @@ import json
 import re
 import shutil
 import wave
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -29,7 +31,6 @@ import sqlalchemy as sa
 
 from gateway.asr.zh_text import cer
 from gateway_dev.eventually import eventually
-from gateway_dev.handled import mark_handled
 from gateway_dev.simcall import CallScript, answer_call, place_calls, set_citizen
 from gateway_dev.system import ROOT, System, say_zh
 
@@ -75,8 +76,30 @@ def _db(system, work):
     return asyncio.run(run())
 
 
-def _handled(system, ticket_id: int) -> None:
-    _db(system, lambda store: mark_handled(store, ticket_id, now=datetime.now(timezone.utc), text="已办结"))
+def _dispatched(system, boss: str, ticket_id: int) -> int:
+    """Submitted from the desk API (直派 to the water company); returns the dispatch's id."""
+    status, ticket = system.http(f"/api/desk/tickets/{ticket_id}", token=boss)
+    assert status == 200, ticket
+    body = {"version_id": ticket["version_id"], "category": "求助", "urgency": "normal", "place": "三里屯街道",
+            "summary": "小区门口路面坏了，下雨积水", "dispatch_mode": "direct",
+            "units": [{"id": "water", "name": "市自来水集团"}]}
+    status, done = system.http(f"/api/desk/tickets/{ticket_id}/submit", method="POST", body=body, token=boss)
+    assert status == 200 and done["handling"] == "dispatched", done
+    unit = system.login("fu-water", PASSWORD, "unit", unit="water")
+    status, mine = system.http("/api/unit/dispatches?state=all", token=unit)
+    assert status == 200, mine
+    return next(d["id"] for d in mine["items"] if d["ticket_id"] == ticket_id)
+
+
+def _handled(system, dispatch_id: int, *, again: bool = False) -> None:
+    """The water company's account accepts and replies 办结 (the unit API, as its own system would)."""
+    unit = system.login("fu-water", PASSWORD, "unit", unit="water")
+    if not again:
+        status, out = system.http(f"/api/unit/dispatches/{dispatch_id}/accept", method="POST", body={}, token=unit)
+        assert status == 200, out
+    status, out = system.http(f"/api/unit/dispatches/{dispatch_id}/reply", method="POST",
+                              body={"result": "已办结，路面已修复"}, token=unit)
+    assert (status == 200) if not again else status in (200, 409), (status, out)
 
 
 def _followup(system, token: str, ticket_id: int) -> dict:
@@ -145,6 +168,7 @@ def world(system, boss, tmp_path_factory):
     calls = asyncio.run(place_calls(system.settings, scripts))
     tickets = {c: r["ticket_id"] for c, r in zip((SOLVED, UNSOLVED, SILENT), calls)}
     assert all(tickets.values()), calls
+    dispatches = {c: _dispatched(system, boss, t) for c, t in tickets.items()}
 
     async def citizens():
         ready = [asyncio.Event(), asyncio.Event()]
@@ -156,17 +180,17 @@ def world(system, boss, tmp_path_factory):
             ready=ready[1], timeout=300))  # keys once each question was heard whole (its ears: the menus)
         await set_citizen(system.settings, SILENT, "noanswer")
         await asyncio.wait_for(asyncio.gather(*(r.wait() for r in ready)), 30)
-        for ticket_id in tickets.values():  # every unit replied 办结: the follow-ups are due now
-            await asyncio.to_thread(_handled, system, ticket_id)
+        for dispatch_id in dispatches.values():  # the unit replied 办结: the follow-ups are due now
+            await asyncio.to_thread(_handled, system, dispatch_id)
         return await solved, await unsolved
 
     heard_solved, heard_unsolved = asyncio.run(citizens())
-    return tickets, heard_solved, heard_unsolved
+    return tickets, heard_solved, heard_unsolved, dispatches
 
 
 def test_given_a_handled_ticket_when_the_citizen_presses_1_1_and_comments_then_answers_on_ticket_and_closed(
         system, boss, world):
-    tickets, heard, _ = world
+    tickets, heard, _, _ = world
     tid = tickets[SOLVED]
     row = eventually(lambda: (f := _followup(system, boss, tid))["status"] == "done" and f, timeout=60,
                      what="the follow-up's answers stored")
@@ -184,7 +208,7 @@ def test_given_a_handled_ticket_when_the_citizen_presses_1_1_and_comments_then_a
 
 
 def test_given_the_follow_up_call_then_the_citizen_heard_its_day_and_questions_in_mandarin(system, boss, world):
-    tickets, heard, heard_menus = world
+    tickets, heard, heard_menus, _ = world
     assert "followup-solved_menu" in heard["heard"] and "followup-satisfaction_menu" in heard["heard"], heard
     said = _heard(system, heard["ears"])  # the greeting: the 12345 line and the day the citizen called
     created = datetime.fromisoformat(_ticket(system, boss, tickets[SOLVED])["created_at"]).astimezone(
@@ -200,12 +224,12 @@ def test_given_the_follow_up_call_then_the_citizen_heard_its_day_and_questions_i
 
 
 def test_given_a_second_banjie_of_the_same_ticket_then_nobody_is_called_again(system, boss, world):
-    tickets, _, _ = world
+    tickets, _, _, dispatches = world
     tid = tickets[SOLVED]
     eventually(lambda: _followup(system, boss, tid)["status"] == "done", timeout=60, what="first follow-up done")
     before = _outbound_calls(system, SOLVED)
     assert len(before) == 1, before
-    _handled(system, tid)  # a second 办结 (e.g. a unit replying again)
+    _handled(system, dispatches[SOLVED], again=True)  # a second 办结 (the unit replying again)
     status, metrics = system.http("/metrics?format=json", token=boss)
     rounds = metrics["followup"]["rounds"]
     eventually(lambda: system.http("/metrics?format=json", token=boss)[1]["followup"]["rounds"] >= rounds + 3,
@@ -215,7 +239,7 @@ def test_given_a_second_banjie_of_the_same_ticket_then_nobody_is_called_again(sy
 
 
 def test_given_a_confidential_caller_who_presses_2_then_the_ticket_is_on_the_review_list(system, boss, world):
-    tickets, _, heard = world
+    tickets, _, heard, _ = world
     tid = tickets[UNSOLVED]
     assert _ticket(system, boss, tid)["confidential"] is True  # still called: the hotline knows the number
     row = eventually(lambda: (f := _followup(system, boss, tid))["status"] == "done" and f, timeout=60,
@@ -228,13 +252,28 @@ def test_given_a_confidential_caller_who_presses_2_then_the_ticket_is_on_the_rev
 
 
 def test_given_a_citizen_who_never_answers_then_retried_then_unreachable(system, boss, world):
-    tickets, _, _ = world
+    tickets, _, _, dispatches = world
     tid = tickets[SILENT]
     row = eventually(lambda: (f := _followup(system, boss, tid))["status"] == "unreachable" and f, timeout=90,
                      what="two unanswered attempts")
     assert row["attempts"] == 2 and row["last_outcome"] == "no_answer", row
     assert [o for _, o in _outbound_calls(system, SILENT)] == ["no_answer", "no_answer"]
     assert _ticket(system, boss, tid)["handling"] == "closed"
+
+
+def test_given_the_follow_up_done_when_the_citizen_asks_progress_by_phone_then_followed_up(system, boss, world):
+    """The end of the chain: the citizen keys the ticket's number at 12345's option 7 and hears that
+    the request was handled and followed up (a pure query: no ticket, no agent)."""
+    tickets, _, _, _ = world
+    tid = tickets[SOLVED]
+    eventually(lambda: _followup(system, boss, tid)["status"] == "done", timeout=60, what="the follow-up done")
+    number = _ticket(system, boss, tid)["ticket_no"]
+    asked = asyncio.run(place_calls(system.settings, [CallScript(
+        number="12345", caller=SOLVED, digits="7", numbers=(number + "#",), timeout=300)]))[0]
+    step = next(s for s in asked["menu_path"] if s.get("node") == "progress")
+    assert (step["result"], step["ticket_id"], step["status"]) == ("found", tid, "followed_up"), asked["menu_path"]
+    assert "main-progress_status_followed_up" in asked["heard"], asked["heard"]
+    assert asked["ticket_id"] is None and asked["queue"] is None
 
 
 # -- the desk's manual follow-up in a browser ----------------------------------------------------
@@ -312,3 +351,4 @@ def test_given_an_unreachable_follow_up_when_an_agent_phones_and_records_then_do
     assert overflow <= 0, f"the page scrolls sideways by {overflow} px at 768 px"
     assert errors == []
     context.close()
+

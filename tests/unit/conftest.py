@@ -55,4 +55,4 @@ def _root_logger_restored() -> Iterator[None]:
     handlers, level = root.handlers[:], root.level
     yield
     root.handlers[:], root.level = handlers, level
-from tests.dbfixtures import database_url, empty_database_url, postgres_server  # noqa: F401,E402 - fixtures
+from tests.dbfixtures import database_url, empty_database_url, postgres_server, store  # noqa: F401,E402 - fixtures

@@ -13,7 +13,6 @@ from gateway.callback.policy import RetryPolicy
 from gateway.callback.service import CallbackService
 from gateway.callback.store import CallbackStore
 from gateway.pbx.ami_events import AgentConnect, Hangup
-from gateway.ticketing.store import TicketStore
 from tests.unit.test_ticket_store import T0, ensure, start
 
 
@@ -54,15 +53,6 @@ class FakeOutbound:
 @dataclass
 class State:
     uniqueid: str
-
-
-@pytest.fixture
-async def store(database_url):
-    store = await TicketStore.open(database_url)
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 def service(store, ami, outbound, now):

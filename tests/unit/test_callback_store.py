@@ -13,15 +13,6 @@ from gateway.ticketing.store import TicketStore
 from tests.unit.test_ticket_store import T0, ensure, start
 
 
-@pytest.fixture
-async def store(database_url):
-    store = await TicketStore.open(database_url)
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
 async def _requested(store: TicketStore, uid: str = "u-1", minutes: int = 0) -> tuple[CallbackStore, dict, int]:
     await start(store, uid)
     ticket_id = await ensure(store, uid, queue="q-general")

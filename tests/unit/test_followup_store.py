@@ -15,15 +15,6 @@ from gateway_dev.handled import mark_handled
 T0 = datetime(2027, 9, 28, 2, 0, tzinfo=timezone.utc)
 
 
-@pytest.fixture
-async def store(database_url):
-    store = await TicketStore.open(database_url)
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
 async def ticket(store: TicketStore, uid: str, *, caller="13800138000", raw=None, handled=True, opt_out=False) -> int:
     await store.start_call(uniqueid=uid, channel=f"PJSIP/x-{uid}", caller_number=caller, dialled_number="12345",
                            line_number="12345", line_name="市民服务热线", merge_mode="primary", department=None,

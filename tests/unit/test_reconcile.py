@@ -14,7 +14,6 @@ from gateway.calls.reconcile import (CAUSE_CRASH, CAUSE_LOST, CdrCall, CdrReader
 from gateway.pbx.ami_events import AgentConnect, Hangup
 from gateway.pbx.dialplan import CDR_FIELDS, render_files
 from gateway.ticketing import migrate
-from gateway.ticketing.store import TicketStore
 
 T0 = datetime(2026, 3, 1, 8, 30, tzinfo=timezone.utc)
 
@@ -117,16 +116,6 @@ def database_url(tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
     migrate.upgrade(url)
     return url
-
-
-@pytest.fixture
-async def store(database_url):
-    url = database_url
-    store = await TicketStore.open(url)
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def _start(store, uid, started_at):

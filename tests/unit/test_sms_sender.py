@@ -16,7 +16,6 @@ from gateway.sms.outbox import Outbox
 from gateway.sms.senders import SmppNotImplemented, SmppSender, SmsMessage, SmsSenderError, WebhookSender
 from gateway.sms.texts import mobile_number, renumbered_body, ticket_no_body
 from gateway.sms.worker import SmsWorker
-from gateway.ticketing.store import TicketStore
 from gateway.ticketing.ticket_no import new_ticket_no
 from tests.unit.test_ticket_numbers_store import ensure, start
 
@@ -51,15 +50,6 @@ async def sink():
         yield sink
     finally:
         await runner.cleanup()
-
-
-@pytest.fixture
-async def store(database_url):
-    store = await TicketStore.open(database_url)
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def test_given_a_secret_when_sent_then_the_sink_gets_json_signed_with_hmac(sink):

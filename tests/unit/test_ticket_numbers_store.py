@@ -7,19 +7,9 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from gateway.sms.outbox import Outbox, backoff_seconds
-from gateway.ticketing.store import TicketStore
 from gateway.ticketing.ticket_no import is_ticket_no, new_ticket_no
 
 T0 = datetime(2026, 12, 1, 17, 30, tzinfo=timezone.utc)  # 2 December 01:30 in Beijing
-
-
-@pytest.fixture
-async def store(database_url):
-    store = await TicketStore.open(database_url)
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def start(store, uid: str, caller: str = "13800138000") -> None:

@@ -27,15 +27,6 @@ HEAD_REVISION = _head_revision()
 T0 = datetime(2025, 3, 1, 8, 30, tzinfo=timezone.utc)
 
 
-@pytest.fixture
-async def store(database_url):
-    store = await TicketStore.open(database_url)
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
 async def start(store: TicketStore, uniqueid: str, **overrides) -> None:
     fields = dict(
         uniqueid=uniqueid,
