@@ -6,7 +6,8 @@ expected wait is long: caller B hears the offer, presses 1, confirms the calling
 "好的，轮到您时我们会回拨" and is hung up. The gateway is restarted while B's callback waits;
 then the test ends A's call (the moment an agent frees up is the test's): the gateway calls B
 back, the simulated citizen answers, hears the notice and reaches agent 8003, whose desk pop
-is B's original ticket flagged as a callback. Caller C took the offer after B and never
+is B's original ticket flagged as a callback (over the desk's socket, and in Debian's Chromium:
+announced as 回拨, opened with Alt+1, the 回拨 badge at 1366 and 768 px). Caller C took the offer after B and never
 answers: once 8003 is free again, C's callback is retried once (GATEWAY_CALLBACK_ATTEMPTS=2)
 and ends ``no_answer``. One scenario for both (one busy agent, one restart).
 """
@@ -17,6 +18,7 @@ import asyncio
 import json
 import re
 import shutil
+import threading
 import wave
 from pathlib import Path
 
@@ -126,10 +128,14 @@ def called_back(system, tokens):
                                                   ready=ready, timeout=120))
         await asyncio.wait_for(ready.wait(), 30)
         base = f"http://127.0.0.1:{system.http_port}"
+        opened = threading.Event()
+        browser = asyncio.create_task(asyncio.to_thread(_desk_shows_callback, system, opened))
+        await asyncio.to_thread(opened.wait, 60)  # 8003's desk open in the browser too
         async with DeskSocket(base, system.login("cb-agent", "cb-agent-pw-12345", "agent")) as desk:
             await _hangup(system, "sim-cb-first")  # agent 8003 frees up now
             await first
             pop = await desk.next("screen_pop", timeout=60)
+        await browser
         return heard, pending[0], pop, await citizen, silent
 
     return asyncio.run(scenario())
@@ -185,6 +191,52 @@ def _supervisor_sees(system, callback: dict) -> None:
             assert not errors, errors
         finally:
             browser.close()
+
+
+def _desk_shows_callback(system, opened: threading.Event) -> None:
+    """Agent 8003's desk in the browser: the callback's pop is announced as 回拨, and opened by the
+    keyboard it carries the 回拨 badge (1366 and 768 px)."""
+    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        opened.set()
+        return
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                context = browser.new_context(base_url=f"http://127.0.0.1:{system.http_port}", locale="zh-CN",
+                                              viewport={"width": 1366, "height": 768})
+                context.add_cookies([{"name": "gw_session", "value": system.login("cb-agent", "cb-agent-pw-12345",
+                                                                                   "agent"),
+                                      "url": f"http://127.0.0.1:{system.http_port}"}])
+                page = context.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                page.goto("/desk")
+                sync_api.expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=20_000)
+                opened.set()
+                # caller A's draft is open already (8003 took that call): the callback's pop is
+                # announced, not opened over it; the agent opens it from the keyboard (Alt+1)
+                sync_api.expect(page.get_by_role("alert")).to_contain_text("回拨", timeout=90_000)
+                page.keyboard.press("Alt+1")
+                badge = page.locator(".badge.callback").first
+                sync_api.expect(badge).to_be_visible(timeout=20_000)
+                sync_api.expect(badge).to_have_text(re.compile("回拨"))
+                artifacts = Path(__file__).resolve().parents[2] / "test-artifacts"
+                artifacts.mkdir(exist_ok=True)
+                for width, height in ((1366, 768), (768, 1024)):
+                    page.set_viewport_size({"width": width, "height": height})
+                    sync_api.expect(badge).to_be_visible()
+                    page.screenshot(path=str(artifacts / f"callback-desk-{width}.png"), full_page=True)
+                    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+                    assert overflow <= 0, f"the desk scrolls sideways by {overflow} px at {width} px"
+                assert not errors, errors
+            finally:
+                browser.close()
+    finally:
+        opened.set()
 
 
 def _heard(system, ears: str) -> str:
