@@ -15,6 +15,7 @@ and ends ``no_answer``. One scenario for both (one busy agent, one restart).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import shutil
@@ -32,6 +33,7 @@ from gateway_dev.system import ROOT, System
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 ANSWERS, SILENT = "13900000201", "13900000202"  # the citizen who answers the callback, the one who never does
+ARTIFACTS = ROOT / "test-artifacts"
 QUEUE_KEYS = "32#"  # 举报 -> q-report (agent 8003 only), not confidential; # = no repeat of the ticket number
 NOTICE = "您好这里是12345市民服务热线现在为您接通人工服务"
 
@@ -46,9 +48,9 @@ def system():
         yield sysm
     finally:
         sysm.down()
-        (ROOT / "test-artifacts").mkdir(exist_ok=True)
+        ARTIFACTS.mkdir(exist_ok=True)
         if sysm.log_path.exists():
-            shutil.copy(sysm.log_path, ROOT / "test-artifacts" / "e2e-callback-gateway.log")
+            shutil.copy(sysm.log_path, ARTIFACTS / "e2e-callback-gateway.log")
         shutil.rmtree(sysm.state, ignore_errors=True)
 
 
@@ -159,82 +161,74 @@ def test_given_a_long_wait_when_the_caller_takes_the_offer_then_called_back_afte
     assert _window_cer(heard) <= 0.35, heard
 
 
-def _supervisor_sees(system, callback: dict) -> None:
-    """The supervisor board lists the waiting callback (masked number, cancel button) at 1366 and 768 px."""
+@contextlib.contextmanager
+def _signed_in_page(system, user: str, password: str, role: str):
+    """(sync_api, page, errors) of Debian's Chromium signed in as ``user`` at 1366 x 768, or None
+    without the browser; page errors are collected in ``errors``."""
     from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
 
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
+        yield None
         return
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            context = browser.new_context(base_url=f"http://127.0.0.1:{system.http_port}", locale="zh-CN",
-                                          viewport={"width": 1366, "height": 768})
-            context.add_cookies([{"name": "gw_session", "value": system.login("cb-lead", "cb-lead-pw-12345",
-                                                                               "supervisor"),
-                                  "url": f"http://127.0.0.1:{system.http_port}"}])
+            base = f"http://127.0.0.1:{system.http_port}"
+            context = browser.new_context(base_url=base, locale="zh-CN", viewport={"width": 1366, "height": 768})
+            context.add_cookies([{"name": "gw_session", "value": system.login(user, password, role), "url": base}])
             page = context.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto("/supervisor")
-            row = page.locator(f'#callbacks tr[data-callback-id="{callback["id"]}"]')
-            sync_api.expect(row).to_contain_text("139****0201", timeout=20_000)
-            sync_api.expect(row).to_contain_text("等待回拨")
-            sync_api.expect(row.get_by_role("button", name=re.compile("取消回拨"))).to_be_visible()
-            artifacts = Path(__file__).resolve().parents[2] / "test-artifacts"
-            artifacts.mkdir(exist_ok=True)
-            for width in (1366, 768):
-                page.set_viewport_size({"width": width, "height": 1024})
-                sync_api.expect(row).to_be_visible()
-                page.screenshot(path=str(artifacts / f"callback-supervisor-{width}.png"), full_page=True)
-            assert not errors, errors
+            ARTIFACTS.mkdir(exist_ok=True)
+            yield sync_api, page, errors
         finally:
             browser.close()
+
+
+def _supervisor_sees(system, callback: dict) -> None:
+    """The supervisor board lists the waiting callback (masked number, cancel button) at 1366 and 768 px."""
+    with _signed_in_page(system, "cb-lead", "cb-lead-pw-12345", "supervisor") as browser:
+        if browser is None:
+            return
+        sync_api, page, errors = browser
+        page.goto("/supervisor")
+        row = page.locator(f'#callbacks tr[data-callback-id="{callback["id"]}"]')
+        sync_api.expect(row).to_contain_text("139****0201", timeout=20_000)
+        sync_api.expect(row).to_contain_text("等待回拨")
+        sync_api.expect(row.get_by_role("button", name=re.compile("取消回拨"))).to_be_visible()
+        for width in (1366, 768):
+            page.set_viewport_size({"width": width, "height": 1024})
+            sync_api.expect(row).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / f"callback-supervisor-{width}.png"), full_page=True)
+        assert not errors, errors
 
 
 def _desk_shows_callback(system, opened: threading.Event) -> None:
     """Agent 8003's desk in the browser: the callback's pop is announced as 回拨, and opened by the
     keyboard it carries the 回拨 badge (1366 and 768 px)."""
-    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
-
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        opened.set()
-        return
     try:
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                context = browser.new_context(base_url=f"http://127.0.0.1:{system.http_port}", locale="zh-CN",
-                                              viewport={"width": 1366, "height": 768})
-                context.add_cookies([{"name": "gw_session", "value": system.login("cb-agent", "cb-agent-pw-12345",
-                                                                                   "agent"),
-                                      "url": f"http://127.0.0.1:{system.http_port}"}])
-                page = context.new_page()
-                errors: list[str] = []
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                page.goto("/desk")
-                sync_api.expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=20_000)
-                opened.set()
-                # caller A's draft is open already (8003 took that call): the callback's pop is
-                # announced, not opened over it; the agent opens it from the keyboard (Alt+1)
-                sync_api.expect(page.get_by_role("alert")).to_contain_text("回拨", timeout=90_000)
-                page.keyboard.press("Alt+1")
-                badge = page.locator(".badge.callback").first
-                sync_api.expect(badge).to_be_visible(timeout=20_000)
-                sync_api.expect(badge).to_have_text(re.compile("回拨"))
-                artifacts = Path(__file__).resolve().parents[2] / "test-artifacts"
-                artifacts.mkdir(exist_ok=True)
-                for width, height in ((1366, 768), (768, 1024)):
-                    page.set_viewport_size({"width": width, "height": height})
-                    sync_api.expect(badge).to_be_visible()
-                    page.screenshot(path=str(artifacts / f"callback-desk-{width}.png"), full_page=True)
-                    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
-                    assert overflow <= 0, f"the desk scrolls sideways by {overflow} px at {width} px"
-                assert not errors, errors
-            finally:
-                browser.close()
+        with _signed_in_page(system, "cb-agent", "cb-agent-pw-12345", "agent") as browser:
+            if browser is None:
+                return
+            sync_api, page, errors = browser
+            page.goto("/desk")
+            sync_api.expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=20_000)
+            opened.set()
+            # caller A's draft is open already (8003 took that call): the callback's pop is
+            # announced, not opened over it; the agent opens it from the keyboard (Alt+1)
+            sync_api.expect(page.get_by_role("alert")).to_contain_text("回拨", timeout=90_000)
+            page.keyboard.press("Alt+1")
+            badge = page.locator(".badge.callback").first
+            sync_api.expect(badge).to_be_visible(timeout=20_000)
+            sync_api.expect(badge).to_have_text(re.compile("回拨"))
+            for width, height in ((1366, 768), (768, 1024)):
+                page.set_viewport_size({"width": width, "height": height})
+                sync_api.expect(badge).to_be_visible()
+                page.screenshot(path=str(ARTIFACTS / f"callback-desk-{width}.png"), full_page=True)
+                overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+                assert overflow <= 0, f"the desk scrolls sideways by {overflow} px at {width} px"
+            assert not errors, errors
     finally:
         opened.set()
 
