@@ -142,6 +142,7 @@ async def metrics(request: web.Request) -> web.Response:
     sources = request.app[METRICS]
     if _wants_json(request):
         return web.json_response(sources.snapshot())
+    await sources.refresh()  # the figures read from the database (gateway.supervision.ops_metrics)
     return web.Response(body=generate_latest(sources.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
