@@ -166,23 +166,21 @@ class StateCollector:
         engine = self.speech_engine()
         yield _gauge("gateway_speech_enabled", "1 when the speech recogniser is configured and started",
                      0.0 if engine is None else 1.0)
-        if engine is None:
-            return
-        stats = engine.stats()
-        yield _gauge("gateway_speech_streams_live", "live recognition streams now", stats["live_streams"])
+        stats = engine.stats() if engine is not None else {}  # off: every figure 0 (the families stay)
+        yield _gauge("gateway_speech_streams_live", "live recognition streams now", stats.get("live_streams", 0))
         yield _gauge("gateway_speech_streams_queued", "streams waiting for a speech worker (theirs died)",
-                     stats["waiting_for_worker"])
-        yield _gauge("gateway_speech_streams_max", "live streams allowed (max_streams)", stats["max_streams"])
-        yield _gauge("gateway_speech_workers_alive", "speech workers ready", stats["workers_alive"])
-        yield _gauge("gateway_speech_workers", "speech workers configured", stats["workers"])
+                     stats.get("waiting_for_worker", 0))
+        yield _gauge("gateway_speech_streams_max", "live streams allowed (max_streams)", stats.get("max_streams", 0))
+        yield _gauge("gateway_speech_workers_alive", "speech workers ready", stats.get("workers_alive", 0))
+        yield _gauge("gateway_speech_workers", "speech workers configured", stats.get("workers", 0))
         yield _counter_value("gateway_speech_worker_restarts", "speech worker processes restarted",
-                             stats["restarts"])
+                             stats.get("restarts", 0))
         streams = _counter("gateway_speech_streams", "recognition streams by what became of them", ["result"])
         for key, result in (("streams_opened", "opened"), ("streams_failed", "failed"),
                             ("streams_recovered", "recovered"), ("overloaded", "refused_overloaded")):
             streams.add_metric([result], float(stats.get(key, 0)))
         yield streams
-        decoded = getattr(engine, "decoded", dict)()
+        decoded = engine.decoded() if engine is not None else {}
         transcripts = _counter("gateway_speech_transcripts", "finished transcripts by language", ["language"])
         audio = _counter("gateway_speech_audio_seconds", "seconds of audio in finished transcripts", ["language"])
         decode = _counter("gateway_speech_decode_seconds", "seconds the workers spent decoding finished "
