@@ -11,13 +11,19 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.app import create_app
 from gateway.callback.store import CallbackStore
 from gateway.calls.handler import CallHandler
 from gateway.calls.metrics import Metrics
 from gateway.deps import AmiEvents, MetricSources
+from gateway.errors import SettingsError
+from gateway.hotlines import plugin as hotlines_plugin
+from gateway.hotlines.asterisk import AsteriskSync
 from gateway.ivr_flows.validate import load_config
 from gateway.pbx.ami_events import parse_event
 from gateway.sms.outbox import Outbox
@@ -28,6 +34,7 @@ from gateway.ticketing.models import SmsOutbox, UnitHookDelivery
 from gateway.ticketing.store import TicketStore
 from tests.unit.ops_scrape import scrape_after_a_call
 from tests.unit.scripted import ScriptedChannel
+from tests.unit.test_app_plugins import _settings
 
 CONFIG = load_config(Path(__file__).resolve().parents[2] / "config")
 CALLER = "13800138000"
@@ -247,3 +254,41 @@ async def test_given_the_gateway_after_a_call_when_scraped_then_it_parses_and_no
     assert waits["20.0"] == 0 and waits["30.0"] == 1
     assert {s.labels["source"]: s.value for s in by_name["gateway_metrics_source_up"].samples} == {
         "database": 1, "callbacks": 1, "sms": 1, "unit_hooks": 1}
+
+
+# -- Prometheus's scrape token (GATEWAY_METRICS_TOKEN_FILE) ---------------------------------------
+TOKEN = "s" * 20 + "-scrape-token-0123456789"
+
+
+@pytest.fixture
+def token_file(tmp_path, request, monkeypatch) -> Path:
+    """The token file (written here, off the test's event loop); no Asterisk for the app."""
+    monkeypatch.setattr(AsteriskSync, "render", lambda self, config, previous: None)
+    monkeypatch.setattr(hotlines_plugin, "AMI_WAIT", 0.0)
+    path = tmp_path / "metrics.token"
+    path.write_text(getattr(request, "param", TOKEN + "\n"))
+    return path
+
+
+async def test_given_a_scrape_token_file_when_prometheus_sends_it_then_only_get_metrics_opens(tmp_path, token_file):
+    app = await create_app(_settings(tmp_path, metrics_token_file=token_file))
+    async with TestClient(TestServer(app)) as client:
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        resp = await client.get("/metrics", headers=bearer)
+        assert resp.status == 200 and "gateway_calls_total" in await resp.text()
+        assert (await client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}x"})).status == 401
+        assert (await client.post("/metrics?reset=1", headers=bearer)).status == 401  # reading only
+        assert (await client.get("/api/tickets", headers=bearer)).status == 401  # and nothing else
+        assert (await client.get("/metrics")).status == 401
+
+
+@pytest.mark.parametrize("token_file", ["short", "x" * 40 + " with spaces", ""], indirect=True)
+async def test_given_a_bad_scrape_token_file_when_the_gateway_starts_then_it_stops_naming_the_setting(
+        tmp_path, token_file):
+    app = await create_app(_settings(tmp_path, metrics_token_file=token_file))
+    runner = web.AppRunner(app)
+    try:
+        with pytest.raises(SettingsError, match="GATEWAY_METRICS_TOKEN_FILE"):
+            await runner.setup()
+    finally:
+        await runner.cleanup()
