@@ -512,8 +512,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         unit_job_interval=_float(env, "GATEWAY_UNIT_JOB_INTERVAL", 30.0),
         unit_hooks_file=Path(env["GATEWAY_UNIT_HOOKS"]).resolve() if env.get("GATEWAY_UNIT_HOOKS")
         else config_dir / "unit_hooks.yaml",
-        metrics_token_file=Path(env["GATEWAY_METRICS_TOKEN_FILE"]).resolve() if env.get("GATEWAY_METRICS_TOKEN_FILE")
-        else None,
+        metrics_token_file=Path(env["GATEWAY_METRICS_TOKEN_FILE"]).resolve()
+        if env.get("GATEWAY_METRICS_TOKEN_FILE") else None,
         sms_webhook_url=_webhook_url(env, "GATEWAY_SMS_WEBHOOK_URL"),
         sms_webhook_secret=env.get("GATEWAY_SMS_WEBHOOK_SECRET") or "",
         sms_webhook_timeout=_float(env, "GATEWAY_SMS_WEBHOOK_TIMEOUT", 10.0),

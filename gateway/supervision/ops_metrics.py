@@ -26,6 +26,7 @@ round trips) are in :mod:`gateway.calls.metrics`; the event loop's lag in
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Callable, Iterator
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 # seconds a caller waited in a queue; 20 s is the usual service-level threshold
 WAIT_BUCKETS = (5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1200)
 DB_STATES = ("ok", "locked", "read-only", "slow", "down")
+SOURCE_TIMEOUT = 1.5  # seconds each database figure may take at a scrape (gateway.deps.SCRAPE_TIMEOUT: 2 s)
 MAX_TRACKED = 20000  # callers waiting that we follow at most (a lost Leave must not grow memory)
 
 
@@ -217,14 +219,16 @@ class DatabaseFigures:
         return []
 
     async def refresh(self) -> None:
-        for source, fn in (("database", self._database), ("callbacks", self._callbacks),
-                           ("sms", self._sms), ("unit_hooks", self._hooks)):
-            try:
-                await fn()
-                self.up[source] = True
-            except Exception as exc:  # noqa: BLE001 - a scrape reports, never fails
-                log.warning("metrics: %s figures not read: %s", source, type(exc).__name__)
-                self.up[source] = False
+        """Every source at once, each within ``SOURCE_TIMEOUT`` (under the scrape's own limit, so a
+        hung database marks its sources down instead of leaving them looking fresh)."""
+        sources = (("database", self._database), ("callbacks", self._callbacks), ("sms", self._sms),
+                   ("unit_hooks", self._hooks))
+        results = await asyncio.gather(*(asyncio.wait_for(fn(), SOURCE_TIMEOUT) for _, fn in sources),
+                                       return_exceptions=True)
+        for (source, _), result in zip(sources, results):
+            if isinstance(result, Exception):  # a scrape reports, never fails
+                log.warning("metrics: %s figures not read: %s", source, type(result).__name__)
+            self.up[source] = not isinstance(result, Exception)
 
     async def _database(self) -> None:
         started = time.monotonic()

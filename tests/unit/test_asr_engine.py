@@ -138,9 +138,11 @@ async def test_given_a_transcribed_file_when_scraped_then_its_audio_and_decoding
     before = samples()
     t = await engine.transcribe_file(audio["minwon"], "ko")
     after = samples()
-    assert after[("gateway_speech_transcripts_total", "ko")] == before.get(("gateway_speech_transcripts_total", "ko"), 0) + 1
-    audio_s = after[("gateway_speech_audio_seconds_total", "ko")] - before.get(("gateway_speech_audio_seconds_total", "ko"), 0)
-    decode_s = after[("gateway_speech_decode_seconds_total", "ko")] - before.get(("gateway_speech_decode_seconds_total", "ko"), 0)
+    def grown(name: str) -> float:
+        return after[(name, "ko")] - before.get((name, "ko"), 0)
+
+    assert grown("gateway_speech_transcripts_total") == 1
+    audio_s, decode_s = grown("gateway_speech_audio_seconds_total"), grown("gateway_speech_decode_seconds_total")
     assert audio_s == pytest.approx(t.audio_seconds) and decode_s == pytest.approx(t.decode_seconds)
     assert after[("gateway_speech_workers_alive", None)] == 2 and after[("gateway_speech_enabled", None)] == 1
     assert after[("gateway_speech_worker_restarts_total", None)] == engine.stats()["restarts"]

@@ -5,6 +5,7 @@ with prometheus_client's parser, and no label carries a caller's number or a tic
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -20,6 +21,7 @@ from gateway.app import create_app
 from gateway.callback.store import CallbackStore
 from gateway.calls.handler import CallHandler
 from gateway.calls.metrics import Metrics
+from gateway import deps as deps_module
 from gateway.deps import AmiEvents, MetricSources
 from gateway.errors import SettingsError
 from gateway.hotlines import plugin as hotlines_plugin
@@ -32,6 +34,7 @@ from gateway.supervision.ops_metrics import DatabaseFigures, QueueMetrics, State
 from gateway.ticketing.journal import Journal, JournaledStore
 from gateway.ticketing.models import SmsOutbox, UnitHookDelivery
 from gateway.ticketing.store import TicketStore
+from gateway_dev.eventually import aeventually
 from tests.unit.ops_scrape import scrape_after_a_call
 from tests.unit.scripted import ScriptedChannel
 from tests.unit.test_app_plugins import _settings
@@ -159,8 +162,6 @@ async def test_given_journal_writes_when_scraped_then_pending_and_applied_writes
         await writes.start_call(uniqueid="j-1", channel="PJSIP/x", caller_number=CALLER, dialled_number="12345",
                                 line_number="12345", line_name="市民服务热线", merge_mode="primary", department=None,
                                 flow_version="v1", started_at=T0)
-        from gateway_dev.eventually import aeventually
-
         async def applied():
             return value(registry, "gateway_journal_writes_total", result="applied") >= 1 or None
 
@@ -292,3 +293,23 @@ async def test_given_a_bad_scrape_token_file_when_the_gateway_starts_then_it_sto
             await runner.setup()
     finally:
         await runner.cleanup()
+
+
+async def test_given_a_refresher_that_hangs_or_fails_when_scraped_then_the_others_still_run(monkeypatch):
+    monkeypatch.setattr(deps_module, "SCRAPE_TIMEOUT", 0.05)
+    sources, ran = MetricSources(), []
+    never = asyncio.Event()
+
+    async def hangs():
+        await never.wait()
+
+    async def fails():
+        raise RuntimeError("the database went away")
+
+    async def works():
+        ran.append(True)
+
+    for fn in (hangs, fails, works):
+        sources.on_scrape(fn)
+    await sources.refresh()  # returns: one late and one broken refresher do not stop the scrape
+    assert ran == [True]
