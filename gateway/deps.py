@@ -13,7 +13,8 @@ and registers what it contributes to the shared views here:
   ``POST /metrics?reset=1``. The Prometheus view is built from the same sources
   (:mod:`gateway.web.metrics`); a feature may also register its own collectors with
   ``deps.metrics.registry`` (one ``CollectorRegistry`` per application, never the
-  process-wide default).
+  process-wide default). ``deps.metrics.on_scrape(async_fn)``: awaited before each Prometheus
+  scrape (figures read from the database), each within ``SCRAPE_TIMEOUT`` seconds.
 * :class:`AmiEvents`: one subscription to the AMI client, handlers awaited one after
   the other by stage: every ``record`` handler (the call's row: hang-up, queue, agent)
   before any ``notify`` handler (the desk's screen pop reads who answered).
@@ -25,6 +26,7 @@ on the same database (PostgreSQL ``LISTEN``/``NOTIFY``; in-process with SQLite):
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from dataclasses import dataclass, field
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 
 HealthFn = Callable[[], Any]  # a value, or an awaitable of one
 EventHandler = Callable[[AmiEvent], Awaitable[None]]
+SCRAPE_TIMEOUT = 2.0  # seconds each on_scrape refresher may take; then the scrape goes on without it
 
 
 class HealthSources:
@@ -75,6 +78,7 @@ class MetricSources:
         self.registry = CollectorRegistry()
         self._sources: list[tuple[str | None, Callable[[], Any]]] = []
         self._resets: list[Callable[[], None]] = []
+        self._refreshers: list[Callable[[], Awaitable[None]]] = []
 
     def add(self, key: str, fn: Callable[[], Any]) -> None:
         """``fn()`` is the JSON view's ``key``."""
@@ -86,6 +90,19 @@ class MetricSources:
 
     def on_reset(self, fn: Callable[[], None]) -> None:
         self._resets.append(fn)
+
+    def on_scrape(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """``await fn()`` before each Prometheus scrape (it updates its own collectors)."""
+        self._refreshers.append(fn)
+
+    async def refresh(self) -> None:
+        """Every ``on_scrape`` refresher at once, each within ``SCRAPE_TIMEOUT``; one that fails or
+        is late is logged and its collectors keep their last values (they say so themselves)."""
+        results = await asyncio.gather(*(asyncio.wait_for(fn(), SCRAPE_TIMEOUT) for fn in self._refreshers),
+                                       return_exceptions=True)
+        for fn, result in zip(self._refreshers, results):
+            if isinstance(result, BaseException):
+                log.warning("metrics refresher %s failed: %r", getattr(fn, "__qualname__", fn), result)
 
     def snapshot(self, reset: bool = False) -> dict:
         out: dict[str, Any] = {}

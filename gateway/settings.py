@@ -166,6 +166,7 @@ class Settings:
     outbound_dial: str = ""
     unit_job_interval: float = 30.0  # GATEWAY_UNIT_JOB_INTERVAL: seconds between deadline reminders/webhook runs
     unit_hooks_file: Path | None = None  # GATEWAY_UNIT_HOOKS: units' webhooks (default <config_dir>/unit_hooks.yaml)
+    metrics_token_file: Path | None = None  # GATEWAY_METRICS_TOKEN_FILE: a bearer token that may only GET /metrics
     # SMS with the ticket number (issue 13, gateway/sms/): no sender configured = the outbox only records
     sms_webhook_url: str = ""  # GATEWAY_SMS_WEBHOOK_URL: POST JSON here (http:// or https://)
     sms_webhook_secret: str = field(default="", repr=False)  # GATEWAY_SMS_WEBHOOK_SECRET: HMAC-SHA256 signature
@@ -511,6 +512,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         unit_job_interval=_float(env, "GATEWAY_UNIT_JOB_INTERVAL", 30.0),
         unit_hooks_file=Path(env["GATEWAY_UNIT_HOOKS"]).resolve() if env.get("GATEWAY_UNIT_HOOKS")
         else config_dir / "unit_hooks.yaml",
+        metrics_token_file=Path(env["GATEWAY_METRICS_TOKEN_FILE"]).resolve()
+        if env.get("GATEWAY_METRICS_TOKEN_FILE") else None,
         sms_webhook_url=_webhook_url(env, "GATEWAY_SMS_WEBHOOK_URL"),
         sms_webhook_secret=env.get("GATEWAY_SMS_WEBHOOK_SECRET") or "",
         sms_webhook_timeout=_float(env, "GATEWAY_SMS_WEBHOOK_TIMEOUT", 10.0),

@@ -8,12 +8,17 @@ and the event loop's lag as a histogram (``gateway_event_loop_lag_seconds``); th
 ``event_loop_lag`` has the same observations since the last reset as p50/p99/worst in ms.
 ``GET /metrics?format=json`` (or ``Accept: application/json``) is the JSON view the
 benchmarks read; ``POST /metrics?reset=1`` (admin) returns it and zeroes the counters.
+Prometheus may instead send the scrape token of ``GATEWAY_METRICS_TOKEN_FILE``, which opens
+``GET /metrics`` only. The operators' metrics: :mod:`gateway.calls.metrics`,
+:mod:`gateway.supervision.ops_metrics`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import re
 from collections import deque
 from typing import Any, AsyncIterator, Iterator
@@ -28,6 +33,25 @@ from gateway.deps import MetricSources
 from gateway.errors import BadRequest
 
 METRICS = web.AppKey("metrics", MetricSources)
+
+
+class ScrapeToken:
+    """The Prometheus scrape token as its SHA-256 (None: no token, ``/metrics`` is for staff only);
+    loaded at start from ``GATEWAY_METRICS_TOKEN_FILE`` (gateway.supervision.ops_plugin)."""
+
+    def __init__(self, digest: bytes | None = None) -> None:
+        self.digest = digest
+
+    def set(self, token: str) -> None:
+        self.digest = hashlib.sha256(token.encode()).digest()
+
+    def matches(self, authorization: str) -> bool:
+        if self.digest is None or not authorization.startswith("Bearer "):
+            return False
+        return hmac.compare_digest(hashlib.sha256(authorization[7:].strip().encode()).digest(), self.digest)
+
+
+SCRAPE_TOKEN = web.AppKey("metrics_scrape_token", ScrapeToken)
 PREFIX = "gateway"
 LAG_INTERVAL = 0.25  # seconds between two looks at the event loop
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -137,11 +161,28 @@ def _wants_json(request: web.Request) -> bool:
     return "application/json" in request.headers.get("Accept", "")
 
 
-@require_role("supervisor", "admin")
+def _scraper(request: web.Request) -> bool:
+    """The request bears the Prometheus scrape token: it may read ``GET /metrics`` and nothing else."""
+    token = request.app.get(SCRAPE_TOKEN)
+    return token is not None and token.matches(request.headers.get("Authorization", ""))
+
+
 async def metrics(request: web.Request) -> web.Response:
+    if _scraper(request):
+        return await _metrics(request)
+    return await _staff_metrics(request)
+
+
+@require_role("supervisor", "admin")
+async def _staff_metrics(request: web.Request) -> web.Response:
+    return await _metrics(request)
+
+
+async def _metrics(request: web.Request) -> web.Response:
     sources = request.app[METRICS]
     if _wants_json(request):
         return web.json_response(sources.snapshot())
+    await sources.refresh()  # the figures read from the database (gateway.supervision.ops_metrics)
     return web.Response(body=generate_latest(sources.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -76,6 +76,11 @@ class EngineStream(SpeechStream):
     # -- the SpeechStream protocol -----------------------------------------------------
 
     @property
+    def transcript(self) -> Transcript | None:
+        """The final transcript once the stream finished (None before, or when it failed)."""
+        return self._transcript
+
+    @property
     def partial(self) -> str:
         return " ".join(t for t in [*(r.text for r in self._finals), self._partial] if t)
 

@@ -85,6 +85,7 @@ class VoskEngine(SpeechEngine):
         self._file_jobs = 0
         self._counts = {"streams_opened": 0, "streams_failed": 0, "streams_recovered": 0,
                         "overloaded": 0, "files_transcribed": 0}
+        self._decoded: dict[str, list[float]] = {}  # language -> [transcripts, audio s, decode s] (metrics)
         self._closed = False
 
     # -- what is available --------------------------------------------------------------
@@ -272,6 +273,11 @@ class VoskEngine(SpeechEngine):
             self._orphans.remove(stream)
         if stream.failed:
             self._counts["streams_failed"] += 1
+        if stream.transcript is not None:
+            totals = self._decoded.setdefault(stream.language, [0, 0.0, 0.0])
+            totals[0] += 1
+            totals[1] += stream.transcript.audio_seconds
+            totals[2] += stream.transcript.decode_seconds
 
     # -- worker events (from WorkerSlot) -------------------------------------------------
 
@@ -307,6 +313,12 @@ class VoskEngine(SpeechEngine):
             stream.attach(slot)
 
     # -- health ----------------------------------------------------------------------------
+
+    def decoded(self) -> dict[str, dict]:
+        """Per language since start: transcripts finished, their audio and decoding seconds
+        (decode ÷ audio is the real-time factor; ``gateway.supervision.ops_metrics``)."""
+        return {lang: {"transcripts": n, "audio_seconds": audio, "decode_seconds": decode}
+                for lang, (n, audio, decode) in sorted(self._decoded.items())}
 
     def stats(self) -> dict:
         return {

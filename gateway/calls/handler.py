@@ -230,7 +230,7 @@ class CallHandler:
         except CallExists:
             # Asterisk runs the IVR once per channel: this is a replay or a forged peer. Send
             # nothing (a real channel falls through to the dialplan's fail-safe queue).
-            self.metrics.sessions_refused += 1
+            self.metrics.session_refused()
             log.warning("FastAGI session for call %s refused: that call id is already recorded "
                         "(replayed or forged session)", env.uniqueid)
             return
@@ -238,7 +238,8 @@ class CallHandler:
         if self.board is not None:
             self.board.ivr_started(env.uniqueid, line=line.number, caller=caller, now=time.monotonic())
         self.active += 1
-        self.metrics.calls_started += 1
+        self.metrics.call_started(line.number)
+        entered = time.monotonic()
         try:
             await Interpreter(config, clock=self.clock, guard_words=self.guard_words(),
                               progress=self.progress).run(state, channel, StoreObserver(
@@ -251,6 +252,13 @@ class CallHandler:
                 self.board.ivr_left(env.uniqueid, state.outcome, time.monotonic())
             self.active -= 1
             self.completed += 1
-            self.metrics.calls_finished += 1
+            self.metrics.call_left(line.number, state.outcome, node=_hung_up_at(state),
+                                   seconds=time.monotonic() - entered)
             self.metrics.add_round_trips(getattr(session, "timings", []))
         log.info("call %s left the IVR: %s %s", env.uniqueid, state.outcome, state.path_text)
+
+
+def _hung_up_at(state: CallState) -> str | None:
+    """The node a caller who hung up in the IVR was at (the interpreter's last step says)."""
+    last = state.path[-1] if state.path else {}
+    return last.get("at") if last.get("node") == "caller_hangup" else None

@@ -16,6 +16,7 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from gateway.calls.handler import CallHandler
+from gateway.calls.metrics import Metrics
 from gateway.calls.outbound import OutboundCalls, OutboundRoutes, OutboundSessions
 from gateway.calls.reconcile import Reconciler
 from gateway.calls.recordings import RecordingGuard
@@ -93,6 +94,7 @@ def setup(app: web.Application, deps: Deps) -> None:
         board=desk.board,
         instance=deps.bus.instance_id,  # the call's row names the instance that ran its IVR
         progress=progress_plugin.build(app, deps),  # progress by phone (issue 13)
+        metrics=Metrics(registry=deps.metrics.registry),  # the operators' counters in the app's registry
     )
     routes = OutboundRoutes()
     outbound_rows = OutboundCalls(deps.store)

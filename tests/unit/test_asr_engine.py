@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.asr.cli import format_transcript, transcribe_cli
 from gateway.asr.config import ModelSpec, load_speech_config
@@ -34,6 +36,7 @@ from gateway.asr.engine import (
 )
 from gateway.asr.guard import find_emergency
 from gateway.asr.vosk_engine import VoskEngine
+from gateway.supervision.ops_metrics import StateCollector
 from gateway_dev.eventually import aeventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -121,6 +124,28 @@ async def test_given_korean_speech_when_transcribing_a_file_then_text_and_ordere
     assert t.rtf == pytest.approx(t.decode_seconds / t.audio_seconds)
     data = json.loads(json.dumps(t.to_json(), ensure_ascii=False))
     assert data["text"] == t.text and data["words"][0]["word"] == t.words[0].word and "rtf" in data
+
+
+async def test_given_a_transcribed_file_when_scraped_then_its_audio_and_decoding_seconds_are_counted(engine, audio):
+    registry = CollectorRegistry()
+    registry.register(StateCollector(speech_engine=lambda: engine))
+
+    def samples() -> dict:
+        text = generate_latest(registry).decode()
+        return {(s.name, s.labels.get("language") or s.labels.get("result")): s.value
+                for f in text_string_to_metric_families(text) for s in f.samples}
+
+    before = samples()
+    t = await engine.transcribe_file(audio["minwon"], "ko")
+    after = samples()
+    def grown(name: str) -> float:
+        return after[(name, "ko")] - before.get((name, "ko"), 0)
+
+    assert grown("gateway_speech_transcripts_total") == 1
+    audio_s, decode_s = grown("gateway_speech_audio_seconds_total"), grown("gateway_speech_decode_seconds_total")
+    assert audio_s == pytest.approx(t.audio_seconds) and decode_s == pytest.approx(t.decode_seconds)
+    assert after[("gateway_speech_workers_alive", None)] == 2 and after[("gateway_speech_enabled", None)] == 1
+    assert after[("gateway_speech_worker_restarts_total", None)] == engine.stats()["restarts"]
 
 
 @pytest.mark.parametrize("name, word", [("minwon", "민원"), ("fire", "화재"), ("minwon_stereo_22k", "민원")])
