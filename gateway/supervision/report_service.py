@@ -79,6 +79,13 @@ def _write_files(directory: Path, stem: str, blobs: dict[str, bytes]) -> list[di
     return out
 
 
+def _inside(directory: Path, name: str) -> Path | None:
+    """The archive file ``name`` (a bare file name) if it exists inside ``directory``, else None."""
+    root = directory.resolve()
+    path = (root / Path(name).name).resolve()
+    return path if path.parent == root and path.is_file() else None
+
+
 def _delete_files(directory: Path, files: list[dict]) -> None:
     for f in files:
         try:
@@ -100,6 +107,7 @@ class ReportService:
     interval: float = 300.0
     counters: dict = field(default_factory=lambda: {"generated": 0, "failed": 0, "deleted": 0})
     last_error: str | None = None
+    font: str = "not checked yet"  # report_render.font_state(), refreshed by check_font (off the loop)
 
     # -- making one --------------------------------------------------------------------------
     def period_for(self, kind: str, day: date | None) -> Period:
@@ -184,16 +192,19 @@ class ReportService:
         entry = next((f for f in (row.files if row else None) or [] if f.get("format") == fmt), None)
         if row is None or entry is None:
             raise NotFound("no such report file")
-        root = self.archive_dir.resolve()
-        path = (root / Path(str(entry["name"])).name).resolve()
-        if path.parent != root or not path.is_file():
+        path = await asyncio.to_thread(_inside, self.archive_dir, str(entry["name"]))
+        if path is None:
             raise NotFound("the report's file is not in the archive")
         download = f"12345-{row.kind}-{row.period_start.isoformat()}.{fmt}"
         return path, download, row_dict(row)
 
     # -- the job -----------------------------------------------------------------------------
+    async def check_font(self) -> str:
+        self.font = await asyncio.to_thread(report_render.font_state)
+        return self.font
+
     def health(self) -> dict:
-        return {"font": report_render.font_state(), "enabled": self.config.enabled,
+        return {"font": self.font, "enabled": self.config.enabled,
                 "archive_dir": str(self.archive_dir), "last_error": self.last_error, **self.counters}
 
     async def _first_activity(self) -> datetime | None:
@@ -203,7 +214,7 @@ class ReportService:
     async def run_due(self) -> list[dict]:
         """Make the reports that are due and missing; delete those past retention. Returns what was made."""
         made: list[dict] = []
-        if not self.config.enabled or report_render.find_font() is None:
+        if not self.config.enabled or await self.check_font() != "ok":
             return made
         now = self.clock()
         first = await self._first_activity()

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from gateway.auth.http import USER, require_role
 from gateway.errors import BadRequest, NotFound
-from gateway.supervision.report_render import CONTENT_TYPES, FORMATS, font_state
+from gateway.supervision.report_render import CONTENT_TYPES, FORMATS
 from gateway.supervision.report_service import ReportService
 from gateway.supervision.report_tables import REPORT_KINDS
 from gateway.web.schema import Body, parse, pattern_text
@@ -51,7 +51,7 @@ async def list_reports(request: web.Request) -> web.Response:
     service = request.app[REPORTS]
     cfg = service.config
     return web.json_response({
-        "items": await service.listing(kind=kind), "font": font_state(), "timezone": service.timezone(),
+        "items": await service.listing(kind=kind), "font": service.font, "timezone": service.timezone(),
         "enabled": cfg.enabled, "schedule": {k: v.strftime("%H:%M") for k, v in cfg.schedule.items()},
         "last_error": service.last_error})
 

@@ -29,7 +29,6 @@ from gateway.desk.catalogue_load import load_catalogue
 from gateway.errors import GatewayError
 from gateway.hotlines.keys import HOTLINES
 from gateway.supervision.report_config import load_reports_config
-from gateway.supervision.report_render import font_state
 from gateway.supervision.report_service import ReportService
 from gateway.supervision.reports import report_sections
 from gateway.supervision.reports_http import REPORTS, add_report_routes
@@ -62,8 +61,8 @@ def setup(app: web.Application, deps: Deps) -> None:
             service.catalogue = await asyncio.to_thread(load_catalogue, s.config_dir / "catalogue.yaml")
         except GatewayError as exc:
             log.error("reports: catalogue.yaml is invalid, districts and matters are counted as unknown: %s", exc)
-        if font_state() != "ok":
-            log.error("reports: %s", font_state())
+        if await service.check_font() != "ok":
+            log.error("reports: %s", service.font)
         task = asyncio.get_running_loop().create_task(service.loop(), name="reports-job")
         try:
             yield
