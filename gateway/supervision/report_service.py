@@ -120,7 +120,7 @@ class ReportService:
         if day is None:
             period = period.previous()
         if period.end >= today:
-            raise BadRequest(f"报告期尚未结束（{period.label}）/ the period is not over yet ({period.start} to {period.end})",
+            raise BadRequest(f"报告期尚未结束（{period.label}） / the period is not over yet ({period.start} to {period.end})",
                              details={"field": "date"})
         return period
 
