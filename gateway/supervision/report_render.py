@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import html
 import io
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,6 @@ FONT_CANDIDATES = (
     "/usr/share/fonts/wqy-microhei/wqy-microhei.ttc",  # Fedora, Arch
 )
 FONT_PACKAGE = "fonts-wqy-microhei"
-FONT_ENV = "GATEWAY_REPORT_FONT"  # another CJK TrueType font (.ttf/.ttc), e.g. in a container
 FONT_NAME = "ReportCJK"
 BAR = "#2f6db5"
 
@@ -50,17 +48,16 @@ class FontMissing(GatewayError):
 
 
 def find_font() -> Path | None:
-    """The CJK font the PDF embeds: ``GATEWAY_REPORT_FONT`` if set, else the first candidate found."""
-    env = os.environ.get(FONT_ENV)
-    for candidate in ([env] if env else list(FONT_CANDIDATES)):
-        if candidate and Path(candidate).is_file():
+    """The CJK font the PDF embeds: the first of :data:`FONT_CANDIDATES` found."""
+    for candidate in FONT_CANDIDATES:
+        if Path(candidate).is_file():
             return Path(candidate)
     return None
 
 
 def font_state() -> str:
     font = find_font()
-    return "ok" if font else f"missing: install {FONT_PACKAGE} (or set {FONT_ENV}); PDF reports cannot be made"
+    return "ok" if font else f"missing: install {FONT_PACKAGE} ({FONT_CANDIDATES[0]}); PDF reports cannot be made"
 
 
 def _cell(value: Any) -> str:
@@ -242,7 +239,7 @@ def _chart_drawing(chart: Chart, font: str, width: float):
 def render_pdf(report: Report) -> bytes:
     path = find_font()
     if path is None:
-        raise FontMissing(f"no CJK font for the PDF: install {FONT_PACKAGE} (or set {FONT_ENV})",
+        raise FontMissing(f"no CJK font for the PDF: install {FONT_PACKAGE} ({FONT_CANDIDATES[0]})",
                           details={"package": FONT_PACKAGE, "looked_in": list(FONT_CANDIDATES)})
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
@@ -258,6 +255,7 @@ def render_pdf(report: Report) -> bytes:
     h2 = ParagraphStyle("h2", parent=base, fontSize=13, leading=19, spaceBefore=10, spaceAfter=4)
     h3 = ParagraphStyle("h3", parent=base, fontSize=10.5, leading=15, spaceBefore=6, spaceAfter=2)
     small = ParagraphStyle("cell", parent=base, fontSize=8.5, leading=11)
+    small_r = ParagraphStyle("cell-num", parent=small, alignment=2)  # numbers right-aligned
     meta = ParagraphStyle("meta", parent=base, fontSize=9, textColor=colors.HexColor("#555555"))
     esc = html.escape
     buf = io.BytesIO()
@@ -273,14 +271,15 @@ def render_pdf(report: Report) -> bytes:
         story += [Spacer(1, 2 * mm)] + [_chart_drawing(c, font, doc.width) for c in s.charts if c.values]
         for t in s.tables:
             data = [[Paragraph(f"<b>{esc(c)}</b>", small) for c in t.columns]]
-            data += [[Paragraph(esc(_cell(v)), small) for v in r] for r in t.rows] or [
+            data += [[Paragraph(esc(_cell(v)), small_r if i in t.numeric else small) for i, v in enumerate(r)]
+                     for r in t.rows] or [
                 [Paragraph("（无）", small)] + [""] * (len(t.columns) - 1)]
             table = PdfTable(data, repeatRows=1, hAlign="LEFT", colWidths=_widths(t, doc.width))
             table.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#bbbbbb")),
                                        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eef2f7")),
                                        ("VALIGN", (0, 0), (-1, -1), "TOP")]))
-            story.append(KeepTogether([Paragraph(esc(t.title), h3)]))
-            story.append(table)
+            title = Paragraph(esc(t.title), h3)
+            story += [KeepTogether([title, table])] if len(t.rows) <= 15 else [title, table]
 
     def footer(canvas, doc_) -> None:
         canvas.saveState()
@@ -294,9 +293,14 @@ def render_pdf(report: Report) -> bytes:
 
 def _widths(t: Table, total: float) -> list[float]:
     """Column widths by the longest text in each column (numbers narrow, texts wide)."""
-    longest = [max([len(c)] + [len(_cell(r[i])) for r in t.rows if i < len(r)]) for i, c in enumerate(t.columns)]
-    weights = [min(max(n, 3), 40) for n in longest]
+    longest = [max([_wide(c)] + [_wide(_cell(r[i])) for r in t.rows if i < len(r)]) for i, c in enumerate(t.columns)]
+    weights = [min(max(n + 3, 7), 60) for n in longest]  # + padding
     return [total * w / sum(weights) for w in weights]
+
+
+def _wide(text: str) -> int:
+    """Display width: a CJK character is two Latin ones."""
+    return sum(2 if ord(ch) >= 0x2E80 else 1 for ch in text)
 
 
 RENDERERS = {"html": render_html, "pdf": render_pdf, "csv": render_csv, "xlsx": render_xlsx}

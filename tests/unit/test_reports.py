@@ -225,7 +225,6 @@ async def test_given_a_week_when_the_html_is_rendered_then_self_contained_with_i
 
 def test_given_no_cjk_font_when_a_pdf_is_asked_then_a_clear_error_and_the_flag(monkeypatch, tmp_path):
     monkeypatch.setattr(report_render, "FONT_CANDIDATES", (str(tmp_path / "none.ttc"),))
-    monkeypatch.delenv(report_render.FONT_ENV, raising=False)
     assert report_render.font_state().startswith("missing: install fonts-wqy-microhei")
     report = asyncio.run(_empty_report())
     with pytest.raises(report_render.FontMissing) as err:

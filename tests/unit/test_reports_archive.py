@@ -114,7 +114,6 @@ async def test_given_the_font_missing_when_the_job_runs_then_nothing_made_and_he
         store, tmp_path, monkeypatch):
     await make_world(store, START, days=1, per_day=2)
     monkeypatch.setattr(report_render, "FONT_CANDIDATES", (str(tmp_path / "no-font.ttc"),))
-    monkeypatch.delenv(report_render.FONT_ENV, raising=False)
     service = _service(store, tmp_path, Clock(datetime(2027, 3, 5, 2, 0, tzinfo=timezone.utc)))
     assert await service.run_due() == []
     assert service.health()["font"].startswith("missing: install fonts-wqy-microhei")
