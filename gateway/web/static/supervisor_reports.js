@@ -46,7 +46,11 @@ function render(data) {
   const items = arr(data.items).filter(isObj);
   const body = $("#reports tbody");
   body.replaceChildren(...items.map(row));
-  if (!items.length) body.append(el("tr")).append(el("td", "暂无报告 no report yet", {class: "empty", colspan: 5}));
+  if (!items.length) {
+    const tr = el("tr");
+    tr.append(el("td", "暂无报告 no report yet", {class: "empty", colspan: 5}));
+    body.append(tr);
+  }
   const sched = isObj(data.schedule) ? data.schedule : {};
   let note = `定时生成（${session.tz}）：日报告每天 ${str(sched.daily)}，周分析每周一 ${str(sched.weekly)}，` +
     `月通报每月 1 日 ${str(sched.monthly)}。`;
