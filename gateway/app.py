@@ -43,6 +43,7 @@ from gateway.settings import Settings
 from gateway.sms import plugin as sms
 from gateway.speech import plugin as speech
 from gateway.supervision import ops_plugin as ops
+from gateway.supervision import reports_plugin as reports
 from gateway.ticketing import migrate
 from gateway.ticketing.dbcheck import database_state
 from gateway.ticketing.journal import Journal, OrphanJournals
@@ -53,7 +54,8 @@ from gateway.web.edge import EdgePolicy
 
 DEPS = web.AppKey("deps", Deps)
 JOURNAL_LOCK_WAIT = 30.0  # seconds the own journal waits for a sibling that is replaying it
-FEATURES = (auth, hotlines, speech, desk, units, calls, callback, api, sms, announce, followup, ops)  # each needs only those before it
+FEATURES = (auth, hotlines, speech, desk, units, calls, callback, api, sms, announce, followup, reports,
+            ops)  # each needs only those before it
 
 
 def _database(deps: Deps):

@@ -39,6 +39,8 @@ WHATS = {
     "phone number (3-20 digits)": "电话号码（3-20 位数字）",
     "speech language (e.g. zh, ko)": "语音识别语言（如 zh、ko）",
     "time zone (e.g. Asia/Shanghai)": "时区（如 Asia/Shanghai）",
+    "time of day (HH:MM, quoted)": "时刻（HH:MM，加引号）",
+    "archive directory (a relative path without ..)": "归档目录（相对路径，不含 ..）",
     "flow id": "流程 id", "keywords": "关键词", "aliases": "别名", "landmarks": "地标", "words": "词语",
     "agent": "坐席", "queue": "队列", "schedule": "作息时间", "flow": "流程", "unit": "承办单位", "value": "值",
 }

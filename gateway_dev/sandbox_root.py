@@ -34,6 +34,8 @@ Progress = Callable[[str], None]
 MIRROR = "http://deb.debian.org/debian"
 MARKER = ".gateway-root-complete"
 HOST_PACKAGES = {"debootstrap": "debootstrap", "espeak-ng": "espeak-ng", "sox": "sox"}
+# Files the gateway itself needs from Debian: the CJK font its PDF reports embed (issue 14).
+HOST_FILES = {"/usr/share/fonts/truetype/wqy/wqy-microhei.ttc": "fonts-wqy-microhei"}
 
 
 def stderr_progress(message: str) -> None:
@@ -71,8 +73,13 @@ def which(name: str) -> str | None:
 
 
 # -- host packages ------------------------------------------------------
+def _missing_packages() -> list[str]:
+    return ([pkg for binary, pkg in HOST_PACKAGES.items() if not which(binary)]
+            + [pkg for path, pkg in HOST_FILES.items() if not os.path.exists(path)])
+
+
 def ensure_host_packages(progress: Progress = stderr_progress) -> None:
-    missing = [pkg for binary, pkg in HOST_PACKAGES.items() if not which(binary)]
+    missing = _missing_packages()
     if not missing:
         return
     require_root()
@@ -83,7 +90,7 @@ def ensure_host_packages(progress: Progress = stderr_progress) -> None:
         run_command(["apt-get", "install", "-y", *missing], timeout=1200, env=env)
     except SandboxError as exc:
         raise SandboxError(f"could not install host packages {missing}: {exc.message}") from None
-    still = [pkg for binary, pkg in HOST_PACKAGES.items() if not which(binary)]
+    still = _missing_packages()
     if still:
         raise SandboxError(f"host packages still missing after apt-get install: {still}")
 

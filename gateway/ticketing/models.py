@@ -453,3 +453,8 @@ class Callback(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+
+
+# Tables declared by a feature folder on this Base (issue 14): imported here so the schema the
+# migrations are checked against is whole wherever the models are imported.
+from gateway.supervision import report_tables as _report_tables  # noqa: E402,F401

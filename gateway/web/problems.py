@@ -76,6 +76,7 @@ ERROR_ZH: dict[str, str] = {
     "tts-error": "语音合成出错",
     "tts-model": "语音合成模型出错",
     "followup-done": "该工单已回访过，不重复回访",
+    "report-font-missing": "缺少中文字体（fonts-wqy-microhei），无法生成 PDF 报告",
     "followup-calling": "该工单正在回访通话中，请稍后再试",
     "followup-conflict": "回访状态不允许此操作",
     "not-handled": "工单尚未办结，不能回访",

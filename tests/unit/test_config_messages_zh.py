@@ -17,6 +17,7 @@ from gateway.desk.knowledge import load_knowledge, parse_knowledge
 from gateway.errors import ConfigError
 from gateway.ivr_flows import yamlsrc
 from gateway.ivr_flows.validate import config_from_files, read_files
+from gateway.supervision.report_config import parse_reports_config
 from gateway.units.deadlines import parse_deadlines
 from gateway.units.hooks import parse_hooks
 from tests.unit.test_yaml_hostile import BOMBS
@@ -295,6 +296,8 @@ DEADLINES = [  # config/deadlines.yaml (gateway.units.deadlines)
     "categories: {咨讯: {hours: 1}}\nremind_at: 2\nreminder: 1\n",
     "urgency: {urgent: {hours: 2}}\n",
 ]
+REPORTS = ('schedul: {}\nschedule: {daily: "25:00", weekly: 0100}\narchive_dir: ../etc\ntop: 0\nenabled: "yes"\n'
+           "retention_days: {daily: 1.5}\ncatch_up: []\n")  # config/reports.yaml (gateway.supervision)
 HOOKS = ("hooks:\n  water: {url: 'ftp://x', secret: short}\n  nowhere: {url: 'https://a.b', secret: 'x'}\n"
          "  water2: []\n")
 
@@ -333,6 +336,7 @@ def _corpus(tmp_path: Path) -> list[yamlsrc.ConfigProblem]:
     for text in DEADLINES:
         out += _raised(parse_deadlines, text)
     out += _raised(parse_hooks, HOOKS, {"water": "市自来水集团"})
+    out += _raised(parse_reports_config, REPORTS)
     (tmp_path / "latin1.yaml").write_bytes("a: \xe9\n".encode("latin-1"))
     out += yamlsrc.read(tmp_path / "latin1.yaml").problems
     return out

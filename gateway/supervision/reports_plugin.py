@@ -1,0 +1,76 @@
+"""The reports feature's wiring (日报告、周分析、月通报): :class:`ReportService` under
+:data:`REPORTS`, its API (:mod:`.reports_http`), the scheduled job, ``/healthz`` → ``reports``
+and ``/metrics`` → ``reports``.
+
+Needs the hotlines feature (the centre's time zone from the live configuration) set up before
+it. Reads ``config/reports.yaml`` (:mod:`.report_config`; the defaults when absent; an invalid
+file stops the gateway at start with every problem) and ``config/catalogue.yaml`` (districts
+and matters; when it is invalid the reports count them as 未识别/未归类). The archive is
+``<instance dir>/<archive_dir>`` (default ``<state>/asterisk/reports``).
+
+``/healthz`` → ``reports.font`` is "ok" or says the CJK font is missing (fonts-wqy-microhei):
+then no PDF can be made, the gateway reports itself degraded, the job waits and on-demand
+generation answers 503 ``report-font-missing``.
+
+To plug in the three rates and the early warnings' hot spots, pass their section builders to
+:func:`gateway.supervision.reports.report_sections` below (``SECTIONS``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import AsyncIterator
+
+from aiohttp import web
+
+from gateway.deps import Deps
+from gateway.desk.catalogue_load import load_catalogue
+from gateway.errors import GatewayError
+from gateway.hotlines.keys import HOTLINES
+from gateway.supervision.report_config import load_reports_config
+from gateway.supervision.report_service import ReportService
+from gateway.supervision.reports import report_sections
+from gateway.supervision.reports_http import REPORTS, add_report_routes
+
+log = logging.getLogger(__name__)
+JOB_INTERVAL = 60.0  # seconds between the job's looks for a due report
+# The report's sections. Integration hook (issue 14): report_sections(rates=..., hot_spots=...).
+SECTIONS = report_sections()
+
+
+def setup(app: web.Application, deps: Deps) -> None:
+    s = deps.settings
+    admin = app[HOTLINES]
+
+    def timezone() -> str:
+        return admin.config.timezone if admin.config is not None else "Asia/Shanghai"
+
+    service = ReportService(store=deps.store, archive_dir=s.instance_dir / "reports", clock=deps.clock.now,
+                            timezone=timezone, sections=SECTIONS, leader=lambda: deps.bus.leader,
+                            interval=JOB_INTERVAL)
+    app[REPORTS] = service
+    add_report_routes(app)
+    deps.health.add("reports", service.health, ok=lambda value: value["font"] == "ok")
+    deps.metrics.add("reports", lambda: dict(service.counters))
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        service.config = await asyncio.to_thread(load_reports_config, s.config_dir / "reports.yaml")
+        service.archive_dir = service.config.archive_path(s.instance_dir)
+        try:
+            service.catalogue = await asyncio.to_thread(load_catalogue, s.config_dir / "catalogue.yaml")
+        except GatewayError as exc:
+            log.error("reports: catalogue.yaml is invalid, districts and matters are counted as unknown: %s", exc)
+        if await service.check_font() != "ok":
+            log.error("reports: %s", service.font)
+        task = asyncio.get_running_loop().create_task(service.loop(), name="reports-job")
+        try:
+            yield
+        finally:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+    app.cleanup_ctx.append(lifecycle)
