@@ -40,7 +40,11 @@ async function load() {
     const body = $("#sms tbody");
     const items = arr(data.items).filter(isObj);
     body.replaceChildren(...items.map(row));
-    if (!items.length) body.append(el("tr", null)).append(el("td", "无待处理短信 nothing pending", {class: "empty", colspan: 8}));
+    if (!items.length) {
+      const empty = el("tr", null);
+      empty.append(el("td", "无待处理短信 nothing pending", {class: "empty", colspan: 8}));
+      body.append(empty);
+    }
   } catch (err) {
     if (err.status === 401) return;
     $("#sms-summary").textContent = `无法加载短信列表 cannot load the texts: ${err.message}`;
