@@ -453,3 +453,8 @@ class Callback(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+
+
+# Early warnings' tables (issue 14, migration 0016) live with their feature; imported here so the
+# schema is whole wherever the models are (Alembic's comparison, create_all in tools).
+from gateway.supervision import warnings_store as _warnings_tables  # noqa: E402,F401
