@@ -3,7 +3,7 @@ failing webhook notices, and the alerts forwarded to a unit.
 
 Routes (roles in brackets)::
 
-    GET  /api/supervisor/warnings?status=open|acknowledged|forwarded|all   [supervisor|admin]
+    GET  /api/supervisor/warnings?status=open|acknowledged|forwarded|active|all   [supervisor|admin]
     GET  /api/supervisor/warnings/{warning_id}        with its tickets      [supervisor|admin]
     POST /api/supervisor/warnings/{warning_id}/acknowledge  {note?}         [supervisor|admin]
     POST /api/supervisor/warnings/{warning_id}/forward  {unit_id, note?}    [supervisor|admin]
@@ -31,7 +31,7 @@ from gateway.units.store import UnknownUnit
 from gateway.web.schema import Body, parse, text
 
 SUPERVISORS = ("supervisor", "admin")
-STATUSES = (*ALERT_STATUSES, "all")
+STATUSES = (*ALERT_STATUSES, "active", "all")  # active: open or acknowledged
 
 
 class AcknowledgeBody(Body):
@@ -160,7 +160,7 @@ def warning_paths(op) -> dict:
     wid = [{"name": "warning_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"}}]
     return {
         "/api/supervisor/warnings": {"get": op(
-            "early warnings (surges, repeated demands): status=open (default), acknowledged, forwarded or all",
+            "early warnings (surges, repeated demands): status=open (default), acknowledged, forwarded, active (open or acknowledged) or all",
             params=[{"name": "status", "in": "query", "schema": {"type": "string", "enum": list(STATUSES)}}])},
         "/api/supervisor/warnings/run": {"post": op("run the detection now (also periodic)", body=RunBody)},
         "/api/supervisor/warnings/deliveries": {"get": op("webhook notices not delivered yet that failed")},

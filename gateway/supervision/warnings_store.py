@@ -310,7 +310,9 @@ class WarningStore:
         counts = (sa.select(WarningAlertTicket.alert_id, sa.func.count().label("n"))
                   .group_by(WarningAlertTicket.alert_id).subquery())
         q = sa.select(w, counts.c.n).outerjoin(counts, counts.c.alert_id == w.id)
-        if status != "all":
+        if status == "active":
+            q = q.where(w.status.in_(("open", "acknowledged")))
+        elif status != "all":
             q = q.where(w.status == status)
         if unit_id is not None:
             q = q.where(w.forwarded_unit_id == unit_id)

@@ -99,6 +99,8 @@ async def test_given_an_alert_when_listed_opened_acknowledged_and_forwarded_then
 
     resp = await c.post(f"/api/supervisor/warnings/{alert_id}/acknowledge", headers=tok["boss"], json={"note": "已知悉"})
     assert resp.status == 200 and (await resp.json())["status"] == "acknowledged"
+    active = await (await c.get("/api/supervisor/warnings?status=active", headers=tok["boss"])).json()
+    assert [(i["id"], i["status"], i["acknowledged_by"]) for i in active["items"]] == [(alert_id, "acknowledged", "boss")]
     again = await c.post(f"/api/supervisor/warnings/{alert_id}/acknowledge", headers=tok["boss"])
     body = await again.json()
     assert again.status == 409 and body["error"] == "warning-state" and "签收" in body["message_zh"]
