@@ -8,7 +8,8 @@ the URL its system listens on and the shared secret::
 
 The file holds secrets: it is not part of the configuration /admin versions; keep it private
 (mode 600, like the gateway's state). Events (``dispatched``, ``reminder``, ``overdue``,
-``withdrawn``) are queued in ``unit_hook_deliveries`` in the transaction that made them and
+``withdrawn``, and ``warning`` when a supervisor forwards an early warning to the unit,
+:mod:`gateway.supervision.warnings_store`) are queued in ``unit_hook_deliveries`` in the transaction that made them and
 POSTed as JSON by the units feature's job; headers ``X-Gateway-Event``, ``X-Gateway-Delivery``
 (the delivery id: a receiver drops a repeat), ``X-Gateway-Signature: sha256=<hex HMAC-SHA256 of
 the body with the secret>``. A 2xx answer delivers it; anything else is retried after 30 s, 1,
