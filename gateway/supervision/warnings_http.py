@@ -157,10 +157,12 @@ def add_warning_routes(app: web.Application) -> None:
 
 def warning_paths(op) -> dict:
     """OpenAPI paths of this API (merged into ``/api/openapi.json``); ``op`` builds one operation."""
-    wid = [{"name": "warning_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"}}]
+    wid = [{"name": "warning_id", "in": "path", "required": True,
+            "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"}}]
     return {
         "/api/supervisor/warnings": {"get": op(
-            "early warnings (surges, repeated demands): status=open (default), acknowledged, forwarded, active (open or acknowledged) or all",
+            "early warnings (surges, repeated demands): status=open (default), acknowledged, forwarded, "
+            "active (open or acknowledged) or all",
             params=[{"name": "status", "in": "query", "schema": {"type": "string", "enum": list(STATUSES)}}])},
         "/api/supervisor/warnings/run": {"post": op("run the detection now (also periodic)", body=RunBody)},
         "/api/supervisor/warnings/deliveries": {"get": op("webhook notices not delivered yet that failed")},
