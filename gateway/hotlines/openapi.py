@@ -25,8 +25,11 @@ from gateway.web.schemas_auth import BODIES as AUTH_BODIES
 from gateway.web.schemas_auth import LoginBody
 from gateway.units.openapi import unit_paths
 from gateway.units.schemas import BODIES as UNIT_BODIES
+from gateway.supervision.warnings_http import BODIES as WARNING_BODIES
+from gateway.supervision.warnings_http import warning_paths
 
-BODY_MODELS = {**DESK_BODIES, **ADMIN_BODIES, **AUTH_BODIES, **UNIT_BODIES, **FOLLOWUP_BODIES}  # (method, path) -> model of the request body
+BODY_MODELS = {**DESK_BODIES, **ADMIN_BODIES, **AUTH_BODIES, **UNIT_BODIES, **FOLLOWUP_BODIES,
+               **WARNING_BODIES}  # (method, path) -> model of the request body
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -117,6 +120,7 @@ def openapi_document() -> dict:
             **desk_paths(),
             **unit_paths(),
             **followup_paths(_desk_op, _TICKET_ID),
+            **warning_paths(_desk_op),
             "/api/admin/overview": {"get": _op("lines, modes, today's calls per line, broadcasts", ok="200",
                                                ok_schema={"type": "object"})},
             "/api/admin/versions": {"get": _op("the version history, newest first", ok="200",

@@ -458,3 +458,6 @@ class Callback(Base):
 # Tables declared by a feature folder on this Base (issue 14): imported here so the schema the
 # migrations are checked against is whole wherever the models are imported.
 from gateway.supervision import report_tables as _report_tables  # noqa: E402,F401
+# Early warnings' tables (issue 14, migration 0016) live with their feature; imported here so the
+# schema is whole wherever the models are (Alembic's comparison, create_all in tools).
+from gateway.supervision import warnings_store as _warnings_tables  # noqa: E402,F401

@@ -8,7 +8,8 @@ the URL its system listens on and the shared secret::
 
 The file holds secrets: it is not part of the configuration /admin versions; keep it private
 (mode 600, like the gateway's state). Events (``dispatched``, ``reminder``, ``overdue``,
-``withdrawn``) are queued in ``unit_hook_deliveries`` in the transaction that made them and
+``withdrawn``, and ``warning`` when a supervisor forwards an early warning to the unit,
+:mod:`gateway.supervision.warnings_store`) are queued in ``unit_hook_deliveries`` in the transaction that made them and
 POSTed as JSON by the units feature's job; headers ``X-Gateway-Event``, ``X-Gateway-Delivery``
 (the delivery id: a receiver drops a repeat), ``X-Gateway-Signature: sha256=<hex HMAC-SHA256 of
 the body with the secret>``. A 2xx answer delivers it; anything else is retried after 30 s, 1,
@@ -99,12 +100,18 @@ def load_hooks(path: Path | None, units: dict) -> dict[str, Hook]:
 
 
 class HookSender:
-    """Sends due deliveries; each claimed (``claimed_until``) so one instance sends it at a time."""
+    """Sends due deliveries; each claimed (``claimed_until``) so one instance sends it at a time.
 
-    def __init__(self, store: TicketStore, hooks: dict[str, Hook], *, post=None) -> None:
+    ``model`` is the outbox table: the units' ``unit_hook_deliveries`` by default; any table with
+    the same columns (``unit_id`` naming the hook, ``event``, ``payload``, ``attempts``, ``next_at``,
+    ``claimed_until``, ``delivered_at``, ``failed_at``, ``last_error``) is sent the same way (the
+    early warnings' ``warning_deliveries``)."""
+
+    def __init__(self, store: TicketStore, hooks: dict[str, Hook], *, post=None, model=UnitHookDelivery) -> None:
         self.store = store
         self.hooks = hooks
         self.post = post  # async (url, body, headers) -> status; default: aiohttp
+        self.model = model
         self.counters = {"delivered": 0, "failed_attempts": 0, "given_up": 0}
 
     async def _post(self, url: str, body: bytes, headers: dict) -> int:
@@ -117,26 +124,28 @@ class HookSender:
                 return response.status
 
     async def run_once(self, now: datetime, *, limit: int = 50) -> int:
+        D = self.model  # noqa: N806
         async with self.store.read_session() as session:
-            ids = (await session.execute(sa.select(UnitHookDelivery.id).where(
-                UnitHookDelivery.delivered_at.is_(None), UnitHookDelivery.failed_at.is_(None),
-                UnitHookDelivery.next_at <= now,
-                sa.or_(UnitHookDelivery.claimed_until.is_(None), UnitHookDelivery.claimed_until < now))
-                .order_by(UnitHookDelivery.id).limit(limit))).scalars().all()
+            ids = (await session.execute(sa.select(D.id).where(
+                D.delivered_at.is_(None), D.failed_at.is_(None),
+                D.next_at <= now,
+                sa.or_(D.claimed_until.is_(None), D.claimed_until < now))
+                .order_by(D.id).limit(limit))).scalars().all()
         done = 0
         for did in ids:
             done += await self._deliver(did, now)
         return done
 
     async def _deliver(self, delivery_id: int, now: datetime) -> int:
+        D = self.model  # noqa: N806
         async def claim(session):
-            n = (await session.execute(sa.update(UnitHookDelivery).where(
-                UnitHookDelivery.id == delivery_id, UnitHookDelivery.delivered_at.is_(None),
-                sa.or_(UnitHookDelivery.claimed_until.is_(None), UnitHookDelivery.claimed_until < now))
+            n = (await session.execute(sa.update(D).where(
+                D.id == delivery_id, D.delivered_at.is_(None),
+                sa.or_(D.claimed_until.is_(None), D.claimed_until < now))
                 .values(claimed_until=now + CLAIM).execution_options(synchronize_session=False))).rowcount
             if not n:
                 return None
-            row = await session.get(UnitHookDelivery, delivery_id)
+            row = await session.get(D, delivery_id)
             return row.unit_id, row.event, dict(row.payload), row.attempts
 
         claimed = await self.store.run_write(claim)
@@ -159,7 +168,7 @@ class HookSender:
                 error = f"{type(exc).__name__}: {exc}"[:250]
 
         async def record(session):
-            row = await session.get(UnitHookDelivery, delivery_id)
+            row = await session.get(D, delivery_id)
             row.claimed_until = None
             row.attempts = attempts + 1
             if error is None:
@@ -182,10 +191,11 @@ class HookSender:
 
     async def problems(self, *, limit: int = 100) -> list[dict]:
         """Deliveries not delivered yet that failed at least once, and those given up."""
+        D = self.model  # noqa: N806
         async with self.store.read_session() as session:
-            rows = (await session.execute(sa.select(UnitHookDelivery).where(
-                UnitHookDelivery.delivered_at.is_(None), UnitHookDelivery.attempts > 0)
-                .order_by(UnitHookDelivery.id.desc()).limit(limit))).scalars().all()
-        return [{"id": r.id, "unit_id": r.unit_id, "event": r.event, "ticket_id": r.ticket_id,
+            rows = (await session.execute(sa.select(D).where(
+                D.delivered_at.is_(None), D.attempts > 0)
+                .order_by(D.id.desc()).limit(limit))).scalars().all()
+        return [{"id": r.id, "unit_id": r.unit_id, "event": r.event, "ticket_id": getattr(r, "ticket_id", None),
                  "attempts": r.attempts, "next_at": iso(r.next_at), "failed_at": iso(r.failed_at),
                  "last_error": r.last_error, "created_at": iso(r.created_at)} for r in rows]

@@ -85,6 +85,7 @@ ERROR_ZH: dict[str, str] = {
     "sms-sender": "短信发送通道配置有误",
     "no-ticket-number": "该工单没有工单号",
     "callback-not-open": "该回拨已结束或已取消，无法再更改",
+    "warning-state": "该预警的状态不允许此操作（可能已被他人签收或转交），请刷新后再试",
 }
 GENERIC_ZH = "请求未能完成"
 

@@ -1,7 +1,7 @@
 """The report archive (issue 14, 日报告、周分析、月通报): one row per generated report.
 
 Revision ID: 0017
-Revises: 0014
+Revises: 0016
 Create Date: 2026-12-02
 """
 
@@ -19,7 +19,7 @@ def UtcDateTime() -> sa.DateTime:  # noqa: N802 - reads like the models' column 
 
 
 revision = "0017"
-down_revision = "0014"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
