@@ -24,6 +24,7 @@ from gateway.web.schema import body_ref, components
 from gateway.web.schemas_auth import BODIES as AUTH_BODIES
 from gateway.web.schemas_auth import LoginBody
 from gateway.units.openapi import unit_paths
+from gateway.supervision.rates_http import rates_paths
 from gateway.units.schemas import BODIES as UNIT_BODIES
 
 BODY_MODELS = {**DESK_BODIES, **ADMIN_BODIES, **AUTH_BODIES, **UNIT_BODIES, **FOLLOWUP_BODIES}  # (method, path) -> model of the request body
@@ -117,6 +118,7 @@ def openapi_document() -> dict:
             **desk_paths(),
             **unit_paths(),
             **followup_paths(_desk_op, _TICKET_ID),
+            **rates_paths(),
             "/api/admin/overview": {"get": _op("lines, modes, today's calls per line, broadcasts", ok="200",
                                                ok_schema={"type": "object"})},
             "/api/admin/versions": {"get": _op("the version history, newest first", ok="200",

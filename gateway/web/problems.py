@@ -84,6 +84,7 @@ ERROR_ZH: dict[str, str] = {
     "sms-sender": "短信发送通道配置有误",
     "no-ticket-number": "该工单没有工单号",
     "callback-not-open": "该回拨已结束或已取消，无法再更改",
+    "bad-rates-query": "三率查询参数有误（统计层级、周期、日期或指标）",
 }
 GENERIC_ZH = "请求未能完成"
 
