@@ -95,7 +95,10 @@ def rates_from_source(src: yamlsrc.Source) -> RatesConfig:
         h = r.number(resp["hours"], ("rates", "response", "hours"), low=0.25, high=24 * 30)
         hours = float(h) if h is not None else hours
         if within != "hours":
-            src.problem(("rates", "response", "hours"), "hours is only used with within: hours")
+            path = ("rates", "response", "hours")
+            src.problems.append(yamlsrc.ConfigProblem(src.file, src.line_of(path), yamlsrc.field_name(path),
+                                                      "hours is only used with within: hours",
+                                                      message_zh="仅在 within: hours 时使用 hours"))
     res = r.mapping(top.get("resolution") or {}, ("rates", "resolution"), optional=("weights",)) or {}
     sat = r.mapping(top.get("satisfaction") or {}, ("rates", "satisfaction"), optional=("weights",)) or {}
     res_w = _weights(r, res.get("weights") or {}, ("rates", "resolution", "weights"), SOLVED_KEYS,

@@ -56,10 +56,13 @@ class RatesService:
     def timezone(self) -> str:
         return self.config.timezone or self._timezone() or "Asia/Shanghai"
 
-    def labels(self) -> dict[str, str]:
+    def labels(self, level: str) -> dict[str, str]:
+        """Catalogue id -> what to show: the place as said (朝阳区) for districts and streets, the
+        unit's name (朝阳区政府) for handling units."""
         if self.catalogue is None:
             return {}
-        return {uid: u.name for uid, u in self.catalogue.units.items()}
+        place = level in ("district", "street")
+        return {uid: (u.place_name or u.name) if place else u.name for uid, u in self.catalogue.units.items()}
 
     def bounds(self, query) -> tuple[str, datetime, datetime]:
         period = query.get("period") or ("custom" if query.get("start") or query.get("end") else "month")
@@ -108,7 +111,7 @@ async def rates(request: web.Request) -> web.Response:
     config = svc.config if rank_by == svc.config.rank_by else _with_rank(svc.config, rank_by)
     await svc.place(level, start, end)
     now = svc.clock()
-    rows = await compute_rates(svc.store, level, start, end, config, now=now, labels=svc.labels())
+    rows = await compute_rates(svc.store, level, start, end, config, now=now, labels=svc.labels(level))
     total = await total_rates(svc.store, start, end, config, now=now)
     return web.json_response({"level": level, "level_zh": LEVEL_ZH[level], "period": period,
                               "start": start.isoformat(), "end": end.isoformat(), "timezone": svc.timezone,
