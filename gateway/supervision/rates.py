@@ -197,7 +197,7 @@ def _level_key(level: str):
         return Ticket.line_number, sa.func.max(Ticket.line_name), False, False
     if level == "type":
         return Ticket.category, None, False, False
-    if level == "all":
+    if level in ("all", "all_sub_centre"):
         return sa.literal("all"), None, False, False
     raise BadRatesQuery(f"level must be one of {', '.join(LEVELS)} / 统计层级有误", details={"parameter": "level"})
 
@@ -205,7 +205,7 @@ def _level_key(level: str):
 def _ticket_filter(level: str, start: datetime, end: datetime) -> list:
     out = [Ticket.decided_at >= start, Ticket.decided_at < end, Ticket.status == "submitted",
            Ticket.handling.is_not(None)]
-    if level == "sub_centre":
+    if level in ("sub_centre", "all_sub_centre"):
         out.append(Ticket.merge_mode == "sub_centre")
     return out
 
@@ -304,9 +304,11 @@ async def compute_rates(store, level: str, start: datetime, end: datetime, confi
 
 
 async def total_rates(store, start: datetime, end: datetime, config: RatesConfig = DEFAULTS, *,
-                      now: datetime | None = None) -> RateRow:
-    """All tickets of the period together (a 双派 ticket's two dispatches both count for response)."""
-    rows = await _rows(store, "all", start, end, config, now or datetime.now(timezone.utc), None)
+                      now: datetime | None = None, level: str | None = None) -> RateRow:
+    """All tickets of the period together (a 双派 ticket's two dispatches both count for response);
+    with ``level="sub_centre"``, all tickets of sub-centre lines (the total of that ranking)."""
+    scope = "all_sub_centre" if level == "sub_centre" else "all"
+    rows = await _rows(store, scope, start, end, config, now or datetime.now(timezone.utc), None)
     row = rows[0] if rows else finish(RateRow(key="all", label="全部 all"), config)
     row.label = "全部 all"
     return row

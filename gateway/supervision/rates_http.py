@@ -112,7 +112,7 @@ async def rates(request: web.Request) -> web.Response:
     await svc.place(level, start, end)
     now = svc.clock()
     rows = await compute_rates(svc.store, level, start, end, config, now=now, labels=svc.labels(level))
-    total = await total_rates(svc.store, start, end, config, now=now)
+    total = await total_rates(svc.store, start, end, config, now=now, level=level)
     return web.json_response({"level": level, "level_zh": LEVEL_ZH[level], "period": period,
                               "start": start.isoformat(), "end": end.isoformat(), "timezone": svc.timezone,
                               "rank_by": rank_by, "formulas": config.describe(), "now": now.isoformat(),

@@ -205,6 +205,8 @@ async def test_given_hand_built_tickets_when_rated_per_place_line_type_then_the_
     assert dec["power"]["dispatches"] == 1 and dec["power"]["due"] == 0 and dec["power"]["response_rate"] is None
     total = await total_rates(hand, *NOV, now=NOW)
     assert (total.tickets, total.due, total.responded, total.surveyed) == (5, 6, 3, 3)
+    sub_total = await total_rates(hand, *NOV, now=NOW, level="sub_centre")
+    assert (sub_total.tickets, sub_total.due, sub_total.responded) == (2, 2, 1)
 
 
 async def test_given_a_two_hour_response_when_rated_then_elapsed_time_is_counted_on_either_database(hand):
