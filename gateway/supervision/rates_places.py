@@ -27,7 +27,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gateway.ticketing.models import Base, Dispatch, RowId, Ticket, UtcDateTime
+from gateway.ticketing.models import Base, Dispatch, Followup, RowId, Ticket, UtcDateTime
 
 PLACE_SOURCES = ("place", "dispatch", "summary", "none")
 
@@ -45,11 +45,13 @@ class TicketPlace(Base):
     resolved_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
-# What the rates' queries filter and group on: submitted tickets by decision time, then the
-# dispatches of those tickets (the unit, its state, acceptance and deadline read from the index).
-sa.Index("ix_tickets_rates", Ticket.decided_at, Ticket.status, Ticket.handling)
+# What the rates' queries filter and group on: submitted tickets by decision time (status first:
+# SQLite then takes this index, not ix_tickets_status, whose range is every submitted ticket), then
+# the dispatches and the follow-up of each, read from the indexes alone (covering).
+sa.Index("ix_tickets_rates", Ticket.status, Ticket.decided_at, Ticket.handling)
 sa.Index("ix_dispatches_rates", Dispatch.ticket_id, Dispatch.status, Dispatch.unit_id, Dispatch.accepted_at,
-         Dispatch.due_at)
+         Dispatch.due_at, Dispatch.created_at, Dispatch.unit_name)
+sa.Index("ix_followups_rates", Followup.ticket_id, Followup.status, Followup.solved, Followup.satisfaction)
 
 
 def resolve_place(catalogue, place: str | None, unit_ids: list[str], summary: str | None) -> tuple[str | None, str | None, str]:

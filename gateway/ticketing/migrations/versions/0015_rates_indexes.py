@@ -32,11 +32,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("ticket_id", name="pk_ticket_places"),
     )
     op.create_index("ix_ticket_places_district_street", "ticket_places", ["district_id", "street_id"])
-    op.create_index("ix_tickets_rates", "tickets", ["decided_at", "status", "handling"])
-    op.create_index("ix_dispatches_rates", "dispatches", ["ticket_id", "status", "unit_id", "accepted_at", "due_at"])
+    # status first: SQLite would otherwise range over every submitted ticket by ix_tickets_status
+    op.create_index("ix_tickets_rates", "tickets", ["status", "decided_at", "handling"])
+    op.create_index("ix_dispatches_rates", "dispatches",
+                    ["ticket_id", "status", "unit_id", "accepted_at", "due_at", "created_at", "unit_name"])
+    op.create_index("ix_followups_rates", "followups", ["ticket_id", "status", "solved", "satisfaction"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_followups_rates", table_name="followups")
     op.drop_index("ix_dispatches_rates", table_name="dispatches")
     op.drop_index("ix_tickets_rates", table_name="tickets")
     op.drop_index("ix_ticket_places_district_street", table_name="ticket_places")
