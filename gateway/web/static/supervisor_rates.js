@@ -64,7 +64,8 @@ function figureCell(row, col, q) {
   const value = row[field];
   const text = isRate ? pct(value) : String(num(value));
   const td = el("td", null, {class: "num", "data-field": field});
-  if (!rate || row.key === "all" || (!isRate && !num(value))) { td.textContent = text; return td; }
+  const empty = isRate ? value === null || value === undefined : !num(value);
+  if (!rate || row.key === "all" || empty) { td.textContent = text; return td; }
   const b = el("button", text, {type: "button", class: "fig",
     "aria-label": `${row.label} ${header} ${text}：查看${OUTCOME_ZH[outcome]}工单 list the tickets`});
   b.addEventListener("click", () => drill({...q, key: row.key, rate, outcome, page: 1}, `${row.label} · ${OUTCOME_ZH[outcome]}`));
