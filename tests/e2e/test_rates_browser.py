@@ -100,5 +100,10 @@ def test_given_a_month_of_tickets_when_a_supervisor_opens_the_rates_then_ranking
         masked = [c for c in cells if "保密" in c]
         assert all("139****5678" in c for c in masked)
         page.screenshot(path=f"/tmp/rates-{width}.png", full_page=False)
+        # the row of tickets whose place the catalogue does not know (key "") lists its tickets too
+        unknown = page.locator("#rates tbody tr[data-key=''] td[data-field=tickets]")
+        assert unknown.count() == 1
+        page.locator("#rates tbody tr[data-key=''] td[data-field=due] button").click()
+        page.wait_for_selector("#rates-drill-title:has-text('未识别 unknown · 应响应：')")
     finally:
         ctx.close()

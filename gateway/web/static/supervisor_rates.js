@@ -57,7 +57,10 @@ function readForm() {
   return q;
 }
 
-function qs(q) { return new URLSearchParams(Object.entries(q).filter(([, v]) => v !== undefined && v !== "")).toString(); }
+// "key" stays even when empty: the row of tickets without one (未识别)
+function qs(q) {
+  return new URLSearchParams(Object.entries(q).filter(([k, v]) => v !== undefined && (v !== "" || k === "key"))).toString();
+}
 
 function figureCell(row, col, q) {
   const [field, header, rate, outcome, isRate] = col;
