@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -22,8 +23,6 @@ from gateway.ticketing import migrate
 from gateway.ticketing.store import TicketStore
 from gateway_dev.rates_data import generate, insert_async
 from tests.unit.webapp import build_app
-
-from pathlib import Path
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 NOW = datetime(2026, 11, 25, 4, tzinfo=timezone.utc)
