@@ -43,6 +43,7 @@ from gateway.settings import Settings
 from gateway.sms import plugin as sms
 from gateway.speech import plugin as speech
 from gateway.supervision import ops_plugin as ops
+from gateway.supervision import rates_plugin as rates
 from gateway.supervision import reports_plugin as reports
 from gateway.supervision import warnings_plugin as early_warnings
 from gateway.ticketing import migrate
@@ -55,7 +56,7 @@ from gateway.web.edge import EdgePolicy
 
 DEPS = web.AppKey("deps", Deps)
 JOURNAL_LOCK_WAIT = 30.0  # seconds the own journal waits for a sibling that is replaying it
-FEATURES = (auth, hotlines, speech, desk, units, calls, callback, api, sms, announce, followup, reports,
+FEATURES = (auth, hotlines, speech, desk, units, calls, callback, api, sms, announce, followup, rates, reports,
             early_warnings, ops)  # each needs only those before it
 
 

@@ -24,6 +24,7 @@ from gateway.web.schema import body_ref, components
 from gateway.web.schemas_auth import BODIES as AUTH_BODIES
 from gateway.web.schemas_auth import LoginBody
 from gateway.units.openapi import unit_paths
+from gateway.supervision.rates_http import rates_paths
 from gateway.units.schemas import BODIES as UNIT_BODIES
 from gateway.supervision.warnings_http import BODIES as WARNING_BODIES
 from gateway.supervision.warnings_http import warning_paths
@@ -121,6 +122,7 @@ def openapi_document() -> dict:
             **unit_paths(),
             **followup_paths(_desk_op, _TICKET_ID),
             **warning_paths(_desk_op),
+            **rates_paths(),
             "/api/admin/overview": {"get": _op("lines, modes, today's calls per line, broadcasts", ok="200",
                                                ok_schema={"type": "object"})},
             "/api/admin/versions": {"get": _op("the version history, newest first", ok="200",

@@ -26,9 +26,9 @@ from gateway_dev.eventually import aeventually
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 HEALTH_KEYS = {"status", "database", "journal", "ami", "config_version", "config_version_id", "calls_in_ivr",
                "fastagi_sessions", "last_reload", "speech", "voice", "desk", "reconcile", "recordings", "bus",
-               "units", "sms", "followup", "reports", "warnings"}
+               "units", "sms", "followup", "rates", "reports", "warnings"}
 BACKGROUND = {"config-scheduler", "ami-supervisor", "loop-lag-monitor", "reconcile-asterisk", "bus-dispatch",
-              "units-job", "followup-scheduler", "reports-job", "warnings"}
+              "units-job", "followup-scheduler", "rates-places", "reports-job", "warnings"}
 
 
 def _unused_port() -> int:

@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, pool
 
 from gateway.ticketing.migrate import sync_url
 from gateway.ticketing.models import Base
+import gateway.supervision.rates_places  # noqa: E402,F401 - its table and indexes on Base (migration 0015)
 
 config = context.config
 target_metadata = Base.metadata

@@ -1,7 +1,7 @@
 """Early warnings (issue 14, 苗头性、风险性诉求预警): tickets' facts, alerts, their tickets, webhook outbox.
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 Create Date: 2026-12-02
 """
 
@@ -19,7 +19,7 @@ def UtcDateTime() -> sa.DateTime:  # noqa: N802 - reads like the models' column 
 
 
 revision = "0016"
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
