@@ -42,6 +42,7 @@ from gateway.pbx.nodes import nodes_of
 from gateway.settings import Settings
 from gateway.sms import plugin as sms
 from gateway.speech import plugin as speech
+from gateway.supervision import figures_plugin as figures
 from gateway.ticketing import migrate
 from gateway.ticketing.dbcheck import database_state
 from gateway.ticketing.journal import Journal, OrphanJournals
@@ -52,7 +53,7 @@ from gateway.web.edge import EdgePolicy
 
 DEPS = web.AppKey("deps", Deps)
 JOURNAL_LOCK_WAIT = 30.0  # seconds the own journal waits for a sibling that is replaying it
-FEATURES = (auth, hotlines, speech, desk, units, calls, callback, api, sms, announce, followup)  # each needs only those before it
+FEATURES = (auth, hotlines, speech, desk, units, calls, callback, api, sms, announce, followup, figures)  # each needs only those before it
 
 
 def _database(deps: Deps):

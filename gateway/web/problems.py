@@ -84,6 +84,7 @@ ERROR_ZH: dict[str, str] = {
     "sms-sender": "短信发送通道配置有误",
     "no-ticket-number": "该工单没有工单号",
     "callback-not-open": "该回拨已结束或已取消，无法再更改",
+    "bad-figures-query": "统计时段或参数有误",
 }
 GENERIC_ZH = "请求未能完成"
 

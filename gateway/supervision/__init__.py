@@ -1,0 +1,1 @@
+"""Supervision (issue 14): the three rates, call-centre figures, early warnings and reports."""
