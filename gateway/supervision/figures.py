@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.errors import BadRequest, ConfigError
 from gateway.ivr_flows import yamlsrc
-from gateway.ivr_flows.fields import Reader
+from gateway.ivr_flows.fields import Reader, kind_of
 from gateway.supervision.outcomes import call_outcome
 
 FILE = "supervision.yaml"
@@ -71,7 +71,7 @@ def figures_from_source(src: yamlsrc.Source) -> FiguresConfig:
                 continue
             value = m[name]
             if name != "ami_timeout_seconds" and (isinstance(value, bool) or not isinstance(value, int)):
-                r.src.problem(("figures", name), f"expected a whole number of {'days' if name == 'max_days' else 'seconds'}")
+                r.src.problem(("figures", name), f"expected a whole number, got {kind_of(value)}")
                 continue
             number = r.number(value, ("figures", name), low=low, high=high)
             if number is not None:

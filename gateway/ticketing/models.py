@@ -453,3 +453,8 @@ class Callback(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+
+
+# Tables that feature folders declare on this Base, imported here so that the metadata is whole
+# wherever the models are used (Alembic's comparison with the migrations, tests).
+from gateway.supervision import queue_legs as _queue_legs  # noqa: E402,F401  (issue 14: queue_legs)
