@@ -11,7 +11,6 @@ states asked from every Asterisk node on each request, so several instances agre
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from typing import AsyncIterator
 
 from aiohttp import web
@@ -37,7 +36,7 @@ def setup(app: web.Application, deps: Deps) -> None:
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         config = await asyncio.to_thread(load_figures, deps.settings.config_dir / FILE)
-        service.config = dataclasses.replace(config)
+        service.config = config
         yield
 
     app.cleanup_ctx.append(lifecycle)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from datetime import datetime
 from typing import Callable
+from zoneinfo import ZoneInfo
 
 from gateway.errors import GatewayError
 from gateway.masking import mask_text
@@ -14,8 +14,6 @@ from gateway.supervision import agent_states as states
 from gateway.supervision.figures import DEFAULTS, FiguresConfig, Period, compute, parse_period, trend
 from gateway.supervision.figures_store import FiguresStore
 from gateway.supervision.outcomes import call_outcome
-
-log = logging.getLogger(__name__)
 
 
 class FiguresService:
@@ -32,8 +30,6 @@ class FiguresService:
 
     def period(self, query) -> Period:
         tz = self.timezone()
-        from zoneinfo import ZoneInfo
-
         today = self.clock().astimezone(ZoneInfo(tz)).date()
         return parse_period(query, today=today, timezone=tz, max_days=self.config.max_days)
 

@@ -185,7 +185,7 @@ def test_given_the_board_when_opened_in_chromium_then_figures_table_and_charts_a
                 page.wait_for_function("document.querySelector('#figures-trend-chart svg').getBoundingClientRect()"
                                        f".width <= {width}")
                 expect(page.locator("#figures-lines")).to_be_visible()
-                page.locator("#figures-section").screenshot(path=str(ARTIFACTS / f"figures-supervisor-{width}.png"))
+                page.screenshot(path=str(ARTIFACTS / f"figures-supervisor-{width}.png"), full_page=True)
                 overflow = page.evaluate("(() => { const s = document.querySelector('#figures-section');"
                                          " return s.scrollWidth - s.clientWidth; })()")
                 assert overflow <= 0, f"the figures overflow their section by {overflow} px at {width} px"

@@ -59,9 +59,9 @@ function build() {
   const table = (id, label) => el("table", null, {id, "aria-label": label});
   const trendChart = el("div", null, {id: "figures-trend-chart", role: "img", style: "width:100%;height:300px",
     "aria-label": "话务趋势图，数据见下方趋势数据表 trend chart; the numbers are in the trend table"});
-  const ivrChart = el("div", null, {id: "figures-ivr-chart", role: "img", style: "width:100%;height:220px",
+  const ivrChart = el("div", null, {id: "figures-ivr-chart", role: "img", style: "width:100%;height:100px",
     "aria-label": "语音导航放弃节点图，数据见下表 where callers gave up in the IVR; the numbers are in the table"});
-  const details = el("details", null, {id: "figures-trend-details", open: true});
+  const details = el("details", null, {id: "figures-trend-details"});  // closed: the board stays short
   details.append(el("summary", "趋势数据表 Trend as a table"), scroll(table("figures-trend", "趋势数据 trend")));
   root.replaceChildren(
     form,
@@ -175,7 +175,7 @@ function fillTable(id, head, rows, emptyText) {
   for (const row of rows) {
     const r = el("tr", null, row.attrs || {});
     row.cells.forEach((value, i) => r.append(el(i === 0 ? "th" : "td", value,
-      {class: head[i][1] ? "num" : null, scope: i === 0 ? "row" : null})));
+      {class: head[i][1] ? "num" : null, scope: i === 0 ? "row" : null, style: head[i][2] || null})));
     body.append(r);
   }
   if (!rows.length) {
@@ -238,8 +238,8 @@ function render(f, trend) {
     .sort((a, b) => rank(a) - rank(b) || str(a.agent).localeCompare(str(b.agent)));
   $("#figures-agents-summary").textContent = STATE_ORDER.map((s) => `${STATE_NAMES[s]} ${num(sum[s])}`).join(" · ") +
     (arr(agents.errors).length ? ` — 部分节点未应答 some nodes did not answer: ${arr(agents.errors).join("; ")}` : "");
-  fillTable("figures-agents", [["坐席 Agent", false], ["状态 State", false], ["队列 Queues", false],
-    ["接通 Answered", true], ["通话 Talk", true], ["未处理草稿 Drafts", true], ["今日接听(Asterisk) Taken", true],
+  fillTable("figures-agents", [["坐席 Agent", false], ["状态 State", false], ["队列 Queues", false, "min-width:18em"],
+    ["接通 Answered", true], ["通话 Talk", true], ["未处理草稿 Drafts", true], ["Asterisk 累计接听 Taken", true],
     ["距上次通话 Since last call", true]],
   items.map((a) => ({attrs: {"data-agent": a.agent, "data-state": a.state},
     cells: [dash(a.agent), `${STATE_NAMES[a.state] || a.state}${a.paused_reason ? `（${a.paused_reason}）` : ""}`,
@@ -294,11 +294,13 @@ function renderIvrChart(nodes) {
   const chart = chartOf("ivr", "#figures-ivr-chart");
   if (!chart) return;
   const shown = nodes.slice(0, 10).reverse();
+  $("#figures-ivr-chart").style.height = `${70 + 30 * Math.max(1, shown.length)}px`;
+  chart.resize();
   chart.setOption({
     animation: false,
     tooltip: {trigger: "axis", axisPointer: {type: "shadow"}},
-    grid: {left: 120, right: 24, top: 10, bottom: 24},
-    xAxis: {type: "value", name: "放弃数", minInterval: 1},
+    grid: {left: 120, right: 24, top: 10, bottom: 40},
+    xAxis: {type: "value", name: "放弃数", nameLocation: "middle", nameGap: 24, minInterval: 1},
     yAxis: {type: "category", data: shown.map((n) => n.node)},
     series: [{name: "语音导航放弃", type: "bar", data: shown.map((n) => num(n.calls)), itemStyle: {color: "#b00020"}}],
   }, true);
