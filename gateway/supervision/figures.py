@@ -15,7 +15,9 @@ Definitions (``config/supervision.yaml`` → ``figures:``; defaults in :class:`F
   abandoned in the queue after more than ``short_abandon_seconds``, default 0: every
   abandonment counts). Wait = Asterisk's ``HoldTime`` at ``AgentConnect``; a call that went
   through two queues (a sub-centre's overflow) waited in both. None when nothing was offered.
-* **ASA** (average speed of answer) = the mean wait of the answered calls.
+* **ASA** (average speed of answer) = the mean wait of the answered calls. An answered call whose
+  wait is unknown (its queue events were missed, e.g. the AMI link was down and reconciliation
+  filled the agent in) is left out of both and counted as ``answered_wait_unknown``.
 * **AHT** (average handling time) = the mean of Asterisk's ``TalkTime`` of the completed
   answered calls (the desk's after-call work is not in it).
 * **abandoned in the queue** ÷ offered; **abandoned in the IVR** ÷ all calls, and per menu
@@ -228,6 +230,7 @@ class Tally:
         self.waits: list[float] = []  # answered: seconds waited
         self.talks: list[float] = []
         self.in_sl = 0
+        self.wait_unknown = 0  # answered with no wait known (its queue events were missed): not in the SL
         self.abandoned_counted = 0  # abandoned after the short-abandon grace (they count against the SL)
         self.longest_wait = 0.0
 
@@ -243,7 +246,7 @@ class Tally:
                 self.waits.append(wait)
                 self.in_sl += wait <= self.cfg.service_level_seconds
             else:
-                self.in_sl += 1  # answered with no wait known (rows from before the legs were kept)
+                self.wait_unknown += 1
             if talk is not None:
                 self.talks.append(talk)
         elif outcome == "abandoned_queue" and (wait is None or wait > self.cfg.short_abandon_seconds):
@@ -253,13 +256,13 @@ class Tally:
         o = self.outcomes
         answered, ab_q, ab_ivr = o.get("answered", 0), o.get("abandoned_queue", 0), o.get("abandoned_ivr", 0)
         offered = answered + ab_q + o.get("queue_timeout", 0) + o.get("in_queue", 0)
-        sl_base = answered + self.abandoned_counted
+        sl_base = answered - self.wait_unknown + self.abandoned_counted
         return {
             "calls": self.calls, "offered": offered, "answered": answered,
             "abandoned_queue": ab_q, "abandoned_ivr": ab_ivr, "abandoned": ab_q + ab_ivr,
             "queue_timeout": o.get("queue_timeout", 0), "callback": o.get("callback", 0),
             "ended_in_ivr": o.get("ended_in_ivr", 0), "in_progress": o.get("in_ivr", 0) + o.get("in_queue", 0),
-            "answered_in_sl": self.in_sl,
+            "answered_in_sl": self.in_sl, "answered_wait_unknown": self.wait_unknown,
             "service_level": _ratio(self.in_sl, sl_base),
             "asa_s": _mean(self.waits), "aht_s": _mean(self.talks), "longest_wait_s": round(self.longest_wait, 1),
             "abandon_rate_queue": _ratio(ab_q, offered), "abandon_rate_ivr": _ratio(ab_ivr, self.calls),

@@ -363,3 +363,15 @@ async def test_given_the_api_when_a_supervisor_asks_then_figures_and_trend_and_o
     body = await r.json()
     assert r.status == 400 and body["error"] == "bad-figures-query"
     assert body["details"]["problems"][0]["field"] == "date" and "不是有效日期" in body["message_zh"]
+
+
+async def test_given_an_answered_call_without_queue_events_when_figures_are_read_then_it_is_left_out_of_the_sl(store):
+    w = World(store)
+    await w.call("r1", at=NINE)
+    await store.repair_call("r1", queue="q-general", agent="8001", ended_at=NINE + timedelta(minutes=3),
+                            hangup_cause=16, hangup_cause_txt="Normal Clearing")  # reconciliation, AMI was away
+    await w.call("a1", at=NINE)
+    await w.queued("a1", "q-general", at=NINE, hold=5, talk=10)
+    t = (await _service(store).figures(_today()))["totals"]
+    assert (t["answered"], t["answered_wait_unknown"], t["answered_in_sl"], t["service_level"], t["asa_s"]) == (
+        2, 1, 1, 1.0, 5.0)
