@@ -12,7 +12,7 @@ Definitions (``config/supervision.yaml`` → ``figures:``; defaults in :class:`F
 
 * **offered**: calls that reached a queue (per queue: the legs that joined it).
 * **service level** = answered within ``service_level_seconds`` (default 20) ÷ (answered +
-  abandoned in the queue after more than ``short_abandon_seconds``, default 0: every
+  abandoned in the queue after at least ``short_abandon_seconds``, default 0: every
   abandonment counts). Wait = Asterisk's ``HoldTime`` at ``AgentConnect``; a call that went
   through two queues (a sub-centre's overflow) waited in both. None when nothing was offered.
 * **ASA** (average speed of answer) = the mean wait of the answered calls. An answered call whose
@@ -249,7 +249,7 @@ class Tally:
                 self.wait_unknown += 1
             if talk is not None:
                 self.talks.append(talk)
-        elif outcome == "abandoned_queue" and (wait is None or wait > self.cfg.short_abandon_seconds):
+        elif outcome == "abandoned_queue" and (wait is None or wait >= self.cfg.short_abandon_seconds):
             self.abandoned_counted += 1
 
     def result(self) -> dict:

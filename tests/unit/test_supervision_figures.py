@@ -375,3 +375,13 @@ async def test_given_an_answered_call_without_queue_events_when_figures_are_read
     t = (await _service(store).figures(_today()))["totals"]
     assert (t["answered"], t["answered_wait_unknown"], t["answered_in_sl"], t["service_level"], t["asa_s"]) == (
         2, 1, 1, 1.0, 5.0)
+
+
+async def test_given_a_caller_abandoning_at_once_when_figures_are_read_then_it_counts_against_the_sl(store):
+    w = World(store)
+    for uid, hold, abandon in (("q1", 2, False), ("q2", 0, True)):
+        await w.call(uid, at=NINE)
+        await w.queued(uid, "q-general", at=NINE, hold=hold, talk=5, abandon=abandon)
+        await w.hangup(uid, NINE + timedelta(minutes=1))
+    assert (await _service(store).figures(_today()))["totals"]["service_level"] == 0.5
+    assert (await _service(store, short_abandon_seconds=1).figures(_today()))["totals"]["service_level"] == 1.0
