@@ -37,6 +37,10 @@ def setup(app: web.Application, deps: Deps) -> None:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         config = await asyncio.to_thread(load_figures, deps.settings.config_dir / FILE)
         service.config = config
-        yield
+        recorder.start()  # queue legs written by a task of their own: AMI's path never waits for them
+        try:
+            yield
+        finally:
+            await recorder.stop()
 
     app.cleanup_ctx.append(lifecycle)

@@ -21,6 +21,7 @@ that timed out) are the receiver's clock, a few milliseconds apart between insta
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
 from typing import Callable
@@ -60,12 +61,21 @@ def _insert(dialect: str):
 
 
 class QueueLegRecorder:
-    """AMI queue events into :class:`QueueLeg` rows (a ``record``-stage AMI handler)."""
+    """AMI queue events into :class:`QueueLeg` rows (an AMI handler).
 
-    def __init__(self, store, clock: Callable[[], datetime]) -> None:
+    Once :meth:`start` ran, events are only queued by the handler and written in order by a
+    task of their own: the AMI events' path (the call's row, the desk's screen pop) never waits
+    for a figure's write, even while the database is slow or locked. A full queue drops the
+    event (counted as ``dropped``). Not started (unit tests), each event is written at once.
+    """
+
+    def __init__(self, store, clock: Callable[[], datetime], *, backlog: int = 10_000) -> None:
         self.store = store
         self.clock = clock
-        self.counters = {"joined": 0, "answered": 0, "completed": 0, "abandoned": 0, "errors": 0}
+        self.backlog = backlog
+        self.counters = {"joined": 0, "answered": 0, "completed": 0, "abandoned": 0, "errors": 0, "dropped": 0}
+        self._queue: asyncio.Queue | None = None
+        self._task: asyncio.Task | None = None
 
     async def __call__(self, event: AmiEvent) -> None:
         if not isinstance(event, (QueueCallerJoin, AgentConnect, AgentComplete, QueueCallerAbandon,
@@ -73,14 +83,49 @@ class QueueLegRecorder:
             return
         if not event.uniqueid or not getattr(event, "queue", ""):
             return
+        if self._queue is None:
+            await self._safely(event, self.clock())
+            return
         try:
-            await self._record(event)
+            self._queue.put_nowait((event, self.clock()))
+        except asyncio.QueueFull:
+            self.counters["dropped"] += 1
+
+    def start(self) -> None:
+        self._queue = asyncio.Queue(self.backlog)
+        self._task = asyncio.get_running_loop().create_task(self._drain(), name="figures-queue-legs")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self._task = self._queue = None
+
+    async def idle(self) -> None:
+        """Until every queued event is written (tests, shutdown)."""
+        if self._queue is not None:
+            await self._queue.join()
+
+    async def _drain(self) -> None:
+        queue = self._queue
+        while True:
+            event, at = await queue.get()
+            try:
+                await self._safely(event, at)
+            finally:
+                queue.task_done()
+
+    async def _safely(self, event: AmiEvent, at: datetime) -> None:
+        try:
+            await self._record(event, at)
         except Exception:  # noqa: BLE001 - a figure lost must never stop the other handlers
             self.counters["errors"] += 1
             log.exception("queue leg of %s not recorded", event.uniqueid)
 
-    async def _record(self, event: AmiEvent) -> None:
-        now = self.clock()
+    async def _record(self, event: AmiEvent, now: datetime) -> None:
         uid, queue = event.uniqueid[:64], event.queue[:64]
         if isinstance(event, QueueCallerJoin):
             await self.joined(uid, queue, now)

@@ -385,3 +385,22 @@ async def test_given_a_caller_abandoning_at_once_when_figures_are_read_then_it_c
         await w.hangup(uid, NINE + timedelta(minutes=1))
     assert (await _service(store).figures(_today()))["totals"]["service_level"] == 0.5
     assert (await _service(store, short_abandon_seconds=1).figures(_today()))["totals"]["service_level"] == 1.0
+
+
+async def test_given_a_started_recorder_when_events_come_then_they_are_written_in_order_by_its_task(store):
+    recorder = QueueLegRecorder(store, lambda: NOW)
+    recorder.start()
+    try:
+        for headers in (_ami("QueueCallerJoin", "y1", "q-help"),
+                        _ami("QueueCallerAbandon", "y1", "q-help", HoldTime="12"),
+                        _ami("QueueCallerLeave", "y1", "q-help")):
+            await recorder(parse_event(headers))  # returns at once: queued
+        await recorder.idle()
+    finally:
+        await recorder.stop()
+    async with store.read_session() as session:
+        import sqlalchemy as sa
+
+        leg = (await session.execute(sa.select(QueueLeg))).scalar_one()
+    assert (leg.queue, leg.hold_s, leg.abandoned, leg.left_at is not None) == ("q-help", 12, True, True)
+    assert recorder.counters["abandoned"] == 1 and recorder.counters["dropped"] == 0
