@@ -174,8 +174,12 @@ function fillTable(id, head, rows, emptyText) {
   const body = el("tbody");
   for (const row of rows) {
     const r = el("tr", null, row.attrs || {});
-    row.cells.forEach((value, i) => r.append(el(i === 0 ? "th" : "td", value,
-      {class: head[i][1] ? "num" : null, scope: i === 0 ? "row" : null, style: head[i][2] || null})));
+    row.cells.forEach((value, i) => {
+      const cell = el(i === 0 ? "th" : "td", value instanceof Node ? null : value,
+        {class: head[i][1] ? "num" : null, scope: i === 0 ? "row" : null, style: head[i][2] || null});
+      if (value instanceof Node) cell.append(value);
+      r.append(cell);
+    });
     body.append(r);
   }
   if (!rows.length) {
@@ -184,6 +188,17 @@ function fillTable(id, head, rows, emptyText) {
     body.append(r);
   }
   table.replaceChildren(thead, body);
+}
+
+// queue names never break at their hyphen (q-complaint), only between names
+function queueList(names) {
+  if (!names.length) return "—";
+  const box = document.createDocumentFragment();
+  names.forEach((name, i) => {
+    if (i) box.append("、");
+    box.append(el("span", name, {style: "white-space:nowrap"}));
+  });
+  return box;
 }
 
 function render(f, trend) {
@@ -243,7 +258,7 @@ function render(f, trend) {
     ["距上次通话 Since last call", true]],
   items.map((a) => ({attrs: {"data-agent": a.agent, "data-state": a.state},
     cells: [dash(a.agent), `${STATE_NAMES[a.state] || a.state}${a.paused_reason ? `（${a.paused_reason}）` : ""}`,
-      arr(a.queues).join("、") || "—", num(a.answered), duration(num(a.talk_s)), num(a.drafts_open),
+      queueList(arr(a.queues)), num(a.answered), duration(num(a.talk_s)), num(a.drafts_open),
       num(a.calls_taken), a.last_call_s === null || a.last_call_s === undefined ? "—" : duration(num(a.last_call_s))]})),
   "无坐席信息 no agents (Asterisk not answering)");
 
