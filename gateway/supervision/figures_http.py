@@ -37,3 +37,36 @@ async def figures_trend(request: web.Request) -> web.Response:
 def add_figures_routes(app: web.Application) -> None:
     app.router.add_get("/api/supervisor/figures", figures)
     app.router.add_get("/api/supervisor/figures/trend", figures_trend)
+
+
+def figures_paths() -> dict:
+    """The OpenAPI paths of the figures (merged into ``/api/openapi.json`` by ``gateway.hotlines.openapi``)."""
+    def q(name: str, description: str, schema: dict) -> dict:
+        return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+    params = [
+        q("period", "today (default), day, week (Monday-Sunday), month, custom (with start and end)",
+          {"enum": ["today", "day", "week", "month", "custom"]}),
+        q("date", "the day (day, week) or month (YYYY-MM or a day of it) asked; default today", {"type": "string"}),
+        q("start", "a custom period's first day (YYYY-MM-DD)", {"type": "string", "format": "date"}),
+        q("end", "a custom period's last day, included (YYYY-MM-DD)", {"type": "string", "format": "date"}),
+        q("bucket", "the trend's step: hour (periods up to 7 days) or day; default hour up to 2 days",
+          {"enum": ["hour", "day"]}),
+    ]
+    error = {"$ref": "#/components/schemas/Error"}
+
+    def op(summary: str) -> dict:
+        return {"summary": summary, "security": [{"session": []}, {"bearer": []}], "parameters": params,
+                "responses": {
+                    "200": {"description": "the figures", "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "400": {"description": "a parameter that cannot be taken (bad-figures-query), named in "
+                                           "details.problems", "content": {"application/json": {"schema": error}}},
+                    "401": {"description": "not logged in", "content": {"application/json": {"schema": error}}},
+                    "403": {"description": "supervisor or admin only", "content": {"application/json": {"schema": error}}}}}
+
+    return {
+        "/api/supervisor/figures": {"get": op(
+            "call-centre figures of a period: service level, ASA, AHT, abandonment in the queue and in the IVR "
+            "(per menu node), per line and queue; callbacks and drafts waiting; agents' states from Asterisk")},
+        "/api/supervisor/figures/trend": {"get": op("the same figures per hour or day of the period (charts)")},
+    }
