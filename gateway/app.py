@@ -42,6 +42,7 @@ from gateway.pbx.nodes import nodes_of
 from gateway.settings import Settings
 from gateway.sms import plugin as sms
 from gateway.speech import plugin as speech
+from gateway.supervision import figures_plugin as figures
 from gateway.supervision import ops_plugin as ops
 from gateway.supervision import rates_plugin as rates
 from gateway.supervision import reports_plugin as reports
@@ -56,8 +57,8 @@ from gateway.web.edge import EdgePolicy
 
 DEPS = web.AppKey("deps", Deps)
 JOURNAL_LOCK_WAIT = 30.0  # seconds the own journal waits for a sibling that is replaying it
-FEATURES = (auth, hotlines, speech, desk, units, calls, callback, api, sms, announce, followup, rates, reports,
-            early_warnings, ops)  # each needs only those before it
+FEATURES = (auth, hotlines, speech, desk, units, calls, callback, api, sms, announce, followup, figures, rates,
+            reports, early_warnings, ops)  # each needs only those before it
 
 
 def _database(deps: Deps):

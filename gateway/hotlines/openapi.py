@@ -23,6 +23,7 @@ from gateway.web.problems import Error
 from gateway.web.schema import body_ref, components
 from gateway.web.schemas_auth import BODIES as AUTH_BODIES
 from gateway.web.schemas_auth import LoginBody
+from gateway.supervision.figures_http import figures_paths
 from gateway.units.openapi import unit_paths
 from gateway.supervision.rates_http import rates_paths
 from gateway.units.schemas import BODIES as UNIT_BODIES
@@ -123,6 +124,7 @@ def openapi_document() -> dict:
             **followup_paths(_desk_op, _TICKET_ID),
             **warning_paths(_desk_op),
             **rates_paths(),
+            **figures_paths(),
             "/api/admin/overview": {"get": _op("lines, modes, today's calls per line, broadcasts", ok="200",
                                                ok_schema={"type": "object"})},
             "/api/admin/versions": {"get": _op("the version history, newest first", ok="200",

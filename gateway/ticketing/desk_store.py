@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from gateway.errors import Conflict, GatewayError, NotFound
 from gateway.ticketing.models import AuditEvent, Call, Ticket, TicketDraft
+from gateway.supervision.outcomes import ivr_exit
 from gateway.ticketing.rows import iso, ticket_dict
 from gateway.ticketing.store import TicketStore
 
@@ -173,7 +174,9 @@ class DeskStore:
         await self.store.run_write(work)
 
     async def today_counts(self, since: datetime) -> dict:
-        """Calls per line and per request type since ``since``; abandoned calls (no agent, ended in a queue)."""
+        """Calls per line and per request type since ``since``; abandoned calls: in a queue (ended there
+        without an agent) and in the IVR (hung up before a queue, :mod:`gateway.supervision.outcomes`),
+        ``abandoned`` being both."""
         async with self.store.read_session() as session:
             per_line = dict((await session.execute(
                 sa.select(Call.line_number, sa.func.count(Call.id)).where(Call.started_at >= since)
@@ -184,9 +187,14 @@ class DeskStore:
             abandoned = await session.scalar(
                 sa.select(sa.func.count(Call.id)).where(
                     Call.started_at >= since, Call.status == "ended", Call.queue.is_not(None), Call.agent.is_(None)))
+            # callers who hung up in the IVR (issue 14): the last node reached, no queue, no callback taken
+            ivr_paths = (await session.execute(sa.select(Call.menu_path).where(
+                Call.started_at >= since, Call.status == "ended", Call.queue.is_(None)))).scalars().all()
             total = await session.scalar(sa.select(sa.func.count(Call.id)).where(Call.started_at >= since))
             emergencies = await session.scalar(sa.select(sa.func.count(Ticket.id)).where(
                 Ticket.created_at >= since, Ticket.emergency.is_(True)))
+        abandoned_ivr = sum(ivr_exit(path)[0] == "abandoned_ivr" for path in ivr_paths)
         return {"calls": int(total or 0), "per_line": {k: int(v) for k, v in per_line.items()},
                 "per_type": {(k or "未分类"): int(v) for k, v in per_type.items()},
-                "abandoned": int(abandoned or 0), "emergencies": int(emergencies or 0)}
+                "abandoned": int(abandoned or 0) + abandoned_ivr, "abandoned_queue": int(abandoned or 0),
+                "abandoned_ivr": abandoned_ivr, "emergencies": int(emergencies or 0)}

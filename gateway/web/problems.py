@@ -87,6 +87,7 @@ ERROR_ZH: dict[str, str] = {
     "callback-not-open": "该回拨已结束或已取消，无法再更改",
     "warning-state": "该预警的状态不允许此操作（可能已被他人签收或转交），请刷新后再试",
     "bad-rates-query": "三率查询参数有误（统计层级、周期、日期或指标）",
+    "bad-figures-query": "统计时段或参数有误",
 }
 GENERIC_ZH = "请求未能完成"
 

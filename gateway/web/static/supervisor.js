@@ -37,6 +37,8 @@ function renderToday(data) {
   const today = isObj(data.today) ? data.today : {};
   $("#today-calls").textContent = str(num(today.calls));
   $("#today-abandoned").textContent = str(num(today.abandoned));
+  $("#today-abandoned-split").textContent =  // issue 14: callers who hung up in the IVR count too, shown apart
+    `（排队 queue ${num(today.abandoned_queue)} · 语音导航 IVR ${num(today.abandoned_ivr)}）`;
   $("#today-emergencies").textContent = str(num(today.emergencies));
   $("#abandoned-since-start").textContent = str(num(data.abandoned_since_start));
   $("#desks-connected").textContent = str(num(data.desks_connected));
