@@ -454,13 +454,3 @@ class Callback(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 
-
-# Tables declared by a feature folder on this Base (issue 14): imported here so the schema the
-# migrations are checked against is whole wherever the models are imported.
-from gateway.supervision import report_tables as _report_tables  # noqa: E402,F401
-# Early warnings' tables (issue 14, migration 0016) live with their feature; imported here so the
-# schema is whole wherever the models are (Alembic's comparison, create_all in tools).
-from gateway.supervision import warnings_store as _warnings_tables  # noqa: E402,F401
-# Tables that feature folders declare on this Base, imported here so that the metadata is whole
-# wherever the models are used (Alembic's comparison with the migrations, tests).
-from gateway.supervision import queue_legs as _queue_legs  # noqa: E402,F401  (issue 14: queue_legs)

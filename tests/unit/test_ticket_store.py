@@ -99,7 +99,7 @@ def test_given_migrated_database_when_compared_with_models_then_no_difference(da
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from gateway.ticketing.models import Base
+    from gateway.schema import Base
 
     diff = migrate.run_sync(database_url, lambda conn: compare_metadata(MigrationContext.configure(conn), Base.metadata))
     assert diff == []

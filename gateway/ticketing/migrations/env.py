@@ -11,8 +11,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from gateway.ticketing.migrate import sync_url
-from gateway.ticketing.models import Base
-import gateway.supervision.rates_places  # noqa: E402,F401 - its table and indexes on Base (migration 0015)
+from gateway.schema import Base  # the ticketing models and the feature folders' tables
 
 config = context.config
 target_metadata = Base.metadata
