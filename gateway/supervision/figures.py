@@ -42,7 +42,7 @@ from gateway.supervision.outcomes import call_outcome
 
 FILE = "supervision.yaml"
 # The sections of config/supervision.yaml (each read by its own feature; this one reads figures).
-SECTIONS = ("version", "figures", "rates", "warnings", "reports")
+SECTIONS = ("version", "figures", "rates")  # warnings and reports have files of their own
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ and matters; when it is invalid the reports count them as 未识别/未归类). 
 then no PDF can be made, the gateway reports itself degraded, the job waits and on-demand
 generation answers 503 ``report-font-missing``.
 
-To plug in the three rates and the early warnings' hot spots, pass their section builders to
-:func:`gateway.supervision.reports.report_sections` below (``SECTIONS``).
+The section 三率及排名 is the rates feature's (:mod:`.report_rates` over its service, set up before
+this one); the hot spots are the report's own matter × place counts.
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ from gateway.errors import GatewayError
 from gateway.hotlines.keys import HOTLINES
 from gateway.supervision.report_config import load_reports_config
 from gateway.supervision.report_service import ReportService
+from gateway.supervision.rates_http import RATES_SERVICE
+from gateway.supervision.report_rates import rates_section
 from gateway.supervision.reports import report_sections
 from gateway.supervision.reports_http import REPORTS, add_report_routes
 
 log = logging.getLogger(__name__)
 JOB_INTERVAL = 60.0  # seconds between the job's looks for a due report
-# The report's sections. Integration hook (issue 14): report_sections(rates=..., hot_spots=...).
-SECTIONS = report_sections()
 
 
 def setup(app: web.Application, deps: Deps) -> None:
@@ -46,8 +46,10 @@ def setup(app: web.Application, deps: Deps) -> None:
     def timezone() -> str:
         return admin.config.timezone if admin.config is not None else "Asia/Shanghai"
 
+    # the rates feature (set up before this one) gives the section 三率及排名 its figures
+    sections = report_sections(rates=rates_section(app[RATES_SERVICE]))
     service = ReportService(store=deps.store, archive_dir=s.instance_dir / "reports", clock=deps.clock.now,
-                            timezone=timezone, sections=SECTIONS, leader=lambda: deps.bus.leader,
+                            timezone=timezone, sections=sections, leader=lambda: deps.bus.leader,
                             interval=JOB_INTERVAL)
     app[REPORTS] = service
     add_report_routes(app)

@@ -14,8 +14,11 @@ import pytest
 from gateway.desk.catalogue_load import load_catalogue
 from gateway.errors import ConfigError
 from gateway.supervision import report_render
+from gateway.supervision.rates_http import RatesService
 from gateway.supervision.report_config import DEFAULTS, load_reports_config, parse_reports_config
+from gateway.supervision.report_rates import percent, rates_section
 from gateway.supervision.reports import (Section, assemble, due_periods, period_containing, report_sections)
+from gateway_dev.rates_data import expected, generate, insert_async
 from tests.unit.report_world import CALLER_NUMBER, SECRET_NUMBER, SECRET_PLACE, make_world
 from tests.unit.test_config_validation import CONFIG
 
@@ -111,7 +114,7 @@ async def test_given_a_generated_week_when_assembled_then_overdue_followups_and_
     assert spots[0][1:] == ["夜间施工扰民", "朝阳区三里屯街道", 28]
     assert all(row[3] >= DEFAULTS.hot_spot_min for row in spots)
     rates = next(s for s in report.sections if s.key == "rates")
-    assert "尚未接入" in rates.lines[0]  # the hook's placeholder until rates.py is wired in
+    assert "尚未接入" in rates.lines[0]  # the hook's placeholder when no rates builder is given
 
 
 async def test_given_no_ticket_in_the_period_when_assembled_then_zeros_and_no_charts(store):
@@ -129,6 +132,33 @@ async def test_given_a_rates_builder_when_plugged_into_the_hook_then_its_section
     report = await assemble(store, WEEK, now=AFTER, sections=report_sections(rates=rates))
     section = next(s for s in report.sections if s.key == "rates")
     assert section.lines == ["响应率 99.0%"]
+
+
+async def test_given_the_rates_feature_when_its_section_is_plugged_in_then_the_report_shows_its_figures(store):
+    batches = list(generate(300, WEEK.start_utc, WEEK.end_utc, now=AFTER))  # dispatched tickets, answered 回访
+    await insert_async(store, batches)
+    service = RatesService(store=store, clock=lambda: AFTER, catalogue=CATALOGUE)
+    report = await assemble(store, WEEK, now=AFTER, catalogue=CATALOGUE,
+                            sections=report_sections(rates=rates_section(service)))
+    section = next(s for s in report.sections if s.key == "rates")
+    total = expected(batches, "all", WEEK.start_utc, WEEK.end_utc, now=AFTER)["all"]  # counted in plain Python
+    assert total["surveyed"] > 0 and total["due"] > 0
+    assert section.lines[0] == (f"本期派单工单 {total['tickets']} 件：响应率 {percent(total['response_rate'])}"
+                                f"（应响应 {total['due']} 件），解决率 {percent(total['resolution_rate'])}，满意率 "
+                                f"{percent(total['satisfaction_rate'])}（回访 {total['surveyed']} 件）。")
+    assert report.headline["satisfaction_rate"] == total["satisfaction_rate"]
+    assert [t.key for t in section.tables] == ["rates_unit", "rates_district", "rates_type"]
+    by_type = expected(batches, "type", WEEK.start_utc, WEEK.end_utc, now=AFTER)
+    types = {row[1]: row for row in section.tables[2].rows}
+    assert set(types) == set(by_type)
+    for name, row in types.items():
+        assert row[2:] == [percent(by_type[name]["response_rate"]), percent(by_type[name]["resolution_rate"]),
+                           percent(by_type[name]["satisfaction_rate"]), by_type[name]["due"],
+                           by_type[name]["surveyed"]], name
+    assert "尚未接入" not in " ".join(section.lines)
+    files = await asyncio.to_thread(report_render.render_all, report)  # the section renders in every format
+    assert "三率排名" in files["html"].decode() and "三率排名" in files["csv"].decode("utf-8-sig")
+    assert files["pdf"].startswith(b"%PDF") and files["xlsx"].startswith(b"PK")
 
 
 # -- the files ---------------------------------------------------------------------------------
