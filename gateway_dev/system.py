@@ -6,6 +6,14 @@ left alone. ``database="postgresql"`` puts the gateway on a private PostgreSQL s
 (:mod:`gateway_dev.postgres`, started by ``up`` and stopped by ``down``) instead of SQLite. ``System`` is a context manager: leaving it (also on an exception or
 Ctrl-C) stops the gateway (SIGTERM, then SIGKILL) and runs ``gateway sandbox down``,
 then removes the state directory unless told to keep it.
+
+``tell_number=False`` (the shared end-to-end System of ``tests/e2e/conftest.py``) routes the
+private copy's flows around their ``say_ticket`` nodes (:func:`route_around_ticket_number`):
+calls reach the transfer straight after the description instead of hearing their ticket
+number read (about 12 s each). The nodes stay defined, so the digit prompts are still rendered
+and the desk's read-out (``main-digit-*``) works; the number is still drawn for every ticket.
+The reading itself is tested on Systems of their own (``tests/e2e/test_ticket_number.py``,
+``test_callback.py``, ``test_followup.py``, ``test_progress.py``, ...), which keep the default.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import concurrent.futures
 import copy
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -70,13 +79,61 @@ def free_udp_tcp_port() -> int:
     raise RuntimeError("no free port")
 
 
+# The keys of a flow node (and of a flow) that name another node (gateway/ivr_flows/flowcheck.py).
+_NODE_REFERENCES = ("next", "on_failure", "open", "closed", "agent", "start", "node")
+
+
+def route_around_ticket_number(config_dir: Path) -> list[str]:
+    """Make every flow in ``config_dir`` (a private copy) skip its ``say_ticket`` nodes: whatever
+    led to such a node leads to the node's own ``next``. Edited line by line (comments and line
+    numbers kept); the node is left defined, unreached. Returns ``flow:node`` for each one."""
+    import yaml
+
+    skipped = []
+    for path in sorted((config_dir / "flows").glob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        nodes = (yaml.safe_load(text) or {}).get("nodes") or {}
+        targets = {nid: str(node["next"]) for nid, node in nodes.items()
+                   if isinstance(node, dict) and node.get("type") == "say_ticket"}
+        for nid, target in targets.items():
+            pattern = rf"(\b(?:{'|'.join(_NODE_REFERENCES)}):[ \t]*)[\"']?{re.escape(nid)}[\"']?(?=[ \t]*(?:[,}}\n#]|$))"
+            text = re.sub(pattern, lambda m: m.group(1) + target, text)
+            skipped.append(f"{path.stem}:{nid}")
+        if targets:
+            path.write_text(text, encoding="utf-8")
+            left = _references(yaml.safe_load(text), set(targets))
+            if left:
+                raise RuntimeError(f"{path}: still leads to {sorted(left)} after routing around it")
+    return skipped
+
+
+def _references(flow, ids: set) -> set:
+    """The ids among ``ids`` that some node (other than themselves) or the flow still names."""
+    found = set()
+
+    def walk(value, owner):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key in _NODE_REFERENCES and isinstance(item, str) and item in ids and item != owner:
+                    found.add(item)
+                walk(item, owner)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item, owner)
+
+    for nid, node in (flow.get("nodes") or {}).items():
+        walk(node, nid)
+    walk({k: v for k, v in flow.items() if k != "nodes"}, None)
+    return found
+
+
 class System:
     """Sandbox + gateway in a private state dir; use as ``with System(...) as sysm:``."""
 
     def __init__(self, *, cache_dir: Path | None = None, keep: bool = False, log=None,
                  prefix: str = "gw-bench-", log_level: str = "WARNING", test_clock: bool = False,
                  database: str = "sqlite", gateways: int = 1, database_url: str | None = None,
-                 extra_env: dict | None = None) -> None:
+                 extra_env: dict | None = None, tell_number: bool = True) -> None:
         if database not in ("sqlite", "postgresql"):
             raise ValueError(f"database must be sqlite or postgresql, not {database!r}")
         self.database = database
@@ -84,6 +141,8 @@ class System:
         self.state = Path(tempfile.mkdtemp(prefix=prefix))
         self.config_dir = self.state / "config"
         shutil.copytree(ROOT / "config", self.config_dir)
+        if not tell_number:
+            route_around_ticket_number(self.config_dir)
         ami, agi, http, audiosocket = free_ports(4)
         sip = free_udp_tcp_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
