@@ -419,12 +419,31 @@ CALLER_VOICE = "zm_yunxia"  # simulated Mandarin callers: the project's voice, n
 def say_zh(text: str, path: Path, voice: str = CALLER_VOICE) -> Path:
     """A Mandarin caller's words as a WAV, spoken by the project's own neural voice (a voice
     other than the prompts'). espeak-ng's Mandarin reads pinyin in English: a recogniser
-    hears nonsense in it (even words it was biased towards), so it is no caller."""
+    hears nonsense in it (even words it was biased towards), so it is no caller.
+
+    Cached like the prompts (gateway.pbx.prompts): ``<cache dir>/callers/<hash>.wav`` by a hash
+    of (render version, engine, voice, spoken text), only what Kokoro said. Loading the voice
+    and saying a sentence takes 10-60 s of a loaded 2-core machine, once per test file
+    otherwise; the file is the same words in the same voice."""
+    import hashlib
+
+    from gateway import tts
+    from gateway.pbx.prompts import RENDER_VERSION
     from gateway.tts import render_wav
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    made = render_wav(text, path, voice=voice)
-    assert made["engine"] == "kokoro", made  # the fallback voice would test the recogniser on noise
+    spoken = tts.spoken_text(text, "zh")
+    digest = hashlib.sha256(f"{RENDER_VERSION}\0kokoro\0{voice}\0{spoken}".encode("utf-8")).hexdigest()[:20]
+    cache = load_settings(dict(os.environ)).cache_dir / "callers"
+    cached = cache / f"{digest}.wav"
+    if not cached.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".gw-caller-", dir=cache) as tmp:
+            fresh = Path(tmp) / "new.wav"
+            made = render_wav(text, fresh, voice=voice)
+            assert made["engine"] == "kokoro", made  # the fallback voice would test the recogniser on noise
+            os.replace(fresh, cached)  # atomic: two workers saying the same words never see half a file
+    shutil.copyfile(cached, path)
     return path
 
 

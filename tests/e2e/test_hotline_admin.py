@@ -71,8 +71,9 @@ def test_given_a_call_in_the_menu_when_its_line_changes_mode_then_it_finishes_on
                 body={"fields": {"mode": "retired"}, "comment": "12369 folds into 12345 (整体并入)"},
                 timeout=APPLY_TIMEOUT)
             assert status == 201, version
-            old = await first
+            # the next call starts once the change is applied, while the first goes on (old flow)
             new = await place_call(s, CallScript(number="12369", digits="32"), ami=ami)
+            old = await first
             return version, old, new
         finally:
             await ami.close()
