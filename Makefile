@@ -51,10 +51,12 @@ test-tools:
 
 # Unit tests first (some measure event-loop lag: they run alone), then the end-to-end files
 # on two workers, each with its own sandbox Asterisk and gateway on private ports (the
-# calls mostly wait on real prompts, so two at a time halve the wall time).
+# calls mostly wait on real prompts, so two at a time halve the wall time). Whole files go
+# to the workers in collection order, longest first (tests/e2e/conftest.py; without
+# --no-loadscope-reorder xdist would order them by their number of tests instead).
 test: setup test-tools
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile tests/e2e
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder tests/e2e
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

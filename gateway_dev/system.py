@@ -6,6 +6,14 @@ left alone. ``database="postgresql"`` puts the gateway on a private PostgreSQL s
 (:mod:`gateway_dev.postgres`, started by ``up`` and stopped by ``down``) instead of SQLite. ``System`` is a context manager: leaving it (also on an exception or
 Ctrl-C) stops the gateway (SIGTERM, then SIGKILL) and runs ``gateway sandbox down``,
 then removes the state directory unless told to keep it.
+
+``tell_number=False`` (the shared end-to-end System of ``tests/e2e/conftest.py``) routes the
+private copy's flows around their ``say_ticket`` nodes (:func:`route_around_ticket_number`):
+calls reach the transfer straight after the description instead of hearing their ticket
+number read (about 12 s each). The nodes stay defined, so the digit prompts are still rendered
+and the desk's read-out (``main-digit-*``) works; the number is still drawn for every ticket.
+The reading itself is tested on Systems of their own (``tests/e2e/test_ticket_number.py``,
+``test_callback.py``, ``test_followup.py``, ``test_progress.py``, ...), which keep the default.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import concurrent.futures
 import copy
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -70,13 +79,61 @@ def free_udp_tcp_port() -> int:
     raise RuntimeError("no free port")
 
 
+# The keys of a flow node (and of a flow) that name another node (gateway/ivr_flows/flowcheck.py).
+_NODE_REFERENCES = ("next", "on_failure", "open", "closed", "agent", "start", "node")
+
+
+def route_around_ticket_number(config_dir: Path) -> list[str]:
+    """Make every flow in ``config_dir`` (a private copy) skip its ``say_ticket`` nodes: whatever
+    led to such a node leads to the node's own ``next``. Edited line by line (comments and line
+    numbers kept); the node is left defined, unreached. Returns ``flow:node`` for each one."""
+    import yaml
+
+    skipped = []
+    for path in sorted((config_dir / "flows").glob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        nodes = (yaml.safe_load(text) or {}).get("nodes") or {}
+        targets = {nid: str(node["next"]) for nid, node in nodes.items()
+                   if isinstance(node, dict) and node.get("type") == "say_ticket"}
+        for nid, target in targets.items():
+            pattern = rf"(\b(?:{'|'.join(_NODE_REFERENCES)}):[ \t]*)[\"']?{re.escape(nid)}[\"']?(?=[ \t]*(?:[,}}\n#]|$))"
+            text = re.sub(pattern, lambda m: m.group(1) + target, text)
+            skipped.append(f"{path.stem}:{nid}")
+        if targets:
+            path.write_text(text, encoding="utf-8")
+            left = _references(yaml.safe_load(text), set(targets))
+            if left:
+                raise RuntimeError(f"{path}: still leads to {sorted(left)} after routing around it")
+    return skipped
+
+
+def _references(flow, ids: set) -> set:
+    """The ids among ``ids`` that some node (other than themselves) or the flow still names."""
+    found = set()
+
+    def walk(value, owner):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key in _NODE_REFERENCES and isinstance(item, str) and item in ids and item != owner:
+                    found.add(item)
+                walk(item, owner)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item, owner)
+
+    for nid, node in (flow.get("nodes") or {}).items():
+        walk(node, nid)
+    walk({k: v for k, v in flow.items() if k != "nodes"}, None)
+    return found
+
+
 class System:
     """Sandbox + gateway in a private state dir; use as ``with System(...) as sysm:``."""
 
     def __init__(self, *, cache_dir: Path | None = None, keep: bool = False, log=None,
                  prefix: str = "gw-bench-", log_level: str = "WARNING", test_clock: bool = False,
                  database: str = "sqlite", gateways: int = 1, database_url: str | None = None,
-                 extra_env: dict | None = None) -> None:
+                 extra_env: dict | None = None, tell_number: bool = True) -> None:
         if database not in ("sqlite", "postgresql"):
             raise ValueError(f"database must be sqlite or postgresql, not {database!r}")
         self.database = database
@@ -84,6 +141,8 @@ class System:
         self.state = Path(tempfile.mkdtemp(prefix=prefix))
         self.config_dir = self.state / "config"
         shutil.copytree(ROOT / "config", self.config_dir)
+        if not tell_number:
+            route_around_ticket_number(self.config_dir)
         ami, agi, http, audiosocket = free_ports(4)
         sip = free_udp_tcp_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
@@ -360,12 +419,31 @@ CALLER_VOICE = "zm_yunxia"  # simulated Mandarin callers: the project's voice, n
 def say_zh(text: str, path: Path, voice: str = CALLER_VOICE) -> Path:
     """A Mandarin caller's words as a WAV, spoken by the project's own neural voice (a voice
     other than the prompts'). espeak-ng's Mandarin reads pinyin in English: a recogniser
-    hears nonsense in it (even words it was biased towards), so it is no caller."""
+    hears nonsense in it (even words it was biased towards), so it is no caller.
+
+    Cached like the prompts (gateway.pbx.prompts): ``<cache dir>/callers/<hash>.wav`` by a hash
+    of (render version, engine, voice, spoken text), only what Kokoro said. Loading the voice
+    and saying a sentence takes 10-60 s of a loaded 2-core machine, once per test file
+    otherwise; the file is the same words in the same voice."""
+    import hashlib
+
+    from gateway import tts
+    from gateway.pbx.prompts import RENDER_VERSION
     from gateway.tts import render_wav
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    made = render_wav(text, path, voice=voice)
-    assert made["engine"] == "kokoro", made  # the fallback voice would test the recogniser on noise
+    spoken = tts.spoken_text(text, "zh")
+    digest = hashlib.sha256(f"{RENDER_VERSION}\0kokoro\0{voice}\0{spoken}".encode("utf-8")).hexdigest()[:20]
+    cache = load_settings(dict(os.environ)).cache_dir / "callers"
+    cached = cache / f"{digest}.wav"
+    if not cached.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".gw-caller-", dir=cache) as tmp:
+            fresh = Path(tmp) / "new.wav"
+            made = render_wav(text, fresh, voice=voice)
+            assert made["engine"] == "kokoro", made  # the fallback voice would test the recogniser on noise
+            os.replace(fresh, cached)  # atomic: two workers saying the same words never see half a file
+    shutil.copyfile(cached, path)
     return path
 
 

@@ -1,6 +1,15 @@
 """The real system for end-to-end tests: one sandbox Asterisk and one ``gateway serve``
 per test session, started by the project's own commands (see ``gateway_dev.system``).
-The configuration is a private copy of ``config/`` that tests may change."""
+The configuration is a private copy of ``config/`` that tests may change.
+
+The shared System's calls do not hear their ticket number read (``System(tell_number=False)``,
+see ``gateway_dev.system``): 12 s a call that no test of this System listens to. The reading
+is tested by the files that start a System of their own (test_ticket_number.py and others).
+
+``make test`` runs these files on two pytest-xdist workers with ``--dist loadfile``, which hands
+out whole files in collection order: :func:`pytest_collection_modifyitems` puts the longest files
+first (:data:`FILE_SECONDS`), so that the two workers finish together instead of one running the
+last long file alone."""
 
 from __future__ import annotations
 
@@ -50,12 +59,58 @@ def skip_unless(**needs: object) -> None:
         pytest.skip("missing: " + ", ".join(missing))
 
 
+# Seconds each file takes alone on the 2-core development VM (2026-12-02, load 5-10 from other
+# work; "~" marks an estimate). Only the order matters: refresh when a file grows by a minute or more.
+# A file not listed counts as UNLISTED_SECONDS.
+FILE_SECONDS = {
+    "test_desk_browser.py": 300,
+    "test_hotline_admin.py": 260,
+    "test_calls.py": 230,
+    "test_followup.py": 210,  # ~
+    "test_speech.py": 185,
+    "test_fault_database.py": 170,
+    "test_units.py": 180,  # ~
+    "test_progress.py": 180,  # ~
+    "test_callback.py": 180,  # ~
+    "test_ticket_number.py": 150,  # ~
+    "test_admin_browser.py": 150,  # ~
+    "test_fault_asterisk.py": 150,  # ~
+    "test_desk_api.py": 120,  # ~
+    "test_fault_gateway.py": 120,  # ~
+    "test_two_gateways.py": 120,  # ~
+    "test_two_nodes.py": 120,  # ~
+    "test_postgres_calls.py": 90,  # ~
+    "test_mandarin.py": 90,  # ~
+    "test_site.py": 90,  # ~
+    "test_kamailio_failover.py": 30,  # ~ (no System: two scripted SIP nodes)
+    "test_ticket_number_browser.py": 90,  # ~
+    "test_keyloss.py": 60,  # ~
+    "test_pbx_privacy.py": 60,  # ~
+    "test_fault_recordings.py": 60,  # ~
+    "test_outbound.py": 40,  # ~
+    "test_config_reload.py": 40,  # ~
+    "test_typeahead.py": 30,  # ~
+    "test_security.py": 20,  # ~
+}
+UNLISTED_SECONDS = 120
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest files first (then by name), each file's tests in their own order: with
+    ``--dist loadfile`` the last file a worker starts is then a short one."""
+    def weight(item) -> tuple:
+        name = item.path.name if item.path.parent == Path(__file__).parent else ""
+        return (-FILE_SECONDS.get(name, UNLISTED_SECONDS) if name else 0, str(item.path))
+
+    items.sort(key=weight)  # stable: a file's tests keep their order
+
+
 @pytest.fixture(scope="session")
 def system():
     # One system per pytest-xdist worker (gw0, gw1...): private state dir and ports each.
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     suffix = f"-{worker}" if worker else ""
-    sysm = System(prefix=f"gw-e2e{suffix}-", log_level="INFO", test_clock=True)
+    sysm = System(prefix=f"gw-e2e{suffix}-", log_level="INFO", test_clock=True, tell_number=False)
     with running(sysm, logs=lambda s: [(s.log_path, f"e2e-gateway{suffix}.log"),
                                        (s.console_log, f"e2e-asterisk{suffix}.console.log")]):
         yield sysm

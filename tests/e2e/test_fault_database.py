@@ -6,7 +6,8 @@ three calls; (b) the database file and its WAL are made immutable (``chattr +i``
 writable even by root, the gateway's open connections included). Either way every caller
 gets the IVR and the queue they chose, ``/healthz`` says what is wrong and how many writes
 wait in the journal, and once the test lifts the fault every call has its row, steps, queue,
-agent, ticket and end.
+agent, ticket and end. A System of its own that reads the ticket number (as shipped): the
+number told (its audit, the SMS outbox) is one more write that waits in the journal.
 """
 
 from __future__ import annotations
@@ -24,10 +25,19 @@ import pytest
 from gateway.settings import sqlite_path
 from gateway_dev.eventually import eventually
 from gateway_dev.simcall import CallScript, place_calls
+from gateway_dev.system import System
+from tests.e2e.conftest import running
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 CHOICES = {"1": ("咨询", "q-consult"), "2": ("建议", "q-suggest"), "4": ("投诉", "q-complaint")}
+
+
+@pytest.fixture(scope="module")
+def system():
+    sysm = System(prefix="gw-e2e-faultdb-", log_level="INFO")
+    with running(sysm, logs=lambda s: [(s.log_path, "e2e-faultdb-gateway.log")]):
+        yield sysm
 
 
 def _db(system) -> Path:

@@ -12,6 +12,8 @@ from gateway_dev.simcall import CallScript, place_call
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
+APPLY_TIMEOUT = 120  # s: an apply renders prompts and reloads Asterisk; on a loaded CI machine over 30 s
+
 
 @pytest.fixture(scope="module")
 def admin(system) -> str:
@@ -34,7 +36,7 @@ def _state(system, token) -> tuple:
 
 def _rollback_to(system, token, version_id: int) -> None:
     status, body = system.http(f"/api/admin/versions/{version_id}/rollback", method="POST", token=token,
-                               body={"comment": "test clean-up"})
+                               body={"comment": "test clean-up"}, timeout=APPLY_TIMEOUT)
     assert status in (201, 400), body  # 400: it already runs
 
 
@@ -66,10 +68,12 @@ def test_given_a_call_in_the_menu_when_its_line_changes_mode_then_it_finishes_on
             await _wait_in_menu(system, "e2e-mode-1")
             status, version = await asyncio.to_thread(
                 system.http, "/api/admin/lines/12369", method="PATCH", token=admin,
-                body={"fields": {"mode": "retired"}, "comment": "12369 folds into 12345 (整体并入)"})
+                body={"fields": {"mode": "retired"}, "comment": "12369 folds into 12345 (整体并入)"},
+                timeout=APPLY_TIMEOUT)
             assert status == 201, version
-            old = await first
+            # the next call starts once the change is applied, while the first goes on (old flow)
             new = await place_call(s, CallScript(number="12369", digits="32"), ami=ami)
+            old = await first
             return version, old, new
         finally:
             await ami.close()
@@ -100,7 +104,7 @@ def test_given_a_sub_centre_nobody_answers_when_called_then_it_overflows_to_cent
                                            "queue": "q-12399", "overflow_seconds": 5}},
         ):
             status, body = system.http("/api/admin/changes", method="POST", token=admin,
-                                       body={"change": change, "comment": "overflow test"})
+                                       body={"change": change, "comment": "overflow test"}, timeout=APPLY_TIMEOUT)
             assert status == 201, body
         result = asyncio.run(place_call(system.settings, CallScript(number="12399", digits="42")))
 
@@ -232,7 +236,8 @@ def test_given_the_live_config_when_exported_and_imported_then_a_version_round_t
     changed = exported["text"].replace("12369环保举报热线。", "12369环保举报热线，欢迎来电。", 1)
     try:
         status, version = system.http("/api/admin/import", method="POST", token=admin,
-                                      body={"hotlines_yaml": changed, "comment": "reviewed in git"})
+                                      body={"hotlines_yaml": changed, "comment": "reviewed in git"},
+                                      timeout=APPLY_TIMEOUT)
         assert status == 201 and "欢迎来电" in version["diff"], version
         _, audit = system.http(f"/api/admin/versions/{version['id']}/audit", token=admin)
         assert audit["items"][0]["actor"] == "admin-e2e" and audit["items"][0]["details"]["comment"] == "reviewed in git"
