@@ -94,6 +94,7 @@ FILE_SECONDS = {
     "test_supervisor_figures.py": 110,  # its own System (issue 14)
     "test_reports_browser.py": 60,  # ~
     "test_rates_browser.py": 20,  # no Asterisk
+    "test_warnings_browser.py": 15,  # no Asterisk
 }
 UNLISTED_SECONDS = 120
 

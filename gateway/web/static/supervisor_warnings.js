@@ -141,7 +141,7 @@ async function act(form, a, action) {
     await api("POST", `/api/supervisor/warnings/${a.id}/${action}`, action === "forward" ? {unit_id: unit, note} : {note});
     showStatus("ok", `预警 ${a.id}：${action === "forward" ? "已转交 forwarded" : "已签收 acknowledged"}`);
     await poll({force: true});
-    $("#warnings-section").focus();
+    focusSection();
   } catch (err) {
     const problems = problemsOf(err.data);
     if (err.status === 400 && problems.length) {
@@ -151,6 +151,15 @@ async function act(form, a, action) {
       if (err.status === 409) poll({force: true});
     }
   }
+}
+
+// The section gets the focus back after 签收/转交 (its item is redrawn); scrolled so that its title is
+// not hidden under the page's sticky header.
+function focusSection() {
+  const section = $("#warnings-section"), header = document.querySelector("body > header");
+  section.focus({preventScroll: true});
+  const covered = header ? header.getBoundingClientRect().height : 0;
+  window.scrollTo(0, section.getBoundingClientRect().top + window.scrollY - covered - 8);
 }
 
 function render(data, force) {
