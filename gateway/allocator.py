@@ -24,6 +24,8 @@ import logging
 import time
 from collections.abc import Callable
 
+from gateway.tasks import cancel_and_wait
+
 log = logging.getLogger(__name__)
 
 
@@ -87,13 +89,8 @@ class MallocTrimmer:
             self._task = asyncio.get_running_loop().create_task(self._every(), name="malloc-trim")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def trim_once(self) -> bool:
         """One ``malloc_trim(0)`` off the event loop; True when memory was given back."""

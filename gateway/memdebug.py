@@ -28,6 +28,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
+from gateway.tasks import cancel_and_wait
+
 log = logging.getLogger("gateway.memdebug")
 
 FRAMES = 4
@@ -153,12 +155,7 @@ class MemoryDebug:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGUSR2)
         except (NotImplementedError, RuntimeError, ValueError):
             pass
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         if self.frames > 0 and tracemalloc.is_tracing():
             tracemalloc.stop()
 

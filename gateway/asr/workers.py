@@ -24,6 +24,7 @@ from typing import Protocol
 from gateway.asr import wire
 from gateway.asr.engine import EngineUnavailable
 from gateway.errors import RemoteProtocolError
+from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +112,7 @@ class WorkerSlot:
                 await asyncio.wait_for(proc.wait(), timeout)
             except asyncio.TimeoutError:
                 proc.kill()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
 
     def kill(self) -> None:
         """Kill the current worker (the supervisor restarts it)."""

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.pbx.ami_events import (AgentComplete, AgentConnect, AmiEvent, QueueCallerAbandon, QueueCallerJoin,
                                     QueueCallerLeave, agent_id_of)
+from gateway.tasks import cancel_and_wait
 from gateway.ticketing.models import Base, RowId, UtcDateTime
 
 log = logging.getLogger(__name__)
@@ -96,12 +97,7 @@ class QueueLegRecorder:
         self._task = asyncio.get_running_loop().create_task(self._drain(), name="figures-queue-legs")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         self._task = self._queue = None
 
     async def idle(self) -> None:

@@ -24,6 +24,7 @@ from gateway.hotlines.keys import HOTLINES
 from gateway.supervision.rates_config import load_rates
 from gateway.supervision.rates_http import RATES_SERVICE, RatesService, add_rates_routes
 from gateway.supervision.rates_places import classify_places
+from gateway.tasks import running
 
 log = logging.getLogger(__name__)
 JOB_INTERVAL = 300.0  # seconds between two runs of the places job
@@ -65,15 +66,10 @@ def setup(app: web.Application, deps: Deps) -> None:
         except GatewayError as exc:
             problem["catalogue"] = str(exc)
             log.error("rates: catalogue.yaml is invalid, districts and streets are 未识别: %s", exc)
-        task = asyncio.get_running_loop().create_task(job(), name="rates-places") if service.catalogue else None
-        try:
+        if service.catalogue is None:
             yield
-        finally:
-            if task is not None:
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
+            return
+        async with running(job(), "rates-places"):
+            yield
 
     app.cleanup_ctx.append(lifecycle)

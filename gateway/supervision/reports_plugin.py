@@ -34,6 +34,7 @@ from gateway.supervision.rates_http import RATES_SERVICE
 from gateway.supervision.report_rates import rates_section
 from gateway.supervision.reports import report_sections
 from gateway.supervision.reports_http import REPORTS, add_report_routes
+from gateway.tasks import running
 
 log = logging.getLogger(__name__)
 JOB_INTERVAL = 60.0  # seconds between the job's looks for a due report
@@ -65,14 +66,7 @@ def setup(app: web.Application, deps: Deps) -> None:
             log.error("reports: catalogue.yaml is invalid, districts and matters are counted as unknown: %s", exc)
         if await service.check_font() != "ok":
             log.error("reports: %s", service.font)
-        task = asyncio.get_running_loop().create_task(service.loop(), name="reports-job")
-        try:
+        async with running(service.loop(), "reports-job"):
             yield
-        finally:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
 
     app.cleanup_ctx.append(lifecycle)

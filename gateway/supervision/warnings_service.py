@@ -20,6 +20,7 @@ from aiohttp import web
 from gateway.desk.catalogue import Catalogue
 from gateway.supervision import warnings as w
 from gateway.supervision.warnings_store import WEBHOOK, Finding, WarningDelivery, WarningStore
+from gateway.tasks import cancel_and_wait
 from gateway.units.hooks import Hook, HookSender
 
 log = logging.getLogger(__name__)
@@ -158,13 +159,8 @@ class WarningService:
         self._task = asyncio.get_running_loop().create_task(self.loop(), name="warnings")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def health(self) -> dict:
         out = {"enabled": self.settings.enabled, "catalogue": self.catalogue_problem or "ok",

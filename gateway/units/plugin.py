@@ -27,6 +27,7 @@ from gateway.deps import Deps
 from gateway.desk.http import DESK
 from gateway.errors import GatewayError
 from gateway.hotlines.keys import HOTLINES
+from gateway.tasks import running
 from gateway.units.deadlines import load_deadlines
 from gateway.units.hooks import load_hooks
 from gateway.units.http import add_unit_routes
@@ -57,14 +58,7 @@ def setup(app: web.Application, deps: Deps) -> None:
         hooks = await asyncio.to_thread(load_hooks, s.unit_hooks_file, service.unit_names)
         service.hooks.clear()
         service.hooks.update(hooks)
-        task = asyncio.get_running_loop().create_task(service.loop(), name="units-job")
-        try:
+        async with running(service.loop(), "units-job"):
             yield
-        finally:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
 
     app.cleanup_ctx.append(lifecycle)
