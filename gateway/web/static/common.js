@@ -111,3 +111,26 @@ export function problemsOf(data) {
   const details = isObj(data) && isObj(data.details) ? data.details : {};
   return arr(details.problems).filter(isObj);
 }
+
+/**
+ * A form's error summary (its ``.error-summary`` box): ``heading`` then one line per problem,
+ * each problem with a ``field`` linked to that field (marked aria-invalid); the box takes the focus.
+ */
+export function showErrorSummary(form, problems, heading) {
+  const box = $(".error-summary", form);
+  box.replaceChildren(el("p", heading));
+  const ul = el("ul");
+  for (const p of problems) {
+    const field = p.field ? $(`[name=${p.field}]`, form) : null;
+    const li = el("li");
+    if (field) {
+      field.setAttribute("aria-invalid", "true");
+      const link = el("a", p.message, {href: `#${field.id}`});
+      link.addEventListener("click", (ev) => { ev.preventDefault(); field.focus(); });
+      li.append(link);
+    } else li.textContent = p.message;
+    ul.append(li);
+  }
+  box.append(ul);
+  box.focus();
+}

@@ -3,7 +3,7 @@
 // and "generate now" for a kind and a day inside the period (default: the last complete one).
 // GET /api/supervisor/reports every 60 s; POST /api/supervisor/reports. Its own module beside
 // supervisor.js; plain links and a form, so everything works by keyboard.
-import {$, arr, el, fmtTime, isObj, makeApi, num, problemsOf, showStatus, str} from "./common.js";
+import {$, arr, el, fmtTime, isObj, makeApi, num, problemsOf, showErrorSummary, showStatus, str} from "./common.js";
 
 const POLL_MS = 60000;
 const FORMATS = [["html", "HTML 查看 view", true], ["pdf", "PDF", false], ["csv", "CSV", false], ["xlsx", "XLSX", false]];
@@ -72,22 +72,7 @@ async function load() {
 }
 
 function showErrors(form, problems) {
-  const box = $(".error-summary", form);
-  box.replaceChildren(el("p", `未生成：请修改以下 ${problems.length} 处。Not made: ${problems.length} problem(s).`));
-  const ul = el("ul");
-  for (const p of problems) {
-    const field = p.field ? $(`[name=${p.field}]`, form) : null;
-    const li = el("li");
-    if (field) {
-      field.setAttribute("aria-invalid", "true");
-      const a = el("a", p.message, {href: `#${field.id}`});
-      a.addEventListener("click", (ev) => { ev.preventDefault(); field.focus(); });
-      li.append(a);
-    } else li.textContent = p.message;
-    ul.append(li);
-  }
-  box.append(ul);
-  box.focus();
+  showErrorSummary(form, problems, `未生成：请修改以下 ${problems.length} 处。Not made: ${problems.length} problem(s).`);
 }
 
 async function generate(ev) {

@@ -1,7 +1,7 @@
 // The supervisor board's after-dispatch sections: tickets under review (a unit's objection, no
 // catalogue unit, an unsolved follow-up) with re-dispatch / reject / close, and the 督办 list of
 // overdue dispatches. ES module over common.js and labels.js; polled every 10 s.
-import {$, arr, duration, el, fmtTime, isObj, makeApi, num, problemsOf, showStatus, str} from "./common.js";
+import {$, arr, duration, el, fmtTime, isObj, makeApi, num, problemsOf, showErrorSummary, showStatus, str} from "./common.js";
 import {DISPATCH_STATUS_NAMES, REVIEW_REASON_NAMES, label} from "./labels.js";
 
 const POLL_MS = 10000;
@@ -14,22 +14,7 @@ async function loadMe() {
 }
 
 function showErrors(form, problems) {
-  const box = $(".error-summary", form);
-  box.replaceChildren(el("p", `未提交：请修改以下 ${problems.length} 处。Not sent: ${problems.length} problem(s).`));
-  const ul = el("ul");
-  for (const p of problems) {
-    const field = p.field ? $(`[name=${p.field}]`, form) : null;
-    const li = el("li");
-    if (field) {
-      field.setAttribute("aria-invalid", "true");
-      const a = el("a", p.message, {href: `#${field.id}`});
-      a.addEventListener("click", (ev) => { ev.preventDefault(); field.focus(); });
-      li.append(a);
-    } else li.textContent = p.message;
-    ul.append(li);
-  }
-  box.append(ul);
-  box.focus();
+  showErrorSummary(form, problems, `未提交：请修改以下 ${problems.length} 处。Not sent: ${problems.length} problem(s).`);
 }
 
 function reviewItem(t) {

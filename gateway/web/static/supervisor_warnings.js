@@ -3,7 +3,7 @@
 // (acknowledge) and 转交 (forward to the responsible unit). GET /api/supervisor/warnings every 30 s;
 // a list being worked on (focus inside) is not redrawn under the supervisor's hands.
 // ES module over common.js; its own file beside supervisor.js.
-import {$, arr, el, fmtTime, isObj, makeApi, num, problemsOf, showStatus, str} from "./common.js";
+import {$, arr, el, fmtTime, isObj, makeApi, num, problemsOf, showErrorSummary, showStatus, str} from "./common.js";
 
 const POLL_MS = 30000;
 const KIND = {surge: "激增 Surge", repeat: "重复诉求 Repeated demand"};
@@ -25,22 +25,7 @@ function figure(a) {
 }
 
 function showErrors(form, problems) {
-  const box = $(".error-summary", form);
-  box.replaceChildren(el("p", `未提交：请修改以下 ${problems.length} 处。Not sent: ${problems.length} problem(s).`));
-  const ul = el("ul");
-  for (const p of problems) {
-    const field = p.field ? $(`[name=${p.field}]`, form) : null;
-    const li = el("li");
-    if (field) {
-      field.setAttribute("aria-invalid", "true");
-      const link = el("a", p.message, {href: `#${field.id}`});
-      link.addEventListener("click", (ev) => { ev.preventDefault(); field.focus(); });
-      li.append(link);
-    } else li.textContent = p.message;
-    ul.append(li);
-  }
-  box.append(ul);
-  box.focus();
+  showErrorSummary(form, problems, `未提交：请修改以下 ${problems.length} 处。Not sent: ${problems.length} problem(s).`);
 }
 
 function ticketsTable(detail) {
