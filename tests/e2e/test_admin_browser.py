@@ -17,9 +17,19 @@ import urllib.request
 
 import pytest
 
-from gateway_dev.system import GATEWAY, ROOT
+from gateway_dev.system import GATEWAY, ROOT, System
+from tests.e2e.conftest import running
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(480)]  # the first test also starts the System
+
+
+@pytest.fixture(scope="module")
+def system():
+    """A System of its own: this file expects the shipped lines as they are (12315 双号并行 ...), and a
+    file before it on the shared System may leave the live configuration changed."""
+    sysm = System(prefix="gw-e2e-adminui-", log_level="INFO", test_clock=True, tell_number=False)
+    with running(sysm, logs=lambda s: [(s.log_path, "e2e-adminui-gateway.log")]):
+        yield sysm
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download)")
 expect = playwright_api.expect
