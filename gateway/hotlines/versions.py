@@ -1,4 +1,9 @@
-"""Configuration versions in the database (linear history; the latest applied one is live)."""
+"""Configuration versions in the database (linear history; the latest applied one is live).
+
+"Latest" is ``applied_at``, kept in the order of application: a version applied after another is
+never stamped earlier than it, even when the clock went back (an NTP step, a test clock), so the
+gateway's next start takes the version that was really live.
+"""
 
 from __future__ import annotations
 
@@ -63,9 +68,10 @@ class VersionStore:
                   applied_at: datetime | None = None, change: dict | None = None, audit_action: str,
                   audit_details: dict | None = None) -> int:
         async def work(session) -> int:
+            stamped = await _after_live(session, applied_at) if applied_at is not None else None
             row = ConfigVersion(files=files, content_hash=content_hash, status=status, parent_id=parent_id,
                                 diff=diff, comment=comment, created_by=created_by, created_at=created_at,
-                                effective_at=effective_at, applied_at=applied_at, change=change)
+                                effective_at=effective_at, applied_at=stamped, change=change)
             session.add(row)
             await session.flush()
             session.add(AuditEvent(actor=created_by, action=audit_action, object_type="config_version",
@@ -85,7 +91,7 @@ class VersionStore:
                 raise NotFound(f"no configuration version {version_id}")
             row.status = status
             if status == "applied":
-                row.applied_at = at
+                row.applied_at = await _after_live(session, at)
             if files is not None:
                 row.files, row.content_hash, row.diff, row.parent_id = files, content_hash, diff, parent_id
             row.error = error
@@ -93,3 +99,12 @@ class VersionStore:
                                    object_id=str(version_id), at=at, details={"error": error} if error else {}))
 
         await self.store.run_write(work)
+
+
+async def _after_live(session, at: datetime) -> datetime:
+    """``at``, or the live version's ``applied_at`` if that is later (the clock went back)."""
+    latest = (await session.execute(sa.select(sa.func.max(ConfigVersion.applied_at))
+                                    .where(ConfigVersion.status == "applied"))).scalar()
+    if latest is not None and latest.tzinfo is None:
+        latest = latest.replace(tzinfo=at.tzinfo)
+    return latest if latest is not None and latest > at else at
