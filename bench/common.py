@@ -276,10 +276,10 @@ def sipp_command(target: str, media: dict, tmp: Path, *, calls: int, limit: int,
                  timeout: float, key: str = KEY) -> list[str]:
     """SIPp callers of bench/sipp/uac_12345.xml to ``target`` (host:port): ``calls`` in all, at
     most ``limit`` at once, ``rate`` new calls a second; stat, errors and screen into ``tmp``."""
-    from gateway_dev.system import free_ports
+    from gateway_dev.system import free_ports, sipp_media_port
 
     (sip_local,) = free_ports(1, udp=True)
-    (media_port,) = free_ports(1, udp=True, even=True)
+    media_port = sipp_media_port()
     return [
         SIPP, target, "-sf", str(SCENARIO), "-s", "12345",
         "-i", "127.0.0.1", "-p", str(sip_local), "-mi", "127.0.0.1", "-mp", str(media_port),

@@ -66,6 +66,38 @@ def free_ports(count: int, *, udp: bool = False, even: bool = False) -> list[int
     return ports
 
 
+# SIPp's media ports: between Asterisk's RTP range (rtp.conf 20000-29999) and the kernel's
+# ephemeral ports (32768 and up), so neither Asterisk nor any client socket takes one meanwhile.
+SIPP_MEDIA_RANGE = range(30000, 32764, 4)
+
+
+def sipp_media_port() -> int:
+    """An even port P for SIPp's ``-mp``, with P..P+3 free for UDP on loopback: SIPp binds the
+    audio pair and the video pair after it. Picked at random in :data:`SIPP_MEDIA_RANGE`, so
+    parallel test workers rarely try the same block (a test still retries SIPp's bind failure)."""
+    import random
+
+    for base in random.sample(SIPP_MEDIA_RANGE, len(SIPP_MEDIA_RANGE)):
+        socks = []
+        try:
+            for port in range(base, base + 4):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no four free UDP ports in {SIPP_MEDIA_RANGE.start}-{SIPP_MEDIA_RANGE.stop + 3}")
+
+
+def sipp_bind_failed(output: str) -> bool:
+    """Whether SIPp stopped before placing a call because a port it binds was taken meanwhile."""
+    return "Unable to bind" in output and "errno = 98" in output
+
+
 def free_udp_tcp_port() -> int:
     """A port free for both UDP and TCP (Asterisk's SIP transport is UDP)."""
     for _ in range(200):

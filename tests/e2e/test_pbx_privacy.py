@@ -21,7 +21,7 @@ from gateway.pbx.ami import AmiClient
 from gateway_dev import sandbox
 from gateway_dev.eventually import eventually
 from gateway_dev.simcall import CallScript, place_calls
-from gateway_dev.system import free_ports, say_zh
+from gateway_dev.system import free_ports, say_zh, sipp_media_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -111,7 +111,7 @@ def test_given_a_sip_call_when_it_is_up_then_asterisks_rtp_sockets_are_bound_to_
     scenario = tmp_path / "short_call.xml"
     scenario.write_text(SHORT_CALL)
     (sip_local,) = free_ports(1, udp=True)
-    (media_port,) = free_ports(1, udp=True, even=True)
+    media_port = sipp_media_port()
     cmd = [SIPP, f"127.0.0.1:{system.sip_port}", "-sf", str(scenario), "-s", "12345",
            "-i", "127.0.0.1", "-p", str(sip_local), "-mi", "127.0.0.1", "-mp", str(media_port),
            "-m", "1", "-l", "1", "-d", "8000", "-timeout", "60s", "-nostdin",

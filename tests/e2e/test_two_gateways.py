@@ -26,7 +26,7 @@ import pytest
 from gateway_dev.desk_socket import DeskSocket
 from gateway_dev.eventually import aeventually, eventually
 from gateway_dev.simcall import CallScript, place_call, sim_ami_client
-from gateway_dev.system import ROOT, System, free_ports, say_zh
+from gateway_dev.system import ROOT, System, free_ports, say_zh, sipp_media_port
 from tests.e2e.conftest import running
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -61,7 +61,7 @@ def _start_sipp(system: System, speech: Path, tmp: Path) -> subprocess.Popen:
     subprocess.run(["sox", str(speech), "-r", "8000", "-c", "1", "-t", "ul", str(speech_ulaw),
                     "pad", "0", "6", "trim", "0", "6"], check=True, capture_output=True)
     (sip_local,) = free_ports(1, udp=True)
-    (media_port,) = free_ports(1, udp=True, even=True)
+    media_port = sipp_media_port()
     cmd = [SIPP, f"127.0.0.1:{system.sip_port}", "-sf", str(ROOT / "bench" / "sipp" / "uac_12345.xml"),
            "-s", "12345", "-i", "127.0.0.1", "-p", str(sip_local), "-mi", "127.0.0.1", "-mp", str(media_port),
            "-key", "dtmf_pcap", "/usr/share/sip-tester/dtmf_2833_1.pcap",

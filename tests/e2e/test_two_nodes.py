@@ -24,7 +24,7 @@ import pytest
 from gateway.pbx.ami import AmiClient
 from gateway_dev.eventually import eventually
 from gateway_dev.kamailio import KAMAILIO
-from gateway_dev.system import ROOT, free_ports
+from gateway_dev.system import ROOT, free_ports, sipp_bind_failed, sipp_media_port
 from gateway_dev.topology import NodesSystem
 from tests.e2e.conftest import running, skip_unless
 
@@ -72,15 +72,19 @@ def _node(uniqueid: str) -> str:
 def _sipp_calls(topo: NodesSystem, media: dict, n: int, tmp: Path) -> list[dict]:
     """``n`` SIPp calls at Kamailio, all at once; returns the tickets they left (asserting SIPp's success)."""
     before = {t["id"] for t in _tickets(topo)}
-    (sip_local,) = free_ports(1, udp=True)
-    (media_port,) = free_ports(1, udp=True, even=True)
-    cmd = [SIPP, f"127.0.0.1:{topo.proxy_port}", "-sf", str(SCENARIO), "-s", "12345",
-           "-i", "127.0.0.1", "-p", str(sip_local), "-mi", "127.0.0.1", "-mp", str(media_port),
-           "-key", "dtmf_pcap", str(DTMF), "-key", "speech", f"{media['speech']},1,0",
-           "-key", "silence", f"{media['silence']},-1,0",
-           "-m", str(n), "-l", str(n), "-r", str(n), "-rp", "1000", "-timeout", "240s", "-nostdin",
-           "-trace_err", "-error_file", str(tmp / "errors.log")]
-    proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    for _ in range(3):  # a port SIPp binds may be taken between our check and its bind
+        (sip_local,) = free_ports(1, udp=True)
+        media_port = sipp_media_port()
+        cmd = [SIPP, f"127.0.0.1:{topo.proxy_port}", "-sf", str(SCENARIO), "-s", "12345",
+               "-i", "127.0.0.1", "-p", str(sip_local), "-mi", "127.0.0.1", "-mp", str(media_port),
+               "-key", "dtmf_pcap", str(DTMF), "-key", "speech", f"{media['speech']},1,0",
+               "-key", "silence", f"{media['silence']},-1,0",
+               "-m", str(n), "-l", str(n), "-r", str(n), "-rp", "1000", "-timeout", "240s", "-nostdin",
+               "-trace_err", "-error_file", str(tmp / "errors.log")]
+        proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=300,
+                              stdin=subprocess.DEVNULL)
+        if not (proc.returncode and sipp_bind_failed(proc.stdout + proc.stderr)):
+            break
     errors = (tmp / "errors.log").read_text(errors="replace")[-2000:] if (tmp / "errors.log").exists() else ""
     assert proc.returncode == 0, f"SIPp failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{errors}"
 
