@@ -8,8 +8,12 @@ repeat), a third are dispatched (some overdue) and answered by a follow-up. Then
 the data assembly (gateway.supervision.reports.assemble: SQL plus one streamed pass classifying
 districts and matters) and the rendering of HTML, PDF, CSV and XLSX.
 
-Run: .venv/bin/python bench/reports.py [--tickets 1000000] [--postgres]
-Writes bench/results/reports-<db>-<N>.json.
+Run: .venv/bin/python bench/reports.py [--tickets 1000000] [--postgres] [--runs 3] [--db PATH]
+``--db PATH`` (SQLite) keeps the generated database at PATH and reuses it when it is there already
+(migrated to the head first; the generated content depends on ``--tickets`` only, and a database
+holding another count is refused). Assembly and rendering are timed ``--runs`` times: the median
+and the first run are reported. Writes bench/results/reports-<db>-<N>.json; exits 2 when the report
+did not count the generated tickets (its figures would describe something else).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import asyncio
 import json
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -35,6 +40,7 @@ from gateway.supervision.reports import assemble, period_containing  # noqa: E40
 from gateway.ticketing import migrate  # noqa: E402
 from gateway.ticketing.models import Call, Dispatch, Followup, Ticket  # noqa: E402
 from gateway.ticketing.store import TicketStore  # noqa: E402
+from gateway_dev.postgres import PostgresServer  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 MONTH = period_containing("monthly", date(2027, 3, 1))
@@ -89,42 +95,97 @@ def fill(url: str, n: int, seed: int = 14) -> None:
     engine.dispose()
 
 
-async def measure(url: str) -> dict:
+def decided(n: int) -> int:
+    """The generated tickets the report counts: every one is decided (submitted or answered)."""
+    return n
+
+
+def analyze(url: str) -> None:
+    engine = sa.create_engine(migrate.sync_url(url))
+    with engine.begin() as conn:
+        conn.execute(sa.text("ANALYZE"))
+    engine.dispose()
+
+
+def count_tickets(url: str) -> int:
+    engine = sa.create_engine(migrate.sync_url(url))
+    with engine.connect() as conn:
+        n = conn.execute(sa.select(sa.func.count()).select_from(Ticket)).scalar_one()
+    engine.dispose()
+    return int(n)
+
+
+async def measure(url: str, runs: int) -> dict:
     store = await TicketStore.open(url)
     catalogue = load_catalogue(ROOT / "config" / "catalogue.yaml")
+    assembled, rendered = [], []
     try:
-        t0 = time.perf_counter()
-        report = await assemble(store, MONTH, now=MONTH.end_utc + timedelta(hours=3), catalogue=catalogue)
-        t1 = time.perf_counter()
-        sizes = {k: len(v) for k, v in (await asyncio.to_thread(report_render.render_all, report)).items()}
-        t2 = time.perf_counter()
+        for i in range(runs):
+            t0 = time.perf_counter()
+            report = await assemble(store, MONTH, now=MONTH.end_utc + timedelta(hours=3), catalogue=catalogue)
+            t1 = time.perf_counter()
+            sizes = {k: len(v) for k, v in (await asyncio.to_thread(report_render.render_all, report)).items()}
+            t2 = time.perf_counter()
+            assembled.append(round(t1 - t0, 2))
+            rendered.append(round(t2 - t1, 2))
+            print(f"  run {i + 1}/{runs}: assemble {t1 - t0:.2f} s, render {t2 - t1:.2f} s", file=sys.stderr, flush=True)
     finally:
         await store.close()
-    return {"assemble_s": round(t1 - t0, 2), "render_s": round(t2 - t1, 2), "bytes": sizes,
-            "tickets_counted": report.headline.get("tickets")}
+    return {"assemble_s": statistics.median(assembled), "render_s": statistics.median(rendered),
+            "assemble_runs_s": assembled, "render_runs_s": rendered, "bytes": sizes,
+            "tickets_counted": report.headline.get("tickets"), "headline": report.headline}
+
+
+def kept_postgres(where: Path) -> tuple[PostgresServer, bool]:
+    """A private server whose directory is ``where`` (kept on exit), and whether it held data already
+    (then its password is the one saved there at creation, readable by its owner only)."""
+    where = where.resolve()
+    server = PostgresServer(prefix="gw-bench-pg-", keep=True)
+    fresh_dir = server.dir
+    secret = where / "bench-password"
+    reuse = (where / "data").is_dir() and secret.is_file()
+    if not reuse:
+        where.mkdir(parents=True, exist_ok=True)
+        secret.write_text(server.password)
+        secret.chmod(0o600)
+    server.dir, server.data, server.log_path = where, where / "data", where / "postgres.log"
+    server.password = secret.read_text().strip()
+    fresh_dir.rmdir()
+    return server, reuse
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tickets", type=int, default=100_000)
     ap.add_argument("--postgres", action="store_true", help="a private PostgreSQL server instead of SQLite")
+    ap.add_argument("--runs", type=int, default=3, help="timed runs (median reported)")
+    ap.add_argument("--db", type=Path, help="SQLite: keep the database file here and reuse it when present; "
+                    "with --postgres: keep the server's directory here and reuse it when present")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="gw-bench-reports-") as tmp:
         if args.postgres:
-            from gateway_dev.postgres import PostgresServer
-
-            server_cm = PostgresServer(prefix="gw-bench-pg-")
+            server_cm, reuse = kept_postgres(args.db) if args.db else (PostgresServer(prefix="gw-bench-pg-"), False)
             server = server_cm.__enter__()
-            url = server.create_database("bench")
+            url = server.url("bench") if reuse else server.create_database("bench")
         else:
-            server_cm, url = None, f"sqlite+aiosqlite:///{tmp}/bench.db"
+            path = args.db.resolve() if args.db else Path(tmp) / "bench.db"
+            reuse = args.db is not None and path.exists()
+            server_cm, url = None, f"sqlite+aiosqlite:///{path}"
         try:
             migrate.upgrade(url)
-            t = time.perf_counter()
-            fill(url, args.tickets)
-            fill_s = time.perf_counter() - t
+            fill_s = None
+            if reuse:
+                have = count_tickets(url)
+                if have != args.tickets:
+                    sys.exit(f"{args.db} holds {have} tickets, not {args.tickets}: remove it or give another --db")
+                print(f"reusing {args.db} ({have} tickets)", file=sys.stderr, flush=True)
+            else:
+                t = time.perf_counter()
+                fill(url, args.tickets)
+                fill_s = round(time.perf_counter() - t, 1)
+            analyze(url)
             result = {"database": "postgresql" if args.postgres else "sqlite", "tickets": args.tickets,
-                      "fill_s": round(fill_s, 1), **asyncio.run(measure(url)),
+                      "fill_s": fill_s, "runs": args.runs, **asyncio.run(measure(url, args.runs)),
                       "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         finally:
             if server_cm is not None:
@@ -133,6 +194,10 @@ def main() -> None:
     out = RESULTS / f"reports-{result['database']}-{args.tickets}.json"
     out.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n")
     print(json.dumps(result, ensure_ascii=False, indent=2))
+    if result["tickets_counted"] != decided(args.tickets):
+        print(f"OFF PATH: the report counted {result['tickets_counted']} tickets, {decided(args.tickets)} generated",
+              file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""The report archive's table: one row per generated report (日报告、周分析、月通报).
+"""The report archive's table: one row per generated report (日报告、周分析、月通报), and the
+indexes the reports' queries range on.
 
-Declared on the ticketing schema's ``Base`` (migration ``0017_reports``); imported at the end of
-:mod:`gateway.ticketing.models` so the schema is whole wherever the models are.
+Declared on the ticketing schema's ``Base`` (migrations ``0017_reports`` and ``0019_report_indexes``);
+imported at the end of :mod:`gateway.ticketing.models` so the schema is whole wherever the models are.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gateway.ticketing.models import Base, RowId, UtcDateTime, utcnow
+from gateway.ticketing.models import Base, Followup, RowId, Ticket, UtcDateTime, utcnow
 
 REPORT_KINDS = ("daily", "weekly", "monthly")
 
@@ -38,3 +39,10 @@ class ReportArchive(Base):
     files: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON, default=list)
     sha256: Mapped[str] = mapped_column(sa.String(64))
     summary: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)  # headline figures for the list
+
+
+# A period's decided tickets (the report's counts: created_at range, then status) and the follow-up
+# answers recorded in a period (status, then answered_at range); dispatches by deadline use
+# ix_dispatches_due_at, calls by start ix_calls_started_at.
+sa.Index("ix_tickets_report", Ticket.created_at, Ticket.status)
+sa.Index("ix_followups_report", Followup.status, Followup.answered_at)

@@ -280,35 +280,55 @@ def _normalize(text: str | None) -> str:
     return _SPACE.sub("", text).lower()
 
 
-def _tally(f: TicketFacts, classifier: Classifier, rows: list) -> None:
-    for status, line, category, place, summary, transcript, emergency, confidential in rows:
-        f.tickets += 1
-        f.answered += status == "answered"
-        f.submitted += status == "submitted"
-        f.emergency += bool(emergency)
-        f.confidential += bool(confidential)
-        f.by_line[line or "（未知热线）"] += 1
-        f.by_category[category or "（未分类）"] += 1
+def _tally_counts(f: TicketFacts, rows: list) -> None:
+    """Count groups of tickets (first the group holding the earliest ticket, so that ties in the
+    rankings keep the order in which the period's tickets came)."""
+    for status, line, category, emergency, confidential, n, _first in rows:
+        n = int(n)
+        f.tickets += n
+        f.answered += n if status == "answered" else 0
+        f.submitted += n if status == "submitted" else 0
+        f.emergency += n if emergency else 0
+        f.confidential += n if confidential else 0
+        f.by_line[line or "（未知热线）"] += n
+        f.by_category[category or "（未分类）"] += n
+
+
+def _tally_texts(f: TicketFacts, classifier: Classifier, rows: list) -> None:
+    """Classify each distinct (place, what was said) once and count it as many times as it occurs."""
+    for place, summary, transcript, n, _first in rows:
+        n = int(n)
         district, matter, spot = classifier(place, summary or transcript)
-        f.by_district[district] += 1
-        f.by_matter[matter] += 1
+        f.by_district[district] += n
+        f.by_matter[matter] += n
         if spot and matter != UNKNOWN_MATTER:
-            f.hot_spots[(matter, spot)] += 1
+            f.hot_spots[(matter, spot)] += n
 
 
 async def ticket_facts(store: TicketStore, period: Period, catalogue: Catalogue | None) -> TicketFacts:
-    """One pass over the period's decided tickets, counted in a worker thread chunk by chunk
-    (the text matching is CPU work: never on the event loop)."""
-    cols = (Ticket.status, Ticket.line_name, Ticket.category, Ticket.place, Ticket.summary, Ticket.transcript,
-            Ticket.emergency, Ticket.confidential)
-    stmt = (sa.select(*cols).where(Ticket.created_at >= period.start_utc, Ticket.created_at < period.end_utc,
-                                   Ticket.status.in_(DECIDED)).execution_options(yield_per=CHUNK))
+    """The period's decided tickets counted in two ``GROUP BY`` queries: the counts by status, line,
+    type and flags, then each distinct (place, summary) pair with its count, matched against the
+    catalogue in a worker thread chunk by chunk (CPU work: never on the event loop). The text of a
+    ticket with a summary is its summary (the transcript is read only where the summary is empty),
+    so tickets that say the same thing at the same place are matched once. Groups come in the order
+    of their first ticket (``min(id)``), as a pass over the tickets by id would meet them."""
+    in_period = (Ticket.created_at >= period.start_utc, Ticket.created_at < period.end_utc,
+                 Ticket.status.in_(DECIDED))
+    first = sa.func.min(Ticket.id)
+    keys = (Ticket.status, Ticket.line_name, Ticket.category, Ticket.emergency, Ticket.confidential)
+    counts = sa.select(*keys, sa.func.count(), first).where(*in_period).group_by(*keys).order_by(first)
+    no_summary = sa.or_(Ticket.summary.is_(None), Ticket.summary == "")
+    transcript = sa.case((no_summary, Ticket.transcript), else_=sa.null()).label("transcript")
+    texts = (sa.select(Ticket.place, Ticket.summary, transcript, sa.func.count(), first).where(*in_period)
+             .group_by(Ticket.place, Ticket.summary, transcript).order_by(first)
+             .execution_options(yield_per=CHUNK))
     f = TicketFacts()
     classifier = Classifier(catalogue)
     async with store.read_session() as session:
-        result = await session.stream(stmt)
+        _tally_counts(f, (await session.execute(counts)).all())
+        result = await session.stream(texts)
         async for rows in result.partitions(CHUNK):
-            await asyncio.to_thread(_tally, f, classifier, list(rows))
+            await asyncio.to_thread(_tally_texts, f, classifier, list(rows))
     return f
 
 
@@ -420,67 +440,88 @@ async def simple_hot_spots(inp: ReportInput) -> Section:
 
 
 async def overdue(inp: ReportInput) -> Section:
-    """Dispatches whose deadline fell in the period and that were not replied to (办结) by it."""
+    """Dispatches whose deadline fell in the period and that were not replied to (办结) by it.
+
+    Counted per unit (and still open) from light rows in deadline order; only the first
+    ``overdue_max`` are read with their ticket for the list."""
     p = inp.period
     late = sa.or_(Dispatch.handled_at.is_(None), Dispatch.handled_at > Dispatch.due_at)
-    stmt = (sa.select(Dispatch.unit_name, Dispatch.status, Dispatch.due_at, Dispatch.handled_at, Ticket.ticket_no,
-                      Ticket.category, Ticket.place, Ticket.confidential)
-            .join(Ticket, Ticket.id == Dispatch.ticket_id)
-            .where(Dispatch.due_at >= p.start_utc, Dispatch.due_at < p.end_utc, Dispatch.status != "withdrawn", late)
-            .order_by(Dispatch.due_at, Dispatch.id))
+    where = (Dispatch.due_at >= p.start_utc, Dispatch.due_at < p.end_utc, Dispatch.status != "withdrawn", late)
+    order = (Dispatch.due_at, Dispatch.id)
+    detail = (sa.select(Dispatch.unit_name, Dispatch.status, Dispatch.due_at, Dispatch.handled_at, Ticket.ticket_no,
+                        Ticket.category, Ticket.place, Ticket.confidential)
+              .join(Ticket, Ticket.id == Dispatch.ticket_id).where(*where).order_by(*order)
+              .limit(inp.config.overdue_max))
     async with inp.store.read_session() as session:
-        rows = (await session.execute(stmt)).all()
-    by_unit: Counter = Counter(r.unit_name for r in rows)
-    still_open = sum(1 for r in rows if r.status in OPEN_DISPATCH)
+        light = (await session.execute(sa.select(Dispatch.unit_name, Dispatch.status).where(*where)
+                                       .order_by(*order))).all()
+        shown = (await session.execute(detail)).all() if inp.config.overdue_max else []
+    by_unit: Counter = Counter(unit for unit, _ in light)
+    still_open = sum(1 for _, status in light if status in OPEN_DISPATCH)
     tz = ZoneInfo(p.tz)
     listed = []
-    for r in rows[: inp.config.overdue_max]:
+    for r in shown:
         place = "（保密）" if r.confidential else (mask_personal(r.place or "") or "—")
         end = r.handled_at or inp.now
         days = max(0.0, (end - r.due_at).total_seconds() / 86400)
         listed.append([r.ticket_no or "—", r.unit_name, r.category or "—", place,
                        r.due_at.astimezone(tz).strftime("%m-%d %H:%M"), f"{days:.1f}",
                        "已办结（超期）" if r.handled_at else "未办结"])
-    inp.headline["overdue"] = len(rows)
-    lines = [f"本期到期未按时办结的派单 {len(rows)} 件，涉及承办单位 {len(by_unit)} 个；截至报告生成时仍未办结 {still_open} 件。"]
-    if len(rows) > len(listed):
+    inp.headline["overdue"] = len(light)
+    lines = [f"本期到期未按时办结的派单 {len(light)} 件，涉及承办单位 {len(by_unit)} 个；截至报告生成时仍未办结 {still_open} 件。"]
+    if len(light) > len(listed):
         lines.append(f"下表列出前 {len(listed)} 件。")
     unit_rows = [[i, u, n] for i, (u, n) in enumerate(by_unit.most_common(inp.config.top), start=1)]
     return Section("overdue", "五、超期督办", lines, [
         Table("overdue_units", "超期派单（按承办单位）", ["排名", "承办单位", "超期件数"], unit_rows, (0, 2)),
         Table("overdue", "超期工单", ["工单号", "承办单位", "类型", "地点", "办理时限", "超期天数", "状态"], listed, (5,)),
     ], [Chart("各承办单位超期件数", [u for u, _ in by_unit.most_common(inp.config.top)],
-              [n for _, n in by_unit.most_common(inp.config.top)])] if rows else [])
+              [n for _, n in by_unit.most_common(inp.config.top)])] if light else [])
 
 
 async def satisfaction(inp: ReportInput) -> Section:
-    """The follow-up (回访) answers recorded in the period, and what callers said (masked)."""
+    """The follow-up (回访) answers recorded in the period, and what callers said (masked).
+
+    The answers are counted in SQL; only the answers with a comment are read (in the order they
+    were given), to quote the first ``comments_max`` and count the confidential callers' withheld."""
     p = inp.period
     unit = (sa.select(Dispatch.unit_name).where(Dispatch.ticket_id == Ticket.id)
             .order_by(Dispatch.id).limit(1).scalar_subquery().label("unit_name"))
-    stmt = (sa.select(Followup.solved, Followup.satisfaction, Followup.comment_transcript, Followup.answered_at,
-                      Ticket.ticket_no, Ticket.confidential, Ticket.category, unit)
+    done = (Followup.status == "done", Followup.answered_at >= p.start_utc, Followup.answered_at < p.end_utc)
+    tally_stmt = (sa.select(Followup.solved, Followup.satisfaction, sa.func.count()).where(*done)
+                  .group_by(Followup.solved, Followup.satisfaction))
+    said = (sa.select(Followup.comment_transcript, Followup.satisfaction, Ticket.confidential, Ticket.id)
             .join(Ticket, Ticket.id == Followup.ticket_id)
-            .where(Followup.status == "done", Followup.answered_at >= p.start_utc, Followup.answered_at < p.end_utc)
+            .where(*done, Followup.comment_transcript.is_not(None), Followup.comment_transcript != "")
             .order_by(Followup.answered_at, Followup.id))
+    solved: Counter = Counter()
+    sat: Counter = Counter()
+    total = 0
+    comments, withheld, quoted = [], 0, []
     async with inp.store.read_session() as session:
-        rows = (await session.execute(stmt)).all()
-    solved: Counter = Counter(r.solved for r in rows if r.solved)
-    sat: Counter = Counter(r.satisfaction for r in rows if r.satisfaction)
-    total = len(rows)
+        for solved_as, satisfied_as, n in (await session.execute(tally_stmt)).all():
+            total += int(n)
+            if solved_as:
+                solved[solved_as] += int(n)
+            if satisfied_as:
+                sat[satisfied_as] += int(n)
+        for text, satisfied_as, confidential, ticket_id in (await session.execute(said)).all():
+            text = (text or "").strip()
+            if not text:
+                continue
+            if confidential:
+                withheld += 1
+            elif len(quoted) < inp.config.comments_max:
+                quoted.append((ticket_id, satisfied_as, text))
+        named = {row.id: row for row in (await session.execute(
+            sa.select(Ticket.id, Ticket.ticket_no, unit).where(Ticket.id.in_({t for t, _, _ in quoted})))).all()
+        } if quoted else {}
+    for ticket_id, satisfied_as, text in quoted:
+        r = named[ticket_id]
+        comments.append([r.ticket_no or "—", r.unit_name or "—", SATISFACTION_NAMES.get(satisfied_as, "—"),
+                         mask_personal(text)[:300]])
     tally = ([[SOLVED_NAMES[k], solved.get(k, 0), _share(solved.get(k, 0), total)] for k in SOLVED_NAMES]
              + [[SATISFACTION_NAMES[k], sat.get(k, 0), _share(sat.get(k, 0), total)] for k in SATISFACTION_NAMES])
-    comments, withheld = [], 0
-    for r in rows:
-        text = (r.comment_transcript or "").strip()
-        if not text:
-            continue
-        if r.confidential:
-            withheld += 1
-            continue
-        if len(comments) < inp.config.comments_max:
-            comments.append([r.ticket_no or "—", r.unit_name or "—", SATISFACTION_NAMES.get(r.satisfaction, "—"),
-                             mask_personal(text)[:300]])
     inp.headline.update(followups=total, satisfied=sat.get("satisfied", 0), basic=sat.get("basic", 0),
                         unsatisfied=sat.get("unsatisfied", 0))
     lines = [f"本期完成回访 {total} 件：已解决 {solved.get('yes', 0)} 件，未解决 {solved.get('no', 0)} 件；"
