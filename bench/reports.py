@@ -3,16 +3,18 @@
 A month of generated tickets (``--tickets``, default 100 000; the issue's figure is 1 000 000) is
 written with SQLAlchemy Core into a fresh, migrated database: SQLite in a temporary directory, or
 ``--postgres`` (a private server from gateway_dev.postgres). Each ticket has its call, a place and
-a description the catalogue recognises (a few hundred distinct ones, as real streets and matters
-repeat), a third are dispatched (some overdue) and answered by a follow-up. Then, timed apart:
-the data assembly (gateway.supervision.reports.assemble: SQL plus one streamed pass classifying
-districts and matters) and the rendering of HTML, PDF, CSV and XLSX.
+a description the catalogue recognises (72 distinct place × text pairs: the best case for the
+report, which classifies each distinct pair once; ``--unique-texts`` appends the ticket's number
+to every summary, the worst case, as agents' own words rarely repeat), a third are dispatched
+(some overdue) and answered by a follow-up. Then, timed apart: the data assembly
+(gateway.supervision.reports.assemble: SQL GROUP BYs plus the catalogue matching of each distinct
+place and text in a worker thread) and the rendering of HTML, PDF, CSV and XLSX.
 
-Run: .venv/bin/python bench/reports.py [--tickets 1000000] [--postgres] [--runs 3] [--db PATH]
-``--db PATH`` (SQLite) keeps the generated database at PATH and reuses it when it is there already
-(migrated to the head first; the generated content depends on ``--tickets`` only, and a database
-holding another count is refused). Assembly and rendering are timed ``--runs`` times: the median
-and the first run are reported. Writes bench/results/reports-<db>-<N>.json; exits 2 when the report
+Run: .venv/bin/python bench/reports.py [--tickets 1000000] [--postgres] [--runs 3] [--db PATH] [--unique-texts]
+``--db PATH`` keeps the generated data (SQLite: the file; --postgres: the server's directory) and
+reuses it when it is there already (migrated to the head first; the content depends on
+``--tickets`` and ``--unique-texts`` only, and a database holding another count is refused).
+Assembly and rendering are timed ``--runs`` times: the median and every run are reported. Writes bench/results/reports-<db>-<N>.json; exits 2 when the report
 did not count the generated tickets (its figures would describe something else).
 """
 
@@ -52,7 +54,7 @@ CATS = ["咨询", "建议", "举报", "投诉", "求助"]
 BATCH = 10_000
 
 
-def fill(url: str, n: int, seed: int = 14) -> None:
+def fill(url: str, n: int, seed: int = 14, unique: bool = False) -> None:
     rnd = random.Random(seed)
     engine = sa.create_engine(migrate.sync_url(url))
     start = MONTH.start_utc
@@ -72,7 +74,8 @@ def fill(url: str, n: int, seed: int = 14) -> None:
                                 "dialled_number": number, "line_number": number, "line_name": name, "merge_mode": mode,
                                 "category": CATS[i % 5], "confidential": i % 7 == 0, "menu_path": [],
                                 "transcript_status": "none", "transcript_attempts": 0, "emergency": False,
-                                "place": rnd.choice(PLACES), "summary": rnd.choice(SAID), "followup_opt_out": False,
+                                "place": rnd.choice(PLACES),
+                                "summary": rnd.choice(SAID) + (f"（{i}）" if unique else ""), "followup_opt_out": False,
                                 "created_at": at, "updated_at": at, "version_id": 1})
                 if dispatched:
                     late = i % 9 == 0
@@ -159,6 +162,9 @@ def main() -> None:
     ap.add_argument("--tickets", type=int, default=100_000)
     ap.add_argument("--postgres", action="store_true", help="a private PostgreSQL server instead of SQLite")
     ap.add_argument("--runs", type=int, default=3, help="timed runs (median reported)")
+    ap.add_argument("--unique-texts", action="store_true",
+                    help="every ticket's summary different (a number appended), as agents' own words are: "
+                         "no two tickets share a text, so every ticket is matched against the catalogue")
     ap.add_argument("--db", type=Path, help="SQLite: keep the database file here and reuse it when present; "
                     "with --postgres: keep the server's directory here and reuse it when present")
     args = ap.parse_args()
@@ -181,17 +187,18 @@ def main() -> None:
                 print(f"reusing {args.db} ({have} tickets)", file=sys.stderr, flush=True)
             else:
                 t = time.perf_counter()
-                fill(url, args.tickets)
+                fill(url, args.tickets, unique=args.unique_texts)
                 fill_s = round(time.perf_counter() - t, 1)
             analyze(url)
             result = {"database": "postgresql" if args.postgres else "sqlite", "tickets": args.tickets,
+                      "unique_texts": args.unique_texts,
                       "fill_s": fill_s, "runs": args.runs, **asyncio.run(measure(url, args.runs)),
                       "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         finally:
             if server_cm is not None:
                 server_cm.__exit__(None, None, None)
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"reports-{result['database']}-{args.tickets}.json"
+    out = RESULTS / f"reports-{result['database']}-{args.tickets}{'-unique' if args.unique_texts else ''}.json"
     out.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n")
     print(json.dumps(result, ensure_ascii=False, indent=2))
     if result["tickets_counted"] != decided(args.tickets):
