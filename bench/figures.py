@@ -236,6 +236,7 @@ async def measure(url: str, runs: int, month_want: Counter, day_want: Counter) -
                                f"{sum(p['calls'] for p in live_trend['points'])} calls")
                 if abandoned["queue"] != day_want["abandoned_queue"] or abandoned["ivr"] != day_want["abandoned_ivr"]:
                     off.append(f"day abandoned: {abandoned}")
+                log("on the path: the generated counts shown" if not off else "OFF PATH: " + "; ".join(off))
                 sample = {"month_totals": figures["totals"], "per_line": [
                     {k: p[k] for k in ("line", "calls", "service_level", "asa_s", "aht_s", "abandon_rate_queue")}
                     for p in figures["per_line"]], "per_queue": [
