@@ -268,17 +268,18 @@ async def _empty_report():
     return Report(period=WEEK, generated_at=AFTER, city="", sections=[], headline={})
 
 
-def test_given_random_catalogue_words_when_classified_fast_then_the_same_as_the_catalogues_own_lookups():
+def test_given_random_catalogue_words_when_looked_up_fast_then_the_same_as_the_catalogues_own_lookups():
     import random
 
-    from gateway.supervision.reports import Classifier, classify
+    from gateway.supervision.places import Lookups
 
     words = ([w for u in CATALOGUE.units.values() for w in u.place_words]
              + [w for m in CATALOGUE.matters for w in m.keywords + m.with_any])
     rnd = random.Random(14)
-    fast = Classifier(CATALOGUE)
+    fast = Lookups(CATALOGUE)
     for i in range(1500):
         place = "地点 " + " ".join(rnd.sample(words, rnd.randint(0, 2)))
         said = "，".join(rnd.sample(words, rnd.randint(0, 4))) + f" ２０号 {i}"  # full-width digits: NFKC
-        assert fast(place, said) == classify(CATALOGUE, place, said), (place, said)
-    assert Classifier(None)("三里屯", "噪音") == classify(None, "三里屯", "噪音")
+        for text in (place, said, f"{place} {said}"):
+            assert fast.find_place(text) == CATALOGUE.find_place(text), text
+            assert fast.find_matters(text) == CATALOGUE.find_matters(text), text
