@@ -41,7 +41,7 @@ import asyncio
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -277,3 +277,39 @@ async def _write(session, values: list[dict[str, Any]]) -> int:
         await session.execute(sa.update(TicketPlace).where(TicketPlace.ticket_id == v["ticket_id"])
                               .values({k: x for k, x in v.items() if k != "ticket_id"}))
     return len(fresh) + len(stale)
+
+
+# -- the backfill ------------------------------------------------------------------------------------
+async def backfill(since: datetime | None = None) -> int:
+    """Resolve every decided ticket (decided since ``since``) without a row or with a stale one,
+    with the installation's settings and catalogue; returns how many rows were written."""
+    from gateway.desk.catalogue_load import load_catalogue  # noqa: PLC0415 - the command only
+    from gateway.settings import load_settings  # noqa: PLC0415
+    from gateway.ticketing import migrate  # noqa: PLC0415
+    from gateway.ticketing.store import TicketStore  # noqa: PLC0415
+
+    settings = load_settings()
+    catalogue = await asyncio.to_thread(load_catalogue, settings.config_dir / "catalogue.yaml")
+    await asyncio.to_thread(migrate.upgrade, settings.database_url)
+    store = await TicketStore.open(settings.database_url)
+    try:
+        return await resolve_places(store, catalogue, datetime.now(timezone.utc), since=since, max_batches=None)
+    finally:
+        await store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m gateway.supervision.places [--since YYYY-MM-DD]``: the backfill for old tickets."""
+    import argparse  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(prog="python -m gateway.supervision.places",
+                                     description="resolve the place and matter of old tickets (ticket_places)")
+    parser.add_argument("--since", type=date.fromisoformat, help="only tickets decided on or after this day (UTC)")
+    args = parser.parse_args(argv)
+    since = datetime.combine(args.since, time(0), timezone.utc) if args.since else None
+    print(f"{asyncio.run(backfill(since))} tickets resolved")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
