@@ -5,8 +5,8 @@ written with SQLAlchemy Core into a fresh, migrated database: SQLite in a tempor
 ``--postgres`` (a private server from gateway_dev.postgres). Each ticket has its call, a place and
 a description the catalogue recognises (a few hundred distinct ones, as real streets and matters
 repeat), a third are dispatched (some overdue) and answered by a follow-up. Then, timed apart:
-the data assembly (gateway.supervision.reports.assemble: SQL plus one streamed pass classifying
-districts and matters) and the rendering of HTML, PDF, CSV and XLSX.
+the data assembly (gateway.supervision.reports.assemble: SQL, after each ticket's district, street
+and matter were resolved once into ticket_places by gateway.supervision.places) and the rendering of HTML, PDF, CSV and XLSX.
 
 Run: .venv/bin/python bench/reports.py [--tickets 1000000] [--postgres]
 Writes bench/results/reports-<db>-<N>.json.

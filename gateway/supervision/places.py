@@ -207,12 +207,10 @@ def matter_names(catalogue: Catalogue | None) -> dict[str, str]:
 
 # -- the table --------------------------------------------------------------------------------------
 def _pending(since: datetime | None, until: datetime | None, on: str):
-    """Decided tickets in the range without a row or with a stale one (oldest first)."""
+    """Ids of the decided tickets in the range without a row or with a stale one (oldest first)."""
     when = getattr(Ticket, on)
     stale = sa.and_(TicketPlace.ticket_version.is_not(None), TicketPlace.ticket_version != Ticket.version_id)
-    stmt = (sa.select(Ticket.id, Ticket.place, Ticket.summary, Ticket.created_at, Ticket.version_id,
-                      TicketPlace.ticket_id.label("have"))
-            .outerjoin(TicketPlace, TicketPlace.ticket_id == Ticket.id)
+    stmt = (sa.select(Ticket.id).outerjoin(TicketPlace, TicketPlace.ticket_id == Ticket.id)
             .where(sa.or_(TicketPlace.ticket_id.is_(None), stale), Ticket.status.in_(DECIDED)))
     if since is not None:
         stmt = stmt.where(when >= since)
@@ -243,23 +241,23 @@ async def resolve_places(store, catalogue: Catalogue | None, now: datetime, *, s
     if on not in ("decided_at", "created_at"):
         raise ValueError(f"on must be decided_at or created_at, got {on!r}")
     lookups = lookups or Lookups(catalogue)
-    written, after, rounds = 0, 0, 0
-    while max_batches is None or rounds < max_batches:
-        rounds += 1
+    pending = _pending(since, until, on)
+    if max_batches is not None:
+        pending = pending.limit(batch * max_batches)
+    async with store.read_session() as session:  # the ids once, then batch by batch (no rescan per batch)
+        todo = list((await session.execute(pending)).scalars())
+    written = 0
+    for at in range(0, len(todo), batch):
+        ids = todo[at:at + batch]
         async with store.read_session() as session:
-            rows = (await session.execute(_pending(since, until, on).where(Ticket.id > after).limit(batch))).all()
-            if not rows:
-                return written
-            ids = [r.id for r in rows]
+            rows = (await session.execute(sa.select(Ticket.id, Ticket.place, Ticket.summary, Ticket.created_at,
+                                                    Ticket.version_id).where(Ticket.id.in_(ids)))).all()
             units: dict[int, list[str]] = {}
             for tid, uid in (await session.execute(sa.select(Dispatch.ticket_id, Dispatch.unit_id)
                                                    .where(Dispatch.ticket_id.in_(ids)).order_by(Dispatch.id))).all():
                 units.setdefault(tid, []).append(uid)
-        after = ids[-1]
         values = await asyncio.to_thread(_rows, lookups, rows, units, now)  # text matching: off the event loop
         written += await store.run_write(lambda session, values=values: _write(session, values))
-        if len(rows) < batch:
-            return written
     return written
 
 
@@ -272,7 +270,7 @@ async def _write(session, values: list[dict[str, Any]]) -> int:
     stale = [v for v in values if v["ticket_id"] in have and have[v["ticket_id"]] is not None
              and have[v["ticket_id"]] != v["ticket_version"]]
     if fresh:
-        await session.execute(sa.insert(TicketPlace), fresh)
+        await session.execute(sa.insert(TicketPlace.__table__), fresh)  # Core executemany: no ORM bulk cost
     for v in stale:
         await session.execute(sa.update(TicketPlace).where(TicketPlace.ticket_id == v["ticket_id"])
                               .values({k: x for k, x in v.items() if k != "ticket_id"}))
