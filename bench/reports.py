@@ -7,8 +7,9 @@ a description the catalogue recognises (72 distinct place × text pairs: the bes
 report, which classifies each distinct pair once; ``--unique-texts`` appends the ticket's number
 to every summary, the worst case, as agents' own words rarely repeat), a third are dispatched
 (some overdue) and answered by a follow-up. Then, timed apart: the data assembly
-(gateway.supervision.reports.assemble: SQL GROUP BYs plus the catalogue matching of each distinct
-place and text in a worker thread) and the rendering of HTML, PDF, CSV and XLSX.
+(gateway.supervision.reports.assemble: the period's tickets not resolved yet are resolved once
+into ticket_places by gateway.supervision.places, then SQL GROUP BYs) and the rendering of HTML,
+PDF, CSV and XLSX.
 
 Run: .venv/bin/python bench/reports.py [--tickets 1000000] [--postgres] [--runs 3] [--db PATH] [--unique-texts]
 ``--db PATH`` keeps the generated data (SQLite: the file; --postgres: the server's directory) and

@@ -111,7 +111,7 @@ async def insert_async(store, batches) -> int:
     """Write generated batches through a :class:`TicketStore` (executemany per table)."""
     import sqlalchemy as sa  # noqa: PLC0415
 
-    from gateway.supervision.rates_places import TicketPlace  # noqa: PLC0415
+    from gateway.supervision.places import TicketPlace  # noqa: PLC0415
     from gateway.ticketing.models import Call, Dispatch, Followup, Ticket  # noqa: PLC0415
 
     tables = {"calls": Call, "tickets": Ticket, "dispatches": Dispatch, "followups": Followup,

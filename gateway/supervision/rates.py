@@ -22,7 +22,7 @@ centre). A ticket belongs to the key of its level:
 =============  ======================================================================
 ``unit``       each handling unit it was dispatched to (``dispatches.unit_id``; a 双派
                ticket counts for both units; withdrawn dispatches do not count)
-``district``   ``ticket_places.district_id`` (see :mod:`gateway.supervision.rates_places`)
+``district``   ``ticket_places.district_id`` (see :mod:`gateway.supervision.places`)
 ``street``     ``ticket_places.street_id`` (street or township)
 ``line``       the line it came in on (``tickets.line_number``)
 ``sub_centre`` the same, only lines that were ``sub_centre`` (设分中心) when the call came
@@ -47,7 +47,7 @@ import sqlalchemy as sa
 
 from gateway.errors import BadRequest
 from gateway.supervision.rates_config import DEFAULTS, RATES, RatesConfig
-from gateway.supervision.rates_places import TicketPlace
+from gateway.supervision.places import TicketPlace
 from gateway.ticketing.models import Dispatch, Followup, Ticket
 
 LEVELS = ("unit", "district", "street", "line", "sub_centre", "type")

@@ -32,7 +32,7 @@ from gateway.supervision.rates import (
     total_rates,
 )
 from gateway.supervision.rates_config import DEFAULTS, RATES, RatesConfig
-from gateway.supervision.rates_places import classify_places
+from gateway.supervision.places import resolve_places
 from gateway.supervision.rates_tickets import MAX_PER_PAGE, rate_tickets
 from gateway.web.params import int_param
 
@@ -72,7 +72,7 @@ class RatesService:
 
     async def place(self, level: str, start: datetime, end: datetime) -> None:
         if level in ("district", "street") and self.catalogue is not None:
-            await classify_places(self.store, self.catalogue, self.clock(), start=start, end=end)
+            await resolve_places(self.store, self.catalogue, self.clock(), since=start, until=end)
 
 
 def _zone(name: str):

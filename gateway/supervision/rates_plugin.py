@@ -23,7 +23,7 @@ from gateway.errors import GatewayError
 from gateway.hotlines.keys import HOTLINES
 from gateway.supervision.rates_config import load_rates
 from gateway.supervision.rates_http import RATES_SERVICE, RatesService, add_rates_routes
-from gateway.supervision.rates_places import classify_places
+from gateway.supervision.places import resolve_places
 from gateway.tasks import running
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def setup(app: web.Application, deps: Deps) -> None:
         while True:
             try:
                 now = deps.clock.now()
-                await classify_places(deps.store, service.catalogue, now, start=now - JOB_LOOKBACK)
+                await resolve_places(deps.store, service.catalogue, now, since=now - JOB_LOOKBACK)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the job must outlive one bad run

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from gateway.pii import mask_personal
 from gateway.supervision.rates import OUTCOMES, BadRatesQuery, _level_key, _ticket_filter, response_conditions
 from gateway.supervision.rates_config import DEFAULTS, RatesConfig
-from gateway.supervision.rates_places import TicketPlace
+from gateway.supervision.places import TicketPlace
 from gateway.ticketing.models import Dispatch, Followup, Ticket
 from gateway.ticketing.rows import iso
 

@@ -10,8 +10,8 @@ knowing what they mean. A section is plain data: a heading, a few sentences, tab
 charts.
 
 The builders here read ticket data directly: volumes by line, request type, district and matter
-(district and matter found in what the ticket says with the responsibility catalogue, as the desk
-does), overdue dispatches (督办), the follow-up (回访) answers and comments, and a simple top list
+(district, street and matter as :mod:`gateway.supervision.places` resolved them once per ticket
+for the rates, the warnings and the reports: table ``ticket_places``), overdue dispatches (督办), the follow-up (回访) answers and comments, and a simple top list
 of hot spots (matter × street/district). Two parts of issue 14 plug in at integration through
 :func:`report_sections` (the hook): the three rates (``gateway/supervision/rates.py``) and the
 early warnings' hot spots (``gateway/supervision/warnings*.py``). Until then the rates section
@@ -25,10 +25,7 @@ needs at least ``hot_spot_min`` (≥ 2) tickets, so it never points at one calle
 
 from __future__ import annotations
 
-import asyncio
 import calendar as _calendar
-import re
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
@@ -37,8 +34,9 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from gateway.desk.catalogue import Catalogue, normalize
+from gateway.desk.catalogue import Catalogue
 from gateway.pii import mask_personal
+from gateway.supervision import places
 from gateway.supervision.report_config import DEFAULTS, ReportsConfig
 from gateway.supervision.report_tables import REPORT_KINDS
 from gateway.ticketing.models import Call, Dispatch, Followup, Ticket
@@ -49,9 +47,8 @@ SATISFACTION_NAMES = {"satisfied": "满意", "basic": "基本满意", "unsatisfi
 SOLVED_NAMES = {"yes": "已解决", "no": "未解决"}
 UNKNOWN_DISTRICT = "未识别区域"
 UNKNOWN_MATTER = "其他（未归类事项）"
-DECIDED = ("submitted", "answered")  # a ticket counts once an agent decided it (a draft is not a request yet)
+DECIDED = places.DECIDED
 OPEN_DISPATCH = ("sent", "accepted", "objected")
-CHUNK = 5000  # tickets read and counted at a time
 
 
 # -- periods ---------------------------------------------------------------------------------
@@ -186,7 +183,7 @@ class ReportInput:
 
     async def facts(self) -> TicketFacts:
         if self._facts is None:
-            self._facts = await ticket_facts(self.store, self.period, self.catalogue)
+            self._facts = await ticket_facts(self.store, self.period, self.catalogue, self.now)
         return self._facts
 
 
@@ -209,82 +206,10 @@ class TicketFacts:
     hot_spots: Counter = field(default_factory=Counter)  # (matter, place) -> tickets
 
 
-def classify(catalogue: Catalogue | None, place: str | None, text: str | None) -> tuple[str, str, str | None]:
-    """(district, matter, street-or-district) of a ticket from its place and what it says."""
-    if catalogue is None:
-        return UNKNOWN_DISTRICT, UNKNOWN_MATTER, None
-    where = catalogue.find_place(" ".join(x for x in (place, text) if x))
-    matters = catalogue.find_matters(text or "")
-    district = (where.district.place_name or where.district.name) if where and where.district else UNKNOWN_DISTRICT
-    spot = where.label if where else None
-    return district, (matters[0].matter.name if matters else UNKNOWN_MATTER), spot
-
-
-class Classifier:
-    """:func:`classify` for a month of tickets: the catalogue's look-ups cost ~0.3 ms a ticket
-    (every unit and matter, word by word), so they run once per distinct *reduced text*: the
-    catalogue's words found in the ticket, in order of appearance, joined by ``|`` (which no
-    word holds). The words present and their order are what the look-ups read, so the answer
-    is the same; a ticket then costs one substring test per catalogue word."""
-
-    MAX_CACHED = 100_000
-
-    def __init__(self, catalogue: Catalogue | None) -> None:
-        self.catalogue = catalogue
-        words: set[str] = set()
-        if catalogue is not None:
-            for unit in catalogue.units.values():
-                words.update(unit.place_words)
-            for matter in catalogue.matters:
-                words.update(matter.keywords)
-                words.update(matter.with_any)
-        self.by_first: dict[str, list[str]] = {}
-        for word in sorted({normalize(w) for w in words if normalize(w)}):
-            self.by_first.setdefault(word[0], []).append(word)
-        self._cache: dict[tuple[str, str], tuple[str, str, str | None]] = {}
-
-    def _found(self, text: str) -> list[str]:
-        return [w for ch in set(text).intersection(self.by_first) for w in self.by_first[ch] if w in text]
-
-    @staticmethod
-    def _reduced(text: str, candidates: list[str]) -> tuple[list[str], str]:
-        found = [w for w in candidates if w in text]
-        return found, "|".join(sorted(found, key=lambda w: (text.find(w), -len(w))))
-
-    def __call__(self, place: str | None, text: str | None) -> tuple[str, str, str | None]:
-        if self.catalogue is None:
-            return UNKNOWN_DISTRICT, UNKNOWN_MATTER, None
-        said = _normalize(text)
-        joined = _normalize(place) + said  # what catalogue.normalize makes of "place text"
-        found, key_place = self._reduced(joined, self._found(joined))
-        _, key_said = self._reduced(said, found)
-        key = (key_place, key_said)
-        hit = self._cache.get(key)
-        if hit is None:
-            if len(self._cache) >= self.MAX_CACHED:
-                self._cache.clear()
-            hit = self._cache[key] = classify(self.catalogue, key_place, key_said)
-        return hit
-
-
-_SPACE = re.compile(r"\s+")
-
-
-def _normalize(text: str | None) -> str:
-    """:func:`gateway.desk.catalogue.normalize` without its cache (every ticket's text is new) and
-    without NFKC's cost when the text is NFKC already (almost always)."""
-    if not text:
-        return ""
-    if not unicodedata.is_normalized("NFKC", text):
-        text = unicodedata.normalize("NFKC", text)
-    return _SPACE.sub("", text).lower()
-
-
-def _tally_counts(f: TicketFacts, rows: list) -> None:
-    """Count groups of tickets (first the group holding the earliest ticket, so that ties in the
-    rankings keep the order in which the period's tickets came)."""
-    for status, line, category, emergency, confidential, n, _first in rows:
-        n = int(n)
+def _tally(f: TicketFacts, catalogue: Catalogue | None, rows: list) -> None:
+    """Count the grouped rows; district, street and matter are those :mod:`places` resolved."""
+    matters = places.matter_names(catalogue)
+    for status, line, category, emergency, confidential, district_id, street_id, matter_id, n in rows:
         f.tickets += n
         f.answered += n if status == "answered" else 0
         f.submitted += n if status == "submitted" else 0
@@ -292,43 +217,30 @@ def _tally_counts(f: TicketFacts, rows: list) -> None:
         f.confidential += n if confidential else 0
         f.by_line[line or "（未知热线）"] += n
         f.by_category[category or "（未分类）"] += n
-
-
-def _tally_texts(f: TicketFacts, classifier: Classifier, rows: list) -> None:
-    """Classify each distinct (place, what was said) once and count it as many times as it occurs."""
-    for place, summary, transcript, n, _first in rows:
-        n = int(n)
-        district, matter, spot = classifier(place, summary or transcript)
-        f.by_district[district] += n
+        f.by_district[places.place_name(catalogue, district_id) or UNKNOWN_DISTRICT] += n
+        matter = matters.get(matter_id or "", UNKNOWN_MATTER)
         f.by_matter[matter] += n
+        spot = places.place_label(catalogue, district_id, street_id)
         if spot and matter != UNKNOWN_MATTER:
             f.hot_spots[(matter, spot)] += n
 
 
-async def ticket_facts(store: TicketStore, period: Period, catalogue: Catalogue | None) -> TicketFacts:
-    """The period's decided tickets counted in two ``GROUP BY`` queries: the counts by status, line,
-    type and flags, then each distinct (place, summary) pair with its count, matched against the
-    catalogue in a worker thread chunk by chunk (CPU work: never on the event loop). The text of a
-    ticket with a summary is its summary (the transcript is read only where the summary is empty),
-    so tickets that say the same thing at the same place are matched once. Groups come in the order
-    of their first ticket (``min(id)``), as a pass over the tickets by id would meet them."""
-    in_period = (Ticket.created_at >= period.start_utc, Ticket.created_at < period.end_utc,
-                 Ticket.status.in_(DECIDED))
-    first = sa.func.min(Ticket.id)
-    keys = (Ticket.status, Ticket.line_name, Ticket.category, Ticket.emergency, Ticket.confidential)
-    counts = sa.select(*keys, sa.func.count(), first).where(*in_period).group_by(*keys).order_by(first)
-    no_summary = sa.or_(Ticket.summary.is_(None), Ticket.summary == "")
-    transcript = sa.case((no_summary, Ticket.transcript), else_=sa.null()).label("transcript")
-    texts = (sa.select(Ticket.place, Ticket.summary, transcript, sa.func.count(), first).where(*in_period)
-             .group_by(Ticket.place, Ticket.summary, transcript).order_by(first)
-             .execution_options(yield_per=CHUNK))
+async def ticket_facts(store: TicketStore, period: Period, catalogue: Catalogue | None, now: datetime) -> TicketFacts:
+    """The period's decided tickets counted by line, type, district and matter: the tickets not
+    resolved yet are resolved first (:func:`places.resolve_places`, once per ticket), then one
+    ``GROUP BY`` over the tickets and their ``ticket_places`` rows."""
+    await places.resolve_places(store, catalogue, now, since=period.start_utc, until=period.end_utc, on="created_at",
+                                max_batches=None)
+    p = places.TicketPlace
+    cols = (Ticket.status, Ticket.line_name, Ticket.category, Ticket.emergency, Ticket.confidential,
+            p.district_id, p.street_id, p.matter_id)
+    stmt = (sa.select(*cols, sa.func.count()).outerjoin(p, p.ticket_id == Ticket.id)
+            .where(Ticket.created_at >= period.start_utc, Ticket.created_at < period.end_utc,
+                   Ticket.status.in_(DECIDED)).group_by(*cols))
     f = TicketFacts()
-    classifier = Classifier(catalogue)
     async with store.read_session() as session:
-        _tally_counts(f, (await session.execute(counts)).all())
-        result = await session.stream(texts)
-        async for rows in result.partitions(CHUNK):
-            await asyncio.to_thread(_tally_texts, f, classifier, list(rows))
+        rows = (await session.execute(stmt)).all()
+    _tally(f, catalogue, rows)
     return f
 
 

@@ -2,15 +2,17 @@
 
 Theory of operation
 -------------------
-**What is counted.** A decided ticket (``submitted`` or ``answered``) is reduced once to its
-*facts* (:func:`classify`): the **matter** — the first matter of the responsibility catalogue
-(``config/catalogue.yaml``) its summary names, else its request type (``type:投诉``, "投诉（未归入事项）");
-the **place** — the street/township and district the catalogue finds in the ticket's ``place``
-field (what the agent typed or confirmed), the names of its dispatch units (a street or a
-district is a unit) and its summary, in that order; and the **address**, the ``place`` text
-normalised (NFKC, no spaces or punctuation). The caller's words (transcript) are not read: the
-agent's decision is what the hotline stands by. A ticket with no place found counts for neither
-level. The time of a ticket is when its call came in (``created_at``).
+**What is counted.** A decided ticket (``submitted`` or ``answered``) as resolved once for the
+rates, the warnings and the reports by :mod:`gateway.supervision.places` (table
+``ticket_places``): the **matter** — the first matter of the responsibility catalogue
+(``config/catalogue.yaml``) its summary names, else its request type (``type:投诉``,
+"投诉（未归入事项）"); the **place** — the street/township and district the
+catalogue finds in the ticket's ``place`` field (what the agent typed or confirmed), its
+dispatch units (a street or a district is a unit) and its summary, in that order; and the
+**address**, the ``place`` text normalised (NFKC, no spaces or punctuation). The caller's words
+(transcript) are not read: the agent's decision is what the hotline stands by. A ticket with no
+place found counts for neither level. The time of a ticket is when its call came in
+(``created_at``, kept as its ``hour``).
 
 **Surges** (:func:`detect_surges`). For every key *matter × street* and *matter × district*,
 the count ``c`` in the current window (the last ``window_hours``, default 24 h, ending at the
@@ -52,24 +54,23 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import urlsplit
 
-from gateway.desk.catalogue import Catalogue, PlaceHit, normalize
+from gateway.desk.catalogue import Catalogue, PlaceHit
 from gateway.errors import ConfigError
 from gateway.ivr_flows import yamlsrc
 from gateway.ivr_flows.fields import Reader, kind_of
 from gateway.pii import mask_personal
+from gateway.supervision.places import HOUR, hour_of  # noqa: F401 - the detectors' time axis
 
 FILE = "warnings.yaml"
 KINDS = ("surge", "repeat")
 LEVELS = ("street", "district")
 TYPE_PREFIX = "type:"
-HOUR = 3600
 
 
 # -- configuration ----------------------------------------------------------------------------
@@ -225,40 +226,9 @@ def load_settings(path: Path | str) -> WarningSettings:
 
 
 # -- facts of a ticket ------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Facts:
-    """What the detectors know of one ticket."""
-
-    matter: str  # a catalogue matter id, or "type:<request type>"
-    street: str | None  # catalogue unit ids
-    district: str | None
-    address: str | None  # the place text, normalised (repeat detection)
-
-
-_PUNCT = re.compile(r"[\s\W_]+", re.UNICODE)
-
-
-def address_key(place: str | None) -> str | None:
-    """``place`` normalised so the same address typed twice is one key (NFKC, no spaces or
-    punctuation, lower case); None when too short to name an address."""
-    text = _PUNCT.sub("", unicodedata.normalize("NFKC", place or "")).lower()
-    return text[:200] if len(text) >= 4 else None
-
-
-def classify(catalogue: Catalogue, *, category: str | None, place: str | None, summary: str | None,
-             unit_names: Iterable[str] = ()) -> Facts:
-    """The matter, street, district and address of a decided ticket (see the module's header)."""
-    hits = catalogue.find_matters(summary or "")
-    matter = hits[0].matter.id if hits else TYPE_PREFIX + (category or "未分类")
-    hit: PlaceHit | None = None
-    for text in (place, " ".join(unit_names), summary):
-        if text and normalize(text):
-            hit = catalogue.find_place(text)
-            if hit:
-                break
-    street = hit.street.id if hit and hit.street else None
-    district = hit.district.id if hit and hit.district else None
-    return Facts(matter, street, district, address_key(place))
+# A ticket's matter, street, district, address and hour are resolved once, for the rates and the
+# reports too, by :mod:`gateway.supervision.places` (table ``ticket_places``); a ticket whose
+# summary names no catalogue matter counts under its request type (``type:<request type>``).
 
 
 def matter_name(catalogue: Catalogue | None, matter: str) -> str:
@@ -401,10 +371,6 @@ def detect_repeats(rows: Iterable[tuple[int, str, str | None]], cfg: RepeatSetti
             groups.setdefault((matter, address), []).append(ticket_id)
     return [Repeat(m, a, tuple(sorted(ids))) for (m, a), ids in sorted(groups.items())
             if len(ids) >= cfg.min_tickets]
-
-
-def hour_of(when: datetime) -> int:
-    return int(when.timestamp() // HOUR)
 
 
 def mask_place(text: str) -> str:

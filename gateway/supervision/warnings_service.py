@@ -1,4 +1,4 @@
-"""Early warnings' service: one run (classify new tickets, detect, open/update alerts, notify) and
+"""Early warnings' service: one run (resolve new tickets' places, detect, open/update alerts, notify) and
 the periodic loop. The detectors are :mod:`gateway.supervision.warnings` (pure); the tables and
 queries :mod:`gateway.supervision.warnings_store`.
 
@@ -18,6 +18,7 @@ from typing import Callable
 from aiohttp import web
 
 from gateway.desk.catalogue import Catalogue
+from gateway.supervision import places
 from gateway.supervision import warnings as w
 from gateway.supervision.warnings_store import WEBHOOK, Finding, WarningDelivery, WarningStore
 from gateway.tasks import cancel_and_wait
@@ -54,27 +55,9 @@ class WarningService:
 
     # -- one run --------------------------------------------------------------------------------
     async def classify_new(self, now: datetime) -> int:
-        if self.catalogue is None:
-            return 0
-        since = now - self.settings.lookback
-        done = 0
-        while True:
-            rows = await self.store.unclassified(since)
-            if not rows:
-                return done
-            facts = await asyncio.to_thread(self._classify, rows)  # text matching: off the event loop
-            done += await self.store.add_facts(facts)
-            if len(rows) < 2000:
-                return done
-
-    def _classify(self, rows: list[dict]) -> list[dict]:
-        out = []
-        for r in rows:
-            f = w.classify(self.catalogue, category=r["category"], place=r["place"], summary=r["summary"],
-                           unit_names=r["unit_names"])
-            out.append({"ticket_id": r["id"], "hour": w.hour_of(r["created_at"]), "matter": f.matter,
-                        "street": f.street, "district": f.district, "address": f.address})
-        return out
+        """Resolve the look-back's tickets not resolved yet (or edited since): :mod:`places`."""
+        return await places.resolve_places(self.store.store, self.catalogue, now, since=now - self.settings.lookback,
+                                           on="created_at", max_batches=None)
 
     async def findings(self, now: datetime) -> list[Finding]:
         cfg = self.settings

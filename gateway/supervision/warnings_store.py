@@ -1,11 +1,12 @@
-"""Early warnings' tables and queries (migration ``0016``): tickets' facts, alerts, their tickets, webhook outbox.
+"""Early warnings' tables and queries (migration ``0016``): alerts, their tickets, webhook outbox.
 
-Tables (declared on the ticketing schema's ``Base``; imported at the end of
-:mod:`gateway.ticketing.models` so the schema is whole wherever the models are):
+The tickets' facts (matter, street, district, address, the hour the call came in) are the rows of
+``ticket_places`` (:mod:`gateway.supervision.places`, resolved once per ticket for the rates, the
+warnings and the reports). Counting a month is then a ``GROUP BY`` over hours, not a month of text
+matching.
 
-* ``warning_ticket_facts`` — one row per decided ticket: its matter, street, district, address
-  and the hour its call came in (:func:`gateway.supervision.warnings.classify`, done once per
-  ticket). Counting a month is then a ``GROUP BY`` over hours, not a month of text matching.
+Tables (declared on the ticketing schema's ``Base``; :mod:`gateway.schema` gathers them):
+
 * ``warning_alerts`` — one row per alert (an *episode*): ``active_subject`` holds the subject
   (kind, matter, place) while the episode lasts and is unique, so two runs (or two instances)
   can never open the same alert twice; it is cleared when the subject has not been found for a
@@ -29,23 +30,15 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.errors import Conflict, NotFound
 from gateway.pii import mask_personal
+from gateway.supervision.places import TicketPlace
+from gateway.supervision.warnings import TYPE_PREFIX
 from gateway.ticketing.models import AuditEvent, Base, RowId, Ticket, UnitHookDelivery, UtcDateTime, utcnow
 from gateway.ticketing.rows import iso
 
 ALERT_STATUSES = ("open", "acknowledged", "forwarded")
-DECIDED = ("submitted", "answered")
 WEBHOOK = "warnings"  # the supervisors' webhook's name in the outbox (HookSender's unit_id)
-
-
-class WarningTicketFacts(Base):
-    __tablename__ = "warning_ticket_facts"
-
-    ticket_id: Mapped[int] = mapped_column(RowId, sa.ForeignKey("tickets.id"), primary_key=True)
-    hour: Mapped[int] = mapped_column(sa.Integer, index=True)  # hours since 1970 (UTC) of the call
-    matter: Mapped[str] = mapped_column(sa.String(64))
-    street: Mapped[str | None] = mapped_column(sa.String(64))
-    district: Mapped[str | None] = mapped_column(sa.String(64))
-    address: Mapped[str | None] = mapped_column(sa.String(200))
+# the matter a ticket counts under: its catalogue matter, else "type:<request type>"
+_MATTER = sa.func.coalesce(TicketPlace.matter_id, sa.literal(TYPE_PREFIX) + sa.func.coalesce(Ticket.category, "未分类"))
 
 
 class WarningAlert(Base):
@@ -174,75 +167,46 @@ class WarningStore:
         self.webhook = webhook  # whether the supervisors' webhook is configured (deliveries queued only then)
         self.unit_hooked = unit_hooked  # whether a unit has a webhook (gateway.units.hooks)
 
-    # -- facts ----------------------------------------------------------------------------------
-    async def unclassified(self, since: datetime, *, limit: int = 2000) -> list[dict[str, Any]]:
-        """Decided tickets since ``since`` without facts yet (oldest first)."""
-        t, f = Ticket, WarningTicketFacts
-        async with self.store.read_session() as session:
-            rows = (await session.execute(
-                sa.select(t.id, t.created_at, t.category, t.place, t.summary, t.units)
-                .outerjoin(f, f.ticket_id == t.id)
-                .where(f.ticket_id.is_(None), t.status.in_(DECIDED), t.created_at >= since)
-                .order_by(t.id).limit(limit))).all()
-        return [{"id": r.id, "created_at": r.created_at, "category": r.category, "place": r.place,
-                 "summary": r.summary, "unit_names": [u.get("name") or "" for u in (r.units or [])
-                                                      if isinstance(u, dict)]} for r in rows]
-
-    async def add_facts(self, rows: list[dict[str, Any]]) -> int:
-        """Insert facts (dicts with ticket_id, hour, matter, street, district, address); a ticket
-        classified meanwhile by another instance is skipped."""
-        if not rows:
-            return 0
-
-        async def work(session) -> int:
-            ids = [r["ticket_id"] for r in rows]
-            have = set((await session.execute(sa.select(WarningTicketFacts.ticket_id)
-                                              .where(WarningTicketFacts.ticket_id.in_(ids)))).scalars())
-            fresh = [r for r in rows if r["ticket_id"] not in have]
-            if fresh:
-                await session.execute(sa.insert(WarningTicketFacts), fresh)
-            return len(fresh)
-
-        return await self.store.run_write(work)
-
+    # -- the tickets' facts (table ticket_places, gateway.supervision.places) -----------------------
     async def first_hour(self) -> int | None:
-        """The hour of the first ticket ever classified (history starts there)."""
+        """The hour of the first ticket ever resolved (history starts there)."""
         async with self.store.read_session() as session:
-            return (await session.execute(sa.select(sa.func.min(WarningTicketFacts.hour)))).scalar()
+            return (await session.execute(sa.select(sa.func.min(TicketPlace.hour)))).scalar()
 
     async def hourly_counts(self, from_hour: int, to_hour: int) -> list[tuple[tuple, int, int]]:
         """((matter, level, place), hour, n) for hours ``from_hour`` .. ``to_hour``, per street and per district."""
-        f = WarningTicketFacts
+        f, matter = TicketPlace, _MATTER
         out: list[tuple[tuple, int, int]] = []
         async with self.store.read_session() as session:
-            for level, column in (("street", f.street), ("district", f.district)):
+            for level, column in (("street", f.street_id), ("district", f.district_id)):
                 rows = await session.execute(
-                    sa.select(f.matter, column, f.hour, sa.func.count())
-                    .where(f.hour >= from_hour, f.hour <= to_hour, column.is_not(None)).group_by(f.matter, column, f.hour))
+                    sa.select(matter, column, f.hour, sa.func.count()).join(Ticket, Ticket.id == f.ticket_id)
+                    .where(f.hour >= from_hour, f.hour <= to_hour, column.is_not(None)).group_by(matter, column, f.hour))
                 out.extend(((m, level, p), h, n) for m, p, h, n in rows)
         return out
 
     async def repeat_rows(self, from_hour: int, to_hour: int) -> list[tuple[int, str, str]]:
-        f = WarningTicketFacts
+        f = TicketPlace
         async with self.store.read_session() as session:
-            rows = await session.execute(sa.select(f.ticket_id, f.matter, f.address)
+            rows = await session.execute(sa.select(f.ticket_id, _MATTER, f.address).join(Ticket, Ticket.id == f.ticket_id)
                                          .where(f.hour >= from_hour, f.hour <= to_hour, f.address.is_not(None)))
             return [tuple(r) for r in rows]
 
     async def tickets_of(self, matter: str, level: str, place: str, from_hour: int, to_hour: int) -> list[int]:
-        f = WarningTicketFacts
-        column = f.street if level == "street" else f.district
+        f = TicketPlace
+        column = f.street_id if level == "street" else f.district_id
         async with self.store.read_session() as session:
             return list((await session.execute(
-                sa.select(f.ticket_id).where(f.matter == matter, column == place, f.hour >= from_hour,
+                sa.select(f.ticket_id).join(Ticket, Ticket.id == f.ticket_id)
+                .where(_MATTER == matter, column == place, f.hour >= from_hour,
                                              f.hour <= to_hour).order_by(f.ticket_id))).scalars())
 
     async def places_of(self, ticket_ids: list[int]) -> list[tuple[int, str | None, bool, str | None]]:
         """(id, place, confidential, street) of tickets (a repeat alert's label)."""
         async with self.store.read_session() as session:
             rows = await session.execute(
-                sa.select(Ticket.id, Ticket.place, Ticket.confidential, WarningTicketFacts.street)
-                .join(WarningTicketFacts, WarningTicketFacts.ticket_id == Ticket.id)
+                sa.select(Ticket.id, Ticket.place, Ticket.confidential, TicketPlace.street_id)
+                .join(TicketPlace, TicketPlace.ticket_id == Ticket.id)
                 .where(Ticket.id.in_(ticket_ids)).order_by(Ticket.id))
             return [tuple(r) for r in rows]
 

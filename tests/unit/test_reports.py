@@ -268,60 +268,18 @@ async def _empty_report():
     return Report(period=WEEK, generated_at=AFTER, city="", sections=[], headline={})
 
 
-def test_given_random_catalogue_words_when_classified_fast_then_the_same_as_the_catalogues_own_lookups():
+def test_given_random_catalogue_words_when_looked_up_fast_then_the_same_as_the_catalogues_own_lookups():
     import random
 
-    from gateway.supervision.reports import Classifier, classify
+    from gateway.supervision.places import Lookups
 
     words = ([w for u in CATALOGUE.units.values() for w in u.place_words]
              + [w for m in CATALOGUE.matters for w in m.keywords + m.with_any])
     rnd = random.Random(14)
-    fast = Classifier(CATALOGUE)
+    fast = Lookups(CATALOGUE)
     for i in range(1500):
         place = "地点 " + " ".join(rnd.sample(words, rnd.randint(0, 2)))
         said = "，".join(rnd.sample(words, rnd.randint(0, 4))) + f" ２０号 {i}"  # full-width digits: NFKC
-        assert fast(place, said) == classify(CATALOGUE, place, said), (place, said)
-    assert Classifier(None)("三里屯", "噪音") == classify(None, "三里屯", "噪音")
-
-
-async def test_given_repeated_and_missing_summaries_when_facts_counted_then_as_one_classification_per_ticket(store):
-    """The facts are counted per distinct (place, text) in SQL: the same counts, in the same order
-    of first appearance (ties in the rankings), as classifying every ticket one by one by id."""
-    from collections import Counter
-
-    import sqlalchemy as sa
-
-    from gateway.supervision.reports import DECIDED, UNKNOWN_MATTER, classify, ticket_facts
-    from gateway.ticketing.models import Ticket
-
-    await make_world(store, START, days=7, per_day=12)
-    async with store.engine.begin() as conn:  # some tickets with no summary: their transcript is what was said
-        ids = (await conn.execute(sa.select(Ticket.id).order_by(Ticket.id))).scalars().all()
-        await conn.execute(sa.update(Ticket).where(Ticket.id.in_(ids[::4])).values(
-            summary=None, transcript="楼下广场舞噪音太吵了"))
-        await conn.execute(sa.update(Ticket).where(Ticket.id.in_(ids[1::9])).values(
-            summary="", transcript="三里屯路边有人摆摊占道经营"))
-    async with store.read_session() as session:
-        rows = (await session.execute(
-            sa.select(Ticket.place, Ticket.summary, Ticket.transcript, Ticket.category, Ticket.line_name)
-            .where(Ticket.created_at >= WEEK.start_utc, Ticket.created_at < WEEK.end_utc,
-                   Ticket.status.in_(DECIDED)).order_by(Ticket.id))).all()
-    district, matter, spots, category, line = Counter(), Counter(), Counter(), Counter(), Counter()
-    for place, summary, transcript, cat, line_name in rows:
-        d, m, spot = classify(CATALOGUE, place, summary or transcript)
-        district[d] += 1
-        matter[m] += 1
-        category[cat or "（未分类）"] += 1
-        line[line_name or "（未知热线）"] += 1
-        if spot and m != UNKNOWN_MATTER:
-            spots[(m, spot)] += 1
-
-    facts = await ticket_facts(store, WEEK, CATALOGUE)
-
-    assert facts.tickets == len(rows) == 84
-    assert facts.by_district.most_common() == district.most_common()
-    assert facts.by_matter.most_common() == matter.most_common()
-    assert facts.hot_spots.most_common() == spots.most_common()
-    assert facts.by_category.most_common() == category.most_common()
-    assert facts.by_line.most_common() == line.most_common()
-    assert matter["噪音扰民"] >= 21  # the transcripts were read where the summary was missing
+        for text in (place, said, f"{place} {said}"):
+            assert fast.find_place(text) == CATALOGUE.find_place(text), text
+            assert fast.find_matters(text) == CATALOGUE.find_matters(text), text

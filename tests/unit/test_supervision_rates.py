@@ -27,7 +27,7 @@ from gateway.supervision.rates import (
 )
 from gateway.supervision.rates_config import DEFAULTS, RatesConfig, load_rates, parse_rates
 from gateway.supervision.rates_http import RATES_SERVICE, RatesService, add_rates_routes
-from gateway.supervision.rates_places import classify_places, resolve_place
+from gateway.supervision.places import resolve, resolve_places
 from gateway.supervision.rates_tickets import rate_tickets
 from gateway_dev.rates_data import expected, generate, insert_async
 from tests.unit.webapp import build_app
@@ -253,20 +253,23 @@ async def test_given_a_generated_month_with_followups_when_rated_per_level_then_
 
 # -- places ----------------------------------------------------------------------------------------
 def test_given_the_catalogue_when_places_are_resolved_then_place_text_first_then_the_units_then_the_summary():
-    cat = CATALOGUE
-    assert resolve_place(cat, "朝阳区工体北路8号", [], None) == ("chaoyang", "sanlitun", "place")
-    assert resolve_place(cat, "某小区", ["water", "wangjing"], None) == ("chaoyang", "wangjing", "dispatch")
-    assert resolve_place(cat, None, ["haidian"], None) == ("haidian", None, "dispatch")
-    assert resolve_place(cat, "", [], "回龙观龙泽苑停电") == ("changping", "huilongguan", "summary")
-    assert resolve_place(cat, "某处", ["water"], "没有地点") == (None, None, "none")
+    def place(*args):
+        found = resolve(CATALOGUE, *args)
+        return found.district, found.street, found.source
+
+    assert place("朝阳区工体北路8号", [], None) == ("chaoyang", "sanlitun", "place")
+    assert place("某小区", ["water", "wangjing"], None) == ("chaoyang", "wangjing", "dispatch")
+    assert place(None, ["haidian"], None) == ("haidian", None, "dispatch")
+    assert place("", [], "回龙观龙泽苑停电") == ("changping", "huilongguan", "summary")
+    assert place("某处", ["water"], "没有地点") == (None, None, "none")
 
 
-async def test_given_submitted_tickets_without_a_place_row_when_classified_then_once_each(store):
+async def test_given_submitted_tickets_without_a_place_row_when_resolved_then_once_each(store):
     batches = [_ticket(1, D, dispatches=[("wangjing", 1, "handled")]), _ticket(2, D, dispatches=[("water", 1, "sent")])]
     await insert_async(store, batches)
     cat = CATALOGUE
-    assert await classify_places(store, cat, NOW, start=NOV[0], end=NOV[1]) == 2
-    assert await classify_places(store, cat, NOW) == 0
+    assert await resolve_places(store, cat, NOW, since=NOV[0], until=NOV[1]) == 2
+    assert await resolve_places(store, cat, NOW) == 0
     street = _figures(await compute_rates(store, "street", *NOV, now=NOW))
     assert street["wangjing"]["tickets"] == 1 and street[""]["tickets"] == 1
 

@@ -11,6 +11,7 @@ import pytest
 
 from gateway.desk.catalogue_load import load_catalogue
 from gateway.errors import ConfigError
+from gateway.supervision import places
 from gateway.supervision import warnings as w
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
@@ -102,11 +103,10 @@ def test_given_tickets_about_places_when_grouped_then_three_at_one_address_is_a_
 
 
 def test_given_decided_tickets_when_classified_then_matter_street_district_and_address():
-    f = w.classify(CATALOGUE, category="投诉", place="朝阳区 工体北路8号院，3号楼", summary="广场舞噪音太吵")
-    assert f == w.Facts("noise", "sanlitun", "chaoyang", "朝阳区工体北路8号院3号楼")
-    f = w.classify(CATALOGUE, category="求助", place=None, summary="家里没有暖和的衣服",
-                   unit_names=["望京街道"])
-    assert (f.matter, f.street, f.district, f.address) == ("type:求助", "wangjing", "chaoyang", None)
+    f = places.resolve(CATALOGUE, "朝阳区 工体北路8号院，3号楼", [], "广场舞噪音太吵")
+    assert f == places.Resolved("chaoyang", "sanlitun", "place", "noise", "朝阳区工体北路8号院3号楼")
+    f = places.resolve(CATALOGUE, None, ["wangjing"], "家里没有暖和的衣服")
+    assert (f.matter, f.street, f.district, f.address) == (None, "wangjing", "chaoyang", None)
     assert w.matter_name(CATALOGUE, "type:求助") == "求助（未归入事项）"
     assert w.matter_name(CATALOGUE, "noise") == "噪音扰民"
     assert w.responsible_units(CATALOGUE, "water-outage", "wangjing", "chaoyang") == [{"id": "water",
