@@ -29,7 +29,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.errors import Conflict, NotFound
 from gateway.pii import mask_personal
-from gateway.ticketing.models import AuditEvent, Base, RowId, Ticket, UnitHookDelivery, UtcDateTime, utcnow
+from gateway.ticketing.models import (AuditEvent, Base, OutboxRow, RowId, Ticket, UnitHookDelivery, UtcDateTime,
+                                      utcnow)
+from gateway.units import outbox
 from gateway.ticketing.rows import iso
 
 ALERT_STATUSES = ("open", "acknowledged", "forwarded")
@@ -89,24 +91,16 @@ class WarningAlertTicket(Base):
     ticket_id: Mapped[int] = mapped_column(RowId, sa.ForeignKey("tickets.id"), primary_key=True, index=True)
 
 
-class WarningDelivery(Base):
-    """One notice to the supervisors' webhook; the columns :class:`HookSender` reads and writes."""
+class WarningDelivery(OutboxRow, Base):
+    """One notice to the supervisors' webhook: the shared outbox columns (:class:`OutboxRow`, sent
+    by :class:`HookSender`) and the alert it is about."""
 
     __tablename__ = "warning_deliveries"
     __table_args__ = (sa.Index("ix_warning_deliveries_pending", "delivered_at", "next_at"),)
 
-    id: Mapped[int] = mapped_column(RowId, primary_key=True)
     unit_id: Mapped[str] = mapped_column(sa.String(64))  # the hook's name (WEBHOOK)
     event: Mapped[str] = mapped_column(sa.String(32))
     alert_id: Mapped[int] = mapped_column(RowId, sa.ForeignKey("warning_alerts.id"), index=True)
-    payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
-    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
-    next_at: Mapped[datetime] = mapped_column(UtcDateTime())
-    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
-    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
-    failed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
-    last_error: Mapped[str | None] = mapped_column(sa.String(255))
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class WarningState(Conflict):
@@ -301,8 +295,8 @@ class WarningStore:
 
     async def _queue(self, session, a: WarningAlert, event: str, now: datetime) -> None:
         ids, nos = await self._ticket_numbers(session, a.id)
-        session.add(WarningDelivery(unit_id=WEBHOOK, event=event, alert_id=a.id, payload=payload(event, a, ids, nos),
-                                    attempts=0, next_at=now, created_at=now))
+        session.add(outbox.new(WarningDelivery, now, unit_id=WEBHOOK, event=event, alert_id=a.id,
+                               payload=payload(event, a, ids, nos)))
 
     # -- reading --------------------------------------------------------------------------------
     async def list_alerts(self, status: str, *, unit_id: str | None = None, limit: int = 200) -> list[dict]:
@@ -374,8 +368,8 @@ class WarningStore:
                                    object_id=str(a.id), details={"unit_id": unit_id, "note": bool(note)}))
             if ids and self.unit_hooked(unit_id):
                 body = payload("warning", a, ids, nos)
-                session.add(UnitHookDelivery(unit_id=unit_id, event="warning", ticket_id=ids[0], payload=body,
-                                             attempts=0, next_at=now, created_at=now))
+                session.add(outbox.new(UnitHookDelivery, now, unit_id=unit_id, event="warning", ticket_id=ids[0],
+                                       payload=body))
             if self.webhook():
                 await self._queue(session, a, "warning.forwarded", now)
             return alert_dict(a, len(ids))
@@ -384,21 +378,15 @@ class WarningStore:
 
     async def delivery_problems(self, *, limit: int = 100) -> list[dict]:
         """Webhook notices not delivered yet that failed at least once, and those given up."""
-        d = WarningDelivery
         async with self.store.read_session() as session:
-            rows = (await session.execute(sa.select(d).where(d.delivered_at.is_(None), d.attempts > 0)
-                                          .order_by(d.id.desc()).limit(limit))).scalars().all()
+            rows = await outbox.problems(session, WarningDelivery, limit=limit)
         return [{"id": r.id, "alert_id": r.alert_id, "event": r.event, "attempts": r.attempts,
                  "next_at": iso(r.next_at), "failed_at": iso(r.failed_at), "last_error": r.last_error,
                  "created_at": iso(r.created_at)} for r in rows]
 
     async def delivery_counts(self) -> dict[str, int]:
-        d = WarningDelivery
         async with self.store.read_session() as session:
-            pending = (await session.execute(sa.select(sa.func.count()).where(
-                d.delivered_at.is_(None), d.failed_at.is_(None)))).scalar()
-            failed = (await session.execute(sa.select(sa.func.count()).where(d.failed_at.is_not(None)))).scalar()
-        return {"pending": pending or 0, "failed": failed or 0}
+            return await outbox.counts(session, WarningDelivery)
 
 
 _ZH = {"open": "待处理", "acknowledged": "签收", "forwarded": "转交"}
