@@ -1,11 +1,13 @@
 """The supervisor page's sticky header never hides what has the keyboard focus (Debian's Chromium, 1366
 and 768 px, where the header wraps onto more lines): a section or title focused by the page's
 scripts, by Tab/Shift+Tab, or reached by a jump link (``/supervisor#warnings-section``) has its
-title below the header. Also the 预警 panel's "grown" line (an alert that grew since its notice).
-Screenshots ``test-artifacts/supervisor-focus-*.png``.
+title below the header. Also the 预警 panel's "grown" line (an alert that grew since its notice)
+and the 话务指标 panel's AHT with its parts (talk + after-call work). Screenshots
+``test-artifacts/supervisor-focus-*.png`` and ``supervisor-aht-*.png``.
 
-No Asterisk: the page, its static files and the warnings API run in-process on SQLite, in a
-thread of their own (the other panels' APIs answer 404 and say so in their panels)."""
+No Asterisk: the page, its static files, the warnings and figures APIs run in-process on SQLite,
+in a thread of their own (the other panels' APIs answer 404 and say so in their panels); the
+calls are the figures' unit test's generated day, their queue events replayed as AMI messages."""
 
 from __future__ import annotations
 
@@ -20,10 +22,12 @@ from aiohttp import web
 from gateway.auth.users import UserStore
 from gateway.desk.catalogue_load import load_catalogue
 from gateway.desk.http import static_file, supervisor_page
+from gateway.supervision.figures_http import FIGURES, add_figures_routes
 from gateway.supervision.warnings_http import add_warning_routes
 from gateway.supervision.warnings_service import WARNINGS, WarningService
 from gateway.ticketing import migrate
 from gateway.ticketing.store import TicketStore
+from tests.unit import test_supervision_figures as calls
 from tests.unit import warnings_data as data
 from tests.unit.webapp import build_app
 
@@ -59,6 +63,10 @@ def site(tmp_path_factory):
         await data.insert(store, [data.Made(AT + timedelta(hours=40 + h), "water-outage", "wangjing", PLACE, "又停水了")
                                   for h in (1, 2)], first_id=4)
         run = await service.run_once()  # ... that grew to 5: notified again
+        await calls._generated_day(store)  # figures: 4 answered calls, two tickets decided after hang-up
+        second = timedelta(seconds=1)
+        await calls._decide(store, "a1", calls.NINE + timedelta(minutes=1) + 110 * second)  # 45 s after
+        await calls._decide(store, "a2", calls.NINE + timedelta(minutes=1) + 140 * second)  # during the call
 
         async def health():
             return {}
@@ -68,6 +76,8 @@ def site(tmp_path_factory):
         app.router.add_get("/static/{name:.+}", static_file)
         app[WARNINGS] = service
         add_warning_routes(app)
+        app[FIGURES] = calls._service(store)
+        add_figures_routes(app)
         runner = web.AppRunner(app)
         await runner.setup()
         tcp = web.TCPSite(runner, "127.0.0.1", 0)
@@ -144,6 +154,36 @@ def test_given_the_sticky_header_when_a_section_gets_the_focus_then_its_title_is
         page.locator("#warnings-section").evaluate("(el) => el.focus()")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"supervisor-focus-{width}.png"))
+        assert page.evaluate("document.scrollingElement.scrollWidth <= innerWidth")
+        assert errors == []
+    finally:
+        ctx.close()
+
+
+@pytest.mark.parametrize("width", [1366, 768])
+def test_given_answered_calls_when_the_figures_show_then_aht_is_talk_plus_after_call_work(chromium, site, width):
+    ctx = chromium.new_context(viewport={"width": width, "height": 900}, locale="zh-CN", timezone_id="Asia/Shanghai",
+                               extra_http_headers={"Authorization": f"Bearer {site['token']}"})
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(f"http://127.0.0.1:{site['port']}/supervisor")
+        expect(page.locator("body")).to_have_attribute("data-figures-ready", "true")
+        card = page.locator("#figures-cards [data-key=aht]")
+        # talk (60 + 120 + 30 + 90) / 4 = 75 s; after-call work: a1 45 s, a2 0 s (b1, b2 undecided)
+        expect(card.locator(".n")).to_have_text("97.5 秒")
+        expect(card.locator(".l")).to_contain_text("通话 talk 75.0 秒")
+        expect(card.locator(".l")).to_contain_text("话后整理 after-call work 22.5 秒")
+        expect(card.locator(".l")).to_contain_text("2 通未知 unknown")
+        general = page.locator('#figures-queues tr[data-queue="q-general"]')
+        expect(general).to_contain_text("112.5 秒（通话 90.0 秒 + 话后 22.5 秒）")
+        expect(page.locator('#figures-agents tr[data-agent="8001"]')).to_contain_text("0:45")
+        page.locator("#figures-cards").evaluate("(el) => el.focus()")
+        where = page.locator("#figures-cards").evaluate(PLACES)
+        assert where["title"] >= where["header"] - 0.5, where
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"supervisor-aht-{width}.png"))
         assert page.evaluate("document.scrollingElement.scrollWidth <= innerWidth")
         assert errors == []
     finally:
