@@ -11,7 +11,12 @@ Tables (declared on the ticketing schema's ``Base``; imported at the end of
   can never open the same alert twice; it is cleared when the subject has not been found for a
   whole window, and a later surge of the same subject is a new alert.
 * ``warning_alert_tickets`` — the tickets behind an alert (added as runs find more).
-* ``warning_deliveries`` — the supervisors' webhook outbox, sent by
+  An alert keeps what it was last notified at (``notified_count``/``notified_ratio``) and its last
+  growth (``grown_at``, ``grown_from``...; migration ``0021_warning_outbox``): a run that finds it
+  grown past ``grown:`` of warnings.yaml notifies again (``warning.grown``) instead of updating it
+  silently.
+* ``warning_deliveries`` — the supervisors' webhook outbox: the shared outbox columns
+  (:class:`gateway.ticketing.models.OutboxRow`, :mod:`gateway.units.outbox`) plus the alert, sent by
   :class:`gateway.units.hooks.HookSender` (the units' sender, given this table).
 
 Nothing here holds a caller's number; a confidential ticket's place and summary are left out of
