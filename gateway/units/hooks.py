@@ -8,7 +8,8 @@ the URL its system listens on and the shared secret::
 
 The file holds secrets: it is not part of the configuration /admin versions; keep it private
 (mode 600, like the gateway's state). Events (``dispatched``, ``reminder``, ``overdue``,
-``withdrawn``, and ``warning`` when a supervisor forwards an early warning to the unit,
+``withdrawn``, and ``warning`` when a supervisor forwards an early warning to the unit, ``warning.grown``
+when that warning grows,
 :mod:`gateway.supervision.warnings_store`) are queued in ``unit_hook_deliveries`` in the transaction that made them and
 POSTed as JSON by the units feature's job; headers ``X-Gateway-Event``, ``X-Gateway-Delivery``
 (the delivery id: a receiver drops a repeat), ``X-Gateway-Signature: sha256=<hex HMAC-SHA256 of

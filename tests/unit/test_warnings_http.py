@@ -229,3 +229,21 @@ async def test_given_a_forwarded_alert_when_forwarded_again_then_the_new_unit_ho
     assert await service.sender.run_once(clock["now"]) == 3  # the supervisors' webhook: each forwarding
     assert [json.loads(b)["alert"]["forwarded_unit_id"] for _, b in receiver.got
             if json.loads(b)["event"] == "warning.forwarded"] == ["water", other, "water"]
+
+
+async def test_given_a_forwarded_alert_when_it_grows_then_it_stays_forwarded_and_the_unit_is_told_too(world):
+    c, store, tok, service, receiver, clock = world
+    alert_id = await _repeat_alert(store, service)
+    await c.post(f"/api/supervisor/warnings/{alert_id}/forward", headers=tok["boss"], json={"unit_id": "water"})
+    more = [data.Made(AT + timedelta(hours=40 + h), "water-outage", "wangjing", "望京西园3区2号楼", "又停水了")
+            for h in (1, 2)]
+    await data.insert(store, more, first_id=5)
+    assert (await service.run_once())["grown"] == [alert_id]
+    mine = await (await c.get("/api/unit/warnings", headers=tok["water"])).json()
+    (item,) = mine["items"]
+    assert item["status"] == "forwarded" and (item["grown"]["from_count"], item["grown"]["to_count"]) == (4, 6)
+    async with store.read_session() as session:
+        unit_hook = (await session.execute(sa.select(UnitHookDelivery.unit_id, UnitHookDelivery.event,
+                                                     UnitHookDelivery.payload).order_by(UnitHookDelivery.id))).all()
+    assert [(u, e) for u, e, _ in unit_hook] == [("water", "warning"), ("water", "warning.grown")]
+    assert unit_hook[1][2]["alert"]["count"] == 6 and "13800138000" not in json.dumps(unit_hook[1][2])
