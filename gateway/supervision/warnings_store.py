@@ -289,7 +289,7 @@ class WarningStore:
                 a.count = max(a.count, f.count)
                 a.baseline, a.expected, a.p_value = f.baseline, f.expected, f.p_value
                 a.window_end, a.last_seen_at, a.updated_at = f.window_end, now, now
-                if a.id in out["created"]:
+                if a.id in out["created"] or a.notified_count is None:  # (None: never known, e.g. restored)
                     a.notified_count, a.notified_ratio = a.count, ratio_of(a)
                 elif warnings.grown(grown, notified=a.notified_count, notified_ratio=a.notified_ratio,
                                     count=a.count, ratio=ratio_of(a)):
