@@ -36,8 +36,8 @@ from gateway.errors import Conflict, NotFound
 from gateway.pii import mask_personal
 from gateway.ticketing.models import (AuditEvent, Base, OutboxRow, RowId, Ticket, UnitHookDelivery, UtcDateTime,
                                       utcnow)
-from gateway.supervision import warnings
 from gateway.supervision.warnings import GrownSettings
+from gateway.supervision.warnings import grown as grew_enough
 from gateway.units import outbox
 from gateway.ticketing.rows import iso
 
@@ -263,8 +263,9 @@ class WarningStore:
     # -- a run's findings -> alerts -------------------------------------------------------------
     async def apply(self, findings: list[Finding], now: datetime, *, keep: Callable[[str], timedelta],
                     grown: GrownSettings = GrownSettings()) -> dict:
-        """Open or update one alert per finding; notify again those that grew (:func:`warnings.grown`);
-        end the episodes not found for ``keep(kind)``. Returns the counts and the ids of new and grown alerts."""
+        """Open or update one alert per finding; notify again those that grew
+        (:func:`gateway.supervision.warnings.grown`); end the episodes not found for ``keep(kind)``.
+        Returns the counts and the ids of new and grown alerts."""
 
         async def work(session) -> dict:
             out = {"created": [], "updated": 0, "grown": [], "ended": 0}
@@ -291,7 +292,7 @@ class WarningStore:
                 a.window_end, a.last_seen_at, a.updated_at = f.window_end, now, now
                 if a.id in out["created"] or a.notified_count is None:  # (None: never known, e.g. restored)
                     a.notified_count, a.notified_ratio = a.count, ratio_of(a)
-                elif warnings.grown(grown, notified=a.notified_count, notified_ratio=a.notified_ratio,
+                elif grew_enough(grown, notified=a.notified_count, notified_ratio=a.notified_ratio,
                                     count=a.count, ratio=ratio_of(a)):
                     self._grew(session, a, now)
                     out["grown"].append(a.id)
