@@ -31,27 +31,37 @@ def _settings(*, secret: bool = True) -> Settings:
 
 # -- config --------------------------------------------------------------------------------
 def cmd_config_check(args) -> int:
+    """hotlines.yaml and flows/, then the supervision files (warnings.yaml, reports.yaml,
+    supervision.yaml): every problem of every file, each with its file, line and key."""
     from gateway.ivr_flows.validate import load_config
+    from gateway.supervision import config_check
 
     directory = Path(args.dir or load_settings().config_dir)
+    config, problems = None, []
     try:
         config = load_config(directory)
     except ConfigError as exc:
+        problems.extend(exc.problems)
+    checked, more = config_check.check(directory)
+    problems.extend(more)
+    if problems:
         if args.json:
-            print(json.dumps({"ok": False, "errors": [p.as_dict() for p in exc.problems]}, ensure_ascii=False, indent=2))
+            print(json.dumps({"ok": False, "errors": [p.as_dict() for p in problems]}, ensure_ascii=False, indent=2))
         else:
-            for problem in exc.problems:
+            for problem in problems:
                 print(problem, file=sys.stderr)
-            print(f"{len(exc.problems)} error(s); configuration refused", file=sys.stderr)
+            print(f"{len(problems)} error(s); configuration refused", file=sys.stderr)
         return 1
     modes = {}
     for line in config.lines.values():
         modes[line.mode] = modes.get(line.mode, 0) + 1
     if args.json:
-        print(json.dumps({"ok": True, "version": config.version, "lines": len(config.lines), "modes": modes}))
+        print(json.dumps({"ok": True, "version": config.version, "lines": len(config.lines), "modes": modes,
+                          "supervision_files": checked}))
     else:
         print(f"{directory}: OK, version {config.version}, {len(config.lines)} lines "
-              f"({', '.join(f'{k}: {v}' for k, v in sorted(modes.items()))}), {len(config.queues)} queues")
+              f"({', '.join(f'{k}: {v}' for k, v in sorted(modes.items()))}), {len(config.queues)} queues"
+              + (f"; {', '.join(checked)} OK" if checked else ""))
     return 0
 
 
@@ -519,7 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_transcribe)
     p = sub.add_parser("config", help="configuration tools")
     csub = p.add_subparsers(dest="config_command", required=True)
-    c = csub.add_parser("check", help="validate config/ (hotlines.yaml, flows/)")
+    c = csub.add_parser("check", help="validate config/ (hotlines.yaml, flows/, warnings.yaml, reports.yaml, "
+                                     "supervision.yaml)")
     c.add_argument("dir", nargs="?")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_config_check)

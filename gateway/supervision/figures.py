@@ -18,8 +18,19 @@ Definitions (``config/supervision.yaml`` → ``figures:``; defaults in :class:`F
 * **ASA** (average speed of answer) = the mean wait of the answered calls. An answered call whose
   wait is unknown (its queue events were missed, e.g. the AMI link was down and reconciliation
   filled the agent in) is left out of both and counted as ``answered_wait_unknown``.
-* **AHT** (average handling time) = the mean of Asterisk's ``TalkTime`` of the completed
-  answered calls (the desk's after-call work is not in it).
+* **AHT** (average handling time) = mean **talk** + mean **after-call work** (``talk_s`` +
+  ``acw_s``, each the mean over the answered calls where it is known; without any ACW known,
+  AHT is the talk alone). *Talk* is Asterisk's ``TalkTime`` at ``AgentComplete`` (connect to
+  hang-up): any time the agent put the caller on hold is inside it — Asterisk's queue events do
+  not split it out, and ``AgentComplete``'s ``HoldTime`` is the caller's wait *in the queue*
+  before the answer (ASA's figure), not an in-call hold, so it is not added. *After-call work*
+  (话后整理) is measured, not configured: from the agent leg's hang-up (``AgentConnect`` +
+  ``TalkTime``) to the desk's decision on the call's ticket (``tickets.decided_at``: the agent
+  submits or closes the ticket after the call); a ticket decided during the call is 0 s of ACW;
+  one still undecided, or decided more than ``after_call_max_seconds`` (default 600) after the
+  hang-up (taken up later from the drafts list, not wrap-up), leaves that call's ACW unknown
+  (``acw_unknown``). The queue member's ``wrapuptime`` is a configured pause, the same for every
+  call, so it is not used as the call's ACW (it only feeds the agents' ``wrapup`` state).
 * **abandoned in the queue** ÷ offered; **abandoned in the IVR** ÷ all calls, and per menu
   node: where the callers gave up (:mod:`gateway.supervision.outcomes`).
 
@@ -50,12 +61,14 @@ class FiguresConfig:
     service_level_seconds: int = 20  # answered within this many seconds counts as in service level
     short_abandon_seconds: int = 0  # callers who abandon the queue sooner are left out of the service level
     wrapup_seconds: int = 0  # an agent is in wrap-up this long after a call (Asterisk's own wrapuptime wins if longer)
+    after_call_max_seconds: int = 600  # a ticket decided later than this after the hang-up: not after-call work
     max_days: int = 92  # the longest period one request may ask for
     ami_timeout_seconds: float = 3.0  # how long the agents' states wait for each Asterisk node
 
 
 DEFAULTS = FiguresConfig()
 _FIELDS = {"service_level_seconds": (1, 600), "short_abandon_seconds": (0, 60), "wrapup_seconds": (0, 3600),
+           "after_call_max_seconds": (10, 7200),
            "max_days": (1, 400), "ami_timeout_seconds": (0.5, 30)}
 
 
@@ -204,6 +217,7 @@ class LegRow:
     answered: bool
     abandoned: bool
     agent: str | None = None
+    ended_at: datetime | None = None  # the agent leg's hang-up: AgentConnect + TalkTime (answered and completed)
 
 
 @dataclass
@@ -217,6 +231,7 @@ class CallRow:
     started_at: datetime
     menu_path: list | None = None  # only needed for calls that ended without a queue
     legs: list = field(default_factory=list)  # LegRow
+    decided_at: datetime | None = None  # the desk's decision on the call's ticket (after-call work ends)
 
 
 class Tally:
@@ -229,12 +244,15 @@ class Tally:
         self.ivr_nodes: dict[str, int] = {}
         self.waits: list[float] = []  # answered: seconds waited
         self.talks: list[float] = []
+        self.acws: list[float] = []  # answered: after-call work, where known
+        self.acw_unknown = 0
         self.in_sl = 0
         self.wait_unknown = 0  # answered with no wait known (its queue events were missed): not in the SL
         self.abandoned_counted = 0  # abandoned after the short-abandon grace (they count against the SL)
         self.longest_wait = 0.0
 
-    def add(self, outcome: str, node: str | None = None, *, wait: float | None = None, talk: float | None = None) -> None:
+    def add(self, outcome: str, node: str | None = None, *, wait: float | None = None, talk: float | None = None,
+            acw: float | None = None) -> None:
         self.calls += 1
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         if node is not None:
@@ -249,6 +267,10 @@ class Tally:
                 self.wait_unknown += 1
             if talk is not None:
                 self.talks.append(talk)
+                if acw is not None:
+                    self.acws.append(acw)
+                else:
+                    self.acw_unknown += 1
         elif outcome == "abandoned_queue" and (wait is None or wait >= self.cfg.short_abandon_seconds):
             self.abandoned_counted += 1
 
@@ -264,7 +286,8 @@ class Tally:
             "ended_in_ivr": o.get("ended_in_ivr", 0), "in_progress": o.get("in_ivr", 0) + o.get("in_queue", 0),
             "answered_in_sl": self.in_sl, "answered_wait_unknown": self.wait_unknown,
             "service_level": _ratio(self.in_sl, sl_base),
-            "asa_s": _mean(self.waits), "aht_s": _mean(self.talks), "longest_wait_s": round(self.longest_wait, 1),
+            "asa_s": _mean(self.waits), "aht_s": _aht(self.talks, self.acws), "talk_s": _mean(self.talks),
+            "acw_s": _mean(self.acws), "acw_unknown": self.acw_unknown, "longest_wait_s": round(self.longest_wait, 1),
             "abandon_rate_queue": _ratio(ab_q, offered), "abandon_rate_ivr": _ratio(ab_ivr, self.calls),
             "ivr_abandon_nodes": _ranked(self.ivr_nodes),
         }
@@ -278,20 +301,42 @@ def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 1) if values else None
 
 
+def _aht(talks: list[float], acws: list[float]) -> float | None:
+    """Mean talk + mean after-call work (the talk alone while no ACW is known)."""
+    if not talks:
+        return None
+    return round(sum(talks) / len(talks) + (sum(acws) / len(acws) if acws else 0.0), 1)
+
+
+def after_call(leg_end: datetime | None, decided_at: datetime | None, cfg: FiguresConfig) -> float | None:
+    """Seconds of after-call work: hang-up → the ticket's decision (0 when decided during the call);
+    None when unknown (no hang-up or decision known, or decided too long after to be wrap-up)."""
+    if leg_end is None or decided_at is None:
+        return None
+    seconds = (decided_at - leg_end).total_seconds()
+    if seconds > cfg.after_call_max_seconds:
+        return None
+    return max(0.0, round(seconds, 1))
+
+
 def _ranked(counts: dict[str, int]) -> list[dict]:
     return [{"node": k, "calls": v} for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
-def _call_view(call: CallRow) -> tuple[str, str | None, float | None, float | None]:
-    """(outcome, node, wait, talk) of one call from its row and legs."""
+def _call_view(call: CallRow, cfg: FiguresConfig) -> tuple[str, str | None, float | None, float | None,
+                                                            float | None]:
+    """(outcome, node, wait, talk, after-call work) of one call from its row and legs."""
     legs = call.legs
     abandoned = None if not legs else any(leg.abandoned for leg in legs)
     outcome, node = call_outcome(status=call.status, queue=call.queue, agent=call.agent, menu_path=call.menu_path,
                                  legs_abandoned=abandoned)
     waits = [leg.hold_s for leg in legs if leg.hold_s is not None]
     wait = float(sum(waits)) if waits else None
-    talks = [leg.talk_s for leg in legs if leg.answered and leg.talk_s is not None]
-    return outcome, node, wait, (float(talks[-1]) if talks else None)
+    talked = [leg for leg in legs if leg.answered and leg.talk_s is not None]
+    if not talked:
+        return outcome, node, wait, None, None
+    last = talked[-1]
+    return outcome, node, wait, float(last.talk_s), after_call(last.ended_at, call.decided_at, cfg)
 
 
 def compute(calls: Iterable[CallRow], cfg: FiguresConfig) -> dict:
@@ -302,16 +347,20 @@ def compute(calls: Iterable[CallRow], cfg: FiguresConfig) -> dict:
     queues: dict[str, Tally] = {}
     agents: dict[str, dict] = {}
     for call in calls:
-        outcome, node, wait, talk = _call_view(call)
-        total.add(outcome, node, wait=wait, talk=talk)
-        lines.setdefault(call.line, Tally(cfg)).add(outcome, node, wait=wait, talk=talk)
+        outcome, node, wait, talk, acw = _call_view(call, cfg)
+        total.add(outcome, node, wait=wait, talk=talk, acw=acw)
+        lines.setdefault(call.line, Tally(cfg)).add(outcome, node, wait=wait, talk=talk, acw=acw)
         line_names.setdefault(call.line, call.line_name)
+        talked = [leg for leg in call.legs if leg.answered and leg.talk_s is not None]
         for leg in call.legs:
+            leg_acw = acw if talked and leg is talked[-1] else None  # the ACW follows the leg that ended the talk
             if leg.answered:
                 leg_outcome = "answered"
-                load = agents.setdefault(leg.agent or "?", {"agent": leg.agent or "?", "answered": 0, "talk_s": 0})
+                load = agents.setdefault(leg.agent or "?", {"agent": leg.agent or "?", "answered": 0, "talk_s": 0,
+                                                            "acw_s": 0})
                 load["answered"] += 1
                 load["talk_s"] += int(leg.talk_s or 0)
+                load["acw_s"] += int(leg_acw or 0)
             elif leg.abandoned:
                 leg_outcome = "abandoned_queue"
             elif call.status == "ended" or leg.hold_s is not None:
@@ -319,9 +368,9 @@ def compute(calls: Iterable[CallRow], cfg: FiguresConfig) -> dict:
             else:
                 leg_outcome = "in_queue"
             queues.setdefault(leg.queue, Tally(cfg)).add(leg_outcome, wait=leg.hold_s,
-                                                         talk=leg.talk_s if leg.answered else None)
+                                                         talk=leg.talk_s if leg.answered else None, acw=leg_acw)
         if not call.legs and call.queue:  # a queue reached with no leg known (before legs were kept)
-            queues.setdefault(call.queue, Tally(cfg)).add(outcome, wait=wait, talk=talk)
+            queues.setdefault(call.queue, Tally(cfg)).add(outcome, wait=wait, talk=talk, acw=acw)
     return {
         "totals": total.result(),
         "per_line": [{"line": k, "line_name": line_names.get(k, ""), **t.result()} for k, t in sorted(lines.items())],
@@ -357,10 +406,10 @@ def trend(calls: Iterable[CallRow], period: Period, cfg: FiguresConfig) -> list[
     for call in calls:
         key = bucket_of(call.started_at, period)
         if key in tallies:
-            outcome, node, wait, talk = _call_view(call)
-            tallies[key].add(outcome, node, wait=wait, talk=talk)
+            outcome, node, wait, talk, acw = _call_view(call, cfg)
+            tallies[key].add(outcome, node, wait=wait, talk=talk, acw=acw)
     keys = ("calls", "offered", "answered", "abandoned_queue", "abandoned_ivr", "callback", "service_level",
-            "asa_s", "aht_s")
+            "asa_s", "aht_s", "talk_s", "acw_s")
     out = []
     for start, tally in tallies.items():
         r = tally.result()

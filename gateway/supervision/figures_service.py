@@ -42,17 +42,18 @@ class FiguresService:
         drafts_by_agent = pending["drafts"].pop("per_agent")
         load = {a["agent"]: a for a in out.pop("agents_load")}
         for agent in agents["items"]:
-            mine = load.pop(agent["agent"], {"answered": 0, "talk_s": 0})
-            agent.update(answered=mine["answered"], talk_s=mine["talk_s"],
+            mine = load.pop(agent["agent"], {"answered": 0, "talk_s": 0, "acw_s": 0})
+            agent.update(answered=mine["answered"], talk_s=mine["talk_s"], acw_s=mine["acw_s"],
                          drafts_open=drafts_by_agent.get(agent["agent"], 0))
         for agent_id, mine in sorted(load.items()):  # answered in the period, no longer a member now
             agents["items"].append({"agent": agent_id, "name": "", "state": "unknown", "state_zh": "不在队列",
                                     "queues": [], "calls_taken": 0, "paused_reason": "", "last_call_s": None,
-                                    "answered": mine["answered"], "talk_s": mine["talk_s"],
+                                    "answered": mine["answered"], "talk_s": mine["talk_s"], "acw_s": mine["acw_s"],
                                     "drafts_open": drafts_by_agent.get(agent_id, 0)})
         return {"period": period.as_dict(), "generated_at": now.isoformat(),
                 "config": {"service_level_seconds": self.config.service_level_seconds,
-                           "short_abandon_seconds": self.config.short_abandon_seconds},
+                           "short_abandon_seconds": self.config.short_abandon_seconds,
+                           "after_call_max_seconds": self.config.after_call_max_seconds},
                 **out, "pending": pending, "agents": agents}
 
     async def trend(self, period: Period) -> dict:

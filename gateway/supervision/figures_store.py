@@ -1,12 +1,15 @@
 """The rows the call-centre figures are computed from (reads only; the database is the shared state).
 
+A call's ticket gives the end of its after-call work (``tickets.decided_at``); the agent leg's
+hang-up is its ``AgentConnect`` time plus Asterisk's ``TalkTime`` (:mod:`.figures`).
+
 Every instance reads the same database, so every supervisor board shows the same figures
 whichever gateway instance serves it. Caller numbers are never selected.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,7 +32,8 @@ class FiguresStore:
         async with self.store.read_session() as session:
             rows = (await session.execute(
                 sa.select(Call.uniqueid, Call.line_number, Call.line_name, Call.status, Call.queue, Call.agent,
-                          Call.started_at).where(in_period).order_by(Call.id))).all()
+                          Call.started_at, Ticket.decided_at).outerjoin(Ticket, Ticket.call_id == Call.id)
+                .where(in_period).order_by(Call.id))).all()
             paths = dict((await session.execute(
                 sa.select(Call.uniqueid, Call.menu_path).where(in_period, Call.queue.is_(None),
                                                                Call.status == "ended"))).all())
@@ -41,11 +45,12 @@ class FiguresStore:
         for uid, queue, hold, talk, answered_at, abandoned, agent, joined, left in legs:
             if hold is None and answered_at is None and left is not None and joined is not None:
                 hold = max(0.0, (left - joined).total_seconds())  # timed out: no HoldTime from Asterisk
+            ended = answered_at + timedelta(seconds=talk) if answered_at is not None and talk is not None else None
             by_call.setdefault(uid, []).append(LegRow(uid, queue, hold, talk, answered_at is not None,
-                                                      bool(abandoned), agent))
+                                                      bool(abandoned), agent, ended))
         return [CallRow(uniqueid=uid, line=line or "", line_name=name or "", status=status, queue=queue, agent=agent,
-                        started_at=started, menu_path=paths.get(uid), legs=by_call.get(uid, []))
-                for uid, line, name, status, queue, agent, started in rows]
+                        started_at=started, menu_path=paths.get(uid), legs=by_call.get(uid, []), decided_at=decided)
+                for uid, line, name, status, queue, agent, started, decided in rows]
 
     async def pending(self, now: datetime) -> dict[str, Any]:
         """What waits now: open callbacks per queue, undecided draft tickets per line and queue."""

@@ -47,7 +47,11 @@ the same matter about the same address within ``days`` (default 7).
 **Alerts are episodes.** A run returns *findings*; the store keeps one alert per subject (kind,
 matter, place) while the subject keeps being found: a later run that finds it again updates it
 (count, tickets, last seen) instead of making a new one; a run that no longer finds it ends the
-episode (a new surge of the same subject later is a new alert).
+episode (a new surge of the same subject later is a new alert). An episode that **grows**
+(:func:`grown`: ``grown.min_more`` tickets more than at its last notice, and its count or ratio
+``grown.factor`` × the notified one) is not updated silently: the supervisors are notified again
+(``warning.grown`` by webhook, "增长" with the old and new counts on the page), an acknowledged
+alert becomes open again, and a forwarded one's unit gets ``warning.grown`` by its webhook.
 """
 
 from __future__ import annotations
@@ -93,6 +97,14 @@ class RepeatSettings:
 
 
 @dataclass(frozen=True)
+class GrownSettings:
+    """When an open episode is notified again (see :func:`grown`)."""
+
+    min_more: int = 2  # at least this many tickets more than when last notified ...
+    factor: float = 1.5  # ... and its count or its ratio at least this multiple of the last notified
+
+
+@dataclass(frozen=True)
 class Webhook:
     url: str
     secret: str = ""
@@ -107,6 +119,7 @@ class WarningSettings:
     run_every_minutes: float = 15.0
     surge: SurgeSettings = field(default_factory=SurgeSettings)
     repeat: RepeatSettings = field(default_factory=RepeatSettings)
+    grown: GrownSettings = field(default_factory=GrownSettings)
     webhook: Webhook | None = None
 
     @property
@@ -121,10 +134,11 @@ DEFAULTS = WarningSettings()
 _INT = {  # key -> (low, high)
     ("surge", "window_hours"): (1, 24 * 7), ("surge", "baseline_windows"): (2, 400),
     ("surge", "min_baseline_windows"): (1, 400), ("surge", "min_count"): (2, 100_000),
-    ("repeat", "min_tickets"): (2, 1000), ("repeat", "days"): (1, 90),
+    ("repeat", "min_tickets"): (2, 1000), ("repeat", "days"): (1, 90), ("grown", "min_more"): (1, 100_000),
 }
 _FLOAT = {("surge", "alpha"): (1e-9, 0.1), ("surge", "min_ratio"): (1.0, 1000.0),
-          ("surge", "baseline_floor"): (0.01, 100.0), ("run_every_minutes",): (1.0, 24 * 60.0)}
+          ("surge", "baseline_floor"): (0.01, 100.0), ("run_every_minutes",): (1.0, 24 * 60.0),
+          ("grown", "factor"): (1.0, 100.0)}
 
 
 def _int(r: Reader, value: Any, path: tuple) -> int | None:
@@ -148,14 +162,15 @@ def settings_from_source(src: yamlsrc.Source, base_dir: Path | None = None) -> W
         raise ConfigError(src.problems)
     r = Reader(src)
     top = r.mapping(src.data if src.data is not None else {}, (),
-                    optional=("version", "enabled", "run_every_minutes", "surge", "repeat", "webhook")) or {}
+                    optional=("version", "enabled", "run_every_minutes", "surge", "repeat", "grown",
+                              "webhook")) or {}
     out: dict[str, Any] = {}
     if "enabled" in top:
         out["enabled"] = _bool(r, top["enabled"], ("enabled",))
     if "run_every_minutes" in top:
         v = r.number(top["run_every_minutes"], ("run_every_minutes",), low=1.0, high=24 * 60.0)
         out["run_every_minutes"] = None if v is None else float(v)
-    for section, cls in (("surge", SurgeSettings), ("repeat", RepeatSettings)):
+    for section, cls in (("surge", SurgeSettings), ("repeat", RepeatSettings), ("grown", GrownSettings)):
         if section not in top:
             continue
         names = tuple(cls.__dataclass_fields__)
@@ -371,6 +386,19 @@ def detect_repeats(rows: Iterable[tuple[int, str, str | None]], cfg: RepeatSetti
             groups.setdefault((matter, address), []).append(ticket_id)
     return [Repeat(m, a, tuple(sorted(ids))) for (m, a), ids in sorted(groups.items())
             if len(ids) >= cfg.min_tickets]
+
+
+def grown(cfg: GrownSettings, *, notified: int | None, notified_ratio: float | None, count: int,
+          ratio: float | None) -> bool:
+    """Whether an open episode grew enough to notify the supervisors again: at least ``min_more``
+    tickets more than at the last notice, and its count, or its ratio to the baseline (surges),
+    at least ``factor`` × the last notified one. An episode never notified (``notified`` None:
+    from before this rule) is not."""
+    if notified is None or count < notified + cfg.min_more:
+        return False
+    if count >= notified * cfg.factor:
+        return True
+    return ratio is not None and notified_ratio is not None and ratio >= notified_ratio * cfg.factor
 
 
 def mask_place(text: str) -> str:

@@ -13,7 +13,10 @@ Routes (roles in brackets)::
 
 Tickets are shown without callers' numbers; a confidential caller's ticket without its place
 and summary. Acknowledging and forwarding are audited (``warning.acknowledged``,
-``warning.forwarded``, object ``warning``).
+``warning.forwarded``, object ``warning``). A forwarded alert may be forwarded again, to the same
+unit or another one (audited with ``again`` and the earlier unit; the detail lists every
+forwarding under ``forwards``). An alert that grew since its last notice carries ``grown``
+(``from_count``/``to_count``, ``from_ratio``/``to_ratio``, ``at``).
 """
 
 from __future__ import annotations
@@ -172,8 +175,8 @@ def warning_paths(op) -> dict:
         "/api/supervisor/warnings/{warning_id}/acknowledge": {"post": op(
             "签收 an open alert (audited); 409 warning-state when it is not open", body=AcknowledgeBody, params=wid)},
         "/api/supervisor/warnings/{warning_id}/forward": {"post": op(
-            "转交 to a catalogue unit (audited; the unit's webhook gets a warning event); 400 unknown-unit, "
-            "409 warning-state when forwarded already", body=ForwardBody, params=wid)},
+            "转交 to a catalogue unit (audited; the unit's webhook gets a warning event); a forwarded alert may be "
+            "forwarded again, to the same or another unit; 400 unknown-unit", body=ForwardBody, params=wid)},
         "/api/unit/warnings": {"get": op("alerts forwarded to my unit (unit accounts)")},
         "/api/unit/warnings/{warning_id}": {"get": op("one alert forwarded to my unit", params=wid)},
     }

@@ -42,7 +42,8 @@ class WarningService:
         self.store = WarningStore(store, webhook=lambda: WEBHOOK in self.hooks, unit_hooked=unit_hooked)
         self.sender = HookSender(store, self.hooks, post=post, model=WarningDelivery)
         self.set_settings(settings)
-        self.counters = {"runs": 0, "run_errors": 0, "classified": 0, "alerts_created": 0, "alerts_updated": 0}
+        self.counters = {"runs": 0, "run_errors": 0, "classified": 0, "alerts_created": 0, "alerts_updated": 0,
+                         "alerts_grown": 0}
         self.last_run: dict | None = None
         self._lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
@@ -107,17 +108,19 @@ class WarningService:
             found = await self.findings(now) if self.settings.enabled and self.catalogue is not None else []
             s = self.settings
             keep = {"surge": timedelta(hours=s.surge.window_hours), "repeat": timedelta(days=s.repeat.days)}
-            applied = await self.store.apply(found, now, keep=lambda kind: keep[kind])
+            applied = await self.store.apply(found, now, keep=lambda kind: keep[kind], grown=s.grown)
             sent = await self.sender.run_once(now) if self.hooks else 0
             self.counters["runs"] += 1
             self.counters["classified"] += classified
             self.counters["alerts_created"] += len(applied["created"])
             self.counters["alerts_updated"] += applied["updated"]
+            self.counters["alerts_grown"] += len(applied["grown"])
             self.last_run = {"at": now.isoformat(), "classified": classified, "found": len(found),
-                             "created": applied["created"], "updated": applied["updated"],
+                             "created": applied["created"], "updated": applied["updated"], "grown": applied["grown"],
                              "ended": applied["ended"], "sent": sent}
-            log.info("warnings: run at %s: %d classified, %d found, %d new, %d updated, %d ended", now.isoformat(),
-                     classified, len(found), len(applied["created"]), applied["updated"], applied["ended"])
+            log.info("warnings: run at %s: %d classified, %d found, %d new, %d updated (%d grown), %d ended",
+                     now.isoformat(), classified, len(found), len(applied["created"]), applied["updated"],
+                     len(applied["grown"]), applied["ended"])
             return self.last_run
 
     # -- the loop -------------------------------------------------------------------------------

@@ -12,7 +12,12 @@ Tables (declared on the ticketing schema's ``Base``; :mod:`gateway.schema` gathe
   can never open the same alert twice; it is cleared when the subject has not been found for a
   whole window, and a later surge of the same subject is a new alert.
 * ``warning_alert_tickets`` — the tickets behind an alert (added as runs find more).
-* ``warning_deliveries`` — the supervisors' webhook outbox, sent by
+  An alert keeps what it was last notified at (``notified_count``/``notified_ratio``) and its last
+  growth (``grown_at``, ``grown_from``...; migration ``0021_warning_outbox``): a run that finds it
+  grown past ``grown:`` of warnings.yaml notifies again (``warning.grown``) instead of updating it
+  silently.
+* ``warning_deliveries`` — the supervisors' webhook outbox: the shared outbox columns
+  (:class:`gateway.ticketing.models.OutboxRow`, :mod:`gateway.units.outbox`) plus the alert, sent by
   :class:`gateway.units.hooks.HookSender` (the units' sender, given this table).
 
 Nothing here holds a caller's number; a confidential ticket's place and summary are left out of
@@ -31,8 +36,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 from gateway.errors import Conflict, NotFound
 from gateway.pii import mask_personal
 from gateway.supervision.places import TicketPlace
-from gateway.supervision.warnings import TYPE_PREFIX
-from gateway.ticketing.models import AuditEvent, Base, RowId, Ticket, UnitHookDelivery, UtcDateTime, utcnow
+from gateway.supervision.warnings import TYPE_PREFIX, GrownSettings
+from gateway.supervision.warnings import grown as grew_enough
+from gateway.ticketing.models import (AuditEvent, Base, OutboxRow, RowId, Ticket, UnitHookDelivery, UtcDateTime,
+                                      utcnow)
+from gateway.units import outbox
 from gateway.ticketing.rows import iso
 
 ALERT_STATUSES = ("open", "acknowledged", "forwarded")
@@ -71,6 +79,12 @@ class WarningAlert(Base):
     forwarded_unit_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     forwarded_unit_name: Mapped[str | None] = mapped_column(sa.String(128))
     note: Mapped[str | None] = mapped_column(sa.Text)
+    # the last notice to the supervisors (created or grown; migration 0021) and the last growth
+    notified_count: Mapped[int | None] = mapped_column(sa.Integer)
+    notified_ratio: Mapped[float | None] = mapped_column(sa.Float)
+    grown_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    grown_from: Mapped[int | None] = mapped_column(sa.Integer)
+    grown_from_ratio: Mapped[float | None] = mapped_column(sa.Float)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -82,24 +96,16 @@ class WarningAlertTicket(Base):
     ticket_id: Mapped[int] = mapped_column(RowId, sa.ForeignKey("tickets.id"), primary_key=True, index=True)
 
 
-class WarningDelivery(Base):
-    """One notice to the supervisors' webhook; the columns :class:`HookSender` reads and writes."""
+class WarningDelivery(OutboxRow, Base):
+    """One notice to the supervisors' webhook: the shared outbox columns (:class:`OutboxRow`, sent
+    by :class:`HookSender`) and the alert it is about."""
 
     __tablename__ = "warning_deliveries"
     __table_args__ = (sa.Index("ix_warning_deliveries_pending", "delivered_at", "next_at"),)
 
-    id: Mapped[int] = mapped_column(RowId, primary_key=True)
     unit_id: Mapped[str] = mapped_column(sa.String(64))  # the hook's name (WEBHOOK)
     event: Mapped[str] = mapped_column(sa.String(32))
     alert_id: Mapped[int] = mapped_column(RowId, sa.ForeignKey("warning_alerts.id"), index=True)
-    payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
-    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
-    next_at: Mapped[datetime] = mapped_column(UtcDateTime())
-    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
-    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
-    failed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
-    last_error: Mapped[str | None] = mapped_column(sa.String(255))
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class WarningState(Conflict):
@@ -127,8 +133,12 @@ class Finding:
     units: list = field(default_factory=list)
 
 
+def ratio_of(a: WarningAlert) -> float | None:
+    return round(a.count / a.expected, 2) if a.expected else None
+
+
 def alert_dict(a: WarningAlert, tickets: int | None = None) -> dict[str, Any]:
-    ratio = round(a.count / a.expected, 2) if a.expected else None
+    ratio = ratio_of(a)
     return {"id": a.id, "kind": a.kind, "status": a.status, "active": a.active_subject is not None,
             "matter": a.matter, "matter_name": a.matter_name, "level": a.level, "place_id": a.place_id,
             "place_name": a.place_name, "count": a.count, "baseline": a.baseline, "expected": a.expected,
@@ -137,7 +147,10 @@ def alert_dict(a: WarningAlert, tickets: int | None = None) -> dict[str, Any]:
             "ended_at": iso(a.ended_at), "acknowledged_by": a.acknowledged_by,
             "acknowledged_at": iso(a.acknowledged_at), "forwarded_by": a.forwarded_by,
             "forwarded_at": iso(a.forwarded_at), "forwarded_unit_id": a.forwarded_unit_id,
-            "forwarded_unit_name": a.forwarded_unit_name, "note": a.note, "tickets": tickets}
+            "forwarded_unit_name": a.forwarded_unit_name, "note": a.note, "tickets": tickets,
+            "grown": None if a.grown_at is None else {"at": iso(a.grown_at), "from_count": a.grown_from,
+                                                      "to_count": a.notified_count, "from_ratio": a.grown_from_ratio,
+                                                      "to_ratio": a.notified_ratio}}
 
 
 def ticket_brief(t: Ticket) -> dict[str, Any]:
@@ -211,12 +224,14 @@ class WarningStore:
             return [tuple(r) for r in rows]
 
     # -- a run's findings -> alerts -------------------------------------------------------------
-    async def apply(self, findings: list[Finding], now: datetime, *, keep: Callable[[str], timedelta]) -> dict:
-        """Open or update one alert per finding; end the episodes not found for ``keep(kind)``.
-        Returns the counts and the ids of new alerts."""
+    async def apply(self, findings: list[Finding], now: datetime, *, keep: Callable[[str], timedelta],
+                    grown: GrownSettings = GrownSettings()) -> dict:
+        """Open or update one alert per finding; notify again those that grew
+        (:func:`gateway.supervision.warnings.grown`); end the episodes not found for ``keep(kind)``.
+        Returns the counts and the ids of new and grown alerts."""
 
         async def work(session) -> dict:
-            out = {"created": [], "updated": 0, "ended": 0}
+            out = {"created": [], "updated": 0, "grown": [], "ended": 0}
             for f in findings:
                 a = (await session.execute(sa.select(WarningAlert).where(WarningAlert.active_subject == f.subject)
                                            .with_for_update())).scalar()
@@ -238,6 +253,12 @@ class WarningStore:
                 a.count = max(a.count, f.count)
                 a.baseline, a.expected, a.p_value = f.baseline, f.expected, f.p_value
                 a.window_end, a.last_seen_at, a.updated_at = f.window_end, now, now
+                if a.id in out["created"] or a.notified_count is None:  # (None: never known, e.g. restored)
+                    a.notified_count, a.notified_ratio = a.count, ratio_of(a)
+                elif grew_enough(grown, notified=a.notified_count, notified_ratio=a.notified_ratio,
+                                    count=a.count, ratio=ratio_of(a)):
+                    self._grew(session, a, now)
+                    out["grown"].append(a.id)
                 have = set((await session.execute(sa.select(WarningAlertTicket.ticket_id)
                                                   .where(WarningAlertTicket.alert_id == a.id))).scalars())
                 new = [tid for tid in f.ticket_ids if tid not in have]
@@ -246,6 +267,8 @@ class WarningStore:
                                           [{"alert_id": a.id, "ticket_id": tid} for tid in new])
                 if a.id in out["created"] and self.webhook():
                     await self._queue(session, a, "warning.created", now)
+                elif a.id in out["grown"]:
+                    await self._notify_grown(session, a, now)
             found = {f.subject for f in findings}
             active = (await session.execute(sa.select(WarningAlert).where(WarningAlert.active_subject.is_not(None))
                                             )).scalars().all()
@@ -257,6 +280,25 @@ class WarningStore:
 
         return await self.store.run_write(work)
 
+    def _grew(self, session, a: WarningAlert, now: datetime) -> None:
+        a.grown_from, a.grown_from_ratio, a.grown_at = a.notified_count, a.notified_ratio, now
+        a.notified_count, a.notified_ratio = a.count, ratio_of(a)
+        reopened = a.status == "acknowledged"
+        if reopened:  # acknowledged when it was smaller: the supervisor has to look again
+            a.status = "open"
+        session.add(AuditEvent(actor="warnings", action="warning.grown", object_type="warning", object_id=str(a.id),
+                               details={"from": a.grown_from, "to": a.count, "from_ratio": a.grown_from_ratio,
+                                        "to_ratio": a.notified_ratio, "reopened": reopened}))
+
+    async def _notify_grown(self, session, a: WarningAlert, now: datetime) -> None:
+        if self.webhook():
+            await self._queue(session, a, "warning.grown", now)
+        if a.status == "forwarded" and a.forwarded_unit_id and self.unit_hooked(a.forwarded_unit_id):
+            ids, nos = await self._ticket_numbers(session, a.id)
+            if ids:
+                session.add(outbox.new(UnitHookDelivery, now, unit_id=a.forwarded_unit_id, event="warning.grown",
+                                       ticket_id=ids[0], payload=payload("warning.grown", a, ids, nos)))
+
     async def _ticket_numbers(self, session, alert_id: int) -> tuple[list[int], list[str | None]]:
         rows = (await session.execute(sa.select(Ticket.id, Ticket.ticket_no).join(
             WarningAlertTicket, WarningAlertTicket.ticket_id == Ticket.id)
@@ -265,8 +307,8 @@ class WarningStore:
 
     async def _queue(self, session, a: WarningAlert, event: str, now: datetime) -> None:
         ids, nos = await self._ticket_numbers(session, a.id)
-        session.add(WarningDelivery(unit_id=WEBHOOK, event=event, alert_id=a.id, payload=payload(event, a, ids, nos),
-                                    attempts=0, next_at=now, created_at=now))
+        session.add(outbox.new(WarningDelivery, now, unit_id=WEBHOOK, event=event, alert_id=a.id,
+                               payload=payload(event, a, ids, nos)))
 
     # -- reading --------------------------------------------------------------------------------
     async def list_alerts(self, status: str, *, unit_id: str | None = None, limit: int = 200) -> list[dict]:
@@ -299,8 +341,15 @@ class WarningStore:
             tickets = (await session.execute(sa.select(Ticket).join(
                 WarningAlertTicket, WarningAlertTicket.ticket_id == Ticket.id)
                 .where(WarningAlertTicket.alert_id == alert_id).order_by(Ticket.created_at, Ticket.id))).scalars().all()
+            forwards = [] if unit_id is not None else (await session.execute(
+                sa.select(AuditEvent).where(AuditEvent.object_type == "warning", AuditEvent.object_id == str(alert_id),
+                                            AuditEvent.action == "warning.forwarded")
+                .order_by(AuditEvent.at, AuditEvent.id))).scalars().all()
         out = alert_dict(a, len(tickets))
         out["ticket_list"] = [ticket_brief(t) for t in tickets]
+        if unit_id is None:  # who forwarded it where, in order (supervisors only)
+            out["forwards"] = [{"at": iso(e.at), "by": e.actor, "unit_id": (e.details or {}).get("unit_id"),
+                                "unit_name": (e.details or {}).get("unit_name")} for e in forwards]
         return out
 
     # -- a supervisor's actions -----------------------------------------------------------------
@@ -322,24 +371,28 @@ class WarningStore:
     async def forward(self, alert_id: int, actor: str, now: datetime, *, unit_id: str, unit_name: str,
                       note: str | None = None) -> dict:
         """To the responsible unit: the alert is on its list (``/api/unit/warnings``) and, when the
-        unit has a webhook, a ``warning`` event is queued for it with the units' deliveries."""
+        unit has a webhook, a ``warning`` event is queued for it with the units' deliveries.
+
+        A forwarded alert may be forwarded again (re-sent to the same unit, or to another one, which
+        then holds it: the earlier unit no longer lists it); each forwarding is audited
+        (``warning.forwarded`` with ``again`` and the earlier unit) and listed in :meth:`detail`."""
 
         async def work(session) -> dict:
             a = await self._alert(session, alert_id, lock=True)
-            if a.status == "forwarded":
-                raise WarningState(f"warning {alert_id} was forwarded to {a.forwarded_unit_name} already / "
-                                   f"该预警已转交 {a.forwarded_unit_name}", details={"status": a.status})
+            before = a.forwarded_unit_id if a.status == "forwarded" else None
             a.status, a.forwarded_by, a.forwarded_at, a.updated_at = "forwarded", actor[:64], now, now
             a.forwarded_unit_id, a.forwarded_unit_name = unit_id, unit_name[:128]
             if note:
                 a.note = note
             ids, nos = await self._ticket_numbers(session, a.id)
             session.add(AuditEvent(actor=actor[:32], action="warning.forwarded", object_type="warning",
-                                   object_id=str(a.id), details={"unit_id": unit_id, "note": bool(note)}))
+                                   object_id=str(a.id), details={"unit_id": unit_id, "unit_name": unit_name[:128],
+                                                                 "note": bool(note), "again": before is not None,
+                                                                 "from_unit_id": before}))
             if ids and self.unit_hooked(unit_id):
                 body = payload("warning", a, ids, nos)
-                session.add(UnitHookDelivery(unit_id=unit_id, event="warning", ticket_id=ids[0], payload=body,
-                                             attempts=0, next_at=now, created_at=now))
+                session.add(outbox.new(UnitHookDelivery, now, unit_id=unit_id, event="warning", ticket_id=ids[0],
+                                       payload=body))
             if self.webhook():
                 await self._queue(session, a, "warning.forwarded", now)
             return alert_dict(a, len(ids))
@@ -348,21 +401,15 @@ class WarningStore:
 
     async def delivery_problems(self, *, limit: int = 100) -> list[dict]:
         """Webhook notices not delivered yet that failed at least once, and those given up."""
-        d = WarningDelivery
         async with self.store.read_session() as session:
-            rows = (await session.execute(sa.select(d).where(d.delivered_at.is_(None), d.attempts > 0)
-                                          .order_by(d.id.desc()).limit(limit))).scalars().all()
+            rows = await outbox.problems(session, WarningDelivery, limit=limit)
         return [{"id": r.id, "alert_id": r.alert_id, "event": r.event, "attempts": r.attempts,
                  "next_at": iso(r.next_at), "failed_at": iso(r.failed_at), "last_error": r.last_error,
                  "created_at": iso(r.created_at)} for r in rows]
 
     async def delivery_counts(self) -> dict[str, int]:
-        d = WarningDelivery
         async with self.store.read_session() as session:
-            pending = (await session.execute(sa.select(sa.func.count()).where(
-                d.delivered_at.is_(None), d.failed_at.is_(None)))).scalar()
-            failed = (await session.execute(sa.select(sa.func.count()).where(d.failed_at.is_not(None)))).scalar()
-        return {"pending": pending or 0, "failed": failed or 0}
+            return await outbox.counts(session, WarningDelivery)
 
 
 _ZH = {"open": "待处理", "acknowledged": "签收", "forwarded": "转交"}

@@ -206,7 +206,24 @@ class Dispatch(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 
 
-class UnitHookDelivery(Base):
+class OutboxRow:
+    """The columns every webhook outbox shares (a mixin): the units' ``unit_hook_deliveries`` and the
+    early warnings' ``warning_deliveries``. Queued, claimed, retried with backoff and given up by
+    one code, :mod:`gateway.units.outbox` (:class:`gateway.units.hooks.HookSender` sends them).
+    A table adds ``unit_id`` (the hook's name), ``event`` and what the delivery is about."""
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, sort_order=-10)
+    payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    next_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    failed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    last_error: Mapped[str | None] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class UnitHookDelivery(OutboxRow, Base):
     """One event for a unit's own system (its webhook): dispatched, reminder, overdue, withdrawn.
 
     Written in the transaction that made the event, delivered (HMAC-signed JSON) by the units
@@ -217,18 +234,9 @@ class UnitHookDelivery(Base):
     __tablename__ = "unit_hook_deliveries"
     __table_args__ = (sa.Index("ix_unit_hook_deliveries_pending", "delivered_at", "next_at"),)
 
-    id: Mapped[int] = mapped_column(RowId, primary_key=True)
     unit_id: Mapped[str] = mapped_column(sa.String(64), index=True)
     event: Mapped[str] = mapped_column(sa.String(16))
     ticket_id: Mapped[int] = mapped_column(RowId)
-    payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
-    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
-    next_at: Mapped[datetime] = mapped_column(UtcDateTime())
-    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
-    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
-    failed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
-    last_error: Mapped[str | None] = mapped_column(sa.String(255))
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class TicketEvent(Base):

@@ -8,12 +8,14 @@ the URL its system listens on and the shared secret::
 
 The file holds secrets: it is not part of the configuration /admin versions; keep it private
 (mode 600, like the gateway's state). Events (``dispatched``, ``reminder``, ``overdue``,
-``withdrawn``, and ``warning`` when a supervisor forwards an early warning to the unit,
+``withdrawn``, and ``warning`` when a supervisor forwards an early warning to the unit, ``warning.grown``
+when that warning grows,
 :mod:`gateway.supervision.warnings_store`) are queued in ``unit_hook_deliveries`` in the transaction that made them and
 POSTed as JSON by the units feature's job; headers ``X-Gateway-Event``, ``X-Gateway-Delivery``
 (the delivery id: a receiver drops a repeat), ``X-Gateway-Signature: sha256=<hex HMAC-SHA256 of
 the body with the secret>``. A 2xx answer delivers it; anything else is retried after 30 s, 1,
-2, 4 ... minutes (at most an hour) and given up after :data:`MAX_ATTEMPTS`; pending and failed
+2, 4 ... minutes (at most an hour) and given up after :data:`MAX_ATTEMPTS` (the outbox's life is
+:mod:`gateway.units.outbox`, shared with the early warnings' notices); pending and failed
 deliveries are listed for supervisors (``GET /api/supervisor/unit-hooks``).
 """
 
@@ -24,7 +26,7 @@ import hmac
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -36,9 +38,9 @@ from gateway.ivr_flows.fields import Reader
 from gateway.ticketing.models import UnitHookDelivery
 from gateway.ticketing.rows import iso
 from gateway.ticketing.store import TicketStore
+from gateway.units import outbox
+from gateway.units.outbox import CLAIM, MAX_ATTEMPTS, backoff  # noqa: F401 - where they were
 
-MAX_ATTEMPTS = 8
-CLAIM = timedelta(seconds=60)  # a delivery being sent is not picked up by another instance meanwhile
 TIMEOUT = 10.0
 
 
@@ -54,10 +56,6 @@ class Hook:
 
 def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def backoff(attempts: int) -> timedelta:
-    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
 
 
 def parse_hooks(text: str, units: dict, file: str = "unit_hooks.yaml") -> dict[str, Hook]:
@@ -102,10 +100,9 @@ def load_hooks(path: Path | None, units: dict) -> dict[str, Hook]:
 class HookSender:
     """Sends due deliveries; each claimed (``claimed_until``) so one instance sends it at a time.
 
-    ``model`` is the outbox table: the units' ``unit_hook_deliveries`` by default; any table with
-    the same columns (``unit_id`` naming the hook, ``event``, ``payload``, ``attempts``, ``next_at``,
-    ``claimed_until``, ``delivered_at``, ``failed_at``, ``last_error``) is sent the same way (the
-    early warnings' ``warning_deliveries``)."""
+    ``model`` is the outbox table: the units' ``unit_hook_deliveries`` by default; any table made
+    with :class:`gateway.ticketing.models.OutboxRow` (plus ``unit_id`` naming the hook and
+    ``event``) is sent the same way (the early warnings' ``warning_deliveries``)."""
 
     def __init__(self, store: TicketStore, hooks: dict[str, Hook], *, post=None, model=UnitHookDelivery) -> None:
         self.store = store
@@ -126,11 +123,8 @@ class HookSender:
     async def run_once(self, now: datetime, *, limit: int = 50) -> int:
         D = self.model  # noqa: N806
         async with self.store.read_session() as session:
-            ids = (await session.execute(sa.select(D.id).where(
-                D.delivered_at.is_(None), D.failed_at.is_(None),
-                D.next_at <= now,
-                sa.or_(D.claimed_until.is_(None), D.claimed_until < now))
-                .order_by(D.id).limit(limit))).scalars().all()
+            ids = (await session.execute(sa.select(D.id).where(outbox.due(D, now))
+                                         .order_by(D.id).limit(limit))).scalars().all()
         done = 0
         for did in ids:
             done += await self._deliver(did, now)
@@ -140,8 +134,7 @@ class HookSender:
         D = self.model  # noqa: N806
         async def claim(session):
             n = (await session.execute(sa.update(D).where(
-                D.id == delivery_id, D.delivered_at.is_(None),
-                sa.or_(D.claimed_until.is_(None), D.claimed_until < now))
+                D.id == delivery_id, D.delivered_at.is_(None), outbox.unclaimed(D, now))
                 .values(claimed_until=now + CLAIM).execution_options(synchronize_session=False))).rowcount
             if not n:
                 return None
@@ -151,7 +144,7 @@ class HookSender:
         claimed = await self.store.run_write(claim)
         if claimed is None:
             return 0
-        unit_id, event, payload, attempts = claimed
+        unit_id, event, payload, _attempts = claimed
         hook = self.hooks.get(unit_id)
         error = None
         if hook is None:
@@ -167,25 +160,15 @@ class HookSender:
             except Exception as exc:  # the unit's system: any failure is retried, none is ours to raise
                 error = f"{type(exc).__name__}: {exc}"[:250]
 
-        async def record(session):
-            row = await session.get(D, delivery_id)
-            row.claimed_until = None
-            row.attempts = attempts + 1
-            if error is None:
-                row.delivered_at = now
-            else:
-                row.last_error = error
-                if row.attempts >= MAX_ATTEMPTS:
-                    row.failed_at = now
-                else:
-                    row.next_at = now + backoff(row.attempts)
+        async def record(session) -> str:
+            return outbox.record_attempt(await session.get(D, delivery_id), error, now)
 
-        await self.store.run_write(record)
-        if error is None:
+        result = await self.store.run_write(record)
+        if result == "delivered":
             self.counters["delivered"] += 1
             return 1
         self.counters["failed_attempts"] += 1
-        if attempts + 1 >= MAX_ATTEMPTS:
+        if result == "given_up":
             self.counters["given_up"] += 1
         return 0
 
@@ -193,9 +176,7 @@ class HookSender:
         """Deliveries not delivered yet that failed at least once, and those given up."""
         D = self.model  # noqa: N806
         async with self.store.read_session() as session:
-            rows = (await session.execute(sa.select(D).where(
-                D.delivered_at.is_(None), D.attempts > 0)
-                .order_by(D.id.desc()).limit(limit))).scalars().all()
+            rows = await outbox.problems(session, D, limit=limit)
         return [{"id": r.id, "unit_id": r.unit_id, "event": r.event, "ticket_id": getattr(r, "ticket_id", None),
                  "attempts": r.attempts, "next_at": iso(r.next_at), "failed_at": iso(r.failed_at),
                  "last_error": r.last_error, "created_at": iso(r.created_at)} for r in rows]

@@ -33,6 +33,7 @@ from gateway.pii import mask_personal
 from gateway.ticketing.models import AuditEvent, Dispatch, Ticket, TicketEvent, UnitHookDelivery
 from gateway.ticketing.rows import iso
 from gateway.ticketing.store import TicketStore
+from gateway.units import outbox
 from gateway.units.deadlines import DEFAULTS, Calendar, Deadlines
 from gateway.units.states import ACTIVE, ticket_stage, transition
 
@@ -120,9 +121,8 @@ class UnitStore:
 
     def _hook(self, session, event: str, t: Ticket, d: Dispatch, text: str | None, now: datetime) -> None:
         if self.hooked(d.unit_id):
-            session.add(UnitHookDelivery(unit_id=d.unit_id, event=event, ticket_id=t.id,
-                                         payload=hook_payload(event, t, d, text, now), attempts=0, next_at=now,
-                                         created_at=now))
+            session.add(outbox.new(UnitHookDelivery, now, unit_id=d.unit_id, event=event, ticket_id=t.id,
+                                   payload=hook_payload(event, t, d, text, now)))
 
     async def _locked_ticket(self, session, ticket_id: int) -> Ticket:
         t = (await session.execute(sa.select(Ticket).where(Ticket.id == ticket_id).with_for_update())).scalar()

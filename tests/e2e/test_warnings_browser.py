@@ -1,7 +1,7 @@
 """The supervisor page's 预警 panel in Debian's Chromium at 1366 and 768 px, by keyboard: a generated
 month with one injected surge (停水 in 望京) and one repeated demand (停水 at one address in 双井)
 listed with matter and place; the surge's tickets one Tab/Enter away, without callers' numbers;
-签收 (at 1366) and 转交 to the suggested unit (at 768) by keyboard, seen on the page, in the API and in
+签收 (at 1366) and 转交 to the suggested unit, then 再次转交 (at 768) by keyboard, seen on the page, in the API and in
 the unit's own list. No sideways scroll, no page errors; screenshots ``test-artifacts/warnings-*.png``.
 
 No Asterisk: the page and its API run in-process (the supervisor page and static routes, the
@@ -203,9 +203,18 @@ def test_given_a_surge_and_a_repeated_demand_when_the_supervisor_works_the_panel
             moved = page.locator(f"#warnings article[data-warning='{repeat['id']}']")
             expect(moved).to_have_attribute("data-status", "forwarded")
             expect(moved.locator("p.hint")).to_contain_text("已转交 forwarded → 市自来水集团")
-            expect(moved.locator("form")).to_have_count(0)
+            again = moved.locator("button[data-action=forward]")  # 再次转交: forwarded alerts may be sent again
+            expect(again).to_have_text("再次转交 Forward again")
+            expect(moved.locator("select[name=unit_id]")).to_have_value("water")
+            expect(moved.locator("button[data-action=acknowledge]")).to_have_count(0)
+            moved.get_by_role("button", name=re.compile("查看工单")).focus()
+            _tab_to(page, again)
+            page.evaluate("document.querySelector('#status').textContent = ''")  # the first forward's message
+            page.keyboard.press("Enter")
+            expect(page.locator("#status")).to_contain_text("已转交 forwarded")
             got = _api(ctx, site, f"/api/supervisor/warnings/{repeat['id']}")
             assert (got["status"], got["forwarded_unit_id"]) == ("forwarded", "water")
+            assert [f["unit_id"] for f in got["forwards"]] == ["water", "water"]
             mine = _api(ctx, site, "/api/unit/warnings", who="water")
             assert [i["id"] for i in mine["items"]] == [repeat["id"]]
         assert page.evaluate("document.scrollingElement.scrollWidth <= innerWidth")

@@ -167,6 +167,45 @@ async def test_given_a_generated_day_when_figures_are_read_then_service_level_as
     assert t["longest_wait_s"] == 40
 
 
+async def _decide(store, uid: str, at: datetime) -> None:
+    """The agent submits the call's ticket on the desk at ``at`` (after-call work ends)."""
+    import sqlalchemy as sa
+
+    from gateway.ticketing.models import Ticket
+
+    ticket_id = await store.ensure_ticket(uid, category="咨询", channel_kind=None, confidential=False, handled_by=None,
+                                          queue="q-general", department=None)
+    async with store.read_session() as session:
+        version = (await session.execute(sa.select(Ticket.version_id).where(Ticket.id == ticket_id))).scalar()
+    await DeskStore(store, timezone=TZ).decide(ticket_id, outcome="answered", version_id=version,
+                                               fields={"summary": "咨询已答复"}, actor="8001", now=at)
+
+
+async def test_given_tickets_decided_after_hang_up_when_figures_are_read_then_aht_is_talk_plus_after_call_work(store):
+    await _generated_day(store)
+    minute, s = timedelta(minutes=1), timedelta(seconds=1)
+    # a1: answered at +5 s, talked 60 s: hung up at NINE + 1 min + 65 s, ticket submitted 45 s later
+    await _decide(store, "a1", NINE + minute + 110 * s)
+    # a2: submitted during the call (10 s before its hang-up at + 150 s): 0 s of after-call work
+    await _decide(store, "a2", NINE + minute + 140 * s)
+    # b1: decided an hour after the hang-up (from the drafts list): not after-call work, unknown
+    await _decide(store, "b1", NINE + minute + 40 * s + timedelta(hours=1))
+    # b2: its ticket is still a draft: unknown
+    got = await _service(store).figures(_today())
+    t = got["totals"]
+    assert (t["talk_s"], t["acw_s"], t["acw_unknown"]) == ((60 + 120 + 30 + 90) / 4, 22.5, 2)
+    assert t["aht_s"] == 75 + 22.5  # mean talk (holds inside it) + mean after-call work
+    general = next(q for q in got["per_queue"] if q["queue"] == "q-general")
+    assert (general["talk_s"], general["acw_s"], general["aht_s"], general["acw_unknown"]) == (90, 22.5, 112.5, 1)
+    agents = {a["agent"]: a for a in got["agents"]["items"]}
+    assert (agents["8001"]["talk_s"], agents["8001"]["acw_s"]) == (180, 45)
+    nine = next(p for p in (await _service(store).trend(_today()))["points"] if p["label"] == "09:00")
+    assert (nine["aht_s"], nine["talk_s"], nine["acw_s"]) == (92.5, 70, 22.5)  # a1, a2, b1 (b2 came at 11:00)
+    # a tighter limit: a1's 45 s is no longer after-call work either
+    tight = (await _service(store, after_call_max_seconds=30).figures(_today()))["totals"]
+    assert (tight["acw_s"], tight["acw_unknown"], tight["aht_s"]) == (0, 3, 75)
+
+
 async def test_given_a_configured_threshold_when_figures_are_read_then_the_service_level_follows_it(store):
     await _generated_day(store)
     t = (await _service(store, service_level_seconds=25).figures(_today()))["totals"]

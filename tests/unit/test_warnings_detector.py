@@ -145,3 +145,22 @@ def test_given_tuned_values_and_a_webhook_secret_file_when_loaded_then_they_are_
     with pytest.raises(ConfigError, match="at least 16"):
         (tmp_path / "secret").write_text("short")
         w.load_settings(tmp_path / "warnings.yaml")
+
+
+# -- an episode that grows --------------------------------------------------------------------------
+def test_given_the_last_notified_count_and_ratio_when_an_episode_grows_then_grown_only_past_both_thresholds():
+    cfg = w.GrownSettings()  # min_more 2, factor 1.5
+    assert w.grown(cfg, notified=8, notified_ratio=4.0, count=12, ratio=6.0)  # 12 >= 8 + 2 and 12 >= 8 × 1.5
+    assert not w.grown(cfg, notified=8, notified_ratio=4.0, count=11, ratio=5.5)  # neither count nor ratio × 1.5
+    assert w.grown(cfg, notified=8, notified_ratio=4.0, count=11, ratio=6.0)  # the baseline fell: ratio × 1.5
+    assert not w.grown(cfg, notified=8, notified_ratio=2.0, count=9, ratio=9.0)  # one ticket more is no growth
+    assert not w.grown(cfg, notified=None, notified_ratio=None, count=50, ratio=None)  # never notified
+    assert w.grown(cfg, notified=3, notified_ratio=None, count=5, ratio=None)  # a repeat: count only
+
+
+def test_given_a_grown_section_when_loaded_then_used_and_a_misspelt_key_is_refused_with_its_line():
+    assert w.parse_settings("grown: {min_more: 5, factor: 2}\n").grown == w.GrownSettings(min_more=5, factor=2.0)
+    with pytest.raises(ConfigError) as caught:
+        w.parse_settings("enabled: true\ngrown:\n  min_mor: 5\n  factor: 0.5\n")
+    problems = {p.field: p for p in caught.value.problems}
+    assert set(problems) == {"grown.min_mor", "grown.factor"} and problems["grown.min_mor"].line == 3

@@ -175,3 +175,75 @@ async def test_given_a_run_on_demand_then_it_answers_what_it_did(world):
     c, store, tok, service, receiver, clock = world
     resp = await c.post("/api/supervisor/warnings/run", headers=tok["boss"])
     assert resp.status == 200 and (await resp.json())["created"] == []
+
+
+async def test_given_an_acknowledged_alert_when_a_later_run_finds_more_tickets_then_it_is_notified_again_as_grown(world):
+    c, store, tok, service, receiver, clock = world
+    alert_id = await _repeat_alert(store, service)  # 4 tickets, notified at 4
+    await c.post(f"/api/supervisor/warnings/{alert_id}/acknowledge", headers=tok["boss"])
+    more = [data.Made(AT + timedelta(hours=40 + h), "water-outage", "wangjing", "望京西园3区2号楼", "又停水了")
+            for h in (1, 2)]
+    await data.insert(store, more, first_id=5)
+    run = await service.run_once()
+    assert run["created"] == [] and run["grown"] == [alert_id]
+    listed = await (await c.get("/api/supervisor/warnings?status=open", headers=tok["boss"])).json()
+    (item,) = listed["items"]
+    assert item["status"] == "open" and item["count"] == 6  # acknowledged when smaller: open again
+    assert (item["grown"]["from_count"], item["grown"]["to_count"]) == (4, 6) and item["grown"]["at"]
+    await aeventually(lambda: any(json.loads(b)["event"] == "warning.grown" for _, b in receiver.got))
+    sent = next(json.loads(b) for _, b in receiver.got if json.loads(b)["event"] == "warning.grown")
+    assert sent["alert"]["grown"]["from_count"] == 4 and sent["alert"]["count"] == 6 and len(sent["tickets"]) == 6
+    # one ticket more is not enough (grown.min_more = 2): updated, not notified again
+    await data.insert(store, [data.Made(AT + timedelta(hours=44), "water-outage", "wangjing", "望京西园3区2号楼",
+                                        "停水")], first_id=7)
+    run = await service.run_once()
+    assert run["grown"] == [] and run["updated"] == 1
+    async with store.read_session() as session:
+        grown = (await session.execute(sa.select(AuditEvent.details).where(
+            AuditEvent.action == "warning.grown", AuditEvent.object_id == str(alert_id)))).scalars().all()
+    assert [(g["from"], g["to"], g["reopened"]) for g in grown] == [(4, 6, True)]
+
+
+async def test_given_a_forwarded_alert_when_forwarded_again_then_the_new_unit_holds_it_and_each_is_audited(world):
+    c, store, tok, service, receiver, clock = world
+    alert_id = await _repeat_alert(store, service)
+    other = next(u for u in UNITS if u != "water")
+    for unit in ("water", other, "water"):
+        resp = await c.post(f"/api/supervisor/warnings/{alert_id}/forward", headers=tok["boss"],
+                            json={"unit_id": unit, "note": f"转 {unit}"})
+        body = await resp.json()
+        assert resp.status == 200 and (body["status"], body["forwarded_unit_id"]) == ("forwarded", unit), body
+        mine = await (await c.get("/api/unit/warnings", headers=tok["water"])).json()
+        assert [i["id"] for i in mine["items"]] == ([alert_id] if unit == "water" else [])
+    detail = await (await c.get(f"/api/supervisor/warnings/{alert_id}", headers=tok["boss"])).json()
+    assert [(f["unit_id"], f["unit_name"], f["by"]) for f in detail["forwards"]] == [
+        ("water", UNITS["water"], "boss"), (other, UNITS[other], "boss"), ("water", UNITS["water"], "boss")]
+    assert "forwards" not in await (await c.get(f"/api/unit/warnings/{alert_id}", headers=tok["water"])).json()
+    async with store.read_session() as session:
+        audits = (await session.execute(sa.select(AuditEvent.details).where(
+            AuditEvent.action == "warning.forwarded", AuditEvent.object_id == str(alert_id))
+            .order_by(AuditEvent.id))).scalars().all()
+        unit_hook = (await session.execute(sa.select(UnitHookDelivery.unit_id, UnitHookDelivery.event))).all()
+    assert [(a["again"], a["from_unit_id"]) for a in audits] == [(False, None), (True, "water"), (True, other)]
+    assert unit_hook == [("water", "warning"), ("water", "warning")]  # the other unit has no webhook
+    assert await service.sender.run_once(clock["now"]) == 3  # the supervisors' webhook: each forwarding
+    assert [json.loads(b)["alert"]["forwarded_unit_id"] for _, b in receiver.got
+            if json.loads(b)["event"] == "warning.forwarded"] == ["water", other, "water"]
+
+
+async def test_given_a_forwarded_alert_when_it_grows_then_it_stays_forwarded_and_the_unit_is_told_too(world):
+    c, store, tok, service, receiver, clock = world
+    alert_id = await _repeat_alert(store, service)
+    await c.post(f"/api/supervisor/warnings/{alert_id}/forward", headers=tok["boss"], json={"unit_id": "water"})
+    more = [data.Made(AT + timedelta(hours=40 + h), "water-outage", "wangjing", "望京西园3区2号楼", "又停水了")
+            for h in (1, 2)]
+    await data.insert(store, more, first_id=5)
+    assert (await service.run_once())["grown"] == [alert_id]
+    mine = await (await c.get("/api/unit/warnings", headers=tok["water"])).json()
+    (item,) = mine["items"]
+    assert item["status"] == "forwarded" and (item["grown"]["from_count"], item["grown"]["to_count"]) == (4, 6)
+    async with store.read_session() as session:
+        unit_hook = (await session.execute(sa.select(UnitHookDelivery.unit_id, UnitHookDelivery.event,
+                                                     UnitHookDelivery.payload).order_by(UnitHookDelivery.id))).all()
+    assert [(u, e) for u, e, _ in unit_hook] == [("water", "warning"), ("water", "warning.grown")]
+    assert unit_hook[1][2]["alert"]["count"] == 6 and "13800138000" not in json.dumps(unit_hook[1][2])

@@ -134,3 +134,14 @@ export function showErrorSummary(form, problems, heading) {
   box.append(ul);
   box.focus();
 }
+
+// A page with a sticky header: keeps --header-h (on <html>) at the header's real height, which wraps
+// onto more lines on narrow windows, so that scroll-padding-top (desk.css) stops focus moves, jump
+// links and scrollIntoView below the header instead of under it.
+export function trackStickyHeader(header = document.querySelector("body > header")) {
+  if (!header) return;
+  const set = () => document.documentElement.style.setProperty("--header-h", `${Math.ceil(header.offsetHeight)}px`);
+  set();
+  if (typeof ResizeObserver === "function") new ResizeObserver(set).observe(header);
+  else window.addEventListener("resize", set);
+}

@@ -1,7 +1,7 @@
 // The supervisor board (/supervisor): GET /api/supervisor/overview every 2 s, shown as cards and
 // tables; waiting and talking times count up between polls. An ES module over common.js,
 // served as /static/supervisor.js (CSP script-src 'self').
-import {$, $$, arr, clockText, duration, el, isObj, makeApi, num, showStatus, str} from "./common.js";
+import {$, $$, arr, clockText, duration, el, isObj, makeApi, num, showStatus, str, trackStickyHeader} from "./common.js";
 import {CALLBACK_STATUS_NAMES, label} from "./labels.js";
 
 const POLL_MS = 2000;
@@ -190,3 +190,5 @@ document.addEventListener("visibilitychange", () => {  // a hidden tab catches u
   if (document.visibilityState === "visible" && !state.leaving) poll();
 });
 start();
+
+trackStickyHeader();  // focus and jump links stop below the sticky header (desk.css: scroll-padding-top)

@@ -15,6 +15,9 @@ const KINDS = {today: "今日", day: "按日", week: "按周", month: "按月", 
 
 const pct = (x) => (x === null || x === undefined ? "—" : `${(num(x) * 100).toFixed(1)}%`);
 const secs = (x) => (x === null || x === undefined ? "—" : `${num(x).toFixed(1)} 秒`);
+// AHT with its parts: mean talk (holds inside it) + mean after-call work (the ticket decided after hang-up)
+const ahtParts = (x) => (x.aht_s === null || x.aht_s === undefined ? "—"
+  : `${secs(x.aht_s)}（通话 ${secs(x.talk_s)} + 话后 ${secs(x.acw_s)}）`);
 const dash = (x) => (x === null || x === undefined || x === "" ? "—" : str(x));
 
 function field(labelText, input, id) {
@@ -218,7 +221,9 @@ function render(f, trend) {
     card("service_level", pct(t.service_level), `服务水平 service level（${sl} 秒内接通 ${num(t.answered_in_sl)}）`,
       t.service_level !== null && num(t.service_level) < 0.8 ? "warn" : ""),
     card("asa", secs(t.asa_s), "平均应答速度 ASA"),
-    card("aht", secs(t.aht_s), "平均处理时长 AHT（通话）"),
+    card("aht", secs(t.aht_s), `平均处理时长 AHT = 通话 talk ${secs(t.talk_s)}（含保持 holds included）` +
+      ` + 话后整理 after-call work ${secs(t.acw_s)}` +
+      (num(t.acw_unknown) ? `（${num(t.acw_unknown)} 通未知 unknown）` : "")),
     card("calls", num(t.calls), `来电 calls（接通 answered ${num(t.answered)}）`),
     card("abandoned_queue", num(t.abandoned_queue), `排队放弃 abandoned in queue（${pct(t.abandon_rate_queue)}）`, "warn"),
     card("abandoned_ivr", num(t.abandoned_ivr), `语音导航放弃 abandoned in IVR（${pct(t.abandon_rate_ivr)}）`, "warn"),
@@ -229,18 +234,18 @@ function render(f, trend) {
   );
 
   const lineHead = [["热线 Line", false], ["名称 Name", false], ["来电 Calls", true], ["排队 Offered", true],
-    ["接通 Answered", true], ["服务水平 SL", true], ["平均应答 ASA", true], ["平均处理 AHT", true],
+    ["接通 Answered", true], ["服务水平 SL", true], ["平均应答 ASA", true], ["平均处理 AHT（通话+话后）", true],
     ["排队放弃 Abd. queue", true], ["语音导航放弃 Abd. IVR", true], ["回拨 Callback", true]];
   fillTable("figures-lines", lineHead, arr(f.per_line).filter(isObj).map((x) => ({attrs: {"data-line": x.line},
     cells: [dash(x.line), dash(x.line_name), num(x.calls), num(x.offered), num(x.answered), pct(x.service_level),
-      secs(x.asa_s), secs(x.aht_s), num(x.abandoned_queue), num(x.abandoned_ivr), num(x.callback)]})),
+      secs(x.asa_s), ahtParts(x), num(x.abandoned_queue), num(x.abandoned_ivr), num(x.callback)]})),
   "无来电 no calls");
 
   const queueHead = [["队列 Queue", false], ["进入 Offered", true], ["接通 Answered", true], ["服务水平 SL", true],
-    ["平均应答 ASA", true], ["平均处理 AHT", true], ["放弃 Abandoned", true], ["超时转出 Timed out", true],
+    ["平均应答 ASA", true], ["平均处理 AHT（通话+话后）", true], ["放弃 Abandoned", true], ["超时转出 Timed out", true],
     ["最长等待 Longest", true]];
   fillTable("figures-queues", queueHead, arr(f.per_queue).filter(isObj).map((x) => ({attrs: {"data-queue": x.queue},
-    cells: [dash(x.queue), num(x.offered), num(x.answered), pct(x.service_level), secs(x.asa_s), secs(x.aht_s),
+    cells: [dash(x.queue), num(x.offered), num(x.answered), pct(x.service_level), secs(x.asa_s), ahtParts(x),
       num(x.abandoned), num(x.queue_timeout), duration(num(x.longest_wait_s))]})), "无排队 none queued");
 
   const nodes = arr(t.ivr_abandon_nodes).filter(isObj);
@@ -254,11 +259,11 @@ function render(f, trend) {
   $("#figures-agents-summary").textContent = STATE_ORDER.map((s) => `${STATE_NAMES[s]} ${num(sum[s])}`).join(" · ") +
     (arr(agents.errors).length ? ` — 部分节点未应答 some nodes did not answer: ${arr(agents.errors).join("; ")}` : "");
   fillTable("figures-agents", [["坐席 Agent", false], ["状态 State", false], ["队列 Queues", false, "min-width:18em"],
-    ["接通 Answered", true], ["通话 Talk", true], ["未处理草稿 Drafts", true], ["Asterisk 累计接听 Taken", true],
-    ["距上次通话 Since last call", true]],
+    ["接通 Answered", true], ["通话 Talk", true], ["话后整理 ACW", true], ["未处理草稿 Drafts", true],
+    ["Asterisk 累计接听 Taken", true], ["距上次通话 Since last call", true]],
   items.map((a) => ({attrs: {"data-agent": a.agent, "data-state": a.state},
     cells: [dash(a.agent), `${STATE_NAMES[a.state] || a.state}${a.paused_reason ? `（${a.paused_reason}）` : ""}`,
-      queueList(arr(a.queues)), num(a.answered), duration(num(a.talk_s)), num(a.drafts_open),
+      queueList(arr(a.queues)), num(a.answered), duration(num(a.talk_s)), duration(num(a.acw_s)), num(a.drafts_open),
       num(a.calls_taken), a.last_call_s === null || a.last_call_s === undefined ? "—" : duration(num(a.last_call_s))]})),
   "无坐席信息 no agents (Asterisk not answering)");
 
@@ -281,9 +286,10 @@ function renderTrend(trend, sl) {
   $("#figures-trend-details summary").textContent =
     `趋势数据表 Trend as a table（${trend && trend.bucket === "hour" ? "每小时 per hour" : "每天 per day"}）`;
   fillTable("figures-trend", [["时间 Time", false], ["来电 Calls", true], ["接通 Answered", true],
-    ["排队放弃 Abd. queue", true], ["语音导航放弃 Abd. IVR", true], ["服务水平 SL", true], ["平均应答 ASA", true]],
+    ["排队放弃 Abd. queue", true], ["语音导航放弃 Abd. IVR", true], ["服务水平 SL", true], ["平均应答 ASA", true],
+    ["平均处理 AHT（通话+话后）", true]],
   points.map((x) => ({cells: [x.label, num(x.calls), num(x.answered), num(x.abandoned_queue), num(x.abandoned_ivr),
-    pct(x.service_level), secs(x.asa_s)]})), "无数据 no data");
+    pct(x.service_level), secs(x.asa_s), ahtParts(x)]})), "无数据 no data");
   const chart = chartOf("trend", "#figures-trend-chart");
   if (!chart) return;
   chart.setOption({

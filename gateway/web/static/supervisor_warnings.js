@@ -74,6 +74,7 @@ function item(a) {
   box.append(el("p", `${figure(a)} · ${fmtTime(a.window_start)} – ${fmtTime(a.window_end)} · ` +
     `${STATUS[a.status] || a.status}` + (a.forwarded_unit_name ? ` → ${a.forwarded_unit_name}` : "") +
     (a.active ? "" : " · 已结束 ended"), {class: "hint"}));
+  if (isObj(a.grown)) box.append(grownLine(a.grown));
   const holder = el("div", null, {id: `warning-t-${a.id}`, style: "overflow-x:auto"});
   const show = el("button", `查看工单 Tickets (${num(a.tickets)})`, {type: "button", class: "secondary",
     "aria-expanded": "false", "aria-controls": holder.id});
@@ -83,8 +84,16 @@ function item(a) {
   box.append(bar);
   box.append(holder);
   if (state.open.has(a.id)) toggleTickets(a, show, holder);
-  if (a.status !== "forwarded") box.append(actions(a));
+  box.append(actions(a));  // a forwarded alert may be forwarded again (the same or another unit)
   return box;
+}
+
+// An open episode that grew since the supervisors were last told: the old and new counts (and ratios).
+function grownLine(g) {
+  const ratio = g.from_ratio && g.to_ratio ? `（×${num(g.from_ratio).toFixed(1)} → ×${num(g.to_ratio).toFixed(1)}）` : "";
+  return el("p", `增长 Grown ${fmtTime(g.at)}：${num(g.from_count)} → ${num(g.to_count)} 件 tickets${ratio}`,
+    {class: "warning-grown", "data-grown": `${num(g.from_count)}-${num(g.to_count)}`,
+     style: "color:var(--bad);font-weight:600;margin:2px 0"});
 }
 
 function actions(a) {
@@ -98,6 +107,7 @@ function actions(a) {
     if (!suggested.some((s) => s.id === u.id)) select.append(el("option", `${u.name}（${u.id}）`, {value: u.id}));
   }
   if (suggested.length) select.value = suggested[0].id;
+  if (a.status === "forwarded" && a.forwarded_unit_id) select.value = a.forwarded_unit_id;
   const note = el("textarea", null, {id: nid, name: "note", rows: 2, maxlength: 2000});
   const left = el("div"), right = el("div");
   left.append(el("label", "转交单位 Forward to", {for: uid}), select);
@@ -108,7 +118,8 @@ function actions(a) {
     ack.addEventListener("click", () => act(form, a, "acknowledge"));
     buttons.append(ack);
   }
-  const fwd = el("button", "转交 Forward", {type: "button", "data-action": "forward"});
+  const fwd = el("button", a.status === "forwarded" ? "再次转交 Forward again" : "转交 Forward",
+    {type: "button", "data-action": "forward"});
   fwd.addEventListener("click", () => act(form, a, "forward"));
   buttons.append(fwd);
   form.append(el("div", null, {class: "error-summary", role: "alert", tabindex: "-1"}), left, right, buttons);
