@@ -41,8 +41,10 @@ def _or_devnull(predicate: Callable[..., bool]) -> Callable[..., bool]:
 TIMED_FILES = {
     "test_admin_hostile.py",  # a hostile document refused within 5 s; /healthz answered meanwhile
     "test_ami_client.py",  # keep-alive gaps, reconnect back-off and kill-to-close within bounds
+    "test_asr_supervision.py",  # a killed speech worker restarted (its model reloaded) within 30 s
     "test_audiosocket.py",  # 20 ms frame pacing, LagMeter
     "test_fastagi_hostile.py",  # LagMeter: a hostile peer must not stall the loop 50 ms
+    "test_whisper_engine.py",  # finals within 30 s of decoding on a loaded CPU; a worker restarted
     "test_yaml_hostile.py",  # YAML bombs refused within 3 s
 }
 HERE = Path(__file__).resolve().parent
