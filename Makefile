@@ -49,17 +49,21 @@ test-tools:
 	@test -x /usr/lib/postgresql/15/bin/postgres || { echo "==> installing postgresql (15) for the tests"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
 
-# Unit tests first (some measure event-loop lag: they run alone), then the end-to-end files
-# on two workers, each with its own sandbox Asterisk and gateway on private ports (the
-# calls mostly wait on real prompts, so two at a time halve the wall time). Whole files go
-# to the workers in collection order, longest first (tests/e2e/conftest.py; without
-# --no-loadscope-reorder xdist would order them by their number of tests instead).
+# Unit tests first: all but the timed ones on two xdist workers, then the timed ones alone
+# (marked `timed`, tests/unit/conftest.py: they measure wall-clock bounds or event-loop lag,
+# which the other worker's CPU would skew). Then the end-to-end files on two workers, each
+# with its own sandbox Asterisk and gateway on private ports (the calls mostly wait on real
+# prompts, so two at a time halve the wall time). Whole files go to the workers in
+# collection order, longest first (tests/e2e/conftest.py; without --no-loadscope-reorder
+# xdist would order them by their number of tests instead).
 test: setup test-tools
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not timed" tests/unit
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m timed tests/unit
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder tests/e2e
 
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest -q tests/unit
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not timed" tests/unit
+	$(BIN)/python -m pytest -q -m timed tests/unit
 
 stop:
 	-$(BIN)/gateway sandbox down

@@ -2,7 +2,11 @@
 
 ``database_url`` is parameterised ``[sqlite, postgresql]``: a migrated SQLite file in the
 test's tmp_path, or a fresh PostgreSQL database copied from a migrated template
-(``CREATE DATABASE … TEMPLATE``: ~0.1 s, no Alembic run per test). The PostgreSQL server
+(``CREATE DATABASE … TEMPLATE``: ~0.1 s, no Alembic run per test). The SQLite file is
+likewise a copy of one migrated once per session (``sqlite_template``): a file copy
+instead of a ~1 s Alembic run per test; the migrations themselves are tested from an
+empty database (``empty_database_url``, test_schema.py). ``sqlite_database_url`` is the
+SQLite side alone, for tests that need a database but test nothing of SQL. The PostgreSQL server
 (:class:`gateway_dev.postgres.PostgresServer`) starts once per session, i.e. once per
 xdist worker, on first use, and is stopped at the end of the session.
 
@@ -15,8 +19,11 @@ without PostgreSQL; the default is both.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import shutil
+import sqlite3
 from collections.abc import Iterator
 
 import pytest
@@ -37,6 +44,18 @@ def postgres_server():
         yield server
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> str:
+    """A SQLite file migrated to head once per session (per xdist worker); ``database_url``
+    hands each test a copy. Alembic leaves it in rollback-journal mode: one file, nothing
+    in a WAL beside it (checked), so a byte copy is the same database."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "gateway.db"
+    migrate.upgrade(f"sqlite+aiosqlite:///{path}")
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal", "the template must be a single file"
+    return str(path)
+
+
 def _postgres_database(request, *, template: str) -> Iterator[str]:
     server = request.getfixturevalue("postgres_server")
     name = f"t{next(_names)}"
@@ -53,9 +72,18 @@ def database_url(request, tmp_path) -> Iterator[str]:
     if request.param == "postgresql":
         yield from _postgres_database(request, template=TEMPLATE)
     else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'state' / 'db' / 'gateway.db'}"
-        migrate.upgrade(url)
-        yield url
+        yield request.getfixturevalue("sqlite_database_url")
+
+
+@pytest.fixture
+def sqlite_database_url(request, tmp_path) -> str:
+    """A migrated, empty SQLite database only: for tests that need a database behind the app
+    but test nothing of SQL (the HTTP edge, hostile input refused before anything is written,
+    prompt files served). Running them on PostgreSQL too would only repeat them."""
+    path = tmp_path / "state" / "db" / "gateway.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+    return f"sqlite+aiosqlite:///{path}"
 
 
 @pytest.fixture(params=DATABASES)

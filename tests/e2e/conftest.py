@@ -109,6 +109,31 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=weight)  # stable: a file's tests keep their order
 
 
+@contextlib.contextmanager
+def own_system(name: str, *, env: dict[str, str] | None = None, console: bool = False,
+               **options: Any) -> Iterator[System]:
+    """A System of a file's own, up for the ``with`` block (the module-scoped fixture of a file
+    whose configuration differs from the shared System's), then down, its gateway log kept as
+    ``test-artifacts/e2e-<name>-gateway.log`` (and Asterisk's console log with ``console``) and
+    its state dir removed. ``options`` go to :class:`System` (``test_clock``, ``extra_env``...);
+    ``env`` is added to the System's environment after it is made.
+
+        @pytest.fixture(scope="module")
+        def system():
+            with own_system("callback", env={"GATEWAY_SPEECH": "false"}) as sysm:
+                yield sysm
+    """
+    sysm = System(prefix=f"gw-e2e-{name}-", log_level="INFO", **options)
+    sysm.env.update(env or {})
+
+    def logs(s: System) -> list[tuple[Path, str]]:
+        kept = [(s.log_path, f"e2e-{name}-gateway.log")]
+        return kept + [(s.console_log, f"e2e-{name}-asterisk.console.log")] if console else kept
+
+    with running(sysm, logs=logs):
+        yield sysm
+
+
 @pytest.fixture(scope="session")
 def system():
     # One system per pytest-xdist worker (gw0, gw1...): private state dir and ports each.

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import re
-import shutil
 import threading
 import wave
 from pathlib import Path
@@ -29,7 +28,8 @@ from gateway.asr.zh_text import cer
 from gateway_dev.desk_socket import DeskSocket
 from gateway_dev.eventually import aeventually, eventually
 from gateway_dev.simcall import CallScript, answer_call, place_call, set_citizen, sim_ami_client
-from gateway_dev.system import ROOT, System
+from gateway_dev.system import ROOT
+from tests.e2e.conftest import own_system
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 ANSWERS, SILENT = "13900000201", "13900000202"  # the citizen who answers the callback, the one who never does
@@ -40,18 +40,11 @@ NOTICE = "您好这里是12345市民服务热线现在为您接通人工服务"
 
 @pytest.fixture(scope="module")
 def system():
-    sysm = System(prefix="gw-e2e-callback-", log_level="INFO", test_clock=True, extra_env={
-        "GATEWAY_SPEECH": "false", "GATEWAY_CALLBACK_OVER_SECONDS": "1", "GATEWAY_CALLBACK_ATTEMPTS": "2", "GATEWAY_CALLBACK_RETRY_SECONDS": "1",
-        "GATEWAY_CALLBACK_RING_SECONDS": "5", "GATEWAY_CALLBACK_CHECK_SECONDS": "1"})
-    try:
-        sysm.up()
+    with own_system("callback", test_clock=True, extra_env={
+            "GATEWAY_SPEECH": "false", "GATEWAY_CALLBACK_OVER_SECONDS": "1", "GATEWAY_CALLBACK_ATTEMPTS": "2",
+            "GATEWAY_CALLBACK_RETRY_SECONDS": "1", "GATEWAY_CALLBACK_RING_SECONDS": "5",
+            "GATEWAY_CALLBACK_CHECK_SECONDS": "1"}) as sysm:
         yield sysm
-    finally:
-        sysm.down()
-        ARTIFACTS.mkdir(exist_ok=True)
-        if sysm.log_path.exists():
-            shutil.copy(sysm.log_path, ARTIFACTS / "e2e-callback-gateway.log")
-        shutil.rmtree(sysm.state, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 import wave
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +31,8 @@ import sqlalchemy as sa
 from gateway.asr.zh_text import cer
 from gateway_dev.eventually import eventually
 from gateway_dev.simcall import CallScript, answer_call, place_calls, set_citizen
-from gateway_dev.system import ROOT, System, say_zh
+from gateway_dev.system import ROOT, say_zh
+from tests.e2e.conftest import own_system
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -46,16 +46,8 @@ ENV = {"GATEWAY_FOLLOWUP_HOURS": "always", "GATEWAY_FOLLOWUP_DELAY": "0", "GATEW
 
 @pytest.fixture(scope="module")
 def system():
-    sysm = System(prefix="gw-e2e-followup-", log_level="INFO", extra_env=ENV)
-    try:
-        sysm.up()
+    with own_system("followup", extra_env=ENV) as sysm:
         yield sysm
-    finally:
-        sysm.down()
-        ARTIFACTS.mkdir(exist_ok=True)
-        if sysm.log_path.exists():
-            shutil.copy(sysm.log_path, ARTIFACTS / "e2e-followup-gateway.log")
-        shutil.rmtree(sysm.state, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 import wave
 from datetime import date, datetime
 from pathlib import Path
@@ -29,6 +28,7 @@ from gateway_dev.eventually import eventually
 from gateway_dev.simcall import CallScript, place_call, place_calls
 from gateway_dev.system import System
 from gateway_dev.tickets import advance_ticket
+from tests.e2e.conftest import own_system
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -40,17 +40,11 @@ TICKET_NO = new_ticket_no(datetime.now(ZoneInfo("Asia/Shanghai")).date())
 
 @pytest.fixture(scope="module")
 def system():
-    sysm = System(prefix="gw-e2e-progress-", log_level="INFO")
-    sysm.env["GATEWAY_SPEECH"] = "off"  # keys only: menus are GET DATA (the recogniser is the test's ears)
-    # What is spoken is under test here, not how fast: a shared, noisy machine may take a minute
-    # for a first render (bench/progress.py measures it; the unit tests cover the timeout)
-    sysm.env["GATEWAY_PROGRESS_SPEECH_TIMEOUT"] = "150"
-    try:
-        sysm.up()
+    # Keys only: menus are GET DATA (the recogniser is the test's ears). What is spoken is under
+    # test here, not how fast: a shared, noisy machine may take a minute for a first render
+    # (bench/progress.py measures it; the unit tests cover the timeout).
+    with own_system("progress", env={"GATEWAY_SPEECH": "off", "GATEWAY_PROGRESS_SPEECH_TIMEOUT": "150"}) as sysm:
         yield sysm
-    finally:
-        sysm.down()
-        shutil.rmtree(sysm.state, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

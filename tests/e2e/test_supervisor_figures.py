@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import threading
 from pathlib import Path
 
@@ -22,7 +21,8 @@ import pytest
 
 from gateway_dev.eventually import aeventually, eventually
 from gateway_dev.simcall import CallScript, place_call, sim_ami_client
-from gateway_dev.system import ROOT, System
+from gateway_dev.system import ROOT
+from tests.e2e.conftest import own_system
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -33,17 +33,8 @@ ANSWERED, IN_QUEUE, IN_IVR = "sim-fig-answered", "sim-fig-queue", "sim-fig-ivr"
 @pytest.fixture(scope="module")
 def system():
     # no callback offer (a 1 h limit): B simply waits in the queue until it hangs up
-    sysm = System(prefix="gw-e2e-figures-", log_level="INFO", extra_env={
-        "GATEWAY_SPEECH": "false", "GATEWAY_CALLBACK_OVER_SECONDS": "3600"})
-    try:
-        sysm.up()
+    with own_system("figures", extra_env={"GATEWAY_SPEECH": "false", "GATEWAY_CALLBACK_OVER_SECONDS": "3600"}) as sysm:
         yield sysm
-    finally:
-        sysm.down()
-        ARTIFACTS.mkdir(exist_ok=True)
-        if sysm.log_path.exists():
-            shutil.copy(sysm.log_path, ARTIFACTS / "e2e-figures-gateway.log")
-        shutil.rmtree(sysm.state, ignore_errors=True)
 
 
 async def _ami(system, action: dict) -> None:

@@ -23,8 +23,8 @@ NOW = datetime(2027, 2, 20, 10, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture()
-async def client(tmp_path, database_url):
-    url = database_url  # migrated: SQLite and PostgreSQL (tests/dbfixtures.py)
+async def client(tmp_path, sqlite_database_url):
+    url = sqlite_database_url  # SQLite only: nothing here depends on the database's SQL
     store = await TicketStore.open(url)
     applied = []
 

@@ -30,8 +30,8 @@ def prompt_files(tmp_path):
 
 
 @pytest.fixture()
-async def client(tmp_path, prompt_files, database_url):
-    url = database_url  # migrated: SQLite and PostgreSQL (tests/dbfixtures.py)
+async def client(tmp_path, prompt_files, sqlite_database_url):
+    url = sqlite_database_url  # SQLite only: nothing here depends on the database's SQL
     store = await TicketStore.open(url)
 
     async def applier(config, old):

@@ -29,9 +29,7 @@ class World:
         self.store, self.users, self.app = store, users, app
 
 
-@pytest.fixture()
-async def world(tmp_path, database_url):
-    url = database_url  # migrated: SQLite and PostgreSQL (tests/dbfixtures.py)
+async def _world(tmp_path, url: str):
     store = await TicketStore.open(url)
     users = UserStore(store)
     await users.create_user("sup", SUP_PW, "supervisor")
@@ -46,13 +44,36 @@ async def world(tmp_path, database_url):
     desk = DeskService(store=store, users=users, recordings_dir=tmp_path, suggester=None,
                        clock=lambda: datetime.now(timezone.utc))
     with_desk(app, desk)
-    yield World(store, users, app)
-    await store.close()
+    try:
+        yield World(store, users, app)
+    finally:
+        await store.close()
+
+
+@pytest.fixture()
+async def world(tmp_path, sqlite_database_url):
+    """SQLite only: the HTTP edge depends on nothing of the database's SQL. The tests of users
+    being disabled or deleted take ``users_world`` instead, on both databases."""
+    async for world_ in _world(tmp_path, sqlite_database_url):
+        yield world_
+
+
+@pytest.fixture()
+async def users_world(tmp_path, database_url):
+    """``world`` on SQLite and PostgreSQL (tests/dbfixtures.py): the user store's SQL is under test."""
+    async for world_ in _world(tmp_path, database_url):
+        yield world_
 
 
 @pytest.fixture()
 async def client(world):
     async with TestClient(TestServer(world.app)) as c:
+        yield c
+
+
+@pytest.fixture()
+async def users_client(users_world):
+    async with TestClient(TestServer(users_world.app)) as c:
         yield c
 
 
@@ -98,8 +119,8 @@ async def test_given_a_tls_proxy_when_logging_in_then_the_cookie_is_secure(clien
     assert policy.client("127.0.0.1", "198.51.100.7", "https", False) == ("198.51.100.7", True)
 
 
-async def test_given_a_trusted_proxy_when_logging_in_then_secure_cookie_and_the_clients_address_is_braked(tmp_path, database_url):
-    url = database_url  # migrated: SQLite and PostgreSQL (tests/dbfixtures.py)
+async def test_given_a_trusted_proxy_when_logging_in_then_secure_cookie_and_the_clients_address_is_braked(tmp_path, sqlite_database_url):
+    url = sqlite_database_url  # SQLite only: nothing here depends on the database's SQL
     store = await TicketStore.open(url)
     users = UserStore(store)
     await users.create_user("sup", SUP_PW, "supervisor")
@@ -211,6 +232,7 @@ async def test_given_metrics_when_anonymous_or_agent_then_refused_and_reset_need
 
 
 # -- slow clients --------------------------------------------------------------------------------
+@pytest.mark.timed
 async def test_given_headers_sent_slowly_when_the_deadline_passes_then_the_connection_is_closed(world):
     """Probe: 20 connections sending headers a byte at a time were held 90 s."""
     runner = web.AppRunner(world.app, keepalive_timeout=1.0)
@@ -247,6 +269,7 @@ async def test_given_headers_sent_slowly_when_the_deadline_passes_then_the_conne
 
 
 # -- sessions, WebSockets, users -----------------------------------------------------------------
+@pytest.mark.timed
 async def test_given_a_desk_websocket_when_its_session_logs_out_then_it_closes_at_once(client):
     """Probe: a desk WebSocket stayed open up to 30 s after its session logged out."""
     token, body = await _token(client, "ag", AGENT_PW)
@@ -259,27 +282,27 @@ async def test_given_a_desk_websocket_when_its_session_logs_out_then_it_closes_a
     assert msg.type == WSMsgType.CLOSE and msg.data == 4401 and time.monotonic() - started < 10  # was up to 30 s
 
 
-async def test_given_a_user_when_disabled_then_sessions_and_sockets_end_and_no_login_until_enabled(world, client):
-    token, _ = await _token(client, "ag", AGENT_PW)
-    ws = await client.ws_connect("/api/desk/ws", headers={"Authorization": f"Bearer {token}"})
+async def test_given_a_user_when_disabled_then_sessions_and_sockets_end_and_no_login_until_enabled(users_world, users_client):
+    token, _ = await _token(users_client, "ag", AGENT_PW)
+    ws = await users_client.ws_connect("/api/desk/ws", headers={"Authorization": f"Bearer {token}"})
     assert (await ws.receive_json())["type"] == "hello"
-    await world.users.set_disabled("ag", True, actor="root")
+    await users_world.users.set_disabled("ag", True, actor="root")
     msg = await asyncio.wait_for(ws.receive(), 5)
     assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED)
-    assert (await client.get("/api/me", headers={"Authorization": f"Bearer {token}"})).status == 401
-    resp = await client.post("/api/login", json={"username": "ag", "password": AGENT_PW})
+    assert (await users_client.get("/api/me", headers={"Authorization": f"Bearer {token}"})).status == 401
+    resp = await users_client.post("/api/login", json={"username": "ag", "password": AGENT_PW})
     assert resp.status == 401
-    await world.users.set_disabled("ag", False, actor="root")
-    await _token(client, "ag", AGENT_PW)
+    await users_world.users.set_disabled("ag", False, actor="root")
+    await _token(users_client, "ag", AGENT_PW)
 
 
-async def test_given_the_last_admin_when_disabled_or_deleted_then_refused(world):
+async def test_given_the_last_admin_when_disabled_or_deleted_then_refused(users_world):
     with pytest.raises(LastAdmin):
-        await world.users.set_disabled("root", True)
+        await users_world.users.set_disabled("root", True)
     with pytest.raises(LastAdmin):
-        await world.users.delete_user("root")
-    await world.users.create_user("root2", ADMIN_PW, "admin")
-    await world.users.delete_user("root")
-    assert [u["username"] for u in await world.users.list_users()] == ["ag", "root2", "sup"]
-    actions = [a["action"] for a in await world.store.list_audit("user", "root")]
+        await users_world.users.delete_user("root")
+    await users_world.users.create_user("root2", ADMIN_PW, "admin")
+    await users_world.users.delete_user("root")
+    assert [u["username"] for u in await users_world.users.list_users()] == ["ag", "root2", "sup"]
+    actions = [a["action"] for a in await users_world.store.list_audit("user", "root")]
     assert actions[-1] == "user.deleted"
