@@ -14,7 +14,7 @@ Downgrade writes ``warning_ticket_facts`` back from the rows that have an hour (
 NULL becomes ``type:<request type>`` again) and drops the new columns.
 
 Revision ID: 0020_one_place
-Revises: 0018
+Revises: 0019_report_indexes
 Create Date: 2026-12-02
 """
 
@@ -27,7 +27,7 @@ from alembic import op
 RowId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 revision = "0020_one_place"
-down_revision = "0018"
+down_revision = "0019_report_indexes"
 branch_labels = None
 depends_on = None
 

@@ -3,7 +3,7 @@ the last growth, on warning_alerts. (The webhook outboxes share their columns th
 gateway.ticketing.models.OutboxRow: unchanged columns, nothing to migrate for them.)
 
 Revision ID: 0021_warning_outbox
-Revises: 0018
+Revises: 0020_one_place
 Create Date: 2026-12-02
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0021_warning_outbox"
-down_revision = "0018"
+down_revision = "0020_one_place"
 branch_labels = None
 depends_on = None
 
