@@ -55,7 +55,7 @@ from gateway.supervision.queue_legs import QueueLeg  # noqa: E402
 from gateway.ticketing import migrate  # noqa: E402
 from gateway.ticketing.models import Call  # noqa: E402
 from gateway.ticketing.store import TicketStore  # noqa: E402
-from gateway_dev.postgres import PostgresServer  # noqa: E402
+from gateway_dev.postgres import PostgresServer, kept_server  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 TZ = "Asia/Shanghai"
@@ -249,23 +249,6 @@ async def measure(url: str, runs: int, month_want: Counter, day_want: Counter) -
             "off_path": off, "figures": sample}
 
 
-def kept_postgres(where: Path) -> tuple[PostgresServer, bool]:
-    """A private server in ``where`` (kept), and whether it held data already (its password saved there)."""
-    where = where.resolve()
-    server = PostgresServer(prefix="gw-bench-pg-", keep=True)
-    fresh_dir = server.dir
-    secret = where / "bench-password"
-    reuse = (where / "data").is_dir() and secret.is_file()
-    if not reuse:
-        where.mkdir(parents=True, exist_ok=True)
-        secret.write_text(server.password)
-        secret.chmod(0o600)
-    server.dir, server.data, server.log_path = where, where / "data", where / "postgres.log"
-    server.password = secret.read_text().strip()
-    fresh_dir.rmdir()
-    return server, reuse
-
-
 def bench(url: str, reuse: bool, args) -> dict:
     migrate.upgrade(url)
     if reuse:
@@ -305,7 +288,7 @@ def main(argv=None) -> int:
                 path = (keep or Path(tmp)) / f"figures-{args.calls}.db"
                 result["databases"][db] = bench(f"sqlite+aiosqlite:///{path}", keep is not None and path.exists(), args)
             elif db == "postgresql":
-                server, reuse = kept_postgres(keep / f"pg-{args.calls}") if keep else \
+                server, reuse = kept_server(keep / f"pg-{args.calls}") if keep else \
                     (PostgresServer(prefix="gw-bench-figures-"), False)
                 with server:
                     url = server.url("figures") if reuse else server.create_database("figures")

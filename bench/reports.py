@@ -43,7 +43,7 @@ from gateway.supervision.reports import assemble, period_containing  # noqa: E40
 from gateway.ticketing import migrate  # noqa: E402
 from gateway.ticketing.models import Call, Dispatch, Followup, Ticket  # noqa: E402
 from gateway.ticketing.store import TicketStore  # noqa: E402
-from gateway_dev.postgres import PostgresServer  # noqa: E402
+from gateway_dev.postgres import PostgresServer, kept_server  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 MONTH = period_containing("monthly", date(2027, 3, 1))
@@ -140,24 +140,6 @@ async def measure(url: str, runs: int) -> dict:
             "tickets_counted": report.headline.get("tickets"), "headline": report.headline}
 
 
-def kept_postgres(where: Path) -> tuple[PostgresServer, bool]:
-    """A private server whose directory is ``where`` (kept on exit), and whether it held data already
-    (then its password is the one saved there at creation, readable by its owner only)."""
-    where = where.resolve()
-    server = PostgresServer(prefix="gw-bench-pg-", keep=True)
-    fresh_dir = server.dir
-    secret = where / "bench-password"
-    reuse = (where / "data").is_dir() and secret.is_file()
-    if not reuse:
-        where.mkdir(parents=True, exist_ok=True)
-        secret.write_text(server.password)
-        secret.chmod(0o600)
-    server.dir, server.data, server.log_path = where, where / "data", where / "postgres.log"
-    server.password = secret.read_text().strip()
-    fresh_dir.rmdir()
-    return server, reuse
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tickets", type=int, default=100_000)
@@ -171,7 +153,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="gw-bench-reports-") as tmp:
         if args.postgres:
-            server_cm, reuse = kept_postgres(args.db) if args.db else (PostgresServer(prefix="gw-bench-pg-"), False)
+            server_cm, reuse = kept_server(args.db) if args.db else (PostgresServer(prefix="gw-bench-pg-"), False)
             server = server_cm.__enter__()
             url = server.url("bench") if reuse else server.create_database("bench")
         else:

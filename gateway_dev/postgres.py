@@ -242,3 +242,22 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def kept_server(where: Path) -> tuple[PostgresServer, bool]:
+    """A private server whose directory is ``where`` (kept on exit, for a bench to reuse its data),
+    and whether it held data already (then its password is the one saved there at creation,
+    readable by its owner only)."""
+    where = where.resolve()
+    server = PostgresServer(prefix="gw-bench-pg-", keep=True)
+    fresh_dir = server.dir
+    secret = where / "bench-password"
+    reuse = (where / "data").is_dir() and secret.is_file()
+    if not reuse:
+        where.mkdir(parents=True, exist_ok=True)
+        secret.write_text(server.password)
+        secret.chmod(0o600)
+    server.dir, server.data, server.log_path = where, where / "data", where / "postgres.log"
+    server.password = secret.read_text().strip()
+    fresh_dir.rmdir()
+    return server, reuse
