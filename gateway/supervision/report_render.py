@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -236,7 +237,7 @@ def _chart_drawing(chart: Chart, font: str, width: float):
     return d
 
 
-def render_pdf(report: Report) -> bytes:
+def _render_pdf(report: Report) -> bytes:
     path = find_font()
     if path is None:
         raise FontMissing(f"no CJK font for the PDF: install {FONT_PACKAGE} ({FONT_CANDIDATES[0]})",
@@ -301,6 +302,18 @@ def _widths(t: Table, total: float) -> list[float]:
 def _wide(text: str) -> int:
     """Display width: a CJK character is two Latin ones."""
     return sum(2 if ord(ch) >= 0x2E80 else 1 for ch in text)
+
+
+# reportlab keeps a registered font's glyph tables and subsets in shared objects: two PDFs built at
+# once in two threads (a scheduled report and one asked for, or two instances in one process) broke
+# a subset (IndexError in TTFontFace.makeSubset, seen in CI). One PDF at a time per process.
+_PDF_LOCK = threading.Lock()
+
+
+def render_pdf(report: Report) -> bytes:
+    """The report as a PDF (A4, the CJK font, charts and tables); one at a time in this process."""
+    with _PDF_LOCK:
+        return _render_pdf(report)
 
 
 RENDERERS = {"html": render_html, "pdf": render_pdf, "csv": render_csv, "xlsx": render_xlsx}
