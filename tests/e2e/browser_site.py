@@ -10,15 +10,22 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from gateway.auth.users import UserStore
+from gateway.desk.catalogue_load import load_catalogue
 from gateway.desk.http import static_file, supervisor_page
 from gateway.ticketing import migrate
 from gateway.ticketing.store import TicketStore
 from tests.unit.webapp import build_app
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"  # screenshots
+CATALOGUE = load_catalogue(ROOT / "config" / "catalogue.yaml")  # the shipped catalogue
+UNITS = {u.id: u.name for u in CATALOGUE.units.values()}  # its units' names by id
 
 Seed = Callable[[TicketStore, web.Application], Awaitable[dict[str, Any]]]
 BOSS = (("boss", "supervisor", None),)

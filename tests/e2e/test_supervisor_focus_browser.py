@@ -12,25 +12,19 @@ calls are the figures' unit test's generated day, their queue events replayed as
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
-from gateway.desk.catalogue_load import load_catalogue
 from gateway.supervision.figures_http import FIGURES, add_figures_routes
 from gateway.supervision.warnings_http import add_warning_routes
 from gateway.supervision.warnings_service import WARNINGS, WarningService
-from tests.e2e.browser_site import serve, supervisor_tab
+from tests.e2e.browser_site import ARTIFACTS, CATALOGUE, UNITS, serve, supervisor_tab
 from tests.unit import test_supervision_figures as calls
 from tests.unit import warnings_data as data
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download)")
 expect = playwright_api.expect
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
-CATALOGUE = load_catalogue(ROOT / "config" / "catalogue.yaml")
-UNITS = {u.id: u.name for u in CATALOGUE.units.values()}
 AT = data.START + timedelta(days=3)
 PLACE = "望京西园3区2号楼"
 

@@ -12,23 +12,17 @@ from __future__ import annotations
 import random
 import re
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
-from gateway.desk.catalogue_load import load_catalogue
 from gateway.supervision.warnings_http import add_warning_routes
 from gateway.supervision.warnings_service import WARNINGS, WarningService
-from tests.e2e.browser_site import serve, supervisor_tab
+from tests.e2e.browser_site import ARTIFACTS, CATALOGUE, UNITS, serve, supervisor_tab
 from tests.unit import warnings_data as data
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download)")
 expect = playwright_api.expect
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
-CATALOGUE = load_catalogue(ROOT / "config" / "catalogue.yaml")
-UNITS = {u.id: u.name for u in CATALOGUE.units.values()}
 DAY = 28  # the month's last day: the surge's (history before it: the baseline)
 NOW = data.START + timedelta(days=DAY, hours=14)  # 14:00 in Beijing
 REPEAT_PLACE = "富力城8号院3号楼"
