@@ -6,23 +6,16 @@ API) on a SQLite database with a generated month, in a thread of their own."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
-from gateway.auth.users import UserStore
 from gateway.desk.catalogue_load import load_catalogue
-from gateway.desk.http import static_file, supervisor_page
 from gateway.supervision.rates import period_bounds
 from gateway.supervision.rates_http import RATES_SERVICE, RatesService, add_rates_routes
-from gateway.ticketing import migrate
-from gateway.ticketing.store import TicketStore
 from gateway_dev.rates_data import generate, insert_async
-from tests.unit.webapp import build_app
+from tests.e2e.browser_site import serve
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 NOW = datetime(2026, 11, 25, 4, tzinfo=timezone.utc)
@@ -30,42 +23,17 @@ NOW = datetime(2026, 11, 25, 4, tzinfo=timezone.utc)
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('rates') / 'gw.db'}"
-    migrate.upgrade(url)
     catalogue = load_catalogue(CONFIG / "catalogue.yaml")
-    loop = asyncio.new_event_loop()
-    ready: dict = {}
 
-    async def start() -> None:
-        store = await TicketStore.open(url)
+    async def seed(store, app) -> dict:
         start_, end = period_bounds("month", "Asia/Shanghai", day="2026-11-01")
         await insert_async(store, list(generate(400, start_, end + timedelta(days=2), seed=3, now=NOW)))
-        users = UserStore(store)
-        uid = await users.create_user("boss", "boss-password-1", "supervisor")
-        token, _ = await users.create_session(uid)
-
-        async def health():
-            return {}
-
-        app = build_app(store=store, health=health, users=users)
-        app.router.add_get("/supervisor", supervisor_page)
-        app.router.add_get("/static/{name:.+}", static_file)
         app[RATES_SERVICE] = RatesService(store=store, clock=lambda: NOW, catalogue=catalogue)
         add_rates_routes(app)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        tcp = web.TCPSite(runner, "127.0.0.1", 0)
-        await tcp.start()
-        ready.update(port=tcp._server.sockets[0].getsockname()[1], token=token, runner=runner, store=store)
+        return {}
 
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(start(), loop).result(60)
-    yield ready
-    asyncio.run_coroutine_threadsafe(ready["runner"].cleanup(), loop).result(30)
-    asyncio.run_coroutine_threadsafe(ready["store"].close(), loop).result(30)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    with serve(tmp_path_factory, "rates", seed, timeout=60) as ready:
+        yield ready
 
 
 @pytest.mark.parametrize("width", [1366, 768])

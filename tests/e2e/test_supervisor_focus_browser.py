@@ -11,49 +11,27 @@ calls are the figures' unit test's generated day, their queue events replayed as
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from aiohttp import web
 
-from gateway.auth.users import UserStore
-from gateway.desk.catalogue_load import load_catalogue
-from gateway.desk.http import static_file, supervisor_page
 from gateway.supervision.figures_http import FIGURES, add_figures_routes
 from gateway.supervision.warnings_http import add_warning_routes
 from gateway.supervision.warnings_service import WARNINGS, WarningService
-from gateway.ticketing import migrate
-from gateway.ticketing.store import TicketStore
+from tests.e2e.browser_site import ARTIFACTS, CATALOGUE, UNITS, serve, supervisor_tab
 from tests.unit import test_supervision_figures as calls
 from tests.unit import warnings_data as data
-from tests.unit.webapp import build_app
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download)")
 expect = playwright_api.expect
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
-CATALOGUE = load_catalogue(ROOT / "config" / "catalogue.yaml")
-UNITS = {u.id: u.name for u in CATALOGUE.units.values()}
 AT = data.START + timedelta(days=3)
 PLACE = "望京西园3区2号楼"
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('focus') / 'gw.db'}"
-    migrate.upgrade(url)
-    loop = asyncio.new_event_loop()
-    ready: dict = {}
-
-    async def start() -> None:
-        store = await TicketStore.open(url)
-        users = UserStore(store)
-        uid = await users.create_user("boss", "boss-password-1", "supervisor")
-        token = (await users.create_session(uid))[0]
+    async def seed(store, app) -> dict:
         clock = {"now": AT + timedelta(days=2)}
         service = WarningService(store=store, clock=lambda: clock["now"], catalogue=CATALOGUE,
                                  unit_names=lambda: UNITS)
@@ -67,31 +45,14 @@ def site(tmp_path_factory):
         second = timedelta(seconds=1)
         await calls._decide(store, "a1", calls.NINE + timedelta(minutes=1) + 110 * second)  # 45 s after
         await calls._decide(store, "a2", calls.NINE + timedelta(minutes=1) + 140 * second)  # during the call
-
-        async def health():
-            return {}
-
-        app = build_app(store=store, health=health, users=users)
-        app.router.add_get("/supervisor", supervisor_page)
-        app.router.add_get("/static/{name:.+}", static_file)
         app[WARNINGS] = service
         add_warning_routes(app)
         app[FIGURES] = calls._service(store)
         add_figures_routes(app)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        tcp = web.TCPSite(runner, "127.0.0.1", 0)
-        await tcp.start()
-        ready.update(port=tcp._server.sockets[0].getsockname()[1], token=token, runner=runner, store=store, run=run)
+        return {"run": run}
 
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(start(), loop).result(120)
-    yield ready
-    asyncio.run_coroutine_threadsafe(ready["runner"].cleanup(), loop).result(30)
-    asyncio.run_coroutine_threadsafe(ready["store"].close(), loop).result(30)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    with serve(tmp_path_factory, "focus", seed) as ready:
+        yield ready
 
 
 # Where the focused element's section title is, against the sticky header (its bottom edge).
@@ -106,16 +67,17 @@ PLACES = """(el) => {
 TARGETS = "main section[tabindex='-1'], main h2[tabindex='-1']"  # where the page's scripts put the focus
 
 
+def _shot_without_sideways_scroll(page, errors: list[str], name: str) -> None:
+    """Screenshot ``test-artifacts/<name>.png``; the page no wider than the window, no page errors."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+    assert page.evaluate("document.scrollingElement.scrollWidth <= innerWidth")
+    assert errors == []
+
+
 @pytest.mark.parametrize("width", [1366, 768])
 def test_given_the_sticky_header_when_a_section_gets_the_focus_then_its_title_is_visible(chromium, site, width):
-    ctx = chromium.new_context(viewport={"width": width, "height": 800}, locale="zh-CN", timezone_id="Asia/Shanghai",
-                               extra_http_headers={"Authorization": f"Bearer {site['token']}"})
-    page = ctx.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
-        page.goto(f"http://127.0.0.1:{site['port']}/supervisor")
-        expect(page.locator("body")).to_have_attribute("data-warnings-ready", "true")
+    with supervisor_tab(chromium, site, width, 800, ready="warnings") as (_, page, errors):
         header = page.evaluate("document.querySelector('body > header').getBoundingClientRect().height")
         if width == 768:
             assert header > 50, header  # the header wraps here: the padding must follow it
@@ -152,24 +114,12 @@ def test_given_the_sticky_header_when_a_section_gets_the_focus_then_its_title_is
         expect(grown).to_contain_text("增长 Grown")
         expect(grown).to_contain_text("3 → 5 件")
         page.locator("#warnings-section").evaluate("(el) => el.focus()")
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / f"supervisor-focus-{width}.png"))
-        assert page.evaluate("document.scrollingElement.scrollWidth <= innerWidth")
-        assert errors == []
-    finally:
-        ctx.close()
+        _shot_without_sideways_scroll(page, errors, f"supervisor-focus-{width}")
 
 
 @pytest.mark.parametrize("width", [1366, 768])
 def test_given_answered_calls_when_the_figures_show_then_aht_is_talk_plus_after_call_work(chromium, site, width):
-    ctx = chromium.new_context(viewport={"width": width, "height": 900}, locale="zh-CN", timezone_id="Asia/Shanghai",
-                               extra_http_headers={"Authorization": f"Bearer {site['token']}"})
-    page = ctx.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
-        page.goto(f"http://127.0.0.1:{site['port']}/supervisor")
-        expect(page.locator("body")).to_have_attribute("data-figures-ready", "true")
+    with supervisor_tab(chromium, site, width, 900, ready="figures") as (_, page, errors):
         card = page.locator("#figures-cards [data-key=aht]")
         # talk (60 + 120 + 30 + 90) / 4 = 75 s; after-call work: a1 45 s, a2 0 s (b1, b2 undecided)
         expect(card.locator(".n")).to_have_text("97.5 秒")
@@ -182,9 +132,4 @@ def test_given_answered_calls_when_the_figures_show_then_aht_is_talk_plus_after_
         page.locator("#figures-cards").evaluate("(el) => el.focus()")
         where = page.locator("#figures-cards").evaluate(PLACES)
         assert where["title"] >= where["header"] - 0.5, where
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / f"supervisor-aht-{width}.png"))
-        assert page.evaluate("document.scrollingElement.scrollWidth <= innerWidth")
-        assert errors == []
-    finally:
-        ctx.close()
+        _shot_without_sideways_scroll(page, errors, f"supervisor-aht-{width}")

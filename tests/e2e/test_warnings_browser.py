@@ -9,33 +9,20 @@ warnings API) on a SQLite database, in a thread of their own; the detection runs
 
 from __future__ import annotations
 
-import asyncio
 import random
 import re
-import threading
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from aiohttp import web
 
-from gateway.auth.users import UserStore
-from gateway.desk.catalogue_load import load_catalogue
-from gateway.desk.http import static_file, supervisor_page
 from gateway.supervision.warnings_http import add_warning_routes
 from gateway.supervision.warnings_service import WARNINGS, WarningService
-from gateway.ticketing import migrate
-from gateway.ticketing.store import TicketStore
+from tests.e2e.browser_site import ARTIFACTS, CATALOGUE, UNITS, serve, supervisor_tab
 from tests.unit import warnings_data as data
-from tests.unit.webapp import build_app
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download)")
 expect = playwright_api.expect
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
-CATALOGUE = load_catalogue(ROOT / "config" / "catalogue.yaml")
-UNITS = {u.id: u.name for u in CATALOGUE.units.values()}
 DAY = 28  # the month's last day: the surge's (history before it: the baseline)
 NOW = data.START + timedelta(days=DAY, hours=14)  # 14:00 in Beijing
 REPEAT_PLACE = "富力城8号院3号楼"
@@ -44,13 +31,7 @@ CALLER = re.compile(r"1[3-9][0-9]{9}")
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('warnings') / 'gw.db'}"
-    migrate.upgrade(url)
-    loop = asyncio.new_event_loop()
-    ready: dict = {}
-
-    async def start() -> None:
-        store = await TicketStore.open(url)
+    async def seed(store, app) -> dict:
         made = data.month(seed=11, days=DAY + 1)
         rng = random.Random(5)
         day = data.START + timedelta(days=DAY)
@@ -59,38 +40,16 @@ def site(tmp_path_factory):
         repeat = [data.Made(day - timedelta(days=d, hours=2), "water-outage", "shuangjing", REPEAT_PLACE,
                             "家里又停水了", confidential=d == 1) for d in (3, 2, 1)]
         await data.insert(store, made + surge + repeat)
-        users = UserStore(store)
-        tokens = {}
-        for name, role, unit in (("boss", "supervisor", None), ("water", "unit", "water")):
-            uid = await users.create_user(name, f"{name}-password-1", role, unit_id=unit)
-            tokens[name] = (await users.create_session(uid))[0]
         service = WarningService(store=store, clock=lambda: NOW, catalogue=CATALOGUE, unit_names=lambda: UNITS)
         run = await service.run_once()
-
-        async def health():
-            return {}
-
-        app = build_app(store=store, health=health, users=users)
-        app.router.add_get("/supervisor", supervisor_page)
-        app.router.add_get("/static/{name:.+}", static_file)
         app[WARNINGS] = service
         add_warning_routes(app)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        tcp = web.TCPSite(runner, "127.0.0.1", 0)
-        await tcp.start()
         alerts = {a["kind"]: a for a in await service.store.list_alerts("all")}
-        ready.update(port=tcp._server.sockets[0].getsockname()[1], tokens=tokens, runner=runner, store=store,
-                     run=run, alerts=alerts)
+        return {"run": run, "alerts": alerts}
 
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(start(), loop).result(120)
-    yield ready
-    asyncio.run_coroutine_threadsafe(ready["runner"].cleanup(), loop).result(30)
-    asyncio.run_coroutine_threadsafe(ready["store"].close(), loop).result(30)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    with serve(tmp_path_factory, "warnings", seed,
+               users=(("boss", "supervisor", None), ("water", "unit", "water"))) as ready:
+        yield ready
 
 
 def _tab_to(page, locator, limit: int = 30) -> None:
@@ -139,15 +98,8 @@ def test_given_the_generated_month_when_the_detection_ran_then_one_surge_and_one
 @pytest.mark.parametrize("width,action", [(1366, "acknowledge"), (768, "forward")])
 def test_given_a_surge_and_a_repeated_demand_when_the_supervisor_works_the_panel_by_keyboard_then_state_changes(
         chromium, site, width, action):
-    ctx = chromium.new_context(viewport={"width": width, "height": 900}, locale="zh-CN", timezone_id="Asia/Shanghai",
-                               extra_http_headers={"Authorization": f"Bearer {site['tokens']['boss']}"})
-    page = ctx.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
     surge, repeat = site["alerts"]["surge"], site["alerts"]["repeat"]
-    try:
-        page.goto(f"http://127.0.0.1:{site['port']}/supervisor")
-        expect(page.locator("body")).to_have_attribute("data-warnings-ready", "true")
+    with supervisor_tab(chromium, site, width, 900, ready="warnings") as (ctx, page, errors):
         box = page.locator(f"#warnings article[data-warning='{surge['id']}']")
         other = page.locator(f"#warnings article[data-warning='{repeat['id']}']")
         expect(box.locator("h3")).to_have_text("激增 Surge · 停水 · 朝阳区望京街道")
@@ -219,5 +171,3 @@ def test_given_a_surge_and_a_repeated_demand_when_the_supervisor_works_the_panel
             assert [i["id"] for i in mine["items"]] == [repeat["id"]]
         assert page.evaluate("document.scrollingElement.scrollWidth <= innerWidth")
         assert errors == []
-    finally:
-        ctx.close()

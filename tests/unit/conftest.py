@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -68,6 +69,14 @@ def blockbuster() -> Iterator[BlockBuster]:
         yield bb
     finally:
         bb.deactivate()
+
+
+@pytest.fixture()
+def config_dir(tmp_path) -> Path:
+    """A private copy of the shipped config/ that a test may change (break)."""
+    target = tmp_path / "config"
+    shutil.copytree(HERE.parents[1] / "config", target)
+    return target
 
 
 @pytest.fixture(autouse=True)

@@ -4,23 +4,13 @@ supervision.yaml): each broken one refused with its file, line and key, all at o
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from gateway.supervision import config_check
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
-
-
-@pytest.fixture()
-def config_dir(tmp_path) -> Path:
-    target = tmp_path / "config"
-    shutil.copytree(CONFIG, target)
-    return target
 
 
 def _replace(path: Path, old: str, new: str) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,13 +13,6 @@ from gateway.errors import ConfigError
 from gateway.ivr_flows.validate import load_config
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
-
-
-@pytest.fixture()
-def config_dir(tmp_path) -> Path:
-    target = tmp_path / "config"
-    shutil.copytree(CONFIG, target)
-    return target
 
 
 def _break(config_dir: Path, old: str, new: str, file: str = "hotlines.yaml") -> None:
