@@ -408,6 +408,11 @@ def trend(calls: Iterable[CallRow], period: Period, cfg: FiguresConfig) -> list[
         if key in tallies:
             outcome, node, wait, talk, acw = _call_view(call, cfg)
             tallies[key].add(outcome, node, wait=wait, talk=talk, acw=acw)
+    return trend_points(tallies, period)
+
+
+def trend_points(tallies: Mapping[datetime, Any], period: Period) -> list[dict]:
+    """The trend's points from one tally per bucket start (anything with ``result()``)."""
     keys = ("calls", "offered", "answered", "abandoned_queue", "abandoned_ivr", "callback", "service_level",
             "asa_s", "aht_s", "talk_s", "acw_s")
     out = []

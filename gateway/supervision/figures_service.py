@@ -1,4 +1,5 @@
-"""The figures service: periods from requests, rows from the database, agents' states from AMI."""
+"""The figures service: periods from requests, figures counted by the database (:mod:`.figures_sql`),
+agents' states from AMI."""
 
 from __future__ import annotations
 
@@ -11,15 +12,16 @@ from zoneinfo import ZoneInfo
 from gateway.errors import GatewayError
 from gateway.masking import mask_text
 from gateway.supervision import agent_states as states
-from gateway.supervision.figures import DEFAULTS, FiguresConfig, Period, compute, parse_period, trend
+from gateway.supervision.figures import DEFAULTS, FiguresConfig, Period, parse_period
+from gateway.supervision.figures_sql import abandoned_sql, compute_sql, trend_sql
 from gateway.supervision.figures_store import FiguresStore
-from gateway.supervision.outcomes import call_outcome
 
 
 class FiguresService:
     def __init__(self, *, store, ami_nodes: dict, clock: Callable[[], datetime],
                  timezone: Callable[[], str] = lambda: "Asia/Shanghai", config: FiguresConfig = DEFAULTS,
                  epoch: Callable[[], float] = time.time) -> None:
+        self.store = store
         self.rows = FiguresStore(store)
         self.ami_nodes = ami_nodes  # node name -> AMI client: each is asked, none is trusted for another
         self.clock = clock
@@ -36,9 +38,8 @@ class FiguresService:
     async def figures(self, period: Period) -> dict:
         self.counters["requests"] += 1
         now = self.clock()
-        calls, pending, agents = await asyncio.gather(self.rows.calls(period.start, period.end),
-                                                      self.rows.pending(now), self.agents())
-        out = compute(calls, self.config)
+        out, pending, agents = await asyncio.gather(compute_sql(self.store, period.start, period.end, self.config),
+                                                    self.rows.pending(now), self.agents())
         drafts_by_agent = pending["drafts"].pop("per_agent")
         load = {a["agent"]: a for a in out.pop("agents_load")}
         for agent in agents["items"]:
@@ -58,10 +59,9 @@ class FiguresService:
 
     async def trend(self, period: Period) -> dict:
         self.counters["requests"] += 1
-        calls = await self.rows.calls(period.start, period.end)
         return {"period": period.as_dict(), "bucket": period.bucket,
                 "config": {"service_level_seconds": self.config.service_level_seconds},
-                "points": trend(calls, period, self.config)}
+                "points": await trend_sql(self.store, period, self.config)}
 
     async def agents(self) -> dict:
         """Every connected node's QueueStatus, asked now (Asterisk is the shared truth)."""
@@ -87,12 +87,4 @@ class FiguresService:
 
     async def today_abandoned(self, since: datetime) -> dict:
         """Today's abandoned callers, in the queue and in the IVR (the overview's card)."""
-        calls = await self.rows.calls(since, self.clock())
-        queue = ivr = 0
-        for call in calls:
-            outcome, _ = call_outcome(status=call.status, queue=call.queue, agent=call.agent,
-                                      menu_path=call.menu_path,
-                                      legs_abandoned=None if not call.legs else any(l.abandoned for l in call.legs))
-            queue += outcome == "abandoned_queue"
-            ivr += outcome == "abandoned_ivr"
-        return {"queue": queue, "ivr": ivr, "total": queue + ivr}
+        return await abandoned_sql(self.store, since, self.clock(), self.config)

@@ -1,0 +1,370 @@
+"""The call-centre figures counted by the database (SQL aggregates), for periods of any size.
+
+:func:`gateway.supervision.figures.compute` and ``trend`` tally one Python object per call and
+leg: exact and simple, but a month of 1 M calls took minutes and gigabytes. Here the same figures
+(:mod:`gateway.supervision.figures` gives the definitions) come from ``GROUP BY`` queries that
+return a few hundred rows whatever the period's size:
+
+* **calls** (totals, per line, trend buckets): one row per call in a subquery (its outcome by
+  :func:`gateway.supervision.outcomes.call_outcome`'s table in ``CASE``, its wait = the sum of
+  its legs' waits, its talk and after-call work from its last leg answered with a talk time),
+  grouped by line / bucket / outcome with counts, sums and ``CASE`` sums (service level,
+  abandonments after the short-abandon grace, ACW known). Seconds are handled as whole
+  microseconds (exact on SQLite and PostgreSQL alike); ACW is rounded to 0.1 s in SQL.
+* **legs** (per queue, agents' load): one row per queue leg, grouped by queue / outcome / agent.
+* **IVR exits** (callback, hung up in the IVR at which node, ended by the flow): the steps are
+  JSON, read in Python, but only for the calls that ended without a queue *and* whose steps
+  mention ``callback`` or ``caller_hangup`` (narrow rows, no ORM objects); the others ended in the IVR.
+
+Trend buckets are the period's local hours or days, given to SQL as their UTC bounds (a binary
+``CASE`` tree on ``started_at``), so the time zone needs no database support.
+
+Rounding: an after-call work that falls exactly half-way between two tenths of a second (e.g.
+12.25 s to the microsecond) is rounded up here; the per-call tally rounds the nearest binary
+float, which may go either way. Nothing else differs; ``tests/unit/test_supervision_figures_sql.py``
+compares both paths on generated calls.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+from gateway.supervision.figures import FiguresConfig, Period, _aht, _queue_part, _ranked, _ratio, trend_points
+from gateway.supervision.outcomes import ivr_exit
+from gateway.supervision.queue_legs import QueueLeg
+from gateway.ticketing.models import Call, Ticket
+
+US = 1_000_000
+C = Call.__table__
+QL = QueueLeg.__table__
+TK = Ticket.__table__
+
+
+class Sums:
+    """A :class:`gateway.supervision.figures.Tally` kept as counts and sums (merged from SQL rows)."""
+
+    def __init__(self, cfg: FiguresConfig) -> None:
+        self.cfg = cfg
+        self.calls = 0
+        self.outcomes: dict[str, int] = {}
+        self.ivr_nodes: dict[str, int] = {}
+        self.wait_us = 0  # answered, wait known: the sum of their waits
+        self.wait_n = 0
+        self.talk_s = 0
+        self.talk_n = 0
+        self.acw_ds = 0  # tenths of a second
+        self.acw_n = 0
+        self.acw_unknown = 0
+        self.in_sl = 0
+        self.wait_unknown = 0
+        self.abandoned_counted = 0
+        self.longest_us = 0
+
+    def add_row(self, outcome: str, r) -> None:
+        """One grouped row (all its calls or legs had ``outcome``)."""
+        n = int(r.n)
+        self.calls += n
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
+        if r.longest_us is not None:
+            self.longest_us = max(self.longest_us, int(r.longest_us))
+        if outcome == "answered":
+            wait_n = int(r.wait_n)
+            self.wait_n += wait_n
+            self.wait_us += int(r.wait_us or 0)
+            self.in_sl += int(r.in_sl or 0)
+            self.wait_unknown += n - wait_n
+            talk_n, acw_n = int(r.talk_n), int(r.acw_n or 0)
+            self.talk_n += talk_n
+            self.talk_s += int(r.talk_sum or 0)
+            self.acw_n += acw_n
+            self.acw_ds += int(r.acw_ds or 0)
+            self.acw_unknown += talk_n - acw_n
+        elif outcome == "abandoned_queue":
+            self.abandoned_counted += int(r.ab_counted or 0)
+
+    def ivr(self, outcome: str, node: str | None) -> None:
+        """A call first counted as ended in the IVR that its steps show otherwise."""
+        if outcome == "ended_in_ivr":
+            return
+        self.outcomes["ended_in_ivr"] -= 1
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        if node is not None:
+            self.ivr_nodes[node] = self.ivr_nodes.get(node, 0) + 1
+
+    def merge(self, other: Sums) -> None:
+        for name in ("calls", "wait_us", "wait_n", "talk_s", "talk_n", "acw_ds", "acw_n", "acw_unknown", "in_sl",
+                     "wait_unknown", "abandoned_counted"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for mine, theirs in ((self.outcomes, other.outcomes), (self.ivr_nodes, other.ivr_nodes)):
+            for k, v in theirs.items():
+                mine[k] = mine.get(k, 0) + v
+        self.longest_us = max(self.longest_us, other.longest_us)
+
+    def result(self) -> dict:
+        """The same dict as ``Tally.result``."""
+        o = self.outcomes
+        answered, ab_q, ab_ivr = o.get("answered", 0), o.get("abandoned_queue", 0), o.get("abandoned_ivr", 0)
+        offered = answered + ab_q + o.get("queue_timeout", 0) + o.get("in_queue", 0)
+        sl_base = answered - self.wait_unknown + self.abandoned_counted
+        talks = _Means(self.talk_s, self.talk_n)
+        acws = _Means(self.acw_ds / 10, self.acw_n)
+        return {
+            "calls": self.calls, "offered": offered, "answered": answered,
+            "abandoned_queue": ab_q, "abandoned_ivr": ab_ivr, "abandoned": ab_q + ab_ivr,
+            "queue_timeout": o.get("queue_timeout", 0), "callback": o.get("callback", 0),
+            "ended_in_ivr": o.get("ended_in_ivr", 0), "in_progress": o.get("in_ivr", 0) + o.get("in_queue", 0),
+            "answered_in_sl": self.in_sl, "answered_wait_unknown": self.wait_unknown,
+            "service_level": _ratio(self.in_sl, sl_base),
+            "asa_s": _Means(self.wait_us / US, self.wait_n).mean(), "aht_s": _aht(talks, acws),
+            "talk_s": talks.mean(), "acw_s": acws.mean(), "acw_unknown": self.acw_unknown,
+            "longest_wait_s": round(self.longest_us / US, 1),
+            "abandon_rate_queue": _ratio(ab_q, offered), "abandon_rate_ivr": _ratio(ab_ivr, self.calls),
+            "ivr_abandon_nodes": _ranked(self.ivr_nodes),
+        }
+
+
+class _Means:
+    """A sum and a count that ``figures._aht`` can take like a list (``sum``, ``len``, truth)."""
+
+    def __init__(self, total: float, n: int) -> None:
+        self.total, self.n = float(total), n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        return iter((self.total,) if self.n else ())
+
+    def mean(self) -> float | None:
+        return round(self.total / self.n, 1) if self.n else None
+
+
+# -- SQL pieces ------------------------------------------------------------------------------
+def _us(col, dialect: str):
+    """A UTC timestamp column as whole microseconds since the epoch (exact)."""
+    if dialect == "sqlite":  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff'
+        return (sa.cast(sa.func.strftime("%s", sa.func.substr(col, 1, 19)), sa.BigInteger) * US
+                + sa.cast(sa.func.substr(col, 21, 6), sa.BigInteger))
+    return sa.cast(sa.extract("epoch", col) * US, sa.BigInteger)
+
+
+def _num(value: int):
+    return sa.literal_column(str(int(value)), sa.BigInteger)
+
+
+def _set(col):
+    return sa.and_(col.is_not(None), col != "")
+
+
+def _leg_wait_us(dialect: str):
+    """A leg's wait: HoldTime, or joined → left for a leg left unanswered without one (timed out)."""
+    span = _us(QL.c.left_at, dialect) - _us(QL.c.joined_at, dialect)
+    return sa.case((QL.c.hold_s.is_not(None), sa.cast(QL.c.hold_s, sa.BigInteger) * _num(US)),
+                   (sa.and_(QL.c.answered_at.is_(None), QL.c.left_at.is_not(None), QL.c.joined_at.is_not(None)),
+                    sa.case((span < 0, _num(0)), else_=span)))
+
+
+def _acw(decided, answered_at, talk_s, dialect: str, cfg: FiguresConfig):
+    """(known, tenths of a second) of after-call work: hang-up (answer + talk) → the ticket's decision."""
+    raw = _us(decided, dialect) - _us(answered_at, dialect) - sa.cast(talk_s, sa.BigInteger) * _num(US)
+    known = sa.and_(decided.is_not(None), answered_at.is_not(None), talk_s.is_not(None),
+                    raw <= _num(cfg.after_call_max_seconds * US))
+    tenths = sa.case((raw <= 0, _num(0)), else_=(raw + _num(US // 20)) // _num(US // 10))
+    return known, tenths
+
+
+def _in_period(start: datetime, end: datetime):
+    return sa.and_(C.c.started_at >= start, C.c.started_at < end)
+
+
+def _legs_per_call(start: datetime, end: datetime, dialect: str):
+    """Per call of the period that has legs: how many, any abandoned, the sum of waits, its talk leg."""
+    wait = _leg_wait_us(dialect)
+    talked = sa.and_(QL.c.answered_at.is_not(None), QL.c.talk_s.is_not(None))
+    return (sa.select(QL.c.uniqueid.label("uniqueid"), sa.func.count().label("legs"),
+                      sa.func.max(sa.case((QL.c.abandoned, 1), else_=0)).label("abandoned"),
+                      sa.func.sum(wait).label("wait_us"),
+                      sa.func.max(sa.case((talked, QL.c.id))).label("talk_leg"))
+            .select_from(QL.join(C, C.c.uniqueid == QL.c.uniqueid)).where(_in_period(start, end))
+            .group_by(QL.c.uniqueid).subquery("legs_per_call"))
+
+
+def _bucket_case(edges: list[datetime]):
+    """The bucket index of ``started_at`` (edges[i] <= started_at < edges[i + 1]): a binary CASE tree."""
+    def tree(lo: int, hi: int):
+        if hi - lo == 1:
+            return _num(lo)
+        mid = (lo + hi) // 2
+        return sa.case((C.c.started_at < edges[mid], tree(lo, mid)), else_=tree(mid, hi))
+    return tree(0, len(edges) - 1)
+
+
+def _aggregates(wait, talk, known, tenths, cfg: FiguresConfig) -> list:
+    return [sa.func.count().label("n"), sa.func.count(wait).label("wait_n"), sa.func.sum(wait).label("wait_us"),
+            sa.func.sum(sa.case((wait <= _num(cfg.service_level_seconds * US), 1), else_=0)).label("in_sl"),
+            sa.func.sum(sa.case((sa.or_(wait.is_(None), wait >= _num(cfg.short_abandon_seconds * US)), 1),
+                                else_=0)).label("ab_counted"),
+            sa.func.max(wait).label("longest_us"), sa.func.count(talk).label("talk_n"),
+            sa.func.sum(talk).label("talk_sum"),
+            sa.func.sum(sa.case((sa.and_(talk.is_not(None), known), 1), else_=0)).label("acw_n"),
+            sa.func.sum(sa.case((sa.and_(talk.is_not(None), known), tenths), else_=0)).label("acw_ds")]
+
+
+async def _dialect(session) -> str:
+    return (await session.connection()).dialect.name
+
+
+async def call_sums(session, start: datetime, end: datetime, cfg: FiguresConfig, *, by: str,
+                    edges: list[datetime] | None = None) -> tuple[dict, dict, dict]:
+    """Per group (``by`` = "line", "bucket" or "all"): :class:`Sums` of the calls started in [start, end).
+
+    Returns (sums by group key, line names by line, sums of the calls that reached a queue but
+    have no leg known, by that queue)."""
+    dialect = await _dialect(session)
+    lpc = _legs_per_call(start, end, dialect)
+    talk_leg = QL.alias("talk_leg")
+    ended = sa.func.coalesce(C.c.status, "") == "ended"
+    outcome = sa.case(
+        (_set(C.c.agent), "answered"),
+        (_set(C.c.queue), sa.case((sa.not_(ended), "in_queue"),
+                                  (sa.and_(lpc.c.legs.is_not(None), lpc.c.abandoned == 0), "queue_timeout"),
+                                  else_="abandoned_queue")),
+        (sa.not_(ended), "in_ivr"), else_="ivr_exit")
+    known, tenths = _acw(TK.c.decided_at, talk_leg.c.answered_at, talk_leg.c.talk_s, dialect, cfg)
+    if by == "bucket":
+        key = _bucket_case(edges)
+    elif by == "line":
+        key = sa.func.coalesce(C.c.line_number, "")
+    else:
+        key = sa.cast(sa.literal_column("''"), sa.String)
+    per_call = (sa.select(key.label("key"), sa.func.coalesce(C.c.line_name, "").label("line_name"),
+                          C.c.id.label("id"), outcome.label("outcome"),
+                          sa.case((sa.and_(lpc.c.legs.is_(None), _set(C.c.queue)), C.c.queue)).label("noleg_queue"),
+                          lpc.c.wait_us.label("wait"), talk_leg.c.talk_s.label("talk"),
+                          known.label("known"), tenths.label("tenths"))
+                .select_from(C.outerjoin(lpc, lpc.c.uniqueid == C.c.uniqueid)
+                             .outerjoin(talk_leg, talk_leg.c.id == lpc.c.talk_leg)
+                             .outerjoin(TK, TK.c.call_id == C.c.id))
+                .where(_in_period(start, end)).subquery("per_call"))
+    p = per_call.c
+    groups = [p.key, p.outcome, p.noleg_queue] + ([p.line_name] if by == "line" else [])
+    rows = (await session.execute(
+        sa.select(*groups, sa.func.min(p.id).label("first_id"), *_aggregates(p.wait, p.talk, p.known, p.tenths, cfg))
+        .group_by(*groups))).all()
+    sums: dict = {}
+    names: dict[str, tuple[int, str]] = {}
+    noleg: dict[str, Sums] = {}
+    for r in rows:
+        outcome_name = "ended_in_ivr" if r.outcome == "ivr_exit" else r.outcome
+        key_value = int(r.key) if by == "bucket" else r.key
+        sums.setdefault(key_value, Sums(cfg)).add_row(outcome_name, r)
+        if r.noleg_queue is not None:
+            noleg.setdefault(r.noleg_queue, Sums(cfg)).add_row(outcome_name, r)
+        if by == "line" and (r.key not in names or r.first_id < names[r.key][0]):
+            names[r.key] = (r.first_id, r.line_name)
+    await _ivr_exits(session, start, end, sums, key, by)
+    return sums, {k: v[1] for k, v in names.items()}, noleg
+
+
+async def _ivr_exits(session, start: datetime, end: datetime, sums: dict, key, by: str) -> None:
+    """The calls that ended without a queue and whose steps mention a callback or a hang-up: read their steps."""
+    text = sa.cast(C.c.menu_path, sa.Text)
+    result = await session.stream(
+        sa.select(key.label("key"), text.label("steps"))
+        .where(_in_period(start, end), sa.not_(_set(C.c.agent)), sa.not_(_set(C.c.queue)),
+               sa.func.coalesce(C.c.status, "") == "ended",
+               sa.or_(text.like("%callback%"), text.like("%caller_hangup%"))))
+    async for chunk in result.partitions(5000):
+        for key_value, steps in chunk:
+            outcome, node = ivr_exit(json.loads(steps) if steps else None)
+            sums[int(key_value) if by == "bucket" else key_value].ivr(outcome, node)
+
+
+async def leg_sums(session, start: datetime, end: datetime, cfg: FiguresConfig) -> tuple[dict, dict]:
+    """Per queue: :class:`Sums` of its legs (of the calls started in [start, end)); per agent: the load."""
+    dialect = await _dialect(session)
+    lpc = _legs_per_call(start, end, dialect)
+    answered = QL.c.answered_at.is_not(None)
+    wait = _leg_wait_us(dialect)
+    outcome = sa.case((answered, "answered"), (sa.func.coalesce(QL.c.abandoned, sa.false()), "abandoned_queue"),
+                      (sa.or_(sa.func.coalesce(C.c.status, "") == "ended", wait.is_not(None)), "queue_timeout"),
+                      else_="in_queue")
+    is_talk_leg = QL.c.id == lpc.c.talk_leg
+    known, tenths = _acw(TK.c.decided_at, QL.c.answered_at, QL.c.talk_s, dialect, cfg)
+    per_leg = (sa.select(QL.c.queue.label("queue"), outcome.label("outcome"),
+                         sa.case((answered, sa.func.coalesce(sa.func.nullif(QL.c.agent, ""), "?"))).label("agent"),
+                         wait.label("wait"), sa.case((answered, QL.c.talk_s)).label("talk"),
+                         sa.and_(is_talk_leg, known).label("known"), tenths.label("tenths"))
+               .select_from(QL.join(C, C.c.uniqueid == QL.c.uniqueid)
+                            .outerjoin(lpc, lpc.c.uniqueid == QL.c.uniqueid)
+                            .outerjoin(TK, TK.c.call_id == C.c.id))
+               .where(_in_period(start, end)).subquery("per_leg"))
+    p = per_leg.c
+    acw_known = sa.and_(p.talk.is_not(None), p.known)
+    rows = (await session.execute(
+        sa.select(p.queue, p.outcome, p.agent, *_aggregates(p.wait, p.talk, p.known, p.tenths, cfg),
+                  sa.func.sum(sa.case((acw_known, p.tenths // _num(10)), else_=0)).label("acw_whole"))
+        .group_by(p.queue, p.outcome, p.agent))).all()
+    queues: dict[str, Sums] = {}
+    agents: dict[str, dict] = {}
+    for r in rows:
+        queues.setdefault(r.queue, Sums(cfg)).add_row(r.outcome, r)
+        if r.outcome == "answered":
+            load = agents.setdefault(r.agent, {"agent": r.agent, "answered": 0, "talk_s": 0, "acw_s": 0})
+            load["answered"] += int(r.n)
+            load["talk_s"] += int(r.talk_sum or 0)
+            load["acw_s"] += int(r.acw_whole or 0)
+    return queues, agents
+
+
+# -- the figures -------------------------------------------------------------------------------
+async def compute_sql(store, start: datetime, end: datetime, cfg: FiguresConfig) -> dict:
+    """What :func:`gateway.supervision.figures.compute` gives for the calls started in [start, end)."""
+    async with store.read_session() as session:
+        lines, names, noleg = await call_sums(session, start, end, cfg, by="line")
+        queues, agents = await leg_sums(session, start, end, cfg)
+    total = Sums(cfg)
+    for sums in lines.values():
+        total.merge(sums)
+    for queue, sums in noleg.items():
+        queues.setdefault(queue, Sums(cfg)).merge(sums)
+    return {
+        "totals": total.result(),
+        "per_line": [{"line": k, "line_name": names.get(k, ""), **s.result()} for k, s in sorted(lines.items())],
+        "per_queue": [{"queue": k, **_queue_part(s.result())} for k, s in sorted(queues.items())],
+        "agents_load": sorted(agents.values(), key=lambda a: a["agent"]),
+    }
+
+
+def bucket_starts(period: Period) -> list[datetime]:
+    """The period's trend buckets (local hours or days), as ``figures.trend`` steps them."""
+    tz = ZoneInfo(period.timezone)
+    step = timedelta(hours=1) if period.bucket == "hour" else timedelta(days=1)
+    out, cursor = [], period.start
+    while cursor < period.end:
+        out.append(cursor)
+        cursor = (cursor.replace(tzinfo=None) + step).replace(tzinfo=tz)
+    return out
+
+
+async def trend_sql(store, period: Period, cfg: FiguresConfig) -> list[dict]:
+    """What :func:`gateway.supervision.figures.trend` gives for the period."""
+    starts = bucket_starts(period)
+    async with store.read_session() as session:
+        sums, _, _ = await call_sums(session, period.start, period.end, cfg, by="bucket", edges=starts + [period.end])
+    return trend_points({start: sums.get(i) or Sums(cfg) for i, start in enumerate(starts)}, period)
+
+
+async def abandoned_sql(store, start: datetime, end: datetime, cfg: FiguresConfig) -> dict:
+    """The calls started in [start, end) that were abandoned, in the queue and in the IVR."""
+    async with store.read_session() as session:
+        sums, _, _ = await call_sums(session, start, end, cfg, by="all")
+    total = sums.get("") or Sums(cfg)
+    queue, ivr = total.outcomes.get("abandoned_queue", 0), total.outcomes.get("abandoned_ivr", 0)
+    return {"queue": queue, "ivr": ivr, "total": queue + ivr}
+
+
