@@ -28,6 +28,7 @@ compares both paths on generated calls.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -168,29 +169,26 @@ def _leg_wait_us(dialect: str):
                     sa.case((span < 0, _num(0)), else_=span)))
 
 
-def _acw(decided, answered_at, talk_s, dialect: str, cfg: FiguresConfig):
-    """(known, tenths of a second) of after-call work: hang-up (answer + talk) → the ticket's decision."""
-    raw = _us(decided, dialect) - _us(answered_at, dialect) - sa.cast(talk_s, sa.BigInteger) * _num(US)
-    known = sa.and_(decided.is_not(None), answered_at.is_not(None), talk_s.is_not(None),
-                    raw <= _num(cfg.after_call_max_seconds * US))
-    tenths = sa.case((raw <= 0, _num(0)), else_=(raw + _num(US // 20)) // _num(US // 10))
-    return known, tenths
+def _acw_raw(decided, answered_at, talk_s, dialect: str):
+    """Microseconds from the agent leg's hang-up (answer + talk) to the ticket's decision (NULL if unknown)."""
+    return _us(decided, dialect) - _us(answered_at, dialect) - sa.cast(talk_s, sa.BigInteger) * _num(US)
+
+
+def _acw_known(raw, cfg: FiguresConfig):
+    return sa.and_(raw.is_not(None), raw <= _num(cfg.after_call_max_seconds * US))
+
+
+def _tenths(raw):
+    """``max(0, round(seconds, 1))`` in tenths of a second (a tie rounded up)."""
+    return sa.case((raw <= 0, _num(0)), else_=(raw + _num(US // 20)) // _num(US // 10))
 
 
 def _in_period(start: datetime, end: datetime):
     return sa.and_(C.c.started_at >= start, C.c.started_at < end)
 
 
-def _legs_per_call(start: datetime, end: datetime, dialect: str):
-    """Per call of the period that has legs: how many, any abandoned, the sum of waits, its talk leg."""
-    wait = _leg_wait_us(dialect)
-    talked = sa.and_(QL.c.answered_at.is_not(None), QL.c.talk_s.is_not(None))
-    return (sa.select(QL.c.uniqueid.label("uniqueid"), sa.func.count().label("legs"),
-                      sa.func.max(sa.case((QL.c.abandoned, 1), else_=0)).label("abandoned"),
-                      sa.func.sum(wait).label("wait_us"),
-                      sa.func.max(sa.case((talked, QL.c.id))).label("talk_leg"))
-            .select_from(QL.join(C, C.c.uniqueid == QL.c.uniqueid)).where(_in_period(start, end))
-            .group_by(QL.c.uniqueid).subquery("legs_per_call"))
+def _talked(legs=QL):
+    return sa.and_(legs.c.answered_at.is_not(None), legs.c.talk_s.is_not(None))
 
 
 def _bucket_case(edges: list[datetime]):
@@ -203,19 +201,27 @@ def _bucket_case(edges: list[datetime]):
     return tree(0, len(edges) - 1)
 
 
-def _aggregates(wait, talk, known, tenths, cfg: FiguresConfig) -> list:
+def _aggregates(wait, talk, raw, cfg: FiguresConfig) -> list:
+    """Counts and sums of a group of calls or legs (``raw``: microseconds of after-call work or NULL)."""
+    acw = sa.and_(talk.is_not(None), _acw_known(raw, cfg))
     return [sa.func.count().label("n"), sa.func.count(wait).label("wait_n"), sa.func.sum(wait).label("wait_us"),
             sa.func.sum(sa.case((wait <= _num(cfg.service_level_seconds * US), 1), else_=0)).label("in_sl"),
             sa.func.sum(sa.case((sa.or_(wait.is_(None), wait >= _num(cfg.short_abandon_seconds * US)), 1),
                                 else_=0)).label("ab_counted"),
             sa.func.max(wait).label("longest_us"), sa.func.count(talk).label("talk_n"),
             sa.func.sum(talk).label("talk_sum"),
-            sa.func.sum(sa.case((sa.and_(talk.is_not(None), known), 1), else_=0)).label("acw_n"),
-            sa.func.sum(sa.case((sa.and_(talk.is_not(None), known), tenths), else_=0)).label("acw_ds")]
+            sa.func.sum(sa.case((acw, 1), else_=0)).label("acw_n"),
+            sa.func.sum(sa.case((acw, _tenths(raw)), else_=0)).label("acw_ds"),
+            sa.func.sum(sa.case((acw, _tenths(raw) // _num(10)), else_=0)).label("acw_whole")]
 
 
 async def _dialect(session) -> str:
-    return (await session.connection()).dialect.name
+    """The session's database; on PostgreSQL, no JIT for these queries (the planner's cost of the
+    rarely run subqueries made it compile them: a second or more of LLVM per query, for nothing)."""
+    name = (await session.connection()).dialect.name
+    if name == "postgresql":
+        await session.execute(sa.text("SET LOCAL jit = off"))
+    return name
 
 
 async def call_sums(session, start: datetime, end: datetime, cfg: FiguresConfig, *, by: str,
@@ -225,35 +231,46 @@ async def call_sums(session, start: datetime, end: datetime, cfg: FiguresConfig,
     Returns (sums by group key, line names by line, sums of the calls that reached a queue but
     have no leg known, by that queue)."""
     dialect = await _dialect(session)
-    lpc = _legs_per_call(start, end, dialect)
-    talk_leg = QL.alias("talk_leg")
+    talked = _talked()
+    legs = sa.func.count(QL.c.id)
     ended = sa.func.coalesce(C.c.status, "") == "ended"
     outcome = sa.case(
         (_set(C.c.agent), "answered"),
         (_set(C.c.queue), sa.case((sa.not_(ended), "in_queue"),
-                                  (sa.and_(lpc.c.legs.is_not(None), lpc.c.abandoned == 0), "queue_timeout"),
+                                  (sa.and_(legs > 0, sa.func.max(sa.case((QL.c.abandoned, 1), else_=0)) == 0),
+                                   "queue_timeout"),
                                   else_="abandoned_queue")),
         (sa.not_(ended), "in_ivr"), else_="ivr_exit")
-    known, tenths = _acw(TK.c.decided_at, talk_leg.c.answered_at, talk_leg.c.talk_s, dialect, cfg)
     if by == "bucket":
         key = _bucket_case(edges)
     elif by == "line":
         key = sa.func.coalesce(C.c.line_number, "")
     else:
         key = sa.cast(sa.literal_column("''"), sa.String)
+    # one row per call (grouped by started_at, id: the order of ix_calls_started_at, no sort on SQLite)
     per_call = (sa.select(key.label("key"), sa.func.coalesce(C.c.line_name, "").label("line_name"),
                           C.c.id.label("id"), outcome.label("outcome"),
-                          sa.case((sa.and_(lpc.c.legs.is_(None), _set(C.c.queue)), C.c.queue)).label("noleg_queue"),
-                          lpc.c.wait_us.label("wait"), talk_leg.c.talk_s.label("talk"),
-                          known.label("known"), tenths.label("tenths"))
-                .select_from(C.outerjoin(lpc, lpc.c.uniqueid == C.c.uniqueid)
-                             .outerjoin(talk_leg, talk_leg.c.id == lpc.c.talk_leg)
-                             .outerjoin(TK, TK.c.call_id == C.c.id))
-                .where(_in_period(start, end)).subquery("per_call"))
+                          sa.case((sa.and_(legs == 0, _set(C.c.queue)), C.c.queue)).label("noleg_queue"),
+                          sa.func.sum(_leg_wait_us(dialect)).label("wait"),
+                          sa.func.sum(sa.case((talked, 1), else_=0)).label("talked"),
+                          sa.func.max(sa.case((talked, QL.c.talk_s))).label("talk1"),
+                          sa.func.max(sa.case((sa.and_(TK.c.decided_at.is_not(None), talked),
+                                               _acw_raw(TK.c.decided_at, QL.c.answered_at, QL.c.talk_s, dialect))))
+                          .label("raw1"),
+                          sa.func.max(sa.case((talked, QL.c.id))).label("talk_leg"),
+                          sa.func.max(TK.c.decided_at).label("decided"))
+                .select_from(C.outerjoin(QL, QL.c.uniqueid == C.c.uniqueid).outerjoin(TK, TK.c.call_id == C.c.id))
+                .where(_in_period(start, end)).group_by(C.c.started_at, C.c.id).subquery("per_call"))
     p = per_call.c
+    last = QL.alias("last_talk")  # a call with two legs talked: its last one (rare)
+    talk = sa.case((p.talked == 1, p.talk1), (p.talked > 1, sa.select(last.c.talk_s).where(last.c.id == p.talk_leg)
+                                                             .scalar_subquery()))
+    raw = sa.case((p.talked == 1, p.raw1),
+                  (p.talked > 1, sa.select(_acw_raw(p.decided, last.c.answered_at, last.c.talk_s, dialect))
+                   .where(last.c.id == p.talk_leg).scalar_subquery()))
     groups = [p.key, p.outcome, p.noleg_queue] + ([p.line_name] if by == "line" else [])
     rows = (await session.execute(
-        sa.select(*groups, sa.func.min(p.id).label("first_id"), *_aggregates(p.wait, p.talk, p.known, p.tenths, cfg))
+        sa.select(*groups, sa.func.min(p.id).label("first_id"), *_aggregates(p.wait, talk, raw, cfg))
         .group_by(*groups))).all()
     sums: dict = {}
     names: dict[str, tuple[int, str]] = {}
@@ -280,34 +297,45 @@ async def _ivr_exits(session, start: datetime, end: datetime, sums: dict, key, b
                sa.or_(text.like("%callback%"), text.like("%caller_hangup%"))))
     async for chunk in result.partitions(5000):
         for key_value, steps in chunk:
-            outcome, node = ivr_exit(json.loads(steps) if steps else None)
+            outcome, node = _exit_of(steps)
             sums[int(key_value) if by == "bucket" else key_value].ivr(outcome, node)
+
+
+# The steps as the gateway writes them (json.dumps) when the caller hung up: the last step is
+# {"node": "caller_hangup", "at": "<node>"}; unescaped quotes cannot be inside a JSON string, so
+# this ending is the array's last element. Anything else is parsed.
+_HANGUP_LAST = re.compile(r'\{"node": "caller_hangup", "at": "([^"\\]*)"\}\]\Z')
+
+
+def _exit_of(steps: str | None) -> tuple[str, str | None]:
+    """``outcomes.ivr_exit`` of the steps' JSON text (the common hang-up without parsing)."""
+    if steps and "callback" not in steps and steps.count("caller_hangup") == 1:
+        last = _HANGUP_LAST.search(steps)
+        if last:
+            return "abandoned_ivr", last.group(1) or "?"
+    return ivr_exit(json.loads(steps) if steps else None)
 
 
 async def leg_sums(session, start: datetime, end: datetime, cfg: FiguresConfig) -> tuple[dict, dict]:
     """Per queue: :class:`Sums` of its legs (of the calls started in [start, end)); per agent: the load."""
     dialect = await _dialect(session)
-    lpc = _legs_per_call(start, end, dialect)
     answered = QL.c.answered_at.is_not(None)
     wait = _leg_wait_us(dialect)
     outcome = sa.case((answered, "answered"), (sa.func.coalesce(QL.c.abandoned, sa.false()), "abandoned_queue"),
                       (sa.or_(sa.func.coalesce(C.c.status, "") == "ended", wait.is_not(None)), "queue_timeout"),
                       else_="in_queue")
-    is_talk_leg = QL.c.id == lpc.c.talk_leg
-    known, tenths = _acw(TK.c.decided_at, QL.c.answered_at, QL.c.talk_s, dialect, cfg)
+    later = QL.alias("later")  # the after-call work follows the call's last leg answered with a talk time
+    is_last_talk = ~sa.exists().where(later.c.uniqueid == QL.c.uniqueid, later.c.id > QL.c.id, _talked(later))
+    raw = sa.case((sa.and_(TK.c.decided_at.is_not(None), _talked(), is_last_talk),
+                   _acw_raw(TK.c.decided_at, QL.c.answered_at, QL.c.talk_s, dialect)))
     per_leg = (sa.select(QL.c.queue.label("queue"), outcome.label("outcome"),
                          sa.case((answered, sa.func.coalesce(sa.func.nullif(QL.c.agent, ""), "?"))).label("agent"),
-                         wait.label("wait"), sa.case((answered, QL.c.talk_s)).label("talk"),
-                         sa.and_(is_talk_leg, known).label("known"), tenths.label("tenths"))
-               .select_from(QL.join(C, C.c.uniqueid == QL.c.uniqueid)
-                            .outerjoin(lpc, lpc.c.uniqueid == QL.c.uniqueid)
-                            .outerjoin(TK, TK.c.call_id == C.c.id))
+                         wait.label("wait"), sa.case((answered, QL.c.talk_s)).label("talk"), raw.label("raw"))
+               .select_from(QL.join(C, C.c.uniqueid == QL.c.uniqueid).outerjoin(TK, TK.c.call_id == C.c.id))
                .where(_in_period(start, end)).subquery("per_leg"))
     p = per_leg.c
-    acw_known = sa.and_(p.talk.is_not(None), p.known)
     rows = (await session.execute(
-        sa.select(p.queue, p.outcome, p.agent, *_aggregates(p.wait, p.talk, p.known, p.tenths, cfg),
-                  sa.func.sum(sa.case((acw_known, p.tenths // _num(10)), else_=0)).label("acw_whole"))
+        sa.select(p.queue, p.outcome, p.agent, *_aggregates(p.wait, p.talk, p.raw, cfg))
         .group_by(p.queue, p.outcome, p.agent))).all()
     queues: dict[str, Sums] = {}
     agents: dict[str, dict] = {}

@@ -9,6 +9,7 @@ the period. Both paths must give the same figures, per line, per queue, per agen
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import date, datetime, timedelta, timezone
 
@@ -164,3 +165,17 @@ async def test_given_an_empty_period_when_counted_by_sql_then_the_figures_equal_
     config = FiguresConfig()
     assert await compute_sql(store, period.start, period.end, config) == compute([], config)
     assert await trend_sql(store, period, config) == trend([], period, config)
+
+
+@pytest.mark.parametrize("steps", [
+    [{"node": "greeting"}, {"node": "caller_hangup", "at": "type_menu"}], [{"node": "caller_hangup", "at": ""}],
+    [{"node": "caller_hangup"}], [{"node": "caller_hangup", "at": 'a"b'}], [{"node": "caller_hangup", "at": "中文"}],
+    [{"note": '{"node": "caller_hangup", "at": "z"}]'}], [{"node": "caller_hangup", "at": "x", "extra": 1}],
+    [{"node": "caller_hangup", "at": "q"}, {"node": "callback_offer", "result": "callback"}],
+    [{"node": "caller_hangup", "at": "a"}, {"node": "caller_hangup", "at": "b"}],
+    [{"node": "caller_hangup", "at": "x"}, "caller_hangup"], None, [], {"node": "caller_hangup", "at": "x"}])
+def test_given_steps_as_text_when_their_exit_is_read_then_it_is_the_parsed_ones(steps):
+    from gateway.supervision.figures_sql import _exit_of
+    from gateway.supervision.outcomes import ivr_exit
+
+    assert _exit_of(json.dumps(steps) if steps is not None else None) == ivr_exit(steps)
