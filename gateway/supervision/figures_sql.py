@@ -201,18 +201,20 @@ def _bucket_case(edges: list[datetime]):
     return tree(0, len(edges) - 1)
 
 
-def _aggregates(wait, talk, raw, cfg: FiguresConfig) -> list:
-    """Counts and sums of a group of calls or legs (``raw``: microseconds of after-call work or NULL)."""
-    acw = sa.and_(talk.is_not(None), _acw_known(raw, cfg))
+def _acw_tenths(talk, raw, cfg: FiguresConfig):
+    """A call's (or leg's) after-call work in tenths of a second; NULL when unknown or without a talk."""
+    return sa.case((sa.and_(talk.is_not(None), _acw_known(raw, cfg)), _tenths(raw)))
+
+
+def _aggregates(wait, talk, acw, cfg: FiguresConfig) -> list:
+    """Counts and sums of a group of calls or legs (columns of a subquery computed once per row)."""
     return [sa.func.count().label("n"), sa.func.count(wait).label("wait_n"), sa.func.sum(wait).label("wait_us"),
-            sa.func.sum(sa.case((wait <= _num(cfg.service_level_seconds * US), 1), else_=0)).label("in_sl"),
-            sa.func.sum(sa.case((sa.or_(wait.is_(None), wait >= _num(cfg.short_abandon_seconds * US)), 1),
-                                else_=0)).label("ab_counted"),
+            sa.func.count(sa.case((wait <= _num(cfg.service_level_seconds * US), 1))).label("in_sl"),
+            sa.func.count(sa.case((sa.or_(wait.is_(None), wait >= _num(cfg.short_abandon_seconds * US)), 1)))
+            .label("ab_counted"),
             sa.func.max(wait).label("longest_us"), sa.func.count(talk).label("talk_n"),
-            sa.func.sum(talk).label("talk_sum"),
-            sa.func.sum(sa.case((acw, 1), else_=0)).label("acw_n"),
-            sa.func.sum(sa.case((acw, _tenths(raw)), else_=0)).label("acw_ds"),
-            sa.func.sum(sa.case((acw, _tenths(raw) // _num(10)), else_=0)).label("acw_whole")]
+            sa.func.sum(talk).label("talk_sum"), sa.func.count(acw).label("acw_n"), sa.func.sum(acw).label("acw_ds"),
+            sa.func.sum(acw // _num(10)).label("acw_whole")]
 
 
 async def _dialect(session) -> str:
@@ -268,9 +270,13 @@ async def call_sums(session, start: datetime, end: datetime, cfg: FiguresConfig,
     raw = sa.case((p.talked == 1, p.raw1),
                   (p.talked > 1, sa.select(_acw_raw(p.decided, last.c.answered_at, last.c.talk_s, dialect))
                    .where(last.c.id == p.talk_leg).scalar_subquery()))
-    groups = [p.key, p.outcome, p.noleg_queue] + ([p.line_name] if by == "line" else [])
+    # each call's figures once (OFFSET 0: not merged into the grouping query, which would repeat them)
+    per_call_done = sa.select(p.key, p.line_name, p.id, p.outcome, p.noleg_queue, p.wait, talk.label("talk"),
+                              _acw_tenths(talk, raw, cfg).label("acw")).offset(0).subquery("per_call_done")
+    q = per_call_done.c
+    groups = [q.key, q.outcome, q.noleg_queue] + ([q.line_name] if by == "line" else [])
     rows = (await session.execute(
-        sa.select(*groups, sa.func.min(p.id).label("first_id"), *_aggregates(p.wait, talk, raw, cfg))
+        sa.select(*groups, sa.func.min(q.id).label("first_id"), *_aggregates(q.wait, q.talk, q.acw, cfg))
         .group_by(*groups))).all()
     sums: dict = {}
     names: dict[str, tuple[int, str]] = {}
@@ -330,12 +336,13 @@ async def leg_sums(session, start: datetime, end: datetime, cfg: FiguresConfig) 
                    _acw_raw(TK.c.decided_at, QL.c.answered_at, QL.c.talk_s, dialect)))
     per_leg = (sa.select(QL.c.queue.label("queue"), outcome.label("outcome"),
                          sa.case((answered, sa.func.coalesce(sa.func.nullif(QL.c.agent, ""), "?"))).label("agent"),
-                         wait.label("wait"), sa.case((answered, QL.c.talk_s)).label("talk"), raw.label("raw"))
+                         wait.label("wait"), sa.case((answered, QL.c.talk_s)).label("talk"),
+                         _acw_tenths(QL.c.talk_s, raw, cfg).label("acw"))
                .select_from(QL.join(C, C.c.uniqueid == QL.c.uniqueid).outerjoin(TK, TK.c.call_id == C.c.id))
-               .where(_in_period(start, end)).subquery("per_leg"))
+               .where(_in_period(start, end)).offset(0).subquery("per_leg"))
     p = per_leg.c
     rows = (await session.execute(
-        sa.select(p.queue, p.outcome, p.agent, *_aggregates(p.wait, p.talk, p.raw, cfg))
+        sa.select(p.queue, p.outcome, p.agent, *_aggregates(p.wait, p.talk, p.acw, cfg))
         .group_by(p.queue, p.outcome, p.agent))).all()
     queues: dict[str, Sums] = {}
     agents: dict[str, dict] = {}
