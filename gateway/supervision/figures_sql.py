@@ -218,11 +218,13 @@ def _aggregates(wait, talk, acw, cfg: FiguresConfig) -> list:
 
 
 async def _dialect(session) -> str:
-    """The session's database; on PostgreSQL, no JIT for these queries (the planner's cost of the
-    rarely run subqueries made it compile them: a second or more of LLVM per query, for nothing)."""
+    """The session's database. On PostgreSQL, for this transaction only: no JIT (the planner's cost
+    of the rarely run subqueries made it compile them: a second or more of LLVM per query, for
+    nothing) and 64 MB per sort (a month's one row per call sorts in memory, not on disk)."""
     name = (await session.connection()).dialect.name
     if name == "postgresql":
         await session.execute(sa.text("SET LOCAL jit = off"))
+        await session.execute(sa.text("SET LOCAL work_mem = '64MB'"))
     return name
 
 
