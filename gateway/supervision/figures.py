@@ -7,8 +7,8 @@ The figures are computed from the database only (the call rows and their queue l
 The service counts them with SQL aggregates (:mod:`gateway.supervision.figures_sql`, for periods
 of any size); this module's per-call tally (:func:`compute`, :func:`trend` over the rows
 :mod:`gateway.supervision.figures_store` reads) is the plain statement of the same definitions,
-kept as the reference the aggregates are tested against. A call belongs to the period (and the trend's bucket) in which it *started*,
-in the hotline's time zone.
+kept as the reference the aggregates are tested against. A call belongs to the period (and the
+trend's bucket) in which it *started*, in the hotline's time zone.
 
 Definitions (``config/supervision.yaml`` → ``figures:``; defaults in :class:`FiguresConfig`):
 
