@@ -27,6 +27,7 @@ compares both paths on generated calls.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from datetime import datetime, timedelta
@@ -361,9 +362,17 @@ async def leg_sums(session, start: datetime, end: datetime, cfg: FiguresConfig) 
 # -- the figures -------------------------------------------------------------------------------
 async def compute_sql(store, start: datetime, end: datetime, cfg: FiguresConfig) -> dict:
     """What :func:`gateway.supervision.figures.compute` gives for the calls started in [start, end)."""
-    async with store.read_session() as session:
-        lines, names, noleg = await call_sums(session, start, end, cfg, by="line")
-        queues, agents = await leg_sums(session, start, end, cfg)
+    async def by_line():
+        async with store.read_session() as session:
+            return await call_sums(session, start, end, cfg, by="line")
+
+    async def by_queue():
+        async with store.read_session() as session:
+            return await leg_sums(session, start, end, cfg)
+
+    # two reads at once (two connections: SQLite's run in their own threads, PostgreSQL's in their
+    # own backends); each is one snapshot: the calls' figures with their IVR exits, the legs' ones
+    (lines, names, noleg), (queues, agents) = await asyncio.gather(by_line(), by_queue())
     total = Sums(cfg)
     for sums in lines.values():
         total.merge(sums)
