@@ -28,6 +28,20 @@ DAY1 = datetime(2026, 11, 29, 16, 0, tzinfo=timezone.utc)  # 30 November, 00:00 
 QUEUES = ("q-a", "q-b", "q-c")
 LINES = (("12345", "市民服务热线"), ("12345", "市民热线"), ("12315", "市场监管热线"), ("", ""))
 NODES = ("greeting", "type_menu", "describe", "confidential")
+TRICKY = [  # steps whose exit a shortcut could misread
+    [{"node": "greeting"}, {"node": "caller_hangup", "at": "type_menu"}], [{"node": "caller_hangup", "at": ""}],
+    [{"node": "caller_hangup"}], [{"node": "caller_hangup", "at": 'a"b'}], [{"node": "caller_hangup", "at": "中文"}],
+    [{"node": "caller_hangup", "at": "a\\b"}], [{"note": '{"node": "caller_hangup", "at": "z"}]'}],
+    [{"node": "caller_hangup", "at": "x", "extra": 1}], [{"node": "caller_hangup", "at": "x"}, {"node": "end"}],
+    [{"node": "caller_hangup", "at": "q"}, {"node": "callback_offer", "result": "callback"}],
+    [{"node": "caller_hangup", "at": "a"}, {"node": "caller_hangup", "at": "b"}],
+    [{"node": "caller_hangup", "at": "x"}, "caller_hangup"], [{"node": "Caller_Hangup", "at": "x"}],
+    [{"node": "caller_hangup", "at": "CallBack"}], None, [], {"node": "caller_hangup", "at": "x"},
+    [{"node": "offer", "result": "callback", "at": "t"}], [{"node": "x", "Result": "CallBack"}, {"note": "result"}],
+    [{"node": "x", "result": "callback", "sub": {"a": 1}}], [{"node": "x", "sub": [{"result": "callback"}]}],
+    [{"node": "x", "sub": {"result": "callback"}}], [{"note": '"result": "callback"'}],
+    [{"node": "x", "result": "callback"}, {"node": "caller_hangup", "at": "y"}], ["\"result\": \"callback\""],
+    [{"node": "x", "result": "callback", "why": "result"}], [{"node": "x", "result": "callbacks"}]]
 
 
 def _path(rng: random.Random, kind: str) -> list | None:
@@ -40,6 +54,8 @@ def _path(rng: random.Random, kind: str) -> list | None:
         return base + [{"node": "callback_offer", "result": "callback"}]
     if kind == "callback_declined":  # mentions a callback, took none: ended in the IVR
         return base + [{"node": "callback_offer", "result": "declined"}, {"node": "closed"}]
+    if kind == "tricky":
+        return rng.choice(TRICKY)
     if kind == "odd":  # not every step is a mapping
         return ["caller_hangup", 3, {"node": "self_service", "result": "played"}]
     return rng.choice([None, [], base + [{"node": "self_service", "result": "played"}]])
@@ -60,7 +76,7 @@ def _generate(seed: int, n: int, start: datetime, span: timedelta):
         shape = rng.choice(["ivr", "ivr", "legs", "legs", "legs", "no_legs"])
         if shape == "ivr":
             row["menu_path"] = _path(rng, rng.choice(["hangup", "hangup", "hangup_no_node", "callback",
-                                                      "callback_declined", "odd", "plain"]))
+                                                      "callback_declined", "odd", "plain", "tricky"]))
             if rng.random() < 0.05:
                 row["agent"] = ""  # an empty agent is no agent
         elif shape == "no_legs":  # a queue (or an agent) known, its legs not (before legs were kept)
@@ -106,6 +122,9 @@ def _generate(seed: int, n: int, start: datetime, span: timedelta):
                                 "caller_number": "13800138000", "dialled_number": line or "0", "line_number": line,
                                 "line_name": name, "merge_mode": "primary", "decided_at": decided, "version_id": 1})
         calls.append(row)
+    for j, steps in enumerate(TRICKY):  # each of them once, in every period asked
+        calls.append({**calls[-1], "id": n + j + 1, "uniqueid": f"t{seed}-{j}", "status": "ended", "queue": None,
+                      "agent": None, "menu_path": steps, "started_at": DAY1 + timedelta(hours=10, seconds=j)})
     return calls, legs, tickets
 
 
@@ -167,13 +186,7 @@ async def test_given_an_empty_period_when_counted_by_sql_then_the_figures_equal_
     assert await trend_sql(store, period, config) == trend([], period, config)
 
 
-@pytest.mark.parametrize("steps", [
-    [{"node": "greeting"}, {"node": "caller_hangup", "at": "type_menu"}], [{"node": "caller_hangup", "at": ""}],
-    [{"node": "caller_hangup"}], [{"node": "caller_hangup", "at": 'a"b'}], [{"node": "caller_hangup", "at": "中文"}],
-    [{"note": '{"node": "caller_hangup", "at": "z"}]'}], [{"node": "caller_hangup", "at": "x", "extra": 1}],
-    [{"node": "caller_hangup", "at": "q"}, {"node": "callback_offer", "result": "callback"}],
-    [{"node": "caller_hangup", "at": "a"}, {"node": "caller_hangup", "at": "b"}],
-    [{"node": "caller_hangup", "at": "x"}, "caller_hangup"], None, [], {"node": "caller_hangup", "at": "x"}])
+@pytest.mark.parametrize("steps", TRICKY)
 def test_given_steps_as_text_when_their_exit_is_read_then_it_is_the_parsed_ones(steps):
     from gateway.supervision.figures_sql import _exit_of
     from gateway.supervision.outcomes import ivr_exit
