@@ -246,9 +246,6 @@ async def call_sums(session, start: datetime, end: datetime, cfg: FiguresConfig,
                                    "queue_timeout"),
                                   else_="abandoned_queue")),
         (sa.not_(ended), "in_ivr"), else_="ivr_exit")
-    text = sa.cast(C.c.menu_path, sa.Text)
-    maybe_exit = sa.and_(sa.not_(_set(C.c.agent)), sa.not_(_set(C.c.queue)), ended,
-                         sa.or_(text.like("%callback%"), text.like("%caller_hangup%")))
     if by == "bucket":
         key = _bucket_case(edges)
     elif by == "line":
@@ -266,8 +263,7 @@ async def call_sums(session, start: datetime, end: datetime, cfg: FiguresConfig,
                                                _acw_raw(TK.c.decided_at, QL.c.answered_at, QL.c.talk_s, dialect))))
                           .label("raw1"),
                           sa.func.max(sa.case((talked, QL.c.id))).label("talk_leg"),
-                          sa.func.max(TK.c.decided_at).label("decided"),
-                          sa.case((maybe_exit, text)).label("steps"))
+                          sa.func.max(TK.c.decided_at).label("decided"))
                 .select_from(C.outerjoin(QL, QL.c.uniqueid == C.c.uniqueid).outerjoin(TK, TK.c.call_id == C.c.id))
                 .where(_in_period(start, end)).group_by(C.c.started_at, C.c.id).subquery("per_call"))
     p = per_call.c
@@ -279,10 +275,9 @@ async def call_sums(session, start: datetime, end: datetime, cfg: FiguresConfig,
                    .where(last.c.id == p.talk_leg).scalar_subquery()))
     # each call's figures once (OFFSET 0: not merged into the grouping query, which would repeat them)
     per_call_done = sa.select(p.key, p.line_name, p.id, p.outcome, p.noleg_queue, p.wait, talk.label("talk"),
-                              _acw_tenths(talk, raw, cfg).label("acw"), _ivr_exit_sql(p.steps, dialect).label("ivr"))\
-        .offset(0).subquery("per_call_done")
+                              _acw_tenths(talk, raw, cfg).label("acw")).offset(0).subquery("per_call_done")
     q = per_call_done.c
-    groups = [q.key, q.outcome, q.noleg_queue, q.ivr] + ([q.line_name] if by == "line" else [])
+    groups = [q.key, q.outcome, q.noleg_queue] + ([q.line_name] if by == "line" else [])
     rows = (await session.execute(
         sa.select(*groups, sa.func.min(q.id).label("first_id"), *_aggregates(q.wait, q.talk, q.acw, cfg))
         .group_by(*groups))).all()
@@ -293,22 +288,36 @@ async def call_sums(session, start: datetime, end: datetime, cfg: FiguresConfig,
         outcome_name = "ended_in_ivr" if r.outcome == "ivr_exit" else r.outcome
         key_value = int(r.key) if by == "bucket" else r.key
         sums.setdefault(key_value, Sums(cfg)).add_row(outcome_name, r)
-        if r.outcome == "ivr_exit" and r.ivr is not None:
-            exit_outcome, node = (("callback", None) if r.ivr == "!" else ("abandoned_ivr", r.ivr[1:] or "?")
-                                  if r.ivr.startswith("#") else _exit_of(r.ivr))
-            sums[key_value].ivr(exit_outcome, node, int(r.n))
         if r.noleg_queue is not None:
             noleg.setdefault(r.noleg_queue, Sums(cfg)).add_row(outcome_name, r)
         if by == "line" and (r.key not in names or r.first_id < names[r.key][0]):
             names[r.key] = (r.first_id, r.line_name)
+    await _ivr_exits(session, start, end, sums, key, by, dialect)
     return sums, {k: v[1] for k, v in names.items()}, noleg
+
+
+async def _ivr_exits(session, start: datetime, end: datetime, sums: dict, key, by: str, dialect: str) -> None:
+    """The calls that ended without a queue and whose steps mention a callback or a hang-up, grouped by
+    what their steps say (:func:`_ivr_exit_sql`): few rows, the others ended in the IVR."""
+    text = sa.cast(C.c.menu_path, sa.Text)
+    ivr = _ivr_exit_sql(text, dialect)
+    exits = (sa.select(key.label("key"), ivr.label("ivr"))
+             .where(_in_period(start, end), sa.not_(_set(C.c.agent)), sa.not_(_set(C.c.queue)),
+                    sa.func.coalesce(C.c.status, "") == "ended",
+                    sa.or_(text.like("%callback%"), text.like("%caller_hangup%"))).offset(0).subquery("exits"))
+    rows = (await session.execute(sa.select(exits.c.key, exits.c.ivr, sa.func.count().label("n"))
+                                  .group_by(exits.c.key, exits.c.ivr))).all()
+    for key_value, steps, n in rows:
+        outcome, node = (("callback", None) if steps == "!" else ("abandoned_ivr", steps[1:] or "?")
+                         if steps.startswith("#") else _exit_of(steps))
+        sums[int(key_value) if by == "bucket" else key_value].ivr(outcome, node, int(n))
 
 
 _HANGUP = '{"node": "caller_hangup", "at": "'
 
 
 def _ivr_exit_sql(steps, dialect: str):
-    """The steps of a call that may have ended in the IVR other than by the flow (NULL otherwise):
+    """The steps (JSON text) of a call that may have ended in the IVR other than by the flow:
     ``!`` for a callback taken (the flat steps as written), ``#<node>`` for the common hang-up (its last step ``{"node": "caller_hangup", "at": "<node>"}``,
     the only one naming ``caller_hangup``, no callback mentioned, a node without quote or
     backslash), else the steps' text, read in Python (:func:`_exit_of`). Few distinct values."""
@@ -324,7 +333,7 @@ def _ivr_exit_sql(steps, dialect: str):
     # (one '[', no value opening one) and with one "result" only: a step's own result, not a string's
     callback = sa.and_(find(steps, '"result": "callback"') > 0, count("result") == 1, count("[") == 1,
                        *[steps.not_like(f"%{opening}%") for opening in (": {", ":{", ": [", ":[")])
-    return sa.case((steps.is_(None), sa.null()), (callback, sa.literal_column("'!'", sa.String)),
+    return sa.case((callback, sa.literal_column("'!'", sa.String)),
                    (common, sa.literal_column("'#'", sa.String) + node), else_=steps)
 
 
