@@ -12,9 +12,11 @@ return a few hundred rows whatever the period's size:
   abandonments after the short-abandon grace, ACW known). Seconds are handled as whole
   microseconds (exact on SQLite and PostgreSQL alike); ACW is rounded to 0.1 s in SQL.
 * **legs** (per queue, agents' load): one row per queue leg, grouped by queue / outcome / agent.
-* **IVR exits** (callback, hung up in the IVR at which node, ended by the flow): the steps are
-  JSON, read in Python, but only for the calls that ended without a queue *and* whose steps
-  mention ``callback`` or ``caller_hangup`` (narrow rows, no ORM objects); the others ended in the IVR.
+* **IVR exits** (callback, hung up in the IVR at which node, ended by the flow): only the calls
+  that ended without a queue *and* whose steps (JSON text) mention ``callback`` or
+  ``caller_hangup``, grouped by what the steps say where SQL can tell it exactly (a flat callback
+  step, the last step a hang-up at a node); other steps are grouped by their text and parsed in
+  Python (:func:`gateway.supervision.outcomes.ivr_exit`). The others ended in the IVR.
 
 Trend buckets are the period's local hours or days, given to SQL as their UTC bounds (a binary
 ``CASE`` tree on ``started_at``), so the time zone needs no database support.
