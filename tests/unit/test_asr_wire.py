@@ -86,7 +86,7 @@ def test_given_a_length_shorter_than_the_ids_then_it_raises():
         reader.next_message()
 
 
-@pytest.mark.parametrize("kind", [0x00, 0x05, 0x7F, 0xFF])
+@pytest.mark.parametrize("kind", [0x00, 0x06, 0x7F, 0xFF])
 def test_given_an_unknown_kind_then_it_raises(kind):
     with pytest.raises(RemoteProtocolError, match="kind"):
         read_all(frame(kind, 1, 1, b"{}"))
