@@ -92,6 +92,7 @@ class VoskEngine(SpeechEngine):
                         "overloaded": 0, "files_transcribed": 0}
         self._decoded: dict[str, list[float]] = {}  # language -> [transcripts, audio s, decode s] (metrics)
         self._closed = False
+        self.live_chunk_bytes = wire.LIVE_CHUNK_BYTES  # 0: every AudioSocket frame on its own (bench)
         self.cores = usable_cores()
         self.capacity = Capacity(cores=self.cores, workers=config.workers, headroom=config.headroom,
                                  cap=config.max_streams)
@@ -308,7 +309,7 @@ class VoskEngine(SpeechEngine):
         name = self._dirs[language][0]
         if live:
             return EngineStream(self, next(self._sids), language, name, words, on_result, live=True,
-                                min_chunk=wire.LIVE_CHUNK_BYTES)
+                                min_chunk=self.live_chunk_bytes)
         return EngineStream(self, next(self._sids), language, name, words, on_result, live=False,
                             chunk_bytes=wire.BYTES_PER_SECOND // 2, max_inflight=1, replay_limit=None)
 

@@ -41,6 +41,8 @@ class Worker:
         self.fed = {}
         self.partials: dict = {}  # sid -> [bytes since the last partial, last partial text] (live Vosk streams)
         self.calibrating = False
+        # bench/speech.py compares with the former path (a partial on every chunk): 0
+        self.partial_every = int(os.environ.get("GATEWAY_SPEECH_PARTIAL_EVERY_BYTES", wire.PARTIAL_EVERY_BYTES))
 
     crash_at: float | None = None  # fault injection for tests: GATEWAY_SPEECH_CRASH_AT
     fed: dict  # sid -> bytes of audio a Vosk stream got (counted only for the fault injection)
@@ -110,7 +112,7 @@ class Worker:
             if state is None:
                 return wire.Heard(msg.seq, msg.sid, "", False)
             state[0] += len(msg.pcm)
-            if state[0] >= wire.PARTIAL_EVERY_BYTES:
+            if state[0] >= self.partial_every:
                 state[0] = 0
                 state[1] = json.loads(rec.PartialResult()).get("partial", "")
             return wire.Heard(msg.seq, msg.sid, state[1], False)

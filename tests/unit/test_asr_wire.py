@@ -44,6 +44,8 @@ MESSAGES = [
     wire.Closed(5, 8),
     wire.Started(6, 9),
     wire.Rejected(6, 9, "stream 9 is not open"),
+    wire.Calibrate(7, 10, "zh"),
+    wire.Calibrated(7, 10, 4.9, 1.2, 2.5, "小区门口"),
 ]
 
 
