@@ -9,7 +9,8 @@ streams (Asterisk, the gateway itself and noisy neighbours need the rest):
 
     streams(language) = floor(min(cores, workers) * headroom / RTF(language))
 
-capped by ``max_streams`` when the configuration sets one. Admission with several
+(at least 1 while one stream decodes faster than real time: it keeps up on a core of its
+own), capped by ``max_streams`` when the configuration sets one. Admission with several
 languages counts cost, not heads: each live stream costs its language's RTF of a core, and
 a new one is admitted while the total stays within ``min(cores, workers) * headroom``
 (and the count within the cap). Before the calibration has finished, the cap (or one
@@ -52,7 +53,10 @@ class Capacity:
         """Live streams of ``language`` alone this machine keeps in real time."""
         if not self.calibrated or language not in self.rtf:
             return self.fallback()
-        n = math.floor(self.budget / max(self.rtf[language], MIN_RTF) + 1e-9)
+        rtf = max(self.rtf[language], MIN_RTF)
+        n = math.floor(self.budget / rtf + 1e-9)
+        if n == 0 and rtf < 1.0:
+            n = 1  # one stream still keeps up on a core of its own (a small or busy machine)
         return n if self.cap is None else min(n, self.cap)
 
     def fallback(self) -> int:
@@ -71,6 +75,8 @@ class Capacity:
             return False
         if not self.calibrated or language not in self.rtf:
             return len(live) < self.fallback()
+        if not live:
+            return self.streams(language) >= 1
         used = sum(self.cost(lang) for lang in live)
         return used + self.cost(language) <= self.budget + 1e-9
 

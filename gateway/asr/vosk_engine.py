@@ -74,8 +74,13 @@ def missing_model_message(spec: ModelSpec) -> str:
 
 
 class VoskEngine(SpeechEngine):
-    def __init__(self, config: SpeechConfig, *, python: str = sys.executable, cache_dir: Path | None = None) -> None:
+    def __init__(self, config: SpeechConfig, *, python: str = sys.executable, cache_dir: Path | None = None,
+                 calibrate: bool = True) -> None:
+        """``calibrate=False``: no measurement at start, the configured cap alone (else one
+        stream per worker) limits live streams: for tools transcribing files and for tests
+        of other behaviour that need a fixed limit."""
         self.config = config
+        self._calibrate_at_start = calibrate
         self.python = python
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._shas: dict[str, dict] = {}  # language -> {file: sha256} the worker checks before loading
@@ -187,7 +192,8 @@ class VoskEngine(SpeechEngine):
         if not ready:
             say(f"speech: no worker came up in {took:.1f} s (see the log); retrying in the background")
             return
-        await self.calibrate(say)
+        if self._calibrate_at_start:
+            await self.calibrate(say)
 
     async def calibrate(self, say: Callable[[str], None] | None = None) -> Capacity:
         """Each ready worker decodes each language's built-in clip as a live stream, all at
@@ -407,7 +413,11 @@ class VoskEngine(SpeechEngine):
             "restarts": sum(s.restarts for s in self._slots),
             "requests_sent": sum(s.requests_sent for s in self._slots),
             "live_streams": len(self._live),
-            "max_streams": self.config.max_streams,
+            # the live streams admitted now (the measured capacity, the largest of the languages',
+            # under the cap); max_streams_cap: the configured cap (None: none)
+            "max_streams": max((self.capacity.streams(lang) for lang in self.capacity.rtf),
+                               default=self.capacity.fallback()),
+            "max_streams_cap": self.config.max_streams,
             "capacity": {**self.capacity.to_json(), "calibration": dict(self.calibration)},
             "waiting_for_worker": len(self._orphans),
             "file_jobs": self._file_jobs,

@@ -38,6 +38,12 @@ def test_given_no_measurement_yet_then_the_cap_else_one_stream_per_worker():
 
 def test_given_a_slow_engine_when_not_one_stream_fits_then_zero():
     assert measured(rtf={"ko": 1.5}).streams("ko") == 0
+    assert not measured(rtf={"ko": 1.5}).admits([], "ko")
+
+
+def test_given_one_busy_core_when_rtf_is_over_the_budget_but_under_1_then_one_stream():
+    cap = measured(cores=1, workers=1, rtf={"ko": 0.8})  # 0.6 / 0.8 = 0.75
+    assert cap.streams("ko") == 1 and cap.admits([], "ko") and not cap.admits(["ko"], "ko")
 
 
 def test_given_a_measurement_of_zero_then_no_division_by_zero():
