@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from gateway.asr import wire  # noqa: E402
 from gateway.asr.config import load_speech_config, resolve_model_dir  # noqa: E402
+from gateway.asr.engine import join_texts  # noqa: E402
 from gateway.asr.vosk_engine import VoskEngine  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -199,7 +200,7 @@ def raw_decode(lang: str, model_dir: Path, speech: bytes, chunk: int, partial_ev
                 texts.append(text)
         text, _ = streams.finish(1)
         texts.append(text)
-        text = "，".join(t for t in texts if t)
+        text = join_texts(texts, lang)  # as the gateway joins a stream's finals
     else:
         import vosk
 
@@ -219,7 +220,7 @@ def raw_decode(lang: str, model_dir: Path, speech: bytes, chunk: int, partial_ev
                     rec.PartialResult()
                     since = 0
         texts.append(json.loads(rec.FinalResult())["text"])
-        text = " ".join(t for t in texts if t)
+        text = join_texts(texts, lang)
     wall, cpu = time.monotonic() - wall, time.process_time() - cpu
     return {"chunk_ms": chunk * 1000 // BPS, "partial_every_ms": None if partial_every is None
             else partial_every * 1000 // BPS, "rtf": round(cpu / audio, 3),
