@@ -315,7 +315,7 @@ async def live_mode(config, lang: str, speech: bytes, args, *, batched: bool, gu
     """Live streams N = 1, 2, ... until one is not kept in real time; batched (the gateway's
     path) or per frame with a partial on every frame (the path before issue 15)."""
     os.environ["GATEWAY_SPEECH_PARTIAL_EVERY_BYTES"] = str(wire.PARTIAL_EVERY_BYTES if batched else 0)
-    engine = VoskEngine(dataclasses.replace(config, max_streams=args.max_n))
+    engine = VoskEngine(dataclasses.replace(config, max_streams=max(args.max_n, config.workers)))
     engine.live_chunk_bytes = wire.LIVE_CHUNK_BYTES if batched else 0
     await engine.start()
     rows = []
@@ -384,6 +384,7 @@ async def language(lang: str, config, speech: bytes, args, guard: tuple | None) 
     out: dict = {"audio_s": round(len(speech) / BPS, 1)}
     log(f"{lang}: raw engine in this process (where the time goes)...")
     chunk = wire.LIVE_CHUNK_BYTES
+    await asyncio.to_thread(raw_decode, lang, model_dir, speech[: 2 * BPS], chunk, None)  # warm-up: not measured
     if lang == "zh":
         out["raw"] = await asyncio.to_thread(raw_decode, lang, model_dir, speech, chunk, None)
         out["breakdown"] = {"live_partials": await asyncio.to_thread(raw_decode, lang, model_dir, speech, chunk,
