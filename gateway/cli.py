@@ -276,6 +276,9 @@ async def _serve(settings: Settings, *, with_sandbox: bool) -> None:
         print(f"  voice       {_voice_line(_tts_status())}", flush=True)
         print("  try:        .venv/bin/gateway call 12345 --from 13800138000 --digits 41", flush=True)
         print("Press Ctrl-C to stop." if with_sandbox else "", flush=True)
+        capacity = asyncio.create_task(_capacity_banner(app[SPEECH]), name="speech-capacity-banner")
+        reloads.add(capacity)
+        capacity.add_done_callback(reloads.discard)
         await stop.wait()
     finally:
         loop.remove_signal_handler(signal.SIGHUP)
@@ -330,6 +333,12 @@ def _tts_status() -> dict:
     from gateway import tts
 
     return tts.status()
+
+
+async def _capacity_banner(speech) -> None:
+    """Once the models are loaded and measured: how many live callers this machine listens to."""
+    if await speech.wait_started(300):
+        print(f"  capacity    {speech.capacity_line()}", flush=True)
 
 
 def _speech_line(stats: dict) -> str:

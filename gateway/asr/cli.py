@@ -53,7 +53,7 @@ async def transcribe_cli(path, language: str, config_path, *, as_json: bool = Fa
         return fail(f"unknown language {language!r}; {config_path} has models for: {known}")
     # One worker is enough for one file; load only the model asked for.
     config = dataclasses.replace(config, workers=1, models={language: config.models[language]})
-    engine = VoskEngine(config, cache_dir=await asyncio.to_thread(default_cache_dir))
+    engine = VoskEngine(config, cache_dir=await asyncio.to_thread(default_cache_dir), calibrate=False)
     try:
         await engine.start(progress=lambda line: print(line, file=err, flush=True))
         if not engine.available(language):

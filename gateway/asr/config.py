@@ -52,7 +52,10 @@ class ModelSpec:
 class SpeechConfig:
     models: dict[str, ModelSpec]
     workers: int = 2
-    max_streams: int = 2
+    # An optional cap on live streams; None: the measured capacity alone decides
+    # (gateway.asr.capacity). 0: no live recognition at all.
+    max_streams: int | None = None
+    headroom: float = 0.6  # share of the workers' cores given to live streams
     emergency_keywords: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Everyday words added to every speech-menu grammar so that speech which is not an
     # option is heard as them rather than forced onto an option or an emergency word
@@ -242,7 +245,8 @@ def _keywords(src: yamlsrc.Source, raw: Any, key: str = "emergency_keywords") ->
 
 
 def _build(src: yamlsrc.Source, base: Path) -> SpeechConfig | None:
-    top = _mapping(src, src.data, (), ("models", "workers", "max_streams", "emergency_keywords", "menu_fillers"),
+    top = _mapping(src, src.data, (), ("models", "workers", "max_streams", "headroom", "emergency_keywords",
+                                       "menu_fillers"),
                    ("models",))
     if top is None:
         return None
@@ -256,9 +260,23 @@ def _build(src: yamlsrc.Source, base: Path) -> SpeechConfig | None:
                 spec = _model(src, lang, raw, base)
                 if spec is not None:
                     models[lang] = spec
-    workers = _integer(src, top, "workers", 1, MAX_WORKERS, 2)
-    max_streams = _integer(src, top, "max_streams", 0, MAX_STREAMS, 2)
+    if top.get("workers") == "auto":  # one per usable core
+        from gateway.asr.capacity import usable_cores
+
+        workers = min(MAX_WORKERS, usable_cores())
+    else:
+        workers = _integer(src, top, "workers", 1, MAX_WORKERS, 2)
+    max_streams = None if top.get("max_streams", "auto") == "auto" else _integer(src, top, "max_streams", 0,
+                                                                                  MAX_STREAMS, 0)
+    headroom = 0.6
+    if "headroom" in top:
+        value = top["headroom"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.05 <= value <= 1.0:
+            src.problem(("headroom",), f"expected a number from 0.05 to 1, got {value!r}")
+        else:
+            headroom = float(value)
     keywords = _keywords(src, top["emergency_keywords"]) if "emergency_keywords" in top else {}
     fillers = _keywords(src, top["menu_fillers"], "menu_fillers") if "menu_fillers" in top else {}
-    return SpeechConfig(models=models, workers=workers, max_streams=max_streams, emergency_keywords=keywords,
+    return SpeechConfig(models=models, workers=workers, max_streams=max_streams, headroom=headroom,
+                        emergency_keywords=keywords,
                         menu_fillers=fillers)

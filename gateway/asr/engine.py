@@ -27,7 +27,7 @@ class EngineUnavailable(GatewayError):
 
 
 class Overloaded(EngineUnavailable):
-    """Admission control refused a live stream (``max_streams`` already live)."""
+    """Admission control refused a live stream (the measured capacity, or the ``max_streams`` cap, is in use)."""
 
     error_id = "speech-overloaded"
 

@@ -4,7 +4,11 @@ Theory of operation
 -------------------
 ``feed`` only appends to a buffer and sends what the worker may take now: at most
 ``max_inflight`` chunks of at most ``chunk_bytes`` are waiting for the worker at any time,
-so under load chunks grow (fewer, larger requests) and nothing queues without bound. The
+so under load chunks grow (fewer, larger requests) and nothing queues without bound. A
+live stream sends nothing smaller than ``min_chunk`` bytes (``wire.LIVE_CHUNK_BYTES``,
+160 ms: eight AudioSocket frames make one request, and Vosk decodes one 160 ms chunk far
+more cheaply than eight 20 ms ones), except when it finishes or when no more audio came
+for twice that long (a flush timer), so the end of speech is never held back. The
 buffer holds the audio since the last final result (a Vosk utterance ends there and its
 recogniser starts the next one from scratch), which is all that is needed to rebuild the
 stream on another worker: if the worker dies, the engine re-attaches the stream to a
@@ -48,7 +52,8 @@ class Owner(Protocol):
 class EngineStream(SpeechStream):
     def __init__(self, owner: Owner, sid: int, language: str, model: str, grammar: tuple | None,
                  on_result: Callable[[Result], None] | None, *, live: bool = True,
-                 chunk_bytes: int = BPS // 4, max_inflight: int = 2, replay_limit: int | None = 120 * BPS) -> None:
+                 chunk_bytes: int = BPS // 2, max_inflight: int = 2, replay_limit: int | None = 120 * BPS,
+                 min_chunk: int = 0) -> None:
         self.sid = sid
         self.stream_id = f"{language}-{sid}"
         self.language, self.model, self.grammar, self.live = language, model, grammar, live
@@ -57,6 +62,10 @@ class EngineStream(SpeechStream):
         self._owner = owner
         self._on_result = on_result
         self._chunk, self._max_inflight, self._replay_limit = chunk_bytes, max_inflight, replay_limit
+        self._min_chunk = min(min_chunk, chunk_bytes)
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._flush = False  # send what is buffered even if under min_chunk
+        self.requests = 0  # Audio requests sent (bench: messages per second of audio)
         self._buf = bytearray()  # audio from byte _base on (absolute offsets below)
         self._base = self._sent = self._acked = self._fed = self._time_base = 0
         self._replayable = True
@@ -214,16 +223,38 @@ class EngineStream(SpeechStream):
         if slot is None or self.done or not slot.ready:
             return
         try:
-            while self._inflight < self._max_inflight and self._sent < self._fed:
+            while (self._inflight < self._max_inflight and self._sent < self._fed
+                   and (self._fed - self._sent >= self._min_chunk or self._finishing or self._flush)):
                 start = self._sent - self._base
                 chunk = bytes(self._buf[start:start + self._chunk])
                 self._send(wire.Audio(slot.next_seq(), self.sid, chunk), end=self._sent + len(chunk))
                 self._sent += len(chunk)
+                self.requests += 1
+            if self._sent == self._fed:
+                self._flush = False
+            self._arm_flush()
             if self._finishing and not self._finish_sent and self._sent == self._fed:
                 self._send(wire.Finish(slot.next_seq(), self.sid))
                 self._finish_sent = True
         except EngineUnavailable:
             pass  # the worker is going down; the engine re-attaches or fails us
+
+    def _arm_flush(self) -> None:
+        """Audio under ``min_chunk`` waiting: send it anyway if no more comes for 2 x min_chunk."""
+        if not self._min_chunk or self._sent == self._fed or self.done:
+            if self._flush_timer is not None:
+                self._flush_timer.cancel()
+                self._flush_timer = None
+            return
+        if self._flush_timer is None:
+            delay = 2 * self._min_chunk / BPS
+            self._flush_timer = asyncio.get_running_loop().call_later(delay, self._on_flush_timer)
+
+    def _on_flush_timer(self) -> None:
+        self._flush_timer = None
+        if self._sent < self._fed and not self.done:
+            self._flush = True
+            self._pump()
 
     def _heard(self, msg: "wire.Heard", end: int) -> None:
         self._busy += msg.busy
@@ -271,6 +302,9 @@ class EngineStream(SpeechStream):
             log.exception("speech stream %s: on_result failed", self.stream_id)
 
     def _end(self, error: Exception | None) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         slot, self._slot = self._slot, None
         if slot is not None:
             slot.streams.discard(self)

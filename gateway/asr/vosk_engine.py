@@ -7,9 +7,12 @@ run in the same worker processes behind the same protocol, so what follows holds
 
 Built in the composition root from a :class:`SpeechConfig` and handed to whoever needs it.
 ``start`` resolves each configured model (a missing one is reported, not fatal), starts
-``workers`` processes that each load every available model, and waits for them. Live
-streams go to the least busy worker; at most ``max_streams`` are live at once, beyond that
-``open_stream`` raises :class:`Overloaded` at once. File transcriptions run one at a time,
+``workers`` processes that each load every available model, and waits for them; then
+each worker decodes the built-in clip of each language as a live stream (in the workers,
+off the event loop, a few seconds) and :mod:`gateway.asr.capacity` derives how many live
+streams this machine carries (``capacity``; ``max_streams`` in the config only caps it).
+Live streams go to the worker with the least live load; beyond the capacity ``open_stream``
+raises :class:`Overloaded` at once (the caller is recorded and transcribed later). File transcriptions run one at a time,
 with one chunk in a worker's queue at a time, so they only fill the gaps between live
 audio. When a worker dies, its culprit stream fails and its other streams are re-opened on
 a ready worker (the restarted one, or another one that is ready sooner) with their audio
@@ -19,6 +22,7 @@ replayed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import logging
@@ -31,6 +35,7 @@ from typing import Callable
 import gateway
 from gateway.asr import whisper_model, wire
 from gateway.asr.audio import read_wav_8k
+from gateway.asr.capacity import Capacity, combine, usable_cores
 from gateway.asr.config import ModelSpec, SpeechConfig, resolve_model_dir
 from gateway.asr.engine import EngineUnavailable, Overloaded, Result, SpeechEngine, SpeechStream, Transcript
 from gateway.asr.stream import EngineStream
@@ -69,8 +74,13 @@ def missing_model_message(spec: ModelSpec) -> str:
 
 
 class VoskEngine(SpeechEngine):
-    def __init__(self, config: SpeechConfig, *, python: str = sys.executable, cache_dir: Path | None = None) -> None:
+    def __init__(self, config: SpeechConfig, *, python: str = sys.executable, cache_dir: Path | None = None,
+                 calibrate: bool = True) -> None:
+        """``calibrate=False``: no measurement at start, the configured cap alone (else one
+        stream per worker) limits live streams: for tools transcribing files and for tests
+        of other behaviour that need a fixed limit."""
         self.config = config
+        self._calibrate_at_start = calibrate
         self.python = python
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._shas: dict[str, dict] = {}  # language -> {file: sha256} the worker checks before loading
@@ -87,6 +97,13 @@ class VoskEngine(SpeechEngine):
                         "overloaded": 0, "files_transcribed": 0}
         self._decoded: dict[str, list[float]] = {}  # language -> [transcripts, audio s, decode s] (metrics)
         self._closed = False
+        self.live_chunk_bytes = wire.LIVE_CHUNK_BYTES  # 0: every AudioSocket frame on its own (bench)
+        self.cores = usable_cores()
+        self.capacity = Capacity(cores=self.cores, workers=config.workers, headroom=config.headroom,
+                                 cap=config.max_streams)
+        self.calibration: dict[str, dict] = {}  # language -> the workers' measurements of the clip
+        self._calibrating: asyncio.Task | None = None
+        self._calibrated_models: dict[str, str] = {}  # language -> model name the capacity was measured with
 
     # -- what is available --------------------------------------------------------------
 
@@ -174,6 +191,52 @@ class VoskEngine(SpeechEngine):
                 say(f"speech: {lang} ready ({name}) in {took:.1f} s, {len(ready)} of {n} workers up")
         if not ready:
             say(f"speech: no worker came up in {took:.1f} s (see the log); retrying in the background")
+            return
+        if self._calibrate_at_start:
+            await self.calibrate(say)
+
+    async def calibrate(self, say: Callable[[str], None] | None = None) -> Capacity:
+        """Each ready worker decodes each language's built-in clip as a live stream, all at
+        once (the machine as loaded as it will be); the capacity follows. Runs in the
+        workers: the event loop only waits. A language whose measurement fails keeps the
+        fallback limit (the cap, or one stream per worker)."""
+        self._calibrating = asyncio.current_task()
+        try:
+            langs = sorted({lang for s in self._slots if s.ready for lang in s.models})
+            rtf = dict(self.capacity.rtf)
+            for lang in langs:
+                slots = [s for s in self._slots if s.ready and lang in s.models]
+                results = await asyncio.gather(*(_Calibration(self, s, lang).run() for s in slots),
+                                               return_exceptions=True)
+                good = [r for r in results if isinstance(r, wire.Calibrated)]
+                for r in results:
+                    if not isinstance(r, wire.Calibrated):
+                        log.warning("speech: calibration of %s failed on a worker: %s", lang, r)
+                if not good:
+                    continue
+                rtf[lang] = combine([r.cpu / r.audio for r in good if r.audio > 0])
+                self.calibration[lang] = {
+                    "clip_s": round(good[0].audio, 2),
+                    "cpu_s": [round(r.cpu, 3) for r in good], "wall_s": [round(r.wall, 3) for r in good],
+                    "text": good[0].text[:120]}
+                self._calibrated_models[lang] = self._dirs[lang][0]
+            self.capacity = dataclasses.replace(self.capacity, rtf=rtf, calibrated=bool(rtf))
+            line = self.capacity_line()
+            log.info("%s", line)
+            if say is not None:
+                say(line)
+            return self.capacity
+        finally:
+            self._calibrating = None
+
+    def capacity_line(self) -> str:
+        c = self.capacity
+        if not c.calibrated:
+            return f"speech: capacity not measured yet; at most {c.fallback()} live streams"
+        parts = ", ".join(f"{lang} {c.streams(lang)} (RTF {c.rtf[lang]:.2f})" for lang in sorted(c.rtf))
+        cap = f", capped by max_streams {c.cap}" if c.cap is not None else ""
+        return (f"speech: live streams this machine carries: {parts} — {min(c.cores, c.workers)} cores x "
+                f"headroom {c.headroom:g} / RTF{cap}")
 
     async def _whisper_dir(self, spec: ModelSpec, say: Callable[[str], None]) -> Path | None:
         """The checked Whisper model directory of ``spec`` (None, with the reason kept, if refused)."""
@@ -201,6 +264,10 @@ class VoskEngine(SpeechEngine):
 
     async def close(self) -> None:
         self._closed = True
+        task = self._calibrating
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         for stream in list(self._live) + list(self._orphans):
             stream.fail("the speech engine is closing")
         await asyncio.gather(*(slot.close() for slot in self._slots), return_exceptions=True)
@@ -211,10 +278,13 @@ class VoskEngine(SpeechEngine):
                           on_result: Callable[[Result], None] | None = None) -> SpeechStream:
         words = wire.check_grammar(grammar)
         self._require(language)
-        if len(self._live) >= self.config.max_streams:
+        cap = self.config.max_streams
+        if self.capacity.cap != cap:  # the configuration was replaced (tests, a reload)
+            self.capacity = dataclasses.replace(self.capacity, cap=cap)
+        if not self.capacity.admits([s.language for s in self._live], language):
             self._counts["overloaded"] += 1
-            raise Overloaded(f"speech: {len(self._live)} live streams already (max_streams "
-                             f"{self.config.max_streams}); record and transcribe later")
+            raise Overloaded(f"speech: {len(self._live)} live streams already (this machine carries "
+                             f"{self.capacity.streams(language)} of {language}); record and transcribe later")
         stream = self._new_stream(language, words, on_result, live=True)
         self._live.add(stream)
         self._counts["streams_opened"] += 1
@@ -244,7 +314,8 @@ class VoskEngine(SpeechEngine):
     def _new_stream(self, language: str, words, on_result, *, live: bool) -> EngineStream:
         name = self._dirs[language][0]
         if live:
-            return EngineStream(self, next(self._sids), language, name, words, on_result, live=True)
+            return EngineStream(self, next(self._sids), language, name, words, on_result, live=True,
+                                min_chunk=self.live_chunk_bytes)
         return EngineStream(self, next(self._sids), language, name, words, on_result, live=False,
                             chunk_bytes=wire.BYTES_PER_SECOND // 2, max_inflight=1, replay_limit=None)
 
@@ -264,8 +335,17 @@ class VoskEngine(SpeechEngine):
             raise
 
     def _pick(self, language: str) -> WorkerSlot | None:
+        """The ready worker with the least live decoding on it (each live stream weighs its
+        language's measured RTF; then fewest requests waiting)."""
         ready = [s for s in self._slots if s.ready and language in s.models]
-        return min(ready, key=lambda s: s.load) if ready else None
+        if not ready:
+            return None
+
+        def load(slot: WorkerSlot) -> tuple:
+            live = sum(self.capacity.cost(st.language) for st in slot.streams if st.live)
+            return (round(live, 6), len(slot.pending), len(slot.streams))
+
+        return min(ready, key=load)
 
     def _stream_done(self, stream: EngineStream) -> None:
         self._live.discard(stream)
@@ -285,6 +365,10 @@ class VoskEngine(SpeechEngine):
         log.info("speech worker %d (pid %s) ready with %s", slot.index, slot.pid,
                  ", ".join(f"{k} ({v})" for k, v in sorted(slot.models.items())) or "no model")
         self._rehome()
+        # A model that was never measured (it came up later, or changed): measure again.
+        changed = any(self._calibrated_models.get(lang) != name for lang, name in slot.models.items())
+        if changed and self.capacity.calibrated and self._calibrating is None and not self._closed:
+            self._calibrating = asyncio.create_task(self.calibrate(), name="speech-calibration")
 
     def worker_died(self, slot: WorkerSlot, culprit, streams: list, reason: str) -> None:
         log.warning("speech worker %d %s; %d stream(s) on it", slot.index, reason, len(streams))
@@ -329,7 +413,12 @@ class VoskEngine(SpeechEngine):
             "restarts": sum(s.restarts for s in self._slots),
             "requests_sent": sum(s.requests_sent for s in self._slots),
             "live_streams": len(self._live),
-            "max_streams": self.config.max_streams,
+            # the live streams admitted now (the measured capacity, the largest of the languages',
+            # under the cap); max_streams_cap: the configured cap (None: none)
+            "max_streams": max((self.capacity.streams(lang) for lang in self.capacity.rtf),
+                               default=self.capacity.fallback()),
+            "max_streams_cap": self.config.max_streams,
+            "capacity": {**self.capacity.to_json(), "calibration": dict(self.calibration)},
             "waiting_for_worker": len(self._orphans),
             "file_jobs": self._file_jobs,
             "suspended": self.suspended,
@@ -337,3 +426,28 @@ class VoskEngine(SpeechEngine):
             "missing": sorted(self._missing),
             **self._counts,
         }
+
+
+class _Calibration:
+    """One Calibrate request on one worker, answered through the slot like a stream's."""
+
+    live = False
+
+    def __init__(self, engine: VoskEngine, slot: WorkerSlot, language: str) -> None:
+        self.sid = wire.MAX_ID - slot.index - 1  # never a stream's id
+        self.stream_id = f"calibration-{language}-{slot.index}"
+        self.language = language
+        self._slot = slot
+        self._done: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    async def run(self, timeout: float = 30.0):
+        self._slot.send(wire.Calibrate(self._slot.next_seq(), self.sid, self.language), self)
+        return await asyncio.wait_for(self._done, timeout)
+
+    def on_reply(self, slot, msg, pending) -> None:
+        if self._done.done():
+            return
+        if isinstance(msg, wire.Calibrated):
+            self._done.set_result(msg)
+        else:
+            self._done.set_exception(EngineUnavailable(f"calibration refused: {getattr(msg, 'reason', msg)}"))

@@ -21,6 +21,7 @@ yet (written just before or after the death) blames nobody.
     Audio(seq, sid, pcm)          ->  <- Heard(seq, sid, partial or final text, words)
     Finish(seq, sid)              ->  <- Finished(seq, sid, text, words)
     Cancel(seq, sid)              ->  <- Closed(seq, sid)
+    Calibrate(seq, sid, lang)     ->  <- Calibrated(seq, sid, audio s, CPU s, wall s, text)
                                       <- Ready(models, problems) once, after loading
 
 Messages are frozen dataclasses that validate themselves, so a bad sample rate, an
@@ -46,6 +47,13 @@ from gateway.errors import RemoteProtocolError
 SAMPLE_RATE = 8000  # what Asterisk's AudioSocket sends; the only rate a stream accepts
 BYTES_PER_SECOND = SAMPLE_RATE * 2
 MAX_CHUNK_BYTES = 2 * BYTES_PER_SECOND  # one Audio frame: at most 2 s
+# A live stream's audio goes to its worker in chunks of at least this much (160 ms, eight
+# AudioSocket frames) unless it ends or pauses: Vosk decodes a 160 ms chunk for a fraction
+# of the cost of eight 20 ms ones, and one request replaces eight (gateway.asr.stream).
+LIVE_CHUNK_BYTES = BYTES_PER_SECOND * 16 // 100
+# A live Vosk stream's partial result is computed at most once per this much audio (the
+# emergency guard reads partials: 320 ms keeps it well within 1 s of the word).
+PARTIAL_EVERY_BYTES = BYTES_PER_SECOND * 32 // 100
 MAX_BODY = 256 * 1024  # any frame body
 MAX_GRAMMAR_WORDS = 500
 MAX_GRAMMAR_WORD_CHARS = 64
@@ -191,6 +199,17 @@ class Cancel(_Message):
 
 
 @dataclass(frozen=True)
+class Calibrate(_Message):
+    """Decode the built-in clip of ``language`` as a live stream would (gateway.asr.capacity)."""
+
+    language: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_language(self.language)
+
+
+@dataclass(frozen=True)
 class Ready(_Message):
     models: dict  # language -> model name, for every model the worker loaded
     problems: dict  # language -> why its model could not be loaded
@@ -260,6 +279,20 @@ class Closed(_Message):
 
 
 @dataclass(frozen=True)
+class Calibrated(_Message):
+    audio: float  # seconds of the clip
+    cpu: float  # CPU seconds the worker spent decoding it as a live stream
+    wall: float
+    text: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for value in (self.audio, self.cpu, self.wall):
+            _check_busy(value)
+        _check_text("text", self.text)
+
+
+@dataclass(frozen=True)
 class Started(_Message):
     """Not a reply: the worker is about to handle request ``seq``."""
 
@@ -273,17 +306,18 @@ class Rejected(_Message):
         _check_text("reason", self.reason)
 
 
-Request = Union[Open, Audio, Finish, Cancel]
-Reply = Union[Ready, Started, Opened, Heard, Finished, Closed, Rejected]
+Request = Union[Open, Audio, Finish, Cancel, Calibrate]
+Reply = Union[Ready, Started, Opened, Heard, Finished, Closed, Rejected, Calibrated]
 Message = Union[Request, Reply]
 
 KINDS: dict[int, type] = {
-    0x01: Open, 0x02: Audio, 0x03: Finish, 0x04: Cancel,
+    0x01: Open, 0x02: Audio, 0x03: Finish, 0x04: Cancel, 0x05: Calibrate,
     0x81: Ready, 0x82: Opened, 0x83: Heard, 0x84: Finished, 0x85: Closed, 0x86: Rejected, 0x87: Started,
+    0x88: Calibrated,
 }
 _KIND_OF = {cls: kind for kind, cls in KINDS.items()}
-REQUESTS = (Open, Audio, Finish, Cancel)
-REPLIES = (Ready, Started, Opened, Heard, Finished, Closed, Rejected)
+REQUESTS = (Open, Audio, Finish, Cancel, Calibrate)
+REPLIES = (Ready, Started, Opened, Heard, Finished, Closed, Rejected, Calibrated)
 
 
 def _body(msg: _Message) -> bytes:
@@ -304,6 +338,10 @@ def _body(msg: _Message) -> bytes:
             obj["final"] = msg.final
     elif isinstance(msg, Rejected):
         obj = {"reason": msg.reason}
+    elif isinstance(msg, Calibrate):
+        obj = {"language": msg.language}
+    elif isinstance(msg, Calibrated):
+        obj = {"audio": msg.audio, "cpu": msg.cpu, "wall": msg.wall, "text": msg.text}
     else:
         obj = {}
     return json.dumps(obj, ensure_ascii=False, allow_nan=False).encode("utf-8")
@@ -324,6 +362,7 @@ _FIELDS = {
     Open: ("language", "sample_rate", "grammar"), Ready: ("models", "problems", "pid"),
     Opened: ("dropped", "busy"), Heard: ("text", "final", "words", "busy"), Finished: ("text", "words", "busy"),
     Rejected: ("reason",), Finish: (), Cancel: (), Closed: (), Started: (),
+    Calibrate: ("language",), Calibrated: ("audio", "cpu", "wall", "text"),
 }
 _OPTIONAL = {Open: ("live",)}
 

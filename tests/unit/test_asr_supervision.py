@@ -51,7 +51,7 @@ def speech(tmp_path_factory) -> bytes:
 async def engine():
     """One worker, so that every stream shares it."""
     config = dataclasses.replace(load_speech_config(CONFIG), workers=1, max_streams=3)
-    eng = VoskEngine(config)
+    eng = VoskEngine(config, calibrate=False)  # a fixed limit (max_streams): these tests are about recovery
     await eng.start()
     if not eng.available("ko"):
         await eng.close()
@@ -76,7 +76,7 @@ async def crashing_engine(speech):
     old = os.environ.get("GATEWAY_SPEECH_CRASH_AT")
     os.environ["GATEWAY_SPEECH_CRASH_AT"] = f"{seconds + 0.05:.3f}"  # copied into the worker's env at start
     try:
-        eng = await asyncio.to_thread(VoskEngine, config)  # resolves its cache directory: off the loop
+        eng = await asyncio.to_thread(lambda: VoskEngine(config, calibrate=False))  # cache dir: off the loop
         await eng.start()
     finally:
         if old is None:

@@ -44,6 +44,8 @@ MESSAGES = [
     wire.Closed(5, 8),
     wire.Started(6, 9),
     wire.Rejected(6, 9, "stream 9 is not open"),
+    wire.Calibrate(7, 10, "zh"),
+    wire.Calibrated(7, 10, 4.9, 1.2, 2.5, "小区门口"),
 ]
 
 
@@ -86,7 +88,7 @@ def test_given_a_length_shorter_than_the_ids_then_it_raises():
         reader.next_message()
 
 
-@pytest.mark.parametrize("kind", [0x00, 0x05, 0x7F, 0xFF])
+@pytest.mark.parametrize("kind", [0x00, 0x06, 0x7F, 0xFF])
 def test_given_an_unknown_kind_then_it_raises(kind):
     with pytest.raises(RemoteProtocolError, match="kind"):
         read_all(frame(kind, 1, 1, b"{}"))
