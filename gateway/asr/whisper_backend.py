@@ -11,8 +11,8 @@ shifting work unchanged. While a live caller is still talking, the growing utter
 re-decoded about every ``partial_every`` seconds of new speech (never more often than twice
 the last decode took) and answered as a *partial*: that is what the emergency guard reads.
 
-Decoding pads the utterance to a short encoder window (10 s, or the next 5 s up to 30 s)
-instead of Whisper's fixed 30 s: the encoder costs about a tenth as much for a short
+Decoding pads the utterance to a short encoder window (10 s, or the next 5 s up to 30 s;
+5 s for a partial of less than 4 s) instead of Whisper's fixed 30 s: the encoder costs about a tenth as much for a short
 utterance, with the same text on this project's test sentences. Text is normalised by
 :func:`gateway.asr.zh_text.normalise` for Chinese (Simplified, digits where people write
 digits). Each utterance becomes one ``Word`` (its text, start, end and confidence =
@@ -31,6 +31,11 @@ from gateway.asr.vad import BYTES_PER_MS, UtteranceCutter, VoiceFrames
 BPS = 16000  # bytes per second of 8 kHz s16le
 MIN_WINDOW_S = 10
 MAX_WINDOW_S = 30
+# Partials (greedy, read by the emergency guard and shown live) of an utterance under 4 s use
+# a 5 s window: half the encoder's cost of the 10 s one (0.15 s against 0.25-0.29 s for
+# 1.2-1.4 s of speech, bench/README.md issue 15) with the same text on the test sentences;
+# finals keep MIN_WINDOW_S.
+PARTIAL_MIN_WINDOW_S = 5
 # Whisper's well-known inventions on noise or silence (subtitle credits), dropped outright.
 HALLUCINATIONS = ("字幕", "订阅", "點贊", "点赞", "打赏", "Amara", "谢谢观看", "謝謝觀看", "请不吝")
 
@@ -72,7 +77,8 @@ class WhisperDecoder:
         ids = self.tokenizer.encode(" " + sep.join(words) + ("。" if sep == "，" else "."))[:200]
         return [self.tokenizer.sot_prev] + ids + self.prompt
 
-    def decode(self, pcm: bytes, *, beam_size: int | None = None, prompt: list | None = None) -> Decoded:
+    def decode(self, pcm: bytes, *, beam_size: int | None = None, prompt: list | None = None,
+               min_window: int = MIN_WINDOW_S) -> Decoded:
         import ctranslate2
         import numpy as np
         from scipy.signal import resample_poly
@@ -83,7 +89,7 @@ class WhisperDecoder:
         if seconds < 0.1:
             return Decoded("", 0.0, 0.0)
         audio = resample_poly(samples, 2, 1).astype(np.float32)  # 16 kHz, what Whisper hears
-        window = min(MAX_WINDOW_S, max(MIN_WINDOW_S, 5 * math.ceil((seconds + 1.0) / 5)))
+        window = min(MAX_WINDOW_S, max(min_window, 5 * math.ceil((seconds + 1.0) / 5)))
         padded = np.zeros(window * 16000, dtype=np.float32)
         padded[: min(len(audio), len(padded))] = audio[: len(padded)]
         features = self.model.feature_extractor(padded)[:, : window * 100]
@@ -146,9 +152,12 @@ class WhisperStreams:
     def __contains__(self, sid: int) -> bool:
         return sid in self.streams
 
-    def _decode(self, s: _Stream, start: int, end: int, *, beam_size: int | None = None):
+    def _decode(self, s: _Stream, start: int, end: int, *, beam_size: int | None = None, partial: bool = False):
         pcm = bytes(s.buf[max(0, start - s.base): max(0, end - s.base)])
-        out = self.decoder.decode(pcm, beam_size=beam_size, prompt=s.prompt)
+        if partial:
+            out = self.decoder.decode(pcm, beam_size=beam_size, prompt=s.prompt, min_window=PARTIAL_MIN_WINDOW_S)
+        else:
+            out = self.decoder.decode(pcm, beam_size=beam_size, prompt=s.prompt)
         s.last_cost = out.seconds
         return out
 
@@ -178,7 +187,7 @@ class WhisperStreams:
             fed = s.cutter.fed
             grown = (fed - max(s.partial_at, start)) / BPS
             if fed - start >= BPS // 2 and grown >= max(self.partial_every, 2 * s.last_cost):
-                out = self._decode(s, start, fed, beam_size=1)
+                out = self._decode(s, start, fed, beam_size=1, partial=True)
                 s.partial, s.partial_at = out.text, fed
         elif start is None:
             # silence between utterances is not needed to rebuild anything: keep 0.5 s (pre-roll)

@@ -3,7 +3,7 @@
 Loads every model it is given once, says :class:`~gateway.asr.wire.Ready`, then serves
 requests from stdin one at a time, in order: ``Started`` before it handles one, the reply
 after, so the gateway always knows which request the worker is busy with. One Vosk
-recogniser per open stream. Every request is validated again here (the framing does it
+recogniser per open stream, kept warm for a later stream when it ends (gateway.asr.vosk_pool). Every request is validated again here (the framing does it
 when it parses) before anything reaches Vosk; a bad request gets ``Rejected`` and the
 worker goes on. A broken frame (out of step) ends the worker with status 3; the gateway
 restarts it. Kaldi's own log goes to stderr (the gateway logs it); stdout carries only
@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from gateway.asr import wire
+from gateway.asr.vosk_pool import RecognizerPool
 from gateway.errors import RemoteProtocolError
 
 MAX_STREAMS_PER_WORKER = 64
@@ -37,6 +38,8 @@ class Worker:
         self.names = names
         self.vosk = vosk_module
         self.recognizers: dict = {}  # sid -> (KaldiRecognizer)
+        self.keys: dict = {}  # sid -> its recogniser's pool key (language, rate, grammar JSON or None)
+        self.pool = RecognizerPool(self._make_recognizer)  # warm recognisers of ended streams
         self.whisper: dict = dict(whisper or {})  # language -> WhisperStreams
         self.fed = {}
         self.partials: dict = {}  # sid -> [bytes since the last partial, last partial text] (live Vosk streams)
@@ -80,8 +83,7 @@ class Worker:
             return self.calibrate(msg)
         whisper = self._whisper_of(msg.sid)
         if isinstance(msg, wire.Cancel):
-            self.recognizers.pop(msg.sid, None)
-            self.partials.pop(msg.sid, None)
+            self._release(msg.sid)
             if whisper is not None:
                 whisper.cancel(msg.sid)
             return wire.Closed(msg.seq, msg.sid)
@@ -118,8 +120,7 @@ class Worker:
             return wire.Heard(msg.seq, msg.sid, state[1], False)
         # Finish
         result = json.loads(rec.FinalResult())
-        del self.recognizers[msg.sid]
-        self.partials.pop(msg.sid, None)
+        self._release(msg.sid)
         return wire.Finished(msg.seq, msg.sid, result.get("text", ""), _words(result))
 
     def _open(self, msg: "wire.Open"):
@@ -137,20 +138,36 @@ class Worker:
         if model is None:
             return wire.Rejected(msg.seq, msg.sid, f"no model for language {msg.language!r}")
         dropped: tuple = ()
-        if msg.grammar is None:
-            rec = self.vosk.KaldiRecognizer(model, float(msg.sample_rate))
-        else:
+        grammar = None
+        if msg.grammar is not None:
             kept = [w for w in dict.fromkeys(msg.grammar) if model.vosk_model_find_word(w) >= 0]
             dropped = tuple(w for w in dict.fromkeys(msg.grammar) if w not in kept)
             if not kept:
                 return wire.Rejected(msg.seq, msg.sid, "none of the grammar words is in the model's vocabulary: "
                                      + ", ".join(dropped))
-            rec = self.vosk.KaldiRecognizer(model, float(msg.sample_rate), json.dumps(kept, ensure_ascii=False))
-        rec.SetWords(True)
-        self.recognizers[msg.sid] = rec
+            grammar = json.dumps(kept, ensure_ascii=False)
+        key = (msg.language, msg.sample_rate, grammar)
+        self.recognizers[msg.sid] = self.pool.take(key)
+        self.keys[msg.sid] = key
         if msg.live:
             self.partials[msg.sid] = [0, ""]
         return wire.Opened(msg.seq, msg.sid, dropped)
+
+    def _make_recognizer(self, key):
+        language, rate, grammar = key
+        model = self.models[language]
+        args = (model, float(rate)) if grammar is None else (model, float(rate), grammar)
+        rec = self.vosk.KaldiRecognizer(*args)
+        rec.SetWords(True)
+        return rec
+
+    def _release(self, sid: int) -> None:
+        """A Vosk stream ended or was cancelled: its recogniser goes back to the pool, reset."""
+        rec = self.recognizers.pop(sid, None)
+        key = self.keys.pop(sid, None)
+        self.partials.pop(sid, None)
+        if rec is not None and key is not None:
+            self.pool.give(key, rec)
 
     def calibrate(self, msg: "wire.Calibrate"):
         """Decode the built-in clip of ``msg.language`` exactly as a live stream (free text,
@@ -169,8 +186,7 @@ class Worker:
             cpu, wall = time.process_time() - cpu, time.monotonic() - wall
         finally:
             self.calibrating = False
-            self.recognizers.pop(sid, None)
-            self.partials.pop(sid, None)
+            self._release(sid)
             whisper = self._whisper_of(sid)
             if whisper is not None:
                 whisper.cancel(sid)

