@@ -164,8 +164,9 @@ class WhisperStreams:
     def _word(self, text: str, start: int, end: int, conf: float) -> tuple:
         return (text, start / BPS, end / BPS, conf)
 
-    def audio(self, sid: int, pcm: bytes) -> tuple[str, bool, tuple]:
-        """(text, final, words) after ``pcm``: a final when an utterance ended in it."""
+    def audio(self, sid: int, pcm: bytes, *, partial: bool = True) -> tuple[str, bool, tuple]:
+        """(text, final, words) after ``pcm``: a final when an utterance ended in it.
+        ``partial=False``: no new partial now (the worker is behind), the last one is returned."""
         s = self.streams[sid]
         s.buf += pcm
         ended = s.cutter.feed(pcm)
@@ -183,7 +184,7 @@ class WhisperStreams:
             s.partial, s.partial_at = "", 0
             return self._join(texts), True, tuple(words)
         start = s.cutter.current_start
-        if s.live and start is not None:
+        if s.live and start is not None and partial:
             fed = s.cutter.fed
             grown = (fed - max(s.partial_at, start)) / BPS
             if fed - start >= BPS // 2 and grown >= max(self.partial_every, 2 * s.last_cost):

@@ -414,6 +414,13 @@ class FrameReader:
     def buffered(self) -> int:
         return len(self._buffer)
 
+    def has_message(self) -> bool:
+        """A whole frame is buffered (``next_message`` would not wait for more data)."""
+        if len(self._buffer) < HEADER_SIZE:
+            return False
+        length = _HEADER.unpack_from(self._buffer)[1]
+        return len(self._buffer) >= HEADER_SIZE + max(0, length - 8)
+
     def next_message(self) -> Message | None:
         if self._broken is not None:
             raise self._broken

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import sys
 import time
 from pathlib import Path
@@ -44,6 +45,11 @@ class Worker:
         self.fed = {}
         self.partials: dict = {}  # sid -> [bytes since the last partial, last partial text] (live Vosk streams)
         self.calibrating = False
+        # More requests already wait behind the one being handled (set by the serving loop):
+        # then no partial is computed. Partials are what a worker can shed without losing a
+        # word (the finals carry every word); a worker that falls behind sheds them first
+        # and catches up instead of putting every stream of it further behind.
+        self.behind = False
         # bench/speech.py compares with the former path (a partial on every chunk): 0
         self.partial_every = int(os.environ.get("GATEWAY_SPEECH_PARTIAL_EVERY_BYTES", wire.PARTIAL_EVERY_BYTES))
 
@@ -92,7 +98,7 @@ class Worker:
                 stream = whisper.streams.get(msg.sid)
                 if stream is not None and stream.live:
                     self._maybe_crash(stream.cutter.fed + len(msg.pcm))
-                text, final, words = whisper.audio(msg.sid, msg.pcm)
+                text, final, words = whisper.audio(msg.sid, msg.pcm, partial=not self.behind)
                 return wire.Heard(msg.seq, msg.sid, text, final, words)
             text, words = whisper.finish(msg.sid)
             return wire.Finished(msg.seq, msg.sid, text, words)
@@ -114,7 +120,7 @@ class Worker:
             if state is None:
                 return wire.Heard(msg.seq, msg.sid, "", False)
             state[0] += len(msg.pcm)
-            if state[0] >= self.partial_every:
+            if state[0] >= self.partial_every and not self.behind:
                 state[0] = 0
                 state[1] = json.loads(rec.PartialResult()).get("partial", "")
             return wire.Heard(msg.seq, msg.sid, state[1], False)
@@ -311,8 +317,23 @@ def main(argv: list[str] | None = None) -> int:
     if crash_at:
         worker.crash_at = float(crash_at)
     reader = wire.FrameReader(accept=wire.REQUESTS)
+    ended = False
+
+    def waiting() -> bool:
+        """Read what the gateway has already sent (without blocking): is a request waiting?"""
+        nonlocal ended
+        while not ended and select.select([in_fd], [], [], 0)[0]:
+            more = os.read(in_fd, 1 << 16)
+            if not more:
+                ended = True
+                break
+            reader.receive_data(more)
+            if len(more) < 1 << 16:
+                break
+        return reader.has_message()
+
     while True:
-        data = os.read(in_fd, 1 << 16)
+        data = b"" if ended else os.read(in_fd, 1 << 16)
         if not data:
             try:
                 reader.end_of_data()
@@ -334,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
             if msg is None:
                 break
             send(wire.Started(msg.seq, msg.sid))
+            worker.behind = waiting()
             send(worker.handle(msg))
 
 

@@ -1,4 +1,4 @@
-"""The warm-recogniser pool (gateway.asr.vosk_pool): pure logic, with a stand-in recogniser."""
+"""What a speech worker spends per stream: warm Vosk recognisers (gateway.asr.vosk_pool) and partials shed when behind."""
 
 from __future__ import annotations
 
@@ -123,3 +123,61 @@ def test_given_a_grammar_stream_then_it_never_gets_a_free_text_recogniser(ko_wor
     text = _stream(ko_worker, 122, calibration_clip("ko"), grammar=("상담", "[unk]"))
     assert set(text.split()) <= {"상담", "[unk]"}
     assert any(key[2] is not None for key in ko_worker.pool.idle)
+
+
+# -- partials shed when the worker is behind ------------------------------------------------
+
+class CountingDecoder:
+    """Stands in for Whisper (pure scheduling logic): counts decodes, says what it was given."""
+
+    language = "zh"
+
+    def __init__(self) -> None:
+        self.partials = self.finals = 0
+
+    def decode(self, pcm: bytes, *, beam_size=None, prompt=None, min_window=None):
+        from gateway.asr.whisper_backend import Decoded
+
+        if beam_size == 1:
+            self.partials += 1
+        else:
+            self.finals += 1
+        return Decoded(f"{len(pcm)}", 0.9, 0.01)
+
+
+def _tone(seconds: float) -> bytes:
+    import math
+    import struct
+
+    return b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / 8000)))
+                    for i in range(int(seconds * 8000)))
+
+
+def test_given_a_worker_behind_when_a_live_caller_talks_then_no_partial_is_decoded_but_the_final_is():
+    from gateway.asr.whisper_backend import WhisperStreams
+
+    for behind, expect_partials in ((False, True), (True, False)):
+        decoder = CountingDecoder()
+        streams = WhisperStreams(decoder, partial_every=0.5)
+        streams.open(1, live=True)
+        speech, silence = _tone(3.0), b"\x00\x00" * 8000
+        finals = []
+        for i in range(0, len(speech + silence), wire.LIVE_CHUNK_BYTES):
+            text, final, _ = streams.audio(1, (speech + silence)[i:i + wire.LIVE_CHUNK_BYTES], partial=not behind)
+            if final:
+                finals.append(text)
+        assert (decoder.partials > 0) is expect_partials
+        assert decoder.finals == 1 and finals and finals[0]  # the words are never shed
+
+
+def test_given_frames_arriving_in_pieces_then_the_reader_says_when_a_whole_one_is_waiting():
+    reader = wire.FrameReader(accept=wire.REQUESTS)
+    frame = wire.encode(wire.Audio(1, 2, b"\x00\x00" * 10))
+    assert not reader.has_message()
+    reader.receive_data(frame[:5])
+    assert not reader.has_message()
+    reader.receive_data(frame[5:-1])
+    assert not reader.has_message()
+    reader.receive_data(frame[-1:])
+    assert reader.has_message()
+    assert isinstance(reader.next_message(), wire.Audio) and not reader.has_message()
