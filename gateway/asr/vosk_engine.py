@@ -73,6 +73,19 @@ def missing_model_message(spec: ModelSpec) -> str:
             f"and point models.{spec.language}.path at it")
 
 
+def _test_floor() -> int:
+    """GATEWAY_SPEECH_MIN_STREAMS (test harnesses only, see Capacity.floor): 0 when unset or bad."""
+    raw = os.environ.get("GATEWAY_SPEECH_MIN_STREAMS", "").strip()
+    if not raw:
+        return 0
+    if not raw.isdigit() or int(raw) > 64:
+        log.warning("speech: GATEWAY_SPEECH_MIN_STREAMS=%r is not a number 0..64; ignored", raw[:20])
+        return 0
+    log.warning("speech: GATEWAY_SPEECH_MIN_STREAMS=%s: at least that many live streams admitted whatever "
+                "the calibration measured (a test setting)", raw)
+    return int(raw)
+
+
 class VoskEngine(SpeechEngine):
     def __init__(self, config: SpeechConfig, *, python: str = sys.executable, cache_dir: Path | None = None,
                  calibrate: bool = True) -> None:
@@ -100,7 +113,7 @@ class VoskEngine(SpeechEngine):
         self.live_chunk_bytes = wire.LIVE_CHUNK_BYTES  # 0: every AudioSocket frame on its own (bench)
         self.cores = usable_cores()
         self.capacity = Capacity(cores=self.cores, workers=config.workers, headroom=config.headroom,
-                                 cap=config.max_streams)
+                                 cap=config.max_streams, floor=_test_floor())
         self.calibration: dict[str, dict] = {}  # language -> the workers' measurements of the clip
         self._calibrating: asyncio.Task | None = None
         self._calibrated_models: dict[str, str] = {}  # language -> model name the capacity was measured with
@@ -235,6 +248,8 @@ class VoskEngine(SpeechEngine):
             return f"speech: capacity not measured yet; at most {c.fallback()} live streams"
         parts = ", ".join(f"{lang} {c.streams(lang)} (RTF {c.rtf[lang]:.2f})" for lang in sorted(c.rtf))
         cap = f", capped by max_streams {c.cap}" if c.cap is not None else ""
+        if c.floor:
+            cap += f", at least {c.floor} (GATEWAY_SPEECH_MIN_STREAMS, a test setting)"
         return (f"speech: live streams this machine carries: {parts} — {min(c.cores, c.workers)} cores x "
                 f"headroom {c.headroom:g} / RTF{cap}")
 

@@ -182,9 +182,10 @@ class Worker:
         sid = wire.MAX_ID  # never a gateway stream id (those count up from 1)
         self.calibrating = True
         try:
-            # A warm-up on the first second first: a freshly loaded model's first decode pays
-            # for page faults and lazy set-up that no later stream pays.
-            self._decode_clip(msg, sid, pcm[: wire.BYTES_PER_SECOND])
+            # A warm-up pass over the whole clip first: a freshly loaded model's first decode
+            # pays for page faults and lazy set-up, and a new Vosk recogniser for composing its
+            # graph (gateway.asr.vosk_pool), which no later stream on a warm recogniser pays.
+            self._decode_clip(msg, sid, pcm)
             cpu, wall = time.process_time(), time.monotonic()
             texts = self._decode_clip(msg, sid, pcm)
             if isinstance(texts, wire.Rejected):

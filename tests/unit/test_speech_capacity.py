@@ -78,3 +78,20 @@ def test_given_a_capacity_then_its_json_shows_streams_rtf_and_cores_over_rtf():
     assert out["max_streams"] == {"ko": 7, "zh": 4}
     assert out["cores_over_rtf"] == {"ko": 11.8, "zh": 6.7}
     assert out["calibrated"] and out["fallback"] is None
+
+
+def test_given_a_test_floor_when_the_measured_capacity_is_lower_then_the_floor_is_admitted_but_never_past_the_cap():
+    measured = Capacity(cores=2, workers=2, headroom=0.6, rtf={"ko": 0.6}, calibrated=True, floor=3)
+    assert measured.streams("ko") == 3
+    assert measured.admits(["ko", "ko"], "ko") and not measured.admits(["ko", "ko", "ko"], "ko")
+    capped = Capacity(cores=2, workers=2, headroom=0.6, rtf={"ko": 0.6}, calibrated=True, floor=3, cap=1)
+    assert capped.streams("ko") == 1 and not capped.admits(["ko"], "ko")
+    assert measured.to_json()["floor"] == 3
+
+
+@pytest.mark.parametrize("raw, floor", [("", 0), ("3", 3), ("x3", 0), ("-1", 0), ("999", 0)])
+def test_given_the_test_floor_variable_when_read_then_only_a_number_up_to_64_counts(monkeypatch, raw, floor):
+    from gateway.asr.vosk_engine import _test_floor
+
+    monkeypatch.setenv("GATEWAY_SPEECH_MIN_STREAMS", raw)
+    assert _test_floor() == floor
