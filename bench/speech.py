@@ -14,7 +14,12 @@ the project's Mandarin voice from the e2e harness's cache, else the built-in cli
    Kept in real time: p95 lag <= 0.5 s, final <= 1.5 s, no stream failed.
 3. Side by side: the raw engine's throughput in one process, the gateway's (one live stream
    per worker fed as fast as flow control lets it), streams kept, cores / RTF and the ratio
-   (goal >= 60 %), and the capacity the gateway measured at start.
+   (goal >= 60 %), and the capacity the gateway measured at start. RTF is read two ways:
+   one live stream's (decoding plus partial results: what the gateway's calibration measures
+   and what the issue's 0.17 was; the goal is checked against it) and the raw engine's
+   decode-only RTF (no partials), printed beside it.
+Before the live rounds, max-n streams are decoded once so the workers' pools hold warm
+Vosk recognisers, as after the first minutes of a centre's traffic (gateway.asr.vosk_pool).
 
 Exit 1 when the gateway's transcripts differ from the raw engine's (Whisper: identical
 text; Vosk dithers its features, so two raw runs differ a little: the gateway may not
@@ -333,8 +338,9 @@ async def live_mode(config, lang: str, speech: bytes, args, *, batched: bool, gu
         if batched:
             out["throughput"] = await gateway_throughput(engine, lang, speech, config.workers)
             # A running centre's workers hold warm recognisers (gateway.asr.vosk_pool): fill
-            # the pools as the first minutes of traffic would, so N callers meet warm ones.
-            await gateway_throughput(engine, lang, speech[: 3 * BPS], args.max_n)
+            # the pools as the first minutes of traffic would, so N callers meet warm ones
+            # (up to the pools' size; a stream beyond it gets a new, cold recogniser).
+            await gateway_throughput(engine, lang, speech, args.max_n)
         for n in range(1, args.max_n + 1):
             rounds = [await live_round(engine, lang, speech, n, guard) for _ in range(args.rounds)]
             rounds.sort(key=lambda r: r["lag_p95_s"])
@@ -394,7 +400,8 @@ async def language(lang: str, config, speech: bytes, args, guard: tuple | None) 
     out: dict = {"audio_s": round(len(speech) / BPS, 1)}
     log(f"{lang}: raw engine in this process (where the time goes)...")
     chunk = wire.LIVE_CHUNK_BYTES
-    await asyncio.to_thread(raw_decode, lang, model_dir, speech[: 2 * BPS], chunk, None)  # warm-up: not measured
+    # warm-up, not measured: the model's first pages and (Vosk) the recogniser's composed graph
+    await asyncio.to_thread(raw_decode, lang, model_dir, speech, chunk, None)
     if lang == "zh":
         out["raw"] = await asyncio.to_thread(raw_decode, lang, model_dir, speech, chunk, None)
         out["breakdown"] = {"live_partials": await asyncio.to_thread(raw_decode, lang, model_dir, speech, chunk,
@@ -418,8 +425,14 @@ async def language(lang: str, config, speech: bytes, args, guard: tuple | None) 
     log(f"{lang}: live, batched (the gateway's path)...")
     out["after"] = await live_mode(sub, lang, speech, args, batched=True, guard=guard)
     cores = min(os.cpu_count() or 1, config.workers)
-    out["cores_over_rtf"] = round(cores / max(out["raw"]["rtf"], 1e-3), 1)
+    # Two readings of "cores / RTF": with the RTF of one live stream (what the gateway's
+    # calibration measures and what the issue's 0.17 was: decoding plus partial results),
+    # and with the raw engine's decode-only RTF (no partials, one process).
+    live_rtf = out["after"]["capacity"]["rtf"].get(lang)
+    out["cores_over_rtf"] = round(cores / max(live_rtf or out["raw"]["rtf"], 1e-3), 1)
     out["ratio"] = round(out["after"]["kept"] / out["cores_over_rtf"], 2)
+    out["cores_over_raw_rtf"] = round(cores / max(out["raw"]["rtf"], 1e-3), 1)
+    out["ratio_raw"] = round(out["after"]["kept"] / out["cores_over_raw_rtf"], 2)
     # Same words as the raw engine: Whisper is deterministic (identical text); Vosk's
     # features are dithered (two raw runs differ a little), so its error rate against the
     # spoken text must not be worse than the raw engine's by more than 5 points.
@@ -503,8 +516,9 @@ def table(out: dict) -> str:
         lines += [
             f"    side by side: raw engine {o['raw']['throughput_x']:.2f}x real time (1 process) | gateway "
             f"{t['throughput_x']:.2f}x ({t['streams']} streams) | kept in real time: before "
-            f"{o.get('before', {}).get('kept', '-')}, after {a['kept']} | cores / RTF {o['cores_over_rtf']:g} | "
-            f"ratio {o['ratio']:.0%} (goal >= 60 %)",
+            f"{o.get('before', {}).get('kept', '-')}, after {a['kept']}",
+            f"    cores / RTF of one live stream {o['cores_over_rtf']:g}: ratio {o['ratio']:.0%} (goal >= 60 %) | "
+            f"cores / raw decode-only RTF {o['cores_over_raw_rtf']:g}: ratio {o['ratio_raw']:.0%}",
             f"    measured capacity at start: {cap['max_streams']} (RTF {cap['rtf']}, headroom {cap['headroom']})",
         ]
         if "wer_gateway_vs_raw" in o:
