@@ -11,7 +11,13 @@ return a few hundred rows whatever the period's size:
   grouped by line / bucket / outcome with counts, sums and ``CASE`` sums (service level,
   abandonments after the short-abandon grace, ACW known). Seconds are handled as whole
   microseconds (exact on SQLite and PostgreSQL alike); ACW is rounded to 0.1 s in SQL.
-* **legs** (per queue, agents' load): one row per queue leg, grouped by queue / outcome / agent.
+* **legs** (per queue, agents' load): one row per queue leg, grouped by queue / outcome / agent:
+  the legs of the calls started in the period, and (``UNION ALL``, flagged) those of the gateway's
+  callback calls started in it (``outbound_calls`` of purpose callback → ``callbacks`` → the
+  original call's ticket, for the after-call work).
+* **a callback answered**: a call with an agent but no queue nor leg whose steps mention a callback
+  is first counted as ended in the IVR, then read with the IVR exits: a callback (the agent is the
+  callback call's), else answered.
 * **IVR exits** (callback, hung up in the IVR at which node, ended by the flow): only the calls
   that ended without a queue *and* whose steps (JSON text) mention ``callback`` or
   ``caller_hangup``, grouped by what the steps say where SQL can tell it exactly (a flat callback
