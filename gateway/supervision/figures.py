@@ -35,6 +35,14 @@ Definitions (``config/supervision.yaml`` → ``figures:``; defaults in :class:`F
   call, so it is not used as the call's ACW (it only feeds the agents' ``wrapup`` state).
 * **abandoned in the queue** ÷ offered; **abandoned in the IVR** ÷ all calls, and per menu
   node: where the callers gave up (:mod:`gateway.supervision.outcomes`).
+* **callbacks** (virtual hold, :mod:`gateway.callback`): the caller's own call ends in the IVR
+  with the outcome ``callback`` and counts once, as that, in the totals, lines and trend (never
+  offered, even after the callback service wrote the answering agent on its row). The gateway's
+  callback call (an ``outbound_calls`` row of purpose ``callback``, its own uniqueid) has queue
+  legs like any caller's: they count in their queue's figures (offered, answered, service level,
+  ASA, AHT, abandoned) and in the agents' load, in the period the callback call started, with the
+  original call's ticket for the after-call work; each queue (and the totals) also says how many of
+  its legs were callbacks: ``callbacks_queued``, ``callbacks_answered``.
 
 No caller number is ever read or returned here: only counts, seconds, lines, queues, agent ids.
 """
@@ -252,10 +260,15 @@ class Tally:
         self.wait_unknown = 0  # answered with no wait known (its queue events were missed): not in the SL
         self.abandoned_counted = 0  # abandoned after the short-abandon grace (they count against the SL)
         self.longest_wait = 0.0
+        self.callbacks_queued = 0  # (queues) legs of the gateway's callback calls
+        self.callbacks_answered = 0
 
     def add(self, outcome: str, node: str | None = None, *, wait: float | None = None, talk: float | None = None,
-            acw: float | None = None) -> None:
+            acw: float | None = None, callback: bool = False) -> None:
         self.calls += 1
+        if callback:
+            self.callbacks_queued += 1
+            self.callbacks_answered += outcome == "answered"
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         if node is not None:
             self.ivr_nodes[node] = self.ivr_nodes.get(node, 0) + 1
@@ -281,6 +294,8 @@ class Tally:
         answered, ab_q, ab_ivr = o.get("answered", 0), o.get("abandoned_queue", 0), o.get("abandoned_ivr", 0)
         offered = answered + ab_q + o.get("queue_timeout", 0) + o.get("in_queue", 0)
         sl_base = answered - self.wait_unknown + self.abandoned_counted
+        # each ACW is whole tenths of a second: summed as such (exact, as the SQL sums do), not as floats
+        acws = Means(sum(round(a * 10) for a in self.acws) / 10, len(self.acws))
         return {
             "calls": self.calls, "offered": offered, "answered": answered,
             "abandoned_queue": ab_q, "abandoned_ivr": ab_ivr, "abandoned": ab_q + ab_ivr,
@@ -288,15 +303,32 @@ class Tally:
             "ended_in_ivr": o.get("ended_in_ivr", 0), "in_progress": o.get("in_ivr", 0) + o.get("in_queue", 0),
             "answered_in_sl": self.in_sl, "answered_wait_unknown": self.wait_unknown,
             "service_level": _ratio(self.in_sl, sl_base),
-            "asa_s": _mean(self.waits), "aht_s": _aht(self.talks, self.acws), "talk_s": _mean(self.talks),
-            "acw_s": _mean(self.acws), "acw_unknown": self.acw_unknown, "longest_wait_s": round(self.longest_wait, 1),
+            "asa_s": _mean(self.waits), "aht_s": _aht(self.talks, acws), "talk_s": _mean(self.talks),
+            "acw_s": acws.mean(), "acw_unknown": self.acw_unknown, "longest_wait_s": round(self.longest_wait, 1),
             "abandon_rate_queue": _ratio(ab_q, offered), "abandon_rate_ivr": _ratio(ab_ivr, self.calls),
             "ivr_abandon_nodes": _ranked(self.ivr_nodes),
+            "callbacks_queued": self.callbacks_queued, "callbacks_answered": self.callbacks_answered,
         }
 
 
 def _ratio(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
+
+
+class Means:
+    """A sum and a count that :func:`_aht` can take like a list (``sum``, ``len``, truth)."""
+
+    def __init__(self, total: float, n: int) -> None:
+        self.total, self.n = float(total), n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        return iter((self.total,) if self.n else ())
+
+    def mean(self) -> float | None:
+        return round(self.total / self.n, 1) if self.n else None
 
 
 def _mean(values: list[float]) -> float | None:
@@ -341,8 +373,10 @@ def _call_view(call: CallRow, cfg: FiguresConfig) -> tuple[str, str | None, floa
     return outcome, node, wait, float(last.talk_s), after_call(last.ended_at, call.decided_at, cfg)
 
 
-def compute(calls: Iterable[CallRow], cfg: FiguresConfig) -> dict:
-    """Totals, per line and per queue (a queue's figures are its legs'), for the period's calls."""
+def compute(calls: Iterable[CallRow], cfg: FiguresConfig, callbacks: Iterable[CallRow] = ()) -> dict:
+    """Totals, per line and per queue (a queue's figures are its legs'), for the period's calls;
+    ``callbacks``: the gateway's callback calls started in the period (their legs count in the
+    queues and the agents' load only; see the module's notes)."""
     total = Tally(cfg)
     lines: dict[str, Tally] = {}
     line_names: dict[str, str] = {}
@@ -353,32 +387,49 @@ def compute(calls: Iterable[CallRow], cfg: FiguresConfig) -> dict:
         total.add(outcome, node, wait=wait, talk=talk, acw=acw)
         lines.setdefault(call.line, Tally(cfg)).add(outcome, node, wait=wait, talk=talk, acw=acw)
         line_names.setdefault(call.line, call.line_name)
-        talked = [leg for leg in call.legs if leg.answered and leg.talk_s is not None]
-        for leg in call.legs:
-            leg_acw = acw if talked and leg is talked[-1] else None  # the ACW follows the leg that ended the talk
-            if leg.answered:
-                leg_outcome = "answered"
-                load = agents.setdefault(leg.agent or "?", {"agent": leg.agent or "?", "answered": 0, "talk_s": 0,
-                                                            "acw_s": 0})
-                load["answered"] += 1
-                load["talk_s"] += int(leg.talk_s or 0)
-                load["acw_s"] += int(leg_acw or 0)
-            elif leg.abandoned:
-                leg_outcome = "abandoned_queue"
-            elif call.status == "ended" or leg.hold_s is not None:
-                leg_outcome = "queue_timeout"
-            else:
-                leg_outcome = "in_queue"
-            queues.setdefault(leg.queue, Tally(cfg)).add(leg_outcome, wait=leg.hold_s,
-                                                         talk=leg.talk_s if leg.answered else None, acw=leg_acw)
+        _add_legs(call, acw, queues, agents, cfg)
         if not call.legs and call.queue:  # a queue reached with no leg known (before legs were kept)
             queues.setdefault(call.queue, Tally(cfg)).add(outcome, wait=wait, talk=talk, acw=acw)
+    for call in callbacks:
+        _add_legs(call, _last_acw(call, cfg), queues, agents, cfg, callback=True)
+    per_queue = [{"queue": k, **_queue_part(t.result())} for k, t in sorted(queues.items())]
     return {
-        "totals": total.result(),
-        "per_line": [{"line": k, "line_name": line_names.get(k, ""), **t.result()} for k, t in sorted(lines.items())],
-        "per_queue": [{"queue": k, **_queue_part(t.result())} for k, t in sorted(queues.items())],
+        "totals": _with_callbacks(total.result(), per_queue),
+        "per_line": [{"line": k, "line_name": line_names.get(k, ""), **_line_part(t.result())}
+                     for k, t in sorted(lines.items())],
+        "per_queue": per_queue,
         "agents_load": sorted(agents.values(), key=lambda a: a["agent"]),
     }
+
+
+def _last_acw(call: CallRow, cfg: FiguresConfig) -> float | None:
+    """The after-call work of the call's last leg answered with a talk time (None without one)."""
+    talked = [leg for leg in call.legs if leg.answered and leg.talk_s is not None]
+    return after_call(talked[-1].ended_at, call.decided_at, cfg) if talked else None
+
+
+def _add_legs(call: CallRow, acw: float | None, queues: dict, agents: dict, cfg: FiguresConfig, *,
+              callback: bool = False) -> None:
+    """The call's legs into their queues' tallies and the agents' load (``acw``: the call's)."""
+    talked = [leg for leg in call.legs if leg.answered and leg.talk_s is not None]
+    for leg in call.legs:
+        leg_acw = acw if talked and leg is talked[-1] else None  # the ACW follows the leg that ended the talk
+        if leg.answered:
+            leg_outcome = "answered"
+            load = agents.setdefault(leg.agent or "?", {"agent": leg.agent or "?", "answered": 0, "talk_s": 0,
+                                                        "acw_s": 0})
+            load["answered"] += 1
+            load["talk_s"] += int(leg.talk_s or 0)
+            load["acw_s"] += int(leg_acw or 0)
+        elif leg.abandoned:
+            leg_outcome = "abandoned_queue"
+        elif call.status == "ended" or leg.hold_s is not None:
+            leg_outcome = "queue_timeout"
+        else:
+            leg_outcome = "in_queue"
+        queues.setdefault(leg.queue, Tally(cfg)).add(leg_outcome, wait=leg.hold_s,
+                                                     talk=leg.talk_s if leg.answered else None, acw=leg_acw,
+                                                     callback=callback)
 
 
 def _queue_part(result: dict) -> dict:
@@ -386,6 +437,23 @@ def _queue_part(result: dict) -> dict:
     for key in ("abandoned_ivr", "abandon_rate_ivr", "ivr_abandon_nodes", "callback", "ended_in_ivr"):
         result.pop(key, None)
     result["abandoned"] = result["abandoned_queue"]
+    return result
+
+
+CALLBACK_KEYS = ("callbacks_queued", "callbacks_answered")
+
+
+def _line_part(result: dict) -> dict:
+    """A line's figures are its callers' calls: the callback calls' legs are counted per queue."""
+    for key in CALLBACK_KEYS:
+        result.pop(key, None)
+    return result
+
+
+def _with_callbacks(result: dict, per_queue: list[dict]) -> dict:
+    """The totals (the calls') with the callback calls' legs of every queue."""
+    for key in CALLBACK_KEYS:
+        result[key] = sum(q[key] for q in per_queue)
     return result
 
 

@@ -11,7 +11,13 @@ return a few hundred rows whatever the period's size:
   grouped by line / bucket / outcome with counts, sums and ``CASE`` sums (service level,
   abandonments after the short-abandon grace, ACW known). Seconds are handled as whole
   microseconds (exact on SQLite and PostgreSQL alike); ACW is rounded to 0.1 s in SQL.
-* **legs** (per queue, agents' load): one row per queue leg, grouped by queue / outcome / agent.
+* **legs** (per queue, agents' load): one row per queue leg, grouped by queue / outcome / agent:
+  the legs of the calls started in the period, and (``UNION ALL``, flagged) those of the gateway's
+  callback calls started in it (``outbound_calls`` of purpose callback → ``callbacks`` → the
+  original call's ticket, for the after-call work).
+* **a callback answered**: a call with an agent but no queue nor leg whose steps mention a callback
+  is first counted as ended in the IVR, then read with the IVR exits: a callback (the agent is the
+  callback call's), else answered.
 * **IVR exits** (callback, hung up in the IVR at which node, ended by the flow): only the calls
   that ended without a queue *and* whose steps (JSON text) mention ``callback`` or
   ``caller_hangup``, grouped by what the steps say where SQL can tell it exactly (a flat callback
@@ -37,15 +43,19 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from gateway.supervision.figures import FiguresConfig, Period, _aht, _queue_part, _ranked, _ratio, trend_points
+from gateway.callback.service import PURPOSE as CALLBACK_PURPOSE
+from gateway.supervision.figures import (FiguresConfig, Means, Period, _aht, _line_part, _queue_part, _ranked, _ratio,
+                                         _with_callbacks, trend_points)
 from gateway.supervision.outcomes import ivr_exit
 from gateway.supervision.queue_legs import QueueLeg
-from gateway.ticketing.models import Call, Ticket
+from gateway.ticketing.models import Call, Callback, OutboundCall, Ticket
 
 US = 1_000_000
 C = Call.__table__
 QL = QueueLeg.__table__
 TK = Ticket.__table__
+OB = OutboundCall.__table__
+CB = Callback.__table__
 
 
 class Sums:
@@ -67,11 +77,16 @@ class Sums:
         self.wait_unknown = 0
         self.abandoned_counted = 0
         self.longest_us = 0
+        self.callbacks_queued = 0
+        self.callbacks_answered = 0
 
-    def add_row(self, outcome: str, r) -> None:
-        """One grouped row (all its calls or legs had ``outcome``)."""
+    def add_row(self, outcome: str, r, *, callback: bool = False) -> None:
+        """One grouped row (all its calls or legs had ``outcome``; ``callback``: legs of callback calls)."""
         n = int(r.n)
         self.calls += n
+        if callback:
+            self.callbacks_queued += n
+            self.callbacks_answered += n if outcome == "answered" else 0
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
         if r.longest_us is not None:
             self.longest_us = max(self.longest_us, int(r.longest_us))
@@ -96,12 +111,14 @@ class Sums:
             return
         self.outcomes["ended_in_ivr"] -= n
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
+        if outcome == "answered":  # an agent on a call without queue nor leg: no wait known
+            self.wait_unknown += n
         if node is not None:
             self.ivr_nodes[node] = self.ivr_nodes.get(node, 0) + n
 
     def merge(self, other: Sums) -> None:
         for name in ("calls", "wait_us", "wait_n", "talk_s", "talk_n", "acw_ds", "acw_n", "acw_unknown", "in_sl",
-                     "wait_unknown", "abandoned_counted"):
+                     "wait_unknown", "abandoned_counted", "callbacks_queued", "callbacks_answered"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for mine, theirs in ((self.outcomes, other.outcomes), (self.ivr_nodes, other.ivr_nodes)):
             for k, v in theirs.items():
@@ -128,23 +145,11 @@ class Sums:
             "longest_wait_s": round(self.longest_us / US, 1),
             "abandon_rate_queue": _ratio(ab_q, offered), "abandon_rate_ivr": _ratio(ab_ivr, self.calls),
             "ivr_abandon_nodes": _ranked(self.ivr_nodes),
+            "callbacks_queued": self.callbacks_queued, "callbacks_answered": self.callbacks_answered,
         }
 
 
-class _Means:
-    """A sum and a count that ``figures._aht`` can take like a list (``sum``, ``len``, truth)."""
-
-    def __init__(self, total: float, n: int) -> None:
-        self.total, self.n = float(total), n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __iter__(self):
-        return iter((self.total,) if self.n else ())
-
-    def mean(self) -> float | None:
-        return round(self.total / self.n, 1) if self.n else None
+_Means = Means
 
 
 # -- SQL pieces ------------------------------------------------------------------------------
@@ -242,6 +247,7 @@ async def call_sums(session, start: datetime, end: datetime, cfg: FiguresConfig,
     legs = sa.func.count(QL.c.id)
     ended = sa.func.coalesce(C.c.status, "") == "ended"
     outcome = sa.case(
+        (_callback_answered(ended, legs == 0), "ivr_exit"),  # the agent may be the callback call's: read the steps
         (_set(C.c.agent), "answered"),
         (_set(C.c.queue), sa.case((sa.not_(ended), "in_queue"),
                                   (sa.and_(legs > 0, sa.func.max(sa.case((QL.c.abandoned, 1), else_=0)) == 0),
@@ -298,20 +304,34 @@ async def call_sums(session, start: datetime, end: datetime, cfg: FiguresConfig,
     return sums, {k: v[1] for k, v in names.items()}, noleg
 
 
+def _callback_answered(ended, no_leg):
+    """A call with an agent but no queue nor leg, ended, whose steps mention a callback: the agent may
+    be its callback call's (``outcomes.call_outcome``); counted by its steps (:func:`_ivr_exits`)."""
+    return sa.and_(_set(C.c.agent), sa.not_(_set(C.c.queue)), ended, no_leg,
+                   sa.cast(C.c.menu_path, sa.Text).like("%callback%"))
+
+
 async def _ivr_exits(session, start: datetime, end: datetime, sums: dict, key, by: str, dialect: str) -> None:
     """The calls that ended without a queue and whose steps mention a callback or a hang-up, grouped by
-    what their steps say (:func:`_ivr_exit_sql`): few rows, the others ended in the IVR."""
+    what their steps say (:func:`_ivr_exit_sql`): few rows, the others ended in the IVR. The calls of
+    :func:`_callback_answered` are among them: a callback, else answered (no wait known)."""
     text = sa.cast(C.c.menu_path, sa.Text)
     ivr = _ivr_exit_sql(text, dialect)
-    exits = (sa.select(key.label("key"), ivr.label("ivr"))
-             .where(_in_period(start, end), sa.not_(_set(C.c.agent)), sa.not_(_set(C.c.queue)),
-                    sa.func.coalesce(C.c.status, "") == "ended",
-                    sa.or_(text.like("%callback%"), text.like("%caller_hangup%"))).offset(0).subquery("exits"))
-    rows = (await session.execute(sa.select(exits.c.key, exits.c.ivr, sa.func.count().label("n"))
-                                  .group_by(exits.c.key, exits.c.ivr))).all()
-    for key_value, steps, n in rows:
+    ended = sa.func.coalesce(C.c.status, "") == "ended"
+    no_leg = ~sa.exists().where(QL.c.uniqueid == C.c.uniqueid)
+    agent = sa.case((_set(C.c.agent), 1), else_=0)
+    exits = (sa.select(key.label("key"), ivr.label("ivr"), agent.label("agent"))
+             .where(_in_period(start, end), sa.not_(_set(C.c.queue)), ended,
+                    sa.or_(sa.and_(sa.not_(_set(C.c.agent)),
+                                   sa.or_(text.like("%callback%"), text.like("%caller_hangup%"))),
+                           _callback_answered(ended, no_leg))).offset(0).subquery("exits"))
+    rows = (await session.execute(sa.select(exits.c.key, exits.c.ivr, exits.c.agent, sa.func.count().label("n"))
+                                  .group_by(exits.c.key, exits.c.ivr, exits.c.agent))).all()
+    for key_value, steps, with_agent, n in rows:
         outcome, node = (("callback", None) if steps == "!" else ("abandoned_ivr", steps[1:] or "?")
                          if steps.startswith("#") else _exit_of(steps))
+        if with_agent and outcome != "callback":
+            outcome, node = "answered", None
         sums[int(key_value) if by == "bucket" else key_value].ivr(outcome, node, int(n))
 
 
@@ -355,37 +375,53 @@ def _exit_of(steps: str | None) -> tuple[str, str | None]:
 
 
 async def leg_sums(session, start: datetime, end: datetime, cfg: FiguresConfig) -> tuple[dict, dict]:
-    """Per queue: :class:`Sums` of its legs (of the calls started in [start, end)); per agent: the load."""
+    """Per queue: :class:`Sums` of its legs (of the calls started in [start, end), and of the gateway's
+    callback calls started then: ``outbound_calls`` of purpose callback, their ticket the original
+    call's); per agent: the load."""
     dialect = await _dialect(session)
-    answered = QL.c.answered_at.is_not(None)
-    wait = _leg_wait_us(dialect)
-    outcome = sa.case((answered, "answered"), (sa.func.coalesce(QL.c.abandoned, sa.false()), "abandoned_queue"),
-                      (sa.or_(sa.func.coalesce(C.c.status, "") == "ended", wait.is_not(None)), "queue_timeout"),
-                      else_="in_queue")
-    later = QL.alias("later")  # the after-call work follows the call's last leg answered with a talk time
-    is_last_talk = ~sa.exists().where(later.c.uniqueid == QL.c.uniqueid, later.c.id > QL.c.id, _talked(later))
-    raw = sa.case((sa.and_(TK.c.decided_at.is_not(None), _talked(), is_last_talk),
-                   _acw_raw(TK.c.decided_at, QL.c.answered_at, QL.c.talk_s, dialect)))
-    per_leg = (sa.select(QL.c.queue.label("queue"), outcome.label("outcome"),
-                         sa.case((answered, sa.func.coalesce(sa.func.nullif(QL.c.agent, ""), "?"))).label("agent"),
-                         wait.label("wait"), sa.case((answered, QL.c.talk_s)).label("talk"),
-                         _acw_tenths(QL.c.talk_s, raw, cfg).label("acw"))
-               .select_from(QL.join(C, C.c.uniqueid == QL.c.uniqueid).outerjoin(TK, TK.c.call_id == C.c.id))
-               .where(_in_period(start, end)).offset(0).subquery("per_leg"))
+    orig = C.alias("orig")  # a callback call's original call (its ticket)
+    callers = _per_leg(dialect, cfg, 0, sa.func.coalesce(C.c.status, "") == "ended",
+                       QL.join(C, C.c.uniqueid == QL.c.uniqueid).outerjoin(TK, TK.c.call_id == C.c.id),
+                       _in_period(start, end))
+    callbacks = _per_leg(dialect, cfg, 1, OB.c.ended_at.is_not(None),
+                         QL.join(OB, OB.c.uniqueid == QL.c.uniqueid)
+                         .outerjoin(CB, sa.cast(CB.c.id, sa.String) == OB.c.ref)
+                         .outerjoin(orig, orig.c.uniqueid == CB.c.call_uniqueid)
+                         .outerjoin(TK, TK.c.call_id == orig.c.id),
+                         sa.and_(OB.c.purpose == CALLBACK_PURPOSE, OB.c.started_at >= start, OB.c.started_at < end))
+    per_leg = sa.union_all(callers, callbacks).subquery("per_leg")
     p = per_leg.c
     rows = (await session.execute(
-        sa.select(p.queue, p.outcome, p.agent, *_aggregates(p.wait, p.talk, p.acw, cfg))
-        .group_by(p.queue, p.outcome, p.agent))).all()
+        sa.select(p.queue, p.outcome, p.agent, p.callback, *_aggregates(p.wait, p.talk, p.acw, cfg))
+        .group_by(p.queue, p.outcome, p.agent, p.callback))).all()
     queues: dict[str, Sums] = {}
     agents: dict[str, dict] = {}
     for r in rows:
-        queues.setdefault(r.queue, Sums(cfg)).add_row(r.outcome, r)
+        queues.setdefault(r.queue, Sums(cfg)).add_row(r.outcome, r, callback=bool(r.callback))
         if r.outcome == "answered":
             load = agents.setdefault(r.agent, {"agent": r.agent, "answered": 0, "talk_s": 0, "acw_s": 0})
             load["answered"] += int(r.n)
             load["talk_s"] += int(r.talk_sum or 0)
             load["acw_s"] += int(r.acw_whole or 0)
     return queues, agents
+
+
+def _per_leg(dialect: str, cfg: FiguresConfig, callback: int, ended, joined, where):
+    """One row per leg of ``joined`` (queue legs with their call and its ticket ``TK``): queue, outcome,
+    agent, wait, talk, after-call work, and ``callback`` (1: a callback call's leg)."""
+    answered = QL.c.answered_at.is_not(None)
+    wait = _leg_wait_us(dialect)
+    outcome = sa.case((answered, "answered"), (sa.func.coalesce(QL.c.abandoned, sa.false()), "abandoned_queue"),
+                      (sa.or_(ended, wait.is_not(None)), "queue_timeout"), else_="in_queue")
+    later = QL.alias("later")  # the after-call work follows the call's last leg answered with a talk time
+    is_last_talk = ~sa.exists().where(later.c.uniqueid == QL.c.uniqueid, later.c.id > QL.c.id, _talked(later))
+    raw = sa.case((sa.and_(TK.c.decided_at.is_not(None), _talked(), is_last_talk),
+                   _acw_raw(TK.c.decided_at, QL.c.answered_at, QL.c.talk_s, dialect)))
+    return (sa.select(QL.c.queue.label("queue"), outcome.label("outcome"),
+                      sa.case((answered, sa.func.coalesce(sa.func.nullif(QL.c.agent, ""), "?"))).label("agent"),
+                      wait.label("wait"), sa.case((answered, QL.c.talk_s)).label("talk"),
+                      _acw_tenths(QL.c.talk_s, raw, cfg).label("acw"), _num(callback).label("callback"))
+            .select_from(joined).where(where))
 
 
 # -- the figures -------------------------------------------------------------------------------
@@ -407,10 +443,12 @@ async def compute_sql(store, start: datetime, end: datetime, cfg: FiguresConfig)
         total.merge(sums)
     for queue, sums in noleg.items():
         queues.setdefault(queue, Sums(cfg)).merge(sums)
+    per_queue = [{"queue": k, **_queue_part(s.result())} for k, s in sorted(queues.items())]
     return {
-        "totals": total.result(),
-        "per_line": [{"line": k, "line_name": names.get(k, ""), **s.result()} for k, s in sorted(lines.items())],
-        "per_queue": [{"queue": k, **_queue_part(s.result())} for k, s in sorted(queues.items())],
+        "totals": _with_callbacks(total.result(), per_queue),
+        "per_line": [{"line": k, "line_name": names.get(k, ""), **_line_part(s.result())}
+                     for k, s in sorted(lines.items())],
+        "per_queue": per_queue,
         "agents_load": sorted(agents.values(), key=lambda a: a["agent"]),
     }
 

@@ -8,8 +8,13 @@ Theory of operation. Three kinds of figures, all in the application's own regist
   handler): callers joining a queue, answered (``AgentConnect``) or abandoned
   (``QueueCallerAbandon``), each with the seconds waited (Asterisk's ``HoldTime``) in a
   histogram, and the callers waiting now. Every gateway instance with an AMI connection to a
-  node sees that node's events, so with several instances each counts them all: take the
-  ``max`` over instances, not the sum (the dashboard does).
+  node sees that node's events, so with several instances each would count them all. Only the
+  instance holding the bus's leadership (``bus.leader``: always the only one with SQLite) counts
+  the events and exports these series; the others follow the callers waiting (to export them
+  the moment they lead) but count and export nothing. Leadership moves within seconds when its
+  holder stops, so at any time one instance's series grow: ``sum`` over instances is the site's
+  figure (the dashboard does). An instance that leads again goes on from its own last values (it
+  counted nothing meanwhile), so ``increase()`` over its series never adds what another counted.
 * :class:`StateCollector` reads, at scrape time, what the features keep in memory: the
   journal of the call path's writes, the speech engine, the SMS sender's and the units'
   webhook sender's counters. Counters of this instance since it started.
@@ -52,15 +57,29 @@ MAX_TRACKED = 20000  # callers waiting that we follow at most (a lost Leave must
 class QueueMetrics:
     """Asterisk's queue events into counters, a wait histogram and a waiting-now gauge."""
 
-    def __init__(self, registry: CollectorRegistry, queues: Callable[[], object] | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry, queues: Callable[[], object] | None = None,
+                 leader: Callable[[], bool] = lambda: True) -> None:
         self._queue = Bounded(NAME, known=queues)
-        self.joined = Counter("gateway_queue_joined", "callers who joined a queue", ["queue"], registry=registry)
-        self.left = Counter("gateway_queue_left", "callers who left a queue answered or abandoned",
-                            ["queue", "outcome"], registry=registry)
+        self.leader = leader  # counts and exports only while this is true (see the module's notes)
+        self.joined = Counter("gateway_queue_joined", "callers who joined a queue (counted by the leader "
+                              "instance only: sum over instances)", ["queue"], registry=None)
+        self.left = Counter("gateway_queue_left", "callers who left a queue answered or abandoned (leader only)",
+                            ["queue", "outcome"], registry=None)
         self.wait = Histogram("gateway_queue_wait_seconds", "seconds a caller waited in a queue until answered "
-                              "or abandoned", ["queue", "outcome"], buckets=WAIT_BUCKETS, registry=registry)
-        self.waiting = Gauge("gateway_queue_waiting", "callers waiting in a queue now", ["queue"], registry=registry)
+                              "or abandoned (leader only)", ["queue", "outcome"], buckets=WAIT_BUCKETS, registry=None)
+        self.waiting = Gauge("gateway_queue_waiting", "callers waiting in a queue now (leader only)", ["queue"],
+                             registry=None)
         self._where: dict[str, str] = {}  # call id -> queue label, while the caller waits
+        registry.register(self)
+
+    def describe(self) -> list:
+        return []  # names unique by construction, as the other collectors here
+
+    def collect(self) -> Iterator:
+        """The series, from the leader only (a prometheus_client collector)."""
+        if self.leader():
+            for metric in (self.joined, self.left, self.wait, self.waiting):
+                yield from metric.collect()
 
     def known(self, queues) -> None:
         """Every configured queue's series at 0, so rates and sums start from the beginning."""
@@ -74,7 +93,8 @@ class QueueMetrics:
     async def __call__(self, event: AmiEvent) -> None:
         if isinstance(event, QueueCallerJoin):
             queue = self._queue(event.queue)
-            self.joined.labels(queue).inc()
+            if self.leader():
+                self.joined.labels(queue).inc()
             self._gone(event.uniqueid)  # moved from another queue
             if len(self._where) < MAX_TRACKED:
                 self._where[event.uniqueid] = queue
@@ -87,6 +107,8 @@ class QueueMetrics:
             self._gone(event.uniqueid)
 
     def _left(self, raw_queue: str, outcome: str, hold_time: int | None) -> None:
+        if not self.leader():
+            return
         queue = self._queue(raw_queue)
         self.left.labels(queue, outcome).inc()
         if hold_time is not None and hold_time >= 0:

@@ -49,7 +49,7 @@ def setup(app: web.Application, deps: Deps) -> None:
         return admin.config.queues if admin.config is not None else None
 
     registry = deps.metrics.registry
-    queue_metrics = QueueMetrics(registry, queues)
+    queue_metrics = QueueMetrics(registry, queues, leader=lambda: deps.bus.leader)  # one instance counts
     deps.ami_events.add(queue_metrics, stage="notify")
     calls = app.get(CALLS)
 

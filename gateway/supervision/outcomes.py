@@ -4,8 +4,13 @@ The IVR writes every step on the call's ``menu_path``; a caller who hangs up whi
 runs leaves ``{"node": "caller_hangup", "at": <node id>}`` as a step (the node they gave up
 at). A caller who took the callback offer leaves a step with ``"result": "callback"`` and is
 hung up by the gateway: that is no abandonment. ``queue`` is set by AMI's ``QueueCallerJoin``
-(the call reached a queue), ``agent`` by ``AgentConnect``.
+(the call reached a queue), ``agent`` by ``AgentConnect``. When the gateway's callback call is
+answered by an agent, the callback service writes that agent on the *original* call's row too
+(the desk's inbox follows it): such a call (ended, no queue, no queue leg, a "callback" step)
+stays a ``callback`` here, its answer is counted as the callback call's queue leg
+(:mod:`gateway.supervision.figures`), not as the original call's.
 
+    no queue nor leg, ended, a "callback" step  callback          (whatever the agent)
     agent set                                   answered
     queue set, ended, a leg abandoned / no legs abandoned_queue   (the caller hung up waiting)
     queue set, ended, legs only timed out       queue_timeout     (the dialplan gave up on the queue)
@@ -41,6 +46,8 @@ def call_outcome(*, status: str, queue: str | None, agent: str | None, menu_path
     when the call's queue legs are unknown (then a call that reached a queue and ended
     unanswered counts as abandoned there)."""
     if agent:
+        if not queue and status == "ended" and legs_abandoned is None and ivr_exit(menu_path)[0] == "callback":
+            return "callback", None  # the agent is the callback call's (see the module's notes)
         return "answered", None
     if queue:
         if status != "ended":

@@ -3,7 +3,6 @@ the service on a real, migrated SQLite database, with a recording stand-in for A
 
 from __future__ import annotations
 
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -43,13 +42,6 @@ class RecordingAmi:
 
 
 # -- configuration -----------------------------------------------------------------------------
-@pytest.fixture()
-def config_dir(tmp_path) -> Path:
-    target = tmp_path / "config"
-    shutil.copytree(CONFIG, target)
-    return target
-
-
 def _with_transfers(config_dir: Path, block: str) -> None:
     path = config_dir / "hotlines.yaml"
     text = path.read_text(encoding="utf-8")

@@ -137,6 +137,46 @@ async def test_given_queue_events_when_callers_are_answered_or_give_up_then_wait
     assert "13800138000" not in label_values(generate_latest(registry).decode())
 
 
+async def test_given_two_instances_when_the_leadership_moves_then_each_queue_event_is_counted_once():
+    """Every instance gets every AMI event; only the leader counts and exports: the sum over
+    instances is the site's figure, before and after the leadership moved."""
+    leads = {"a": True, "b": False}
+    ra, rb = CollectorRegistry(), CollectorRegistry()
+    ea, eb = AmiEvents(), AmiEvents()
+    ea.add(QueueMetrics(ra, lambda: CONFIG.queues, leader=lambda: leads["a"]), stage="notify")
+    eb.add(QueueMetrics(rb, lambda: CONFIG.queues, leader=lambda: leads["b"]), stage="notify")
+
+    async def send(**fields):
+        for events in (ea, eb):
+            await events.dispatch(parse_event({k.capitalize() if k != "uniqueid" else "Uniqueid": v
+                                               for k, v in fields.items()}))
+
+    def total(name: str, **labels) -> float:
+        return value(ra, name, **labels) + value(rb, name, **labels)
+
+    await send(event="QueueCallerJoin", uniqueid="x", queue="q-12315", position="1")
+    await send(event="AgentConnect", uniqueid="x", queue="q-12315", holdtime="5", interface="Local/8001@gw-agents",
+               membername="8001")
+    await send(event="QueueCallerLeave", uniqueid="x", queue="q-12315")
+    await send(event="QueueCallerJoin", uniqueid="y", queue="q-12315", position="1")
+    assert "gateway_queue_" not in generate_latest(rb).decode()  # not the leader: no queue series at all
+    assert (value(ra, "gateway_queue_joined_total", queue="q-12315"), value(ra, "gateway_queue_waiting",
+                                                                             queue="q-12315")) == (2, 1)
+    leads.update(a=False, b=True)  # the leader stopped leading (its bus connection dropped): b takes over
+    assert value(rb, "gateway_queue_waiting", queue="q-12315") == 1  # b followed the callers waiting
+    await send(event="QueueCallerAbandon", uniqueid="y", queue="q-12315", holdtime="40")
+    await send(event="QueueCallerLeave", uniqueid="y", queue="q-12315")
+    assert "gateway_queue_" not in generate_latest(ra).decode()
+    leads.update(a=True, b=False)  # and back: a goes on from its own values, it counted nothing meanwhile
+    assert value(ra, "gateway_queue_left_total", queue="q-12315", outcome="abandoned") == 0
+    assert value(ra, "gateway_queue_waiting", queue="q-12315") == 0
+    leads.update(b=True)  # (not a real state: both exported at once, to read what each counted while it led)
+    assert total("gateway_queue_joined_total", queue="q-12315") == 2
+    assert total("gateway_queue_left_total", queue="q-12315", outcome="answered") == 1
+    assert total("gateway_queue_left_total", queue="q-12315", outcome="abandoned") == 1
+    assert total("gateway_queue_wait_seconds_count", queue="q-12315", outcome="abandoned") == 1
+
+
 async def test_given_a_call_to_an_unknown_number_then_no_series_names_it(store):
     registry = CollectorRegistry()
     await _handler(store, ScriptedChannel([]), Metrics(registry=registry))(_session("u-9", "13900000000"))

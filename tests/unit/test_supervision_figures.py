@@ -443,3 +443,77 @@ async def test_given_a_started_recorder_when_events_come_then_they_are_written_i
         leg = (await session.execute(sa.select(QueueLeg))).scalar_one()
     assert (leg.queue, leg.hold_s, leg.abandoned, leg.left_at is not None) == ("q-help", 12, True, True)
     assert recorder.counters["abandoned"] == 1 and recorder.counters["dropped"] == 0
+
+
+async def _called_back(store, w: World) -> None:
+    """The "cb" caller is called back twice: first hangs up in q-general after 8 s, then agent 8003
+    answers after 4 s and talks 100 s; the ticket is submitted 30 s after that hang-up."""
+    from gateway.callback.policy import RetryPolicy
+    from gateway.calls.outbound import OutboundCalls
+
+    minute = timedelta(minutes=1)
+    callbacks, outbound, policy = CallbackStore(store), OutboundCalls(store), RetryPolicy(interval_s=0)
+    await store.ensure_ticket("cb", category="咨询", channel_kind=None, confidential=False, handled_by=None,
+                              queue="q-general", department=None)
+    row = await callbacks.request(call_uniqueid="cb", queue="q-general", number="13800138000",
+                                  number_source="caller_id", requested_at=ELEVEN)
+    for uid, at in (("out-firstattemptab", ELEVEN + 10 * minute), ("out-secondattemptb", ELEVEN + 30 * minute)):
+        await callbacks.claim(row["id"], instance="gw1", now=at)
+        await outbound.started(uniqueid=uid, purpose="callback", ref=str(row["id"]), number="13800138000", node=None,
+                               started_at=at)
+        await callbacks.attempt_ended(row["id"], outcome="answered", reason="", policy=policy, now=at,
+                                      outbound_uniqueid=uid)
+        if uid.startswith("out-first"):
+            await w.queued(uid, "q-general", at=at + minute, hold=8, abandon=True)
+            await callbacks.left_unanswered(row["id"], policy=policy, now=at + minute)
+        else:
+            await w.queued(uid, "q-general", at=at + minute, hold=4, talk=100, agent="8003")
+            await callbacks.agent_answered(row["id"], agent="8003", now=at + minute)
+        await outbound.hung_up(uid, ended_at=at + 5 * minute)
+    await _decide(store, "cb", ELEVEN + 31 * minute + timedelta(seconds=134))
+
+
+async def test_given_a_callback_answered_when_figures_are_read_then_its_legs_count_in_the_queue_not_the_line(store):
+    w = await _generated_day(store)
+    await _called_back(store, w)
+    got = await _service(store).figures(_today())
+    t = got["totals"]
+    # the caller's own call is still one callback, never offered, though the callback's agent is on its row
+    assert (t["calls"], t["offered"], t["answered"], t["callback"]) == (11, 5, 4, 1)
+    assert (t["callbacks_queued"], t["callbacks_answered"]) == (2, 1)
+    assert all("callbacks_queued" not in line for line in got["per_line"])
+    general = next(q for q in got["per_queue"] if q["queue"] == "q-general")
+    # a1 5 s, a2 30 s, b2 3 s answered, a3 abandoned; the callback: abandoned after 8 s, answered after 4 s
+    assert (general["offered"], general["answered"], general["abandoned"]) == (6, 4, 2)
+    assert (general["callbacks_queued"], general["callbacks_answered"]) == (2, 1)
+    assert (general["answered_in_sl"], general["service_level"]) == (3, 0.5)
+    assert general["asa_s"] == round((5 + 30 + 3 + 4) / 4, 1) and general["acw_s"] == 30
+    agents = {a["agent"]: a for a in got["agents"]["items"]}
+    assert (agents["8003"]["answered"], agents["8003"]["talk_s"], agents["8003"]["acw_s"]) == (1, 100, 30)
+    assert "13800138000" not in str(got)
+
+
+async def test_given_a_callback_answered_when_tallied_per_call_then_the_same_as_the_sql(store):
+    from gateway.supervision.figures import compute
+    from gateway.supervision.figures_sql import compute_sql
+    from gateway.supervision.figures_store import FiguresStore
+
+    w = await _generated_day(store)
+    await _called_back(store, w)
+    period, cfg = _today(), FiguresConfig()
+    rows = FiguresStore(store)
+    calls, callbacks = await rows.calls(period.start, period.end), await rows.callback_calls(period.start, period.end)
+    assert [c.uniqueid for c in callbacks] == ["out-firstattemptab", "out-secondattemptb"]
+    assert callbacks[1].decided_at is not None and callbacks[1].line == "12345"
+    assert compute(calls, cfg, callbacks) == await compute_sql(store, period.start, period.end, cfg)
+
+
+def test_given_an_agent_on_a_call_that_took_the_callback_when_its_outcome_is_read_then_it_is_a_callback():
+    from gateway.supervision.outcomes import call_outcome
+
+    steps = [{"node": "to_agent", "result": "callback"}]
+    assert call_outcome(status="ended", queue=None, agent="8003", menu_path=steps) == ("callback", None)
+    # with a queue of its own, or a leg, or no callback taken, the agent answered it
+    assert call_outcome(status="ended", queue="q-general", agent="8003", menu_path=steps)[0] == "answered"
+    assert call_outcome(status="ended", queue=None, agent="8003", menu_path=steps, legs_abandoned=False)[0] == "answered"
+    assert call_outcome(status="ended", queue=None, agent="8003", menu_path=[{"node": "x"}])[0] == "answered"

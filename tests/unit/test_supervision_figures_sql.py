@@ -3,6 +3,8 @@
 Generated calls (a fixed seed) cover the edge cases: no queue leg (with and without a queue
 and an agent), several legs (timed out then answered, two answered), legs without HoldTime,
 abandoned in the IVR at different nodes, callbacks, steps that only mention a callback,
+the gateway's callback calls (several attempts, some put into one or two queues, some a day later,
+the answering agent written on the original call's row, a follow-up call in a queue: not counted),
 after-call work known, negative, too late and unknown, lines whose name changed, calls outside
 the period. Both paths must give the same figures, per line, per queue, per agent and per bucket.
 """
@@ -20,7 +22,7 @@ from gateway.supervision.figures import FiguresConfig, compute, parse_period, tr
 from gateway.supervision.figures_sql import abandoned_sql, compute_sql, trend_sql
 from gateway.supervision.figures_store import FiguresStore
 from gateway.supervision.queue_legs import QueueLeg
-from gateway.ticketing.models import Call, Ticket
+from gateway.ticketing.models import Call, Callback, OutboundCall, Ticket
 from gateway.ticketing.store import TicketStore  # noqa: F401 (imported here: the store fixture imports it on the loop)
 
 TZ = "Asia/Shanghai"
@@ -64,7 +66,7 @@ def _path(rng: random.Random, kind: str) -> list | None:
 def _generate(seed: int, n: int, start: datetime, span: timedelta):
     """(calls, legs, tickets) rows with every edge case, seeded."""
     rng = random.Random(seed)
-    calls, legs, tickets = [], [], []
+    calls, legs, tickets, callbacks, outbound = [], [], [], [], []
     for i in range(n):
         at = start + timedelta(microseconds=rng.randrange(int(span.total_seconds() * 1e6)))
         line, name = rng.choice(LINES)
@@ -83,57 +85,110 @@ def _generate(seed: int, n: int, start: datetime, span: timedelta):
             row["queue"] = rng.choice(QUEUES + ("",))
             row["agent"] = rng.choice([None, None, "8001", ""])
         else:
-            last_answer = None
-            for q in rng.sample(QUEUES, rng.choice([1, 1, 1, 2, 3])):
-                joined = at + timedelta(seconds=rng.randrange(5, 60), microseconds=rng.randrange(1_000_000))
-                answered = rng.random() < 0.6
-                leg = {"uniqueid": uid, "queue": q, "joined_at": joined, "answered_at": None, "agent": None,
-                       "hold_s": None, "talk_s": None, "abandoned": False, "left_at": None}
-                if answered:
-                    wait = rng.randrange(0, 50)
-                    leg.update(answered_at=joined + timedelta(seconds=wait, microseconds=rng.randrange(1_000_000)),
-                               agent=rng.choice(["8001", "8002", "8003", "", None]),
-                               hold_s=rng.choice([wait, wait, None]), talk_s=rng.choice([rng.randrange(1, 400), None]))
-                    if leg["talk_s"] is not None:
-                        last_answer = leg
-                else:
-                    kind = rng.choice(["abandoned", "timeout", "timeout_no_left", "waiting"])
-                    if kind == "abandoned":
-                        leg.update(abandoned=True, hold_s=rng.choice([rng.randrange(0, 9), None]))
-                    if kind in ("abandoned", "timeout"):
-                        leg["left_at"] = joined + timedelta(seconds=rng.randrange(0, 90),
-                                                            microseconds=rng.randrange(1_000_000))
-                    if rng.random() < 0.05:  # a clock step: left before it joined
-                        leg["left_at"] = joined - timedelta(seconds=1)
-                legs.append(leg)
-                row["queue"] = q
+            queues = rng.sample(QUEUES, rng.choice([1, 1, 1, 2, 3]))
+            new_legs, last_answer = _legs(rng, uid, at, queues)
+            legs += new_legs
+            if queues:
+                row["queue"] = queues[-1]
             if last_answer is not None or rng.random() < 0.1:
                 row["agent"] = (last_answer or {}).get("agent") or "8009"
             if last_answer is not None and rng.random() < 0.8:
-                hang_up = last_answer["answered_at"] + timedelta(seconds=last_answer["talk_s"])
-                decided = rng.choice([hang_up + timedelta(seconds=rng.randrange(0, 300),
-                                                          microseconds=rng.randrange(1_000_000)),
-                                      hang_up - timedelta(seconds=rng.randrange(1, 30)),  # during the call
-                                      hang_up + timedelta(seconds=900),  # later, from the drafts: unknown
-                                      None])  # still a draft
-                if decided is not None and ((decided - hang_up) // timedelta(microseconds=1)) % 100_000 == 50_000:
-                    decided += timedelta(microseconds=1)  # no exact tie at x.x5 s (see figures_sql's rounding)
-                tickets.append({"call_id": i + 1, "status": "draft" if decided is None else "submitted",
-                                "caller_number": "13800138000", "dialled_number": line or "0", "line_number": line,
-                                "line_name": name, "merge_mode": "primary", "decided_at": decided, "version_id": 1})
+                tickets.append(_ticket(rng, i + 1, row, last_answer))
+        if shape == "ivr" and row["status"] == "ended" and "callback" in json.dumps(row["menu_path"]) \
+                and rng.random() < 0.7:
+            _called_back(rng, row, i + 1, legs, tickets, callbacks, outbound)
         calls.append(row)
     for j, steps in enumerate(TRICKY):  # each of them once, in every period asked
         calls.append({**calls[-1], "id": n + j + 1, "uniqueid": f"t{seed}-{j}", "status": "ended", "queue": None,
                       "agent": None, "menu_path": steps, "started_at": DAY1 + timedelta(hours=10, seconds=j)})
-    return calls, legs, tickets
+    for j, purpose in enumerate(("followup", "callback")):  # a follow-up put through to a queue: not a callback;
+        uid = f"out-{seed}-other-{j}"  # a callback call whose callback row is gone: no line, no ticket
+        outbound.append({"uniqueid": uid, "purpose": purpose, "ref": "T-1" if j == 0 else "999999", "number": "0",
+                         "started_at": DAY1 + timedelta(hours=11, seconds=j), "ended_at": None, "outcome": "answered"})
+        legs += _legs(rng, uid, DAY1 + timedelta(hours=11, seconds=j), ["q-a"], answer=1.0)[0]
+    return calls, legs, tickets, callbacks, outbound
+
+
+def _legs(rng: random.Random, uid: str, at: datetime, queues, answer: float = 0.6) -> tuple[list, dict | None]:
+    """A call's queue legs (every shape: answered with or without times, abandoned, timed out, waiting)."""
+    legs, last_answer = [], None
+    for q in queues:
+        joined = at + timedelta(seconds=rng.randrange(5, 60), microseconds=rng.randrange(1_000_000))
+        answered = rng.random() < answer
+        leg = {"uniqueid": uid, "queue": q, "joined_at": joined, "answered_at": None, "agent": None,
+               "hold_s": None, "talk_s": None, "abandoned": False, "left_at": None}
+        if answered:
+            wait = rng.randrange(0, 50)
+            leg.update(answered_at=joined + timedelta(seconds=wait, microseconds=rng.randrange(1_000_000)),
+                       agent=rng.choice(["8001", "8002", "8003", "", None]),
+                       hold_s=rng.choice([wait, wait, None]), talk_s=rng.choice([rng.randrange(1, 400), None]))
+            if leg["talk_s"] is not None:
+                last_answer = leg
+        else:
+            kind = rng.choice(["abandoned", "timeout", "timeout_no_left", "waiting"])
+            if kind == "abandoned":
+                leg.update(abandoned=True, hold_s=rng.choice([rng.randrange(0, 9), None]))
+            if kind in ("abandoned", "timeout"):
+                leg["left_at"] = joined + timedelta(seconds=rng.randrange(0, 90),
+                                                    microseconds=rng.randrange(1_000_000))
+            if rng.random() < 0.05:  # a clock step: left before it joined
+                leg["left_at"] = joined - timedelta(seconds=1)
+        legs.append(leg)
+    return legs, last_answer
+
+
+def _ticket(rng: random.Random, call_id: int, row: dict, last_answer: dict | None) -> dict:
+    """The call's ticket, decided after the last answer's hang-up (or during it, much later, or not yet)."""
+    decided = None
+    if last_answer is not None:
+        hang_up = last_answer["answered_at"] + timedelta(seconds=last_answer["talk_s"])
+        decided = rng.choice([hang_up + timedelta(seconds=rng.randrange(0, 300), microseconds=rng.randrange(1_000_000)),
+                              hang_up - timedelta(seconds=rng.randrange(1, 30)),  # during the call
+                              hang_up + timedelta(seconds=900),  # later, from the drafts: unknown
+                              None])  # still a draft
+        if decided is not None and ((decided - hang_up) // timedelta(microseconds=1)) % 100_000 == 50_000:
+            decided += timedelta(microseconds=1)  # no exact tie at x.x5 s (see figures_sql's rounding)
+    return {"call_id": call_id, "status": "draft" if decided is None else "submitted",
+            "caller_number": "13800138000", "dialled_number": row["line_number"] or "0",
+            "line_number": row["line_number"], "line_name": row["line_name"], "merge_mode": "primary",
+            "decided_at": decided, "version_id": 1}
+
+
+def _called_back(rng: random.Random, row: dict, call_id: int, legs: list, tickets: list, callbacks: list,
+                 outbound: list) -> None:
+    """The call's callback row and the gateway's attempts (outbound calls, some put into a queue, some
+    started hours later: another day); the agent who answered written on the original call's row."""
+    cb_id = len(callbacks) + 1
+    queue = rng.choice(QUEUES)
+    callbacks.append({"id": cb_id, "call_uniqueid": row["uniqueid"], "queue": queue, "number": "13800138000",
+                      "number_source": "caller_id", "requested_at": row["started_at"], "status": "waiting",
+                      "attempts": 0, "created_at": row["started_at"], "updated_at": row["started_at"]})
+    at, last_answer = row["started_at"], None
+    for attempt in range(rng.choice([1, 1, 2, 3])):
+        at += timedelta(minutes=rng.choice([2, 5, 30, 600]), microseconds=rng.randrange(1_000_000))
+        uid = f"out-{row['uniqueid']}-{attempt}"
+        reached = rng.random() < 0.8  # the citizen answered and was put into the queue
+        outbound.append({"uniqueid": uid, "purpose": "callback", "ref": str(cb_id), "number": "13800138000",
+                         "started_at": at, "outcome": "answered" if reached else "no_answer",
+                         "ended_at": None if rng.random() < 0.1 else at + timedelta(minutes=10)})
+        if reached:
+            new_legs, answer = _legs(rng, uid, at, [queue] if rng.random() < 0.9 or queue == "q-c" else [queue, "q-c"], answer=0.7)
+            legs += new_legs
+            last_answer = answer or last_answer
+    if last_answer is not None and rng.random() < 0.8:
+        row["agent"] = last_answer["agent"] or "8009"  # as gateway.callback.store.agent_answered does
+    if rng.random() < 0.8:
+        tickets.append(_ticket(rng, call_id, row, last_answer))
 
 
 async def _fill(store, seed: int, n: int, start: datetime, span: timedelta) -> None:
-    calls, legs, tickets = _generate(seed, n, start, span)
+    calls, legs, tickets, callbacks, outbound = _generate(seed, n, start, span)
     async with store.engine.begin() as conn:
         await conn.execute(sa.insert(Call), calls)
         await conn.execute(sa.insert(QueueLeg), legs)
         await conn.execute(sa.insert(Ticket), tickets)
+        await conn.execute(sa.insert(Callback), callbacks)
+        await conn.execute(sa.insert(OutboundCall), outbound)
 
 
 def _period(query: dict):
@@ -149,7 +204,7 @@ async def test_given_generated_calls_when_counted_by_sql_then_the_figures_equal_
         period = _period(query)
         calls = await FiguresStore(store).calls(period.start, period.end)
         assert len(calls) > 300
-        want = compute(calls, config)
+        want = compute(calls, config, await FiguresStore(store).callback_calls(period.start, period.end))
         got = await compute_sql(store, period.start, period.end, config)
         assert got["totals"] == want["totals"]
         assert got["per_line"] == want["per_line"]
@@ -167,8 +222,13 @@ async def test_given_the_edge_cases_when_generated_then_each_one_is_there(store)
     await _fill(store, seed=22, n=1500, start=DAY1 - timedelta(hours=6), span=timedelta(days=2, hours=12))
     period = _period({"period": "week", "date": "2026-11-30"})
     calls = await FiguresStore(store).calls(period.start, period.end)
-    got = compute(calls, FiguresConfig())
+    callbacks = await FiguresStore(store).callback_calls(period.start, period.end)
+    got = compute(calls, FiguresConfig(), callbacks)
     t = got["totals"]
+    assert 0 < t["callbacks_answered"] < t["callbacks_queued"]
+    assert any(len(c.legs) == 2 for c in callbacks) and any(not c.legs for c in callbacks)
+    assert any(c.decided_at is not None for c in callbacks) and any(c.status != "ended" for c in callbacks)
+    assert any(c.agent and not c.queue and not c.legs and "callback" in json.dumps(c.menu_path) for c in calls)
     assert len({n["node"] for n in t["ivr_abandon_nodes"]}) >= 4  # several nodes, and "?"
     assert min(t["answered"], t["abandoned_queue"], t["queue_timeout"], t["callback"], t["ended_in_ivr"],
                t["in_progress"], t["answered_wait_unknown"], t["acw_unknown"]) > 0

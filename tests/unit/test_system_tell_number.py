@@ -3,21 +3,10 @@ nodes (gateway_dev.system.route_around_ticket_number) and stay valid, digits and
 
 from __future__ import annotations
 
-import shutil
-
-import pytest
-
 from gateway.ivr_flows.model import SayTicketNode
 from gateway.ivr_flows.validate import load_config
 from gateway.pbx.prompts import digit_prompts
 from gateway_dev.system import ROOT, route_around_ticket_number
-
-
-@pytest.fixture
-def config_dir(tmp_path):
-    target = tmp_path / "config"
-    shutil.copytree(ROOT / "config", target)
-    return target
 
 
 def _leading_to(flow, node_id: str) -> list[str]:

@@ -227,7 +227,8 @@ function render(f, trend) {
     card("calls", num(t.calls), `来电 calls（接通 answered ${num(t.answered)}）`),
     card("abandoned_queue", num(t.abandoned_queue), `排队放弃 abandoned in queue（${pct(t.abandon_rate_queue)}）`, "warn"),
     card("abandoned_ivr", num(t.abandoned_ivr), `语音导航放弃 abandoned in IVR（${pct(t.abandon_rate_ivr)}）`, "warn"),
-    card("callbacks", num(cb.total), "待回拨 callbacks waiting"),
+    card("callbacks", num(cb.total), `待回拨 callbacks waiting（本期回拨进队 queued ${num(t.callbacks_queued)}，` +
+      `接通 answered ${num(t.callbacks_answered)}）`),
     card("drafts", num(drafts.total), "未处理草稿 drafts undecided"),
     card("agents", `${num(sum.available)} / ${arr(agents.items).filter((a) => a.state !== "unknown").length}`,
       "空闲坐席 agents available"),
@@ -243,10 +244,11 @@ function render(f, trend) {
 
   const queueHead = [["队列 Queue", false], ["进入 Offered", true], ["接通 Answered", true], ["服务水平 SL", true],
     ["平均应答 ASA", true], ["平均处理 AHT（通话+话后）", true], ["放弃 Abandoned", true], ["超时转出 Timed out", true],
-    ["最长等待 Longest", true]];
+    ["最长等待 Longest", true], ["回拨 Callbacks（接通/进队）", true]];
   fillTable("figures-queues", queueHead, arr(f.per_queue).filter(isObj).map((x) => ({attrs: {"data-queue": x.queue},
     cells: [dash(x.queue), num(x.offered), num(x.answered), pct(x.service_level), secs(x.asa_s), ahtParts(x),
-      num(x.abandoned), num(x.queue_timeout), duration(num(x.longest_wait_s))]})), "无排队 none queued");
+      num(x.abandoned), num(x.queue_timeout), duration(num(x.longest_wait_s)),
+      `${num(x.callbacks_answered)} / ${num(x.callbacks_queued)}`]})), "无排队 none queued");
 
   const nodes = arr(t.ivr_abandon_nodes).filter(isObj);
   fillTable("figures-ivr", [["节点 Menu node", false], ["放弃 Callers", true]],
