@@ -218,8 +218,7 @@ def raw_decode(lang: str, model_dir: Path, speech: bytes, chunk: int, partial_ev
             rec = vosk.KaldiRecognizer(model, float(wire.SAMPLE_RATE))
             rec.SetWords(True)
             if not cold:
-                raw_decode.rec = rec
-        rec.Reset()
+                raw_decode.rec = rec  # reused: its last FinalResult() ended the previous run
         wall, cpu = time.monotonic(), time.process_time()
         texts, since = [], 0
         for i in range(0, len(speech), chunk):

@@ -5,10 +5,10 @@ ship) composes the decoding graph lazily, in a cache that belongs to the recogni
 fresh recogniser pays for that composition while it decodes its first seconds: measured
 with the small Korean model on this project's 2-core VM, its fourth 160 ms chunk takes
 0.7-0.9 s (every time, whatever the audio), and the whole first 15 s cost 0.38 CPU s per
-audio second against 0.11-0.15 for the same recogniser reused after ``Reset()``
+audio second against 0.12-0.17 for the same recogniser reused after its final result
 (bench/README.md, issue 15). That one stall puts a caller's results 0.7 s behind.
 
-So a worker keeps the recognisers of ended streams, finished and reset, per (language, sample rate,
+So a worker keeps the recognisers of ended streams, made clean, per (language, sample rate,
 grammar), and hands them to the next stream with the same key. The pool is bounded: at
 most ``per_key`` idle recognisers per key and ``total`` in all (the least recently used
 key's go first), since each holds its part of the composed graph in memory.
@@ -46,20 +46,9 @@ class RecognizerPool:
         return self.make(key)
 
     def give(self, key: Hashable, rec) -> None:
-        """Finish and reset ``rec`` and keep it for ``key``, unless the pool is full (then it is
-        dropped). A recogniser that fails to finish or reset is dropped too.
-
-        ``FinalResult()`` comes first even for a cancelled stream: Vosk's ``Reset()`` alone keeps
-        the feature pipeline (audio buffered but not yet decoded, and the network's left
-        context), so a word of the last caller could surface in the next caller's text
-        (measured: one second of silence after a reset came out as 다). After a final result
-        Vosk builds a new pipeline and decoder and keeps only the composed graph."""
+        """Keep ``rec`` (already made clean by the caller: see ``Worker._release``) for
+        ``key``, unless the pool is full (then it is dropped)."""
         if self.per_key <= 0 or self.total <= 0:
-            return
-        try:
-            rec.FinalResult()
-            rec.Reset()
-        except Exception:  # noqa: BLE001 - a broken recogniser is simply not kept
             return
         recs = self.idle.setdefault(key, [])
         self.idle.move_to_end(key)

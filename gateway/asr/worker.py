@@ -26,11 +26,14 @@ from gateway.asr.vosk_pool import RecognizerPool
 from gateway.errors import RemoteProtocolError
 
 MAX_STREAMS_PER_WORKER = 64
+RETIRE_SILENCE = b"\x00\x00" * (wire.SAMPLE_RATE * 3 // 10)  # 0.3 s, fed to a recogniser before it is pooled
 
 
-def _words(result: dict) -> tuple:
-    return tuple((w["word"], float(w["start"]), float(w["end"]), float(w["conf"]))
-                 for w in result.get("result", ()) if w.get("word"))
+def _words(result: dict, base: float = 0.0) -> tuple:
+    """Vosk's words as (word, start, end, confidence); ``base``: seconds of audio the
+    recogniser decoded before this stream (a reused one counts on from its earlier streams)."""
+    return tuple((w["word"], max(0.0, float(w["start"]) - base), max(0.0, float(w["end"]) - base),
+                  float(w["conf"])) for w in result.get("result", ()) if w.get("word"))
 
 
 class Worker:
@@ -40,6 +43,7 @@ class Worker:
         self.vosk = vosk_module
         self.recognizers: dict = {}  # sid -> (KaldiRecognizer)
         self.keys: dict = {}  # sid -> its recogniser's pool key (language, rate, grammar JSON or None)
+        self.bases: dict = {}  # sid -> seconds its (reused) recogniser decoded before it
         self.pool = RecognizerPool(self._make_recognizer)  # warm recognisers of ended streams
         self.whisper: dict = dict(whisper or {})  # language -> WhisperStreams
         self.fed = {}
@@ -109,11 +113,13 @@ class Worker:
             if self.crash_at is not None:
                 self.fed[msg.sid] = self.fed.get(msg.sid, 0) + len(msg.pcm)
                 self._maybe_crash(self.fed[msg.sid])
+            rec.gw_fed_bytes += len(msg.pcm)
             if rec.AcceptWaveform(msg.pcm):
                 result = json.loads(rec.Result())
                 if msg.sid in self.partials:
                     self.partials[msg.sid] = [0, ""]
-                return wire.Heard(msg.seq, msg.sid, result.get("text", ""), True, _words(result))
+                return wire.Heard(msg.seq, msg.sid, result.get("text", ""), True,
+                                  _words(result, self.bases.get(msg.sid, 0.0)))
             # A partial costs a pass over the utterance's lattice: live streams get one per
             # PARTIAL_EVERY_BYTES of audio (the previous text in between), file jobs none.
             state = self.partials.get(msg.sid)
@@ -126,8 +132,9 @@ class Worker:
             return wire.Heard(msg.seq, msg.sid, state[1], False)
         # Finish
         result = json.loads(rec.FinalResult())
+        words = _words(result, self.bases.get(msg.sid, 0.0))
         self._release(msg.sid)
-        return wire.Finished(msg.seq, msg.sid, result.get("text", ""), _words(result))
+        return wire.Finished(msg.seq, msg.sid, result.get("text", ""), words)
 
     def _open(self, msg: "wire.Open"):
         if msg.sid in self.recognizers or self._whisper_of(msg.sid) is not None:
@@ -153,8 +160,9 @@ class Worker:
                                      + ", ".join(dropped))
             grammar = json.dumps(kept, ensure_ascii=False)
         key = (msg.language, msg.sample_rate, grammar)
-        self.recognizers[msg.sid] = self.pool.take(key)
+        rec = self.recognizers[msg.sid] = self.pool.take(key)
         self.keys[msg.sid] = key
+        self.bases[msg.sid] = rec.gw_fed_bytes / wire.BYTES_PER_SECOND
         if msg.live:
             self.partials[msg.sid] = [0, ""]
         return wire.Opened(msg.seq, msg.sid, dropped)
@@ -165,15 +173,36 @@ class Worker:
         args = (model, float(rate)) if grammar is None else (model, float(rate), grammar)
         rec = self.vosk.KaldiRecognizer(*args)
         rec.SetWords(True)
+        rec.gw_fed_bytes = 0  # audio it has decoded in its life: Vosk's word times count on across streams
         return rec
 
     def _release(self, sid: int) -> None:
-        """A Vosk stream ended or was cancelled: its recogniser goes back to the pool, reset."""
+        """A Vosk stream ended or was cancelled: its recogniser is made clean and goes back
+        to the pool (dropped if that fails).
+
+        Clean means: a little silence, then ``FinalResult()``. Vosk rebuilds its feature
+        pipeline and decoder at the first audio after a final result and keeps only the
+        composed graph, so nothing of this caller's audio reaches the next one; the silence
+        makes sure a final result ends the recogniser's life so far whatever state the stream
+        left it in. Measured with the Korean model, without it: ``Reset()`` keeps the pipeline
+        (one second of silence after it came out as 다), a second ``FinalResult()`` or a final
+        right after an endpoint spoils the next stream (민원 came out as 이). Vosk's word
+        times count on over a recogniser's life: ``gw_fed_bytes`` keeps what it decoded, for
+        the next stream's ``base``.
+        """
         rec = self.recognizers.pop(sid, None)
         key = self.keys.pop(sid, None)
         self.partials.pop(sid, None)
-        if rec is not None and key is not None:
-            self.pool.give(key, rec)
+        self.bases.pop(sid, None)
+        if rec is None or key is None:
+            return
+        try:
+            rec.AcceptWaveform(RETIRE_SILENCE)
+            rec.FinalResult()
+        except Exception:  # noqa: BLE001 - a recogniser that cannot finish is not kept
+            return
+        rec.gw_fed_bytes += len(RETIRE_SILENCE)
+        self.pool.give(key, rec)
 
     def calibrate(self, msg: "wire.Calibrate"):
         """Decode the built-in clip of ``msg.language`` exactly as a live stream (free text,
