@@ -55,11 +55,12 @@ test-tools:
 # with its own sandbox Asterisk and gateway on private ports (the calls mostly wait on real
 # prompts, so two at a time halve the wall time). Whole files go to the workers in
 # collection order, longest first (tests/e2e/conftest.py; without --no-loadscope-reorder
-# xdist would order them by their number of tests instead).
+# xdist would order them by their number of tests instead). --durations=25: the slowest
+# setups and tests in the log, to refresh that order (tests/e2e/conftest.py FILE_SECONDS).
 test: setup test-tools
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not timed" tests/unit
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m timed tests/unit
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder tests/e2e
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder --durations=25 tests/e2e
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not timed" tests/unit

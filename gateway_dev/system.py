@@ -12,8 +12,11 @@ private copy's flows around their ``say_ticket`` nodes (:func:`route_around_tick
 calls reach the transfer straight after the description instead of hearing their ticket
 number read (about 12 s each). The nodes stay defined, so the digit prompts are still rendered
 and the desk's read-out (``main-digit-*``) works; the number is still drawn for every ticket.
-The reading itself is tested on Systems of their own (``tests/e2e/test_ticket_number.py``,
-``test_callback.py``, ``test_followup.py``, ``test_progress.py``, ...), which keep the default.
+The reading itself is tested on a System of its own that keeps the default
+(``tests/e2e/test_ticket_number.py``). Other files whose own System's calls only need a ticket
+pass ``tell_number=False`` too (``test_callback.py``, ``test_followup.py``, ``test_progress.py``,
+``test_units.py``, ``test_supervisor_figures.py``, ``test_postgres_calls.py``,
+``test_fault_recordings.py``); the other fault files keep the default.
 """
 
 from __future__ import annotations

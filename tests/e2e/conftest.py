@@ -59,42 +59,47 @@ def skip_unless(**needs: object) -> None:
         pytest.skip("missing: " + ", ".join(missing))
 
 
-# Seconds each file takes alone on the 2-core development VM (2026-12-02, load 5-10 from other
-# work; "~" marks an estimate). Only the order matters: refresh when a file grows by a minute or more.
+# Seconds each file takes in `make test` (two workers on the 2-core development VM): read from a
+# fresh clone's run of 2026-12-02 (each file's span in the gateway logs' timestamps and its
+# screenshots in test-artifacts/), less what a file gained since, measured alone before and
+# after. "~" marks a file whose span could only be guessed (small files, the shared System).
+# Only the order matters (with --dist loadfile a worker takes its next file while its last two
+# tests run): refresh from the log's --durations when a file grows by a minute or more.
 # A file not listed counts as UNLISTED_SECONDS.
 FILE_SECONDS = {
-    "test_desk_browser.py": 300,
-    "test_hotline_admin.py": 260,
-    "test_calls.py": 230,
-    "test_followup.py": 210,  # ~
-    "test_speech.py": 185,
-    "test_fault_database.py": 170,
-    "test_units.py": 180,  # ~
-    "test_progress.py": 180,  # ~
-    "test_callback.py": 180,  # ~
-    "test_ticket_number.py": 150,  # ~
-    "test_admin_browser.py": 150,  # ~
-    "test_fault_asterisk.py": 150,  # ~
-    "test_desk_api.py": 120,  # ~
-    "test_fault_gateway.py": 120,  # ~
-    "test_two_gateways.py": 120,  # ~
-    "test_two_nodes.py": 120,  # ~
-    "test_postgres_calls.py": 90,  # ~
-    "test_mandarin.py": 90,  # ~
-    "test_site.py": 90,  # ~
-    "test_kamailio_failover.py": 30,  # ~ (no System: two scripted SIP nodes)
-    "test_ticket_number_browser.py": 90,  # ~
-    "test_keyloss.py": 60,  # ~
-    "test_pbx_privacy.py": 60,  # ~
-    "test_fault_recordings.py": 60,  # ~
-    "test_outbound.py": 40,  # ~
-    "test_config_reload.py": 40,  # ~
-    "test_typeahead.py": 30,  # ~
+    "test_desk_browser.py": 255,
+    "test_hotline_admin.py": 200,
+    "test_two_gateways.py": 165,
+    "test_calls.py": 155,
+    "test_speech.py": 150,
+    "test_ticket_number.py": 150,
+    "test_callback.py": 140,
+    "test_fault_database.py": 135,
+    "test_site.py": 135,
+    "test_two_nodes.py": 135,
+    "test_followup.py": 130,
+    "test_progress.py": 95,
+    "test_keyloss.py": 85,  # ~
+    "test_fault_asterisk.py": 80,
+    "test_postgres_calls.py": 70,
+    "test_fault_recordings.py": 70,  # ~
+    "test_units.py": 62,
+    "test_supervisor_figures.py": 62,
+    "test_desk_api.py": 60,  # ~
+    "test_fault_gateway.py": 55,
+    "test_mandarin.py": 55,
+    "test_ticket_number_browser.py": 55,
+    "test_admin_browser.py": 45,
+    "test_typeahead.py": 40,  # ~
+    "test_pbx_privacy.py": 35,  # ~
+    "test_supervisor_focus_browser.py": 30,  # ~
+    "test_config_reload.py": 30,  # ~
+    "test_reports_browser.py": 25,  # ~
+    "test_outbound.py": 20,  # ~
     "test_security.py": 20,  # ~
-    "test_supervisor_figures.py": 110,  # its own System (issue 14)
-    "test_reports_browser.py": 60,  # ~
-    "test_rates_browser.py": 20,  # no Asterisk
-    "test_warnings_browser.py": 15,  # no Asterisk
+    "test_kamailio_failover.py": 15,  # ~ (no System: two scripted SIP nodes)
+    "test_rates_browser.py": 10,  # ~ (no Asterisk)
+    "test_warnings_browser.py": 10,  # ~ (no Asterisk)
 }
 UNLISTED_SECONDS = 120
 

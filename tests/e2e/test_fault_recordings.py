@@ -43,7 +43,9 @@ def _fill(directory) -> None:
 
 @pytest.fixture(scope="module")
 def system():
-    sysm = System(prefix="gw-e2e-recdisk-", log_level="INFO")
+    # tell_number=False: the callers do not hear their ticket number read (12 s a call, after the
+    # recording under test; the reading is test_ticket_number.py's)
+    sysm = System(prefix="gw-e2e-recdisk-", log_level="INFO", tell_number=False)
     sysm.env.update({"GATEWAY_SPEECH": "off", "GATEWAY_RECORDINGS_MIN_FREE_MB": "0.5"})
     recordings = sysm.gateway_settings.recordings_dir
     recordings.mkdir(mode=0o700, parents=True)

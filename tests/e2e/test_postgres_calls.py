@@ -24,7 +24,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 @pytest.fixture(scope="module")
 def pg_system():
-    sysm = System(prefix="gw-e2e-pg-", log_level="INFO", database="postgresql")
+    # tell_number=False: the callers do not hear their ticket number read (12 s a call; the number is
+    # still drawn, here from PostgreSQL; the reading is test_ticket_number.py's)
+    sysm = System(prefix="gw-e2e-pg-", log_level="INFO", database="postgresql", tell_number=False)
     with running(sysm, logs=lambda s: [(s.log_path, "e2e-postgres-gateway.log")]):
         yield sysm
 

@@ -79,7 +79,8 @@ def receiver():
 
 @pytest.fixture(scope="module")
 def system(receiver):
-    sysm = System(prefix="gw-e2e-units-", log_level="INFO", test_clock=True,
+    # tell_number=False: the caller does not hear the ticket number read (12 s; test_ticket_number.py's)
+    sysm = System(prefix="gw-e2e-units-", log_level="INFO", test_clock=True, tell_number=False,
                   extra_env={"GATEWAY_UNIT_JOB_INTERVAL": "1"})
     (sysm.config_dir / "unit_hooks.yaml").write_text(
         f'hooks:\n  water: {{url: "http://127.0.0.1:{receiver.port}/12345", secret: "{SECRET}"}}\n',
