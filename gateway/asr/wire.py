@@ -414,12 +414,18 @@ class FrameReader:
     def buffered(self) -> int:
         return len(self._buffer)
 
-    def has_message(self) -> bool:
-        """A whole frame is buffered (``next_message`` would not wait for more data)."""
-        if len(self._buffer) < HEADER_SIZE:
-            return False
-        length = _HEADER.unpack_from(self._buffer)[1]
-        return len(self._buffer) >= HEADER_SIZE + max(0, length - 8)
+    def waiting_streams(self) -> set[int]:
+        """The stream ids of the whole frames buffered (read without consuming them)."""
+        sids: set[int] = set()
+        at = 0
+        while len(self._buffer) - at >= HEADER_SIZE:
+            _kind, length, _seq, sid = _HEADER.unpack_from(self._buffer, at)
+            end = at + HEADER_SIZE + max(0, length - 8)
+            if length < 8 or end > len(self._buffer):
+                break
+            sids.add(sid)
+            at = end
+        return sids
 
     def next_message(self) -> Message | None:
         if self._broken is not None:

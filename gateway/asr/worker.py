@@ -49,8 +49,8 @@ class Worker:
         self.fed = {}
         self.partials: dict = {}  # sid -> [bytes since the last partial, last partial text] (live Vosk streams)
         self.calibrating = False
-        # More requests already wait behind the one being handled (set by the serving loop):
-        # then no partial is computed. Partials are what a worker can shed without losing a
+        # Other streams' requests already wait behind the one being handled (set by the
+        # serving loop): then no partial is computed for it. Partials are what a worker can shed without losing a
         # word (the finals carry every word); a worker that falls behind sheds them first
         # and catches up instead of putting every stream of it further behind.
         self.behind = False
@@ -349,8 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     reader = wire.FrameReader(accept=wire.REQUESTS)
     ended = False
 
-    def waiting() -> bool:
-        """Read what the gateway has already sent (without blocking): is a request waiting?"""
+    def waiting() -> set[int]:
+        """Read what the gateway has already sent (without blocking): the streams with a
+        request waiting."""
         nonlocal ended
         while not ended and select.select([in_fd], [], [], 0)[0]:
             more = os.read(in_fd, 1 << 16)
@@ -360,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
             reader.receive_data(more)
             if len(more) < 1 << 16:
                 break
-        return reader.has_message()
+        return reader.waiting_streams()
 
     while True:
         data = b"" if ended else os.read(in_fd, 1 << 16)
@@ -385,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
             if msg is None:
                 break
             send(wire.Started(msg.seq, msg.sid))
-            worker.behind = waiting()
+            # behind: other streams wait (a stream's own queued audio does not shed its partials)
+            worker.behind = bool(waiting() - {msg.sid})
             send(worker.handle(msg))
 
 

@@ -165,14 +165,14 @@ def test_given_a_worker_behind_when_a_live_caller_talks_then_no_partial_is_decod
         assert decoder.finals == 1 and finals and finals[0]  # the words are never shed
 
 
-def test_given_frames_arriving_in_pieces_then_the_reader_says_when_a_whole_one_is_waiting():
+def test_given_frames_arriving_in_pieces_then_the_reader_names_the_streams_of_the_whole_ones_waiting():
     reader = wire.FrameReader(accept=wire.REQUESTS)
-    frame = wire.encode(wire.Audio(1, 2, b"\x00\x00" * 10))
-    assert not reader.has_message()
-    reader.receive_data(frame[:5])
-    assert not reader.has_message()
-    reader.receive_data(frame[5:-1])
-    assert not reader.has_message()
-    reader.receive_data(frame[-1:])
-    assert reader.has_message()
-    assert isinstance(reader.next_message(), wire.Audio) and not reader.has_message()
+    first, second = wire.encode(wire.Audio(1, 2, b"\x00\x00" * 10)), wire.encode(wire.Audio(2, 7, b"\x00\x00" * 10))
+    assert reader.waiting_streams() == set()
+    reader.receive_data(first[:5])
+    assert reader.waiting_streams() == set()
+    reader.receive_data(first[5:] + second[:-1])
+    assert reader.waiting_streams() == {2}
+    reader.receive_data(second[-1:])
+    assert reader.waiting_streams() == {2, 7}
+    assert isinstance(reader.next_message(), wire.Audio) and reader.waiting_streams() == {7}
