@@ -24,7 +24,7 @@ from typing import Any, Hashable
 class RecognizerPool:
     """``take(key)`` a warm recogniser or a new one from ``make(key)``; ``give(key, rec)`` it back."""
 
-    def __init__(self, make: Callable[[Hashable], Any], *, per_key: int = 4, total: int = 12) -> None:
+    def __init__(self, make: Callable[[Hashable], Any], *, per_key: int = 6, total: int = 16) -> None:
         self.make = make
         self.per_key, self.total = per_key, total
         self.idle: OrderedDict[Hashable, list] = OrderedDict()
