@@ -11,6 +11,7 @@ const KIND_NAMES = {daily: "日报告", weekly: "周分析", monthly: "月通报
 const session = {csrf: "", tz: "Asia/Shanghai"};
 const api = makeApi(session, {onUnauthorized: () => { location.href = "/login?next=/supervisor"; }, refresh: loadMe});
 let timer = null;
+let loads = 0;  // the latest load() wins: an older poll answering late must not redraw over it
 
 async function loadMe() {
   const me = await api("GET", "/api/me");
@@ -45,7 +46,15 @@ function render(data) {
   session.tz = str(data.timezone) || session.tz;
   const items = arr(data.items).filter(isObj);
   const body = $("#reports tbody");
+  // a redraw keeps the keyboard where it was: the same link of the same report
+  const active = document.activeElement;
+  const kept = active && body.contains(active) && active.closest("tr[data-report-id]")
+    ? [active.closest("tr").dataset.reportId, active.className] : null;
   body.replaceChildren(...items.map(row));
+  if (kept) {
+    const again = body.querySelector(`tr[data-report-id="${CSS.escape(kept[0])}"] a.${CSS.escape(kept[1])}`);
+    if (again) again.focus();
+  }
   if (!items.length) {
     const tr = el("tr");
     tr.append(el("td", "暂无报告 no report yet", {class: "empty", colspan: 5}));
@@ -62,10 +71,13 @@ function render(data) {
 
 async function load() {
   clearTimeout(timer);
+  const mine = ++loads;
   try {
-    render(await api("GET", "/api/supervisor/reports"));
+    const data = await api("GET", "/api/supervisor/reports");
+    if (mine !== loads) return;  // a newer load is under way, or done
+    render(data);
   } catch (err) {
-    if (err.status === 401) return;
+    if (err.status === 401 || mine !== loads) return;
     $("#reports-note").textContent = `无法加载报告列表 cannot load the reports: ${err.message}`;
   }
   timer = setTimeout(load, POLL_MS);
