@@ -3,9 +3,10 @@
 Loads every model it is given once, says :class:`~gateway.asr.wire.Ready`, then serves
 requests from stdin one at a time, in order: ``Started`` before it handles one, the reply
 after, so the gateway always knows which request the worker is busy with. One Vosk
-recogniser per open stream, kept warm for a later stream when it ends (gateway.asr.vosk_pool). Every request is validated again here (the framing does it
-when it parses) before anything reaches Vosk; a bad request gets ``Rejected`` and the
-worker goes on. A broken frame (out of step) ends the worker with status 3; the gateway
+recogniser per open stream, kept warm for a later stream when it ends
+(gateway.asr.vosk_pool). Every request is validated again here (the framing does it when
+it parses) before anything reaches Vosk; a bad request gets ``Rejected`` and the worker
+goes on. A broken frame (out of step) ends the worker with status 3; the gateway
 restarts it. Kaldi's own log goes to stderr (the gateway logs it); stdout carries only
 frames: the real stdout is kept aside and fd 1 points at stderr, so a stray print from C
 code cannot corrupt the protocol.
@@ -19,6 +20,7 @@ import os
 import select
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.asr import wire
@@ -36,23 +38,34 @@ def _words(result: dict, base: float = 0.0) -> tuple:
                   float(w["conf"])) for w in result.get("result", ()) if w.get("word"))
 
 
+@dataclass
+class _VoskStream:
+    """An open Vosk stream: its recogniser, the recogniser's pool key, and ``base``, the seconds
+    the (reused) recogniser decoded before this stream. ``live`` streams get partial results:
+    one per ``partial_every`` bytes (``since`` counts up to it), ``partial`` the last one."""
+
+    rec: object
+    key: tuple  # (language, sample rate, grammar JSON or None)
+    base: float
+    live: bool
+    since: int = 0
+    partial: str = ""
+
+
 class Worker:
     def __init__(self, models: dict, names: dict, vosk_module, whisper: dict | None = None) -> None:
         self.models = models  # language -> vosk.Model
         self.names = names
         self.vosk = vosk_module
-        self.recognizers: dict = {}  # sid -> (KaldiRecognizer)
-        self.keys: dict = {}  # sid -> its recogniser's pool key (language, rate, grammar JSON or None)
-        self.bases: dict = {}  # sid -> seconds its (reused) recogniser decoded before it
+        self.recognizers: dict[int, _VoskStream] = {}  # sid -> its open Vosk stream
         self.pool = RecognizerPool(self._make_recognizer)  # warm recognisers of ended streams
         self.whisper: dict = dict(whisper or {})  # language -> WhisperStreams
         self.fed = {}
-        self.partials: dict = {}  # sid -> [bytes since the last partial, last partial text] (live Vosk streams)
         self.calibrating = False
         # Other streams' requests already wait behind the one being handled (set by the
-        # serving loop): then no partial is computed for it. Partials are what a worker can shed without losing a
-        # word (the finals carry every word); a worker that falls behind sheds them first
-        # and catches up instead of putting every stream of it further behind.
+        # serving loop): then no partial is computed for it. Partials are what a worker can
+        # shed without losing a word (the finals carry every word); a worker that falls behind
+        # sheds them first and catches up instead of putting every stream of it further behind.
         self.behind = False
         # bench/speech.py compares with the former path (a partial on every chunk): 0
         self.partial_every = int(os.environ.get("GATEWAY_SPEECH_PARTIAL_EVERY_BYTES", wire.PARTIAL_EVERY_BYTES))
@@ -106,9 +119,10 @@ class Worker:
                 return wire.Heard(msg.seq, msg.sid, text, final, words)
             text, words = whisper.finish(msg.sid)
             return wire.Finished(msg.seq, msg.sid, text, words)
-        rec = self.recognizers.get(msg.sid)
-        if rec is None:
+        stream = self.recognizers.get(msg.sid)
+        if stream is None:
             return wire.Rejected(msg.seq, msg.sid, f"stream {msg.sid} is not open")
+        rec = stream.rec
         if isinstance(msg, wire.Audio):
             if self.crash_at is not None:
                 self.fed[msg.sid] = self.fed.get(msg.sid, 0) + len(msg.pcm)
@@ -116,23 +130,20 @@ class Worker:
             rec.gw_fed_bytes += len(msg.pcm)
             if rec.AcceptWaveform(msg.pcm):
                 result = json.loads(rec.Result())
-                if msg.sid in self.partials:
-                    self.partials[msg.sid] = [0, ""]
-                return wire.Heard(msg.seq, msg.sid, result.get("text", ""), True,
-                                  _words(result, self.bases.get(msg.sid, 0.0)))
+                stream.since, stream.partial = 0, ""
+                return wire.Heard(msg.seq, msg.sid, result.get("text", ""), True, _words(result, stream.base))
             # A partial costs a pass over the utterance's lattice: live streams get one per
             # PARTIAL_EVERY_BYTES of audio (the previous text in between), file jobs none.
-            state = self.partials.get(msg.sid)
-            if state is None:
+            if not stream.live:
                 return wire.Heard(msg.seq, msg.sid, "", False)
-            state[0] += len(msg.pcm)
-            if state[0] >= self.partial_every and not self.behind:
-                state[0] = 0
-                state[1] = json.loads(rec.PartialResult()).get("partial", "")
-            return wire.Heard(msg.seq, msg.sid, state[1], False)
+            stream.since += len(msg.pcm)
+            if stream.since >= self.partial_every and not self.behind:
+                stream.since = 0
+                stream.partial = json.loads(rec.PartialResult()).get("partial", "")
+            return wire.Heard(msg.seq, msg.sid, stream.partial, False)
         # Finish
         result = json.loads(rec.FinalResult())
-        words = _words(result, self.bases.get(msg.sid, 0.0))
+        words = _words(result, stream.base)
         self._release(msg.sid)
         return wire.Finished(msg.seq, msg.sid, result.get("text", ""), words)
 
@@ -160,11 +171,8 @@ class Worker:
                                      + ", ".join(dropped))
             grammar = json.dumps(kept, ensure_ascii=False)
         key = (msg.language, msg.sample_rate, grammar)
-        rec = self.recognizers[msg.sid] = self.pool.take(key)
-        self.keys[msg.sid] = key
-        self.bases[msg.sid] = rec.gw_fed_bytes / wire.BYTES_PER_SECOND
-        if msg.live:
-            self.partials[msg.sid] = [0, ""]
+        rec = self.pool.take(key)
+        self.recognizers[msg.sid] = _VoskStream(rec, key, rec.gw_fed_bytes / wire.BYTES_PER_SECOND, msg.live)
         return wire.Opened(msg.seq, msg.sid, dropped)
 
     def _make_recognizer(self, key):
@@ -190,19 +198,17 @@ class Worker:
         times count on over a recogniser's life: ``gw_fed_bytes`` keeps what it decoded, for
         the next stream's ``base``.
         """
-        rec = self.recognizers.pop(sid, None)
-        key = self.keys.pop(sid, None)
-        self.partials.pop(sid, None)
-        self.bases.pop(sid, None)
-        if rec is None or key is None:
+        stream = self.recognizers.pop(sid, None)
+        if stream is None:
             return
+        rec = stream.rec
         try:
             rec.AcceptWaveform(RETIRE_SILENCE)
             rec.FinalResult()
         except Exception:  # noqa: BLE001 - a recogniser that cannot finish is not kept
             return
         rec.gw_fed_bytes += len(RETIRE_SILENCE)
-        self.pool.give(key, rec)
+        self.pool.give(stream.key, rec)
 
     def calibrate(self, msg: "wire.Calibrate"):
         """Decode the built-in clip of ``msg.language`` exactly as a live stream (free text,
