@@ -254,6 +254,19 @@ def workers_cpu(engine: VoskEngine) -> float:
     return total
 
 
+async def workers_idle(engine: VoskEngine, limit: float = 180.0) -> float:
+    """Seconds until the workers use under 5 % of a core (their warm-up after calibration done)."""
+    started = time.monotonic()
+    before = workers_cpu(engine)
+    while time.monotonic() - started < limit:
+        await asyncio.sleep(1.0)
+        now = workers_cpu(engine)
+        if now - before < 0.05:
+            break
+        before = now
+    return round(time.monotonic() - started, 1)
+
+
 async def gateway_throughput(engine: VoskEngine, lang: str, speech: bytes, streams: int) -> dict:
     """``streams`` live streams fed as fast as flow control lets them: audio seconds per wall second."""
     opened = [await engine.open_stream(lang) for _ in range(streams)]
@@ -276,11 +289,22 @@ async def live_round(engine: VoskEngine, lang: str, speech: bytes, n: int, guard
     heard_at: list[float] = []
     keyword = guard[1] if guard else None
 
-    def on_result(result) -> None:
-        if keyword and not heard_at and keyword in result.text.replace(" ", ""):
-            heard_at.append(loop.time())
+    starts: dict[int, float] = {}  # stream -> wall time of its audio's second 0
+    final_delays: list[float] = []  # every utterance: its final result after the end of its speech
+    final_detail: list[tuple] = []  # (stream, end of speech s, delay s, text)
 
-    streams = [await engine.open_stream(lang, on_result=on_result if j == 0 else None) for j in range(n)]
+    def on_result_of(j: int):
+        def on_result(result) -> None:
+            now = loop.time()
+            if j == 0 and keyword and not heard_at and keyword in result.text.replace(" ", ""):
+                heard_at.append(now)
+            if result.final and result.words and j in starts:
+                final_delays.append(now - (starts[j] + max(w.end for w in result.words)))
+                final_detail.append((j, round(max(w.end for w in result.words), 2), round(final_delays[-1], 2),
+                                     result.text[:12]))
+        return on_result
+
+    streams = [await engine.open_stream(lang, on_result=on_result_of(j)) for j in range(n)]
     t0 = loop.time() + 0.2
     cpu0, wcpu0 = time.process_time(), workers_cpu(engine)
 
@@ -290,6 +314,7 @@ async def live_round(engine: VoskEngine, lang: str, speech: bytes, n: int, guard
         if j == 0 and guard:
             audio = guard[0] + audio
         start = t0 + j * 0.02 / n
+        starts[j] = start
         lags, late = [], 0.0
         for k, i in enumerate(range(0, len(audio), FRAME)):
             target = start + k * 0.02
@@ -310,6 +335,10 @@ async def live_round(engine: VoskEngine, lang: str, speech: bytes, n: int, guard
     out = {"n": n, "lag_p50_s": round(pct(lags, 0.5), 3), "lag_p95_s": round(pct(lags, 0.95), 3),
            "lag_max_s": round(max(lags), 3),
            "final_after_end_s": round(max(r["final_after_s"] for r in results), 2),
+           # each utterance's final after the end of its speech (the VAD's 0.6 s pause included)
+           "utterance_final_p95_s": round(pct(final_delays, 0.95), 2) if final_delays else None,
+           "utterance_final_max_s": round(max(final_delays), 2) if final_delays else None,
+           "utterances": len(final_delays), "utterance_finals": final_detail,
            "rtf_mean": round(statistics.mean(r["rtf"] for r in results), 3),
            "feeder_late_max_s": round(max(r["late_s"] for r in results), 3),
            "requests_per_audio_s": round(sum(r["requests"] for r in results) / audio, 2),
@@ -318,7 +347,16 @@ async def live_round(engine: VoskEngine, lang: str, speech: bytes, n: int, guard
            "failed": sum(r["failed"] for r in results)}
     if guard:
         out["guard_s"] = round(heard_at[0] - (t0 + guard[2]), 2) if heard_at else None
-    out["kept"] = out["lag_p95_s"] <= 0.5 and out["final_after_end_s"] <= 1.5 and not out["failed"]
+    # Whisper answers a decode after the request that asked for it when others wait (it decodes
+    # on a thread of its own): its finals' delay is not in the lag, so every utterance's final
+    # must come within 1.5 s of the end of its speech (the VAD's 0.6 s pause included). Vosk
+    # answers a final with the very request in which its endpointer fired, so the lag covers
+    # what load adds; the endpointer's own wait (0.5-2 s of trailing silence by Vosk's rules,
+    # the same for one stream as for twelve) is printed, not judged.
+    whisper = getattr(engine, "free_text", lambda _lang: False)(lang)
+    out["kept"] = (out["lag_p95_s"] <= 0.5 and out["final_after_end_s"] <= 1.5 and not out["failed"]
+                   and (not whisper or (final_delays != [] and out["utterance_final_p95_s"] <= 1.5))
+                   and (not guard or (out["guard_s"] is not None and out["guard_s"] <= 1.0)))
     return out
 
 
@@ -335,18 +373,21 @@ async def live_mode(config, lang: str, speech: bytes, args, *, batched: bool, gu
         # The bench tries N beyond what the gateway would admit: from here on --max-n limits.
         engine.capacity = dataclasses.replace(engine.capacity, calibrated=False)
         if batched:
+            # After calibration each worker warms Vosk recognisers while idle (Worker.plan_warming):
+            # wait until the workers are idle, as a centre's first caller after a start would not
+            out["warm_up_s"] = await workers_idle(engine)
             out["throughput"] = await gateway_throughput(engine, lang, speech, config.workers)
-            # A running centre's workers hold warm recognisers (gateway.asr.vosk_pool): fill
-            # the pools as the first minutes of traffic would, so N callers meet warm ones
-            # (up to the pools' size; a stream beyond it gets a new, cold recogniser).
-            await gateway_throughput(engine, lang, speech, args.max_n)
+            if args.warm_pools:  # as after minutes of traffic: every one of N callers meets a warm one
+                await gateway_throughput(engine, lang, speech, args.max_n)
         for n in range(1, args.max_n + 1):
             rounds = [await live_round(engine, lang, speech, n, guard) for _ in range(args.rounds)]
             rounds.sort(key=lambda r: r["lag_p95_s"])
             row = rounds[(len(rounds) - 1) // 2]
             rows.append(row)
             log(f"   {lang} {'batched' if batched else 'per frame'} N={n}: p95 lag {row['lag_p95_s']} s, final "
-                f"{row['final_after_end_s']} s after the end, guard {row.get('guard_s')} s, "
+                f"{row['final_after_end_s']} s after the end, each utterance's final p95 "
+                f"{row['utterance_final_p95_s']} s (max {row['utterance_final_max_s']}, {row['utterances']} of them), "
+                f"guard {row.get('guard_s')} s, "
                 f"{row['requests_per_audio_s']} requests/audio s, kept {row['kept']}")
             if not row["kept"]:
                 break
@@ -511,7 +552,8 @@ def table(out: dict) -> str:
                          f"{r.get('workers_cpu_per_audio_s', 0):.3f}  gateway CPU/audio s {r.get('gateway_cpu_per_audio_s', 0):.4f}")
             for r in rows:
                 lines.append(f"      N={r['n']:2d}  lag p50 {r['lag_p50_s']:5.2f} s  p95 {r['lag_p95_s']:5.2f} s  final "
-                             f"{r['final_after_end_s']:5.2f} s after the end  guard {r.get('guard_s')}  "
+                             f"{r['final_after_end_s']:5.2f} s after the end  utterances' finals p95 "
+                             f"{r.get('utterance_final_p95_s')} s (max {r.get('utterance_final_max_s')})  guard {r.get('guard_s')}  "
                              f"{'kept' if r['kept'] else 'NOT kept'}")
         t = a["throughput"]
         cap = a["capacity"]
@@ -539,6 +581,8 @@ def main() -> None:
     parser.add_argument("--languages", default="ko,zh")
     parser.add_argument("--after-only", action="store_true", help="skip the per-frame path (before issue 15)")
     parser.add_argument("--memory", action="store_true", help="also the memory figures")
+    parser.add_argument("--warm-pools", action="store_true",
+                        help="before the live rounds, decode --max-n streams once (as after minutes of traffic)")
     parser.add_argument("--no-guard", dest="guard", action="store_false", help="skip the Mandarin guard clip")
     args = parser.parse_args()
     out = asyncio.run(run(args))

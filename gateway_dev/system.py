@@ -194,6 +194,9 @@ class System:
             # Up to three speaking callers at once in a test: live whatever the calibration
             # measured on this shared machine (gateway.asr.capacity.Capacity.floor).
             "GATEWAY_SPEECH_MIN_STREAMS": "3",
+            # No Vosk recognisers warmed while idle after calibration: ~4 CPU s each per
+            # worker at every start of a test system (gateway.asr.worker.Worker.plan_warming)
+            "GATEWAY_SPEECH_WARM": "0",
         })
         if cache_dir is not None:
             env["GATEWAY_CACHE_DIR"] = str(cache_dir)

@@ -9,7 +9,12 @@ and answered as a *final* ``Heard``; the stream then starts afresh, exactly like
 recogniser after a final result, so the gateway's replay-on-worker-death and word-time
 shifting work unchanged. While a live caller is still talking, the growing utterance is
 re-decoded about every ``partial_every`` seconds of new speech (never more often than twice
-the last decode took) and answered as a *partial*: that is what the emergency guard reads.
+the last decode took, and not when nothing was voiced since the last one) and answered as a
+*partial*: that is what the emergency guard reads.
+
+In a worker process the decodes run on a thread of their own (``background=True``): the
+worker keeps answering other streams' audio while one stream's final decodes, and answers
+each decode with its stream's first request after it is done (see :class:`WhisperStreams`).
 
 Decoding pads the utterance to a short encoder window (10 s, or the next 5 s up to 30 s;
 5 s for a partial of less than 4 s) instead of Whisper's fixed 30 s: the encoder costs about a tenth as much for a short
@@ -23,9 +28,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
+from gateway.asr.engine import join_texts
 from gateway.asr.vad import BYTES_PER_MS, UtteranceCutter, VoiceFrames
 
 BPS = 16000  # bytes per second of 8 kHz s16le
@@ -36,6 +45,7 @@ MAX_WINDOW_S = 30
 # 1.2-1.4 s of speech, bench/README.md issue 15) with the same text on the test sentences;
 # finals keep MIN_WINDOW_S.
 PARTIAL_MIN_WINDOW_S = 5
+LINGER_S = 0.5  # longest a request waits for its own background decode while nothing else waits
 # Whisper's well-known inventions on noise or silence (subtitle credits), dropped outright.
 HALLUCINATIONS = ("字幕", "订阅", "點贊", "点赞", "打赏", "Amara", "谢谢观看", "謝謝觀看", "请不吝")
 
@@ -89,7 +99,8 @@ class WhisperDecoder:
         if seconds < 0.1:
             return Decoded("", 0.0, 0.0)
         audio = resample_poly(samples, 2, 1).astype(np.float32)  # 16 kHz, what Whisper hears
-        window = min(MAX_WINDOW_S, max(min_window, 5 * math.ceil((seconds + 1.0) / 5)))
+        step = 5 if min_window >= 5 else 1  # finals: 5 s steps (their texts were measured so)
+        window = min(MAX_WINDOW_S, max(min_window, step * math.ceil((seconds + 1.0) / step)))
         padded = np.zeros(window * 16000, dtype=np.float32)
         padded[: min(len(audio), len(padded))] = audio[: len(padded)]
         features = self.model.feature_extractor(padded)[:, : window * 100]
@@ -119,25 +130,61 @@ def _normaliser(language: str):
 
 
 @dataclass
+class _Job:
+    """One decode of one stream's audio, run now (``background=False``) or on the decoder thread."""
+
+    final: bool
+    future: Future
+    start: int = 0  # stream offsets of the utterance (a final's word)
+    speech_end: int = 0
+    upto: int = 0  # stream offset a partial was decoded up to
+    cpu: float = 0.0  # the decoder thread's CPU seconds for it
+
+
+@dataclass
 class _Stream:
     live: bool
     cutter: UtteranceCutter
     buf: bytearray = field(default_factory=bytearray)
     base: int = 0  # stream byte offset of buf[0]
     partial: str = ""
-    partial_at: int = 0  # stream offset up to which the partial was decoded
+    partial_at: int = 0  # stream offset up to which the partial was decoded (or is being)
     last_cost: float = 0.0
     prompt: list | None = None
+    jobs: deque = field(default_factory=deque)  # submitted, not yet answered, in order
 
 
 class WhisperStreams:
-    """The streams of one language in one worker: ``open``/``audio``/``finish``/``cancel``."""
+    """The streams of one language in one worker: ``open``/``audio``/``finish``/``cancel``.
+
+    ``background=True`` (the worker process): decodes run one at a time on a thread of their
+    own, so a request of one stream is never held up by another stream's decode, which is
+    what kept Mandarin below six live streams on two cores (a beam-5 final takes 0.2-0.4 s of
+    a core; bench/README.md, issue 15). Replies keep their order and meaning: a decode's text
+    comes with the stream's first reply after it is done (a final one 160 ms of audio later
+    at most, for a live caller), finals in the order spoken, and ``finish`` waits for all of
+    the stream's decodes. Partials are decoded only while the decoder thread is idle. At most
+    ``max_backlog`` finals wait for the thread: beyond that a request waits for them (the
+    gateway then sees the worker behind, as without the thread), and a stream that is not
+    live (a recording) waits for its own final, so nothing queues without bound.
+    CTranslate2 releases the GIL while it decodes. ``background=False`` decodes inline.
+    """
 
     def __init__(self, decoder, *, silence_ms: int = 600, partial_every: float = 1.0,
-                 max_ms: int = 25_000, floor_dbfs: float = -50.0) -> None:
+                 max_ms: int = 25_000, floor_dbfs: float = -50.0, background: bool = False,
+                 max_backlog: int = 2) -> None:
         self.decoder = decoder
         self.silence_ms, self.partial_every, self.max_ms, self.floor_dbfs = silence_ms, partial_every, max_ms, floor_dbfs
         self.streams: dict[int, _Stream] = {}
+        self.max_backlog = max_backlog
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="whisper-decode") if background else None
+        self._cpu = 0.0  # the decoder thread's CPU of the decodes answered since take_cpu()
+        # decode inline for now even with a thread: the worker's calibration measures a stream
+        # fed faster than real time that must get the partials a live caller gets
+        self.inline = False
+        # () -> True when the gateway's next request is already waiting (set by the worker):
+        # until then a request waits for its own decode, as inline (see _linger)
+        self.input_waiting: Callable[[], bool] | None = None
 
     def open(self, sid: int, *, live: bool = True, words=None) -> None:
         """``words``: the stream's grammar, used as a decoding prompt (see prompt_for)."""
@@ -147,63 +194,152 @@ class WhisperStreams:
         self.streams[sid] = _Stream(live=live, cutter=cutter, prompt=prompt)
 
     def cancel(self, sid: int) -> None:
-        self.streams.pop(sid, None)
+        s = self.streams.pop(sid, None)
+        for job in s.jobs if s is not None else ():
+            job.future.cancel()  # one not started yet is never run; a running one is ignored
 
     def __contains__(self, sid: int) -> bool:
         return sid in self.streams
 
-    def _decode(self, s: _Stream, start: int, end: int, *, beam_size: int | None = None, partial: bool = False):
+    def take_cpu(self) -> float:
+        """CPU seconds the decoder thread spent on the decodes answered since the last call."""
+        cpu, self._cpu = self._cpu, 0.0
+        return cpu
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=False, cancel_futures=True)
+
+    # -- decoding --------------------------------------------------------------------------
+
+    def _submit(self, s: _Stream, start: int, end: int, *, final: bool, speech_end: int = 0) -> _Job:
         pcm = bytes(s.buf[max(0, start - s.base): max(0, end - s.base)])
-        if partial:
-            out = self.decoder.decode(pcm, beam_size=beam_size, prompt=s.prompt, min_window=PARTIAL_MIN_WINDOW_S)
+        if final:
+            args = {"prompt": s.prompt}
+        else:  # greedy, and a shorter window for a short utterance
+            args = {"prompt": s.prompt, "beam_size": 1, "min_window": PARTIAL_MIN_WINDOW_S}
+        job = _Job(final, Future(), start=start, speech_end=speech_end, upto=end)
+
+        def run():
+            cpu = time.thread_time()
+            try:
+                return self.decoder.decode(pcm, **args)
+            finally:
+                job.cpu = time.thread_time() - cpu
+
+        if self._thread is None or self.inline:
+            try:
+                job.future.set_result(run())
+            except Exception as exc:  # noqa: BLE001 - raised again where it is answered
+                job.future.set_exception(exc)
+            job.cpu = 0.0  # inline: already the request's own CPU
         else:
-            out = self.decoder.decode(pcm, beam_size=beam_size, prompt=s.prompt)
-        s.last_cost = out.seconds
-        return out
+            job.future = self._thread.submit(run)
+        s.jobs.append(job)
+        return job
+
+    def _linger(self, s: _Stream) -> None:
+        """Wait for the stream's decodes while no other request is waiting (at most LINGER_S):
+        an idle worker answers a decode with the request that asked for it, or with the first
+        one after it is done (not 160 ms later with the next); a worker with work waiting
+        answers at once."""
+        if self._thread is None or self.inline or self.input_waiting is None or not s.jobs:
+            return
+        futures = [j.future for j in s.jobs]
+        deadline = time.monotonic() + LINGER_S
+        while time.monotonic() < deadline and not self.input_waiting():
+            if not wait(futures, timeout=0.005).not_done:
+                return
+
+    def _busy(self) -> bool:
+        return any(not j.future.done() for st in self.streams.values() for j in st.jobs)
+
+    def _wait_backlog(self, s: _Stream) -> None:
+        if self._thread is None:
+            return
+        if not s.live:  # a recording is fed as fast as it is answered: one utterance ahead at most
+            for job in list(s.jobs)[:-1]:
+                wait([job.future])
+        finals = [j.future for st in self.streams.values() for j in st.jobs if j.final and not j.future.done()]
+        if len(finals) > self.max_backlog:
+            wait(finals[: len(finals) - self.max_backlog])
+
+    def _answer(self, s: _Stream) -> tuple[str, bool, tuple]:
+        """The stream's decodes done so far, in order: (finals' text, True, words) when one
+        or more finals are among them, else (the latest partial, False, ())."""
+        texts, words, final = [], [], False
+        while s.jobs and s.jobs[0].future.done():
+            job = s.jobs.popleft()
+            out = job.future.result()  # a decoder error fails this request, as inline
+            s.last_cost = out.seconds
+            self._cpu += job.cpu
+            if job.final:
+                final = True
+                if out.text:
+                    texts.append(out.text)
+                    words.append(self._word(out.text, job.start, job.speech_end, out.confidence))
+                s.partial = ""  # what was said so far is in the final now
+            elif not (s.jobs and s.jobs[0].final and s.jobs[0].future.done()):  # else the final says it all
+                s.partial = out.text
+                if final:  # a partial of the next utterance: held for the next reply, this one has the finals
+                    break
+        if final:
+            return self._join(texts), True, tuple(words)
+        return s.partial, False, ()
 
     def _word(self, text: str, start: int, end: int, conf: float) -> tuple:
         return (text, start / BPS, end / BPS, conf)
 
     def audio(self, sid: int, pcm: bytes, *, partial: bool = True) -> tuple[str, bool, tuple]:
-        """(text, final, words) after ``pcm``: a final when an utterance ended in it.
+        """(text, final, words) after ``pcm``: a final when an utterance ended (in it, or
+        earlier while its decode ran in the background).
         ``partial=False``: no new partial now (the worker is behind), the last one is returned."""
         s = self.streams[sid]
         s.buf += pcm
         ended = s.cutter.feed(pcm)
         if ended:
-            texts, words = [], []
             for utt in ended:
-                tail = min(utt.end, utt.speech_end + 200 * BYTES_PER_MS)
-                out = self._decode(s, utt.start, tail)
-                if out.text:
-                    texts.append(out.text)
-                    words.append(self._word(out.text, utt.start, utt.speech_end, out.confidence))
+                self._submit(s, utt.start, min(utt.end, utt.speech_end + 200 * BYTES_PER_MS), final=True,
+                             speech_end=utt.speech_end)
             cut = ended[-1].end
             keep_from = s.cutter.current_start if s.cutter.current_start is not None else cut
             self._drop(s, min(cut, keep_from))
-            s.partial, s.partial_at = "", 0
-            return self._join(texts), True, tuple(words)
+            s.partial_at = 0
+            self._wait_backlog(s)
+            self._linger(s)
+            return self._answer(s)
         start = s.cutter.current_start
-        if s.live and start is not None and partial:
+        if s.live and start is not None and partial and (self.inline or not self._busy()):
             fed = s.cutter.fed
             grown = (fed - max(s.partial_at, start)) / BPS
-            if fed - start >= BPS // 2 and grown >= max(self.partial_every, 2 * s.last_cost):
-                out = self._decode(s, start, fed, beam_size=1, partial=True)
-                s.partial, s.partial_at = out.text, fed
+            # (none when nothing was voiced since the last one: it would decode the same speech)
+            if (fed - start >= BPS // 2 and grown >= max(self.partial_every, 2 * s.last_cost)
+                    and s.cutter.last_voiced_end > s.partial_at):
+                self._submit(s, start, fed, final=False)
+                s.partial_at = fed
         elif start is None:
             # silence between utterances is not needed to rebuild anything: keep 0.5 s (pre-roll)
             self._drop(s, max(s.base, s.cutter.fed - BPS // 2))
-        return s.partial, False, ()
+        self._linger(s)
+        return self._answer(s)
 
     def finish(self, sid: int) -> tuple[str, tuple]:
-        s = self.streams.pop(sid)
+        """The stream's last text: finals still on their way and the utterance in progress."""
+        s = self.streams[sid]
         utt = s.cutter.flush()
-        if utt is None:
-            return "", ()
-        out = self._decode(s, utt.start, s.base + len(s.buf))
-        if not out.text:
-            return "", ()
-        return out.text, (self._word(out.text, utt.start, utt.speech_end, out.confidence),)
+        if utt is not None:
+            self._submit(s, utt.start, s.base + len(s.buf), final=True, speech_end=utt.speech_end)
+        try:
+            wait([j.future for j in s.jobs])
+            texts, words = [], []
+            while s.jobs:
+                text, final, more = self._answer(s)
+                if final and text:
+                    texts.append(text)
+                    words.extend(more)
+            return self._join(texts), tuple(words)
+        finally:
+            self.streams.pop(sid, None)
 
     @staticmethod
     def _drop(s: _Stream, upto: int) -> None:
@@ -213,5 +349,5 @@ class WhisperStreams:
             s.base = upto
 
     def _join(self, texts: list[str]) -> str:
-        sep = "" if getattr(self.decoder, "language", "zh") in ("zh", "yue", "cmn", "ja") else " "
-        return sep.join(texts)
+        """Utterances answered together, joined as the gateway joins a stream's finals."""
+        return join_texts(texts, getattr(self.decoder, "language", "zh"))

@@ -15,7 +15,9 @@ code cannot corrupt the protocol.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import math
 import os
 import select
 import sys
@@ -69,6 +71,12 @@ class Worker:
         self.behind = False
         # bench/speech.py compares with the former path (a partial on every chunk): 0
         self.partial_every = int(os.environ.get("GATEWAY_SPEECH_PARTIAL_EVERY_BYTES", wire.PARTIAL_EVERY_BYTES))
+        # Free-text Vosk recognisers to warm while idle after calibration (see warm_step):
+        # pool key -> how many more; ``warming`` = (key, recogniser, bytes of the clip fed)
+        self.warm_todo: dict[tuple, int] = {}
+        self.warming: tuple | None = None
+        self.warmed = 0
+        self.warm_limit = warm_limit_from_env()
 
     crash_at: float | None = None  # fault injection for tests: GATEWAY_SPEECH_CRASH_AT
     fed: dict  # sid -> bytes of audio a Vosk stream got (counted only for the fault injection)
@@ -89,12 +97,15 @@ class Worker:
         return next((streams for streams in self.whisper.values() if sid in streams), None)
 
     def handle(self, msg) -> object:
-        started = time.process_time()
+        started = time.thread_time()
+        whisper = self._whisper_of(msg.sid)
         try:
             reply = self._handle(msg)
         except Exception as exc:  # noqa: BLE001 - e.g. Vosk failing to build a recogniser
             return wire.Rejected(msg.seq, msg.sid, f"{type(msg).__name__} failed: {exc}")
-        busy = time.process_time() - started
+        # this request's CPU, and that of the stream's decodes answered with it (Whisper
+        # decodes on a thread of its own: gateway.asr.whisper_backend.WhisperStreams)
+        busy = time.thread_time() - started + (whisper.take_cpu() if whisper is not None else 0.0)
         if isinstance(reply, (wire.Opened, wire.Heard, wire.Finished)):
             reply = type(reply)(**{**reply.__dict__, "busy": busy})
         return reply
@@ -201,14 +212,19 @@ class Worker:
         stream = self.recognizers.pop(sid, None)
         if stream is None:
             return
-        rec = stream.rec
+        if self._retire(stream.rec):
+            self.pool.give(stream.key, stream.rec)
+
+    @staticmethod
+    def _retire(rec) -> bool:
+        """Make a recogniser clean for the next stream (see _release); False if it cannot be."""
         try:
             rec.AcceptWaveform(RETIRE_SILENCE)
             rec.FinalResult()
         except Exception:  # noqa: BLE001 - a recogniser that cannot finish is not kept
-            return
+            return False
         rec.gw_fed_bytes += len(RETIRE_SILENCE)
-        self.pool.give(stream.key, rec)
+        return True
 
     def calibrate(self, msg: "wire.Calibrate"):
         """Decode the built-in clip of ``msg.language`` exactly as a live stream (free text,
@@ -216,6 +232,8 @@ class Worker:
         pcm = calibration_clip(msg.language)
         sid = wire.MAX_ID  # never a gateway stream id (those count up from 1)
         self.calibrating = True
+        for streams in self.whisper.values():  # a live caller's partials, though fed at full speed
+            streams.inline = True
         try:
             # A warm-up pass over the whole clip first: a freshly loaded model's first decode
             # pays for page faults and lazy set-up, and a new Vosk recogniser for composing its
@@ -226,13 +244,66 @@ class Worker:
             if isinstance(texts, wire.Rejected):
                 return texts
             cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+            self.plan_warming(msg.language, cpu / max(len(pcm) / wire.BYTES_PER_SECOND, 1e-6))
         finally:
             self.calibrating = False
+            for streams in self.whisper.values():
+                streams.inline = False
             self._release(sid)
             whisper = self._whisper_of(sid)
             if whisper is not None:
                 whisper.cancel(sid)
         return wire.Calibrated(msg.seq, msg.sid, len(pcm) / wire.BYTES_PER_SECOND, cpu, wall, " ".join(texts))
+
+    # -- warming recognisers while idle -----------------------------------------------------
+
+    def plan_warming(self, language: str, rtf: float) -> None:
+        """After calibrating a Vosk language: warm as many free-text recognisers as one core
+        carries live streams (1 / RTF, at most the pool's per-key bound), so that the first
+        callers after a start do not meet a new recogniser's stall (gateway.asr.vosk_pool:
+        0.7-0.9 s once, and 2-3x the CPU over its first seconds)."""
+        if language not in self.models or rtf <= 0:
+            return
+        want = min(self.pool.per_key, math.ceil(1.0 / rtf))
+        if self.warm_limit is not None:
+            want = min(want, self.warm_limit)
+        key = (language, wire.SAMPLE_RATE, None)
+        have = len(self.pool.idle.get(key, ())) + sum(1 for st in self.recognizers.values() if st.key == key)
+        if want > have:
+            self.warm_todo[key] = want - have
+
+    def warm_todo_left(self) -> bool:
+        return self.warming is not None or bool(self.warm_todo)
+
+    def warm_step(self) -> bool:
+        """One step of warming (the serving loop calls it while no request waits): a new
+        recogniser decodes the next 160 ms of the calibration clip; after the whole clip it
+        is made clean and goes to the pool. False when there is nothing left to warm."""
+        if self.warming is None:
+            if not self.warm_todo:
+                return False
+            key = next(iter(self.warm_todo))
+            self.warm_todo[key] -= 1
+            if self.warm_todo[key] <= 0:
+                del self.warm_todo[key]
+            self.warming = (key, self._make_recognizer(key), 0)
+        key, rec, done = self.warming
+        clip = calibration_clip(key[0])
+        try:
+            rec.AcceptWaveform(clip[done:done + wire.LIVE_CHUNK_BYTES])
+        except Exception:  # noqa: BLE001 - a recogniser that fails while warming is dropped
+            self.warming = None
+            return True
+        rec.gw_fed_bytes += len(clip[done:done + wire.LIVE_CHUNK_BYTES])
+        done += wire.LIVE_CHUNK_BYTES
+        if done < len(clip):
+            self.warming = (key, rec, done)
+            return True
+        self.warming = None
+        if self._retire(rec):
+            self.pool.give(key, rec)
+            self.warmed += 1
+        return True
 
     def _decode_clip(self, msg, sid: int, pcm: bytes):
         opened = self._open(wire.Open(msg.seq, sid, msg.language, wire.SAMPLE_RATE, None, True))
@@ -252,6 +323,23 @@ class Worker:
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
 
 
+def warm_limit_from_env() -> int | None:
+    """GATEWAY_SPEECH_WARM: at most that many recognisers warmed per language and worker
+    (0: none, as the test harness sets, since warming costs each worker ~4 CPU s per
+    recogniser at start); unset: as calibration says (Worker.plan_warming)."""
+    raw = os.environ.get("GATEWAY_SPEECH_WARM", "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        print(f"speech worker: GATEWAY_SPEECH_WARM={raw[:20]!r} is not a number; warming as calibrated",
+              file=sys.stderr)
+        return None
+    return max(0, value)
+
+
+@functools.lru_cache(maxsize=8)
 def calibration_clip(language: str) -> bytes:
     """The built-in calibration clip of ``language`` (8 kHz mono s16le; Korean speech for a
     language without its own clip: what is measured is the decoder's cost per second)."""
@@ -309,7 +397,8 @@ def load_whisper(specs: list, problems: dict, names: dict) -> dict:
 
             if expected:
                 verify(Path(path), expected)  # before anything reads the weights
-            out[lang] = WhisperStreams(WhisperDecoder(Path(path), lang))
+            # decodes on a thread of their own: no stream waits for another's (WhisperStreams)
+            out[lang] = WhisperStreams(WhisperDecoder(Path(path), lang), background=True)
             names[lang] = name
         except Exception as exc:  # noqa: BLE001 - ModelRefused, ImportError, CTranslate2's RuntimeError
             problems[lang] = f"{name} at {path} failed to load: {exc}"
@@ -369,7 +458,13 @@ def main(argv: list[str] | None = None) -> int:
                 break
         return reader.waiting_streams()
 
+    for streams in worker.whisper.values():  # a request waits for its decode only while nothing else waits
+        streams.input_waiting = lambda: bool(waiting())
+
     while True:
+        # idle: warm a recogniser a step at a time, as long as no request comes
+        while not ended and worker.warm_todo_left() and not select.select([in_fd], [], [], 0)[0]:
+            worker.warm_step()
         data = b"" if ended else os.read(in_fd, 1 << 16)
         if not data:
             try:

@@ -17,6 +17,10 @@ from pathlib import Path
 import pytest
 from blockbuster import BlockBuster
 
+# Speech workers started by unit tests warm no Vosk recogniser while idle (each costs a worker
+# ~4 CPU s at start: gateway.asr.worker.Worker.plan_warming); tests of warming set their own.
+os.environ.setdefault("GATEWAY_SPEECH_WARM", "0")
+
 # (watched function, file, function in the stack that may make it)
 ALLOWED = [
     # SQLAlchemy makes a SQLite file path absolute when an engine is created (TicketStore.open):

@@ -176,3 +176,38 @@ def test_given_frames_arriving_in_pieces_then_the_reader_names_the_streams_of_th
     reader.receive_data(second[-1:])
     assert reader.waiting_streams() == {2, 7}
     assert isinstance(reader.next_message(), wire.Audio) and reader.waiting_streams() == {7}
+
+
+# -- recognisers warmed while idle after calibration ---------------------------------------
+
+def test_given_a_calibrated_worker_when_idle_then_it_warms_free_text_recognisers_into_the_pool(ko_worker):
+    key = ("ko", wire.SAMPLE_RATE, None)
+    ko_worker.warm_limit = None
+    ko_worker.pool.idle.pop(key, None)  # as after a start: no free-text recogniser yet
+    idle_before = 0
+    ko_worker.plan_warming("ko", 0.5)  # a core carries 2 such streams: warm up to 2
+    planned = ko_worker.warm_todo.get(key, 0)
+    assert planned == 2
+    steps = 0
+    while ko_worker.warm_todo_left():
+        assert ko_worker.warm_step()
+        steps += 1
+    assert not ko_worker.warm_step()  # nothing left
+    assert len(ko_worker.pool.idle.get(key, ())) == idle_before + planned
+    # a step is one 160 ms chunk of the clip: never one long block of the worker
+    assert steps >= planned * len(calibration_clip("ko")) // wire.LIVE_CHUNK_BYTES
+    # a warmed recogniser serves a stream like any pooled one: clean, times from zero
+    text = _stream(ko_worker, 131, calibration_clip("ko"), check_times=True)
+    assert text
+
+
+def test_given_the_warm_limit_zero_then_calibration_plans_no_warming(ko_worker):
+    ko_worker.warm_todo.clear()
+    ko_worker.warm_limit = 0
+    try:
+        ko_worker.plan_warming("ko", 0.1)
+        assert not ko_worker.warm_todo_left()
+        ko_worker.plan_warming("zh", 0.1)  # not a Vosk language of this worker
+        assert not ko_worker.warm_todo_left()
+    finally:
+        ko_worker.warm_limit = None

@@ -129,12 +129,19 @@ async def test_given_a_live_caller_then_partials_while_talking_and_a_final_soon_
     results = []
     stream = await engine.open_stream("zh", on_result=results.append)
     pcm = padded(audio["sentence"], after=0.0)
-    for i in range(0, len(pcm), 320):
+    # at the pace of a caller: the worker decodes in the background and answers what it has
+    # decoded with the stream's next request (gateway.asr.whisper_backend.WhisperStreams)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    for k, i in enumerate(range(0, len(pcm), 320)):
         await stream.feed(pcm[i:i + 320])
-        await asyncio.sleep(0)  # let replies in (not pacing)
-    await aeventually(lambda: any(not r.final and r.text for r in results), timeout=30)
-    for _ in range(50):  # one second of silence: the utterance ends (600 ms) and is decoded
+        await asyncio.sleep(max(0.0, t0 + (k + 1) * 0.02 - loop.time()))
+    assert any(not r.final and r.text for r in results)  # heard while the caller talked
+    for _ in range(250):  # silence, as a live line carries: the utterance ends (600 ms) and is decoded
+        if any(r.final for r in results):
+            break
         await stream.feed(bytes(320))
+        await asyncio.sleep(0.02)
     await aeventually(lambda: any(r.final for r in results), timeout=30)
     final = [r for r in results if r.final][0]
     assert "三天" in final.text and final.words
