@@ -138,7 +138,7 @@ class _Job:
     start: int = 0  # stream offsets of the utterance (a final's word)
     speech_end: int = 0
     upto: int = 0  # stream offset a partial was decoded up to
-    cpu: float = 0.0  # the decoder thread's CPU seconds for it
+    cpu: float = 0.0  # CPU seconds it cost beyond the calling thread's (see _submit)
 
 
 @dataclass
@@ -178,7 +178,7 @@ class WhisperStreams:
         self.streams: dict[int, _Stream] = {}
         self.max_backlog = max_backlog
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="whisper-decode") if background else None
-        self._cpu = 0.0  # the decoder thread's CPU of the decodes answered since take_cpu()
+        self._cpu = 0.0  # CPU of the decodes answered since take_cpu()
         # decode inline for now even with a thread: the worker's calibration measures a stream
         # fed faster than real time that must get the partials a live caller gets
         self.inline = False
@@ -202,7 +202,8 @@ class WhisperStreams:
         return sid in self.streams
 
     def take_cpu(self) -> float:
-        """CPU seconds the decoder thread spent on the decodes answered since the last call."""
+        """CPU seconds of the decodes answered since the last call, beyond what the calling
+        thread spent itself (CTranslate2's own thread; the decoder thread)."""
         cpu, self._cpu = self._cpu, 0.0
         return cpu
 
@@ -220,19 +221,24 @@ class WhisperStreams:
             args = {"prompt": s.prompt, "beam_size": 1, "min_window": PARTIAL_MIN_WINDOW_S}
         job = _Job(final, Future(), start=start, speech_end=speech_end, upto=end)
 
+        inline = self._thread is None or self.inline
+
         def run():
-            cpu = time.thread_time()
+            # CTranslate2 computes on a thread of its own, so the process's CPU during the
+            # decode is what it cost (on the decoder thread it also holds the little the
+            # serving thread did meanwhile). Inline, the calling thread's own part is already
+            # counted by the worker as the request's.
+            cpu, mine = time.process_time(), time.thread_time()
             try:
                 return self.decoder.decode(pcm, **args)
             finally:
-                job.cpu = time.thread_time() - cpu
+                job.cpu = time.process_time() - cpu - (time.thread_time() - mine if inline else 0.0)
 
-        if self._thread is None or self.inline:
+        if inline:
             try:
                 job.future.set_result(run())
             except Exception as exc:  # noqa: BLE001 - raised again where it is answered
                 job.future.set_exception(exc)
-            job.cpu = 0.0  # inline: already the request's own CPU
         else:
             job.future = self._thread.submit(run)
         s.jobs.append(job)
