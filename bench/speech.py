@@ -186,6 +186,11 @@ def wer(hyp: str, ref: str) -> float:
     return d[len(h)] / max(1, len(r))
 
 
+# language -> the words the gateway gives a caller's description stream: for Whisper the
+# emergency words, a decoding prompt (gateway.pbx.speech.listen); Vosk descriptions get none
+WORDS: dict[str, list[str] | None] = {}
+
+
 def raw_decode(lang: str, model_dir: Path, speech: bytes, chunk: int, partial_every: int | None,
                live: bool = False, cold: bool = False) -> dict:
     """The engine alone, in this process: ``chunk``-byte pieces, a partial every ``partial_every``
@@ -198,7 +203,7 @@ def raw_decode(lang: str, model_dir: Path, speech: bytes, chunk: int, partial_ev
 
         decoder = raw_decode.whisper = getattr(raw_decode, "whisper", None) or WhisperDecoder(model_dir, "zh")
         streams = WhisperStreams(decoder)
-        streams.open(1, live=live)
+        streams.open(1, live=live, words=WORDS.get(lang))
         wall, cpu = time.monotonic(), time.process_time()
         texts = []
         for i in range(0, len(speech), chunk):
@@ -269,7 +274,7 @@ async def workers_idle(engine: VoskEngine, limit: float = 180.0) -> float:
 
 async def gateway_throughput(engine: VoskEngine, lang: str, speech: bytes, streams: int) -> dict:
     """``streams`` live streams fed as fast as flow control lets them: audio seconds per wall second."""
-    opened = [await engine.open_stream(lang) for _ in range(streams)]
+    opened = [await engine.open_stream(lang, grammar=WORDS.get(lang)) for _ in range(streams)]
     wall = time.monotonic()
     for s in opened:
         for i in range(0, len(speech), FRAME * 8):
@@ -304,7 +309,7 @@ async def live_round(engine: VoskEngine, lang: str, speech: bytes, n: int, guard
                                      result.text[:12]))
         return on_result
 
-    streams = [await engine.open_stream(lang, on_result=on_result_of(j)) for j in range(n)]
+    streams = [await engine.open_stream(lang, grammar=WORDS.get(lang), on_result=on_result_of(j)) for j in range(n)]
     t0 = loop.time() + 0.2
     cpu0, wcpu0 = time.process_time(), workers_cpu(engine)
 
@@ -432,6 +437,7 @@ def guard_clip() -> tuple | None:
 
 async def language(lang: str, config, speech: bytes, args, guard: tuple | None) -> dict:
     spec = config.models[lang]
+    WORDS[lang] = list(config.emergency_keywords.get(lang, ())) or None if spec.engine == "whisper" else None
     if spec.engine == "whisper":
         from gateway.asr.whisper_model import BUILTIN
         model_dir = CACHE / "models" / f"{BUILTIN}-ct2"

@@ -453,10 +453,16 @@ class _Calibration:
         self.stream_id = f"calibration-{language}-{slot.index}"
         self.language = language
         self._slot = slot
+        self._engine = engine
         self._done: asyncio.Future = asyncio.get_running_loop().create_future()
 
     async def run(self, timeout: float = 30.0):
-        self._slot.send(wire.Calibrate(self._slot.next_seq(), self.sid, self.language), self)
+        # a Whisper stream gets the emergency words as its prompt (gateway.pbx.speech.listen):
+        # the clip is decoded with them, so the measured cost is a caller's
+        words = None
+        if self._engine.free_text(self.language):
+            words = list(self._engine.config.emergency_keywords.get(self.language, ())) or None
+        self._slot.send(wire.Calibrate(self._slot.next_seq(), self.sid, self.language, words), self)
         return await asyncio.wait_for(self._done, timeout)
 
     def on_reply(self, slot, msg, pending) -> None:

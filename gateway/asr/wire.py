@@ -21,7 +21,7 @@ yet (written just before or after the death) blames nobody.
     Audio(seq, sid, pcm)          ->  <- Heard(seq, sid, partial or final text, words)
     Finish(seq, sid)              ->  <- Finished(seq, sid, text, words)
     Cancel(seq, sid)              ->  <- Closed(seq, sid)
-    Calibrate(seq, sid, lang)     ->  <- Calibrated(seq, sid, audio s, CPU s, wall s, text)
+    Calibrate(seq, sid, lang[, grammar]) <- Calibrated(seq, sid, audio s, CPU s, wall s, text)
                                       <- Ready(models, problems) once, after loading
 
 Messages are frozen dataclasses that validate themselves, so a bad sample rate, an
@@ -200,13 +200,17 @@ class Cancel(_Message):
 
 @dataclass(frozen=True)
 class Calibrate(_Message):
-    """Decode the built-in clip of ``language`` as a live stream would (gateway.asr.capacity)."""
+    """Decode the built-in clip of ``language`` as a live stream would (gateway.asr.capacity),
+    with the ``grammar`` the gateway gives such a stream (Whisper: the emergency words, a
+    decoding prompt that costs a beam-5 final about twice the decoder time)."""
 
     language: str
+    grammar: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_language(self.language)
+        object.__setattr__(self, "grammar", check_grammar(self.grammar))
 
 
 @dataclass(frozen=True)
@@ -340,6 +344,8 @@ def _body(msg: _Message) -> bytes:
         obj = {"reason": msg.reason}
     elif isinstance(msg, Calibrate):
         obj = {"language": msg.language}
+        if msg.grammar is not None:
+            obj["grammar"] = list(msg.grammar)
     elif isinstance(msg, Calibrated):
         obj = {"audio": msg.audio, "cpu": msg.cpu, "wall": msg.wall, "text": msg.text}
     else:
@@ -364,7 +370,7 @@ _FIELDS = {
     Rejected: ("reason",), Finish: (), Cancel: (), Closed: (), Started: (),
     Calibrate: ("language",), Calibrated: ("audio", "cpu", "wall", "text"),
 }
-_OPTIONAL = {Open: ("live",)}
+_OPTIONAL = {Open: ("live",), Calibrate: ("grammar",)}
 
 
 def parse(kind: int, seq: int, sid: int, body: bytes) -> Message:

@@ -306,7 +306,7 @@ class Worker:
         return True
 
     def _decode_clip(self, msg, sid: int, pcm: bytes):
-        opened = self._open(wire.Open(msg.seq, sid, msg.language, wire.SAMPLE_RATE, None, True))
+        opened = self._open(wire.Open(msg.seq, sid, msg.language, wire.SAMPLE_RATE, msg.grammar, True))
         if isinstance(opened, wire.Rejected):
             return opened
         texts = []

@@ -45,6 +45,7 @@ MESSAGES = [
     wire.Started(6, 9),
     wire.Rejected(6, 9, "stream 9 is not open"),
     wire.Calibrate(7, 10, "zh"),
+    wire.Calibrate(7, 11, "zh", ("着火", "救命")),  # a Whisper stream's prompt words
     wire.Calibrated(7, 10, 4.9, 1.2, 2.5, "小区门口"),
 ]
 
@@ -173,3 +174,13 @@ def test_given_a_bad_message_then_the_reader_stays_in_step():
 
 def test_given_grammar_words_with_spaces_then_they_are_stripped():
     assert wire.Open(1, 1, "ko", 8000, [" 상담 ", "신고"]).grammar == ("상담", "신고")
+
+
+def test_given_a_calibrate_frame_with_a_bad_grammar_then_it_is_refused_and_the_reader_stays_in_step():
+    body = json.dumps({"language": "zh", "grammar": [1, 2]}).encode()
+    frame = struct.pack(">BIII", 0x05, len(body) + 8, 3, 4) + body
+    reader = wire.FrameReader(accept=wire.REQUESTS)
+    reader.receive_data(frame + wire.encode(wire.Finish(5, 4)))
+    with pytest.raises(wire.BadMessage, match="Calibrate"):
+        reader.next_message()
+    assert reader.next_message() == wire.Finish(5, 4)
