@@ -137,7 +137,6 @@ class _Job:
     future: Future
     start: int = 0  # stream offsets of the utterance (a final's word)
     speech_end: int = 0
-    upto: int = 0  # stream offset a partial was decoded up to
     cpu: float = 0.0  # CPU seconds it cost beyond the calling thread's (see _submit)
 
 
@@ -219,7 +218,7 @@ class WhisperStreams:
             args = {"prompt": s.prompt}
         else:  # greedy, and a shorter window for a short utterance
             args = {"prompt": s.prompt, "beam_size": 1, "min_window": PARTIAL_MIN_WINDOW_S}
-        job = _Job(final, Future(), start=start, speech_end=speech_end, upto=end)
+        job = _Job(final, Future(), start=start, speech_end=speech_end)
 
         inline = self._thread is None or self.inline
 

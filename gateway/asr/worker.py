@@ -75,7 +75,6 @@ class Worker:
         # pool key -> how many more; ``warming`` = (key, recogniser, bytes of the clip fed)
         self.warm_todo: dict[tuple, int] = {}
         self.warming: tuple | None = None
-        self.warmed = 0
         self.warm_limit = warm_limit_from_env()
 
     crash_at: float | None = None  # fault injection for tests: GATEWAY_SPEECH_CRASH_AT
@@ -302,7 +301,6 @@ class Worker:
         self.warming = None
         if self._retire(rec):
             self.pool.give(key, rec)
-            self.warmed += 1
         return True
 
     def _decode_clip(self, msg, sid: int, pcm: bytes):
