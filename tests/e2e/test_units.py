@@ -298,6 +298,7 @@ def test_given_a_submitted_ticket_when_units_object_accept_and_reply_then_review
                 _login_page(page, "water-unit", "/unit")
                 expect(page.locator("body")).to_have_attribute("data-ready", "true")
                 page.locator('#filters button[data-filter="overdue"]').click()
+                expect(page.locator("#list")).to_have_attribute("data-filter", "overdue")  # that filter's list is drawn
                 row = page.locator(f'#list tbody tr[data-dispatch="{water["id"]}"]')
                 expect(row).to_have_class(re.compile(r"\boverdue\b"))
                 row.get_by_role("button").focus()

@@ -145,3 +145,25 @@ export function trackStickyHeader(header = document.querySelector("body > header
   if (typeof ResizeObserver === "function") new ResizeObserver(set).observe(header);
   else window.addEventListener("resize", set);
 }
+
+// Redraw a polled list and keep the keyboard where it was: on the same control of the same row
+// (rows carry `rowAttr`). Without this a poll drops the focus of an agent tabbing through the list.
+const CONTROLS = "a[href], button, input, select, textarea";
+export function redrawKeepingFocus(box, rowAttr, redraw) {
+  const active = document.activeElement;
+  const row = active && box.contains(active) ? active.closest(`[${rowAttr}]`) : null;
+  const key = row ? row.getAttribute(rowAttr) : null;
+  const index = row ? $$(CONTROLS, row).indexOf(active) : -1;
+  redraw();
+  if (key === null || index < 0) return;
+  const again = box.querySelector(`[${rowAttr}="${CSS.escape(key)}"]`);
+  const target = again ? $$(CONTROLS, again)[index] : null;
+  if (target) target.focus();
+}
+
+// Loads that may overlap (a poll and a user's click): only the latest one's answer is drawn.
+// `const mine = loads.next(); … if (!loads.isLatest(mine)) return;`
+export function latestWins() {
+  let count = 0;
+  return {next: () => ++count, isLatest: (n) => n === count};
+}

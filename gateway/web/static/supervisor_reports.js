@@ -3,7 +3,8 @@
 // and "generate now" for a kind and a day inside the period (default: the last complete one).
 // GET /api/supervisor/reports every 60 s; POST /api/supervisor/reports. Its own module beside
 // supervisor.js; plain links and a form, so everything works by keyboard.
-import {$, arr, el, fmtTime, isObj, makeApi, num, problemsOf, showErrorSummary, showStatus, str} from "./common.js";
+import {$, arr, el, fmtTime, isObj, latestWins, makeApi, num, problemsOf, redrawKeepingFocus, showErrorSummary, showStatus,
+  str} from "./common.js";
 
 const POLL_MS = 60000;
 const FORMATS = [["html", "HTML 查看 view", true], ["pdf", "PDF", false], ["csv", "CSV", false], ["xlsx", "XLSX", false]];
@@ -11,7 +12,7 @@ const KIND_NAMES = {daily: "日报告", weekly: "周分析", monthly: "月通报
 const session = {csrf: "", tz: "Asia/Shanghai"};
 const api = makeApi(session, {onUnauthorized: () => { location.href = "/login?next=/supervisor"; }, refresh: loadMe});
 let timer = null;
-let loads = 0;  // the latest load() wins: an older poll answering late must not redraw over it
+const loads = latestWins();  // an older poll answering late must not redraw over a newer load
 
 async function loadMe() {
   const me = await api("GET", "/api/me");
@@ -46,15 +47,7 @@ function render(data) {
   session.tz = str(data.timezone) || session.tz;
   const items = arr(data.items).filter(isObj);
   const body = $("#reports tbody");
-  // a redraw keeps the keyboard where it was: the same link of the same report
-  const active = document.activeElement;
-  const kept = active && body.contains(active) && active.closest("tr[data-report-id]")
-    ? [active.closest("tr").dataset.reportId, active.className] : null;
-  body.replaceChildren(...items.map(row));
-  if (kept) {
-    const again = body.querySelector(`tr[data-report-id="${CSS.escape(kept[0])}"] a.${CSS.escape(kept[1])}`);
-    if (again) again.focus();
-  }
+  redrawKeepingFocus(body, "data-report-id", () => body.replaceChildren(...items.map(row)));
   if (!items.length) {
     const tr = el("tr");
     tr.append(el("td", "暂无报告 no report yet", {class: "empty", colspan: 5}));
@@ -71,13 +64,13 @@ function render(data) {
 
 async function load() {
   clearTimeout(timer);
-  const mine = ++loads;
+  const mine = loads.next();
   try {
     const data = await api("GET", "/api/supervisor/reports");
-    if (mine !== loads) return;  // a newer load is under way, or done
+    if (!loads.isLatest(mine)) return;  // a newer load is under way, or done
     render(data);
   } catch (err) {
-    if (err.status === 401 || mine !== loads) return;
+    if (err.status === 401 || !loads.isLatest(mine)) return;
     $("#reports-note").textContent = `无法加载报告列表 cannot load the reports: ${err.message}`;
   }
   timer = setTimeout(load, POLL_MS);

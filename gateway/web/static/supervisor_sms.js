@@ -2,13 +2,14 @@
 // failing or given up (dead), numbers masked; GET /api/sms every 10 s; a failed or dead
 // text can be sent again (POST /api/sms/{id}/retry, audited). Its own module beside
 // supervisor.js, so the board's code is untouched.
-import {$, arr, el, fmtTime, isObj, makeApi, num, showStatus, str} from "./common.js";
+import {$, arr, el, fmtTime, isObj, latestWins, makeApi, num, redrawKeepingFocus, showStatus, str} from "./common.js";
 import {SMS_KIND_NAMES, SMS_STATUS_NAMES, groupedTicketNo, label} from "./labels.js";
 
 const POLL_MS = 10000;
 const session = {csrf: ""};
 const api = makeApi(session, {onUnauthorized: () => { location.href = "/login?next=/supervisor"; }});
 let timer = null;
+const loads = latestWins();  // a retry's reload and a poll may overlap: the latest answer is drawn
 
 function row(item) {
   const tr = el("tr", null, {"data-sms-id": str(item.id), "data-status": str(item.status)});
@@ -32,21 +33,23 @@ function row(item) {
 
 async function load() {
   clearTimeout(timer);
+  const mine = loads.next();
   try {
     const data = await api("GET", "/api/sms");
+    if (!loads.isLatest(mine)) return;
     const stats = isObj(data.stats) ? data.stats : {};
     $("#sms-summary").textContent = `待发送 backlog ${num(stats.backlog)} · 已放弃 dead ${num(stats.dead)} · ` +
       `已发送 sent ${num(stats.sent)}`;
     const body = $("#sms tbody");
     const items = arr(data.items).filter(isObj);
-    body.replaceChildren(...items.map(row));
+    redrawKeepingFocus(body, "data-sms-id", () => body.replaceChildren(...items.map(row)));
     if (!items.length) {
       const empty = el("tr", null);
       empty.append(el("td", "无待处理短信 nothing pending", {class: "empty", colspan: 8}));
       body.append(empty);
     }
   } catch (err) {
-    if (err.status === 401) return;
+    if (err.status === 401 || !loads.isLatest(mine)) return;
     $("#sms-summary").textContent = `无法加载短信列表 cannot load the texts: ${err.message}`;
   }
   timer = setTimeout(load, POLL_MS);

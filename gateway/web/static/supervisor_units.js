@@ -1,12 +1,14 @@
 // The supervisor board's after-dispatch sections: tickets under review (a unit's objection, no
 // catalogue unit, an unsolved follow-up) with re-dispatch / reject / close, and the 督办 list of
 // overdue dispatches. ES module over common.js and labels.js; polled every 10 s.
-import {$, arr, duration, el, fmtTime, isObj, makeApi, num, problemsOf, showErrorSummary, showStatus, str} from "./common.js";
+import {$, arr, duration, el, fmtTime, isObj, latestWins, makeApi, num, problemsOf, showErrorSummary, showStatus,
+  str} from "./common.js";
 import {DISPATCH_STATUS_NAMES, REVIEW_REASON_NAMES, label} from "./labels.js";
 
 const POLL_MS = 10000;
 const state = {csrf: "", units: [], busy: false, timer: null};
 const api = makeApi(state, {onUnauthorized: () => { location.href = "/login?next=/supervisor"; }, refresh: loadMe});
+const loads = latestWins();  // an action's reload and a poll may overlap: the latest answer is drawn
 
 async function loadMe() {
   const me = await api("GET", "/api/me");
@@ -106,13 +108,15 @@ function renderOverdue(data) {
 
 async function poll({force = false} = {}) {
   clearTimeout(state.timer);
+  const mine = loads.next();
   try {
     const [review, overdue] = await Promise.all([api("GET", "/api/supervisor/review"), api("GET", "/api/supervisor/overdue")]);
+    if (!loads.isLatest(mine)) return;  // an action's reload started after this poll: it draws
     renderReview(review, force);
     renderOverdue(overdue);
     document.body.dataset.unitsReady = "true";
   } catch (err) {
-    if (err.status === 401) return;
+    if (err.status === 401 || !loads.isLatest(mine)) return;
     showStatus("error", `无法加载审核/督办列表 cannot load review/overdue: ${err.message}`);
   }
   state.timer = setTimeout(poll, POLL_MS);

@@ -3,13 +3,15 @@
 // (acknowledge) and 转交 (forward to the responsible unit). GET /api/supervisor/warnings every 30 s;
 // a list being worked on (focus inside) is not redrawn under the supervisor's hands.
 // ES module over common.js; its own file beside supervisor.js.
-import {$, arr, el, fmtTime, isObj, makeApi, num, problemsOf, showErrorSummary, showStatus, str} from "./common.js";
+import {$, arr, el, fmtTime, isObj, latestWins, makeApi, num, problemsOf, showErrorSummary, showStatus,
+  str} from "./common.js";
 
 const POLL_MS = 30000;
 const KIND = {surge: "激增 Surge", repeat: "重复诉求 Repeated demand"};
 const STATUS = {open: "待处理 open", acknowledged: "已签收 acknowledged", forwarded: "已转交 forwarded"};
 const state = {csrf: "", units: [], timer: null, open: new Set()};
 const api = makeApi(state, {onUnauthorized: () => { location.href = "/login?next=/supervisor"; }, refresh: loadMe});
+const loads = latestWins();  // an action's reload and a poll may overlap: the latest answer is drawn
 
 async function loadMe() {
   const me = await api("GET", "/api/me");
@@ -172,16 +174,18 @@ function render(data, force) {
 
 async function poll({force = false} = {}) {
   clearTimeout(state.timer);
+  const mine = loads.next();
   try {
     const status = $("#warnings-status").value;
     const [data, hooks] = await Promise.all([api("GET", `/api/supervisor/warnings?status=${encodeURIComponent(status)}`),
       api("GET", "/api/supervisor/warnings/deliveries")]);
+    if (!loads.isLatest(mine)) return;  // another status chosen, or an action's reload: that one draws
     render(data, force);
     const failed = num(hooks.failed) + arr(hooks.items).filter((d) => isObj(d) && !d.failed_at).length;
     $("#warnings-hooks").textContent = failed ? `通知发送失败 ${failed} 条 webhook notices failing` : "";
     document.body.dataset.warningsReady = "true";
   } catch (err) {
-    if (err.status === 401) return;
+    if (err.status === 401 || !loads.isLatest(mine)) return;
     showStatus("error", `无法加载预警 cannot load the warnings: ${err.message}`);
   }
   state.timer = setTimeout(poll, POLL_MS);

@@ -1,13 +1,15 @@
 // The handling unit's page (/unit): my tickets (new / accepted / overdue / handled), one ticket
 // with its history, and the unit's actions (签收, 办结, progress note, 派单异议). Plain ES module
 // over common.js and labels.js; state in one object, rendering from it. The list is polled.
-import {$, arr, duration, el, fmtTime, isObj, makeApi, num, problemsOf, showStatus, str} from "../common.js";
+import {$, arr, duration, el, fmtTime, isObj, latestWins, makeApi, num, problemsOf, redrawKeepingFocus, showStatus,
+  str} from "../common.js";
 import {CATEGORY_EN, DISPATCH_STATUS_NAMES, EVENT_KIND_NAMES, UNIT_LIST_NAMES, URGENCY_NAMES, label} from "../labels.js";
 
 const POLL_MS = 15000;
 const state = {csrf: "", user: null, filter: "all", items: [], open: null, fetchedAt: 0, leaving: false, timer: null};
 const toLogin = () => { state.leaving = true; location.href = "/login?next=/unit"; };
 const api = makeApi(state, {onUnauthorized: toLogin, refresh: loadMe});
+const loads = latestWins();  // a filter's click and a poll may overlap: the latest one's list is drawn
 
 async function loadMe() {
   const me = await api("GET", "/api/me");
@@ -34,7 +36,7 @@ function renderFilters() {
 
 function renderList() {
   const body = $("#list tbody");
-  body.replaceChildren(...state.items.map((d) => {
+  redrawKeepingFocus(body, "data-dispatch", () => body.replaceChildren(...state.items.map((d) => {
     const t = isObj(d.ticket) ? d.ticket : {};
     const tr = el("tr", null, {"data-dispatch": d.id, class: (d.overdue ? "overdue" : "") +
       (state.open && state.open.dispatch.id === d.id ? " selected" : "")});
@@ -47,7 +49,7 @@ function renderList() {
       el("td", left(d.seconds_left, d.status), {class: "left"}),
       el("td", DISPATCH_STATUS_NAMES[d.status] || d.status));
     return tr;
-  }));
+  })));
   if (!state.items.length) {
     const tr = el("tr");
     tr.append(el("td", "没有工单 no tickets", {colspan: 5, class: "empty"}));
@@ -58,16 +60,21 @@ function renderList() {
 async function loadList() {
   clearTimeout(state.timer);
   if (state.leaving) return;
+  const mine = loads.next(), filter = state.filter;
+  $("#list").setAttribute("aria-busy", "true");
   try {
-    const data = await api("GET", `/api/unit/dispatches?state=${encodeURIComponent(state.filter)}`);
+    const data = await api("GET", `/api/unit/dispatches?state=${encodeURIComponent(filter)}`);
+    if (!loads.isLatest(mine)) return;  // a newer load (another filter, or a poll) is under way or done
     state.items = arr(data.items).filter(isObj);
     $("#unit-name").textContent = `${str(data.unit_name)}（${str(data.unit_id)}）`;
     renderList();
+    $("#list").dataset.filter = filter;  // the list shown is this filter's
     document.body.dataset.ready = "true";
   } catch (err) {
-    if (err.status === 401) return;
+    if (err.status === 401 || !loads.isLatest(mine)) return;
     showStatus("error", `无法加载工单列表 cannot load the list: ${err.message}`);
   }
+  $("#list").setAttribute("aria-busy", "false");
   state.timer = setTimeout(loadList, POLL_MS);
 }
 
