@@ -100,6 +100,7 @@ FILE_SECONDS = {
     "test_kamailio_failover.py": 15,  # ~ (no System: two scripted SIP nodes)
     "test_rates_browser.py": 10,  # ~ (no Asterisk)
     "test_warnings_browser.py": 10,  # ~ (no Asterisk)
+    "test_common_js_browser.py": 3,  # (no server: static files in the browser)
 }
 UNLISTED_SECONDS = 120
 

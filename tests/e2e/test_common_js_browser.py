@@ -1,4 +1,6 @@
-"""common.js's helpers for polled lists, in Debian's Chromium over the static files on disk (no server).
+"""common.js's helpers for polled lists, in Debian's Chromium over the static files on disk (no server,
+no Asterisk: here beside the browser tests because Playwright's own event loop is not for the unit
+tests' blockbuster).
 
 A poll that redraws a list must not drop the keyboard focus of someone tabbing through it, and a slow
 answer must not draw over a newer one: a unit's filter click and its 15 s poll overlapped in CI and the
@@ -8,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.e2e
+
 STATIC = Path(__file__).resolve().parents[2] / "gateway" / "web" / "static"
-CHROMIUM = "/usr/bin/chromium"
 ORIGIN = "http://static.test"
 
 PAGE = """<!doctype html><html><body><table id="list"><tbody></tbody></table><button id="away">x</button>
@@ -37,29 +40,25 @@ window.ready = true;
 
 
 @pytest.fixture(scope="module")
-def page():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download)")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("no /usr/bin/chromium (apt-get install chromium)")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--headless=new"])
-        try:
-            page = browser.new_page()
+def page(chromium):
+    context = chromium.new_context()
+    try:
+        page = context.new_page()
 
-            def serve(route):
-                name = route.request.url.removeprefix(ORIGIN + "/")
-                if name == "":
-                    route.fulfill(body=PAGE, content_type="text/html")
-                elif "/" not in name and (STATIC / name).is_file():
-                    route.fulfill(body=(STATIC / name).read_bytes(), content_type="text/javascript")
-                else:
-                    route.fulfill(status=404, body="")
-            page.route(f"{ORIGIN}/**", serve)
-            page.goto(ORIGIN + "/")
-            page.wait_for_function("window.ready === true")
-            yield page
-        finally:
-            browser.close()
+        def serve(route):
+            name = route.request.url.removeprefix(ORIGIN + "/")
+            if name == "":
+                route.fulfill(body=PAGE, content_type="text/html")
+            elif "/" not in name and (STATIC / name).is_file():
+                route.fulfill(body=(STATIC / name).read_bytes(), content_type="text/javascript")
+            else:
+                route.fulfill(status=404, body="")
+        page.route(f"{ORIGIN}/**", serve)
+        page.goto(ORIGIN + "/")
+        page.wait_for_function("window.ready === true")
+        yield page
+    finally:
+        context.close()
 
 
 def test_given_the_focus_on_a_rows_link_when_the_list_is_redrawn_reordered_then_the_same_rows_link_has_it(page):
