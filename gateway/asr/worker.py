@@ -26,11 +26,41 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.asr import wire
+from gateway.asr.vad import UtteranceCutter, VoiceFrames
 from gateway.asr.vosk_pool import RecognizerPool
 from gateway.errors import RemoteProtocolError
 
 MAX_STREAMS_PER_WORKER = 64
 RETIRE_SILENCE = b"\x00\x00" * (wire.SAMPLE_RATE * 3 // 10)  # 0.3 s, fed to a recogniser before it is pooled
+# A live free-text Vosk stream's utterance ends at a pause this long (the same voice-activity
+# cut as Whisper's) when Vosk's endpointer has not ended it yet: its rules wait 0.5 s of
+# trailing silence only when the decoder is sure of an end, else 1 or 2 s, so some finals came
+# 1.5-1.75 s after the last word. 0 = Vosk's endpointer alone (GATEWAY_SPEECH_VOSK_CUT_MS).
+VOSK_CUT_MS = 600
+VOSK_CUT_FLOOR_DBFS = -50.0  # as Whisper's cutter (gateway.asr.whisper_backend)
+
+
+@dataclass
+class PauseCut:
+    """When a live free-text Vosk utterance is due its final before Vosk's endpointer says so
+    (pure bookkeeping over the stream's audio; bench/speech.py's raw engine uses it too)."""
+
+    cutter: UtteranceCutter
+    final_at: int = 0  # the stream's bytes (the cutter's count) when its last final came
+
+    @classmethod
+    def of(cls, silence_ms: int = VOSK_CUT_MS) -> "PauseCut":
+        return cls(UtteranceCutter(silence_ms=silence_ms, frames=VoiceFrames(floor_dbfs=VOSK_CUT_FLOOR_DBFS)))
+
+    def due(self, pcm: bytes, endpoint: bool) -> bool:
+        """``pcm`` was just decoded (``endpoint``: Vosk ended an utterance in it). True when a
+        pause (not the cutter's max length) ended speech that no final covers yet: the caller
+        then takes ``FinalResult()``; never right after an endpoint, the decoder has had audio since."""
+        ended = self.cutter.feed(pcm)
+        if not endpoint and not any(u.speech_end > self.final_at and not u.forced for u in ended):
+            return False
+        self.final_at = self.cutter.fed
+        return not endpoint
 
 
 def _words(result: dict, base: float = 0.0) -> tuple:
@@ -52,6 +82,7 @@ class _VoskStream:
     live: bool
     since: int = 0
     partial: str = ""
+    cut: PauseCut | None = None  # live free text: a pause ends an utterance (VOSK_CUT_MS)
 
 
 class Worker:
@@ -76,6 +107,7 @@ class Worker:
         self.warm_todo: dict[tuple, int] = {}
         self.warming: tuple | None = None
         self.warm_limit = warm_limit_from_env()
+        self.cut_ms = cut_ms_from_env()
 
     crash_at: float | None = None  # fault injection for tests: GATEWAY_SPEECH_CRASH_AT
     fed: dict  # sid -> bytes of audio a Vosk stream got (counted only for the fault injection)
@@ -138,8 +170,10 @@ class Worker:
                 self.fed[msg.sid] = self.fed.get(msg.sid, 0) + len(msg.pcm)
                 self._maybe_crash(self.fed[msg.sid])
             rec.gw_fed_bytes += len(msg.pcm)
-            if rec.AcceptWaveform(msg.pcm):
-                result = json.loads(rec.Result())
+            endpoint = rec.AcceptWaveform(msg.pcm)
+            paused = stream.cut is not None and stream.cut.due(msg.pcm, endpoint)  # always fed the audio
+            if endpoint or paused:
+                result = json.loads(rec.Result() if endpoint else rec.FinalResult())
                 stream.since, stream.partial = 0, ""
                 return wire.Heard(msg.seq, msg.sid, result.get("text", ""), True, _words(result, stream.base))
             # A partial costs a pass over the utterance's lattice: live streams get one per
@@ -182,7 +216,8 @@ class Worker:
             grammar = json.dumps(kept, ensure_ascii=False)
         key = (msg.language, msg.sample_rate, grammar)
         rec = self.pool.take(key)
-        self.recognizers[msg.sid] = _VoskStream(rec, key, rec.gw_fed_bytes / wire.BYTES_PER_SECOND, msg.live)
+        cut = PauseCut.of(self.cut_ms) if msg.live and grammar is None and self.cut_ms > 0 else None
+        self.recognizers[msg.sid] = _VoskStream(rec, key, rec.gw_fed_bytes / wire.BYTES_PER_SECOND, msg.live, cut=cut)
         return wire.Opened(msg.seq, msg.sid, dropped)
 
     def _make_recognizer(self, key):
@@ -335,6 +370,19 @@ def warm_limit_from_env() -> int | None:
               file=sys.stderr)
         return None
     return max(0, value)
+
+
+def cut_ms_from_env() -> int:
+    """GATEWAY_SPEECH_VOSK_CUT_MS: the pause that ends a live free-text Vosk utterance (PauseCut);
+    0 = Vosk's endpointer alone; unset or not a whole number of ms in 0..10000: VOSK_CUT_MS."""
+    raw = os.environ.get("GATEWAY_SPEECH_VOSK_CUT_MS", "").strip()
+    if not raw:
+        return VOSK_CUT_MS
+    if not raw.isdigit() or int(raw) > 10_000:
+        print(f"speech worker: GATEWAY_SPEECH_VOSK_CUT_MS={raw[:20]!r} is not 0..10000 ms; "
+              f"using {VOSK_CUT_MS}", file=sys.stderr)
+        return VOSK_CUT_MS
+    return int(raw)
 
 
 @functools.lru_cache(maxsize=8)

@@ -211,3 +211,41 @@ def test_given_the_warm_limit_zero_then_calibration_plans_no_warming(ko_worker):
         assert not ko_worker.warm_todo_left()
     finally:
         ko_worker.warm_limit = None
+
+
+# -- a pause ends a live free-text utterance (gateway.asr.worker.VOSK_CUT_MS) ----------------
+
+def test_given_a_live_caller_who_pauses_then_the_final_comes_within_a_second_of_the_last_word(ko_worker):
+    """Vosk's endpointer waits 1-2 s of trailing silence when unsure of an end (the clip's
+    final came 1.4 s after its last word); the worker's pause cut ends it after 0.6 s."""
+    pcm = calibration_clip("ko") + b"\x00\x00" * 2 * wire.SAMPLE_RATE  # then two seconds of silence
+    opened = ko_worker.handle(wire.Open(141, 141, "ko", 8000, None))
+    assert isinstance(opened, wire.Opened) and ko_worker.recognizers[141].cut is not None
+    delays, words = [], []
+    for i in range(0, len(pcm), wire.LIVE_CHUNK_BYTES):
+        heard = ko_worker.handle(wire.Audio(141, 141, pcm[i:i + wire.LIVE_CHUNK_BYTES]))
+        if heard.final and heard.words:
+            at = (i + wire.LIVE_CHUNK_BYTES) / wire.BYTES_PER_SECOND
+            delays.append(at - max(w.end for w in heard.words))
+            words.extend(heard.words)
+    finished = ko_worker.handle(wire.Finish(141, 141))
+    assert delays and max(delays) <= 1.0, delays
+    assert finished.words == () and finished.text == ""  # the final is not said twice
+    assert all(0 <= w.start <= w.end <= len(pcm) / wire.BYTES_PER_SECOND for w in words), words
+
+
+def test_given_a_menu_or_a_file_then_no_pause_cut_the_gateway_ends_those_itself(ko_worker):
+    ko_worker.handle(wire.Open(151, 151, "ko", 8000, ("상담", "[unk]")))
+    ko_worker.handle(wire.Open(152, 152, "ko", 8000, None, live=False))
+    assert ko_worker.recognizers[151].cut is None and ko_worker.recognizers[152].cut is None
+    for sid in (151, 152):
+        assert isinstance(ko_worker.handle(wire.Cancel(sid, sid)), wire.Closed)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("", 600), ("0", 0), ("450", 450), ("abc", 600), ("-5", 600),
+                                               ("99999", 600)])
+def test_given_the_pause_setting_then_a_bad_value_falls_back_to_the_default(monkeypatch, raw, expected):
+    from gateway.asr.worker import cut_ms_from_env
+
+    monkeypatch.setenv("GATEWAY_SPEECH_VOSK_CUT_MS", raw)
+    assert cut_ms_from_env() == expected
