@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.asr import wire
+from gateway.asr.engine import join_texts
 from gateway.asr.vad import UtteranceCutter, VoiceFrames
 from gateway.asr.vosk_pool import RecognizerPool
 from gateway.errors import RemoteProtocolError
@@ -47,6 +48,7 @@ class PauseCut:
 
     cutter: UtteranceCutter
     final_at: int = 0  # the stream's bytes (the cutter's count) when its last final came
+    fed: int = 0  # the stream's bytes given to due()
 
     @classmethod
     def of(cls, silence_ms: int = VOSK_CUT_MS) -> "PauseCut":
@@ -56,6 +58,7 @@ class PauseCut:
         """``pcm`` was just decoded (``endpoint``: Vosk ended an utterance in it). True when a
         pause (not the cutter's max length) ended speech that no final covers yet: the caller
         then takes ``FinalResult()``; never right after an endpoint, the decoder has had audio since."""
+        self.fed += len(pcm)
         ended = self.cutter.feed(pcm)
         if not endpoint and not any(u.speech_end > self.final_at and not u.forced for u in ended):
             return False
@@ -170,12 +173,11 @@ class Worker:
                 self.fed[msg.sid] = self.fed.get(msg.sid, 0) + len(msg.pcm)
                 self._maybe_crash(self.fed[msg.sid])
             rec.gw_fed_bytes += len(msg.pcm)
-            endpoint = rec.AcceptWaveform(msg.pcm)
-            paused = stream.cut is not None and stream.cut.due(msg.pcm, endpoint)  # always fed the audio
-            if endpoint or paused:
-                result = json.loads(rec.Result() if endpoint else rec.FinalResult())
+            finals = self._decode(stream, msg.pcm)
+            if finals:
                 stream.since, stream.partial = 0, ""
-                return wire.Heard(msg.seq, msg.sid, result.get("text", ""), True, _words(result, stream.base))
+                return wire.Heard(msg.seq, msg.sid, join_texts([r.get("text", "") for r in finals], stream.key[0]),
+                                  True, tuple(w for r in finals for w in _words(r, stream.base)))
             # A partial costs a pass over the utterance's lattice: live streams get one per
             # PARTIAL_EVERY_BYTES of audio (the previous text in between), file jobs none.
             if not stream.live:
@@ -190,6 +192,24 @@ class Worker:
         words = _words(result, stream.base)
         self._release(msg.sid)
         return wire.Finished(msg.seq, msg.sid, result.get("text", ""), words)
+
+    @staticmethod
+    def _decode(stream: "_VoskStream", pcm: bytes) -> list[dict]:
+        """Vosk decodes ``pcm``; the final results that ended in it. With a pause cut the audio
+        goes in pieces ending on the stream's LIVE_CHUNK_BYTES boundaries, so that where an
+        utterance ends does not depend on how the gateway batched the requests (a worker
+        behind gets several chunks in one): Vosk's endpointer and the cut look once a piece."""
+        rec = stream.rec
+        if stream.cut is None:
+            return [json.loads(rec.Result())] if rec.AcceptWaveform(pcm) else []
+        finals, i = [], 0
+        while i < len(pcm):
+            step = wire.LIVE_CHUNK_BYTES - stream.cut.fed % wire.LIVE_CHUNK_BYTES
+            piece, i = pcm[i:i + step], i + step
+            endpoint = rec.AcceptWaveform(piece)
+            if stream.cut.due(piece, endpoint) or endpoint:  # the cut is always fed the audio
+                finals.append(json.loads(rec.Result() if endpoint else rec.FinalResult()))
+        return finals
 
     def _open(self, msg: "wire.Open"):
         if msg.sid in self.recognizers or self._whisper_of(msg.sid) is not None:

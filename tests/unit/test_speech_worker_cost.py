@@ -249,3 +249,36 @@ def test_given_the_pause_setting_then_a_bad_value_falls_back_to_the_default(monk
 
     monkeypatch.setenv("GATEWAY_SPEECH_VOSK_CUT_MS", raw)
     assert cut_ms_from_env() == expected
+
+
+class PieceRecorder:
+    """Stands in for a Vosk recogniser: where each piece of audio it was given ended."""
+
+    def __init__(self) -> None:
+        self.ends, self.fed = [], 0
+
+    def AcceptWaveform(self, pcm: bytes) -> bool:  # noqa: N802 - Vosk's name
+        self.fed += len(pcm)
+        self.ends.append(self.fed)
+        return False
+
+
+def test_given_a_worker_behind_when_chunks_come_batched_then_vosk_decodes_the_same_160_ms_pieces():
+    """A worker behind gets several 160 ms chunks in one request: Vosk's endpointer and the pause
+    cut look once per AcceptWaveform, so the pieces must end on the same stream boundaries as
+    when the chunks came one by one (else utterances end elsewhere and the words change)."""
+    from gateway.asr.worker import PauseCut, Worker, _VoskStream
+
+    silence = b"\x00\x00" * 4000  # 0.5 s: no utterance, no final
+
+    def pieces(sizes) -> list[int]:
+        rec = PieceRecorder()
+        stream = _VoskStream(rec, ("ko", 8000, None), 0.0, True, cut=PauseCut.of())
+        for size in sizes:
+            assert Worker._decode(stream, silence[:size]) == []
+        return rec.ends
+
+    chunk = wire.LIVE_CHUNK_BYTES
+    assert pieces([chunk] * 3) == [chunk, 2 * chunk, 3 * chunk]
+    assert pieces([3 * chunk]) == [chunk, 2 * chunk, 3 * chunk]
+    assert pieces([1000, 2 * chunk + 6, chunk - 1006]) == [1000, chunk, 2 * chunk, 2 * chunk + 1006, 3 * chunk]
