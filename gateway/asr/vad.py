@@ -101,6 +101,11 @@ class UtteranceCutter:
     def in_speech(self) -> bool:
         return self.current_start is not None
 
+    @property
+    def quiet_ms(self) -> int:
+        """Milliseconds without a voiced frame up to ``fed`` (0 while voiced)."""
+        return self._quiet
+
     def feed(self, pcm: bytes) -> list[Utterance]:
         """Utterances that ended within ``pcm`` (usually none or one)."""
         done: list[Utterance] = []

@@ -12,6 +12,13 @@ re-decoded about every ``partial_every`` seconds of new speech (never more often
 the last decode took, and not when nothing was voiced since the last one) and answered as a
 *partial*: that is what the emergency guard reads.
 
+A live utterance's final is decoded *early*: once the caller has been quiet for ``early_ms``
+(300 ms), its audio up to 200 ms after the last voiced frame is already all a final decodes,
+so the decode starts then instead of at the cut (``silence_ms``, 600 ms): the text is the
+same, it only comes sooner. When the caller speaks again before the cut, that decode is
+dropped (its CPU is still counted) and the utterance goes on. While it waits for the cut,
+its text is the stream's partial.
+
 In a worker process the decodes run on a thread of their own (``background=True``): the
 worker keeps answering other streams' audio while one stream's final decodes, and answers
 each decode with its stream's first request after it is done (see :class:`WhisperStreams`).
@@ -45,6 +52,8 @@ MAX_WINDOW_S = 30
 # 1.2-1.4 s of speech, bench/README.md issue 15) with the same text on the test sentences;
 # finals keep MIN_WINDOW_S.
 PARTIAL_MIN_WINDOW_S = 5
+TAIL_MS = 200  # of the trailing silence decoded with an utterance
+EARLY_MS = 300  # quiet before a live utterance's final is decoded ahead of its cut
 LINGER_S = 0.5  # longest a request waits for its own background decode while nothing else waits
 # Whisper's well-known inventions on noise or silence (subtitle credits), dropped outright.
 HALLUCINATIONS = ("字幕", "订阅", "點贊", "点赞", "打赏", "Amara", "谢谢观看", "謝謝觀看", "请不吝")
@@ -137,6 +146,7 @@ class _Job:
     future: Future
     start: int = 0  # stream offsets of the utterance (a final's word)
     speech_end: int = 0
+    end: int = 0  # of the audio decoded
     cpu: float = 0.0  # CPU seconds it cost beyond the calling thread's (see _submit)
 
 
@@ -151,6 +161,7 @@ class _Stream:
     last_cost: float = 0.0
     prompt: list | None = None
     jobs: deque = field(default_factory=deque)  # submitted, not yet answered, in order
+    early: _Job | None = None  # the utterance in progress's final, decoded ahead of its cut
 
 
 class WhisperStreams:
@@ -171,9 +182,13 @@ class WhisperStreams:
 
     def __init__(self, decoder, *, silence_ms: int = 600, partial_every: float = 1.0,
                  max_ms: int = 25_000, floor_dbfs: float = -50.0, background: bool = False,
-                 max_backlog: int = 2) -> None:
+                 max_backlog: int = 2, early_ms: int | None = EARLY_MS) -> None:
         self.decoder = decoder
         self.silence_ms, self.partial_every, self.max_ms, self.floor_dbfs = silence_ms, partial_every, max_ms, floor_dbfs
+        # None: finals decode at the cut only; else at least TAIL_MS (the audio must be there)
+        self.early_ms = None if early_ms is None or early_ms >= silence_ms else max(TAIL_MS, early_ms)
+        self.early_counts = {"used": 0, "dropped": 0}  # early finals, for the bench
+        self._dropped: list[_Job] = []  # early decodes dropped; their CPU is counted when done
         self.streams: dict[int, _Stream] = {}
         self.max_backlog = max_backlog
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="whisper-decode") if background else None
@@ -194,6 +209,8 @@ class WhisperStreams:
 
     def cancel(self, sid: int) -> None:
         s = self.streams.pop(sid, None)
+        if s is not None:
+            self._drop_early(s)
         for job in s.jobs if s is not None else ():
             job.future.cancel()  # one not started yet is never run; a running one is ignored
 
@@ -204,6 +221,10 @@ class WhisperStreams:
         """CPU seconds of the decodes answered since the last call, beyond what the calling
         thread spent itself (CTranslate2's own thread; the decoder thread)."""
         cpu, self._cpu = self._cpu, 0.0
+        if self._dropped:
+            done = [j for j in self._dropped if j.future.done()]
+            self._dropped = [j for j in self._dropped if not j.future.done()]
+            cpu += sum(j.cpu for j in done)
         return cpu
 
     def close(self) -> None:
@@ -212,13 +233,16 @@ class WhisperStreams:
 
     # -- decoding --------------------------------------------------------------------------
 
-    def _submit(self, s: _Stream, start: int, end: int, *, final: bool, speech_end: int = 0) -> _Job:
+    def _submit(self, s: _Stream, start: int, end: int, *, final: bool, speech_end: int = 0,
+                queue: bool = True) -> _Job:
+        """Decode ``[start, end)`` of the stream; ``queue``: answered in order with its
+        stream's other decodes (an early final is queued only when its cut comes)."""
         pcm = bytes(s.buf[max(0, start - s.base): max(0, end - s.base)])
         if final:
             args = {"prompt": s.prompt}
         else:  # greedy, and a shorter window for a short utterance
             args = {"prompt": s.prompt, "beam_size": 1, "min_window": PARTIAL_MIN_WINDOW_S}
-        job = _Job(final, Future(), start=start, speech_end=speech_end)
+        job = _Job(final, Future(), start=start, speech_end=speech_end, end=end)
 
         inline = self._thread is None or self.inline
 
@@ -240,8 +264,43 @@ class WhisperStreams:
                 job.future.set_exception(exc)
         else:
             job.future = self._thread.submit(run)
-        s.jobs.append(job)
+        if queue:
+            s.jobs.append(job)
         return job
+
+    def _final(self, s: _Stream, start: int, end: int, speech_end: int) -> None:
+        """Queue the final of the utterance ``[start, end)``: its early decode when that was
+        of the same audio, else a decode now."""
+        early, s.early = s.early, None
+        if early is not None and (early.start, early.end) == (start, end):
+            self.early_counts["used"] += 1
+            s.jobs.append(early)
+            return
+        if early is not None:
+            s.early = early
+            self._drop_early(s)
+        self._submit(s, start, end, final=True, speech_end=speech_end)
+
+    def _drop_early(self, s: _Stream) -> None:
+        early, s.early = s.early, None
+        if early is None:
+            return
+        self.early_counts["dropped"] += 1
+        if not early.future.cancel():  # running or done: it cost its CPU all the same
+            self._dropped.append(early)
+
+    def _maybe_early(self, s: _Stream) -> None:
+        """Drop the early final when the caller spoke again; decode one when the caller has
+        been quiet for ``early_ms`` in a live utterance."""
+        cutter, start = s.cutter, s.cutter.current_start
+        if s.early is not None and (start != s.early.start or cutter.last_voiced_end != s.early.speech_end):
+            self._drop_early(s)
+        if (self.early_ms is None or not s.live or start is None or s.early is not None
+                or cutter.quiet_ms < self.early_ms or cutter.last_voiced_end <= start):
+            return
+        end = cutter.last_voiced_end + TAIL_MS * BYTES_PER_MS
+        s.early = self._submit(s, start, end, final=True, speech_end=cutter.last_voiced_end, queue=False)
+        s.partial_at = cutter.fed  # no partial of the same speech meanwhile
 
     def _linger(self, s: _Stream) -> None:
         """Wait for the stream's decodes while no other request is waiting (at most LINGER_S):
@@ -257,7 +316,8 @@ class WhisperStreams:
                 return
 
     def _busy(self) -> bool:
-        return any(not j.future.done() for st in self.streams.values() for j in st.jobs)
+        return any(not j.future.done() for st in self.streams.values()
+                   for j in (*st.jobs, *((st.early,) if st.early is not None else ())))
 
     def _wait_backlog(self, s: _Stream) -> None:
         if self._thread is None:
@@ -290,6 +350,10 @@ class WhisperStreams:
                     break
         if final:
             return self._join(texts), True, tuple(words)
+        early = s.early
+        if early is not None and early.future.done() and not early.future.cancelled() \
+                and early.future.exception() is None:
+            s.partial = early.future.result().text or s.partial  # all the utterance says so far
         return s.partial, False, ()
 
     def _word(self, text: str, start: int, end: int, conf: float) -> tuple:
@@ -304,8 +368,8 @@ class WhisperStreams:
         ended = s.cutter.feed(pcm)
         if ended:
             for utt in ended:
-                self._submit(s, utt.start, min(utt.end, utt.speech_end + 200 * BYTES_PER_MS), final=True,
-                             speech_end=utt.speech_end)
+                self._final(s, utt.start, min(utt.end, utt.speech_end + TAIL_MS * BYTES_PER_MS), utt.speech_end)
+            self._maybe_early(s)  # (an utterance begun after the cut, in the same request)
             cut = ended[-1].end
             keep_from = s.cutter.current_start if s.cutter.current_start is not None else cut
             self._drop(s, min(cut, keep_from))
@@ -313,8 +377,9 @@ class WhisperStreams:
             self._wait_backlog(s)
             self._linger(s)
             return self._answer(s)
+        self._maybe_early(s)
         start = s.cutter.current_start
-        if s.live and start is not None and partial and (self.inline or not self._busy()):
+        if s.live and start is not None and partial and s.early is None and (self.inline or not self._busy()):
             fed = s.cutter.fed
             grown = (fed - max(s.partial_at, start)) / BPS
             # (none when nothing was voiced since the last one: it would decode the same speech)
@@ -331,6 +396,7 @@ class WhisperStreams:
     def finish(self, sid: int) -> tuple[str, tuple]:
         """The stream's last text: finals still on their way and the utterance in progress."""
         s = self.streams[sid]
+        self._drop_early(s)
         utt = s.cutter.flush()
         if utt is not None:
             self._submit(s, utt.start, s.base + len(s.buf), final=True, speech_end=utt.speech_end)

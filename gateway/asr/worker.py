@@ -392,17 +392,22 @@ def warm_limit_from_env() -> int | None:
     return max(0, value)
 
 
+def ms_from_env(name: str, default: int) -> int:
+    """A whole number of milliseconds 0..10000 from the environment variable ``name``; unset:
+    ``default``; anything else is said on stderr (the gateway logs it) and ``default`` used."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) > 10_000:
+        print(f"speech worker: {name}={raw[:20]!r} is not 0..10000 ms; using {default}", file=sys.stderr)
+        return default
+    return int(raw)
+
+
 def cut_ms_from_env() -> int:
     """GATEWAY_SPEECH_VOSK_CUT_MS: the pause that ends a live free-text Vosk utterance (PauseCut);
     0 = Vosk's endpointer alone; unset or not a whole number of ms in 0..10000: VOSK_CUT_MS."""
-    raw = os.environ.get("GATEWAY_SPEECH_VOSK_CUT_MS", "").strip()
-    if not raw:
-        return VOSK_CUT_MS
-    if not raw.isdigit() or int(raw) > 10_000:
-        print(f"speech worker: GATEWAY_SPEECH_VOSK_CUT_MS={raw[:20]!r} is not 0..10000 ms; "
-              f"using {VOSK_CUT_MS}", file=sys.stderr)
-        return VOSK_CUT_MS
-    return int(raw)
+    return ms_from_env("GATEWAY_SPEECH_VOSK_CUT_MS", VOSK_CUT_MS)
 
 
 @functools.lru_cache(maxsize=8)
@@ -458,13 +463,15 @@ def load_whisper(specs: list, problems: dict, names: dict) -> dict:
     out = {}
     for lang, name, path, expected in specs:
         try:
-            from gateway.asr.whisper_backend import WhisperDecoder, WhisperStreams
+            from gateway.asr.whisper_backend import EARLY_MS, WhisperDecoder, WhisperStreams
             from gateway.asr.whisper_model import verify
 
             if expected:
                 verify(Path(path), expected)  # before anything reads the weights
-            # decodes on a thread of their own: no stream waits for another's (WhisperStreams)
-            out[lang] = WhisperStreams(WhisperDecoder(Path(path), lang), background=True)
+            # decodes on a thread of their own: no stream waits for another's (WhisperStreams);
+            # a live utterance's final decoded after EARLY_MS of quiet (0: at the cut only)
+            early_ms = ms_from_env("GATEWAY_SPEECH_WHISPER_EARLY_MS", EARLY_MS)
+            out[lang] = WhisperStreams(WhisperDecoder(Path(path), lang), background=True, early_ms=early_ms or None)
             names[lang] = name
         except Exception as exc:  # noqa: BLE001 - ModelRefused, ImportError, CTranslate2's RuntimeError
             problems[lang] = f"{name} at {path} failed to load: {exc}"

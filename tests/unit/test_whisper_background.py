@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import struct
 import threading
+import time
 
 import pytest
 
@@ -164,3 +165,130 @@ def test_given_a_recording_then_it_is_never_more_than_one_utterance_ahead_of_its
     assert finished.wait(30)
     texts = [text for text, final, _ in replies if final] + [streams.finish(1)[0]]
     assert "".join(texts).replace("，", "") == "说了1说了2"  # each once, in order, with a reply or at the end
+
+
+class RecordingDecoder:
+    """Decodes at once; keeps every decode's audio and kind, says which final it was."""
+
+    language = "zh"
+
+    def __init__(self) -> None:
+        self.decodes: list[tuple[str, bytes]] = []
+
+    def decode(self, pcm: bytes, *, beam_size=None, prompt=None, min_window=None):
+        kind = "partial" if beam_size == 1 else "final"
+        self.decodes.append((kind, pcm))
+        finals = sum(1 for k, _ in self.decodes if k == "final")
+        return Decoded(f"说了{finals}" if kind == "final" else "说", 0.9, 0.001)
+
+    def finals(self) -> list[bytes]:
+        return [pcm for kind, pcm in self.decodes if kind == "final"]
+
+
+def test_given_a_pause_then_the_final_is_decoded_early_from_the_same_audio_as_at_the_cut():
+    speech = tone(0.8) + SILENCE
+    texts, audios = {}, {}
+    for early_ms in (None, 300):
+        decoder = RecordingDecoder()
+        streams = WhisperStreams(decoder, early_ms=early_ms)
+        streams.open(1, live=True)
+        replies = feed(streams, 1, speech)
+        finals = [i for i, (_, final, _) in enumerate(replies) if final]
+        assert len(finals) == 1  # answered at the cut (600 ms of silence) in both cases
+        texts[early_ms] = (replies[finals[0]][0], replies[finals[0]][2])
+        audios[early_ms] = decoder.finals()
+        if early_ms:
+            assert streams.early_counts == {"used": 1, "dropped": 0}
+        assert streams.finish(1) == ("", ())
+    assert audios[None] == audios[300] and len(audios[300]) == 1  # one decode, of the same bytes
+    assert texts[None] == texts[300]
+
+
+def test_given_an_early_final_decoded_before_the_cut_then_its_text_is_the_partial_meanwhile():
+    decoder = RecordingDecoder()
+    streams = WhisperStreams(decoder)
+    streams.open(1, live=True)
+    feed(streams, 1, tone(0.8))
+    quiet = feed(streams, 1, b"\x00\x00" * int(8000 * 0.48))  # 480 ms: past the early point, before the cut
+    assert len(decoder.finals()) == 1 and not any(final for _, final, _ in quiet)
+    assert quiet[-1][0] == "说了1"  # what the guard reads before the cut
+    replies = feed(streams, 1, b"\x00\x00" * int(8000 * 0.32))
+    assert [t for t, final, _ in replies if final] == ["说了1"] and len(decoder.finals()) == 1
+
+
+def test_given_the_caller_speaks_again_after_the_early_point_then_that_decode_is_dropped_and_counted():
+    decoder = RecordingDecoder()
+    streams = WhisperStreams(decoder)
+    streams.open(1, live=True)
+    replies = feed(streams, 1, tone(0.6) + b"\x00\x00" * int(8000 * 0.4) + tone(0.6) + SILENCE)
+    assert streams.finish(1) == ("", ())
+    # one utterance (the pause was shorter than the cut's 600 ms): the early decode of its
+    # first half was dropped, the whole was decoded again
+    finals = decoder.finals()
+    assert len(finals) == 2 and len(finals[1]) > len(finals[0]) + 0.5 * 16000
+    assert streams.early_counts == {"used": 1, "dropped": 1}
+    assert [(text, len(words)) for text, final, words in replies if final] == [("说了2", 1)]
+
+
+def test_given_a_dropped_early_decode_then_its_cpu_is_still_taken():
+    class Burning(RecordingDecoder):
+        def decode(self, pcm, **kw):
+            spent = time.process_time()
+            while time.process_time() - spent < 0.05:
+                pass
+            return super().decode(pcm, **kw)
+
+    decoder = Burning()
+    streams = WhisperStreams(decoder, background=True)
+    try:
+        streams.open(1, live=True)
+        feed(streams, 1, tone(0.6) + b"\x00\x00" * int(8000 * 0.4))  # early decode submitted
+        deadline = time.monotonic() + 30
+        while len(decoder.finals()) < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+        feed(streams, 1, tone(0.3))  # the caller goes on: dropped
+        assert streams.early_counts["dropped"] == 1
+        assert streams.take_cpu() >= 0.04  # the dropped decode's CPU, taken once
+        assert streams.take_cpu() == 0.0
+    finally:
+        streams.close()
+
+
+def test_given_a_recording_then_no_final_is_decoded_early():
+    decoder = RecordingDecoder()
+    streams = WhisperStreams(decoder)
+    streams.open(1, live=False)
+    feed(streams, 1, tone(0.6) + b"\x00\x00" * int(8000 * 0.4) + tone(0.6) + SILENCE)
+    streams.finish(1)
+    assert len(decoder.finals()) == 1 and streams.early_counts == {"used": 0, "dropped": 0}
+
+
+def test_given_the_real_model_and_a_caller_who_pauses_then_the_final_is_ready_before_the_cut_with_the_same_text():
+    """Whisper base on the built-in Mandarin clip, decoded inline: with the early final, each
+    utterance's text is there (as the partial) by the request before its cut, and the finals
+    are word for word those decoded at the cut."""
+    from pathlib import Path
+
+    from gateway.asr.whisper_backend import WhisperDecoder
+    from gateway.asr.whisper_model import BUILTIN
+    from gateway.asr.worker import calibration_clip
+
+    model = Path.home() / ".cache" / "gateway12345" / "models" / f"{BUILTIN}-ct2"
+    if not (model / "model.bin").exists():
+        pytest.skip("the Whisper model is not installed (make setup)")
+    decoder = WhisperDecoder(model, "zh")
+    clip = calibration_clip("zh") + SILENCE
+    runs = {}
+    for early_ms in (None, 300):
+        streams = WhisperStreams(decoder, early_ms=early_ms)
+        streams.open(1, live=True, words=["着火", "救命"])
+        replies = [streams.audio(1, clip[i:i + CHUNK]) for i in range(0, len(clip), CHUNK)]
+        runs[early_ms] = (replies, streams.finish(1), dict(streams.early_counts))
+    finals = {k: [(t, w) for t, final, w in replies if final] for k, (replies, _, _) in runs.items()}
+    assert finals[None] and finals[None] == finals[300]  # same texts, same word times
+    replies = runs[300][0]
+    for i, (text, final, _) in enumerate(replies):
+        if final:
+            assert replies[i - 1][0] == text and not replies[i - 1][1]  # heard a request before the cut
+    assert runs[300][2]["used"] == len(finals[300])
