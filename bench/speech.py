@@ -23,7 +23,8 @@ Before the live rounds, max-n streams are decoded once so the workers' pools hol
 Vosk recognisers, as after the first minutes of a centre's traffic (gateway.asr.vosk_pool).
 
 Exit 1 when the gateway's transcripts differ from the raw engine's (Whisper: identical
-text; Vosk dithers its features, so two raw runs differ a little: the gateway may not
+text, also a live stream's in this process, whose finals are decoded early; and at least
+one such final must have been decoded early, or the run did not measure that path; Vosk dithers its features, so two raw runs differ a little: the gateway may not
 differ from the raw engine by more than two raw runs differ plus 5 points), when live audio
 was not sent in 160 ms chunks, or when the capacity was not measured. Figures are printed
 and written to bench/results/speech.json. This machine is shared: real-time figures are
@@ -217,6 +218,7 @@ def raw_decode(lang: str, model_dir: Path, speech: bytes, chunk: int, partial_ev
         text, _ = streams.finish(1)
         texts.append(text)
         text = join_texts(texts, lang)  # as the gateway joins a stream's finals
+        early = dict(streams.early_counts)  # live: finals decoded ahead of their cut
     else:
         import vosk
 
@@ -244,7 +246,7 @@ def raw_decode(lang: str, model_dir: Path, speech: bytes, chunk: int, partial_ev
         texts.append(json.loads(rec.FinalResult())["text"])
         text = join_texts(texts, lang)
     wall, cpu = time.monotonic() - wall, time.process_time() - cpu
-    return {"chunk_ms": chunk * 1000 // BPS, "partial_every_ms": None if partial_every is None
+    return {**({"early_finals": early} if lang == "zh" else {}), "chunk_ms": chunk * 1000 // BPS, "partial_every_ms": None if partial_every is None
             else partial_every * 1000 // BPS, "rtf": round(cpu / audio, 3),
             "throughput_x": round(audio / wall, 2), "text": text}
 
@@ -490,6 +492,11 @@ async def language(lang: str, config, speech: bytes, args, guard: tuple | None) 
     if lang == "zh":
         if any(t != raw_text for t in texts):
             problems.append(f"{lang}: the gateway's transcript differs from the raw engine's")
+        live = out["breakdown"]["live_partials"]
+        if live["text"] != raw_text:
+            problems.append(f"{lang}: a live stream's transcript (early finals) differs from the raw engine's")
+        if not live["early_finals"]["used"]:
+            problems.append(f"{lang}: no final of a live stream was decoded early (the path this measures)")
     else:
         out["words_raw"], out["words_gateway"] = words_of(raw_text), [words_of(t) for t in texts]
         diff = max(wer(t, raw_text) for t in texts)
@@ -548,7 +555,9 @@ def table(out: dict) -> str:
         lines.append(f"  {lang} ({o['audio_s']:g} s of audio per stream)")
         lines.append("    where the time goes (the engine alone, one stream, CPU s per audio s):")
         for name, r in o["breakdown"].items():
-            lines.append(f"      {name:22} RTF {r['rtf']:.3f}")
+            early = r.get("early_finals")
+            lines.append(f"      {name:22} RTF {r['rtf']:.3f}" + (
+                f"   finals decoded early: {early['used']} used, {early['dropped']} dropped" if early else ""))
         lines.append(f"      {'decode only (raw)':22} RTF {o['raw']['rtf']:.3f}   {o['raw']['throughput_x']:.2f}x real time")
         a = o["after"]
         for mode in ("before", "after"):
