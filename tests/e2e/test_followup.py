@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
+from gateway.asr.menu_match import syllables
 from gateway.asr.zh_text import cer
 from gateway_dev.eventually import eventually
 from gateway_dev.simcall import CallScript, answer_call, place_call, place_calls, set_citizen
@@ -149,6 +150,26 @@ def _best_cer(expected: str, heard: str) -> float:
     return min(cer(expected, window) for window in windows) if heard else 1.0
 
 
+def _best_sound_error(expected: str, heard: str) -> float:
+    """The smallest share of ``expected``'s syllables (toneless pinyin) wrong in any stretch of
+    ``heard``: what a listener hears, whatever characters the recogniser picked for the sounds
+    (it wrote 满意请按 as 满疫情案 in one run, 请按 as 请安 or 暗闪 in others). The gateway's own
+    menu matcher compares callers' speech the same way (gateway.asr.menu_match)."""
+    want, got = syllables(expected), syllables(heard)
+    n = len(want)
+
+    def distance(a: tuple, b: tuple) -> int:
+        row = list(range(len(b) + 1))
+        for i, x in enumerate(a, 1):
+            prev, row[0] = row[0], i
+            for j, y in enumerate(b, 1):
+                prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+        return row[-1]
+
+    windows = [got[i:i + w] for w in (n - 1, n, n + 1) for i in range(max(1, len(got) - w + 1))]
+    return min(distance(want, window) for window in windows) / n if got else 1.0
+
+
 @pytest.fixture(scope="module")
 def world(system, boss, tmp_path_factory):
     """Three tickets by real calls (one confidential), handled at once; the citizens meanwhile."""
@@ -219,10 +240,8 @@ def test_given_the_follow_up_call_then_the_citizen_heard_its_day_and_questions_i
     assert _best_cer("市民服务热线", said) <= 0.35, said
     assert _best_cer("反映的问题进行回访", said) <= 0.35, said
     menus = _heard(system, heard_menus["ears"])  # the questions, heard whole before each key
-    assert _best_cer("问题已解决请按", menus) <= 0.35, menus
-    assert _best_cer("未解决请按", menus) <= 0.35, menus
-    assert _best_cer("基本满意请按", menus) <= 0.35, menus
-    assert _best_cer("不满意请按", menus) <= 0.35, menus
+    for question in ("问题已解决请按", "未解决请按", "基本满意请按", "不满意请按"):
+        assert _best_sound_error(question, menus) <= 0.35, (question, menus)
 
 
 def test_given_a_second_banjie_of_the_same_ticket_then_nobody_is_called_again(system, boss, world):
