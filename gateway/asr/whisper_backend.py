@@ -271,14 +271,13 @@ class WhisperStreams:
     def _final(self, s: _Stream, start: int, end: int, speech_end: int) -> None:
         """Queue the final of the utterance ``[start, end)``: its early decode when that was
         of the same audio, else a decode now."""
-        early, s.early = s.early, None
+        early = s.early
         if early is not None and (early.start, early.end) == (start, end):
+            s.early = None
             self.early_counts["used"] += 1
             s.jobs.append(early)
             return
-        if early is not None:
-            s.early = early
-            self._drop_early(s)
+        self._drop_early(s)  # (of other audio, if any)
         self._submit(s, start, end, final=True, speech_end=speech_end)
 
     def _drop_early(self, s: _Stream) -> None:
