@@ -27,8 +27,8 @@ text, also a live stream's in this process, whose finals are decoded early; and 
 one such final must have been decoded early, or the run did not measure that path; Vosk
 dithers its features, so two raw runs differ a little: the gateway may not differ from the
 raw engine by more than two raw runs differ plus 5 points), when live audio was not sent
-in 160 ms chunks, or when the capacity was not measured. Figures are printed and written to bench/results/speech.json. This machine is shared: real-time figures are
-depressed by the neighbours' load (the load average is printed).
+in 160 ms chunks, or when the capacity was not measured. Figures are printed and written
+to bench/results/speech.json. This machine is shared: real-time figures are depressed by the neighbours' load (the load average is printed).
 
 Run: .venv/bin/python bench/speech.py [--seconds 15] [--max-n 12] [--languages ko,zh] [--after-only]
 """
